@@ -1,0 +1,1 @@
+"""Everything that draws: the page frame, chart builders and cached wrappers around core."""

@@ -1,0 +1,1 @@
+"""Everything that computes. Plain Python, torch and numpy; never imports streamlit."""

@@ -1,0 +1,271 @@
+"""Decoding: logit filters, the one token-by-token generation door, and beam search.
+
+Every page that generates text goes through `generate_stream`; a batching engine for a class
+of 30 can replace its body without touching a page.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from core.models import LoadedModel, heavy_work
+
+GENERATION_CAP = 256  # new tokens, whatever a page asks for
+
+
+@dataclass(frozen=True)
+class DecodingSettings:
+    temperature: float = 1.0  # 0 means greedy
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0  # 1 = off
+    min_p: float = 0.0  # 0 = off
+    repetition_penalty: float = 1.0  # 1 = off
+    max_new_tokens: int = 32
+    seed: int = 0
+    stop_at_eos: bool = True
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0
+
+
+GREEDY = DecodingSettings(temperature=0.0)
+
+
+# --- filters: each maps logits (..., vocab) to logits with removed tokens at -inf -------------
+
+
+def apply_repetition_penalty(
+    logits: torch.Tensor, context_ids: Sequence[int], penalty: float
+) -> torch.Tensor:
+    """CTRL's penalty: seen tokens' logits are divided (if > 0) or multiplied (if < 0)."""
+    if penalty == 1.0 or len(context_ids) == 0:
+        return logits
+    out = logits.clone()
+    idx = torch.as_tensor(sorted(set(int(i) for i in context_ids)), dtype=torch.long)
+    seen = out[..., idx]
+    out[..., idx] = torch.where(seen < 0, seen * penalty, seen / penalty)
+    return out
+
+
+def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    return logits if temperature in (0.0, 1.0) else logits / temperature
+
+
+def apply_top_k(logits: torch.Tensor, k: int) -> torch.Tensor:
+    if k <= 0 or k >= logits.shape[-1]:
+        return logits
+    kth = torch.topk(logits, k, dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def apply_top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Keep the smallest set of most likely tokens whose probabilities add up to at least p."""
+    if p >= 1.0:
+        return logits
+    sorted_logits, order = torch.sort(logits, descending=False, dim=-1)
+    cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+    remove_sorted = cumulative <= (1 - p)
+    remove_sorted[..., -1:] = False  # the most likely token always survives
+    remove = remove_sorted.scatter(-1, order, remove_sorted)
+    return logits.masked_fill(remove, float("-inf"))
+
+
+def apply_min_p(logits: torch.Tensor, min_p: float) -> torch.Tensor:
+    """Drop tokens whose probability is below min_p times the top token's probability."""
+    if min_p <= 0.0:
+        return logits
+    probs = logits.softmax(dim=-1)
+    threshold = min_p * probs.max(dim=-1, keepdim=True).values
+    return logits.masked_fill(probs < threshold, float("-inf"))
+
+
+def filter_logits(
+    logits: torch.Tensor, s: DecodingSettings, context_ids: Sequence[int] = ()
+) -> torch.Tensor:
+    """The order transformers uses: repetition penalty, temperature, top-k, top-p, min-p."""
+    out = apply_repetition_penalty(logits.float(), context_ids, s.repetition_penalty)
+    if s.greedy:
+        return out
+    out = apply_temperature(out, s.temperature)
+    out = apply_top_k(out, s.top_k)
+    out = apply_top_p(out, s.top_p)
+    return apply_min_p(out, s.min_p)
+
+
+def entropy_bits(logits: torch.Tensor) -> float:
+    p = logits.float().softmax(dim=-1)
+    logp = torch.where(p > 0, p.log2(), torch.zeros_like(p))
+    return float(-(p * logp).sum())
+
+
+@dataclass(frozen=True)
+class NextTokenView:
+    """The next-token distribution before and after the filters, for charting."""
+
+    ids: tuple[int, ...]  # the top tokens by original probability
+    original: tuple[float, ...]
+    filtered: tuple[float, ...]  # 0 where removed
+    survivors: int  # how many tokens of the whole vocabulary survive
+    entropy_before: float
+    entropy_after: float
+
+
+def next_token_view(
+    logits: torch.Tensor, s: DecodingSettings, context_ids: Sequence[int] = (), top: int = 30
+) -> NextTokenView:
+    logits = torch.as_tensor(logits).float()  # (vocab,)
+    filtered = filter_logits(logits, s, context_ids)
+    if s.greedy:
+        keep = torch.full_like(filtered, float("-inf"))
+        keep[filtered.argmax()] = 0.0
+        filtered = keep
+    p0, p1 = logits.softmax(-1), filtered.softmax(-1)
+    order = p0.argsort(descending=True)[:top]
+    return NextTokenView(
+        ids=tuple(int(i) for i in order),
+        original=tuple(float(p0[i]) for i in order),
+        filtered=tuple(float(p1[i]) for i in order),
+        survivors=int(torch.isfinite(filtered).sum()),
+        entropy_before=entropy_bits(logits),
+        entropy_after=entropy_bits(filtered),
+    )
+
+
+# --- generation ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    position: int  # index of the new token in the whole sequence
+    token_id: int
+    text: str  # this token's text on its own
+    prob: float  # its probability under the (filtered) distribution it was drawn from
+    seconds: float  # wall time of this step's forward pass
+    prefill: bool  # True for the first step, which reads the whole prompt
+    cached_tokens: int  # tokens held in the KV cache after this step (0 without a cache)
+
+
+def choose_token(
+    logits: torch.Tensor, s: DecodingSettings, context: Sequence[int], gen: torch.Generator
+) -> tuple[int, float]:
+    filtered = filter_logits(logits, s, context)
+    if s.greedy:
+        token = int(filtered.argmax())
+        return token, float(filtered.softmax(-1)[token])
+    probs = filtered.softmax(-1)
+    token = int(torch.multinomial(probs, 1, generator=gen))
+    return token, float(probs[token])
+
+
+def generate_stream(
+    lm: LoadedModel, input_ids: Sequence[int], s: DecodingSettings, use_cache: bool = True
+) -> Iterator[Step]:
+    """Yield one Step per new token. The heavy-work lock is held per step, not per answer."""
+    ids = [int(i) for i in input_ids]
+    gen = torch.Generator().manual_seed(int(s.seed))
+    eos = set(_eos_ids(lm))
+    past = None
+    for n in range(min(s.max_new_tokens, GENERATION_CAP)):
+        start = time.perf_counter()
+        with heavy_work(), torch.inference_mode():
+            if use_cache and past is not None:
+                out = lm.model(torch.tensor([ids[-1:]]), cache=past, use_cache=True)
+            else:
+                out = lm.model(torch.tensor([ids]), use_cache=use_cache)
+            past = out.cache if use_cache else None
+            token, prob = choose_token(out.logits[0, -1], s, ids, gen)
+        seconds = time.perf_counter() - start
+        ids.append(token)
+        text = lm.tokenizer.decode([token], clean_up_tokenization_spaces=False)
+        yield Step(len(ids) - 1, token, text, prob, seconds, n == 0, len(ids) - 1 if use_cache else 0)
+        if s.stop_at_eos and token in eos:
+            return
+
+
+def _eos_ids(lm: LoadedModel) -> list[int]:
+    eos = lm.model.generation_config.eos_token_id
+    if eos is None:
+        eos = lm.tokenizer.eos_token_id
+    if eos is None:
+        return []
+    return [eos] if isinstance(eos, int) else list(eos)
+
+
+def generate_text(lm: LoadedModel, input_ids: Sequence[int], s: DecodingSettings) -> list[Step]:
+    return list(generate_stream(lm, input_ids, s))
+
+
+# --- beam search -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BeamNode:
+    step: int  # 0 for the first generated token
+    beam: int  # rank among the beams kept at this step
+    parent: int  # rank of the beam it extends at the previous step (-1 for the prompt)
+    token_id: int
+    text: str
+    score: float  # cumulative log-probability of the sequence so far
+
+
+@dataclass(frozen=True)
+class BeamResult:
+    sequences: tuple[tuple[int, ...], ...]  # best first, generated tokens only
+    scores: tuple[float, ...]  # length-normalised, as transformers ranks them
+    tree: tuple[BeamNode, ...] = field(default=())
+
+
+def beam_search(
+    lm: LoadedModel, input_ids: Sequence[int], num_beams: int, max_new_tokens: int,
+    length_penalty: float = 1.0,
+) -> BeamResult:
+    """Breadth-first beam search, keeping `num_beams` hypotheses; finished ones wait aside."""
+    prompt = [int(i) for i in input_ids]
+    eos = set(_eos_ids(lm))
+    beams: list[tuple[list[int], float, int]] = [([], 0.0, -1)]  # (tokens, logprob, parent)
+    finished: list[tuple[float, list[int]]] = []
+    tree: list[BeamNode] = []
+    steps = min(max_new_tokens, GENERATION_CAP)
+    for step in range(steps):
+        batch = torch.tensor([prompt + b[0] for b in beams])
+        with heavy_work(), torch.inference_mode():
+            logprobs = lm.model(batch).logits[:, -1].float().log_softmax(-1)  # (beams, vocab)
+        totals = logprobs + torch.tensor([b[1] for b in beams])[:, None]
+        vocab = totals.shape[-1]
+        top = totals.flatten().topk(2 * num_beams)
+        new_beams: list[tuple[list[int], float, int]] = []
+        for score, flat in zip(top.values.tolist(), top.indices.tolist()):
+            parent, token = divmod(flat, vocab)
+            seq = beams[parent][0] + [token]
+            if token in eos:
+                if len(new_beams) < num_beams:  # only candidates that rank inside the beam
+                    finished.append((score / (len(seq) ** length_penalty), seq))
+                continue
+            new_beams.append((seq, score, parent))
+            if len(new_beams) == num_beams:
+                break
+        for rank, (seq, score, parent) in enumerate(new_beams):
+            text = lm.tokenizer.decode([seq[-1]], clean_up_tokenization_spaces=False)
+            tree.append(BeamNode(step, rank, parent, seq[-1], text, score))
+        beams = new_beams
+        if len(finished) >= num_beams:
+            best_running = max(b[1] for b in beams) / (len(beams[0][0]) ** length_penalty)
+            if min(sorted(finished, reverse=True)[:num_beams])[0] >= best_running:
+                break
+    ranked = finished + [(b[1] / (len(b[0]) ** length_penalty), b[0]) for b in beams]
+    ranked.sort(key=lambda x: x[0], reverse=True)
+    ranked = ranked[:num_beams]
+    return BeamResult(
+        tuple(tuple(seq) for _, seq in ranked), tuple(s for s, _ in ranked), tuple(tree)
+    )
+
+
+def perplexity(logprobs: Sequence[float]) -> float:
+    vals = [x for x in logprobs if not math.isnan(x)]
+    return math.exp(-sum(vals) / len(vals)) if vals else float("nan")

@@ -1,0 +1,121 @@
+"""Our decoding against transformers: logits warpers, generate(), beam search."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers.generation.logits_process import (
+    MinPLogitsWarper,
+    RepetitionPenaltyLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from core import decoding as d
+
+PROMPT = "The capital of France is"
+
+
+def _logits(seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(3, 500, generator=g) * 3
+
+
+def _same(ours: torch.Tensor, ref: torch.Tensor) -> None:
+    assert torch.equal(torch.isinf(ours), torch.isinf(ref))
+    finite = torch.isfinite(ref)
+    torch.testing.assert_close(ours[finite], ref[finite])
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("t", [0.3, 0.7, 1.5])
+def test_temperature_matches_transformers(seed, t):
+    x = _logits(seed)
+    _same(d.apply_temperature(x, t), TemperatureLogitsWarper(t)(None, x.clone()))
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("k", [1, 5, 50, 499])
+def test_top_k_matches_transformers(seed, k):
+    x = _logits(seed)
+    _same(d.apply_top_k(x, k), TopKLogitsWarper(k)(None, x.clone()))
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("p", [0.05, 0.5, 0.9, 0.99])
+def test_top_p_matches_transformers(seed, p):
+    x = _logits(seed)
+    _same(d.apply_top_p(x, p), TopPLogitsWarper(p)(None, x.clone()))
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("m", [0.01, 0.1, 0.5])
+def test_min_p_matches_transformers(seed, m):
+    x = _logits(seed)
+    _same(d.apply_min_p(x, m), MinPLogitsWarper(m)(None, x.clone()))
+
+
+@pytest.mark.parametrize("penalty", [0.8, 1.3, 2.0])
+def test_repetition_penalty_matches_transformers(penalty):
+    x = _logits(7)[:1]
+    context = [3, 17, 17, 200, 499]
+    ref = RepetitionPenaltyLogitsProcessor(penalty)(torch.tensor([context]), x.clone())
+    _same(d.apply_repetition_penalty(x, context, penalty), ref)
+
+
+def test_filters_compose_in_transformers_order():
+    x = _logits(11)
+    s = d.DecodingSettings(temperature=0.8, top_k=40, top_p=0.9, min_p=0.05)
+    ref = x.clone()
+    for w in (TemperatureLogitsWarper(0.8), TopKLogitsWarper(40), TopPLogitsWarper(0.9),
+              MinPLogitsWarper(0.05)):
+        ref = w(None, ref)
+    _same(d.filter_logits(x, s), ref)
+
+
+def test_higher_temperature_raises_entropy():
+    x = _logits(3)[0]
+    cold = d.next_token_view(x, d.DecodingSettings(temperature=0.5))
+    hot = d.next_token_view(x, d.DecodingSettings(temperature=1.5))
+    assert hot.entropy_after > cold.entropy_after
+
+
+def test_greedy_loop_equals_generate(lm):
+    ids = lm.tokenizer(PROMPT)["input_ids"]
+    ours = [s.token_id for s in d.generate_stream(lm, ids, d.DecodingSettings(
+        temperature=0, max_new_tokens=12, stop_at_eos=False))]
+    with torch.inference_mode():
+        ref = lm.model.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=12,
+                                min_new_tokens=12, pad_token_id=lm.tokenizer.eos_token_id)
+    assert ours == ref[0, len(ids):].tolist()
+
+
+def test_cache_and_no_cache_agree(lm):
+    ids = lm.tokenizer(PROMPT)["input_ids"]
+    s = d.DecodingSettings(temperature=0, max_new_tokens=8, stop_at_eos=False)
+    with_cache = [x.token_id for x in d.generate_stream(lm, ids, s, use_cache=True)]
+    without = [x.token_id for x in d.generate_stream(lm, ids, s, use_cache=False)]
+    assert with_cache == without
+
+
+def test_one_seed_gives_one_output(lm):
+    ids = lm.tokenizer(PROMPT)["input_ids"]
+    s = d.DecodingSettings(temperature=1.2, top_k=50, max_new_tokens=8, seed=42)
+    a = [x.token_id for x in d.generate_stream(lm, ids, s)]
+    b = [x.token_id for x in d.generate_stream(lm, ids, s)]
+    assert a == b
+
+
+@pytest.mark.parametrize("beams", [2, 3])
+def test_beam_search_equals_generate(lm, beams):
+    ids = lm.tokenizer("Once upon a time, there was a")["input_ids"]
+    ours = d.beam_search(lm, ids, num_beams=beams, max_new_tokens=6)
+    with torch.inference_mode():
+        ref = lm.model.generate(torch.tensor([ids]), num_beams=beams, do_sample=False,
+                                max_new_tokens=6, num_return_sequences=beams,
+                                early_stopping=False, length_penalty=1.0,
+                                pad_token_id=lm.tokenizer.eos_token_id)
+    assert list(ours.sequences[0]) == ref[0, len(ids):].tolist()
+    assert {tuple(s) for s in ours.sequences} == {tuple(r[len(ids):].tolist()) for r in ref}
+    assert len(ours.tree) == beams * 6
