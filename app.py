@@ -1,0 +1,32 @@
+"""LLM Explorer home page: the concepts that have pages, as cards in their sections."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from components.frame import sidebar
+from core.concepts import CONCEPTS, available_concepts, by_section
+
+st.set_page_config(page_title="LLM Explorer", page_icon="🧭", layout="wide")
+sidebar()
+
+st.title("LLM Explorer")
+st.markdown(
+    "How large language models are built, trained and deployed, one concept at a time. "
+    "Every page pairs a short explanation with live controls on a real model: "
+    "**SmolLM2-135M-Instruct** runs right here on your machine, no internet needed, "
+    "and pages that train something train it in front of you."
+)
+ready = available_concepts()
+st.caption(f"{len(ready)} of {len(CONCEPTS)} concepts have a page so far. Pick one to start.")
+
+COLUMNS = 3
+for section, concepts in by_section(ready).items():
+    st.subheader(section)
+    for start in range(0, len(concepts), COLUMNS):
+        cols = st.columns(COLUMNS)
+        for col, c in zip(cols, concepts[start : start + COLUMNS]):
+            with col.container(border=True):
+                st.markdown(f"**{c.number:02d}**  \n#### {c.title}")
+                st.write(c.summary)
+                st.page_link(c.page_file, label=f"Open {c.title}", icon="➡️")

@@ -1,0 +1,118 @@
+"""The frame every page starts with: page config, sectioned sidebar, model picker, prompt."""
+
+from __future__ import annotations
+
+import inspect
+
+import streamlit as st
+
+from components.models import DEFAULT_PROMPT, MODEL_KEY, PROMPT_KEY, load_model
+from core import models as core_models
+from core.concepts import Concept, available_concepts, by_section, concept
+
+PROMPT_MAX_CHARS = 20_000
+OTHER = "Another hub model…"
+EMBEDDED_LABEL = "SmolLM2-135M-Instruct (embedded, offline)"
+
+
+def _label(model_id: str) -> str:
+    return EMBEDDED_LABEL if model_id == core_models.EMBEDDED_ID else f"{model_id} (hub)"
+
+
+def _init_state() -> None:
+    st.session_state.setdefault(MODEL_KEY, core_models.EMBEDDED_ID)
+    st.session_state.setdefault(PROMPT_KEY, DEFAULT_PROMPT)
+
+
+def _on_prompt_change() -> None:
+    st.session_state[PROMPT_KEY] = st.session_state["sidebar.prompt"]
+
+
+def _on_model_change() -> None:
+    choice = st.session_state["sidebar.model"]
+    if choice == OTHER:
+        return  # wait for the typed id
+    st.session_state[MODEL_KEY] = choice
+    st.session_state.pop("shared.model_error", None)
+
+
+def _on_custom_model() -> None:
+    typed = st.session_state.get("sidebar.custom_model", "").strip()
+    if typed:
+        st.session_state[MODEL_KEY] = typed
+        st.session_state.pop("shared.model_error", None)
+
+
+def _check_selected_model() -> None:
+    """A hub model that cannot load falls back to the embedded one, with the reason shown."""
+    model_id = st.session_state[MODEL_KEY]
+    if model_id == core_models.EMBEDDED_ID:
+        return
+    try:
+        load_model(model_id)
+    except core_models.ModelUnavailable as exc:
+        st.session_state[MODEL_KEY] = core_models.EMBEDDED_ID
+        st.session_state["shared.model_error"] = str(exc)
+
+
+def _model_picker() -> None:
+    _check_selected_model()
+    current = st.session_state[MODEL_KEY]
+    options = [core_models.EMBEDDED_ID, *core_models.HUB_CHOICES]
+    if current not in options:
+        options.append(current)
+    options.append(OTHER)
+    if st.session_state.get("sidebar.model") != OTHER:
+        st.session_state["sidebar.model"] = current
+    st.selectbox(
+        "Model", options, key="sidebar.model", on_change=_on_model_change,
+        format_func=lambda m: m if m == OTHER else _label(m),
+        help="Every page reads layer and head counts from the chosen model's config.",
+    )
+    if st.session_state.get("sidebar.model") == OTHER:
+        st.text_input("Hub id of a causal LM", key="sidebar.custom_model",
+                      placeholder="e.g. EleutherAI/pythia-70m", max_chars=200,
+                      on_change=_on_custom_model)
+    error = st.session_state.get("shared.model_error")
+    if error:
+        st.warning(error, icon="⚠️")
+
+
+def _prompt_box() -> None:
+    st.session_state["sidebar.prompt"] = st.session_state[PROMPT_KEY]
+    st.text_area(
+        "Shared prompt", key="sidebar.prompt", on_change=_on_prompt_change, height=110,
+        max_chars=PROMPT_MAX_CHARS,
+        help="Pages that run the model on text start from this prompt; it follows you "
+             "from page to page.",
+    )
+
+
+def sidebar() -> None:
+    _init_state()
+    with st.sidebar:
+        st.page_link("app.py", label="LLM Explorer: home", icon="🏠")
+        for section, concepts in by_section(available_concepts()).items():
+            st.caption(section.upper())
+            for c in concepts:
+                st.page_link(c.page_file, label=c.label)
+        st.divider()
+        _model_picker()
+        _prompt_box()
+
+
+def page_frame(number: int) -> Concept:
+    """Call first on every concept page: sets up the page and returns its concept."""
+    c = concept(number)
+    st.set_page_config(page_title=f"{c.title} · LLM Explorer", page_icon="🧭", layout="wide")
+    sidebar()
+    st.title(f"{c.number:02d} · {c.title}")
+    st.caption(c.summary)
+    return c
+
+
+def show_code(*objects: object) -> None:
+    """The 'Show the code' expander: the core functions this page actually calls."""
+    with st.expander("Show the code"):
+        for obj in objects:
+            st.code(inspect.getsource(obj), language="python")

@@ -1,0 +1,68 @@
+"""Token strips: tokens as coloured chips, escaped so no user or model text becomes HTML."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+
+import streamlit as st
+
+# Colour-blind-friendly pastel cycle for telling neighbouring tokens apart.
+PALETTE = ("#cfe2ff", "#ffe3b3", "#d3f9d8", "#ffd6e7", "#e5dbff", "#c5f6fa", "#fff3bf")
+
+
+def visible(text: str) -> str:
+    """Make whitespace and control characters visible: a token of spaces must not vanish."""
+    out = []
+    for ch in text:
+        if ch == " ":
+            out.append("·")
+        elif ch == "\n":
+            out.append("↵")
+        elif ch == "\t":
+            out.append("⇥")
+        elif ch in "\u200b\u200c\u200d\u2060\ufeff":
+            out.append(f"⟨U+{ord(ch):04X}⟩")
+        elif ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0:
+            out.append(f"⟨{ord(ch):02X}⟩")
+        else:
+            out.append(ch)
+    return "".join(out) or "∅"
+
+
+def _heat(value: float) -> str:
+    """A white-to-orange (positive) or white-to-blue (negative) background for value in [-1, 1]."""
+    v = max(-1.0, min(1.0, float(value)))
+    if v >= 0:
+        r, g, b = 255, int(255 - 120 * v), int(255 - 200 * v)
+    else:
+        r, g, b = int(255 + 200 * v), int(255 + 120 * v), 255
+    return f"rgb({r},{g},{b})"
+
+
+def token_strip_html(
+    tokens: Sequence[str],
+    ids: Sequence[int] | None = None,
+    values: Sequence[float] | None = None,
+    titles: Sequence[str] | None = None,
+) -> str:
+    """HTML for a row of token chips. `values` in [-1, 1] colour by heat, else a cycle."""
+    chips = []
+    for i, tok in enumerate(tokens):
+        bg = _heat(values[i]) if values is not None else PALETTE[i % len(PALETTE)]
+        title = html.escape(titles[i], quote=True) if titles is not None else ""
+        sub = (
+            f"<span style='display:block;font-size:0.7em;color:#555'>{int(ids[i])}</span>"
+            if ids is not None else ""
+        )
+        chips.append(
+            f"<span title='{title}' style='display:inline-block;margin:2px;padding:1px 4px;"
+            f"border-radius:4px;background:{bg};color:#111;font-family:monospace;"
+            f"white-space:pre;text-align:center;line-height:1.25'>"
+            f"{html.escape(visible(tok))}{sub}</span>"
+        )
+    return "<div style='line-height:2.2;direction:ltr'>" + "".join(chips) + "</div>"
+
+
+def token_strip(tokens: Sequence[str], **kwargs) -> None:
+    st.html(token_strip_html(tokens, **kwargs))

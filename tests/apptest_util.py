@@ -1,0 +1,44 @@
+"""AppTest helpers: every page is reached through app.py, on the real embedded model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
+TIMEOUT = 240  # first use may convert the GGUF (about 30 s) on a fresh machine
+
+
+def open_page(page_file: str, timeout: float = TIMEOUT) -> AppTest:
+    """Start at the home page, then switch to `page_file` (e.g. 'pages/19_decoding.py')."""
+    at = AppTest.from_file(APP, default_timeout=timeout)
+    at.run()
+    assert not at.exception, at.exception
+    at.switch_page(page_file).run()
+    return at
+
+
+def chart_specs(at: AppTest) -> list[dict]:
+    """The Vega-Lite specs of every Altair chart on the page."""
+    import json
+
+    return [json.loads(el.proto.spec) for el in at.get("arrow_vega_lite_chart")] + [
+        json.loads(el.proto.spec) for el in at.get("vega_lite_chart")
+    ]
+
+
+def chart_frames(at: AppTest) -> list[list]:
+    """The datasets of every Altair chart, as lists of pandas DataFrames."""
+    import pyarrow as pa
+
+    frames = []
+    for kind in ("arrow_vega_lite_chart", "vega_lite_chart"):
+        for el in at.get(kind):
+            dfs = []
+            for ds in el.proto.datasets:
+                reader = pa.ipc.open_stream(ds.data.data)
+                dfs.append(reader.read_all().to_pandas())
+            frames.append(dfs)
+    return frames

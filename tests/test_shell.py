@@ -1,0 +1,74 @@
+"""The frame: registry, home page, sidebar, shared state, import direction."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from apptest_util import APP, open_page
+from streamlit.testing.v1 import AppTest
+
+from core.concepts import CONCEPTS, SECTIONS, available_concepts
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_registry_has_25_numbered_concepts_in_known_sections():
+    assert [c.number for c in CONCEPTS] == list(range(1, 26))
+    assert {c.section for c in CONCEPTS} == set(SECTIONS)
+    assert len({c.slug for c in CONCEPTS}) == 25
+
+
+def test_every_page_file_is_in_the_registry():
+    registered = {c.page_file for c in CONCEPTS}
+    for f in (ROOT / "pages").glob("*.py"):
+        assert f"pages/{f.name}" in registered, f"{f.name} is not in core/concepts.py"
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_core_never_imports_streamlit_or_components():
+    for f in (ROOT / "core").rglob("*.py"):
+        bad = _imports(f) & {"streamlit", "components", "pages"}
+        assert not bad, f"{f.relative_to(ROOT)} imports {bad}"
+
+
+def test_components_never_import_pages():
+    for f in (ROOT / "components").rglob("*.py"):
+        assert "pages" not in _imports(f), f
+
+
+def test_home_page_lists_exactly_the_pages_that_exist():
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    text = " ".join(m.value for m in at.markdown)
+    for c in CONCEPTS:
+        assert (c.title in text) == c.exists(), c.title
+    assert len(available_concepts()) >= 2
+
+
+def test_shared_prompt_survives_a_page_switch():
+    at = open_page("pages/06_tokenization.py")
+    at.sidebar.text_area(key="sidebar.prompt").set_value("Shared across pages ✓").run()
+    at.switch_page("pages/19_decoding.py").run()
+    assert not at.exception
+    assert at.sidebar.text_area(key="sidebar.prompt").value == "Shared across pages ✓"
+    assert at.session_state["shared.prompt"] == "Shared across pages ✓"
+
+
+def test_unavailable_hub_model_falls_back_with_a_message(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    at = open_page("pages/19_decoding.py")
+    at.sidebar.selectbox(key="sidebar.model").set_value("distilgpt2").run()
+    assert not at.exception
+    assert at.session_state["shared.model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert any("distilgpt2" in w.value for w in at.sidebar.warning)
