@@ -1,0 +1,103 @@
+"""Cached tokenizers and charts for the tokenization page."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from components.models import get_lm
+from core import bpe
+from core.models import encoder_path
+from core.tokenization import (
+    OPENAI_ENCODINGS,
+    ChatTokens,
+    HFTokenizer,
+    Tokenized,
+    chat_template_tokens,
+    openai_tokenizer,
+    tokenize,
+)
+
+
+@st.cache_resource(show_spinner=False)
+def _wordpiece() -> HFTokenizer:
+    from transformers import AutoTokenizer
+
+    return HFTokenizer(
+        "all-MiniLM-L6-v2 (WordPiece)", AutoTokenizer.from_pretrained(encoder_path()),
+        lossy_note="lower-cases, strips accents, and maps unknown characters to [UNK]",
+    )
+
+
+@st.cache_resource(show_spinner=False)
+def _openai(name: str):
+    return openai_tokenizer(name)
+
+
+def _lm_tokenizer() -> HFTokenizer:
+    lm = get_lm()
+    short = lm.model_id.split("/")[-1]
+    kind = "byte-level BPE" if HFTokenizer("", lm.tokenizer).byte_level else "tokenizer"
+    return HFTokenizer(f"{short} ({kind})", lm.tokenizer)
+
+
+def tokenizers() -> list:
+    return [_lm_tokenizer(), _wordpiece(), *(_openai(n) for n in OPENAI_ENCODINGS)]
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _tokenize_cached(_tok, key: tuple[str, str], text: str) -> Tokenized:
+    return tokenize(_tok, text)
+
+
+def tokenize_all(text: str) -> list[Tokenized]:
+    from components.models import current_model_id
+
+    return [_tokenize_cached(t, (current_model_id(), t.name), text) for t in tokenizers()]
+
+
+@st.cache_data(show_spinner="Training BPE…", max_entries=16)
+def trained_bpe(corpus: str, merges: int) -> bpe.BPE:
+    return bpe.train_bpe(corpus, merges)
+
+
+def chat_tokens(messages: tuple[tuple[str, str], ...]) -> ChatTokens | None:
+    tok = get_lm().tokenizer
+    return chat_template_tokens(tok, [{"role": r, "content": c} for r, c in messages])
+
+
+def token_count_chart(results: list[Tokenized], n_chars: int) -> alt.Chart:
+    df = pd.DataFrame(
+        {
+            "tokenizer": [r.name for r in results],
+            "tokens": [r.count for r in results],
+            "characters per token": [n_chars / r.count if r.count else 0.0 for r in results],
+            "vocabulary": [r.vocab_size for r in results],
+        }
+    )
+    base = alt.Chart(df).encode(
+        y=alt.Y("tokenizer:N", sort=None, title=None),
+        x=alt.X("tokens:Q", title="tokens for this text"),
+        tooltip=["tokenizer", "tokens", alt.Tooltip("characters per token:Q", format=".2f"),
+                 alt.Tooltip("vocabulary:Q", format=",")],
+    )
+    bars = base.mark_bar(color="#4C6EF5")
+    labels = base.mark_text(align="left", dx=3).encode(text="tokens:Q")
+    return (bars + labels).properties(height=40 * len(results) + 20)
+
+
+def merges_frame(model: bpe.BPE) -> pd.DataFrame:
+    def show(b: bytes) -> str:
+        return b.decode("utf-8", errors="backslashreplace").replace(" ", "·").replace("\n", "↵")
+
+    return pd.DataFrame(
+        {
+            "rank": [m.rank + 1 for m in model.merges],
+            "left": [show(m.left) for m in model.merges],
+            "right": [show(m.right) for m in model.merges],
+            "new token": [show(m.merged) for m in model.merges],
+            "id": [m.new_id for m in model.merges],
+            "pair count": [m.count for m in model.merges],
+        }
+    )
