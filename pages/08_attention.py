@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from components import attention as ca
+from components.frame import page_frame, show_code
+from components.models import DEFAULT_PROMPT, get_lm, get_prompt, note_truncation
+from core.attention import ATTENTION_CAP, encoder_attention, head_geometry, recompute_head
+
+page_frame(8)
+st.markdown(
+    "Inside every block, each token asks a question (its **query** Q), every earlier token "
+    "offers a **key** K, and the better a key matches the query, the more of that token's "
+    "**value** is copied into the asking position. The match is a dot product, scaled by "
+    "1/√(head size), with the future masked out so a token only sees what came before it; a "
+    "softmax turns each row into weights that sum to one: "
+    "softmax(QKᵀ/√d + mask). Each head of each layer learns its own questions. Pick a layer and "
+    "a head, click a token to see where it looks, and check the recomputation below against "
+    "the model's own numbers."
+)
+
+lm = get_lm()
+text = get_prompt()
+if not text.strip():
+    st.info("The shared prompt (sidebar) is empty, so this page uses a default sentence.")
+    text = DEFAULT_PROMPT
+trace = ca.attention_trace(text)
+note_truncation(trace, ATTENTION_CAP)
+st.caption(f"Attention views use at most the first {ATTENTION_CAP} tokens of the prompt "
+           f"(here {trace.length}): a heatmap has one cell per pair of tokens.")
+g = head_geometry(lm.config)
+for key, top in (("attention.layer", g.n_layers - 1), ("attention.head", g.n_heads - 1)):
+    if st.session_state.get(key, 0) > top:  # a smaller model was picked
+        st.session_state[key] = top
+
+
+@st.fragment
+def causal_view() -> None:
+    c1, c2 = st.columns([3, 1])
+    layer = c1.slider("Layer", 0, g.n_layers - 1, key="attention.layer", bind="query-params")
+    head = c2.selectbox("Head", list(range(g.n_heads)), key="attention.head",
+                        bind="query-params",
+                        help=f"{g.n_heads} query heads; heads in groups of {g.group_size} "
+                             "share one key/value head." if g.group_size > 1 else None)
+    weights = trace.attentions[layer, head].astype(np.float32)  # (T, T)
+    st.markdown(f"**{lm.model_id}**, layer {layer}, head {head}: causal, nothing above the "
+                "diagonal")
+    st.altair_chart(ca.attention_click_chart(ca.attention_frame(weights, trace.tokens),
+                                             ca.token_labels(trace.tokens), "query x key"),
+                    width="content")
+    st.caption("Click a cell of the heatmap to pick the query token; the bars show its row. "
+               f"Rows sum to 1 (here between {weights.sum(1).min():.4f} and "
+               f"{weights.sum(1).max():.4f}).")
+
+    st.subheader("The same head, recomputed step by step")
+    steps = ca.cached_head_steps(lm.model_id, text, layer, head)
+    diff = float(np.abs(steps.weights - weights).max())
+    m1, m2, m3 = st.columns(3)
+    m1.metric("max |ours − model|", f"{diff:.1e}",
+              help="The model's attention is stored as float16, hence differences near 1e-4.")
+    m2.metric("scale", f"{steps.scale:.4f}", help="1/√(head size) for these models")
+    m3.metric("key/value head used", steps.kv_head)
+    pos = "RoPE rotates Q and K by each token's position" if steps.rope else (
+        "positions were added to the token embeddings before the first block, so Q and K are "
+        "not rotated")
+    st.markdown(
+        f"From the block's input (the residual stream entering layer {layer}): {steps.norm}, "
+        f"then Q = x·W_Q and K = x·W_K for head {head} ({g.head_dim} dimensions each); {pos}. "
+        "Scores are Q·Kᵀ times the scale, the causal mask sets the future to -∞, and a softmax "
+        "per row gives the weights."
+    )
+    st.altair_chart(ca.head_steps_chart(ca.head_steps_frame(steps, weights, trace.tokens),
+                                        columns=2), width="content")
+    st.caption("Colour: each panel scaled by its largest absolute value (red positive, blue "
+               "negative); hover for the exact numbers. Blank cells are the masked future.")
+
+
+@st.fragment
+def encoder_view() -> None:
+    enc = ca.cached_encoder_attention(text)
+    n_layers, n_heads = enc.attentions.shape[:2]
+    e1, e2 = st.columns(2)
+    enc_layer = e1.selectbox("MiniLM layer", list(range(n_layers)), key="attention.enc_layer")
+    enc_head = e2.selectbox("MiniLM head", list(range(n_heads)), key="attention.enc_head")
+    st.markdown("**all-MiniLM-L6-v2**, an encoder: bidirectional, every token sees every other")
+    weights = enc.attentions[enc_layer, enc_head]
+    st.altair_chart(ca.attention_click_chart(ca.attention_frame(weights, enc.tokens),
+                                             ca.token_labels(enc.tokens), "query x key",
+                                             size=340), width="content")
+    st.caption(f"MiniLM has its own WordPiece tokens, with [CLS] and [SEP] (capped at "
+               f"{ATTENTION_CAP} too). Cells above the diagonal are filled: it reads both ways, "
+               "which suits understanding a text but not writing one token after another.")
+
+
+left, right = st.columns([3, 2], gap="large")
+with left:
+    causal_view()
+with right:
+    encoder_view()
+show_code(recompute_head, encoder_attention)
