@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from core.models import LoadedModel, heavy_work
@@ -119,7 +120,9 @@ class NextTokenView:
 def next_token_view(
     logits: torch.Tensor, s: DecodingSettings, context_ids: Sequence[int] = (), top: int = 30
 ) -> NextTokenView:
-    logits = torch.as_tensor(logits).float()  # (vocab,)
+    if not isinstance(logits, torch.Tensor):  # a read-only numpy array from a cached trace
+        logits = torch.from_numpy(np.array(logits, dtype=np.float32))
+    logits = logits.float()  # (vocab,)
     filtered = filter_logits(logits, s, context_ids)
     if s.greedy:
         keep = torch.full_like(filtered, float("-inf"))

@@ -1,0 +1,138 @@
+"""Charts and cached generation for the decoding page."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from components.models import load_model
+from components.tokens import visible
+from core.decoding import BeamResult, DecodingSettings, NextTokenView, beam_search, generate_text
+
+
+def distribution_chart(view: NextTokenView, labels: list[str]) -> alt.Chart:
+    """The top tokens' probabilities before and after the filters; removed tokens in grey."""
+    rows = []
+    for rank, (tok, p0, p1) in enumerate(zip(labels, view.original, view.filtered)):
+        token = f"{rank + 1:>2}. {visible(tok)}"
+        kept = p1 > 0
+        rows.append({"token": token, "rank": rank, "stage": "1 before filters",
+                     "probability": p0, "status": "kept" if kept else "removed"})
+        rows.append({"token": token, "rank": rank, "stage": "2 after filters",
+                     "probability": p1, "status": "kept" if kept else "removed"})
+    df = pd.DataFrame(rows)
+    return (
+        alt.Chart(df)
+        .mark_bar()
+        .encode(
+            x=alt.X("token:N", sort=alt.SortField("rank"), title=None,
+                    axis=alt.Axis(labelAngle=-50, labelLimit=120)),
+            xOffset=alt.XOffset("stage:N"),
+            y=alt.Y("probability:Q", title="probability", scale=alt.Scale(domain=[0, 1])),
+            color=alt.Color(
+                "stage:N", title=None,
+                scale=alt.Scale(domain=["1 before filters", "2 after filters"],
+                                range=["#adb5bd", "#4C6EF5"]),
+                legend=alt.Legend(orient="top"),
+            ),
+            opacity=alt.condition(alt.datum.status == "kept", alt.value(1.0), alt.value(0.35)),
+            tooltip=["token", "stage", alt.Tooltip("probability:Q", format=".4f"), "status"],
+        )
+        .properties(height=320)
+    )
+
+
+@dataclass(frozen=True)
+class StrategyOutput:
+    strategy: str
+    settings: str
+    text: str
+    tokens: int
+    mean_prob: float
+
+
+def strategies(s: DecodingSettings, top_k: int, top_p: float) -> dict[str, DecodingSettings]:
+    """Greedy, top-k, top-p and plain temperature sampling, all from the same seed."""
+    t = s.temperature if s.temperature > 0 else 1.0
+    base = DecodingSettings(repetition_penalty=s.repetition_penalty,
+                            max_new_tokens=s.max_new_tokens, seed=s.seed)
+    return {
+        "Greedy": replace(base, temperature=0.0),
+        f"Top-k (k={top_k or 50})": replace(base, temperature=1.0, top_k=top_k or 50),
+        f"Top-p (p={top_p:.2f})": replace(base, temperature=1.0, top_p=top_p),
+        f"Temperature (T={t:.2f})": replace(base, temperature=t),
+        "All your filters": s,
+    }
+
+
+def _describe(s: DecodingSettings) -> str:
+    if s.greedy:
+        return f"argmax, repetition penalty {s.repetition_penalty:.2f}"
+    return (f"T={s.temperature:.2f}, top-k={s.top_k or 'off'}, top-p={s.top_p:.2f}, "
+            f"min-p={s.min_p:.2f}, seed {s.seed}")
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def run_strategy(model_id: str, ids: tuple[int, ...], name: str, s: DecodingSettings) -> StrategyOutput:
+    lm = load_model(model_id)
+    steps = generate_text(lm, ids, s)
+    text = lm.tokenizer.decode([x.token_id for x in steps], skip_special_tokens=False,
+                               clean_up_tokenization_spaces=False)
+    mean = sum(x.prob for x in steps) / len(steps) if steps else 0.0
+    return StrategyOutput(name, _describe(s), text, len(steps), mean)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def run_beam(model_id: str, ids: tuple[int, ...], beams: int, new_tokens: int) -> BeamResult:
+    return beam_search(load_model(model_id), ids, beams, new_tokens)
+
+
+def beam_tree_chart(result: BeamResult, tokenizer) -> alt.Chart:
+    """Every kept beam at every step; lines join a token to the beam it extended."""
+    nodes = pd.DataFrame(
+        [{"step": n.step, "beam": n.beam, "parent": n.parent, "token": visible(n.text),
+          "log p": n.score} for n in result.tree]
+    )
+    nodes["best"] = best_path_flags(result)
+    edges = []
+    for n in result.tree:
+        if n.step > 0:
+            edges.append({"step": n.step - 1, "beam": n.parent, "step2": n.step, "beam2": n.beam})
+    base_x = alt.X("step:Q", title="generated token #", axis=alt.Axis(tickMinStep=1))
+    lines = alt.Chart(pd.DataFrame(edges)).mark_rule(color="#ced4da").encode(
+        x=base_x, y=alt.Y("beam:Q", title="beam rank", scale=alt.Scale(reverse=True),
+                          axis=alt.Axis(tickMinStep=1)),
+        x2="step2:Q", y2="beam2:Q",
+    ) if edges else None
+    points = alt.Chart(nodes).mark_text(fontSize=12, fontWeight="bold").encode(
+        x=base_x, y=alt.Y("beam:Q", scale=alt.Scale(reverse=True)),
+        text="token:N",
+        color=alt.condition(alt.datum.best, alt.value("#d6336c"), alt.value("#495057")),
+        tooltip=["step", "beam", "token", alt.Tooltip("log p:Q", format=".2f")],
+    )
+    chart = points if lines is None else lines + points
+    return chart.properties(height=60 + 45 * (int(nodes["beam"].max()) + 1))
+
+
+def best_path_flags(result: BeamResult) -> list[bool]:
+    """Which tree nodes lie on the winning sequence (its final end-of-text token is not drawn)."""
+    at = {(n.step, n.beam): n for n in result.tree}
+    best = result.sequences[0] if result.sequences else ()
+    for target in (best, best[:-1]):
+        last = len(target) - 1
+        for (step, _), node in at.items():
+            if step != last:
+                continue
+            path, cur = [], node
+            while True:
+                path.append(cur)
+                if cur.step == 0:
+                    break
+                cur = at[(cur.step - 1, cur.parent)]
+            if tuple(n.token_id for n in reversed(path)) == tuple(target):
+                chosen = {id(n) for n in path}
+                return [id(n) in chosen for n in result.tree]
+    return [False] * len(result.tree)
