@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from components.frame import sidebar
+from components.frame import safe_page_link, sidebar
 from core.concepts import CONCEPTS, available_concepts, by_section
 
 st.set_page_config(page_title="LLM Explorer", page_icon="🧭", layout="wide")
@@ -29,4 +29,4 @@ for section, concepts in by_section(ready).items():
             with col.container(border=True):
                 st.markdown(f"**{c.number:02d}**  \n#### {c.title}")
                 st.write(c.summary)
-                st.page_link(c.page_file, label=f"Open {c.title}", icon="➡️")
+                safe_page_link(c.page_file, label=f"Open {c.title}", icon="➡️")

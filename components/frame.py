@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 
 import streamlit as st
+from streamlit.errors import StreamlitPageNotFoundError
 
 from components.models import DEFAULT_PROMPT, MODEL_KEY, PROMPT_KEY, load_model
 from core import models as core_models
@@ -88,6 +89,14 @@ def _prompt_box() -> None:
     )
 
 
+def safe_page_link(page: str, **kwargs) -> None:
+    """A page link, or nothing if the server started before the page's file existed."""
+    try:
+        st.page_link(page, **kwargs)
+    except StreamlitPageNotFoundError:
+        pass
+
+
 def sidebar() -> None:
     _init_state()
     with st.sidebar:
@@ -95,7 +104,7 @@ def sidebar() -> None:
         for section, concepts in by_section(available_concepts()).items():
             st.caption(section.upper())
             for c in concepts:
-                st.page_link(c.page_file, label=c.label)
+                safe_page_link(c.page_file, label=c.label)
         st.divider()
         _model_picker()
         _prompt_box()

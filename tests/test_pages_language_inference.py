@@ -1,0 +1,156 @@
+"""AppTest of pages 06 (Tokenization) and 19 (Decoding), on the real embedded model."""
+
+from __future__ import annotations
+
+import pytest
+from apptest_util import chart_frames, open_page
+
+from core.tokenization import openai_tokenizer, tokenize
+
+BAD_INPUTS = [
+    "   \n\t ",
+    "x" * 20_000,
+    "I love 🍕 👩🏽‍💻",
+    "我喜欢机器学习。",
+    "مرحبا بالعالم",
+    "zero\u200bwidth\u200d",
+    "<script>alert('x')</script><b>bold</b>",
+    "$x^2$ and $$\\frac{a}{b}$$ **not bold** # heading",
+]
+
+
+@pytest.fixture(scope="module")
+def tok_page():
+    return open_page("pages/06_tokenization.py")
+
+
+def _metric(at, label: str) -> str:
+    return next(m.value for m in at.metric if m.label.startswith(label))
+
+
+def test_tokenization_field_and_counts_match_references(tok_page):
+    at = tok_page
+    field = at.text_area(key="tokenization.text")
+    assert "text" in field.label.lower()
+    field.set_value("hello world, tokenizers!").run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert len(table) == 5
+    for name in ("gpt2", "cl100k_base", "o200k_base"):
+        expected = tokenize(openai_tokenizer(name), "hello world, tokenizers!").count
+        assert int(table.loc[table.tokenizer == name, "tokens"].iloc[0]) == expected
+    html = " ".join(h.proto.body for h in at.get("html"))
+    for i in tokenize(openai_tokenizer("o200k_base"), "hello world, tokenizers!").pieces:
+        assert f">{i.id}<" in html  # every token's id is on the page
+
+
+def test_emoji_shows_byte_fallback_pieces(tok_page):
+    at = tok_page
+    at.text_area(key="tokenization.text").set_value("🍕🍕").run()
+    table = at.dataframe[0].value
+    partial = table["pieces that are part of a character"]
+    assert int(partial.iloc[0]) >= 2  # SmolLM2 splits the emoji into byte pieces
+
+
+def test_more_merges_fewer_tokens(tok_page):
+    at = tok_page
+    at.text_area(key="tokenization.text").set_value("The children read books by the river.").run()
+    at.slider(key="tokenization.vocab_size").set_value(260).run()
+    few = int(_metric(at, "Your text in tokens").replace(",", ""))
+    at.slider(key="tokenization.vocab_size").set_value(700).run()
+    many = int(_metric(at, "Your text in tokens").replace(",", ""))
+    assert many < few
+    merges = at.dataframe[1].value
+    assert len(merges) > 100 and list(merges["rank"][:3]) == [1, 2, 3]
+
+
+@pytest.mark.parametrize("text", BAD_INPUTS)
+def test_tokenization_survives_bad_input(tok_page, text):
+    at = tok_page
+    at.text_area(key="tokenization.text").set_value(text).run()
+    assert not at.exception
+    html = " ".join(h.proto.body for h in at.get("html"))
+    assert "<script>" not in html and "<b>bold" not in html
+
+
+def test_empty_text_gives_a_message(tok_page):
+    at = tok_page
+    at.text_area(key="tokenization.text").set_value("").run()
+    assert not at.exception
+    assert any("Type some text" in i.value for i in at.info)
+
+
+@pytest.fixture(scope="module")
+def dec_page():
+    return open_page("pages/19_decoding.py")
+
+
+def _distribution(at):
+    df = chart_frames(at)[0][0]
+    return df[df["stage"] == "2 after filters"].sort_values("rank")
+
+
+def test_decoding_slider_labels(dec_page):
+    labels = " ".join(s.label for s in dec_page.slider)
+    for word in ("Temperature", "Top-k", "Top-p", "Min-p"):
+        assert word in labels
+
+
+def test_temperature_changes_distribution_and_entropy(dec_page):
+    at = dec_page
+    at.slider(key="decoding.temperature").set_value(0.5).run()
+    cold_entropy = float(_metric(at, "Entropy after").split()[0])
+    cold = _distribution(at)["probability"].tolist()
+    at.slider(key="decoding.temperature").set_value(1.5).run()
+    hot_entropy = float(_metric(at, "Entropy after").split()[0])
+    hot = _distribution(at)["probability"].tolist()
+    assert hot_entropy > cold_entropy
+    assert hot[0] < cold[0]  # the top token loses probability when the distribution flattens
+    at.slider(key="decoding.temperature").set_value(1.0).run()
+
+
+def test_top_k_top_p_min_p_remove_tokens(dec_page):
+    at = dec_page
+    at.slider(key="decoding.top_k").set_value(5).run()
+    assert _metric(at, "Tokens that can be drawn") == "5"
+    assert (_distribution(at)["probability"] > 0).sum() == 5
+    at.slider(key="decoding.top_k").set_value(0).run()
+    at.slider(key="decoding.top_p").set_value(0.3).run()
+    kept_p = int(_metric(at, "Tokens that can be drawn").replace(",", ""))
+    at.slider(key="decoding.top_p").set_value(1.0).run()
+    at.slider(key="decoding.min_p").set_value(0.2).run()
+    kept_min = int(_metric(at, "Tokens that can be drawn").replace(",", ""))
+    at.slider(key="decoding.min_p").set_value(0.0).run()
+    everything = int(_metric(at, "Tokens that can be drawn").replace(",", ""))
+    assert kept_p < everything and kept_min < everything
+
+
+def test_side_by_side_is_reproducible_and_greedy_matches_the_core_loop(dec_page, lm):
+    from core.decoding import GREEDY, generate_text
+    from dataclasses import replace
+
+    at = dec_page
+    at.slider(key="decoding.new_tokens").set_value(4).run()
+    at.slider(key="decoding.beams").set_value(2).run()
+    at.button(key="decoding.generate").click().run(timeout=600)
+    assert not at.exception
+    first = at.dataframe[0].value
+    assert len(first) == 6
+    ids = at.session_state["decoding.results"][1]
+    assert ids.sequences  # beam search returned sequences and a tree chart was drawn
+    at.button(key="decoding.generate").click().run(timeout=600)
+    assert at.dataframe[0].value["output"].tolist() == first["output"].tolist()
+    prompt_ids = lm.tokenizer(at.session_state["shared.prompt"], add_special_tokens=False)["input_ids"]
+    steps = generate_text(lm, prompt_ids, replace(GREEDY, max_new_tokens=4))
+    greedy = lm.tokenizer.decode([s.token_id for s in steps], clean_up_tokenization_spaces=False)
+    assert first.loc[first.strategy == "Greedy", "output"].iloc[0] == greedy
+
+
+def test_decoding_survives_bad_prompts(dec_page):
+    at = dec_page
+    for text in ["", *BAD_INPUTS[::2]]:
+        at.sidebar.text_area(key="sidebar.prompt").set_value(text).run()
+        assert not at.exception, text
+    at.sidebar.text_area(key="sidebar.prompt").set_value("word " * 4000).run()
+    assert not at.exception
+    assert any("first 256" in i.value for i in at.info)  # the 20k prompt was cut, with a note
