@@ -1,0 +1,380 @@
+"""The inference loop and the context window, measured on the model.
+
+KV-cache sizes from a config (checked against the cache tensors the model returns), milliseconds
+per token with and without the cache, forward cost against sequence length, truncation of a
+prompt to a token budget, and a needle-in-a-haystack probe. Generation goes through
+`core.decoding.generate_stream`, the single door.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from core.decoding import DecodingSettings, generate_stream
+from core.models import LoadedModel, heavy_work
+
+TIMING_CAP = 128  # new tokens per timing run
+FORWARD_CAP = 2048  # longest sequence the forward-cost sweep runs
+NEEDLE_LENGTH_CAP = 2048  # longest haystack in the needle probe
+NEEDLE_TRIALS_CAP = 24  # lengths x depths
+NEEDLE_NEW_TOKENS = 8  # enough for a 5-digit number and a full stop
+DTYPE_BYTES: dict[str, int] = {"float32": 4, "bfloat16": 2, "float16": 2, "int8": 1}
+
+
+# --- KV-cache size from a config --------------------------------------------------------------
+
+
+def _attr(config: Any, *names: str) -> int:
+    for name in names:
+        value = getattr(config, name, None)
+        if value is not None:
+            return int(value)
+    raise ValueError(f"config has none of {names}")
+
+
+@dataclass(frozen=True)
+class CacheGeometry:
+    """What sizes the KV cache: read from the config, never assumed."""
+
+    layers: int
+    query_heads: int
+    kv_heads: int  # fewer than query_heads with grouped-query attention (Llama 3, SmolLM2)
+    head_dim: int
+    context_length: int
+
+    def bytes_per_token(self, dtype_bytes: int = 4) -> int:
+        return 2 * self.layers * self.kv_heads * self.head_dim * dtype_bytes  # K and V
+
+
+def cache_geometry(config: Any) -> CacheGeometry:
+    """GPT-2 names these n_layer/n_head/n_embd/n_positions; Llama num_*/head_dim."""
+    heads = _attr(config, "num_attention_heads", "n_head")
+    hidden = _attr(config, "hidden_size", "n_embd")
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads  # GPT-2: no GQA
+    head_dim = getattr(config, "head_dim", None) or hidden // heads
+    return CacheGeometry(
+        layers=_attr(config, "num_hidden_layers", "n_layer"),
+        query_heads=heads,
+        kv_heads=int(kv_heads),
+        head_dim=int(head_dim),
+        context_length=_attr(config, "max_position_embeddings", "n_positions", "n_ctx"),
+    )
+
+
+def kv_cache_bytes(config: Any, tokens: int, dtype_bytes: int = 4, batch: int = 1) -> int:
+    """2 (K and V) x layers x kv_heads x head_dim x tokens x bytes per number x batch."""
+    return cache_geometry(config).bytes_per_token(dtype_bytes) * int(tokens) * int(batch)
+
+
+def cache_tensor_bytes(cache: Any) -> int:
+    """Bytes of the key and value tensors a model actually returned as its cache."""
+    layers = getattr(cache, "layers", None)
+    pairs = [(layer.keys, layer.values) for layer in layers] if layers is not None else cache
+    return sum(t.numel() * t.element_size() for pair in pairs for t in pair if t is not None)
+
+
+def model_dtype_bytes(model: Any) -> int:
+    return next(model.parameters()).element_size()
+
+
+@dataclass(frozen=True)
+class PublishedModel:
+    name: str
+    source: str  # where the hyper-parameters come from
+    config: Any  # a transformers config object
+
+
+def published_models() -> tuple[PublishedModel, ...]:
+    """Configs built in code from the published hyper-parameters (each model's config.json)."""
+    from transformers import GPT2Config, LlamaConfig
+
+    def llama(**kw: Any) -> Any:
+        return LlamaConfig(**kw)
+
+    return (
+        PublishedModel("GPT-2 small (124M)", "openai-community/gpt2 config.json",
+                       GPT2Config(n_layer=12, n_head=12, n_embd=768, n_positions=1024)),
+        PublishedModel("SmolLM2-135M", "HuggingFaceTB/SmolLM2-135M config.json",
+                       llama(hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                             num_attention_heads=9, num_key_value_heads=3,
+                             max_position_embeddings=8192, vocab_size=49152)),
+        PublishedModel("SmolLM2-360M", "HuggingFaceTB/SmolLM2-360M config.json",
+                       llama(hidden_size=960, intermediate_size=2560, num_hidden_layers=32,
+                             num_attention_heads=15, num_key_value_heads=5,
+                             max_position_embeddings=8192, vocab_size=49152)),
+        PublishedModel("Llama-2-7B", "meta-llama/Llama-2-7b-hf config.json",
+                       llama(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+                             num_attention_heads=32, num_key_value_heads=32,
+                             max_position_embeddings=4096, vocab_size=32000)),
+        PublishedModel("Llama-3-8B", "meta-llama/Meta-Llama-3-8B config.json",
+                       llama(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                             num_attention_heads=32, num_key_value_heads=8,
+                             max_position_embeddings=8192, vocab_size=128256)),
+    )
+
+
+@dataclass(frozen=True)
+class KvPoint:
+    model: str
+    tokens: int
+    bytes: int
+
+
+def kv_memory_curve(
+    models: Sequence[PublishedModel], dtype_bytes: int, points: int = 12
+) -> tuple[KvPoint, ...]:
+    """KV-cache bytes from 16 tokens up to each model's own context length (powers of two)."""
+    rows = []
+    for m in models:
+        ctx = cache_geometry(m.config).context_length
+        lengths = sorted({min(ctx, 16 * 2**i) for i in range(points)})
+        rows += [KvPoint(m.name, t, kv_cache_bytes(m.config, t, dtype_bytes)) for t in lengths]
+    return tuple(rows)
+
+
+# --- time per token, with and without the cache ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class TokenTiming:
+    position: int  # the new token's index in the whole sequence
+    ms: float
+    cached: bool
+    prefill: bool
+    token_id: int
+
+
+def time_per_token(
+    lm: LoadedModel, input_ids: Sequence[int], new_tokens: int, use_cache: bool
+) -> tuple[TokenTiming, ...]:
+    """Greedy generation through the single door, with each step's measured wall time."""
+    s = DecodingSettings(temperature=0.0, max_new_tokens=min(new_tokens, TIMING_CAP),
+                         stop_at_eos=False)
+    return tuple(
+        TokenTiming(step.position, step.seconds * 1000, use_cache, step.prefill, step.token_id)
+        for step in generate_stream(lm, input_ids, s, use_cache=use_cache)
+    )
+
+
+# --- forward cost against sequence length ----------------------------------------------------
+
+
+@contextmanager
+def attention_score_bytes(model: Any) -> Iterator[list[int]]:
+    """Record the bytes of each attention layer's score matrix during one forward pass.
+
+    Eager attention builds (batch, heads, T, T) weights per layer and frees them; the hooks
+    only read their size and are removed however the block exits (the model is shared).
+    """
+    sizes: list[int] = []
+
+    def hook(_module: Any, _inputs: Any, output: Any) -> None:
+        if isinstance(output, tuple) and len(output) > 1 and torch.is_tensor(output[1]):
+            if output[1].dim() == 4:
+                sizes.append(output[1].numel() * output[1].element_size())
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if type(m).__name__.endswith("Attention")]
+    try:
+        yield sizes
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def attention_scores_formula(config: Any, tokens: int, dtype_bytes: int = 4) -> int:
+    """One layer's score matrix: heads x T x T numbers (the part that grows as n²)."""
+    return cache_geometry(config).query_heads * int(tokens) ** 2 * dtype_bytes
+
+
+@dataclass(frozen=True)
+class ForwardCost:
+    tokens: int
+    seconds: float
+    scores_bytes: int  # measured: largest attention score matrix of any layer
+    scores_formula: int
+    kv_bytes: int  # measured: the cache tensors returned
+    kv_formula: int
+
+
+def forward_cost(lm: LoadedModel, input_ids: Sequence[int]) -> ForwardCost:
+    """One full forward pass over the ids: wall time and the memory of what grows with T."""
+    ids = torch.tensor([list(input_ids)[:FORWARD_CAP]])  # (1, T)
+    t = ids.shape[1]
+    width = model_dtype_bytes(lm.model)
+    with heavy_work(), torch.inference_mode(), attention_score_bytes(lm.model) as sizes:
+        start = time.perf_counter()
+        out = lm.model(ids, use_cache=True)
+        seconds = time.perf_counter() - start
+        kv = cache_tensor_bytes(out.cache)
+    return ForwardCost(t, seconds, max(sizes, default=0),
+                       attention_scores_formula(lm.config, t, width), kv,
+                       kv_cache_bytes(lm.config, t, width))
+
+
+def sweep_lengths(context_length: int, longest: int = 1024) -> tuple[int, ...]:
+    """32, 64, ... up to the smaller of `longest`, the cap and the model's context."""
+    top = min(longest, FORWARD_CAP, context_length)
+    return tuple(n for n in (2**i for i in range(5, 12)) if n <= top)
+
+
+# --- truncation -------------------------------------------------------------------------------
+
+STRATEGIES: dict[str, str] = {
+    "left": "cut from the left (keep the end)",
+    "right": "cut from the right (keep the start)",
+    "middle": "cut the middle (keep start and end)",
+}
+
+
+@dataclass(frozen=True)
+class Truncation:
+    kept: tuple[int, ...]  # the ids the model then sees, in order
+    kept_positions: tuple[int, ...]  # their indices in the original
+    dropped: int
+    strategy: str
+
+
+def truncate(ids: Sequence[int], budget: int, strategy: str) -> Truncation:
+    """Keep exactly min(budget, len(ids)) tokens, dropping from the side the strategy names."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}")
+    n, budget = len(ids), max(0, int(budget))
+    if budget >= n:
+        positions = list(range(n))
+    elif strategy == "left":
+        positions = list(range(n - budget, n))
+    elif strategy == "right":
+        positions = list(range(budget))
+    else:
+        head = (budget + 1) // 2
+        positions = list(range(head)) + list(range(n - (budget - head), n))
+    return Truncation(tuple(int(ids[i]) for i in positions), tuple(positions),
+                      n - len(positions), strategy)
+
+
+# --- needle in a haystack ---------------------------------------------------------------------
+
+FILLER: tuple[str, ...] = (
+    "The river flows slowly past the old mill.",
+    "Farmers bring apples to the market every Tuesday.",
+    "The library opens at nine and closes at six.",
+    "Clouds gathered over the hills in the afternoon.",
+    "A cat slept on the warm windowsill.",
+    "The bakery sells fresh bread each morning.",
+    "Children played football in the park after school.",
+    "The train to the coast leaves from platform two.",
+    "Snow fell quietly on the empty village square.",
+    "The museum added a new room for old maps.",
+    "A fisherman mended his nets by the harbour.",
+    "The garden was full of tulips in the spring.",
+)
+NEEDLE = "The secret number is {secret}."
+QUESTION = "What is the secret number in the text above?"
+ANSWER_PREFIX = "The secret number is"
+
+
+@dataclass(frozen=True)
+class Haystack:
+    text: str
+    tokens: int  # haystack length in tokens, needle included
+    depth: float  # where the needle sits, 0 = start, 1 = end
+    secret: str
+
+
+def haystack(tokenizer: Any, tokens: int, depth: float, secret: str) -> Haystack:
+    """Filler sentences up to `tokens` tokens, the needle inserted at a sentence boundary."""
+    needle = NEEDLE.format(secret=secret)
+    budget = max(1, tokens - len(tokenizer(" " + needle, add_special_tokens=False)["input_ids"]))
+    sentences: list[str] = []
+    used = 0
+    while used < budget:
+        s = FILLER[len(sentences) % len(FILLER)]
+        used += len(tokenizer(" " + s, add_special_tokens=False)["input_ids"])
+        sentences.append(s)
+    k = round(min(1.0, max(0.0, depth)) * len(sentences))
+    text = " ".join(sentences[:k] + [needle] + sentences[k:])
+    return Haystack(text, len(tokenizer(text, add_special_tokens=False)["input_ids"]), depth, secret)
+
+
+def needle_prompt_ids(tokenizer: Any, hay: Haystack) -> list[int]:
+    """The haystack and question as a chat turn when the model has a template, plain otherwise.
+    The answer is started for the model, so greedy decoding only has to supply the number."""
+    question = f"{hay.text}\n\n{QUESTION}"
+    if getattr(tokenizer, "chat_template", None):
+        text = tokenizer.apply_chat_template([{"role": "user", "content": question}],
+                                             tokenize=False, add_generation_prompt=True)
+        return list(tokenizer(text + ANSWER_PREFIX, add_special_tokens=False)["input_ids"])
+    return list(tokenizer(f"{question}\nAnswer: {ANSWER_PREFIX}")["input_ids"])
+
+
+def recalled(answer: str, secret: str) -> bool:
+    """The first number in the answer is the secret (SmolLM2 writes digits one token each)."""
+    digits = re.sub(r"(?<=\d)[ ,](?=\d)", "", answer)
+    found = re.search(r"\d+", digits)
+    return bool(found) and found.group(0) == secret
+
+
+@dataclass(frozen=True)
+class NeedleTrial:
+    length: int  # haystack tokens asked for
+    tokens: int  # haystack tokens measured
+    depth: float
+    secret: str
+    answer: str
+    found: bool
+    seconds: float
+
+
+@dataclass(frozen=True)
+class NeedleProgress:
+    done: int
+    total: int
+    trial: NeedleTrial
+
+
+def needle_grid(lengths: Sequence[int], depths: Sequence[float], context_length: int
+                ) -> list[tuple[int, float]]:
+    """The (length, depth) trials, within the cap and leaving room for question and answer."""
+    room = min(NEEDLE_LENGTH_CAP, context_length - 96)
+    grid = [(int(n), float(d)) for n in sorted(set(lengths)) if 16 <= n <= room
+            for d in sorted(set(depths))]
+    return grid[:NEEDLE_TRIALS_CAP]
+
+
+def needle_probe(
+    lm: LoadedModel, lengths: Sequence[int], depths: Sequence[float], seed: int = 0
+) -> Iterator[NeedleProgress]:
+    """One greedy answer per (length, depth), yielded as it finishes so a page can show
+    progress and stop early. Each trial hides a different random 5-digit number."""
+    grid = needle_grid(lengths, depths, cache_geometry(lm.config).context_length)
+    rng = random.Random(seed)
+    settings = DecodingSettings(temperature=0.0, max_new_tokens=NEEDLE_NEW_TOKENS)
+    for i, (length, depth) in enumerate(grid):
+        secret = str(rng.randint(10000, 99999))
+        hay = haystack(lm.tokenizer, length, depth, secret)
+        start = time.perf_counter()
+        special = set(lm.tokenizer.all_special_ids)
+        steps = generate_stream(lm, needle_prompt_ids(lm.tokenizer, hay), settings)
+        answer = "".join(s.text for s in steps if s.token_id not in special)
+        trial = NeedleTrial(length, hay.tokens, depth, secret, answer.strip(),
+                            recalled(answer, secret), time.perf_counter() - start)
+        yield NeedleProgress(i + 1, len(grid), trial)
+
+
+def filler_ids(tokenizer: Any, tokens: int) -> list[int]:
+    """Exactly `tokens` ids of plain filler text, for forward-cost sweeps."""
+    ids: list[int] = []
+    i = 0
+    while len(ids) < tokens:
+        ids += tokenizer(" " + FILLER[i % len(FILLER)], add_special_tokens=False)["input_ids"]
+        i += 1
+    return ids[:tokens]

@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+from itertools import chain
+
+import streamlit as st
+
+from components import inference as ci
+from components.frame import page_frame, show_code
+from components.models import current_model_id, get_lm, get_prompt
+from components.tokens import token_strip
+from core import inference as inf
+from core.decoding import GENERATION_CAP, DecodingSettings, generate_stream
+from core.trace import prompt_tokens, token_strings
+
+PROMPT_CAP = 256  # prompt tokens this page feeds the model
+STEP_CAP = 64  # new tokens per run, at most
+
+page_frame(18)
+st.markdown(
+    "A language model writes **one token at a time**: it reads the whole sequence, picks the "
+    "next token, appends it and goes round again. The first step, the **prefill**, reads every "
+    "prompt token at once. Each later **decode** step only needs the new token, because every "
+    "layer keeps the keys and values it already computed for earlier tokens: the **KV cache**. "
+    "It trades memory for time: it grows by the same number of bytes with every token, "
+    "2 × layers × key/value heads × head size × bytes per number. Step through it below, then "
+    "see what a token costs with and without the cache."
+)
+
+lm = get_lm()
+model_id = current_model_id()
+geo = inf.cache_geometry(lm.config)
+width = inf.model_dtype_bytes(lm.model)
+prompt = get_prompt()
+if not prompt.strip():
+    st.info("The shared prompt is empty, so generation starts from the start token alone.")
+pt = prompt_tokens(lm.tokenizer, prompt, PROMPT_CAP)
+if pt.truncated:
+    st.info(f"The prompt has {pt.truncated_from:,} tokens; this page uses the first {PROMPT_CAP}.")
+
+c1, c2 = st.columns(2)
+max_new = c1.slider("Tokens to generate", 1, STEP_CAP, 24, key="inference.max_tokens",
+                    bind="query-params", help=f"Capped at {STEP_CAP} so a run takes seconds.")
+temperature = c2.slider("Temperature (0 = greedy)", 0.0, 1.5, 0.0, 0.05,
+                        key="inference.temperature", bind="query-params")
+settings = DecodingSettings(temperature=temperature, max_new_tokens=max_new, stop_at_eos=True)
+eos = {lm.model.generation_config.eos_token_id, lm.tokenizer.eos_token_id} - {None}
+ci.reset_steps((model_id, pt.ids, settings), pt.ids)
+
+b1, b2, b3 = st.columns([1, 1, 4])
+step_clicked = b1.button("Step", key="inference.step", type="primary",
+                         disabled=ci.finished(settings, eos), help="Generate one more token.")
+run_clicked = b2.button("Run", key="inference.run", disabled=ci.finished(settings, eos),
+                        help=f"Generate the rest, up to {max_new} tokens, streamed.")
+if b3.button("Reset", key="inference.reset"):
+    ci.reset_steps((model_id, pt.ids, settings), pt.ids, force=True)
+
+st.markdown("**Output** (prompt in grey, new tokens streamed as they are chosen)")
+out = st.container(border=True)
+out.caption(ci.escape_markdown(lm.tokenizer.decode(list(pt.ids))[-600:]))
+done_text = "".join(s.text for s in st.session_state[ci.STEPS])
+if step_clicked:
+    out.markdown(ci.escape_markdown(done_text) + "".join(
+        ci.escape_markdown(s.text) for s in ci.take_steps(model_id, settings, 1)))
+elif run_clicked:
+    out.write_stream(chain([ci.escape_markdown(done_text)], (
+        ci.escape_markdown(s.text) for s in ci.take_steps(model_id, settings, max_new))))
+elif done_text:
+    out.markdown(ci.escape_markdown(done_text))
+else:
+    out.caption("Press **Step** for one token or **Run** for the rest.")
+
+steps = st.session_state[ci.STEPS]
+if steps:
+    df = ci.steps_frame(steps, lm.config, width)
+    prefill = steps[0]
+    decode = df[df["phase"] == "decode"]
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("Prefill", f"{prefill.seconds * 1000:.0f} ms",
+              help=f"Read all {len(pt.ids)} prompt tokens in one pass.")
+    m2.metric("Decode, mean per token", f"{decode['ms'].mean():.0f} ms" if len(decode) else "–")
+    m3.metric("Last token's probability", f"{steps[-1].prob:.1%}")
+    m4.metric("KV cache now", f"{df['KV cache bytes'].iloc[-1]:,} B",
+              help=f"{df['tokens in cache'].iloc[-1]} tokens × "
+                   f"{geo.bytes_per_token(width):,} B per token")
+    ids = st.session_state[ci.IDS]
+    token_strip(list(token_strings(lm.tokenizer, ids[len(pt.ids):])),
+                values=[min(1.0, s.prob) for s in steps],
+                titles=[f"p = {s.prob:.3f}" for s in steps])
+    st.caption("New tokens, coloured by the probability the model gave them (hover for it).")
+    st.altair_chart(ci.kv_growth_chart(df), width="stretch")
+    st.dataframe(df, hide_index=True, width="stretch",
+                 column_config={"probability": st.column_config.NumberColumn(format="%.3f"),
+                                "ms": st.column_config.NumberColumn(format="%.1f")})
+st.caption(
+    f"This model: {geo.layers} layers × {geo.kv_heads} key/value heads "
+    f"(for {geo.query_heads} query heads) × head size {geo.head_dim} × 2 (K and V) × "
+    f"{width} bytes = **{geo.bytes_per_token(width):,} bytes per token** of cache, read from its "
+    "config."
+)
+
+st.subheader("What the cache saves: milliseconds per token, measured")
+
+
+@st.fragment
+def timing() -> None:
+    t1, t2 = st.columns([3, 1])
+    n = t1.slider("Tokens to time", 8, inf.TIMING_CAP // 2, 24, 8, key="inference.timing_tokens",
+                  help=f"Greedy, with and without the cache; capped at {inf.TIMING_CAP // 2}.")
+    if t2.button("Measure again", key="inference.measure"):
+        st.session_state["inference.run_id"] = st.session_state.get("inference.run_id", 0) + 1
+    df = ci.token_timings(model_id, pt.ids, n, st.session_state.get("inference.run_id", 0))
+    means = df[df["phase"] == "decode"].groupby("mode")["ms"].mean()
+    same = (df[df["mode"] == "with KV cache"]["token_id"].tolist()
+            == df[df["mode"] == "without cache"]["token_id"].tolist())
+    k1, k2, k3 = st.columns(3)
+    k1.metric("With the cache", f"{means.get('with KV cache', float('nan')):.0f} ms/token")
+    k2.metric("Without the cache", f"{means.get('without cache', float('nan')):.0f} ms/token")
+    k3.metric("Speed-up", f"{means.get('without cache', 0) / means.get('with KV cache', 1):.2f}×")
+    st.altair_chart(ci.ms_per_token_chart(df), width="stretch")
+    st.caption(
+        "Decode steps only (the prefill is the same for both). Without the cache every step "
+        "re-reads the whole sequence, so its cost climbs with the position; with it, each step "
+        "reads one token. Both runs chose " + ("the same tokens." if same else
+                                              "different tokens (numerical noise).")
+        + f" Measured live on this machine, shared with other users; generation is capped at "
+        f"{GENERATION_CAP} tokens everywhere."
+    )
+
+
+timing()
+show_code(generate_stream, inf.kv_cache_bytes, inf.cache_geometry)
