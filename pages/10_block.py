@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import streamlit as st
+
+from components import model_views as mv
+from components.frame import page_frame, show_code
+from components.models import DEFAULT_PROMPT, get_lm, get_prompt
+from core.block import (
+    UnsupportedArchitecture,
+    block_anatomy,
+    capture_outputs,
+    model_parameters,
+    rebuild_block,
+)
+from core.trace import TRACE_TOKEN_CAP
+
+page_frame(10)
+st.markdown(
+    "A transformer is the same block repeated. Each block reads the **residual stream** x (one "
+    "vector per token), and adds two updates to it: first **attention** (tokens exchange "
+    "information), then the **MLP** (each token is processed on its own). Before each update "
+    "a **norm** rescales the vectors so the update sees inputs of a steady size; the stream "
+    "itself is never normalised, only added to: x → x + a → x + a + m. Below is the loaded "
+    "model's own block, its parts named as in its code, with your prompt's numbers at every "
+    "step, and a check that adding the parts back together gives exactly the next layer's "
+    "hidden state."
+)
+
+lm = get_lm()
+text = get_prompt()
+if not text.strip():
+    st.info("The shared prompt (sidebar) is empty, so this page uses a default sentence.")
+    text = DEFAULT_PROMPT
+try:
+    anatomy = mv.cached_block_anatomy(lm.model_id, text)
+    totals, rows = mv.cached_parameters(lm.model_id)
+except UnsupportedArchitecture as exc:
+    st.warning(f"{exc} Pick SmolLM2 or a GPT-2 in the sidebar.")
+    st.stop()
+if anatomy.truncated_from > len(anatomy.tokens):
+    st.info(f"The prompt has {anatomy.truncated_from:,} tokens; this page uses the first "
+            f"{TRACE_TOKEN_CAP} so that it stays interactive.")
+n_layers = anatomy.n_layers
+if st.session_state.get("block.layer", 0) > n_layers - 1:  # a smaller model was picked
+    st.session_state["block.layer"] = n_layers - 1
+params_df = mv.params_frame(rows)
+part_params = params_df.groupby("part")["parameters"].sum().to_dict()
+
+
+@st.fragment
+def one_block() -> None:
+    layer = st.slider("Block (layer)", 0, n_layers - 1, key="block.layer", bind="query-params",
+                      help=f"{lm.model_id} has {n_layers} blocks of this shape.")
+    left, right = st.columns([2, 3], gap="large")
+    with left:
+        st.markdown(f"**{anatomy.block_class}** number {layer} of {n_layers}, "
+                    f"on {len(anatomy.tokens)} tokens")
+        st.graphviz_chart(mv.block_diagram_dot(anatomy, layer, part_params))
+    with right:
+        m1, m2, m3 = st.columns(3)
+        m1.metric("attention |a| / |x|", f"{anatomy.attn_update[layer].mean():.2f}",
+                  help="Mean over tokens of |a| / |x|: how far attention moves the stream.")
+        m2.metric("MLP |m| / |x + a|", f"{anatomy.mlp_update[layer].mean():.2f}",
+                  help="Mean over tokens of |m| / |x + a|.")
+        m3.metric("rebuilt vs model", f"{anatomy.rebuild_error[layer]:.1e}",
+                  help="Largest difference between x + a + MLP(norm2(x + a)), computed here "
+                       "from the captured parts, and the model's own next hidden state.")
+        st.altair_chart(mv.stage_chart(mv.stage_frame(anatomy, layer)), width="stretch")
+        st.dataframe(mv.stage_stats_frame(anatomy, layer), hide_index=True, width="stretch")
+    st.subheader("Update sizes through the whole stack")
+    st.altair_chart(mv.update_chart(mv.update_frame(anatomy), layer), width="stretch")
+    st.caption("Median over the prompt's tokens. Small ratios mean a block nudges the stream "
+               "rather than rewriting it: that is what lets dozens of blocks be stacked. The "
+               "dashed line is the block shown above.")
+
+
+one_block()
+
+st.subheader("Parameters per sub-module")
+c1, c2 = st.columns([2, 3], gap="large")
+with c1:
+    st.altair_chart(mv.params_chart(params_df), width="stretch")
+with c2:
+    st.dataframe(params_df, hide_index=True, width="stretch")
+    share = 100 * totals.per_block * totals.n_blocks / totals.total
+    head = "tied to the token embeddings (0 extra)" if totals.tied else f"{totals.lm_head:,}"
+    st.markdown(
+        f"One block: **{totals.per_block:,}** parameters; × {totals.n_blocks} blocks = "
+        f"{totals.per_block * totals.n_blocks:,} ({share:.0f} % of the model). Embeddings "
+        f"{totals.embeddings:,}, final norm {totals.final_norm:,}, lm_head {head}. "
+        f"Total **{totals.total:,}**, counted on the loaded model."
+    )
+show_code(block_anatomy, rebuild_block, capture_outputs, model_parameters)

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import streamlit as st
+
+from components import model_views as mv
+from components.frame import page_frame, show_code
+from components.models import DEFAULT_PROMPT, get_lm, get_prompt
+from core.block import UnsupportedArchitecture
+from core.lens import LENS_WINDOW, arch_shape, logit_lens, parameter_count
+from core.trace import TRACE_TOKEN_CAP, prompt_tokens
+
+page_frame(11)
+st.markdown(
+    "An LLM is an embedding table, a stack of identical blocks, a final norm and an "
+    "**unembedding** (lm_head) that turns the last vector into a score for every token. "
+    "Every block adds to the same residual stream, so we can stop anywhere and ask: if the "
+    "model had to answer now, what would it say? That is the **logit lens**: the final norm "
+    "and lm_head applied to each layer's hidden state. Early layers mostly echo the current "
+    "token; the answer forms in the upper layers, and the last row is exactly the model's "
+    "own prediction. Bigger models are this same recipe with more and wider blocks."
+)
+
+lm = get_lm()
+text = get_prompt()
+if not text.strip():
+    st.info("The shared prompt (sidebar) is empty, so this page uses a default sentence.")
+    text = DEFAULT_PROMPT
+pt = prompt_tokens(lm.tokenizer, text, TRACE_TOKEN_CAP)
+T = len(pt.ids)
+if pt.truncated:
+    st.info(f"The prompt has {pt.truncated_from:,} tokens; this page uses the first "
+            f"{TRACE_TOKEN_CAP} so that it stays interactive.")
+vocab = lm.config.vocab_size
+st.caption(f"The lens shows {LENS_WINDOW} positions at a time: each cell scores all {vocab:,} "
+           "tokens of the vocabulary, for every layer.")
+last_start = max(0, T - LENS_WINDOW)
+if st.session_state.get("full_model.start", 0) > last_start:  # a shorter prompt arrived
+    st.session_state["full_model.start"] = last_start
+
+
+@st.fragment
+def lens_view() -> None:
+    if last_start > 0:
+        start = st.slider("First position of the window", 0, last_start, value=last_start,
+                          key="full_model.start", bind="query-params",
+                          help=f"The prompt has {T} tokens; the lens shows {LENS_WINDOW}.")
+    else:
+        start = 0
+    try:
+        lens = mv.cached_logit_lens(lm.model_id, text, start, LENS_WINDOW)
+    except UnsupportedArchitecture as exc:
+        st.warning(f"{exc} Pick SmolLM2 or a GPT-2 in the sidebar.")
+        return
+    n_layers = lens.top_ids.shape[0] - 1
+    st.altair_chart(mv.lens_chart(mv.lens_frame(lens), n_layers), width="stretch")
+    right = sum(
+        lens.actual_next[j] is not None and lens.top_tokens[-1][j][0] == lens.actual_next[j]
+        for j in range(len(lens.actual_next))
+    )
+    known = sum(a is not None for a in lens.actual_next)
+    st.caption(
+        f"Each cell: the top guess for the token after that position, shaded by its "
+        f"probability; hover for the top 5 and the token that really follows. Top row "
+        f"(layer {n_layers}) = the model's output: it guessed {right} of {known} next tokens "
+        f"right here. Largest difference between that row's logits and the model's: "
+        f"{lens.final_logits_error:.1e}."
+    )
+    st.subheader("The residual stream grows as blocks add to it")
+    st.altair_chart(mv.residual_norm_chart(mv.residual_norm_frame(lens)), width="stretch")
+    st.caption("Length of each token's vector after every block (grey: one line per token, "
+               "orange: median). The final norm rescales it before lm_head, which is why the "
+               "lens applies that norm at every layer.")
+
+
+lens_view()
+
+st.subheader("Model sizes, computed from their configurations")
+sizes = mv.model_sizes_frame(lm.model_id)
+c1, c2 = st.columns([3, 2], gap="large")
+with c1:
+    st.altair_chart(mv.model_sizes_chart(sizes), width="stretch")
+with c2:
+    loaded = sizes[sizes["loaded"]]
+    real = sum(p.numel() for p in lm.model.parameters())
+    if len(loaded):
+        st.metric("loaded model, from its config", f"{int(loaded['parameters'].iloc[0]):,}",
+                  help="Same formula as the others, fed the loaded model's config.json.")
+        st.caption(f"Counted on the loaded weights: {real:,}.")
+    else:
+        st.caption(f"No size formula for this model's family; its weights hold {real:,} "
+                   "parameters.")
+    st.markdown(
+        "Per block: attention 4·d² (fewer with grouped key/value heads), MLP 2·d·d_ff (GPT-2) "
+        "or 3·d·d_ff (SwiGLU), plus norms; then vocabulary × d for the embeddings, once more "
+        "if lm_head is not tied, and position rows for GPT-2. Hover a bar for its config."
+    )
+st.dataframe(sizes.drop(columns=["loaded"]), hide_index=True, width="stretch",
+             column_config={"parameters": st.column_config.NumberColumn(format="localized"),
+                            "billions": st.column_config.NumberColumn(format="%.3f"),
+                            "embeddings %": st.column_config.NumberColumn(format="%.1f")})
+show_code(logit_lens, arch_shape, parameter_count)

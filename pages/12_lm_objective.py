@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from components import model_views as mv
+from components.frame import page_frame, show_code
+from components.models import DEFAULT_PROMPT, get_lm, get_prompt, get_trace, note_truncation
+from components.tokens import token_strip, visible
+from core.lm_objective import GAME_TEXTS, alternatives, new_game, play, surprisal
+from core.trace import TRACE_TOKEN_CAP
+
+page_frame(12)
+st.markdown(
+    "A language model is trained on one task: given the tokens so far, put probability on the "
+    "token that really comes next. How badly it did at one token is its **surprisal**, "
+    "−log p(token | everything before): 0 when it was certain and right, large when the token "
+    "was a shock. The training loss is the mean surprisal over the text (in nats), and "
+    "**perplexity** = e^loss is the number of equally likely choices that would leave the "
+    "model as unsure as it is on average. Type any text to see where the model was surprised, "
+    "click a token to see what it expected instead, then play the same game yourself."
+)
+
+lm = get_lm()
+st.session_state.setdefault("lm_objective.text", get_prompt())
+text = st.text_area("Text to score", key="lm_objective.text", max_chars=20_000, height=90,
+                    help="Starts from the shared prompt; edits here stay on this page.")
+if not text.strip():
+    st.info("The text is empty, so this page scores a default sentence.")
+    text = DEFAULT_PROMPT
+trace = get_trace(text)
+note_truncation(trace)
+st.caption(f"At most the first {TRACE_TOKEN_CAP} tokens are scored (here {trace.length}).")
+
+
+@st.fragment
+def scores() -> None:
+    s = surprisal(trace)
+    if s.nats.size == 0:
+        st.info("One token has nothing before it to predict it from: add a few words.")
+        return
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("tokens predicted", f"{s.nats.size}", help="Every token but the first.")
+    m2.metric("loss (mean surprisal)", f"{s.mean_nats:.3f} nats",
+              help="= model(ids, labels=ids).loss, the quantity training minimises.")
+    m3.metric("bits per token", f"{s.mean_nats / np.log(2):.2f}",
+              help="Mean surprisal in bits: the loss divided by ln 2.")
+    m4.metric("perplexity", f"{s.perplexity:,.1f}", help="exp(loss)")
+    worst = int(s.positions[int(np.argmax(s.nats))])
+    df = mv.surprisal_frame(s)
+    event = st.altair_chart(mv.surprisal_chart(df, worst), on_select="rerun",
+                            key="lm_objective.click", width="content")
+    picked = mv.picked_position(event, worst)
+    st.caption("Each box is one token, coloured by its surprisal in bits (the first token has "
+               "no prediction). Click a token to see the model's alternatives there; the most "
+               "surprising one is picked to start.")
+    alt_ = alternatives(trace, picked, mv.trace_top_tokens(lm.model_id, trace, picked))
+    c1, c2 = st.columns([2, 3], gap="large")
+    with c1:
+        st.markdown(f"**Position {alt_.position}.** After the text up to here:")
+        token_strip(trace.tokens[max(0, alt_.position - 12):alt_.position])
+        rank = f"rank {alt_.actual_rank} in its list" if alt_.actual_rank else "not in its top 10"
+        st.markdown(
+            f"the text continues with `{visible(alt_.actual)}`, to which the model gave "
+            f"p = {mv.percent(alt_.actual_prob)} ({rank}): surprisal "
+            f"{-np.log2(max(alt_.actual_prob, 1e-300)):.2f} bits."
+        )
+    with c2:
+        st.altair_chart(mv.alternatives_chart(mv.alternatives_frame(alt_)), width="stretch")
+        st.caption("The model's 10 most likely next tokens there; orange is the text's own.")
+
+
+scores()
+
+st.subheader("Your turn: guess the next token")
+GAME_KEY = "lm_objective.game"
+labels = ["A story", "Capitals", "A recipe", "Python code", "The text above"]
+
+
+@st.fragment
+def game() -> None:
+    choice = st.selectbox("Text to play on", labels, key="lm_objective.game_text")
+    game_text = text if choice == labels[-1] else GAME_TEXTS[labels.index(choice)]
+    g_trace = get_trace(game_text)
+    if g_trace.length < 2:
+        st.info("This text is a single token: pick another one.")
+        return
+    restart = st.button("Start again", key="lm_objective.restart")
+    saved = st.session_state.get(GAME_KEY)
+    if restart or saved is None or saved[0] != (lm.model_id, game_text):
+        saved = ((lm.model_id, game_text), new_game(g_trace))
+    key, state = saved
+    with st.form("lm_objective.form", clear_on_submit=True, border=False):
+        guess = st.text_input("Your guess for the next token", key="lm_objective.guess",
+                              max_chars=100, placeholder="a word or word piece",
+                              help="Spaces and case are ignored; submit it empty if you think "
+                                   "a space or line break comes next.")
+        submitted = st.form_submit_button("Guess", key="lm_objective.submit",
+                                          disabled=state.position >= g_trace.length)
+    if submitted and state.position < g_trace.length:
+        top1 = mv.decode_ids(lm.model_id, (int(g_trace.top_ids[state.position - 1, 0]),))[0]
+        state = play(state, g_trace, guess, top1)
+    st.session_state[GAME_KEY] = (key, state)
+    n = len(state.rounds)
+    s1, s2, s3 = st.columns(3)
+    s1.metric("you", f"{state.player_score} / {n}")
+    s2.metric("the model", f"{state.model_score} / {n}")
+    s3.metric("tokens left", f"{g_trace.length - state.position}")
+    st.markdown("**The text so far** (you guess what comes after the last token):")
+    token_strip(g_trace.tokens[: state.position])
+    if state.rounds:
+        r = state.rounds[-1]
+        you = "✅ right" if r.player_right else f"❌ you typed `{visible(r.guess)}`"
+        model = "✅" if r.model_right else "❌"
+        st.markdown(
+            f"The text went on with `{visible(r.actual)}`: {you}. The model's guess was "
+            f"`{visible(r.model_guess)}` {model}; it gave the real token "
+            f"p = {mv.percent(r.model_prob_of_actual)}."
+        )
+    if state.position >= g_trace.length:
+        st.success(f"End of the text: you {state.player_score}, the model {state.model_score} "
+                   f"out of {n}. Press 'Start again' or pick another text.")
+
+
+game()
+show_code(surprisal, alternatives, play)
