@@ -22,6 +22,18 @@ from core.trace import Trace
 HEAT = alt.Scale(scheme="oranges", domain=[0, 1])
 
 
+def draw(chart: alt.TopLevelMixin, extra: int = 70, width: str = "content") -> None:
+    """st.altair_chart for single and layered charts. Streamlit 1.67 fits them into a box
+    (axes and legend included), which squeezes heatmaps with long labels: at content width the
+    spec's own size is kept ('pad'); stretched, the height is passed with room for the axes."""
+    if width == "content":
+        st.altair_chart(chart.properties(autosize=alt.AutoSizeParams(type="pad")),
+                        width="content")
+        return
+    h = getattr(chart, "height", alt.Undefined)
+    st.altair_chart(chart, width=width, height=int(h) + extra if isinstance(h, int) else "content")
+
+
 def token_labels(tokens: tuple[str, ...] | list[str]) -> list[str]:
     """Unique, readable axis labels: position and the token with its spaces made visible."""
     return [f"{i:>2} {visible(t)[:14]}" for i, t in enumerate(tokens)]
@@ -170,18 +182,20 @@ def next_token_change_chart(df: pd.DataFrame) -> alt.Chart:
         yOffset="heads:N",
         color=alt.Color("heads:N", scale=alt.Scale(range=["#9ecae1", "#e6550d"]), title=None),
         tooltip=["token", "heads", alt.Tooltip("probability:Q", format=".4f")],
-    ).properties(width=420)
+    ).properties(width=420, height=34 * df["token"].nunique())
 
 
 def gqa_chart(n_heads: int, n_kv_heads: int) -> alt.Chart:
     g = n_heads // n_kv_heads
-    df = pd.DataFrame({"query head": list(range(n_heads)),
-                       "key/value head": [h // g for h in range(n_heads)]})
-    return alt.Chart(df).mark_rect().encode(
-        x="query head:O", y="key/value head:O",
-        color=alt.Color("key/value head:N", legend=None),
-        tooltip=["query head", "key/value head"],
-    ).properties(width=min(600, 36 * n_heads), height=28 * n_kv_heads)
+    df = pd.DataFrame({"q": list(range(n_heads)), "kv": [h // g for h in range(n_heads)]})
+    base = alt.Chart(df).encode(
+        x=alt.X("q:O", title="query head"), y=alt.Y("kv:O", title="key/value head"),
+        tooltip=[alt.Tooltip("q:O", title="query head"),
+                 alt.Tooltip("kv:O", title="key/value head")])
+    return (base.mark_rect(stroke="white", strokeWidth=2).encode(
+        color=alt.Color("kv:N", legend=None, scale=alt.Scale(scheme="tableau10")))
+        + base.mark_text(color="white").encode(text="q:O")).properties(
+        width=min(640, 40 * n_heads), height=36 * n_kv_heads)
 
 
 # --------------------------------------------------------------------------- cached wrappers --
@@ -335,12 +349,13 @@ def similarity_chart(sim: np.ndarray, labels: list[str], title: str,
 def bar_chart(df: pd.DataFrame, label: str, value: str, title: str) -> alt.Chart:
     return alt.Chart(df, title=title).mark_bar(color="#3182bd").encode(
         y=alt.Y(f"{label}:N", sort=None, title=None), x=alt.X(f"{value}:Q"),
-        tooltip=[label, alt.Tooltip(f"{value}:Q", format=".3f")])
+        tooltip=[label, alt.Tooltip(f"{value}:Q", format=".3f")]).properties(
+        height=20 * len(df))
 
 
 def layer_similarity_chart(df: pd.DataFrame, layer: int) -> alt.LayerChart:
     line = alt.Chart(df).mark_line(point=True).encode(
-        x=alt.X("layer:O", title="layer (0 = input embeddings + nothing else)"),
+        x=alt.X("layer:O", title="hidden state (0 = input to the first block)"),
         y=alt.Y("mean cosine:Q", scale=alt.Scale(domain=[0, 1]),
                 title="mean cosine between the word's vectors"),
         tooltip=["layer", alt.Tooltip("mean cosine:Q", format=".3f")])

@@ -87,7 +87,7 @@ def encoder_view() -> None:
     weights = enc.attentions[enc_layer, enc_head]
     st.altair_chart(ca.attention_click_chart(ca.attention_frame(weights, enc.tokens),
                                              ca.token_labels(enc.tokens), "query x key",
-                                             size=340), width="content")
+                                             size=300), width="content")
     st.caption(f"MiniLM has its own WordPiece tokens, with [CLS] and [SEP] (capped at "
                f"{ATTENTION_CAP} too). Cells above the diagonal are filled: it reads both ways, "
                "which suits understanding a text but not writing one token after another.")

@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from components import attention as ca
+from components.frame import page_frame, show_code
+from components.models import DEFAULT_PROMPT, get_lm, get_prompt, note_truncation
+from components.tokens import visible
+from core.attention import (
+    ATTENTION_CAP,
+    HEAD_LABEL_THRESHOLD,
+    INDUCTION_HALF,
+    head_geometry,
+    induction_scores,
+    pattern_scores,
+)
+from core.interventions import heads_switched_off, next_token_change
+
+page_frame(9)
+st.markdown(
+    "A layer does not run one attention but several side by side: each **head** has its own "
+    "small W_Q, W_K and W_V, works in its own slice of the vector, and the heads' outputs are "
+    "concatenated and mixed by one output matrix W_O. Different heads learn different jobs. "
+    "Below, every head of a layer is drawn at once and named after what it is measured doing "
+    "right now: looking at the previous token, parking attention on the first token (a "
+    "'sink'), looking at itself, or copying what followed an earlier occurrence of the current "
+    "token (induction). Switch heads off to see how much the next-token prediction depends "
+    "on them."
+)
+
+lm = get_lm()
+g = head_geometry(lm.config)
+text = get_prompt()
+if not text.strip():
+    st.info("The shared prompt (sidebar) is empty, so this page uses a default sentence.")
+    text = DEFAULT_PROMPT
+trace = ca.attention_trace(text)
+note_truncation(trace, ATTENTION_CAP)
+st.caption(f"Uses at most the first {ATTENTION_CAP} tokens of the prompt (here {trace.length}).")
+profile = ca.cached_profile(lm.model_id, text)
+if st.session_state.get("multi_head.layer", 0) > g.n_layers - 1:
+    st.session_state["multi_head.layer"] = g.n_layers - 1
+if "multi_head.off" in st.session_state:  # drop heads a smaller model does not have
+    st.session_state["multi_head.off"] = [
+        h for h in st.session_state["multi_head.off"] if h < g.n_heads]
+
+
+@st.fragment
+def heads_view() -> None:
+    layer = st.slider("Layer", 0, g.n_layers - 1, key="multi_head.layer", bind="query-params")
+    st.altair_chart(ca.small_multiples_chart(trace.attentions[layer],
+                                             ca.head_titles(profile, layer, g.n_heads)),
+                    width="content")
+    c1, c2 = st.columns([2, 3])
+    with c1:
+        st.markdown("**Every head of every layer, by measured role** (the box marks this layer; "
+                    "paler = weaker)")
+        ca.draw(ca.head_map_chart(ca.profile_frame(profile), layer), extra=50)
+    with c2:
+        st.markdown(
+            f"How the roles are measured, live. On the prompt (positions 2 onward): mean "
+            "attention to the previous token, to the first token, and to itself. Induction: "
+            f"a random sequence of {INDUCTION_HALF} tokens is repeated once, and a head scores "
+            "the attention each token of the second copy pays to the token that followed its "
+            "first copy. A head is named after its strongest pattern if that takes at least "
+            f"{HEAD_LABEL_THRESHOLD:.0%} of its attention, else 'mixed'.")
+        table = ca.profile_frame(profile).query("layer == @layer").set_index("head")
+        st.dataframe(table.drop(columns=["layer", "strength"]).round(3), width="stretch")
+
+    st.subheader("Switch heads off")
+    off = st.multiselect(f"Heads of layer {layer} to switch off", list(range(g.n_heads)),
+                         key="multi_head.off", max_selections=g.n_heads)
+    if not off:
+        st.info("Pick one or more heads above: their output is replaced by zeros before the "
+                "output projection, for this one forward pass only.")
+        return
+    change = ca.cached_ablation(lm.model_id, text, layer, tuple(sorted(off)))
+    tokens = [visible(lm.tokenizer.decode([i])) for i in change.token_ids]
+    df = pd.DataFrame({"token": tokens * 2,
+                       "probability": np.concatenate([change.base, change.ablated]),
+                       "heads": ["all heads on"] * len(tokens) + [f"heads {off} off"] * len(tokens)})
+    m1, m2 = st.columns(2)
+    m1.metric("KL(before ‖ after)", f"{change.kl_bits:.4f} bits",
+              help="How far the whole next-token distribution moved.")
+    m2.metric("top next token", "changed" if change.top_changed else "unchanged")
+    ca.draw(ca.next_token_change_chart(df))
+    st.caption("The shared model is untouched: the switch-off is a hook that exists only during "
+               "this page's forward pass and only in this session's thread.")
+
+
+heads_view()
+
+st.subheader("Grouped-query attention, read from the config")
+if g.n_kv_heads < g.n_heads:
+    st.markdown(
+        f"**{lm.model_id}** has {g.n_heads} query heads but only {g.n_kv_heads} key/value heads: "
+        f"each group of {g.group_size} query heads asks its own questions of the same keys and "
+        f"values. Per token and layer the KV cache stores {2 * g.n_kv_heads * g.head_dim} numbers "
+        f"instead of {2 * g.n_heads * g.head_dim}, {g.group_size}x less memory for long texts.")
+else:
+    st.markdown(
+        f"**{lm.model_id}** gives every one of its {g.n_heads} query heads its own key/value "
+        "head (classic multi-head attention, no grouping); pick SmolLM2 to see grouped-query "
+        "attention.")
+ca.draw(ca.gqa_chart(g.n_heads, g.n_kv_heads))
+st.caption(f"head_dim {g.head_dim} x {g.n_heads} heads = {g.n_heads * g.head_dim} "
+           f"(d_model {g.d_model}); {g.n_layers} layers.")
+show_code(pattern_scores, induction_scores, heads_switched_off, next_token_change)
