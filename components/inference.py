@@ -67,6 +67,12 @@ def take_steps(model_id: str, settings: DecodingSettings, limit: int) -> Iterato
         yield step
 
 
+def step_once(model_id: str, settings: DecodingSettings) -> None:
+    """The Step button's callback: runs before the page redraws, so it shows the new state."""
+    for _ in take_steps(model_id, settings, 1):
+        pass
+
+
 def finished(settings: DecodingSettings, eos: set[int]) -> bool:
     ss = st.session_state
     steps = ss.get(STEPS, [])

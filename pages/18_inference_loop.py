@@ -47,8 +47,8 @@ eos = {lm.model.generation_config.eos_token_id, lm.tokenizer.eos_token_id} - {No
 ci.reset_steps((model_id, pt.ids, settings), pt.ids)
 
 b1, b2, b3 = st.columns([1, 1, 4])
-step_clicked = b1.button("Step", key="inference.step", type="primary",
-                         disabled=ci.finished(settings, eos), help="Generate one more token.")
+b1.button("Step", key="inference.step", type="primary", disabled=ci.finished(settings, eos),
+          help="Generate one more token.", on_click=ci.step_once, args=(model_id, settings))
 run_clicked = b2.button("Run", key="inference.run", disabled=ci.finished(settings, eos),
                         help=f"Generate the rest, up to {max_new} tokens, streamed.")
 if b3.button("Reset", key="inference.reset"):
@@ -58,12 +58,10 @@ st.markdown("**Output** (prompt in grey, new tokens streamed as they are chosen)
 out = st.container(border=True)
 out.caption(ci.escape_markdown(lm.tokenizer.decode(list(pt.ids))[-600:]))
 done_text = "".join(s.text for s in st.session_state[ci.STEPS])
-if step_clicked:
-    out.markdown(ci.escape_markdown(done_text) + "".join(
-        ci.escape_markdown(s.text) for s in ci.take_steps(model_id, settings, 1)))
-elif run_clicked:
+if run_clicked:
     out.write_stream(chain([ci.escape_markdown(done_text)], (
         ci.escape_markdown(s.text) for s in ci.take_steps(model_id, settings, max_new))))
+    st.rerun()  # redraw the buttons and tables with the finished run
 elif done_text:
     out.markdown(ci.escape_markdown(done_text))
 else:
