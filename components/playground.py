@@ -1,0 +1,253 @@
+"""Charts and widgets for the foundation pages (01-05): the live playground, its heatmaps and
+curves, and cached wrappers around core's neuron, activation, optimiser and overfitting code."""
+
+from __future__ import annotations
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core import playground as pgc
+
+NEG = np.array([245, 147, 34], dtype=np.float32)  # TensorFlow Playground's orange
+POS = np.array([8, 119, 189], dtype=np.float32)  # and blue
+WHITE = np.array([255, 255, 255], dtype=np.float32)
+REDRAW_S = 0.2  # the animation redraws five times a second while playing
+ORANGE_BLUE = alt.Scale(domain=[0, 0.5, 1], range=["#f59322", "#ffffff", "#0877bd"])
+
+
+# ---- pure chart builders ------------------------------------------------------------------
+
+def heat_rgb(values: np.ndarray) -> np.ndarray:
+    """Values in [-1, 1] -> an RGB image: orange for negative, white at 0, blue for positive."""
+    v = np.clip(values, -1, 1)[..., None]
+    rgb = np.where(v >= 0, WHITE + (POS - WHITE) * v, WHITE + (NEG - WHITE) * -v)
+    return np.flipud(rgb).astype(np.uint8)  # row 0 of the grid is the bottom of the plane
+
+
+def neuron_image(values: np.ndarray) -> np.ndarray:
+    """A hidden neuron over the plane, scaled by its own largest magnitude."""
+    scale = float(np.abs(values).max()) or 1.0
+    return heat_rgb(values / scale)
+
+
+def boundary_chart(output: np.ndarray, grid: np.ndarray, data: pgc.Dataset,
+                   show_test: bool = True) -> alt.Chart:
+    """P(class 1) over the plane as a heatmap, with training points (filled) and test points."""
+    step = float(grid[1] - grid[0])
+    gx, gy = np.meshgrid(grid, grid)
+    cells = pd.DataFrame({"x": gx.ravel() - step / 2, "x2": gx.ravel() + step / 2,
+                          "y": gy.ravel() - step / 2, "y2": gy.ravel() + step / 2,
+                          "p": output.ravel().round(3)})
+    heat = alt.Chart(cells).mark_rect(opacity=0.75).encode(
+        x=alt.X("x:Q", scale=alt.Scale(domain=[-6, 6]), title=None),
+        x2="x2", y=alt.Y("y:Q", scale=alt.Scale(domain=[-6, 6]), title=None), y2="y2",
+        color=alt.Color("p:Q", scale=ORANGE_BLUE, title="P(blue)"),
+    )
+    frames = [pd.DataFrame({"x": data.x_train[:, 0], "y": data.x_train[:, 1],
+                            "label": data.y_train, "split": "train"})]
+    if show_test:
+        frames.append(pd.DataFrame({"x": data.x_test[:, 0], "y": data.x_test[:, 1],
+                                    "label": data.y_test, "split": "test"}))
+    points = alt.Chart(pd.concat(frames)).mark_point(filled=True, size=28).encode(
+        x="x:Q", y="y:Q",
+        color=alt.Color("label:Q", scale=ORANGE_BLUE, legend=None),
+        stroke=alt.Stroke("split:N", scale=alt.Scale(domain=["train", "test"],
+                                                     range=["#ffffff", "#000000"]),
+                          title="points"),
+        shape=alt.Shape("split:N", scale=alt.Scale(domain=["train", "test"],
+                                                   range=["circle", "square"])),
+    )
+    return (heat + points).properties(width=340, height=340)
+
+
+def loss_chart(train: tuple[float, ...], test: tuple[float, ...], cap: int | None = None,
+               title: str = "loss (binary cross-entropy)") -> alt.Chart:
+    epochs = np.arange(len(train))
+    df = pd.concat([pd.DataFrame({"epoch": epochs, "loss": train, "set": "train"}),
+                    pd.DataFrame({"epoch": epochs, "loss": test, "set": "test"})])
+    df = df[np.isfinite(df["loss"])]
+    x_scale = alt.Scale(domain=[0, cap]) if cap else alt.Undefined
+    return alt.Chart(df).mark_line().encode(
+        x=alt.X("epoch:Q", scale=x_scale), y=alt.Y("loss:Q", title=title),
+        color=alt.Color("set:N", scale=alt.Scale(domain=["train", "test"],
+                                                 range=["#495057", "#e8590c"])),
+    ).properties(height=180)
+
+
+# ---- the playground widget ----------------------------------------------------------------
+
+def _controls(prefix: str, d: pgc.PlaygroundConfig, show: set[str]) -> pgc.PlaygroundConfig:
+    """The Playground's controls; every one is bound to the URL so a copied link reopens it."""
+    q = "query-params"
+    values: dict = {}
+    c1, c2, c3, c4 = st.columns(4)
+    if "data" in show:
+        values["dataset"] = c1.selectbox("Dataset", pgc.DATASETS, index=pgc.DATASETS.index(d.dataset),
+                                         key=f"{prefix}.dataset", bind=q)
+        values["noise"] = c1.slider("Noise (%)", 0, 50, d.noise, 5, key=f"{prefix}.noise", bind=q)
+        values["train_ratio"] = c1.slider("Training data (%)", 10, 90, d.train_ratio, 10,
+                                          key=f"{prefix}.ratio", bind=q)
+    if "features" in show:
+        chosen = c2.multiselect("Input features", pgc.FEATURES, default=list(d.features),
+                                key=f"{prefix}.features", bind=q)
+        values["features"] = tuple(f for f in pgc.FEATURES if f in chosen)
+    if "network" in show:
+        depth = c2.slider("Hidden layers", 0, pgc.MAX_LAYERS, len(d.hidden), key=f"{prefix}.depth",
+                          bind=q)
+        widths = []
+        cols = c2.columns(3)
+        for i in range(depth):
+            default = d.hidden[i] if i < len(d.hidden) else 4
+            widths.append(cols[i % 3].number_input(f"Layer {i + 1}", 1, pgc.MAX_NEURONS, default,
+                                                   key=f"{prefix}.width{i + 1}", bind=q))
+        values["hidden"] = tuple(int(w) for w in widths)
+        values["activation"] = c3.selectbox(
+            "Activation", pgc.ACTIVATIONS, index=pgc.ACTIVATIONS.index(d.activation),
+            key=f"{prefix}.activation", bind=q)
+    if "training" in show:
+        values["learning_rate"] = c3.select_slider(
+            "Learning rate", pgc.LEARNING_RATES, d.learning_rate, key=f"{prefix}.lr", bind=q)
+        values["batch_size"] = c3.slider("Batch size", 1, 30, d.batch_size,
+                                         key=f"{prefix}.batch", bind=q)
+    if "regularization" in show:
+        values["regularization"] = c4.selectbox(
+            "Regularization", pgc.REGULARIZATIONS,
+            index=pgc.REGULARIZATIONS.index(d.regularization), key=f"{prefix}.reg", bind=q)
+        values["reg_rate"] = c4.select_slider("Regularization rate", pgc.REG_RATES, d.reg_rate,
+                                              key=f"{prefix}.reg_rate", bind=q)
+    values["seed"] = st.session_state.setdefault(f"{prefix}.seed", d.seed)
+    if not values.get("features", True):
+        st.warning("Pick at least one input feature; using x and y meanwhile.")
+        values["features"] = ("x", "y")
+    return pgc.with_changes(d, **values)
+
+
+def _sync(prefix: str, config: pgc.PlaygroundConfig) -> pgc.Playground:
+    """The session's network: rebuilt when data or shape change, retuned otherwise."""
+    key = f"{prefix}.trainer"
+    pg: pgc.Playground | None = st.session_state.get(key)
+    if pg is None or pg.config.structure() != config.structure():
+        pg = pgc.Playground(config)
+        st.session_state[key] = pg
+        st.session_state[f"{prefix}.playing"] = False
+    elif pg.config != config:
+        pg.retune(config)
+    return pg
+
+
+def _buttons(prefix: str, pg: pgc.Playground, cap: int) -> None:
+    playing_key = f"{prefix}.playing"
+
+    def toggle() -> None:
+        st.session_state[playing_key] = not st.session_state.get(playing_key, False)
+
+    def step() -> None:
+        st.session_state[playing_key] = False
+        if pg.epoch < cap:
+            pg.train_epochs(1)
+
+    def reset() -> None:
+        st.session_state.pop(f"{prefix}.trainer", None)
+
+    def regenerate() -> None:
+        st.session_state[f"{prefix}.seed"] = st.session_state.get(f"{prefix}.seed", 0) + 1
+
+    def finish() -> None:
+        st.session_state[playing_key] = False
+        pg.train_epochs(max(0, cap - pg.epoch))
+
+    playing = st.session_state.get(playing_key, False)
+    b = st.columns([1, 1, 1, 1.4, 1.6, 2])
+    b[0].button("⏸ Pause" if playing else "▶ Play", key=f"{prefix}.play", on_click=toggle,
+                type="primary", disabled=pg.epoch >= cap and not playing)
+    b[1].button("Step", key=f"{prefix}.step", on_click=step, help="Train one epoch.")
+    b[2].button("Reset", key=f"{prefix}.reset", on_click=reset, help="Fresh random weights.")
+    b[3].button("Regenerate", key=f"{prefix}.regen", on_click=regenerate,
+                help="Draw a new sample of the dataset.")
+    b[4].button(f"Train to {cap}", key=f"{prefix}.finish", on_click=finish,
+                help=f"Run the remaining epochs at once (at most {cap}).")
+    b[5].slider("Epochs per redraw", 1, 10, 3, key=f"{prefix}.speed")
+
+
+def _draw(prefix: str, pg: pgc.Playground, cap: int, show_test: bool) -> None:
+    snap = pg.snapshot()
+    m = st.columns(5)
+    m[0].metric("Epoch", f"{snap.epoch} / {cap}")
+    m[1].metric("Training loss", f"{snap.train_loss[-1]:.3f}")
+    m[2].metric("Test loss", f"{snap.test_loss[-1]:.3f}")
+    m[3].metric("Training accuracy", f"{snap.train_accuracy:.1%}")
+    m[4].metric("Test accuracy", f"{snap.test_accuracy:.1%}")
+    if pg.diverged:
+        st.warning("The loss became infinite: the learning rate is too large. Lower it and reset.")
+    layers = len(snap.neurons)
+    cols = st.columns([1] * (1 + layers) + [max(3, layers + 1)])
+    with cols[0]:
+        st.caption("Features")
+        st.image([heat_rgb(np.tanh(f / 3)) for f in snap.inputs], width=54,
+                 caption=list(pg.config.features))
+    for i, acts in enumerate(snap.neurons):
+        with cols[1 + i]:
+            st.caption(f"Layer {i + 1}")
+            st.image([neuron_image(a) for a in acts], width=54,
+                     caption=[f"n{j + 1}" for j in range(len(acts))])
+    with cols[-1]:
+        st.altair_chart(boundary_chart(snap.output, snap.grid, pg.data, show_test),
+                        key=f"{prefix}.boundary")
+    st.altair_chart(loss_chart(snap.train_loss, snap.test_loss, cap), key=f"{prefix}.loss")
+
+
+ALL_CONTROLS = frozenset({"data", "features", "network", "training", "regularization"})
+DEFAULT_CONFIG = pgc.PlaygroundConfig()
+
+
+def playground(prefix: str, defaults: pgc.PlaygroundConfig = DEFAULT_CONFIG,
+               show: frozenset[str] = ALL_CONTROLS, cap: int = pgc.EPOCH_CAP) -> pgc.Playground:
+    """TensorFlow Playground in a page: controls, buttons and the animated network."""
+    config = _controls(prefix, defaults, set(show))
+    pg = _sync(prefix, config)
+    _buttons(prefix, pg, cap)
+    show_test = st.checkbox("Show test data", True, key=f"{prefix}.show_test")
+    playing_key = f"{prefix}.playing"
+    playing = st.session_state.get(playing_key, False)
+
+    @st.fragment(run_every=REDRAW_S if playing else None)
+    def live() -> None:
+        if st.session_state.get(playing_key, False):
+            pg.train_epochs(min(st.session_state.get(f"{prefix}.speed", 3), cap - pg.epoch))
+            if pg.epoch >= cap or pg.diverged:
+                st.session_state[playing_key] = False
+                st.rerun()  # the whole page, so the timer stops and Play comes back
+        _draw(prefix, pg, cap, show_test)
+
+    live()
+    st.caption(f"Each run stops by itself after {cap} epochs (an epoch is one pass over the "
+               f"training points, in mini-batches). While playing, the network trains "
+               f"{st.session_state.get(f'{prefix}.speed', 3)} epochs between redraws, "
+               f"{1 / REDRAW_S:.0f} redraws a second.")
+    return pg
+
+
+# ---- the real model: layer similarity, neurons, pre-activations ---------------------------
+
+def similarity_chart(matrix: np.ndarray, title: str) -> alt.Chart:
+    n = matrix.shape[0]
+    i, j = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    df = pd.DataFrame({"layer": i.ravel(), "other layer": j.ravel(),
+                       "similarity": matrix.ravel().round(4)})
+    return alt.Chart(df).mark_rect().encode(
+        x=alt.X("layer:O", title="layer (0 = embeddings)"),
+        y=alt.Y("other layer:O", sort="descending"),
+        color=alt.Color("similarity:Q", scale=alt.Scale(scheme="viridis")),
+        tooltip=["layer", "other layer", "similarity"],
+    ).properties(title=title, height=380, width=420)
+
+
+@st.cache_data(max_entries=16, show_spinner="Comparing the model's layers…")
+def layer_similarity_cached(model_id: str, text: str, method: str) -> tuple[np.ndarray, int]:
+    from components.models import get_trace
+    from core.neurons import layer_similarity
+
+    trace = get_trace(text, model_id=model_id)
+    return layer_similarity(trace.hidden_states, method), trace.length

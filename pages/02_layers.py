@@ -1,0 +1,60 @@
+"""02 Layers & Deep Networks: TensorFlow Playground's MLP trained live, then the LM's layers."""
+
+import streamlit as st
+
+from components.frame import page_frame, show_code
+from components.models import current_model_id, get_prompt, get_trace, note_truncation
+from components.playground import layer_similarity_cached, playground, similarity_chart
+from core import neurons
+from core import playground as pgc
+
+page_frame(2)
+st.markdown(
+    "A layer is a row of neurons that all read the previous layer's outputs. One neuron can "
+    "only draw a straight line through the plane; a hidden layer combines several such lines "
+    "into bends and patches, and a further layer combines *those* into more abstract shapes. "
+    "Below, a small network learns to separate the blue points from the orange ones. Each "
+    "small square shows what one hidden neuron responds to over the whole plane, and the big "
+    "square is the network's answer. Try XOR with no hidden layer (it cannot do better than "
+    "chance), then with one layer of four tanh neurons; try the spiral with more layers or "
+    "with the sin features."
+)
+with st.expander("Go deeper"):
+    st.markdown(
+        "The output is a sigmoid of the last layer, trained with binary cross-entropy and "
+        "plain SGD on mini-batches, exactly the loop of TensorFlow Playground. Input features "
+        "such as x² or sin x are hand-made features: with them even a network without hidden "
+        "layers can draw a circle. Deep networks learn such features themselves. "
+        "The controls are stored in the page's address: copy the URL to share this network."
+    )
+
+pg = playground("layers")
+
+st.subheader("Inside the real model: how alike are its layers?")
+st.markdown(
+    "A language model stacks the same kind of block many times. Each block adds a little to "
+    "every token's vector, so neighbouring layers hold similar representations while distant "
+    "ones differ. The heatmap compares every layer's hidden states with every other's, on the "
+    "shared prompt."
+)
+method = st.radio("Similarity", ["cka", "cosine"], horizontal=True, key="layers.similarity",
+                  format_func=lambda m: {"cka": "linear CKA (geometry of all tokens)",
+                                         "cosine": "mean cosine of each token's vectors"}[m])
+text = get_prompt()
+if not text.strip():
+    st.info("The shared prompt is empty; the model sees a single start token, so CKA needs "
+            "more text. Type a sentence in the sidebar.")
+trace = get_trace(text)
+note_truncation(trace)
+if trace.length < 3 and method == "cka":
+    st.info("CKA compares token clouds and needs at least three tokens; showing cosine.")
+    method = "cosine"
+matrix, n_tokens = layer_similarity_cached(current_model_id(), text, method)
+st.altair_chart(similarity_chart(matrix, f"{matrix.shape[0] - 1} blocks, {n_tokens} tokens"),
+                key="layers.similarity_chart")
+adjacent = [float(matrix[i, i + 1]) for i in range(matrix.shape[0] - 1)]
+st.caption(f"Mean similarity of neighbouring layers: {sum(adjacent) / len(adjacent):.3f}; "
+           f"embeddings vs last layer: {matrix[0, -1]:.3f}.")
+
+show_code(pgc.Playground.train_epochs, pgc.Playground.step, pgc.build_mlp,
+          neurons.layer_similarity)
