@@ -31,7 +31,7 @@ def distribution_chart(view: NextTokenView, labels: list[str]) -> alt.Chart:
             x=alt.X("token:N", sort=alt.SortField("rank"), title=None,
                     axis=alt.Axis(labelAngle=-50, labelLimit=120)),
             xOffset=alt.XOffset("stage:N"),
-            y=alt.Y("probability:Q", title="probability", scale=alt.Scale(domain=[0, 1])),
+            y=alt.Y("probability:Q", title="probability"),
             color=alt.Color(
                 "stage:N", title=None,
                 scale=alt.Scale(domain=["1 before filters", "2 after filters"],

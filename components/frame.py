@@ -100,7 +100,7 @@ def safe_page_link(page: str, **kwargs) -> None:
 def sidebar() -> None:
     _init_state()
     with st.sidebar:
-        st.page_link("app.py", label="LLM Explorer: home", icon="🏠")
+        st.page_link("app.py", label="LLM Explorer: home", icon=":material/home:")
         for section, concepts in by_section(available_concepts()).items():
             st.caption(section.upper())
             for c in concepts:

@@ -25,6 +25,11 @@ def short(token: str, width: int = 10) -> str:
     return v if len(v) <= width else v[: width - 1] + "…"
 
 
+def code_span(token: str) -> str:
+    """A token or typed text as inline code for st.markdown, closed against backticks."""
+    return "`" + visible(token).replace("`", "ˋ") + "`"
+
+
 def token_axis(tokens: tuple[str, ...], offset: int = 0) -> list[str]:
     """Unique axis labels: position and visible token ('3 ·fox')."""
     return [f"{i + offset} {short(t, 12)}" for i, t in enumerate(tokens)]
@@ -277,7 +282,7 @@ def model_sizes_chart(df: pd.DataFrame) -> alt.Chart:
 # ---- page 12: the objective ----------------------------------------------------------------
 
 SURPRISAL_PARAM = "picked"
-PER_ROW = 16
+PER_ROW = 12
 
 
 def surprisal_frame(s: obj.Surprisal) -> pd.DataFrame:
@@ -307,7 +312,7 @@ def surprisal_chart(df: pd.DataFrame, picked: int) -> alt.Chart:
         x=x, y=y, text="token:N",
         color=alt.condition("datum.bits > 12", alt.value("white"), alt.value("#222")),
         tooltip=tips)
-    return (rect + text).properties(height=alt.Step(30), width=alt.Step(66))
+    return (rect + text).properties(height=alt.Step(30), width=alt.Step(72))
 
 
 def picked_position(event: object, default: int) -> int:

@@ -77,7 +77,7 @@ def token_count_chart(results: list[Tokenized], n_chars: int) -> alt.Chart:
         }
     )
     base = alt.Chart(df).encode(
-        y=alt.Y("tokenizer:N", sort=None, title=None),
+        y=alt.Y("tokenizer:N", sort=None, title=None, axis=alt.Axis(labelLimit=320)),
         x=alt.X("tokens:Q", title="tokens for this text"),
         tooltip=["tokenizer", "tokens", alt.Tooltip("characters per token:Q", format=".2f"),
                  alt.Tooltip("vocabulary:Q", format=",")],
