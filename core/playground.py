@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.activations import ActivationModule
+
 DATASETS: tuple[str, ...] = ("circle", "xor", "gauss", "spiral")
 FEATURES: tuple[str, ...] = ("x", "y", "x²", "y²", "xy", "sin x", "sin y")
 ACTIVATIONS: tuple[str, ...] = ("tanh", "relu", "sigmoid", "linear")
@@ -127,8 +129,9 @@ def feature_matrix(xy: np.ndarray | torch.Tensor, names: tuple[str, ...]) -> tor
 # ---- network -------------------------------------------------------------------------------
 
 def activation_module(name: str) -> nn.Module:
-    return {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid,
-            "linear": nn.Identity}[name]()
+    """torch's own layer for the Playground's four; the hand-written formula for the others."""
+    builtin = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "linear": nn.Identity}
+    return builtin[name]() if name in builtin else ActivationModule(name)
 
 
 def build_mlp(n_in: int, hidden: tuple[int, ...], activation: str, seed: int = 0,
