@@ -8,6 +8,9 @@ the loss is binary cross-entropy on a sigmoid output, the optimiser plain SGD.
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -47,6 +50,33 @@ class PlaygroundConfig:
         """What changes the data or the network's shape: changing it means a fresh network."""
         return (self.dataset, self.noise, self.train_ratio, self.features, self.hidden,
                 self.activation, self.seed)
+
+
+# ---- threads -------------------------------------------------------------------------------
+# On a busy two-core machine, an op that opens a parallel region (tanh, exp, erf backward, ...)
+# waits milliseconds for the second thread even for ten numbers, making a 0.3 ms step 10-100x
+# slower. Toy networks therefore run with one intra-op thread. The setting is process-wide, so
+# a counter restores the previous value only when the last toy job in the process finishes.
+_THREADS_LOCK = threading.Lock()
+_toy_jobs = 0
+_saved_threads = 0
+
+
+@contextmanager
+def toy_threads() -> Iterator[None]:
+    global _toy_jobs, _saved_threads
+    with _THREADS_LOCK:
+        if _toy_jobs == 0:
+            _saved_threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _toy_jobs += 1
+    try:
+        yield
+    finally:
+        with _THREADS_LOCK:
+            _toy_jobs -= 1
+            if _toy_jobs == 0:
+                torch.set_num_threads(_saved_threads)
 
 
 # ---- data ----------------------------------------------------------------------------------
@@ -243,6 +273,10 @@ class Playground:
 
     def train_epochs(self, epochs: int = 1) -> None:
         """`epochs` shuffled passes over the training set in mini-batches of `batch_size`."""
+        with toy_threads():
+            self._train_epochs(epochs)
+
+    def _train_epochs(self, epochs: int) -> None:
         b = max(1, self.config.batch_size)
         self.model.train()
         for _ in range(epochs):
@@ -270,9 +304,12 @@ class Playground:
     def diverged(self) -> bool:
         return not math.isfinite(self.train_loss[-1])
 
-    @torch.no_grad()
     def snapshot(self, res: int = 40) -> Snapshot:
         """The output and every hidden neuron over a res x res grid of the plane."""
+        with toy_threads(), torch.no_grad():
+            return self._snapshot(res)
+
+    def _snapshot(self, res: int) -> Snapshot:
         self.model.eval()
         axis = np.linspace(-DOMAIN, DOMAIN, res, dtype=np.float32)
         gx, gy = np.meshgrid(axis, axis)  # rows = y, columns = x

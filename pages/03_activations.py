@@ -1,0 +1,93 @@
+"""03 Activation Functions: the curves and their slopes, a race between them, and the LM's own."""
+
+import pandas as pd
+import streamlit as st
+
+from components.frame import page_frame, show_code
+from components.models import current_model_id, get_lm, get_prompt
+from components.playground import (
+    COMPARISON,
+    COMPARISON_EPOCHS,
+    activation_curves_chart,
+    activation_run_cached,
+    histogram_chart,
+    mlp_capture_cached,
+)
+from core import activations, neurons
+
+page_frame(3)
+st.markdown(
+    "Without an activation function, a stack of layers collapses into a single linear map: "
+    "lines on lines are still a line. The activation bends each neuron's output, and that is "
+    "what lets a network draw curves. Training needs its *slope* too: backpropagation "
+    "multiplies the derivatives of every layer, so where a sigmoid or tanh flattens out "
+    "(slope near 0) the gradient vanishes, while ReLU passes a slope of exactly 1 for every "
+    "positive input. Modern LLMs use smooth cousins of ReLU: GELU (GPT-2) and SiLU "
+    "(Llama, SmolLM2)."
+)
+
+q = "query-params"
+chosen = st.multiselect("Activations", activations.NAMES,
+                        default=["relu", "gelu", "silu", "sigmoid", "tanh"],
+                        format_func=activations.LABELS.get, key="activations.chosen", bind=q)
+lo, hi = st.slider("Input range", -10.0, 10.0, (-4.0, 4.0), 0.5, key="activations.range",
+                   bind=q)
+if hi - lo < 0.5:
+    st.info("The range is very narrow; widening it to one unit around its centre.")
+    lo, hi = (lo + hi) / 2 - 0.5, (lo + hi) / 2 + 0.5
+if not chosen:
+    st.info("Pick at least one activation to draw.")
+curves = activations.curves(tuple(chosen), lo, hi)
+left, right = st.columns(2)
+left.altair_chart(activation_curves_chart(curves, False), key="activations.values")
+right.altair_chart(activation_curves_chart(curves, True), key="activations.derivatives")
+st.caption("Derivatives are the hand-derived formulas (the tests check them against autograd).")
+
+st.subheader("The same network, trained with each activation")
+st.markdown(
+    f"A {len(COMPARISON.hidden)}-hidden-layer network ({' → '.join(map(str, COMPARISON.hidden))} "
+    f"neurons) learns the spiral for {COMPARISON_EPOCHS} epochs with each activation in turn, "
+    f"with the same data, seed, learning rate ({COMPARISON.learning_rate}) and batch size "
+    f"({COMPARISON.batch_size}). Results are cached, so a second visit is instant."
+)
+if st.button("Train all eight", key="activations.train", type="primary"):
+    st.session_state["activations.trained"] = True
+if st.session_state.get("activations.trained"):
+    progress = st.progress(0.0, text="Training…")
+    st.caption("Interact with anything (for example the range slider) to stop early.")
+    rows = []
+    for i, name in enumerate(activations.NAMES):
+        progress.progress(i / len(activations.NAMES),
+                          text=f"Training with {activations.LABELS[name]}…")
+        rows.append({"activation": activations.LABELS[name], **activation_run_cached(name)})
+    progress.progress(1.0, text="Done.")
+    table = pd.DataFrame(rows).sort_values("test loss")
+    st.dataframe(table.style.format({"train loss": "{:.3f}", "test loss": "{:.3f}",
+                                     "test accuracy": "{:.1%}", "seconds": "{:.1f}"}),
+                 hide_index=True, key="activations.table")
+else:
+    st.caption(f"Training all eight takes several seconds on a shared machine "
+               f"({COMPARISON_EPOCHS} epochs each).")
+
+st.subheader("What the real model's neurons receive")
+lm = get_lm()
+n_layers = neurons.num_layers(lm.model)
+kind = neurons.mlp_parts(lm.model, 0).kind
+act_name = type(neurons.mlp_parts(lm.model, 0).act).__name__
+layer = st.slider("Layer", 0, n_layers - 1, n_layers // 2, key="activations.layer", bind=q)
+text = get_prompt()
+if not text.strip():
+    st.info("The shared prompt is empty: the histogram covers the start token only.")
+tokens, cap, _, total = mlp_capture_cached(current_model_id(), text, layer)
+h = neurons.histogram(cap.preact)
+what = "gate projection" if kind == "gated" else "first MLP projection"
+st.altair_chart(histogram_chart(h, f"layer {layer}: {h.total:,} values ({len(tokens)} tokens × "
+                                   f"{cap.preact.shape[1]:,} neurons)"), key="activations.hist")
+st.caption(f"Inputs to the activation ({act_name}) after the {what}, over the shared prompt's "
+           f"tokens{' (first ' + str(len(tokens)) + ')' if total > len(tokens) else ''}. "
+           f"{h.fraction_negative:.1%} are negative, which the activation squashes towards "
+           f"zero; mean {h.mean:.2f}, standard deviation {h.std:.2f}. The outer 0.1 % on each "
+           "side are gathered in the end bins.")
+
+show_code(activations.curves, activations.ActivationModule, neurons.capture_mlp,
+          neurons.histogram)
