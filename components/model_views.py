@@ -217,6 +217,7 @@ def lens_frame(lens: core_lens.LogitLens) -> pd.DataFrame:
         for j, pos in enumerate(lens.window):
             cell = {"layer": layer, "position": labels[pos], "order": pos,
                     "guess": short(row_tokens[j][0], 8), "p": float(row_probs[j][0]),
+                    "cell": f"{short(row_tokens[j][0], 8)}\n{row_probs[j][0]:.0%}",
                     "next in text": visible(lens.actual_next[j]) if lens.actual_next[j]
                     is not None else "(end of prompt)"}
             for r in range(len(row_tokens[j])):
@@ -225,7 +226,7 @@ def lens_frame(lens: core_lens.LogitLens) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def lens_chart(df: pd.DataFrame, n_layers: int) -> alt.Chart:
+def lens_chart(df: pd.DataFrame) -> alt.Chart:
     """Layers (rows, 0 = embeddings) x positions: the top guess and its probability."""
     tips = ["position", "layer", "next in text", *[c for c in df.columns if c.startswith("top ")]]
     x = alt.X("position:N", sort=alt.SortField("order"), title="reading position (its token)",
@@ -235,11 +236,12 @@ def lens_chart(df: pd.DataFrame, n_layers: int) -> alt.Chart:
         x=x, y=y, color=alt.Color("p:Q", title="top-1 probability",
                                   scale=alt.Scale(scheme="blues", domain=[0, 1])),
         tooltip=tips)
-    text = alt.Chart(df).mark_text(fontSize=10, font="monospace").encode(
-        x=x, y=y, text="guess:N",
+    text = alt.Chart(df).mark_text(fontSize=9, font="monospace", lineBreak="\n",
+                                   lineHeight=10).encode(
+        x=x, y=y, text="cell:N",
         color=alt.condition("datum.p > 0.55", alt.value("white"), alt.value("#222")),
         tooltip=tips)
-    return (rect + text).properties(height=max(240, 19 * (n_layers + 1)))
+    return (rect + text).properties(height=alt.Step(26))
 
 
 def residual_norm_frame(lens: core_lens.LogitLens) -> pd.DataFrame:

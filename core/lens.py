@@ -24,6 +24,7 @@ from core.trace import TRACE_TOKEN_CAP, prompt_tokens, token_strings
 # window of this many positions at a time.
 LENS_WINDOW = 16
 LENS_TOP_K = 5
+LENS_CHUNK = 128
 
 
 @dataclass(frozen=True)
@@ -73,23 +74,28 @@ def logit_lens(
     start = max(0, T - window) if start is None else min(max(0, start), max(0, T - 1))
     stop = min(T, start + window)
     rs = residual_stream(lm, torch.tensor([pt.ids]))
+    window_hidden = rs.hidden[:, start:stop]  # (layers+1, W, d)
+    flat = window_hidden.reshape(-1, window_hidden.shape[-1])  # (layers+1)*W rows
     top_i, top_p = [], []
     with heavy_work():
-        for layer_hidden in rs.hidden:  # one layer at a time keeps memory at (W, vocab)
-            probs = lens_logits(lm, layer_hidden[start:stop]).softmax(-1)
-            top = probs.topk(k, dim=-1)
+        # rows in chunks: one pass over the (vocab, d) unembedding serves many cells, and
+        # memory stays at (LENS_CHUNK, vocab)
+        for chunk in flat.split(LENS_CHUNK):
+            top = lens_logits(lm, chunk).softmax(-1).topk(k, dim=-1)
             top_i.append(top.indices)
             top_p.append(top.values)
         last = lens_logits(lm, rs.hidden[-1, start:stop])
     err = float((last - rs.logits[start:stop]).abs().max())
-    ids = torch.stack(top_i).numpy()  # (layers+1, W, k)
+    shape = (*window_hidden.shape[:2], -1)
+    ids = torch.cat(top_i).reshape(shape).numpy()  # (layers+1, W, k)
+    probs = torch.cat(top_p).reshape(shape).numpy()
     unique = np.unique(ids)
     vocab = dict(zip(unique.tolist(), token_strings(lm.tokenizer, unique), strict=True))
     decoded = tuple(tuple(tuple(vocab[int(i)] for i in cell) for cell in row) for row in ids)
     text_tokens = token_strings(lm.tokenizer, pt.ids)
     actual = tuple(text_tokens[p + 1] if p + 1 < T else None for p in range(start, stop))
     return LogitLens(
-        tokens=text_tokens, start=start, top_ids=ids, top_probs=torch.stack(top_p).numpy(),
+        tokens=text_tokens, start=start, top_ids=ids, top_probs=probs,
         top_tokens=decoded, actual_next=actual,
         residual_norm=rs.hidden.norm(dim=-1).numpy(), final_logits_error=err,
         truncated_from=pt.truncated_from,

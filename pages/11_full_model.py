@@ -52,7 +52,7 @@ def lens_view() -> None:
         st.warning(f"{exc} Pick SmolLM2 or a GPT-2 in the sidebar.")
         return
     n_layers = lens.top_ids.shape[0] - 1
-    st.altair_chart(mv.lens_chart(mv.lens_frame(lens), n_layers), width="stretch")
+    st.altair_chart(mv.lens_chart(mv.lens_frame(lens)), width="stretch")
     right = sum(
         lens.actual_next[j] is not None and lens.top_tokens[-1][j][0] == lens.actual_next[j]
         for j in range(len(lens.actual_next))

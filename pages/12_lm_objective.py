@@ -6,7 +6,7 @@ import streamlit as st
 from components import model_views as mv
 from components.frame import page_frame, show_code
 from components.models import DEFAULT_PROMPT, get_lm, get_prompt, get_trace, note_truncation
-from components.tokens import token_strip, visible
+from components.tokens import token_strip
 from core.lm_objective import GAME_TEXTS, alternatives, new_game, play, surprisal
 from core.trace import TRACE_TOKEN_CAP
 
@@ -61,7 +61,7 @@ def scores() -> None:
         token_strip(trace.tokens[max(0, alt_.position - 12):alt_.position])
         rank = f"rank {alt_.actual_rank} in its list" if alt_.actual_rank else "not in its top 10"
         st.markdown(
-            f"the text continues with `{visible(alt_.actual)}`, to which the model gave "
+            f"the text continues with {mv.code_span(alt_.actual)}, to which the model gave "
             f"p = {mv.percent(alt_.actual_prob)} ({rank}): surprisal "
             f"{-np.log2(max(alt_.actual_prob, 1e-300)):.2f} bits."
         )
@@ -110,11 +110,12 @@ def game() -> None:
     token_strip(g_trace.tokens[: state.position])
     if state.rounds:
         r = state.rounds[-1]
-        you = "✅ right" if r.player_right else f"❌ you typed `{visible(r.guess)}`"
-        model = "✅" if r.model_right else "❌"
+        you = "you were **right**" if r.player_right else (
+            f"you typed {mv.code_span(r.guess)}, **wrong**")
+        model = "**right**" if r.model_right else "**wrong**"
         st.markdown(
-            f"The text went on with `{visible(r.actual)}`: {you}. The model's guess was "
-            f"`{visible(r.model_guess)}` {model}; it gave the real token "
+            f"The text went on with {mv.code_span(r.actual)}: {you}. The model's guess was "
+            f"{mv.code_span(r.model_guess)}, {model}; it gave the real token "
             f"p = {mv.percent(r.model_prob_of_actual)}."
         )
     if state.position >= g_trace.length:

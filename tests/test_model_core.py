@@ -48,6 +48,13 @@ def _hooks(model) -> list[tuple]:
     return [(tuple(m._forward_hooks), tuple(m._forward_pre_hooks)) for m in model.modules()]
 
 
+def _our_hooks(model) -> list:
+    """Hooks defined in core/ (transformers adds output-capturing hooks of its own, lazily)."""
+    return [h for m in model.modules()
+            for h in (*m._forward_hooks.values(), *m._forward_pre_hooks.values())
+            if getattr(h, "__module__", "").startswith("core.")]
+
+
 # ---- the block ---------------------------------------------------------------------------
 
 
@@ -100,11 +107,11 @@ def test_capture_leaves_no_hook_and_the_model_unchanged(any_lm):
     ids = _ids(any_lm)
     with torch.inference_mode():
         before = model(ids).logits
-    # transformers keeps hooks of its own (output capturing): compare against those
+    core_block.block_anatomy(any_lm, TEXT)  # lets transformers install its own hooks first
     hooks_before = _hooks(model)
     core_block.block_anatomy(any_lm, TEXT)
     core_lens.logit_lens(any_lm, TEXT)
-    assert _hooks(model) == hooks_before
+    assert _hooks(model) == hooks_before and not _our_hooks(model)
     with torch.inference_mode():
         assert torch.equal(model(ids).logits, before)
     after_state = model.state_dict()
