@@ -59,6 +59,14 @@ def architecture(model: Any) -> str:
     raise NotImplementedError(f"{type(model).__name__}: attention layout not recognised")
 
 
+def supported(model: Any) -> bool:
+    try:
+        architecture(model)
+    except NotImplementedError:
+        return False
+    return True
+
+
 def attention_module(model: Any, layer: int) -> Any:
     if architecture(model) == "llama":
         return model.model.layers[layer].self_attn
@@ -114,9 +122,11 @@ def _llama_qk(model: Any, x: torch.Tensor, layer: int, head: int, g: HeadGeometr
     e, kv = g.head_dim, g.kv_head(head)
     wq, wk = attn.q_proj.weight[head * e:(head + 1) * e], attn.k_proj.weight[kv * e:(kv + 1) * e]
     q, k = xn @ wq.T, xn @ wk.T  # (T, e)
-    if attn.q_proj.bias is not None:
+    if attn.q_proj.bias is not None:  # Qwen2-style
         q = q + attn.q_proj.bias[head * e:(head + 1) * e]
         k = k + attn.k_proj.bias[kv * e:(kv + 1) * e]
+    if hasattr(attn, "q_norm"):  # Qwen3-style: each head's q and k normalised before RoPE
+        q, k = _rms_norm(q, attn.q_norm), _rms_norm(k, attn.k_norm)
     cos, sin = model.model.rotary_emb(x[None], torch.arange(x.shape[0])[None])
     q, k = _rotate(q, cos[0], sin[0]), _rotate(k, cos[0], sin[0])
     return xn, q, k, float(attn.scaling), True, "RMSNorm"

@@ -6,7 +6,13 @@ import streamlit as st
 from components import attention as ca
 from components.frame import page_frame, show_code
 from components.models import DEFAULT_PROMPT, get_lm, get_prompt, note_truncation
-from core.attention import ATTENTION_CAP, encoder_attention, head_geometry, recompute_head
+from core.attention import (
+    ATTENTION_CAP,
+    encoder_attention,
+    head_geometry,
+    recompute_head,
+    supported,
+)
 
 page_frame(8)
 st.markdown(
@@ -54,6 +60,10 @@ def causal_view() -> None:
                f"{weights.sum(1).max():.4f}).")
 
     st.subheader("The same head, recomputed step by step")
+    if not supported(lm.model):
+        st.warning(f"{lm.model_id}: this page recomputes heads for Llama-style and GPT-2-style "
+                   "attention modules only; the heatmaps above are the model's own.")
+        return
     steps = ca.cached_head_steps(lm.model_id, text, layer, head)
     diff = float(np.abs(steps.weights - weights).max())
     m1, m2, m3 = st.columns(3)

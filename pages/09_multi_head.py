@@ -15,6 +15,7 @@ from core.attention import (
     head_geometry,
     induction_scores,
     pattern_scores,
+    supported,
 )
 from core.interventions import heads_switched_off, next_token_change
 
@@ -70,6 +71,10 @@ def heads_view() -> None:
         st.dataframe(table.drop(columns=["layer", "strength"]).round(3), width="stretch")
 
     st.subheader("Switch heads off")
+    if not supported(lm.model):
+        st.warning(f"{lm.model_id}: switching heads off needs a Llama-style (o_proj) or "
+                   "GPT-2-style (c_proj) attention module.")
+        return
     off = st.multiselect(f"Heads of layer {layer} to switch off", list(range(g.n_heads)),
                          key="multi_head.off", max_selections=g.n_heads)
     if not off:

@@ -41,9 +41,21 @@ def _tiny_llama(tokenizer) -> LoadedModel:
     return LoadedModel("tiny-llama", LlamaForCausalLM(cfg).eval(), tokenizer, "test")
 
 
+def _tiny_qwen3(tokenizer) -> LoadedModel:
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    torch.manual_seed(0)
+    cfg = Qwen3Config(num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                      hidden_size=32, head_dim=8, intermediate_size=64,
+                      vocab_size=len(tokenizer), max_position_embeddings=128,
+                      attn_implementation="eager")
+    return LoadedModel("tiny-qwen3", Qwen3ForCausalLM(cfg).eval(), tokenizer, "test")
+
+
 @pytest.fixture(scope="module")
 def tiny(lm):
-    return {"gpt2": _tiny_gpt2(lm.tokenizer), "llama": _tiny_llama(lm.tokenizer)}
+    return {"gpt2": _tiny_gpt2(lm.tokenizer), "llama": _tiny_llama(lm.tokenizer),
+            "qwen3": _tiny_qwen3(lm.tokenizer)}
 
 
 def _fp32_reference(model, ids):
@@ -71,7 +83,7 @@ def test_trace_attention_rows_sum_to_one_and_are_causal(lm, tiny):
         assert np.all(np.triu(att, k=1) == 0)
 
 
-@pytest.mark.parametrize("which", ["embedded", "gpt2", "llama"])
+@pytest.mark.parametrize("which", ["embedded", "gpt2", "llama", "qwen3"])
 def test_recomputed_head_equals_model_attention(lm, tiny, which):
     model = lm if which == "embedded" else tiny[which]
     ids = model.tokenizer(TEXT, add_special_tokens=False)["input_ids"]
