@@ -1,0 +1,117 @@
+"""04 Training & Backpropagation: gradients by autograd on a tiny graph, optimisers on a surface."""
+
+import pandas as pd
+import streamlit as st
+
+from components.frame import page_frame, show_code
+from components.playground import (
+    expression_dot,
+    loss_surface_cached,
+    optimizer_path_cached,
+    path_loss_chart,
+    playground,
+    surface_chart,
+)
+from core import optim
+from core import playground as pgc
+
+page_frame(4)
+st.markdown(
+    "Training means nudging every weight a little downhill on the loss. *Backpropagation* "
+    "finds the slope for every weight at once: it runs the computation forward, then applies "
+    "the chain rule backwards from the loss, each node multiplying the gradient it receives by "
+    "its own local derivative. The optimiser then takes a step: $w \\leftarrow w - \\eta\\, "
+    "\\partial L/\\partial w$, where the learning rate $\\eta$ sets the step size. Too small "
+    "and training crawls; too large and every step overshoots further until the loss explodes."
+)
+
+st.subheader("Backpropagation through one neuron")
+q = "query-params"
+cols = st.columns(6)
+names = ("x1", "x2", "w1", "w2", "b", "target")
+defaults = (1.0, -2.0, 0.5, 0.8, 0.1, 1.0)
+vals = [c.slider(n, -3.0, 3.0, d, 0.1, key=f"training.{n}", bind=q)
+        for c, n, d in zip(cols, names, defaults, strict=True)]
+nodes = optim.expression_graph(*vals)
+st.graphviz_chart(expression_dot(nodes))
+hand = optim.hand_gradients(*vals)
+st.caption("Each box: forward value, then the gradient of the loss L = (tanh(x1·w1 + x2·w2 + b) "
+           "- target)² with respect to it, computed by torch's autograd.")
+with st.expander("Check: autograd against the chain rule by hand"):
+    st.dataframe(pd.DataFrame({"node": [n.name for n in nodes],
+                               "autograd": [n.grad for n in nodes],
+                               "by hand": [hand[n.name] for n in nodes]}), hide_index=True)
+
+st.subheader("Optimisers on a loss surface")
+st.markdown(
+    f"A two-parameter model, $\\hat y = wx + b$, fitted to {optim.N_POINTS} noisy points by "
+    "mean squared error. Its loss over every (w, b) is the grey landscape (darker is lower); "
+    "each optimiser starts at the same point and walks downhill. The valley is long and thin, "
+    "so plain SGD zig-zags across it while momentum and Adam keep their direction."
+)
+o1, o2, o3, o4 = st.columns(4)
+chosen = o1.multiselect("Optimisers", optim.OPTIMIZERS, default=list(optim.OPTIMIZERS),
+                        key="training.optimisers", bind=q)
+lr = o2.select_slider("Learning rate", (0.001, 0.003, 0.01, 0.03, 0.05, 0.1, 0.15, 0.2, 0.3,
+                                        0.5, 1.0), 0.05, key="training.lr", bind=q)
+batch = o3.slider("Batch size", 1, optim.N_POINTS, optim.N_POINTS, key="training.batch", bind=q)
+steps = o4.slider("Steps", 10, optim.STEP_CAP, 100, 10, key="training.steps", bind=q)
+paths = {name: optimizer_path_cached(name, lr, batch, steps) for name in chosen}
+st.session_state.setdefault("training.shown", steps)
+st.session_state.setdefault("training.animating", False)
+
+
+def _toggle() -> None:
+    st.session_state["training.animating"] = not st.session_state["training.animating"]
+    if st.session_state["training.animating"]:
+        st.session_state["training.shown"] = 0
+
+
+b1, b2, b3, _ = st.columns([1, 1, 1, 4])
+b1.button("⏸ Pause" if st.session_state["training.animating"] else "▶ Play", on_click=_toggle,
+          key="training.play", type="primary")
+if b2.button("Step", key="training.step"):
+    st.session_state["training.animating"] = False
+    st.session_state["training.shown"] = min(st.session_state["training.shown"] + 1, steps)
+if b3.button("Show all", key="training.all"):
+    st.session_state["training.animating"] = False
+    st.session_state["training.shown"] = steps
+
+
+@st.fragment(run_every=0.25 if st.session_state["training.animating"] else None)
+def surface() -> None:
+    if st.session_state["training.animating"]:
+        st.session_state["training.shown"] = min(st.session_state["training.shown"] + 2, steps)
+        if st.session_state["training.shown"] >= steps:
+            st.session_state["training.animating"] = False
+            st.rerun()
+    shown = min(st.session_state["training.shown"], steps)
+    ws, bs, loss = loss_surface_cached()
+    left, right = st.columns([4, 3])
+    left.altair_chart(surface_chart(ws, bs, loss, {k: p.points[:shown + 1] for k, p in paths.items()},
+                                    (optim.TRUE_W, optim.TRUE_B)), key="training.surface")
+    right.altair_chart(path_loss_chart({k: p.losses[:shown + 1] for k, p in paths.items()}),
+                       key="training.curves")
+    st.caption(f"Step {shown} of {steps} (at most {optim.STEP_CAP}); the diamond marks the "
+               "parameters that generated the data.")
+
+
+surface()
+for name, p in paths.items():
+    if p.diverged:
+        st.warning(f"{name} diverged after {len(p.losses) - 1} steps: at learning rate {lr} "
+                   f"every step overshoots the valley and the loss reached {p.losses[-1]:.3g}.")
+    else:
+        st.caption(f"{name}: loss {p.losses[0]:.3f} → {p.losses[-1]:.4f}.")
+st.info(f"For this data, full-batch SGD diverges above a learning rate of "
+        f"{optim.divergence_threshold():.3f} (2 divided by the largest curvature of the loss). "
+        "Push the slider past it.")
+
+st.subheader("The same on the Playground network")
+st.markdown("Learning rate and batch size on the network of page 02 (circle data, two hidden "
+            "layers of 4 and 2 tanh neurons): a learning rate of 3 or 10 makes the loss jump "
+            "around or blow up; a tiny one barely moves it.")
+playground("training.pg", show=frozenset({"training"}))
+
+show_code(optim.expression_graph, optim.hand_gradients, optim.optimizer_path,
+          pgc.Playground.step)
