@@ -40,6 +40,8 @@ except UnsupportedArchitecture as exc:
 if anatomy.truncated_from > len(anatomy.tokens):
     st.info(f"The prompt has {anatomy.truncated_from:,} tokens; this page uses the first "
             f"{TRACE_TOKEN_CAP} so that it stays interactive.")
+st.caption(f"Runs on at most the first {TRACE_TOKEN_CAP} tokens of the shared prompt (here "
+           f"{len(anatomy.tokens)}).")
 n_layers = anatomy.n_layers
 if st.session_state.get("block.layer", 0) > n_layers - 1:  # a smaller model was picked
     st.session_state["block.layer"] = n_layers - 1

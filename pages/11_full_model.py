@@ -35,7 +35,7 @@ st.caption(f"The lens shows {LENS_WINDOW} positions at a time: each cell scores 
            "tokens of the vocabulary, for every layer.")
 last_start = max(0, T - LENS_WINDOW)
 if st.session_state.get("full_model.start", 0) > last_start:  # a shorter prompt arrived
-    st.session_state["full_model.start"] = last_start
+    del st.session_state["full_model.start"]  # back to the default: the last window
 
 
 @st.fragment
