@@ -73,6 +73,13 @@ def step_once(model_id: str, settings: DecodingSettings) -> None:
         pass
 
 
+def eos_ids(lm) -> set[int]:
+    """End-of-sequence ids from the generation config (an int or a list) and the tokenizer."""
+    eos = lm.model.generation_config.eos_token_id
+    ids = set(eos) if isinstance(eos, (list, tuple)) else {eos}
+    return {int(i) for i in ids | {lm.tokenizer.eos_token_id} if i is not None}
+
+
 def finished(settings: DecodingSettings, eos: set[int]) -> bool:
     ss = st.session_state
     steps = ss.get(STEPS, [])
@@ -136,7 +143,8 @@ def ms_per_token_chart(df: pd.DataFrame) -> alt.Chart:
         alt.Chart(decode).mark_line(point=True).encode(
             x=alt.X("position:Q", title="position of the new token", scale=alt.Scale(zero=False)),
             y=alt.Y("ms:Q", title="ms for this token"),
-            color=alt.Color("mode:N", title=None, legend=alt.Legend(orient="top"),
+            color=alt.Color("mode:N", title=None,
+                            legend=alt.Legend(orient="top", labelLimit=300),
                             scale=alt.Scale(domain=["with KV cache", "without cache"],
                                             range=["#4C6EF5", "#e8590c"])),
             tooltip=["mode", "position", alt.Tooltip("ms:Q", format=".1f")],
@@ -166,7 +174,8 @@ def forward_time_chart(df: pd.DataFrame) -> alt.LayerChart:
         rows.append({"tokens": r.tokens, "series": "n (through the last point)",
                      "ms": last.seconds * 1000 * (r.tokens / last.tokens)})
     data = pd.DataFrame(rows)
-    color = alt.Color("series:N", title=None, legend=alt.Legend(orient="top"),
+    color = alt.Color("series:N", title=None,
+                      legend=alt.Legend(orient="top", labelLimit=300, columns=2),
                       scale=alt.Scale(domain=["measured", "n² (through the last point)",
                                               "n (through the last point)"],
                                       range=["#4C6EF5", "#e8590c", "#868e96"]))
@@ -193,7 +202,8 @@ def memory_chart(df: pd.DataFrame) -> alt.LayerChart:
     base = alt.Chart(data).encode(
         x=alt.X("tokens:Q", title="sequence length (tokens)"),
         y=alt.Y("MB:Q", title="memory (MB)"),
-        color=alt.Color("part:N", title=None, legend=alt.Legend(orient="top")),
+        color=alt.Color("part:N", title=None,
+                        legend=alt.Legend(orient="top", labelLimit=300, columns=1)),
         tooltip=["part", "how", "tokens", alt.Tooltip("MB:Q", format=".3f")],
     )
     lines = base.transform_filter(alt.datum.how == "formula").mark_line()
@@ -210,7 +220,8 @@ def kv_models_chart(points: Sequence[inf.KvPoint]) -> alt.Chart:
                     scale=alt.Scale(type="log", base=2)),
             y=alt.Y("GB:Q", title="KV cache per sequence (GB, log scale)",
                     scale=alt.Scale(type="log")),
-            color=alt.Color("model:N", title=None, legend=alt.Legend(orient="right")),
+            color=alt.Color("model:N", title=None,
+                            legend=alt.Legend(orient="right", labelLimit=300)),
             tooltip=["model", "tokens", alt.Tooltip("GB:Q", format=".4f")],
         ).properties(height=320)
     )
@@ -223,7 +234,7 @@ def budget_chart(prompt_tokens: int, context: int, budget: int) -> alt.LayerChar
         {"what": "truncation budget", "tokens": budget},
     ])
     bars = alt.Chart(data).mark_bar().encode(
-        y=alt.Y("what:N", title=None, sort=None),
+        y=alt.Y("what:N", title=None, sort=None, axis=alt.Axis(labelLimit=250)),
         x=alt.X("tokens:Q", title="tokens"),
         color=alt.Color("what:N", legend=None,
                         scale=alt.Scale(range=["#adb5bd", "#4C6EF5", "#e8590c"])),

@@ -43,7 +43,7 @@ max_new = c1.slider("Tokens to generate", 1, STEP_CAP, 24, key="inference.max_to
 temperature = c2.slider("Temperature (0 = greedy)", 0.0, 1.5, 0.0, 0.05,
                         key="inference.temperature", bind="query-params")
 settings = DecodingSettings(temperature=temperature, max_new_tokens=max_new, stop_at_eos=True)
-eos = {lm.model.generation_config.eos_token_id, lm.tokenizer.eos_token_id} - {None}
+eos = ci.eos_ids(lm)
 ci.reset_steps((model_id, pt.ids, settings), pt.ids)
 
 b1, b2, b3 = st.columns([1, 1, 4])
@@ -126,4 +126,4 @@ def timing() -> None:
 
 
 timing()
-show_code(generate_stream, inf.kv_cache_bytes, inf.cache_geometry)
+show_code(generate_stream, inf.kv_cache_bytes, inf.cache_geometry, inf.time_per_token)
