@@ -40,8 +40,8 @@ def expression_graph(x1: float, x2: float, w1: float, w2: float, b: float,
     wiring = {"x1·w1": ("*", ("x1", "w1")), "x2·w2": ("*", ("x2", "w2")),
               "s": ("+", ("x1·w1", "x2·w2")), "z": ("+", ("s", "b")), "a": ("tanh", ("z",)),
               "e": ("-", ("a", "y")), "L": ("²", ("e",))}
-    nodes = [Node(k, "input", float(t), float(t.grad), ()) for k, t in leaf.items()]
-    nodes += [Node(k, wiring[k][0], float(t), float(t.grad), wiring[k][1])
+    nodes = [Node(k, "input", t.item(), t.grad.item(), ()) for k, t in leaf.items()]
+    nodes += [Node(k, wiring[k][0], t.item(), t.grad.item(), wiring[k][1])
               for k, t in inner.items()]
     return tuple(nodes)
 
