@@ -168,7 +168,8 @@ def head_map_chart(df: pd.DataFrame, layer: int) -> alt.LayerChart:
     base = alt.Chart(df).mark_rect().encode(
         x=alt.X("head:O"), y=alt.Y("layer:O", sort="descending"),
         color=alt.Color("role:N", scale=alt.Scale(domain=roles, range=[
-            "#1f77b4", "#7f7f7f", "#2ca02c", "#d62728", "#eeeeee"])),
+            "#1f77b4", "#7f7f7f", "#2ca02c", "#d62728", "#eeeeee"]),
+            legend=alt.Legend(orient="bottom", columns=3, title=None)),
         opacity=alt.Opacity("strength:Q", scale=alt.Scale(domain=[0, 1], range=[0.25, 1]),
                             legend=None),
         tooltip=["layer", "head", "role", *[alt.Tooltip(f"{p}:Q", format=".2f")
@@ -177,7 +178,7 @@ def head_map_chart(df: pd.DataFrame, layer: int) -> alt.LayerChart:
     mark = alt.Chart(pd.DataFrame({"layer": [layer]})).mark_rule(color="black").encode(
         y=alt.Y("layer:O", sort="descending"))
     return (base + mark.mark_rect(fill=None, stroke="black", strokeWidth=2)).properties(
-        width=300, height=max(160, 12 * int(df["layer"].max() + 1)))
+        width=280, height=max(160, 12 * int(df["layer"].max() + 1)))
 
 
 def next_token_change_chart(df: pd.DataFrame) -> alt.Chart:
@@ -325,8 +326,10 @@ def cached_word_in_context(model_id: str, word: str, sentences: tuple[str, ...]
 
 def embedding_map_chart(df: pd.DataFrame, title: str) -> alt.LayerChart:
     base = alt.Chart(df, title=title).encode(
-        x=alt.X("x:Q", axis=alt.Axis(labels=False, ticks=False), title=None),
-        y=alt.Y("y:Q", axis=alt.Axis(labels=False, ticks=False), title=None),
+        x=alt.X("x:Q", axis=alt.Axis(labels=False, ticks=False), title=None,
+                scale=alt.Scale(zero=False, nice=False)),
+        y=alt.Y("y:Q", axis=alt.Axis(labels=False, ticks=False), title=None,
+                scale=alt.Scale(zero=False, nice=False)),
         color=alt.Color("group:N", title="group"),
         tooltip=["group", "word", "tokens"],
     )

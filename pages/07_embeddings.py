@@ -62,16 +62,19 @@ with left:
     ca.draw(ca.embedding_map_chart(points, f"PCA: {ev[0]:.0%} + {ev[1]:.0%} of the variance"),
             width="stretch")
 with right:
-    if not ca.umap_ready(lm.model_id, groups_text):
-        st.button("Compute UMAP for these words", key="embeddings.umap",
-                  help="UMAP keeps neighbourhoods rather than directions. The first run compiles "
-                       "it (about 30 s); every result is cached, so each input waits once.")
-        st.caption("PCA is shown at once. UMAP (fixed seed 42, cosine metric) runs on request.")
-    if st.session_state.get("embeddings.umap") or ca.umap_ready(lm.model_id, groups_text):
+    umap_slot = st.container()
+    if ca.umap_ready(lm.model_id, groups_text) or st.session_state.get("embeddings.umap"):
         with st.spinner("UMAP: compiling and fitting (the first time takes tens of seconds)…"):
             xy = ca.cached_umap(lm.model_id, groups_text)
-        um = points.assign(x=xy[:, 0], y=xy[:, 1])
-        ca.draw(ca.embedding_map_chart(um, "UMAP (seed 42)"), width="stretch")
+        ca.draw(ca.embedding_map_chart(points.assign(x=xy[:, 0], y=xy[:, 1]), "UMAP (seed 42)"),
+                width="stretch")
+    else:
+        umap_slot.button("Compute UMAP for these words", key="embeddings.umap",
+                         help="UMAP keeps neighbourhoods rather than directions. The first run "
+                              "compiles it (tens of seconds); results are cached, so each input "
+                              "waits once.")
+        umap_slot.caption("PCA is shown at once. UMAP (fixed seed 42, cosine metric) runs on "
+                          "request, once per word list.")
 
 st.subheader("Nearest neighbours and analogies")
 c1, c2 = st.columns(2)
