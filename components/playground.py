@@ -3,6 +3,8 @@ curves, and cached wrappers around core's neuron, activation, optimiser and over
 
 from __future__ import annotations
 
+import time
+
 import altair as alt
 import numpy as np
 import pandas as pd
@@ -14,7 +16,9 @@ NEG = np.array([245, 147, 34], dtype=np.float32)  # TensorFlow Playground's oran
 POS = np.array([8, 119, 189], dtype=np.float32)  # and blue
 WHITE = np.array([255, 255, 255], dtype=np.float32)
 REDRAW_S = 0.2  # the animation redraws five times a second while playing
-ORANGE_BLUE = alt.Scale(domain=[0, 0.5, 1], range=["#f59322", "#ffffff", "#0877bd"])
+TRAIN_BUDGET_S = 0.05  # training time per redraw, so the redraw rate holds on a busy machine
+ORANGE_BLUE = alt.Scale(domain=[0, 0.5, 1], range=["#f59322", "#ffffff", "#0877bd"],
+                        interpolate="rgb")
 
 
 # ---- pure chart builders ------------------------------------------------------------------
@@ -32,6 +36,37 @@ def neuron_image(values: np.ndarray) -> np.ndarray:
     return heat_rgb(values / scale)
 
 
+def montage(images: list[np.ndarray], gap: int = 6) -> np.ndarray:
+    """Small heatmaps stacked top to bottom with white gaps: one picture per layer, so an
+    animation frame costs the browser a few image fetches instead of dozens."""
+    h, w = images[0].shape[:2]
+    out = np.full((len(images) * (h + gap) - gap, w, 3), 255, np.uint8)
+    for i, img in enumerate(images):
+        out[i * (h + gap):i * (h + gap) + h] = img
+    return out
+
+
+def boundary_image(output: np.ndarray, data: pgc.Dataset, show_test: bool = True,
+                   size: int = 340) -> np.ndarray:
+    """The decision boundary and points as a picture: redrawn several times a second while
+    training plays, where re-rendering a 2,000-mark Vega chart would take longer than a tick."""
+    from PIL import Image, ImageDraw
+
+    img = Image.fromarray(heat_rgb(2 * output - 1)).resize((size, size), Image.BILINEAR)
+    img = Image.blend(Image.new("RGB", img.size, "white"), img, 0.8)
+    draw = ImageDraw.Draw(img)
+    splits = [(data.x_train, data.y_train, "white")]
+    if show_test:
+        splits.append((data.x_test, data.y_test, "black"))
+    for xy, labels, outline in splits:
+        px = (xy[:, 0] + pgc.DOMAIN) / (2 * pgc.DOMAIN) * size
+        py = (1 - (xy[:, 1] + pgc.DOMAIN) / (2 * pgc.DOMAIN)) * size
+        for x, y, label in zip(px, py, labels, strict=True):
+            fill = tuple(int(c) for c in (POS if label > 0.5 else NEG))
+            draw.ellipse((x - 3, y - 3, x + 3, y + 3), fill=fill, outline=outline)
+    return np.asarray(img)
+
+
 def boundary_chart(output: np.ndarray, grid: np.ndarray, data: pgc.Dataset,
                    show_test: bool = True) -> alt.Chart:
     """P(class 1) over the plane as a heatmap, with training points (filled) and test points."""
@@ -40,7 +75,7 @@ def boundary_chart(output: np.ndarray, grid: np.ndarray, data: pgc.Dataset,
     cells = pd.DataFrame({"x": gx.ravel() - step / 2, "x2": gx.ravel() + step / 2,
                           "y": gy.ravel() - step / 2, "y2": gy.ravel() + step / 2,
                           "p": output.ravel().round(3)})
-    heat = alt.Chart(cells).mark_rect(opacity=0.75).encode(
+    heat = alt.Chart(cells).mark_rect(opacity=0.8).encode(
         x=alt.X("x:Q", scale=alt.Scale(domain=[-6, 6]), title=None),
         x2="x2", y=alt.Y("y:Q", scale=alt.Scale(domain=[-6, 6]), title=None), y2="y2",
         color=alt.Color("p:Q", scale=ORANGE_BLUE, title="P(blue)"),
@@ -59,14 +94,15 @@ def boundary_chart(output: np.ndarray, grid: np.ndarray, data: pgc.Dataset,
         shape=alt.Shape("split:N", scale=alt.Scale(domain=["train", "test"],
                                                    range=["circle", "square"])),
     )
-    return (heat + points).properties(width=340, height=340)
+    return (heat + points).resolve_scale(color="independent").properties(width=340, height=340)
 
 
 def loss_chart(train: tuple[float, ...], test: tuple[float, ...], cap: int | None = None,
                title: str = "loss (binary cross-entropy)") -> alt.Chart:
-    epochs = np.arange(len(train))
-    df = pd.concat([pd.DataFrame({"epoch": epochs, "loss": train, "set": "train"}),
-                    pd.DataFrame({"epoch": epochs, "loss": test, "set": "test"})])
+    keep = np.unique(np.linspace(0, len(train) - 1, min(len(train), 150)).astype(int))
+    tr, te = np.asarray(train)[keep], np.asarray(test)[keep]
+    df = pd.concat([pd.DataFrame({"epoch": keep, "loss": tr, "set": "train"}),
+                    pd.DataFrame({"epoch": keep, "loss": te, "set": "test"})])
     df = df[np.isfinite(df["loss"])]
     x_scale = alt.Scale(domain=[0, cap]) if cap else alt.Undefined
     return alt.Chart(df).mark_line().encode(
@@ -168,10 +204,13 @@ def _buttons(prefix: str, pg: pgc.Playground, cap: int) -> None:
                 help="Draw a new sample of the dataset.")
     b[4].button(f"Train to {cap}", key=f"{prefix}.finish", on_click=finish,
                 help=f"Run the remaining epochs at once (at most {cap}).")
-    b[5].slider("Epochs per redraw", 1, 10, 3, key=f"{prefix}.speed")
+    b[5].slider("Epochs per redraw (at most)", 1, 10, 3, key=f"{prefix}.speed",
+                help=f"Each redraw trains at most this many epochs and stops after the first "
+                     f"epoch that passes {TRAIN_BUDGET_S * 1000:.0f} ms, so the animation stays "
+                     f"smooth on a busy machine.")
 
 
-def _draw(prefix: str, pg: pgc.Playground, cap: int, show_test: bool) -> None:
+def _draw(prefix: str, pg: pgc.Playground, cap: int, show_test: bool, playing: bool) -> None:
     snap = pg.snapshot()
     m = st.columns(5)
     m[0].metric("Epoch", f"{snap.epoch} / {cap}")
@@ -184,17 +223,19 @@ def _draw(prefix: str, pg: pgc.Playground, cap: int, show_test: bool) -> None:
     layers = len(snap.neurons)
     cols = st.columns([1] * (1 + layers) + [max(3, layers + 1)])
     with cols[0]:
-        st.caption("Features")
-        st.image([heat_rgb(np.tanh(f / 3)) for f in snap.inputs], width=54,
-                 caption=list(pg.config.features))
+        st.caption("Features: " + ", ".join(pg.config.features))
+        st.image(montage([heat_rgb(np.tanh(f / 3)) for f in snap.inputs]), width=54)
     for i, acts in enumerate(snap.neurons):
         with cols[1 + i]:
-            st.caption(f"Layer {i + 1}")
-            st.image([neuron_image(a) for a in acts], width=54,
-                     caption=[f"n{j + 1}" for j in range(len(acts))])
+            st.caption(f"Layer {i + 1}: {len(acts)} neurons")
+            st.image(montage([neuron_image(a) for a in acts]), width=54)
     with cols[-1]:
-        st.altair_chart(boundary_chart(snap.output, snap.grid, pg.data, show_test),
-                        key=f"{prefix}.boundary")
+        if playing:  # a picture while animating; the interactive chart once paused
+            st.image(boundary_image(snap.output, pg.data, show_test), width=340,
+                     caption="x and y from -6 to 6; white rings: training, black: test points")
+        else:
+            st.altair_chart(boundary_chart(snap.output, snap.grid, pg.data, show_test),
+                            key=f"{prefix}.boundary")
     st.altair_chart(loss_chart(snap.train_loss, snap.test_loss, cap), key=f"{prefix}.loss")
 
 
@@ -214,17 +255,25 @@ def playground(prefix: str, defaults: pgc.PlaygroundConfig = DEFAULT_CONFIG,
 
     @st.fragment(run_every=REDRAW_S if playing else None)
     def live() -> None:
-        if st.session_state.get(playing_key, False):
-            pg.train_epochs(min(st.session_state.get(f"{prefix}.speed", 3), cap - pg.epoch))
+        now_playing = st.session_state.get(playing_key, False)
+        start = time.perf_counter()
+        if now_playing:
+            pg.train_epochs(min(st.session_state.get(f"{prefix}.speed", 3), cap - pg.epoch),
+                            budget_s=TRAIN_BUDGET_S)
             if pg.epoch >= cap or pg.diverged:
                 st.session_state[playing_key] = False
                 st.rerun()  # the whole page, so the timer stops and Play comes back
-        _draw(prefix, pg, cap, show_test)
+        trained = time.perf_counter()
+        _draw(prefix, pg, cap, show_test, now_playing)
+        if now_playing:
+            st.caption(f"This redraw: training {1000 * (trained - start):.0f} ms, drawing "
+                       f"{1000 * (time.perf_counter() - trained):.0f} ms (the server's side).")
 
     live()
     st.caption(f"Each run stops by itself after {cap} epochs (an epoch is one pass over the "
-               f"training points, in mini-batches). While playing, the network trains "
-               f"{st.session_state.get(f'{prefix}.speed', 3)} epochs between redraws, "
+               f"training points, in mini-batches). While playing, the network trains up to "
+               f"{st.session_state.get(f'{prefix}.speed', 3)} epochs (about "
+               f"{TRAIN_BUDGET_S * 1000:.0f} ms) between redraws, aiming at "
                f"{1 / REDRAW_S:.0f} redraws a second.")
     return pg
 
@@ -250,7 +299,10 @@ def layer_similarity_cached(model_id: str, text: str, method: str) -> tuple[np.n
     from core.neurons import layer_similarity
 
     trace = get_trace(text, model_id=model_id)
-    return layer_similarity(trace.hidden_states, method), trace.length
+    # The first position carries huge "attention sink" activations that would swamp the
+    # comparison; it is left out whenever enough tokens remain.
+    hidden = trace.hidden_states[:, 1:] if trace.length > 3 else trace.hidden_states
+    return layer_similarity(hidden, method), hidden.shape[1]
 
 
 def neuron_plane_chart(plane, probe: tuple[float, float] | None = None) -> alt.Chart:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -271,21 +272,27 @@ class Playground:
         self._opt.step()
         return float(loss.detach())
 
-    def train_epochs(self, epochs: int = 1) -> None:
-        """`epochs` shuffled passes over the training set in mini-batches of `batch_size`."""
+    def train_epochs(self, epochs: int = 1, budget_s: float | None = None) -> int:
+        """Up to `epochs` shuffled passes over the training set in mini-batches of
+        `batch_size`; with a time budget, stops after the epoch that exhausts it (at least
+        one epoch runs). Returns the number of epochs trained."""
         with toy_threads():
-            self._train_epochs(epochs)
+            return self._train_epochs(epochs, budget_s)
 
-    def _train_epochs(self, epochs: int) -> None:
+    def _train_epochs(self, epochs: int, budget_s: float | None) -> int:
         b = max(1, self.config.batch_size)
         self.model.train()
-        for _ in range(epochs):
+        began = time.perf_counter()
+        for done in range(epochs):
+            if done and budget_s is not None and time.perf_counter() - began > budget_s:
+                return done
             order = torch.randperm(len(self._ytr), generator=self._gen)
             for start in range(0, len(order), b):
                 idx = order[start:start + b]
                 self.step(self._xtr[idx], self._ytr[idx])
             self.epoch += 1
             self._record()
+        return max(epochs, 0)
 
     @torch.no_grad()
     def _record(self) -> None:

@@ -33,8 +33,7 @@ z, a = activations.neuron(x1, x2, w1, w2, b, act)
 with c2:
     st.latex(rf"z = w_1x_1 + w_2x_2 + b = ({w1:g})({x1:g}) + ({w2:g})({x2:g}) + ({b:g}) "
              rf"= {z:.3f}")
-    st.latex(rf"a = f(z) = {activations.ACTIVATIONS[act].formula.split('=')[0]} "
-             rf"\;\Rightarrow\; f({z:.3f}) = {a:.4f}")
+    st.latex(rf"f(x) = {activations.ACTIVATIONS[act].formula} \qquad a = f({z:.3f}) = {a:.4f}")
     st.altair_chart(neuron_plane_chart(activations.neuron_plane(w1, w2, b, act), (x1, x2)),
                     key="neuron.plane")
     st.caption("Colour: the neuron's output at every input (x₁, x₂); black line: "

@@ -54,7 +54,9 @@ st.altair_chart(similarity_chart(matrix, f"{matrix.shape[0] - 1} blocks, {n_toke
                 key="layers.similarity_chart")
 adjacent = [float(matrix[i, i + 1]) for i in range(matrix.shape[0] - 1)]
 st.caption(f"Mean similarity of neighbouring layers: {sum(adjacent) / len(adjacent):.3f}; "
-           f"embeddings vs last layer: {matrix[0, -1]:.3f}.")
+           f"embeddings vs last layer: {matrix[0, -1]:.3f}. The first token is left out: models "
+           "park very large activations on it (an 'attention sink') that would swamp the "
+           "comparison.")
 
 show_code(pgc.Playground.train_epochs, pgc.Playground.step, pgc.build_mlp,
           neurons.layer_similarity)
