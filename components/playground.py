@@ -391,12 +391,12 @@ def activation_run_cached(name: str, epochs: int = COMPARISON_EPOCHS) -> dict:
 
 def expression_dot(nodes) -> str:
     """Graphviz DOT of the expression graph: each box shows value and gradient."""
-    lines = ["digraph G {", "rankdir=LR;", 'node [shape=record, fontname="Helvetica", '
+    lines = ["digraph G {", "rankdir=TB; nodesep=0.25; ranksep=0.3;", 'node [shape=record, fontname="Helvetica", '
              'fontsize=11, style=filled, fillcolor="#f8f9fa"];']
     for n in nodes:
         ident = f"n{abs(hash(n.name)) % 10**8}"
         fill = "#fff3bf" if n.op == "input" else "#e7f5ff"
-        label = f"{{{n.name} | value {n.value:.4f} | grad {n.grad:.4f}}}"
+        label = f"{n.name} | value {n.value:.4f} | grad {n.grad:.4f}"
         lines.append(f'{ident} [label="{label}", fillcolor="{fill}"];')
         if n.op != "input":
             op_id = f"{ident}op"

@@ -84,7 +84,7 @@ def test_l1_l2_penalties_and_one_step_equal_a_manual_sgd_update():
     w = [p.detach().clone() for p in pg.model.parameters()]
     weights = [p for n, p in pg.model.named_parameters() if n.endswith("weight")]
     assert float(pgc.weight_penalty(pg.model, "L1").detach()) == pytest.approx(
-        sum(float(p.abs().sum()) for p in weights))
+        sum(float(p.detach().abs().sum()) for p in weights))
     xb, yb = pg._xtr[:10], pg._ytr[:10]
     ref = [p.detach().clone().requires_grad_(True) for p in pg.model.parameters()]
     h = torch.tanh(xb @ ref[0].T + ref[1])
@@ -251,3 +251,18 @@ def test_early_stopping_keeps_the_best_validation_step():
     assert r.stopped_at is not None
     assert r.final_val == pytest.approx(r.val_loss.min())
     assert r.steps[-1] - r.steps[r.stopped_at] >= 50 or r.steps[-1] == 1000
+
+
+def test_playground_overfits_few_noisy_points_and_l2_keeps_test_loss_down():
+    c = pgc.PlaygroundConfig(dataset="gauss", noise=40, train_ratio=10, hidden=(8, 8),
+                             features=pgc.FEATURES, learning_rate=0.1, batch_size=5)
+    free = pgc.train_run(c, 300)
+    assert free.train_loss[-1] < 0.05 and free.test_loss[-1] > 2 * min(free.test_loss)
+    l2 = pgc.train_run(pgc.with_changes(c, regularization="L2", reg_rate=0.03), 300)
+    assert l2.test_loss[-1] - l2.train_loss[-1] < 0.5 * (free.test_loss[-1] - free.train_loss[-1])
+
+
+def test_training_time_budget_stops_after_the_epoch_that_exhausts_it():
+    pg = pgc.Playground(pgc.PlaygroundConfig())
+    assert pg.train_epochs(3) == 3 and pg.epoch == 3
+    assert pg.train_epochs(5, budget_s=0.0) == 1 and pg.epoch == 4

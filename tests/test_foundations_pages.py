@@ -137,3 +137,16 @@ def test_overfitting_page_gap_responds_to_data_and_weight_decay():
     at.checkbox(key="overfitting.early").check().run()
     assert not at.exception
     assert any("Early stopping kept" in c.value for c in at.caption)
+
+
+def test_model_pages_survive_hostile_prompts():
+    hostile = ("<script>alert(1)</script> $x$ **b** 🙂 漢字 مرحبا \u200b " * 800)[:20_000]
+    at = open_page("pages/01_neuron.py")
+    for prompt in ("", "   ", hostile):
+        at.sidebar.text_area(key="sidebar.prompt").set_value(prompt).run()
+        assert not at.exception, prompt[:20]
+        assert "<script>" not in _html(at)
+    assert any("first 256" in i.value for i in at.info)
+    for page in ("pages/02_layers.py", "pages/03_activations.py"):
+        at.switch_page(page).run()
+        assert not at.exception, page
