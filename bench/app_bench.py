@@ -46,6 +46,34 @@ def server_rss(pid: int) -> int:
     return total
 
 
+def _tree(pid: int) -> list[psutil.Process]:
+    try:
+        proc = psutil.Process(pid)
+        return [proc, *proc.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def cpu_seconds(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def cpu_split(server_pid: int) -> tuple[float, float]:
+    """CPU seconds used so far by the server tree and by everything else this bench started
+    (the Playwright driver and Chromium), to tell whose work a slow page was."""
+    server = _tree(server_pid)
+    ids = {p.pid for p in server}
+    others = [p for p in psutil.Process().children(recursive=True) if p.pid not in ids]
+    return cpu_seconds(server), cpu_seconds(others)
+
+
 class MemorySampler(threading.Thread):
     """Samples the server's RSS every 0.2 s and keeps the peak."""
 
@@ -236,7 +264,7 @@ async def run_app_bench() -> tuple[list[Row], list[str]]:
             single = renders[heaviest]
             rows += render_rows
             rows += await _sliders(browser, server, notes, renders)
-            rows += await _classes(browser, server, heaviest, single)
+            rows += await _classes(browser, server, heaviest, single, notes)
             rows.append(Row("Peak server memory (RSS incl. children, sampled every 0.2 s)",
                             mb(sampler.peak), f"idle after start: {mb(idle)}",
                             f"{sampler.peak / max(idle, 1):.1f}x", "< 1.5 GB",
@@ -263,13 +291,17 @@ async def _page_renders(browser, server: Server, notes: list[str]
                      f"({warm.seconds:.1f} s, includes loading the model into the server); "
                      "that page's figure below is its second visit.")
     times: dict[int, Visit] = {}
+    rss_after: dict[int, int] = {}
     for n in numbers:
         times[n] = await visit(browser, slug_url(server.url, n), heading(n))
+        rss_after[n] = server_rss(server.proc.pid)
         note(f"page {n:02d}: {times[n].seconds:.1f} s" + (f" ({times[n].error})"
                                                           if times[n].error else ""))
     secs = {n: v.seconds for n, v in times.items()}
     errors = [f"{n:02d} ({v.error})" for n, v in times.items() if v.error]
     slowest = max(secs, key=secs.get)
+    notes.append("Server RSS after each page's first render (pages' caches accumulate): "
+                 + ", ".join(f"{n:02d}: {r / 1e6:,.0f} MB" for n, r in rss_after.items()) + ".")
     if errors:
         notes.append("Pages that raised or timed out on first render: " + ", ".join(errors))
     return [
@@ -296,24 +328,31 @@ async def _sliders(browser, server: Server, notes: list[str], renders: dict[int,
             notes.append(f"Slider {key} on page {number:02d} could not be measured: "
                          f"{type(exc).__name__}: {str(exc)[:200]}")
             continue
+        first = renders.get(number, float("nan"))
         note(f"page {number:02d} slider {key}: {[round(t, 2) for t in times]}")
         rows.append(Row(f"Rerun after moving `{key}` (page {number:02d}), median of {len(times)}",
                         f"{seconds(median(times))} (slowest {seconds(max(times))})",
-                        f"first render of page {number:02d}: {seconds(renders[number])}",
-                        f"{median(times) / renders[number]:.2f}x"))
+                        f"first render of page {number:02d}: {seconds(first)}",
+                        f"{median(times) / first:.2f}x"))
     return rows
 
 
-async def _classes(browser, server: Server, heaviest: int, single: float) -> list[Row]:
+async def _classes(browser, server: Server, heaviest: int, single: float, notes: list[str]
+                   ) -> list[Row]:
     """A class opening the heaviest page at once: one browser, one context per learner."""
     rows = []
     for size in CLASS_SIZES:
         note(f"{size} sessions open page {heaviest:02d} at once")
         before = server_rss(server.proc.pid)
+        cpu_before, wall_before = cpu_split(server.proc.pid), time.perf_counter()
         visits = await asyncio.gather(*(visit(browser, slug_url(server.url, heaviest),
                                               heading(heaviest), keep_open=True)
                                         for _ in range(size)))
         after = server_rss(server.proc.pid)
+        cpu_after, wall = cpu_split(server.proc.pid), time.perf_counter() - wall_before
+        notes.append(f"{size} sessions: the wave took {wall:.0f} s of wall time, in which the "
+                     f"server used {cpu_after[0] - cpu_before[0]:.0f} CPU-seconds and Chromium "
+                     f"with its driver {cpu_after[1] - cpu_before[1]:.0f}, on the same cores.")
         times = [v.seconds for v in visits]
         errors = sum(1 for v in visits if v.error)
         kinds = sorted({v.error for v in visits if v.error})
