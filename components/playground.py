@@ -15,7 +15,7 @@ from core import playground as pgc
 NEG = np.array([245, 147, 34], dtype=np.float32)  # TensorFlow Playground's orange
 POS = np.array([8, 119, 189], dtype=np.float32)  # and blue
 WHITE = np.array([255, 255, 255], dtype=np.float32)
-REDRAW_S = 0.2  # the animation redraws five times a second while playing
+REDRAW_S = 0.2  # while playing, a redraw is requested five times a second
 TRAIN_BUDGET_S = 0.05  # training time per redraw, so the redraw rate holds on a busy machine
 ORANGE_BLUE = alt.Scale(domain=[0, 0.5, 1], range=["#f59322", "#ffffff", "#0877bd"],
                         interpolate="rgb")
@@ -196,7 +196,8 @@ def _buttons(prefix: str, pg: pgc.Playground, cap: int) -> None:
 
     playing = st.session_state.get(playing_key, False)
     b = st.columns([1, 1, 1, 1.4, 1.6, 2])
-    b[0].button("⏸ Pause" if playing else "▶ Play", key=f"{prefix}.play", on_click=toggle,
+    b[0].button("Pause" if playing else "Play", key=f"{prefix}.play", on_click=toggle,
+                icon=":material/pause:" if playing else ":material/play_arrow:",
                 type="primary", disabled=pg.epoch >= cap and not playing)
     b[1].button("Step", key=f"{prefix}.step", on_click=step, help="Train one epoch.")
     b[2].button("Reset", key=f"{prefix}.reset", on_click=reset, help="Fresh random weights.")
@@ -266,7 +267,9 @@ def playground(prefix: str, defaults: pgc.PlaygroundConfig = DEFAULT_CONFIG,
         trained = time.perf_counter()
         _draw(prefix, pg, cap, show_test, now_playing)
         if now_playing:
-            st.caption(f"This redraw: training {1000 * (trained - start):.0f} ms, drawing "
+            count = st.session_state[f"{prefix}.redraws"] = \
+                st.session_state.get(f"{prefix}.redraws", 0) + 1
+            st.caption(f"Redraw {count}: training {1000 * (trained - start):.0f} ms, drawing "
                        f"{1000 * (time.perf_counter() - trained):.0f} ms (the server's side).")
 
     live()

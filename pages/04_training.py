@@ -68,7 +68,9 @@ def _toggle() -> None:
 
 
 b1, b2, b3, _ = st.columns([1, 1, 1, 4])
-b1.button("⏸ Pause" if st.session_state["training.animating"] else "▶ Play", on_click=_toggle,
+animating = st.session_state["training.animating"]
+b1.button("Pause" if animating else "Play", on_click=_toggle,
+          icon=":material/pause:" if animating else ":material/play_arrow:",
           key="training.play", type="primary")
 if b2.button("Step", key="training.step"):
     st.session_state["training.animating"] = False
