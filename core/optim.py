@@ -124,7 +124,7 @@ def optimizer_path(optimizer: str, lr: float, batch_size: int = N_POINTS,
         opt.step()
         with torch.no_grad():
             loss = float(mse(w, b, x, y))
-        points.append((float(w), float(b)))
+        points.append((w.item(), b.item()))
         losses.append(loss)
         if not math.isfinite(loss) or loss > DIVERGED_LOSS:
             return OptimizerPath(np.array(points), np.array(losses), True)
