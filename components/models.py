@@ -98,3 +98,12 @@ def note_truncation(trace: Trace, cap: int = TRACE_TOKEN_CAP) -> None:
             f"The prompt has {trace.truncated_from:,} tokens; this page uses the first {cap} "
             "so that it stays interactive."
         )
+
+
+def prompt_or_default() -> str:
+    """The shared prompt, or the default sentence (with a note) when it is blank."""
+    text = get_prompt()
+    if text.strip():
+        return text
+    st.info("The shared prompt (sidebar) is empty, so this page uses a default sentence.")
+    return DEFAULT_PROMPT

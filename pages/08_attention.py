@@ -5,7 +5,7 @@ import streamlit as st
 
 from components import attention as ca
 from components.frame import page_frame, show_code
-from components.models import DEFAULT_PROMPT, get_lm, get_prompt, note_truncation
+from components.models import get_lm, note_truncation, prompt_or_default
 from core.attention import (
     ATTENTION_CAP,
     encoder_attention,
@@ -27,10 +27,7 @@ st.markdown(
 )
 
 lm = get_lm()
-text = get_prompt()
-if not text.strip():
-    st.info("The shared prompt (sidebar) is empty, so this page uses a default sentence.")
-    text = DEFAULT_PROMPT
+text = prompt_or_default()
 trace = ca.attention_trace(text)
 note_truncation(trace, ATTENTION_CAP)
 st.caption(f"Attention views use at most the first {ATTENTION_CAP} tokens of the prompt "

@@ -4,7 +4,7 @@ import streamlit as st
 
 from components import model_views as mv
 from components.frame import page_frame, show_code
-from components.models import DEFAULT_PROMPT, get_lm, get_prompt
+from components.models import get_lm, prompt_or_default
 from core.block import (
     UnsupportedArchitecture,
     block_anatomy,
@@ -27,10 +27,7 @@ st.markdown(
 )
 
 lm = get_lm()
-text = get_prompt()
-if not text.strip():
-    st.info("The shared prompt (sidebar) is empty, so this page uses a default sentence.")
-    text = DEFAULT_PROMPT
+text = prompt_or_default()
 try:
     anatomy = mv.cached_block_anatomy(lm.model_id, text)
     totals, rows = mv.cached_parameters(lm.model_id)

@@ -4,7 +4,7 @@ import streamlit as st
 
 from components import model_views as mv
 from components.frame import page_frame, show_code
-from components.models import DEFAULT_PROMPT, get_lm, get_prompt
+from components.models import get_lm, prompt_or_default
 from core.block import UnsupportedArchitecture
 from core.lens import LENS_WINDOW, arch_shape, logit_lens, parameter_count
 from core.trace import TRACE_TOKEN_CAP, prompt_tokens
@@ -21,10 +21,7 @@ st.markdown(
 )
 
 lm = get_lm()
-text = get_prompt()
-if not text.strip():
-    st.info("The shared prompt (sidebar) is empty, so this page uses a default sentence.")
-    text = DEFAULT_PROMPT
+text = prompt_or_default()
 pt = prompt_tokens(lm.tokenizer, text, TRACE_TOKEN_CAP)
 T = len(pt.ids)
 if pt.truncated:

@@ -126,8 +126,9 @@ def test_top_k_top_p_min_p_remove_tokens(dec_page):
 
 
 def test_side_by_side_is_reproducible_and_greedy_matches_the_core_loop(dec_page, lm):
-    from core.decoding import GREEDY, generate_text
     from dataclasses import replace
+
+    from core.decoding import GREEDY, generate_text
 
     at = dec_page
     at.slider(key="decoding.new_tokens").set_value(4).run()
