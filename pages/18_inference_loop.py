@@ -102,7 +102,7 @@ st.subheader("What the cache saves: milliseconds per token, measured")
 @st.fragment
 def timing() -> None:
     t1, t2 = st.columns([3, 1])
-    n = t1.slider("Tokens to time", 8, inf.TIMING_CAP // 2, 24, 8, key="inference.timing_tokens",
+    n = t1.slider("Tokens to time", 8, inf.TIMING_CAP // 2, 16, 8, key="inference.timing_tokens",
                   help=f"Greedy, with and without the cache; capped at {inf.TIMING_CAP // 2}.")
     if t2.button("Measure again", key="inference.measure"):
         st.session_state["inference.run_id"] = st.session_state.get("inference.run_id", 0) + 1
