@@ -28,10 +28,10 @@ def distribution_chart(view: NextTokenView, labels: list[str]) -> alt.Chart:
         alt.Chart(df)
         .mark_bar()
         .encode(
-            x=alt.X("token:N", sort=alt.SortField("rank"), title=None,
-                    axis=alt.Axis(labelAngle=-50, labelLimit=120)),
-            xOffset=alt.XOffset("stage:N"),
-            y=alt.Y("probability:Q", title="probability"),
+            y=alt.Y("token:N", sort=alt.SortField("rank"), title=None,
+                    axis=alt.Axis(labelLimit=160, labelFont="monospace")),
+            yOffset=alt.YOffset("stage:N"),
+            x=alt.X("probability:Q", title="probability", axis=alt.Axis(format="%")),
             color=alt.Color(
                 "stage:N", title=None,
                 scale=alt.Scale(domain=["1 before filters", "2 after filters"],
@@ -41,7 +41,7 @@ def distribution_chart(view: NextTokenView, labels: list[str]) -> alt.Chart:
             opacity=alt.condition(alt.datum.status == "kept", alt.value(1.0), alt.value(0.35)),
             tooltip=["token", "stage", alt.Tooltip("probability:Q", format=".4f"), "status"],
         )
-        .properties(height=320)
+        .properties(height=alt.Step(9))
     )
 
 

@@ -29,6 +29,7 @@ st.markdown(
 )
 st.latex(r"p_i = \frac{e^{z_i / T}}{\sum_j e^{z_j / T}}")
 
+TOP_SHOWN = 25  # tokens drawn in the chart; the metrics cover the whole vocabulary
 lm = get_lm()
 model_id = current_model_id()
 prompt = get_prompt()
@@ -72,7 +73,7 @@ def distribution() -> None:
     c5.slider("Repetition penalty", 1.0, 2.0, 1.0, 0.05, key="decoding.repetition",
               bind="query-params", help="Divides the logits of tokens already in the prompt.")
     s = current_settings()
-    view = next_token_view(trace.last_logits, s, context_ids)
+    view = next_token_view(trace.last_logits, s, context_ids, top=TOP_SHOWN)
     labels = [lm.tokenizer.decode([i], clean_up_tokenization_spaces=False) for i in view.ids]
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("Tokens that can be drawn", f"{view.survivors:,}",
@@ -82,7 +83,7 @@ def distribution() -> None:
               delta=f"{view.entropy_after - view.entropy_before:+.2f}", delta_color="off")
     m4.metric("Top token's probability", f"{max(view.filtered):.1%}")
     st.altair_chart(distribution_chart(view, labels), width="stretch")
-    st.caption("The 30 most likely next tokens before filtering. Faded bars were removed; the "
+    st.caption(f"The {TOP_SHOWN} most likely next tokens before filtering. Faded bars were removed; the "
                "blue bars are what sampling actually draws from, renormalised.")
 
 
@@ -117,8 +118,10 @@ if st.button("Generate side by side", type="primary", key="decoding.generate"):
 
 if "decoding.results" in st.session_state:
     rows, result = st.session_state["decoding.results"]
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
-                 column_config={"output": st.column_config.TextColumn(width="large")})
+    for row in rows:
+        st.markdown(f"**{row['strategy']}** · {row['tokens']} tokens")
+        st.text(row["output"] or "(stopped at once: the first token chosen was end-of-text)")
+    st.dataframe(pd.DataFrame(rows).drop(columns="output"), hide_index=True, width="stretch")
     st.markdown("**The beam search tree.** Each column is one generated token; each row a beam "
                 "kept at that step, joined to the beam it extended. The winning path is pink.")
     st.altair_chart(beam_tree_chart(result, lm.tokenizer), width="stretch")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 from apptest_util import chart_frames, open_page
 
@@ -135,12 +136,15 @@ def test_side_by_side_is_reproducible_and_greedy_matches_the_core_loop(dec_page,
     at.slider(key="decoding.beams").set_value(2).run()
     at.button(key="decoding.generate").click().run(timeout=600)
     assert not at.exception
-    first = at.dataframe[0].value
-    assert len(first) == 6
+    first = pd.DataFrame(at.session_state["decoding.results"][0])
+    assert len(first) == 6 and len(at.dataframe[0].value) == 6
+    shown = [t.value.strip() for t in at.text]
+    assert all(out.strip() in shown for out in first["output"] if out.strip())
     ids = at.session_state["decoding.results"][1]
     assert ids.sequences  # beam search returned sequences and a tree chart was drawn
     at.button(key="decoding.generate").click().run(timeout=600)
-    assert at.dataframe[0].value["output"].tolist() == first["output"].tolist()
+    again = pd.DataFrame(at.session_state["decoding.results"][0])
+    assert again["output"].tolist() == first["output"].tolist()
     prompt_ids = lm.tokenizer(at.session_state["shared.prompt"], add_special_tokens=False)["input_ids"]
     steps = generate_text(lm, prompt_ids, replace(GREEDY, max_new_tokens=4))
     greedy = lm.tokenizer.decode([s.token_id for s in steps], clean_up_tokenization_spaces=False)
