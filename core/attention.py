@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.models import heavy_work
+from core.models import UnsupportedArchitecture, heavy_work
 
 ATTENTION_CAP = 64  # tokens in attention views: T x T heatmaps stay readable and quick
 INDUCTION_HALF = 24  # length of the random sequence that is repeated once for induction
@@ -56,13 +56,13 @@ def architecture(model: Any) -> str:
     tr = getattr(model, "transformer", None)
     if tr is not None and hasattr(tr, "h") and hasattr(tr.h[0].attn, "c_attn"):
         return "gpt2"
-    raise NotImplementedError(f"{type(model).__name__}: attention layout not recognised")
+    raise UnsupportedArchitecture(f"{type(model).__name__}: attention layout not recognised")
 
 
 def supported(model: Any) -> bool:
     try:
         architecture(model)
-    except NotImplementedError:
+    except UnsupportedArchitecture:
         return False
     return True
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.models import LoadedModel, heavy_work
+from core.models import LoadedModel, UnsupportedArchitecture, heavy_work
 from core.trace import TRACE_TOKEN_CAP, prompt_tokens, token_strings
 
 # Candidate attribute names, Llama-style first, then GPT-2, GPT-NeoX/Pythia, Falcon/Phi style.
@@ -42,10 +42,6 @@ STAGES: tuple[str, ...] = (
     "MLP update m",
     "block output x + a + m",
 )
-
-
-class UnsupportedArchitecture(ValueError):
-    """The model's block is not a sequential pre-norm block this page can take apart."""
 
 
 def _first_attr(obj: Any, names: tuple[str, ...]) -> tuple[str, Any] | None:

@@ -34,6 +34,10 @@ CONVERSION_VERSION = 1  # bump to invalidate every converted cache
 Status = Callable[[str], None]
 
 
+class UnsupportedArchitecture(ValueError):
+    """A model whose layout a page cannot take apart (pages show this as a warning)."""
+
+
 class ModelUnavailable(RuntimeError):
     """A model could not be loaded (offline, unknown id, not a causal LM)."""
 
