@@ -248,8 +248,8 @@ def cached_ablation(model_id: str, text: str, layer: int, heads: tuple[int, ...]
 
 @st.cache_resource(max_entries=2, show_spinner=False)
 def embedding_tables(model_id: str) -> tuple[np.ndarray, np.ndarray]:
-    table = core_emb.embedding_matrix(load_model(model_id).model)
-    return table, core_emb.unit_rows(table)
+    table = core_emb.embedding_matrix(load_model(model_id).model)  # a view of the weights
+    return table, np.linalg.norm(table, axis=1)  # (vocab,) row lengths, not a second table
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -293,21 +293,22 @@ def cached_umap(model_id: str, groups_text: str) -> np.ndarray:
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def cached_neighbours(model_id: str, word: str, k: int) -> pd.DataFrame:
-    table, unit = embedding_tables(model_id)
+    table, norms = embedding_tables(model_id)
     tok = load_model(model_id).tokenizer
     ids = core_emb.word_ids(tok, word)
-    found = core_emb.nearest_neighbours(unit, core_emb.word_vector(table, ids), k, exclude=ids)
+    found = core_emb.nearest_neighbours(table, core_emb.word_vector(table, ids), k, exclude=ids,
+                                        norms=norms)
     return pd.DataFrame({"token": [visible(tok.decode([n.token_id])) for n in found],
                          "id": [n.token_id for n in found], "cosine": [n.cosine for n in found]})
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def cached_analogy(model_id: str, a: str, b: str, c: str, k: int) -> pd.DataFrame:
-    table, unit = embedding_tables(model_id)
+    table, norms = embedding_tables(model_id)
     tok = load_model(model_id).tokenizer
     ia, ib, ic = (core_emb.word_ids(tok, w) for w in (a, b, c))
     vec = core_emb.analogy_vector(table, ia, ib, ic)
-    found = core_emb.nearest_neighbours(unit, vec, k, exclude=tuple({*ia, *ib, *ic}))
+    found = core_emb.nearest_neighbours(table, vec, k, exclude=tuple({*ia, *ib, *ic}), norms=norms)
     return pd.DataFrame({"rank": range(1, len(found) + 1),
                          "token": [visible(tok.decode([n.token_id])) for n in found],
                          "cosine": [n.cosine for n in found]})

@@ -73,11 +73,15 @@ class Neighbour:
     cosine: float
 
 
-def nearest_neighbours(unit_table: np.ndarray, vector: np.ndarray, k: int = 10,
-                       exclude: tuple[int, ...] = ()) -> list[Neighbour]:
-    """The k rows of the (row-normalised) table with the highest cosine to `vector`."""
+def nearest_neighbours(table: np.ndarray, vector: np.ndarray, k: int = 10,
+                       exclude: tuple[int, ...] = (),
+                       norms: np.ndarray | None = None) -> list[Neighbour]:
+    """The k rows of `table` with the highest cosine to `vector`. Passing the rows' lengths
+    (`norms`) saves keeping a normalised copy of a 100 MB embedding table in memory."""
+    if norms is None:
+        norms = np.linalg.norm(table, axis=1)
     v = vector / max(float(np.linalg.norm(vector)), 1e-12)
-    cos = unit_table @ v  # (vocab,)
+    cos = (table @ v) / np.maximum(norms, 1e-12)  # (vocab,)
     if exclude:
         cos = cos.copy()
         cos[list(exclude)] = -np.inf

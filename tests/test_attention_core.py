@@ -238,6 +238,10 @@ def test_nearest_neighbours_equal_brute_force_cosine(lm):
         ref = np.argsort(-cos, kind="stable")[:8]
         assert [n.token_id for n in ours] == ref.tolist()
         np.testing.assert_allclose([n.cosine for n in ours], cos[ref], atol=1e-5)
+        # the page's path: the raw table and its row lengths, no normalised copy
+        raw = E.nearest_neighbours(table, vec, 8, exclude=ids, norms=np.linalg.norm(table, axis=1))
+        assert [n.token_id for n in raw] == ref.tolist()
+        np.testing.assert_allclose([n.cosine for n in raw], cos[ref], atol=1e-5)
 
 
 def test_analogy_vector_and_pca_against_references(lm):
