@@ -7,8 +7,8 @@ import inspect
 import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 
-from components.models import DEFAULT_PROMPT, MODEL_KEY, PROMPT_KEY, load_model
-from core import models as core_models
+from components.state import DEFAULT_PROMPT, MODEL_KEY, PROMPT_KEY
+from core import model_ids
 from core.concepts import Concept, available_concepts, by_section, concept
 
 PROMPT_MAX_CHARS = 20_000
@@ -17,11 +17,11 @@ EMBEDDED_LABEL = "SmolLM2-135M-Instruct (embedded, offline)"
 
 
 def _label(model_id: str) -> str:
-    return EMBEDDED_LABEL if model_id == core_models.EMBEDDED_ID else f"{model_id} (hub)"
+    return EMBEDDED_LABEL if model_id == model_ids.EMBEDDED_ID else f"{model_id} (hub)"
 
 
 def _init_state() -> None:
-    st.session_state.setdefault(MODEL_KEY, core_models.EMBEDDED_ID)
+    st.session_state.setdefault(MODEL_KEY, model_ids.EMBEDDED_ID)
     st.session_state.setdefault(PROMPT_KEY, DEFAULT_PROMPT)
 
 
@@ -47,19 +47,22 @@ def _on_custom_model() -> None:
 def _check_selected_model() -> None:
     """A hub model that cannot load falls back to the embedded one, with the reason shown."""
     model_id = st.session_state[MODEL_KEY]
-    if model_id == core_models.EMBEDDED_ID:
+    if model_id == model_ids.EMBEDDED_ID:
         return
+    from components.models import load_model  # imports torch: only when a hub model is picked
+    from core.models import ModelUnavailable
+
     try:
         load_model(model_id)
-    except core_models.ModelUnavailable as exc:
-        st.session_state[MODEL_KEY] = core_models.EMBEDDED_ID
+    except ModelUnavailable as exc:
+        st.session_state[MODEL_KEY] = model_ids.EMBEDDED_ID
         st.session_state["shared.model_error"] = str(exc)
 
 
 def _model_picker() -> None:
     _check_selected_model()
     current = st.session_state[MODEL_KEY]
-    options = [core_models.EMBEDDED_ID, *core_models.HUB_CHOICES]
+    options = [model_ids.EMBEDDED_ID, *model_ids.HUB_CHOICES]
     if current not in options:
         options.append(current)
     options.append(OTHER)

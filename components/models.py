@@ -6,12 +6,9 @@ import time
 
 import streamlit as st
 
+from components.state import DEFAULT_PROMPT, MODEL_KEY, PROMPT_KEY  # noqa: F401 (re-exported)
 from core import models as core_models
 from core.trace import TRACE_TOKEN_CAP, Trace, run_trace
-
-MODEL_KEY = "shared.model"  # non-widget session keys: they survive page switches
-PROMPT_KEY = "shared.prompt"
-DEFAULT_PROMPT = "The quick brown fox jumps over the lazy dog. Transformers read text as tokens"
 
 # Hub ids that failed recently: offline, the picker must not retry on every rerun.
 _FAILED: dict[str, tuple[float, str]] = {}

