@@ -25,7 +25,7 @@ def _embedded_with_status() -> core_models.LoadedModel:
         return _embedded()
     with st.status("First run: converting the embedded SmolLM2 model (once, about 30 s)…") as s:
         lm = _embedded()
-        s.update(label="Model converted and cached; later starts load it in under a second.",
+        s.update(label="Model converted and cached; later starts skip this step.",
                  state="complete", expanded=False)
     return lm
 

@@ -1,7 +1,7 @@
 """Loading the models: the embedded SmolLM2 (GGUF shipped on PyPI), hub models, MiniLM.
 
 The GGUF file is dequantized once into a safetensors folder in a per-user cache; later loads
-read that folder in well under a second. Hub ids go through the same `from_pretrained` path, so
+read that folder in about 0.3 s. Hub ids go through the same `from_pretrained` path, so
 every page works for GPT-2-style and Llama-style models alike.
 """
 
