@@ -92,33 +92,30 @@ class PublishedModel:
     config: Any  # a transformers config object
 
 
+# The models page 20 compares, by their names in core.lens.PUBLISHED_CONFIGS (the one table of
+# published configurations), with the labels this page shows.
+KV_MODELS: dict[str, str] = {
+    "GPT-2 small": "GPT-2 small (124M)",
+    "SmolLM2 135M": "SmolLM2-135M",
+    "SmolLM2 360M": "SmolLM2-360M",
+    "Llama-2 7B": "Llama-2-7B",
+    "Llama-3 8B": "Llama-3-8B",
+}
+
+
 def published_models() -> tuple[PublishedModel, ...]:
-    """Configs built in code from the published hyper-parameters (each model's config.json)."""
+    """transformers config objects built from the published hyper-parameters."""
     from transformers import GPT2Config, LlamaConfig
 
-    def llama(**kw: Any) -> Any:
-        return LlamaConfig(**kw)
+    from core.lens import PUBLISHED_CONFIGS
 
-    return (
-        PublishedModel("GPT-2 small (124M)", "openai-community/gpt2 config.json",
-                       GPT2Config(n_layer=12, n_head=12, n_embd=768, n_positions=1024)),
-        PublishedModel("SmolLM2-135M", "HuggingFaceTB/SmolLM2-135M config.json",
-                       llama(hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-                             num_attention_heads=9, num_key_value_heads=3,
-                             max_position_embeddings=8192, vocab_size=49152)),
-        PublishedModel("SmolLM2-360M", "HuggingFaceTB/SmolLM2-360M config.json",
-                       llama(hidden_size=960, intermediate_size=2560, num_hidden_layers=32,
-                             num_attention_heads=15, num_key_value_heads=5,
-                             max_position_embeddings=8192, vocab_size=49152)),
-        PublishedModel("Llama-2-7B", "meta-llama/Llama-2-7b-hf config.json",
-                       llama(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
-                             num_attention_heads=32, num_key_value_heads=32,
-                             max_position_embeddings=4096, vocab_size=32000)),
-        PublishedModel("Llama-3-8B", "meta-llama/Meta-Llama-3-8B config.json",
-                       llama(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
-                             num_attention_heads=32, num_key_value_heads=8,
-                             max_position_embeddings=8192, vocab_size=128256)),
-    )
+    out = []
+    for cfg in PUBLISHED_CONFIGS:
+        if cfg["name"] in KV_MODELS:
+            keys = {k: v for k, v in cfg.items() if k not in ("name", "source", "model_type")}
+            cls = GPT2Config if cfg["model_type"] == "gpt2" else LlamaConfig
+            out.append(PublishedModel(KV_MODELS[cfg["name"]], cfg["source"], cls(**keys)))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
