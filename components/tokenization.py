@@ -35,15 +35,21 @@ def _openai(name: str):
     return openai_tokenizer(name)
 
 
-def _lm_tokenizer() -> HFTokenizer:
-    lm = get_lm()
-    short = lm.model_id.split("/")[-1]
-    kind = "byte-level BPE" if HFTokenizer("", lm.tokenizer).byte_level else "tokenizer"
-    return HFTokenizer(f"{short} ({kind})", lm.tokenizer)
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _lm_tokenizer(model_id: str) -> HFTokenizer:
+    # cached: telling byte-level BPE apart serialises the whole tokenizer to JSON
+    tok = get_lm().tokenizer
+    wrapped = HFTokenizer(model_id.split("/")[-1], tok)
+    wrapped.name += " (byte-level BPE)" if wrapped.byte_level else " (tokenizer)"
+    return wrapped
 
 
 def tokenizers() -> list:
-    return [_lm_tokenizer(), _wordpiece(), *(_openai(n) for n in OPENAI_ENCODINGS)]
+    from components.models import current_model_id
+
+    get_lm()  # falls back to the embedded model if the picked one cannot load
+    return [_lm_tokenizer(current_model_id()), _wordpiece(),
+            *(_openai(n) for n in OPENAI_ENCODINGS)]
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
