@@ -228,17 +228,27 @@ def beam_search(
     lm: LoadedModel, input_ids: Sequence[int], num_beams: int, max_new_tokens: int,
     length_penalty: float = 1.0,
 ) -> BeamResult:
-    """Breadth-first beam search, keeping `num_beams` hypotheses; finished ones wait aside."""
+    """Breadth-first beam search, keeping `num_beams` hypotheses; finished ones wait aside.
+
+    The prompt is read once; after that each step feeds only the beams' last tokens and the KV
+    cache is reordered to follow the beams that survive (a beam's row is copied to each child).
+    """
     prompt = [int(i) for i in input_ids]
     eos = set(_eos_ids(lm))
     beams: list[tuple[list[int], float, int]] = [([], 0.0, -1)]  # (tokens, logprob, parent)
     finished: list[tuple[float, list[int]]] = []
     tree: list[BeamNode] = []
     steps = min(max_new_tokens, GENERATION_CAP)
+    past = None
     for step in range(steps):
-        batch = torch.tensor([prompt + b[0] for b in beams])
         with heavy_work(), torch.inference_mode():
-            logprobs = lm.model(batch).logits[:, -1].float().log_softmax(-1)  # (beams, vocab)
+            if past is None:
+                out = lm.model(torch.tensor([prompt]), use_cache=True)
+            else:
+                last = torch.tensor([[b[0][-1]] for b in beams])  # (beams, 1)
+                out = lm.model(last, cache=past, use_cache=True)
+            past = out.cache
+            logprobs = out.logits[:, -1].float().log_softmax(-1)  # (beams, vocab)
         totals = logprobs + torch.tensor([b[1] for b in beams])[:, None]
         vocab = totals.shape[-1]
         top = totals.flatten().topk(2 * num_beams)
@@ -257,6 +267,9 @@ def beam_search(
             text = lm.tokenizer.decode([seq[-1]], clean_up_tokenization_spaces=False)
             tree.append(BeamNode(step, rank, parent, seq[-1], text, score))
         beams = new_beams
+        if not beams:
+            break
+        past.reorder_cache(torch.tensor([parent for _, _, parent in beams]))
         if len(finished) >= num_beams:
             best_running = max(b[1] for b in beams) / (len(beams[0][0]) ** length_penalty)
             if min(sorted(finished, reverse=True)[:num_beams])[0] >= best_running:
