@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from core.engine import engine_enabled, engine_for
 from core.models import LoadedModel, heavy_work
 
 GENERATION_CAP = 256  # new tokens, whatever a page asks for
@@ -169,7 +170,17 @@ def choose_token(
 def generate_stream(
     lm: LoadedModel, input_ids: Sequence[int], s: DecodingSettings, use_cache: bool = True
 ) -> Iterator[Step]:
-    """Yield one Step per new token. The heavy-work lock is held per step, not per answer."""
+    """Yield one Step per new token.
+
+    With the KV cache (the default), the process's generation engine (`core.engine`) runs this
+    sequence's forward passes batched with every other learner's; the token is chosen here,
+    with this call's own settings and seed. Without the cache, each step re-reads the whole
+    sequence alone (the slow way page 18 compares against). The heavy-work lock is held per
+    step, never per answer.
+    """
+    if use_cache and engine_enabled() and input_ids:
+        yield from _generate_batched(lm, input_ids, s)
+        return
     ids = [int(i) for i in input_ids]
     gen = torch.Generator().manual_seed(int(s.seed))
     eos = set(_eos_ids(lm))
@@ -189,6 +200,28 @@ def generate_stream(
         yield Step(len(ids) - 1, token, text, prob, seconds, n == 0, len(ids) - 1 if use_cache else 0)
         if s.stop_at_eos and token in eos:
             return
+
+
+def _generate_batched(lm: LoadedModel, input_ids: Sequence[int], s: DecodingSettings
+                      ) -> Iterator[Step]:
+    ids = [int(i) for i in input_ids]
+    gen = torch.Generator().manual_seed(int(s.seed))
+    eos = set(_eos_ids(lm))
+    seq = engine_for(lm.model).open(ids)
+    try:
+        token: int | None = None
+        for n in range(min(s.max_new_tokens, GENERATION_CAP)):
+            start = time.perf_counter()
+            logits = seq.next_logits(token)
+            token, prob = choose_token(logits, s, ids, gen)
+            seconds = time.perf_counter() - start
+            ids.append(token)
+            text = lm.tokenizer.decode([token], clean_up_tokenization_spaces=False)
+            yield Step(len(ids) - 1, token, text, prob, seconds, n == 0, len(ids) - 1)
+            if s.stop_at_eos and token in eos:
+                return
+    finally:
+        seq.close()  # a learner who stops or leaves gives the batch its row back at once
 
 
 def _eos_ids(lm: LoadedModel) -> list[int]:
