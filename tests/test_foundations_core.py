@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -113,16 +114,16 @@ def test_retune_keeps_weights_and_structure_change_is_detected():
     c = pgc.PlaygroundConfig()
     pg = pgc.Playground(c)
     before = pg.model[0].weight.detach().clone()
-    pg.retune(pgc.with_changes(c, learning_rate=0.3))
+    pg.retune(replace(c, learning_rate=0.3))
     assert torch.equal(pg.model[0].weight, before)
     assert pg._opt.param_groups[0]["lr"] == 0.3
-    assert pgc.with_changes(c, hidden=(3,)).structure() != c.structure()
+    assert replace(c, hidden=(3,)).structure() != c.structure()
 
 
 def test_training_with_hand_features_solves_the_circle_without_hidden_layers():
     c = pgc.PlaygroundConfig(dataset="circle", features=("x²", "y²"), hidden=(),
                              learning_rate=0.1)
-    linear = pgc.train_run(pgc.with_changes(c, features=("x", "y")), 20)
+    linear = pgc.train_run(replace(c, features=("x", "y")), 20)
     squares = pgc.train_run(c, 20)
     assert squares.accuracy() > 0.95 > 0.75 > linear.accuracy()
 
@@ -260,7 +261,7 @@ def test_playground_overfits_few_noisy_points_and_l2_keeps_test_loss_down():
                              features=pgc.FEATURES, learning_rate=0.1, batch_size=5)
     free = pgc.train_run(c, 300)
     assert free.train_loss[-1] < 0.05 and free.test_loss[-1] > 2 * min(free.test_loss)
-    l2 = pgc.train_run(pgc.with_changes(c, regularization="L2", reg_rate=0.03), 300)
+    l2 = pgc.train_run(replace(c, regularization="L2", reg_rate=0.03), 300)
     assert l2.test_loss[-1] - l2.train_loss[-1] < 0.5 * (free.test_loss[-1] - free.train_loss[-1])
 
 
