@@ -14,6 +14,7 @@ from components.charts import BLUE, GREY, ORANGE
 from components.models import load_model
 from components.tokens import token_axis
 from core import block as core_block
+from core.anatomy import anatomy
 
 
 @st.cache_data(show_spinner="Taking every block apart on the prompt…", max_entries=16, ttl=3600)
@@ -26,7 +27,7 @@ def cached_parameters(
     model_id: str,
 ) -> tuple[core_block.ModelParameters, tuple[core_block.ParamRow, ...]]:
     model = load_model(model_id).model
-    first = core_block.decoder_layers(model)[0]
+    first = anatomy(model).blocks[0]
     return core_block.model_parameters(model), core_block.block_parameters(first)
 
 

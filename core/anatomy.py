@@ -169,7 +169,10 @@ def block_parts(block: Any) -> BlockParts:
             f"{type(block).__name__} is not a sequential pre-norm block (norm, attention, "
             "norm, MLP), so this page cannot take it apart."
         )
-    if getattr(getattr(block, "config", None), "use_parallel_residual", False):
+    parallel = getattr(block, "use_parallel_residual", None)  # GPT-NeoX keeps it on the block
+    if parallel is None:
+        parallel = getattr(getattr(block, "config", None), "use_parallel_residual", False)
+    if parallel:
         raise UnsupportedArchitecture(f"{type(block).__name__} adds attention and MLP in "
                                       "parallel, so this page cannot take it apart.")
     if any(_takes_residual(f[1]) for f in found[1::2]):  # type: ignore[index]

@@ -11,7 +11,8 @@ from components.decoding import (
     strategies,
 )
 from components.frame import page_frame, show_code
-from components.models import current_model_id, get_lm, get_prompt, get_trace, note_truncation
+from components.models import current_model_id, get_lm, get_prompt, get_trace
+from components.preamble import note_truncation
 from core import decoding
 from core.decoding import DecodingSettings, next_token_view
 
@@ -43,7 +44,7 @@ if use_chat:
     text = lm.tokenizer.apply_chat_template([{"role": "user", "content": prompt}],
                                             tokenize=False, add_generation_prompt=True)
 trace = get_trace(text)
-note_truncation(trace)
+note_truncation(trace.truncated_from, trace.length)
 context_ids = tuple(int(i) for i in trace.ids)
 with st.expander(f"The model sees {trace.length} tokens", expanded=False):
     st.text(lm.tokenizer.decode(list(context_ids), clean_up_tokenization_spaces=False)[-3000:])
