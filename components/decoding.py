@@ -76,7 +76,7 @@ def _describe(s: DecodingSettings) -> str:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def run_strategy(model_id: str, ids: tuple[int, ...], name: str, s: DecodingSettings) -> StrategyOutput:
+def cached_strategy(model_id: str, ids: tuple[int, ...], name: str, s: DecodingSettings) -> StrategyOutput:
     lm = load_model(model_id)
     steps = generate_text(lm, ids, s)
     text = lm.tokenizer.decode([x.token_id for x in steps], skip_special_tokens=False,
@@ -86,7 +86,7 @@ def run_strategy(model_id: str, ids: tuple[int, ...], name: str, s: DecodingSett
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def run_beam(model_id: str, ids: tuple[int, ...], beams: int, new_tokens: int) -> BeamResult:
+def cached_beam(model_id: str, ids: tuple[int, ...], beams: int, new_tokens: int) -> BeamResult:
     return beam_search(load_model(model_id), ids, beams, new_tokens)
 
 

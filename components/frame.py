@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import inspect
+import re
+import sys
+from pathlib import Path
 
 import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
@@ -141,8 +144,19 @@ def sidebar() -> None:
     _prompt_in_url()
 
 
-def page_frame(number: int) -> Concept:
-    """Call first on every concept page: sets up the page and returns its concept."""
+def page_number(filename: str) -> int:
+    """The concept number a page file carries in its name: 'pages/08_attention.py' -> 8."""
+    found = re.match(r"(\d+)_", Path(filename).name)
+    if found is None:
+        raise ValueError(f"{filename}: a page file is named NN_slug.py")
+    return int(found.group(1))
+
+
+def page_frame(number: int | None = None) -> Concept:
+    """Call first on every concept page: sets up the page and returns its concept. The number
+    comes from the calling page's file name (pages/NN_slug.py) unless given."""
+    if number is None:
+        number = page_number(sys._getframe(1).f_code.co_filename)
     c = concept(number)
     st.set_page_config(page_title=f"{c.title} · LLM Explorer", page_icon="🧭", layout="wide")
     sidebar()

@@ -87,20 +87,3 @@ def get_trace(text: str, cap: int = TRACE_TOKEN_CAP, model_id: str | None = None
 @st.cache_resource(show_spinner="Loading all-MiniLM-L6-v2…")
 def get_encoder() -> core_models.LoadedEncoder:
     return core_models.load_encoder()
-
-
-def note_truncation(trace: Trace, cap: int = TRACE_TOKEN_CAP) -> None:
-    if trace.truncated_from > trace.length:
-        st.info(
-            f"The prompt has {trace.truncated_from:,} tokens; this page uses the first {cap} "
-            "so that it stays interactive."
-        )
-
-
-def prompt_or_default() -> str:
-    """The shared prompt, or the default sentence (with a note) when it is blank."""
-    text = get_prompt()
-    if text.strip():
-        return text
-    st.info("The shared prompt (sidebar) is empty, so this page uses a default sentence.")
-    return DEFAULT_PROMPT

@@ -53,18 +53,18 @@ def tokenizers() -> list:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _tokenize_cached(_tok, key: tuple[str, str], text: str) -> Tokenized:
+def _cached_tokenize(_tok, key: tuple[str, str], text: str) -> Tokenized:
     return tokenize(_tok, text)
 
 
 def tokenize_all(text: str) -> list[Tokenized]:
     from components.models import current_model_id
 
-    return [_tokenize_cached(t, (current_model_id(), t.name), text) for t in tokenizers()]
+    return [_cached_tokenize(t, (current_model_id(), t.name), text) for t in tokenizers()]
 
 
 @st.cache_data(show_spinner="Training BPE…", max_entries=16)
-def trained_bpe(corpus: str, merges: int) -> bpe.BPE:
+def cached_bpe(corpus: str, merges: int) -> bpe.BPE:
     return bpe.train_bpe(corpus, merges)
 
 

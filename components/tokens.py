@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Sequence
 
 import streamlit as st
@@ -66,3 +67,38 @@ def token_strip_html(
 
 def token_strip(tokens: Sequence[str], **kwargs) -> None:
     st.html(token_strip_html(tokens, **kwargs))
+
+
+def token_labels(tokens: tuple[str, ...] | list[str]) -> list[str]:
+    """Unique, readable axis labels: position and the token with its spaces made visible."""
+    return [f"{i:>2} {visible(t)[:14]}" for i, t in enumerate(tokens)]
+
+
+def short(token: str, width: int = 10) -> str:
+    """A token made visible and cut to fit a chart cell."""
+    v = visible(token)
+    return v if len(v) <= width else v[: width - 1] + "…"
+
+
+def code_span(token: str) -> str:
+    """A token or typed text as inline code for st.markdown, closed against backticks."""
+    return "`" + visible(token).replace("`", "ˋ") + "`"
+
+
+def token_axis(tokens: tuple[str, ...], offset: int = 0) -> list[str]:
+    """Unique axis labels: position and visible token ('3 ·fox')."""
+    return [f"{i + offset} {short(t, 12)}" for i, t in enumerate(tokens)]
+
+
+def percent(p: float) -> str:
+    """A probability as a percentage, in scientific notation when it would print as 0.00 %."""
+    return f"{p:.2%}" if p >= 5e-5 else f"{p:.1e}"
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|$<>~=:])")
+
+
+def escape_markdown(text: str) -> str:
+    """Model or user text shown through markdown (st.write_stream) stays literal text:
+    no LaTeX from `$`, no links, no HTML."""
+    return _MD_SPECIAL.sub(r"\\\1", text)

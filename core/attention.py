@@ -1,9 +1,9 @@
 """Attention, taken apart: one head recomputed step by step, and heads measured by what they do.
 
-Nothing here assumes one architecture. Two families are read from their own modules:
-Llama-style (`model.layers[i].self_attn` with q/k/v/o_proj, RMSNorm, RoPE, grouped-query
-attention) and GPT-2-style (`transformer.h[i].attn` with one fused Conv1D `c_attn`, LayerNorm,
-learned positions added before the first block, so no rotation inside attention).
+Nothing here assumes one architecture: `core.anatomy` says where each part is. Two families
+are recomputed from their own modules: Llama-style (`self_attn` with q/k/v/o_proj, RMSNorm,
+RoPE, grouped-query attention) and GPT-2-style (`attn` with one fused Conv1D `c_attn`,
+LayerNorm, learned positions added before the first block, so no rotation inside attention).
 """
 
 from __future__ import annotations
@@ -14,69 +14,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.models import UnsupportedArchitecture, heavy_work
+from core.anatomy import Anatomy, Geometry, require
+from core.models import heavy_work
 
 ATTENTION_CAP = 64  # tokens in attention views: T x T heatmaps stay readable and quick
 INDUCTION_HALF = 24  # length of the random sequence that is repeated once for induction
 HEAD_LABEL_THRESHOLD = 0.3  # a head is named after a pattern that takes this much attention
-
-
-@dataclass(frozen=True)
-class HeadGeometry:
-    """Attention shapes read from a model config (GPT-2 and Llama name them differently)."""
-
-    n_layers: int
-    n_heads: int
-    n_kv_heads: int
-    head_dim: int
-    d_model: int
-
-    @property
-    def group_size(self) -> int:
-        return self.n_heads // self.n_kv_heads
-
-    def kv_head(self, head: int) -> int:
-        return head // self.group_size
-
-
-def head_geometry(config: Any) -> HeadGeometry:
-    n_heads = int(config.num_attention_heads)
-    d_model = int(config.hidden_size)
-    head_dim = getattr(config, "head_dim", None) or d_model // n_heads
-    n_kv = getattr(config, "num_key_value_heads", None) or n_heads
-    return HeadGeometry(int(config.num_hidden_layers), n_heads, int(n_kv), int(head_dim), d_model)
-
-
-def architecture(model: Any) -> str:
-    """'llama' (model.model.layers, q/k/v_proj) or 'gpt2' (transformer.h, c_attn)."""
-    inner = getattr(model, "model", None)
-    if inner is not None and hasattr(inner, "layers") and hasattr(inner.layers[0], "self_attn"):
-        if hasattr(inner.layers[0].self_attn, "q_proj"):
-            return "llama"
-    tr = getattr(model, "transformer", None)
-    if tr is not None and hasattr(tr, "h") and hasattr(tr.h[0].attn, "c_attn"):
-        return "gpt2"
-    raise UnsupportedArchitecture(f"{type(model).__name__}: attention layout not recognised")
-
-
-def supported(model: Any) -> bool:
-    try:
-        architecture(model)
-    except UnsupportedArchitecture:
-        return False
-    return True
-
-
-def attention_module(model: Any, layer: int) -> Any:
-    if architecture(model) == "llama":
-        return model.model.layers[layer].self_attn
-    return model.transformer.h[layer].attn
-
-
-def output_projection(model: Any, layer: int) -> Any:
-    """The module whose input is the heads' outputs side by side: o_proj or attn.c_proj."""
-    attn = attention_module(model, layer)
-    return attn.o_proj if hasattr(attn, "o_proj") else attn.c_proj
 
 
 @dataclass(frozen=True)
@@ -115,10 +58,9 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
     return x * cos + rotated * sin
 
 
-def _llama_qk(model: Any, x: torch.Tensor, layer: int, head: int, g: HeadGeometry):
-    block = model.model.layers[layer]
-    attn = block.self_attn
-    xn = _rms_norm(x, block.input_layernorm)  # (T, d)
+def _llama_qk(a: Anatomy, x: torch.Tensor, layer: int, head: int, g: Geometry):
+    attn = a.attention(layer)
+    xn = _rms_norm(x, a.attention_norm(layer))  # (T, d)
     e, kv = g.head_dim, g.kv_head(head)
     wq, wk = attn.q_proj.weight[head * e:(head + 1) * e], attn.k_proj.weight[kv * e:(kv + 1) * e]
     q, k = xn @ wq.T, xn @ wk.T  # (T, e)
@@ -127,32 +69,33 @@ def _llama_qk(model: Any, x: torch.Tensor, layer: int, head: int, g: HeadGeometr
         k = k + attn.k_proj.bias[kv * e:(kv + 1) * e]
     if hasattr(attn, "q_norm"):  # Qwen3-style: each head's q and k normalised before RoPE
         q, k = _rms_norm(q, attn.q_norm), _rms_norm(k, attn.k_norm)
-    cos, sin = model.model.rotary_emb(x[None], torch.arange(x.shape[0])[None])
+    cos, sin = a.rotary(x[None], torch.arange(x.shape[0])[None])
     q, k = _rotate(q, cos[0], sin[0]), _rotate(k, cos[0], sin[0])
     return xn, q, k, float(attn.scaling), True, "RMSNorm"
 
 
-def _gpt2_qk(model: Any, x: torch.Tensor, layer: int, head: int, g: HeadGeometry):
-    block = model.transformer.h[layer]
-    attn = block.attn
-    xn = _layer_norm(x, block.ln_1)
+def _gpt2_qk(a: Anatomy, x: torch.Tensor, layer: int, head: int, g: Geometry):
+    attn = a.attention(layer)
+    config = attn.config
+    xn = _layer_norm(x, a.attention_norm(layer))
     qkv = xn @ attn.c_attn.weight + attn.c_attn.bias  # Conv1D stores W as (in, out)
     e, d = g.head_dim, g.d_model
     q = qkv[:, head * e:(head + 1) * e]
     k = qkv[:, d + head * e:d + (head + 1) * e]
-    scale = e ** -0.5 if model.config.scale_attn_weights else 1.0
-    if model.config.scale_attn_by_inverse_layer_idx:
+    scale = e ** -0.5 if config.scale_attn_weights else 1.0
+    if config.scale_attn_by_inverse_layer_idx:
         scale /= float(layer + 1)
     return xn, q, k, scale, False, "LayerNorm"
 
 
 def recompute_head(model: Any, layer_input: np.ndarray, layer: int, head: int) -> HeadSteps:
     """Rebuild one head's attention from the block's input (a trace's hidden_states[layer])."""
-    g = head_geometry(model.config)
+    a = require(model, "heads")
+    g = a.geometry
     x = torch.from_numpy(np.array(layer_input, dtype=np.float32))  # (T, d), a writable copy
-    qk = _llama_qk if architecture(model) == "llama" else _gpt2_qk
+    qk = _llama_qk if a.attention_layout == "llama" else _gpt2_qk
     with torch.inference_mode():
-        xn, q, k, scale, rope, norm = qk(model, x, layer, head, g)
+        xn, q, k, scale, rope, norm = qk(a, x, layer, head, g)
         scores = (q @ k.T) * scale  # (T, T)
         future = torch.triu(torch.ones_like(scores, dtype=torch.bool), diagonal=1)
         masked = scores.masked_fill(future, float("-inf"))

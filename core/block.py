@@ -2,36 +2,22 @@
 
 A pre-norm decoder block is  x -> norm1 -> attention -> +x -> norm2 -> MLP -> +  . Llama calls the
 parts input_layernorm / self_attn / post_attention_layernorm / mlp, GPT-2 calls them ln_1 / attn /
-ln_2 / mlp; both are found by name on the loaded model, nothing is assumed about one family.
-Sub-module outputs are read with forward hooks that live only inside `capture_outputs`, which is
-entered while holding `heavy_work()` (no other forward runs on the shared model meanwhile) and
-which removes every hook in `finally`.
+ln_2 / mlp; `core.anatomy` finds them by name on the loaded model. Sub-module outputs are
+read with `core.hooks.capture_outputs` (this thread's forward pass only, removed in `finally`).
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from core.models import LoadedModel, UnsupportedArchitecture, heavy_work
+from core.anatomy import anatomy, require
+from core.hooks import capture_outputs
+from core.models import LoadedModel, heavy_work
 from core.trace import TRACE_TOKEN_CAP, prompt_tokens, token_strings
-
-# Candidate attribute names, Llama-style first, then GPT-2, GPT-NeoX/Pythia, Falcon/Phi style.
-_BASE = ("model", "transformer", "gpt_neox")
-_LAYERS = ("layers", "h", "blocks")
-_FINAL_NORM = ("norm", "ln_f", "final_layernorm", "final_layer_norm", "norm_f")
-_NORM1 = ("input_layernorm", "ln_1", "attention_norm", "ln_attn")
-_ATTN = ("self_attn", "attn", "attention", "self_attention")
-_NORM2 = ("post_attention_layernorm", "ln_2", "ffn_norm", "ln_mlp")
-_MLP = ("mlp", "feed_forward", "ffn")
-
-ROLES = ("norm1", "attn", "norm2", "mlp")
 
 STAGES: tuple[str, ...] = (
     "block input x",
@@ -42,93 +28,6 @@ STAGES: tuple[str, ...] = (
     "MLP update m",
     "block output x + a + m",
 )
-
-
-def _first_attr(obj: Any, names: tuple[str, ...]) -> tuple[str, Any] | None:
-    for name in names:
-        child = getattr(obj, name, None)
-        if child is not None:
-            return name, child
-    return None
-
-
-def base_model(model: Any) -> Any:
-    found = _first_attr(model, _BASE)
-    if found is None:
-        raise UnsupportedArchitecture(f"{type(model).__name__}: no inner model found")
-    return found[1]
-
-
-def decoder_layers(model: Any) -> list[Any]:
-    """The stack of blocks: `model.layers` (Llama), `transformer.h` (GPT-2), ..."""
-    found = _first_attr(base_model(model), _LAYERS)
-    if found is None:
-        raise UnsupportedArchitecture(f"{type(model).__name__}: no list of blocks found")
-    return list(found[1])
-
-
-def final_norm(model: Any) -> Any:
-    found = _first_attr(base_model(model), _FINAL_NORM)
-    if found is None:
-        raise UnsupportedArchitecture(f"{type(model).__name__}: no final norm found")
-    return found[1]
-
-
-@dataclass(frozen=True)
-class BlockParts:
-    """Attribute names of a block's four parts, as the model itself names them."""
-
-    norm1: str
-    attn: str
-    norm2: str
-    mlp: str
-
-    def names(self) -> tuple[str, str, str, str]:
-        return (self.norm1, self.attn, self.norm2, self.mlp)
-
-
-def block_parts(block: Any) -> BlockParts:
-    found = [_first_attr(block, names) for names in (_NORM1, _ATTN, _NORM2, _MLP)]
-    if any(f is None for f in found):
-        raise UnsupportedArchitecture(
-            f"{type(block).__name__} is not a sequential pre-norm block (norm, attention, "
-            "norm, MLP); this page cannot take it apart."
-        )
-    if getattr(getattr(block, "config", None), "use_parallel_residual", False):
-        raise UnsupportedArchitecture(f"{type(block).__name__} adds attention and MLP in parallel")
-    return BlockParts(*(f[0] for f in found))  # type: ignore[index]
-
-
-def _first_tensor(output: Any) -> torch.Tensor:
-    # attention modules return (output, weights); blocks of older transformers return tuples
-    return output[0] if isinstance(output, tuple) else output
-
-
-@contextmanager
-def capture_outputs(modules: Mapping[str, Any]) -> Iterator[dict[str, torch.Tensor]]:
-    """Record each module's output under its key while inside the block; hooks removed after.
-
-    Hooks record only calls made from the thread that entered, so a forward pass run by another
-    session at the same time can neither leak into this capture nor be changed by it.
-    """
-    owner = threading.get_ident()
-    captured: dict[str, torch.Tensor] = {}
-    handles = []
-
-    def make_hook(key: str):
-        def hook(_module, _inputs, output):
-            if threading.get_ident() == owner:
-                captured[key] = _first_tensor(output).detach()
-
-        return hook
-
-    try:
-        for key, module in modules.items():
-            handles.append(module.register_forward_hook(make_hook(key)))
-        yield captured
-    finally:
-        for h in handles:
-            h.remove()
 
 
 @dataclass(frozen=True)
@@ -162,11 +61,11 @@ def run_block_capture(
 ) -> tuple[tuple[torch.Tensor, ...], dict[str, torch.Tensor]]:
     """One forward pass: hidden states plus every block's norm/attention/MLP/output tensors."""
     model = lm.model
-    layers = decoder_layers(model)
+    a = require(model, "block")
     modules: dict[str, Any] = {}
-    for i, block in enumerate(layers):
-        for role, name in zip(ROLES, block_parts(block).names(), strict=True):
-            modules[f"{i}.{role}"] = getattr(block, name)
+    for i, block in enumerate(a.blocks):
+        for role, module in a.modules_of(i).items():
+            modules[f"{i}.{role}"] = module
         modules[f"{i}.out"] = block
     with heavy_work(), torch.inference_mode(), capture_outputs(modules) as got:
         out = model(input_ids, output_hidden_states=True)
@@ -174,21 +73,21 @@ def run_block_capture(
     return hidden, {k: v[0] for k, v in got.items()}
 
 
-def rebuild_block(block: Any, x: torch.Tensor, attn_out: torch.Tensor) -> torch.Tensor:
+def rebuild_block(model: Any, layer: int, x: torch.Tensor, attn_out: torch.Tensor) -> torch.Tensor:
     """x + a + MLP(norm2(x + a)), with the block's own norm2 and MLP modules."""
-    parts = block_parts(block)
+    parts = require(model, "block").modules_of(layer)
     mid = x + attn_out
     with torch.inference_mode():
-        return mid + getattr(block, parts.mlp)(getattr(block, parts.norm2)(mid))
+        return mid + parts["mlp"](parts["norm2"](mid))
 
 
 def block_anatomy(lm: LoadedModel, text: str, cap: int = TRACE_TOKEN_CAP) -> BlockAnatomy:
     pt = prompt_tokens(lm.tokenizer, text, cap)
     hidden, got = run_block_capture(lm, torch.tensor([pt.ids]))
-    layers = decoder_layers(lm.model)
-    norm_f = final_norm(lm.model)
+    anat = require(lm.model, "block")
+    layers, norm_f = anat.blocks, anat.final_norm
     rms, mean, std, mx, au, mu, err = [], [], [], [], [], [], []
-    for i, block in enumerate(layers):
+    for i in range(len(layers)):
         x, a, m = hidden[i], got[f"{i}.attn"], got[f"{i}.mlp"]
         stages = (x, got[f"{i}.norm1"], a, x + a, got[f"{i}.norm2"], m, got[f"{i}.out"])
         rms.append(torch.stack([_rms(s) for s in stages]))
@@ -197,18 +96,17 @@ def block_anatomy(lm: LoadedModel, text: str, cap: int = TRACE_TOKEN_CAP) -> Blo
         mx.append(torch.stack([s.abs().max() for s in stages]))
         au.append(a.norm(dim=-1) / x.norm(dim=-1).clamp_min(1e-12))
         mu.append(m.norm(dim=-1) / (x + a).norm(dim=-1).clamp_min(1e-12))
-        rebuilt = rebuild_block(block, x, a)
+        rebuilt = rebuild_block(lm.model, i, x, a)
         if i == len(layers) - 1:  # hidden_states[-1] already has the final norm applied
             with torch.inference_mode():
                 rebuilt = norm_f(rebuilt)
         err.append((rebuilt - hidden[i + 1]).abs().max())
-    b0 = layers[0]
-    parts = block_parts(b0)
+    names = anat.parts.names()  # type: ignore[union-attr]
     return BlockAnatomy(
         tokens=token_strings(lm.tokenizer, pt.ids),
-        block_class=type(b0).__name__,
-        part_names=parts.names(),
-        part_classes=tuple(type(getattr(b0, n)).__name__ for n in parts.names()),  # type: ignore[arg-type]
+        block_class=type(layers[0]).__name__,
+        part_names=names,
+        part_classes=tuple(type(m).__name__ for m in anat.modules_of(0).values()),  # type: ignore[arg-type]
         token_rms=torch.stack(rms).numpy(),
         stage_mean=torch.stack(mean).numpy(),
         stage_std=torch.stack(std).numpy(),
@@ -250,14 +148,11 @@ class ModelParameters:
 
 
 def model_parameters(model: Any) -> ModelParameters:
-    layers = decoder_layers(model)
-    norm = final_norm(model)
-    head = model.get_output_embeddings().weight
+    a = anatomy(model)
+    layers, norm, head = a.blocks, a.final_norm, a.head.weight
     inside = {id(p) for b in layers for p in b.parameters()} | {id(p) for p in norm.parameters()}
-    tied = any(head is p for p in model.get_input_embeddings().parameters())
-    embeddings = sum(
-        p.numel() for p in base_model(model).parameters() if id(p) not in inside
-    )
+    tied = any(head is p for p in a.embeddings.parameters())
+    embeddings = sum(p.numel() for p in a.base.parameters() if id(p) not in inside)
     return ModelParameters(
         embeddings=embeddings,
         per_block=sum(p.numel() for p in layers[0].parameters()),

@@ -6,7 +6,6 @@ of 30 can replace its body without touching a page.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -313,8 +312,3 @@ def beam_search(
     return BeamResult(
         tuple(tuple(seq) for _, seq in ranked), tuple(s for s, _ in ranked), tuple(tree)
     )
-
-
-def perplexity(logprobs: Sequence[float]) -> float:
-    vals = [x for x in logprobs if not math.isnan(x)]
-    return math.exp(-sum(vals) / len(vals)) if vals else float("nan")

@@ -129,6 +129,25 @@ def cosine_matrix(x: np.ndarray) -> np.ndarray:
     return u @ u.T  # (n, n)
 
 
+def mean_pairwise_cosine(x: np.ndarray) -> float:
+    """Mean cosine over the distinct pairs of rows of x (n, d): 1 when all point the same way."""
+    sim = cosine_matrix(x)
+    off_diagonal = ~np.eye(sim.shape[0], dtype=bool)
+    return float(sim[off_diagonal].mean()) if off_diagonal.any() else 1.0
+
+
+def agreement_by_layer(contextual: np.ndarray) -> np.ndarray:
+    """For (sentences, layers+1, d) vectors of one word: mean pairwise cosine at each layer."""
+    return np.array([mean_pairwise_cosine(contextual[:, i]) for i in range(contextual.shape[1])])
+
+
+def text_lines(text: str, max_lines: int = MAX_SENTENCES, max_chars: int = 300
+               ) -> tuple[str, ...]:
+    """The non-blank lines of a text box, stripped, each cut to max_chars, at most max_lines."""
+    return tuple(line.strip()[:max_chars] for line in text.splitlines() if line.strip()
+                 )[:max_lines]
+
+
 def sentence_embeddings(encoder: Any, sentences: list[str]) -> np.ndarray:
     """MiniLM sentence vectors: mean of token vectors over the mask, L2-normalised: (n, 384)."""
     tok = encoder.tokenizer(sentences, padding=True, truncation=True,

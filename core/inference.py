@@ -18,7 +18,9 @@ from typing import Any
 
 import torch
 
+from core.anatomy import geometry
 from core.decoding import DecodingSettings, generate_stream
+from core.hooks import Hook, scoped_hooks
 from core.models import LoadedModel, heavy_work
 
 TIMING_CAP = 128  # new tokens per timing run
@@ -29,49 +31,17 @@ NEEDLE_NEW_TOKENS = 8  # enough for a 5-digit number and a full stop
 DTYPE_BYTES: dict[str, int] = {"float32": 4, "bfloat16": 2, "float16": 2, "int8": 1}
 
 
-# --- KV-cache size from a config --------------------------------------------------------------
-
-
-def _attr(config: Any, *names: str) -> int:
-    for name in names:
-        value = getattr(config, name, None)
-        if value is not None:
-            return int(value)
-    raise ValueError(f"config has none of {names}")
-
-
-@dataclass(frozen=True)
-class CacheGeometry:
-    """What sizes the KV cache: read from the config, never assumed."""
-
-    layers: int
-    query_heads: int
-    kv_heads: int  # fewer than query_heads with grouped-query attention (Llama 3, SmolLM2)
-    head_dim: int
-    context_length: int
-
-    def bytes_per_token(self, dtype_bytes: int = 4) -> int:
-        return 2 * self.layers * self.kv_heads * self.head_dim * dtype_bytes  # K and V
-
-
-def cache_geometry(config: Any) -> CacheGeometry:
-    """GPT-2 names these n_layer/n_head/n_embd/n_positions; Llama num_*/head_dim."""
-    heads = _attr(config, "num_attention_heads", "n_head")
-    hidden = _attr(config, "hidden_size", "n_embd")
-    kv_heads = getattr(config, "num_key_value_heads", None) or heads  # GPT-2: no GQA
-    head_dim = getattr(config, "head_dim", None) or hidden // heads
-    return CacheGeometry(
-        layers=_attr(config, "num_hidden_layers", "n_layer"),
-        query_heads=heads,
-        kv_heads=int(kv_heads),
-        head_dim=int(head_dim),
-        context_length=_attr(config, "max_position_embeddings", "n_positions", "n_ctx"),
-    )
+# --- KV-cache size from a config (core.anatomy.Geometry reads it) -----------------------------
 
 
 def kv_cache_bytes(config: Any, tokens: int, dtype_bytes: int = 4, batch: int = 1) -> int:
     """2 (K and V) x layers x kv_heads x head_dim x tokens x bytes per number x batch."""
-    return cache_geometry(config).bytes_per_token(dtype_bytes) * int(tokens) * int(batch)
+    return geometry(config).kv_cache_bytes(tokens, dtype_bytes, batch)
+
+
+def context_length(config: Any, unlimited: int = FORWARD_CAP) -> int:
+    """The longest prompt the config allows; `unlimited` when it sets none (ALiBi models)."""
+    return geometry(config).context or unlimited
 
 
 def cache_tensor_bytes(cache: Any) -> int:
@@ -131,7 +101,7 @@ def kv_memory_curve(
     """KV-cache bytes from 16 tokens up to each model's own context length (powers of two)."""
     rows = []
     for m in models:
-        ctx = cache_geometry(m.config).context_length
+        ctx = geometry(m.config).context
         lengths = sorted({min(ctx, 16 * 2**i) for i in range(points)})
         rows += [KvPoint(m.name, t, kv_cache_bytes(m.config, t, dtype_bytes)) for t in lengths]
     return tuple(rows)
@@ -161,6 +131,42 @@ def time_per_token(
     )
 
 
+@dataclass(frozen=True)
+class CacheComparison:
+    """The same greedy continuation timed with and without the KV cache."""
+
+    with_cache: tuple[TokenTiming, ...]
+    without_cache: tuple[TokenTiming, ...]
+
+    @staticmethod
+    def _decode_ms(timings: Sequence[TokenTiming]) -> float:
+        ms = [t.ms for t in timings if not t.prefill]
+        return sum(ms) / len(ms) if ms else float("nan")
+
+    @property
+    def cached_ms(self) -> float:
+        """Mean milliseconds per decode step (the prefill left out) with the cache."""
+        return self._decode_ms(self.with_cache)
+
+    @property
+    def uncached_ms(self) -> float:
+        return self._decode_ms(self.without_cache)
+
+    @property
+    def speedup(self) -> float:
+        return self.uncached_ms / self.cached_ms
+
+    @property
+    def same_tokens(self) -> bool:
+        """Both runs chose the same tokens (greedy: they should, up to numerical noise)."""
+        return [t.token_id for t in self.with_cache] == [t.token_id for t in self.without_cache]
+
+
+def compare_cache(lm: LoadedModel, input_ids: Sequence[int], new_tokens: int) -> CacheComparison:
+    return CacheComparison(time_per_token(lm, input_ids, new_tokens, True),
+                           time_per_token(lm, input_ids, new_tokens, False))
+
+
 # --- forward cost against sequence length ----------------------------------------------------
 
 
@@ -178,18 +184,16 @@ def attention_score_bytes(model: Any) -> Iterator[list[int]]:
             if output[1].dim() == 4:
                 sizes.append(output[1].numel() * output[1].element_size())
 
-    handles = [m.register_forward_hook(hook) for m in model.modules()
-               if type(m).__name__.endswith("Attention")]
-    try:
+    # every family names its attention class "...Attention"; anatomy knows only two layouts
+    # by heart, and this measure needs only the module's returned weights
+    modules = [m for m in model.modules() if type(m).__name__.endswith("Attention")]
+    with scoped_hooks(*(Hook(m, "forward", hook) for m in modules)):
         yield sizes
-    finally:
-        for h in handles:
-            h.remove()
 
 
 def attention_scores_formula(config: Any, tokens: int, dtype_bytes: int = 4) -> int:
     """One layer's score matrix: heads x T x T numbers (the part that grows as n²)."""
-    return cache_geometry(config).query_heads * int(tokens) ** 2 * dtype_bytes
+    return geometry(config).n_heads * int(tokens) ** 2 * dtype_bytes
 
 
 @dataclass(frozen=True)
@@ -352,7 +356,7 @@ def needle_probe(
 ) -> Iterator[NeedleProgress]:
     """One greedy answer per (length, depth), yielded as it finishes so a page can show
     progress and stop early. Each trial hides a different random 5-digit number."""
-    grid = needle_grid(lengths, depths, cache_geometry(lm.config).context_length)
+    grid = needle_grid(lengths, depths, context_length(lm.config))
     rng = random.Random(seed)
     settings = DecodingSettings(temperature=0.0, max_new_tokens=NEEDLE_NEW_TOKENS)
     for i, (length, depth) in enumerate(grid):

@@ -1,21 +1,15 @@
 """Scoped interventions on the shared model: switching attention heads off.
 
-The model object is shared by every session of the app, so an intervention must never leak:
-
-1. Scope. Hooks are registered on entry and removed in `finally`, whatever happens inside.
-2. Isolation. Each hook remembers the thread that installed it and does nothing in any other
-   thread. Streamlit runs each session's script in its own thread, so an ordinary forward pass
-   from another session that happens to run while a hook is installed passes through it
-   unchanged, even if it does not queue behind us.
-3. Exclusion. `INTERVENTION_LOCK` (re-entrant) is held for the whole intervened forward pass,
-   so two interventions never overlap. Callers take `core.models.heavy_work()` first and this
-   lock second (always in that order, so the two cannot deadlock); `heavy_work` may also take
-   this lock itself, which is why it is an RLock.
+The model object is shared by every session of the app, so an intervention must never leak.
+It goes through `core.hooks.scoped_hooks`: the hook is registered on entry and removed in
+`finally`, and it acts only on forward passes made by the thread that installed it (Streamlit
+runs each session's script in its own thread), so another session's forward pass that runs
+meanwhile passes through unchanged. Callers take `core.models.heavy_work()` around the
+forward pass, as for any other forward pass; no other lock is involved.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,16 +18,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.attention import head_geometry, output_projection
+from core.anatomy import require
+from core.hooks import Hook, scoped_hooks
 from core.models import heavy_work
 
-INTERVENTION_LOCK = threading.RLock()
 
-
-def _switch_off_hook(owner: int, heads: tuple[int, ...], n_heads: int, head_dim: int):
-    def hook(module: Any, args: tuple) -> tuple | None:
-        if threading.get_ident() != owner:
-            return None  # another session's forward pass: leave it alone
+def _switch_off(heads: tuple[int, ...], n_heads: int, head_dim: int):
+    def hook(_module: Any, args: tuple) -> tuple:
         x = args[0]
         per_head = x.reshape(*x.shape[:-1], n_heads, head_dim).clone()  # (B, T, H, e)
         per_head[..., list(heads), :] = 0.0  # the head contributes nothing to o_proj's sum
@@ -45,21 +36,16 @@ def _switch_off_hook(owner: int, heads: tuple[int, ...], n_heads: int, head_dim:
 @contextmanager
 def heads_switched_off(model: Any, heads: Mapping[int, Iterable[int]]) -> Iterator[None]:
     """Inside the block, the given heads ({layer: [head, ...]}) output zeros in this thread."""
-    g = head_geometry(model.config)
-    with INTERVENTION_LOCK:
-        handles = []
-        try:
-            owner = threading.get_ident()
-            for layer, hs in heads.items():
-                hs = tuple(sorted({int(h) for h in hs}))
-                if not hs:
-                    continue
-                hook = _switch_off_hook(owner, hs, g.n_heads, g.head_dim)
-                handles.append(output_projection(model, layer).register_forward_pre_hook(hook))
-            yield
-        finally:
-            for handle in handles:
-                handle.remove()
+    chosen = {layer: tuple(sorted({int(h) for h in hs})) for layer, hs in heads.items()}
+    chosen = {layer: hs for layer, hs in chosen.items() if hs}
+    hooks = []
+    if chosen:  # nothing to switch off needs no anatomy: any model can run the baseline
+        a = require(model, "heads")
+        g = a.geometry
+        hooks = [Hook(a.output_projection(layer), "forward_pre",
+                      _switch_off(hs, g.n_heads, g.head_dim)) for layer, hs in chosen.items()]
+    with scoped_hooks(*hooks):
+        yield
 
 
 def last_logits(model: Any, ids: Iterable[int], heads: Mapping[int, Iterable[int]] | None = None

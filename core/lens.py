@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.block import capture_outputs, decoder_layers, final_norm
+from core.anatomy import Geometry, UnsupportedArchitecture, anatomy
+from core.hooks import capture_outputs
 from core.models import LoadedModel, heavy_work
 from core.trace import TRACE_TOKEN_CAP, prompt_tokens, token_strings
 
@@ -34,7 +35,7 @@ class ResidualStream:
 
 
 def residual_stream(lm: LoadedModel, input_ids: torch.Tensor) -> ResidualStream:
-    last_block = decoder_layers(lm.model)[-1]  # its raw output is what the final norm reads
+    last_block = anatomy(lm.model).blocks[-1]  # its raw output is what the final norm reads
     with heavy_work(), torch.inference_mode(), capture_outputs({"last": last_block}) as got:
         out = lm.model(input_ids, output_hidden_states=True)
     hidden = torch.stack([*(h[0] for h in out.hidden_states[:-1]), got["last"][0]])
@@ -44,7 +45,8 @@ def residual_stream(lm: LoadedModel, input_ids: torch.Tensor) -> ResidualStream:
 def lens_logits(lm: LoadedModel, hidden: torch.Tensor) -> torch.Tensor:
     """final norm + lm_head applied to (..., d) hidden states -> (..., vocab) logits."""
     with torch.inference_mode():
-        return lm.model.get_output_embeddings()(final_norm(lm.model)(hidden)).float()
+        a = anatomy(lm.model)
+        return a.head(a.final_norm(hidden)).float()
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,17 @@ class LogitLens:
     @property
     def window(self) -> range:
         return range(self.start, self.start + self.top_ids.shape[1])
+
+    @property
+    def known_next(self) -> int:
+        """Positions of the window whose real next token is known (all but the prompt's end)."""
+        return sum(a is not None for a in self.actual_next)
+
+    @property
+    def final_hits(self) -> int:
+        """Positions where the last layer's top guess (the model's own) is the real next token."""
+        return sum(a is not None and self.top_tokens[-1][j][0] == a
+                   for j, a in enumerate(self.actual_next))
 
 
 def logit_lens(
@@ -159,37 +172,6 @@ PUBLISHED_CONFIGS: tuple[dict[str, Any], ...] = (
 
 
 @dataclass(frozen=True)
-class ArchShape:
-    """The numbers that fix a decoder's parameter count."""
-
-    family: str  # "gpt2": LayerNorm, GELU MLP, learned positions; "llama": RMSNorm, SwiGLU, RoPE
-    n_layer: int
-    d_model: int
-    n_head: int
-    n_kv_head: int
-    d_ff: int
-    vocab: int
-    n_positions: int  # learned position rows (0 for RoPE)
-    tied: bool
-
-
-def arch_shape(cfg: dict[str, Any]) -> ArchShape:
-    """Read a config dict (GPT-2 or Llama keys, as in config.json) into the shape that counts."""
-    if cfg.get("model_type") == "gpt2":
-        d = int(cfg["n_embd"])
-        return ArchShape("gpt2", int(cfg["n_layer"]), d, int(cfg["n_head"]), int(cfg["n_head"]),
-                         int(cfg.get("n_inner") or 4 * d), int(cfg["vocab_size"]),
-                         int(cfg["n_positions"]), bool(cfg.get("tie_word_embeddings", True)))
-    if cfg.get("model_type") in ("llama", "mistral", "qwen2"):
-        heads = int(cfg["num_attention_heads"])
-        return ArchShape("llama", int(cfg["num_hidden_layers"]), int(cfg["hidden_size"]), heads,
-                         int(cfg.get("num_key_value_heads") or heads),
-                         int(cfg["intermediate_size"]), int(cfg["vocab_size"]), 0,
-                         bool(cfg.get("tie_word_embeddings", False)))
-    raise ValueError(f"no parameter formula for model_type {cfg.get('model_type')!r}")
-
-
-@dataclass(frozen=True)
 class ParameterCount:
     embeddings: int
     per_layer: int
@@ -199,22 +181,26 @@ class ParameterCount:
     total: int
 
 
-def parameter_count(shape: ArchShape) -> ParameterCount:
-    """Count weights the way the modules hold them (biases and norm gains included)."""
-    d, ff, head_dim = shape.d_model, shape.d_ff, shape.d_model // shape.n_head
+def parameter_count(shape: Geometry) -> ParameterCount:
+    """Count weights the way the modules hold them (biases and norm gains included), for the
+    GPT-2 and Llama families; `shape` is `core.anatomy.geometry(config)` of a config.json dict
+    or a loaded config."""
+    if shape.family not in ("gpt2", "llama"):
+        raise UnsupportedArchitecture(f"no parameter formula for the {shape.family} family")
+    d, ff, head_dim = shape.d_model, shape.d_ff, shape.head_dim
     if shape.family == "gpt2":
         attn = (d * 3 * d + 3 * d) + (d * d + d)  # fused q/k/v with bias, output projection
         mlp = (d * ff + ff) + (ff * d + d)  # up, GELU, down, with biases
         norms, final = 2 * (2 * d), 2 * d  # LayerNorm: gain and bias
     else:
-        kv = shape.n_kv_head * head_dim  # grouped-query attention: fewer key/value heads
+        kv = shape.n_kv_heads * head_dim  # grouped-query attention: fewer key/value heads
         attn = d * d + 2 * d * kv + d * d  # q, k, v, o without biases
         mlp = 3 * d * ff  # gate, up, down (SwiGLU)
         norms, final = 2 * d, d  # RMSNorm: gain only
     per_layer = attn + mlp + norms
-    embeddings = shape.vocab * d + shape.n_positions * d
+    embeddings = shape.vocab * d + shape.position_rows * d
     head = 0 if shape.tied else shape.vocab * d
-    layers = per_layer * shape.n_layer
+    layers = per_layer * shape.n_layers
     return ParameterCount(embeddings, per_layer, layers, final, head,
                           embeddings + layers + final + head)
 

@@ -44,6 +44,10 @@ class Surprisal:
         return float(self.nats.mean()) if self.nats.size else float("nan")
 
     @property
+    def mean_bits(self) -> float:
+        return self.mean_nats / LN2
+
+    @property
     def perplexity(self) -> float:
         return math.exp(self.mean_nats) if self.nats.size else float("nan")
 
@@ -62,6 +66,7 @@ class Alternatives:
     actual_rank: int | None  # 1-based rank in the model's top list, None if outside it
     tokens: tuple[str, ...]  # the model's top guesses for this position, best first
     probs: np.ndarray
+    actual_bits: float  # surprisal of the actual token, -log2 p (exact even where p underflows)
 
 
 def alternatives(trace: Trace, position: int, decoded_top: tuple[str, ...]) -> Alternatives:
@@ -80,6 +85,7 @@ def alternatives(trace: Trace, position: int, decoded_top: tuple[str, ...]) -> A
         actual_rank=int(hits[0]) + 1 if hits.size else None,
         tokens=decoded_top,
         probs=np.asarray(trace.top_probs[position - 1], dtype=np.float64),
+        actual_bits=float(-trace.token_logprobs[position] / LN2),
     )
 
 

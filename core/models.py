@@ -33,8 +33,7 @@ CONVERSION_VERSION = 1  # bump to invalidate every converted cache
 Status = Callable[[str], None]
 
 
-class UnsupportedArchitecture(ValueError):
-    """A model whose layout a page cannot take apart (pages show this as a warning)."""
+from core.anatomy import UnsupportedArchitecture  # noqa: E402, F401 (one class, re-exported)
 
 
 class ModelUnavailable(RuntimeError):

@@ -1,5 +1,6 @@
 """Real neurons of a causal LM's MLP blocks, for Llama-style (gated SwiGLU) and GPT-2-style
 (c_fc -> GELU -> c_proj) models: capture with scoped hooks, recompute by hand, compare layers.
+Where the MLP's parts are is `core.anatomy`'s business (`anatomy(model).mlp(layer)`).
 
 A "neuron" is one unit of the MLP's hidden layer: the input to the output projection
 (down_proj / c_proj), i.e. act(gate(x)) * up(x) for Llama, act(c_fc(x)) for GPT-2.
@@ -7,14 +8,14 @@ A "neuron" is one unit of the MLP's hidden layer: the input to the output projec
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from core.anatomy import require
+from core.hooks import capture_inputs, capture_outputs
 from core.models import heavy_work
 
 # A few varied sentences: a neuron's top-activating tokens are looked for here and in the prompt.
@@ -33,51 +34,6 @@ REFERENCE_TEXT = (
 )
 
 
-def decoder_layers(model: Any) -> Any:
-    """The list of transformer blocks, wherever the architecture keeps it."""
-    for path in ("model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers"):
-        obj = model
-        try:
-            for part in path.split("."):
-                obj = getattr(obj, part)
-            return obj
-        except AttributeError:
-            continue
-    raise ValueError(f"cannot find the decoder blocks of {type(model).__name__}")
-
-
-@dataclass(frozen=True)
-class MlpParts:
-    mlp: Any
-    kind: str  # "gated" (Llama, SwiGLU) or "plain" (GPT-2, GPT-NeoX)
-    up: Any  # the projection whose output goes through the activation (gate_proj or c_fc)
-    gate_mul: Any | None  # up_proj for gated MLPs
-    down: Any  # the output projection; its input is the neuron activations
-    act: Any
-
-
-def mlp_parts(model: Any, layer: int) -> MlpParts:
-    mlp = decoder_layers(model)[layer].mlp
-    if hasattr(mlp, "gate_proj"):
-        return MlpParts(mlp, "gated", mlp.gate_proj, mlp.up_proj, mlp.down_proj, mlp.act_fn)
-    if hasattr(mlp, "c_fc"):
-        return MlpParts(mlp, "plain", mlp.c_fc, None, mlp.c_proj, mlp.act)
-    if hasattr(mlp, "dense_h_to_4h"):
-        return MlpParts(mlp, "plain", mlp.dense_h_to_4h, None, mlp.dense_4h_to_h, mlp.act)
-    raise ValueError(f"unknown MLP type {type(mlp).__name__}")
-
-
-def mlp_width(model: Any) -> int:
-    """Neurons per MLP layer, read from the model's own weights."""
-    parts = mlp_parts(model, 0)
-    w = parts.down.weight  # nn.Linear: (d, d_ff); GPT-2 Conv1D: (d_ff, d)
-    return int(w.shape[1] if parts.down.__class__.__name__ != "Conv1D" else w.shape[0])
-
-
-def num_layers(model: Any) -> int:
-    return len(decoder_layers(model))
-
-
 @dataclass(frozen=True)
 class MlpCapture:
     mlp_input: np.ndarray  # (T, d) what the MLP block received (after its norm)
@@ -85,35 +41,22 @@ class MlpCapture:
     neurons: np.ndarray  # (T, d_ff) input to the output projection
 
 
-@contextmanager
-def _hooks(parts: MlpParts, store: dict) -> Iterator[None]:
-    """Read-only hooks on one MLP, always removed: the model is shared by every session."""
-    handles = [
-        parts.mlp.register_forward_pre_hook(lambda m, a: store.__setitem__("in", a[0])),
-        parts.up.register_forward_hook(lambda m, a, out: store.__setitem__("pre", out)),
-        parts.down.register_forward_pre_hook(lambda m, a: store.__setitem__("n", a[0])),
-    ]
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
-
-
 def capture_mlp(model: Any, input_ids: list[int] | tuple[int, ...], layer: int) -> MlpCapture:
-    """One forward pass; the MLP of `layer` as the model computed it."""
-    parts = mlp_parts(model, layer)
-    store: dict = {}
-    with heavy_work(), torch.inference_mode(), _hooks(parts, store):
+    """One forward pass; the MLP of `layer` as the model computed it (read-only hooks that see
+    this thread's forward pass only, removed afterwards: the model is shared)."""
+    parts = require(model, "mlp").mlp(layer)
+    with (heavy_work(), torch.inference_mode(),
+          capture_inputs({"in": parts.mlp, "n": parts.down}) as inputs,
+          capture_outputs({"pre": parts.up}) as outputs):
         model(torch.tensor([list(input_ids)]))
-    return MlpCapture(store["in"][0].float().numpy().copy(), store["pre"][0].float().numpy().copy(),
-                      store["n"][0].float().numpy().copy())
+    return MlpCapture(*(t[0].float().numpy().copy()
+                        for t in (inputs["in"], outputs["pre"], inputs["n"])))
 
 
 @torch.inference_mode()
 def recompute_neurons(model: Any, layer: int, mlp_input: np.ndarray) -> np.ndarray:
     """The neuron activations recomputed by hand from the MLP's input: (T, d_ff)."""
-    parts = mlp_parts(model, layer)
+    parts = require(model, "mlp").mlp(layer)
     x = torch.from_numpy(mlp_input)
     h = parts.act(parts.up(x))
     if parts.kind == "gated":
@@ -141,15 +84,6 @@ def strongest_neurons(neurons: np.ndarray, k: int = 5) -> list[tuple[int, float]
     peak = neurons.max(axis=0)  # (d_ff,)
     idx = np.argsort(-peak)[:k]
     return [(int(i), float(peak[i])) for i in idx]
-
-
-def linear_cka(a: np.ndarray, b: np.ndarray) -> float:
-    """Linear CKA between two (T, d) representations of the same T tokens (1 = same geometry)."""
-    a = a - a.mean(0)
-    b = b - b.mean(0)
-    ka, kb = a @ a.T, b @ b.T  # (T, T) Gram matrices
-    denom = np.linalg.norm(ka) * np.linalg.norm(kb)
-    return float((ka * kb).sum() / denom) if denom > 0 else 0.0
 
 
 def layer_similarity(hidden: np.ndarray, method: str = "cka") -> np.ndarray:

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -339,7 +339,3 @@ def train_run(config: PlaygroundConfig, epochs: int) -> Playground:
     pg = Playground(config)
     pg.train_epochs(epochs)
     return pg
-
-
-def with_changes(config: PlaygroundConfig, **changes) -> PlaygroundConfig:
-    return replace(config, **changes)

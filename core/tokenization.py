@@ -63,7 +63,9 @@ def _byte_decoder() -> dict[str, int]:
 def _decoder_type(tokenizer: Any) -> str:
     try:
         return json.loads(tokenizer.backend_tokenizer.to_str())["decoder"]["type"]
-    except Exception:
+    # a slow tokenizer has no backend (AttributeError); one without a decoder has null there
+    # (TypeError) or no such key (KeyError): none of them is byte-level
+    except (AttributeError, KeyError, TypeError, ValueError):
         return ""
 
 

@@ -5,12 +5,12 @@ import pandas as pd
 import streamlit as st
 
 from components.frame import page_frame, show_code
-from components.models import current_model_id, get_lm, get_prompt
-from components.playground import mlp_capture_cached, neuron_plane_chart
+from components.neurons import cached_mlp_capture, neuron_plane_chart
+from components.preamble import model_page, note_truncation, require_anatomy
 from components.tokens import token_strip, visible
 from core import activations, neurons
 
-page_frame(1)
+page_frame()
 st.markdown(
     "A neuron multiplies each input by a weight, adds them up with a bias, and passes the sum "
     "through a non-linear *activation*: $a = f(w_1x_1 + w_2x_2 + b)$. The weights set the "
@@ -40,8 +40,9 @@ with c2:
                "w₁x₁ + w₂x₂ + b = 0; cross: the input above.")
 
 st.subheader("A real neuron inside the language model")
-lm = get_lm()
-n_layers, width = neurons.num_layers(lm.model), neurons.mlp_width(lm.model)
+lm, text = model_page()
+anatomy = require_anatomy(lm, "mlp")
+n_layers, width = anatomy.n_layers, anatomy.mlp_width
 st.markdown(
     f"Each of the model's {n_layers} blocks holds an MLP with {width:,} neurons per token, the "
     "same weighted sum and activation, only with hundreds of inputs. Pick one and see which "
@@ -51,13 +52,8 @@ d1, d2 = st.columns(2)
 layer = d1.slider("Layer", 0, n_layers - 1, n_layers // 2, key="neuron.layer", bind=q)
 index = int(d2.number_input(f"Neuron (0-{width - 1})", 0, width - 1, 0, key="neuron.index",
                             bind=q))
-text = get_prompt()
-if not text.strip():
-    st.info("The shared prompt is empty: showing the model's start token only. Type some text "
-            "in the sidebar.")
-tokens, cap, recomputed, total = mlp_capture_cached(current_model_id(), text, layer)
-if total > len(tokens):
-    st.info(f"The prompt has {total:,} tokens; this section reads the first {len(tokens)}.")
+tokens, cap, recomputed, total = cached_mlp_capture(lm.model_id, text, layer)
+note_truncation(total, len(tokens), "this section")
 values = cap.neurons[:, index]
 scale = float(np.abs(values).max()) or 1.0
 token_strip(list(tokens), values=list(values / scale),
@@ -67,7 +63,7 @@ st.caption(f"Orange: fires, blue: negative (SwiGLU and GELU neurons can go below
            f"token for its value. Recomputed by hand from the layer's input, the activations "
            f"match the model's own to within {diff:.1e}.")
 
-ref_tokens, ref_cap, _, _ = mlp_capture_cached(current_model_id(), neurons.REFERENCE_TEXT, layer)
+ref_tokens, ref_cap, _, _ = cached_mlp_capture(lm.model_id, neurons.REFERENCE_TEXT, layer)
 all_tokens = tokens + ref_tokens
 all_values = np.concatenate([values, ref_cap.neurons[:, index]])
 top = neurons.top_activating(all_tokens, all_values, k=8)

@@ -3,12 +3,14 @@
 import streamlit as st
 
 from components.frame import page_frame, show_code
-from components.models import current_model_id, get_prompt, get_trace, note_truncation
-from components.playground import layer_similarity_cached, playground, similarity_chart
+from components.layers import cached_layer_similarity, layer_similarity_chart
+from components.models import get_trace
+from components.playground import playground
+from components.preamble import model_page, note_truncation
 from core import neurons
 from core import playground as pgc
 
-page_frame(2)
+page_frame()
 st.markdown(
     "A layer is a row of neurons that all read the previous layer's outputs. One neuron can "
     "only draw a straight line through the plane; a hidden layer combines several such lines "
@@ -40,17 +42,14 @@ st.markdown(
 method = st.radio("Similarity", ["cka", "cosine"], horizontal=True, key="layers.similarity",
                   format_func=lambda m: {"cka": "linear CKA (geometry of all tokens)",
                                          "cosine": "mean cosine of each token's vectors"}[m])
-text = get_prompt()
-if not text.strip():
-    st.info("The shared prompt is empty; the model sees a single start token, so CKA needs "
-            "more text. Type a sentence in the sidebar.")
+lm, text = model_page()
 trace = get_trace(text)
-note_truncation(trace)
+note_truncation(trace.truncated_from, trace.length)
 if trace.length < 3 and method == "cka":
     st.info("CKA compares token clouds and needs at least three tokens; showing cosine.")
     method = "cosine"
-matrix, n_tokens = layer_similarity_cached(current_model_id(), text, method)
-st.altair_chart(similarity_chart(matrix, f"{matrix.shape[0] - 1} blocks, {n_tokens} tokens"),
+matrix, n_tokens = cached_layer_similarity(lm.model_id, text, method)
+st.altair_chart(layer_similarity_chart(matrix, f"{matrix.shape[0] - 1} blocks, {n_tokens} tokens"),
                 key="layers.similarity_chart")
 adjacent = [float(matrix[i, i + 1]) for i in range(matrix.shape[0] - 1)]
 st.caption(f"Mean similarity of neighbouring layers: {sum(adjacent) / len(adjacent):.3f}; "

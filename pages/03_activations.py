@@ -3,19 +3,19 @@
 import pandas as pd
 import streamlit as st
 
-from components.frame import page_frame, show_code
-from components.models import current_model_id, get_lm, get_prompt
-from components.playground import (
+from components.activations import (
     COMPARISON,
     COMPARISON_EPOCHS,
     activation_curves_chart,
-    activation_run_cached,
+    cached_activation_run,
     histogram_chart,
-    mlp_capture_cached,
 )
+from components.frame import page_frame, show_code
+from components.neurons import cached_mlp_capture
+from components.preamble import model_page, require_anatomy
 from core import activations, neurons
 
-page_frame(3)
+page_frame()
 st.markdown(
     "Without an activation function, a stack of layers collapses into a single linear map: "
     "lines on lines are still a line. The activation bends each neuron's output, and that is "
@@ -59,7 +59,7 @@ if st.session_state.get("activations.trained"):
     for i, name in enumerate(activations.NAMES):
         progress.progress(i / len(activations.NAMES),
                           text=f"Training with {activations.LABELS[name]}…")
-        rows.append({"activation": activations.LABELS[name], **activation_run_cached(name)})
+        rows.append({"activation": activations.LABELS[name], **cached_activation_run(name)})
     progress.progress(1.0, text="Done.")
     table = pd.DataFrame(rows).sort_values("test loss")
     st.dataframe(table.style.format({"train loss": "{:.3f}", "test loss": "{:.3f}",
@@ -70,15 +70,13 @@ else:
                f"({COMPARISON_EPOCHS} epochs each).")
 
 st.subheader("What the real model's neurons receive")
-lm = get_lm()
-n_layers = neurons.num_layers(lm.model)
-kind = neurons.mlp_parts(lm.model, 0).kind
-act_name = type(neurons.mlp_parts(lm.model, 0).act).__name__
-layer = st.slider("Layer", 0, n_layers - 1, n_layers // 2, key="activations.layer", bind=q)
-text = get_prompt()
-if not text.strip():
-    st.info("The shared prompt is empty: the histogram covers the start token only.")
-tokens, cap, _, total = mlp_capture_cached(current_model_id(), text, layer)
+lm, text = model_page()
+anatomy = require_anatomy(lm, "mlp")
+mlp = anatomy.mlp(0)
+kind, act_name = mlp.kind, type(mlp.act).__name__
+layer = st.slider("Layer", 0, anatomy.n_layers - 1, anatomy.n_layers // 2,
+                  key="activations.layer", bind=q)
+tokens, cap, _, total = cached_mlp_capture(lm.model_id, text, layer)
 h = neurons.histogram(cap.preact)
 what = "gate projection" if kind == "gated" else "first MLP projection"
 st.altair_chart(histogram_chart(h, f"layer {layer}: {h.total:,} values ({len(tokens)} tokens × "

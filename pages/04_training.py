@@ -4,18 +4,18 @@ import pandas as pd
 import streamlit as st
 
 from components.frame import page_frame, show_code
-from components.playground import (
+from components.playground import playground
+from components.training import (
+    cached_loss_surface,
+    cached_optimizer_path,
     expression_dot,
-    loss_surface_cached,
-    optimizer_path_cached,
     path_loss_chart,
-    playground,
     surface_chart,
 )
 from core import optim
 from core import playground as pgc
 
-page_frame(4)
+page_frame()
 st.markdown(
     "Training means nudging every weight a little downhill on the loss. *Backpropagation* "
     "finds the slope for every weight at once: it runs the computation forward, then applies "
@@ -56,7 +56,7 @@ lr = o2.select_slider("Learning rate", (0.001, 0.003, 0.01, 0.03, 0.05, 0.1, 0.1
                                         0.5, 1.0), 0.05, key="training.lr", bind=q)
 batch = o3.slider("Batch size", 1, optim.N_POINTS, optim.N_POINTS, key="training.batch", bind=q)
 steps = o4.slider("Steps", 10, optim.STEP_CAP, 100, 10, key="training.steps", bind=q)
-paths = {name: optimizer_path_cached(name, lr, batch, steps) for name in chosen}
+paths = {name: cached_optimizer_path(name, lr, batch, steps) for name in chosen}
 st.session_state.setdefault("training.shown", steps)
 st.session_state.setdefault("training.animating", False)
 
@@ -88,7 +88,7 @@ def surface() -> None:
             st.session_state["training.animating"] = False
             st.rerun()
     shown = min(st.session_state["training.shown"], steps)
-    ws, bs, loss = loss_surface_cached()
+    ws, bs, loss = cached_loss_surface()
     left, right = st.columns([4, 3])
     left.altair_chart(surface_chart(ws, bs, loss, {k: p.points[:shown + 1] for k, p in paths.items()},
                                     (optim.TRUE_W, optim.TRUE_B)), key="training.surface")

@@ -3,11 +3,12 @@
 import streamlit as st
 
 from components.frame import page_frame, show_code
-from components.playground import fit_cached, fit_chart, gap_chart, playground
+from components.overfitting import cached_fit, fit_chart, gap_chart
+from components.playground import playground
 from core import overfit
 from core import playground as pgc
 
-page_frame(5)
+page_frame()
 st.markdown(
     "A network with enough capacity can pass exactly through every training point, noise "
     "included. Its training loss then drops towards zero while its loss on new points from the "
@@ -37,7 +38,7 @@ seed = c1.number_input("Sample", 0, 999, d.seed, key="overfitting.seed", bind=q,
 config = overfit.FitConfig(n_train=n_train, noise=noise, width=width, weight_decay=decay,
                            dropout=dropout, early_stopping=early, patience=patience,
                            seed=int(seed))
-result = fit_cached(config)
+result = cached_fit(config)
 left, right = st.columns(2)
 left.altair_chart(fit_chart(result), key="overfitting.fit")
 right.altair_chart(gap_chart(result), key="overfitting.gap")

@@ -8,17 +8,17 @@ import streamlit as st
 from components.frame import follow_shared_prompt, page_frame, show_code
 from components.models import get_prompt
 from components.tokenization import (
+    cached_bpe,
     chat_tokens,
     merges_frame,
     token_count_chart,
     tokenize_all,
-    trained_bpe,
 )
 from components.tokens import token_strip
 from core import bpe
 from core.tokenization import HFTokenizer, tokenize
 
-page_frame(6)
+page_frame()
 
 st.markdown(
     "A language model never sees letters. A **tokenizer** cuts text into pieces from a fixed "
@@ -113,7 +113,7 @@ with train_tab:
         vocab = st.slider("Vocabulary size", bpe.BASE_VOCAB + 1, bpe.BASE_VOCAB + 500,
                           bpe.BASE_VOCAB + 100, key="tokenization.vocab_size",
                           help="256 byte tokens plus one new token per merge (500 merges at most).")
-        model = trained_bpe(corpus, vocab - bpe.BASE_VOCAB)
+        model = cached_bpe(corpus, vocab - bpe.BASE_VOCAB)
         if model.vocab_size < vocab:
             st.caption(f"Stopped after {len(model.merges)} merges: no pair occurs twice any more.")
         ids = bpe.encode(model, text[:5000])

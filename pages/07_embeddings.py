@@ -1,28 +1,30 @@
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components import attention as ca
+from components import embeddings as ce
+from components.charts import bar_chart, draw_chart
 from components.frame import page_frame, show_code
-from components.models import get_lm
+from components.preamble import model_page
 from core.embeddings import (
     DEFAULT_GROUPS,
     MAX_GROUPS,
     MAX_SENTENCES,
     MAX_WORD_CHARS,
     MAX_WORDS_PER_GROUP,
+    agreement_by_layer,
     analogy_vector,
     cosine_matrix,
     nearest_neighbours,
     pca_2d,
     sentence_embeddings,
+    text_lines,
     word_ids,
     word_in_context,
 )
 
-page_frame(7)
+page_frame()
 st.markdown(
     "The first thing a language model does with a token is look up a row in its **embedding "
     "table**: a list of a few hundred numbers learned in training. Tokens used in similar ways "
@@ -33,8 +35,8 @@ st.markdown(
     "sentence encoder (MiniLM) turns whole sentences into one vector each."
 )
 
-lm = get_lm()
-table, _ = ca.embedding_tables(lm.model_id)
+lm, _ = model_page(prompt=False)
+table, _ = ce.cached_embedding_tables(lm.model_id)
 st.caption(f"{lm.model_id}: embedding table of {table.shape[0]:,} tokens x {table.shape[1]} "
            "dimensions. A word that splits into several tokens is the mean of their rows.")
 
@@ -51,22 +53,22 @@ st.subheader("Word groups in two dimensions")
 groups_text = st.text_area(
     f"Groups, one per line as 'name: word, word, …' (at most {MAX_GROUPS} groups of "
     f"{MAX_WORDS_PER_GROUP} words)", DEFAULT_GROUPS, key="embeddings.groups", height=130)
-points = ca.cached_word_points(lm.model_id, groups_text)
+points = ce.cached_word_points(lm.model_id, groups_text)
 if len(points) < 3:
     st.warning("Give at least three words (e.g. 'animals: cat, dog, cow'); showing the defaults.")
     groups_text = DEFAULT_GROUPS
-    points = ca.cached_word_points(lm.model_id, groups_text)
+    points = ce.cached_word_points(lm.model_id, groups_text)
 left, right = st.columns(2)
 with left:
     ev = points.attrs.get("explained", (0.0, 0.0))
-    ca.draw(ca.embedding_map_chart(points, f"PCA: {ev[0]:.0%} + {ev[1]:.0%} of the variance"),
+    draw_chart(ce.embedding_map_chart(points, f"PCA: {ev[0]:.0%} + {ev[1]:.0%} of the variance"),
             width="stretch")
 with right:
     umap_slot = st.container()
-    if ca.umap_ready(lm.model_id, groups_text) or st.session_state.get("embeddings.umap"):
+    if ce.umap_ready(lm.model_id, groups_text) or st.session_state.get("embeddings.umap"):
         with st.spinner("UMAP: compiling and fitting (the first time takes tens of seconds)…"):
-            xy = ca.cached_umap(lm.model_id, groups_text)
-        ca.draw(ca.embedding_map_chart(points.assign(x=xy[:, 0], y=xy[:, 1]), "UMAP (seed 42)"),
+            xy = ce.cached_umap(lm.model_id, groups_text)
+        draw_chart(ce.embedding_map_chart(points.assign(x=xy[:, 0], y=xy[:, 1]), "UMAP (seed 42)"),
                 width="stretch")
     else:
         umap_slot.button("Compute UMAP for these words", key="embeddings.umap",
@@ -84,8 +86,8 @@ with c1:
     k = st.slider("How many neighbours", 3, 30, 10, key="embeddings.k", bind="query-params")
     word = clean_word("embeddings.word", "king")
     n_tok = len(word_ids(lm.tokenizer, word))
-    nb = ca.cached_neighbours(lm.model_id, word, k)
-    ca.draw(ca.bar_chart(nb, "token", "cosine", f"Closest of all {table.shape[0]:,} "
+    nb = ce.cached_neighbours(lm.model_id, word, k)
+    draw_chart(bar_chart(nb, "token", "cosine", f"Closest of all {table.shape[0]:,} "
                          f"tokens to '{word}' ({n_tok} token{'s' * (n_tok > 1)})"),
             width="stretch")
 with c2:
@@ -95,8 +97,8 @@ with c2:
     a3.text_input("as C is to ?", "woman", key="embeddings.c", max_chars=MAX_WORD_CHARS)
     a, b, c = (clean_word(f"embeddings.{x}", d) for x, d in zip("abc", ("man", "king", "woman"),
                                                               strict=True))
-    ranked = ca.cached_analogy(lm.model_id, a, b, c, 10)
-    ca.draw(ca.bar_chart(ranked, "token", "cosine", "B − A + C, closest tokens (inputs left out)"),
+    ranked = ce.cached_analogy(lm.model_id, a, b, c, 10)
+    draw_chart(bar_chart(ranked, "token", "cosine", "B − A + C, closest tokens (inputs left out)"),
             width="stretch")
     st.caption("In a small model's input table, analogies often land on a near-synonym of B; "
                "the ranking shows how close the intended answer came.")
@@ -107,18 +109,18 @@ default_sentences = ("The cat sat on the mat.\nA kitten was resting on the rug.\
                      "I love pizza.")
 raw = st.text_area(f"Sentences, one per line (at most {MAX_SENTENCES})", default_sentences,
                    key="embeddings.sentences", height=130)
-sentences = tuple(s.strip()[:300] for s in raw.splitlines() if s.strip())[:MAX_SENTENCES]
+sentences = text_lines(raw)
 if len(sentences) < 2:
     st.info("Give at least two sentences; showing the examples.")
     sentences = tuple(default_sentences.splitlines())
-vecs = ca.cached_sentence_embeddings(sentences)
+vecs = ce.cached_sentence_embeddings(sentences)
 labels = [f"{i + 1}. {s[:28]}" for i, s in enumerate(sentences)]
 s1, s2 = st.columns([3, 2])
 with s1:
-    ca.draw(ca.similarity_chart(cosine_matrix(vecs), labels, "cosine similarity"), extra=150)
+    draw_chart(ce.cosine_matrix_chart(cosine_matrix(vecs), labels, "cosine similarity"), extra=150)
 xy = pca_2d(vecs).xy
 with s2:
-    ca.draw(ca.embedding_map_chart(pd.DataFrame({
+    draw_chart(ce.embedding_map_chart(pd.DataFrame({
         "x": xy[:, 0], "y": xy[:, 1], "word": [str(i + 1) for i in range(len(sentences))],
         "group": labels, "tokens": [len(s.split()) for s in sentences]}), "map (PCA)"),
         width="stretch")
@@ -131,30 +133,28 @@ ctx_default = ("We sat on the river bank and fished.\nShe deposited cash at the 
                "The bank raised its interest rates.\nGrass grew along the muddy bank.")
 ctx_raw = w2.text_area("Sentences containing it", ctx_default, key="embeddings.ctx_sentences",
                        height=110)
-ctx_sentences = tuple(s.strip()[:300] for s in ctx_raw.splitlines() if s.strip())[:MAX_SENTENCES]
-wic = ca.cached_word_in_context(lm.model_id, ctx_word, ctx_sentences)
+ctx_sentences = text_lines(ctx_raw)
+wic = ce.cached_word_in_context(lm.model_id, ctx_word, ctx_sentences)
 if wic.missing:
     st.warning(f"{len(wic.missing)} sentence(s) do not contain '{ctx_word}' as a whole word and "
                "are left out.")
 if len(wic.sentences) < 2:
     st.info(f"Need at least two sentences containing '{ctx_word}'; showing the bank example.")
     ctx_word, ctx_sentences = "bank", tuple(ctx_default.splitlines())
-    wic = ca.cached_word_in_context(lm.model_id, ctx_word, ctx_sentences)
+    wic = ce.cached_word_in_context(lm.model_id, ctx_word, ctx_sentences)
 n_states = wic.contextual.shape[1]
 layer = st.slider("Layer for the contextual vectors", 0, n_states - 1, min(6, n_states - 1),
                   key="embeddings.layer")
 ctx_labels = [f"{i + 1}. {s[:28]}" for i, s in enumerate(wic.sentences)]
 k1, k2 = st.columns(2)
 with k1:
-    ca.draw(ca.similarity_chart(cosine_matrix(wic.static), ctx_labels,
+    draw_chart(ce.cosine_matrix_chart(cosine_matrix(wic.static), ctx_labels,
                                 "static: the embedding-table rows"), extra=150)
 with k2:
-    ca.draw(ca.similarity_chart(cosine_matrix(wic.contextual[:, layer]), ctx_labels,
+    draw_chart(ce.cosine_matrix_chart(cosine_matrix(wic.contextual[:, layer]), ctx_labels,
                                 f"contextual: hidden state {layer}"), extra=150)
-off_diag = ~np.eye(len(wic.sentences), dtype=bool)
-curve = pd.DataFrame({"layer": range(n_states), "mean cosine": [
-    float(cosine_matrix(wic.contextual[:, i])[off_diag].mean()) for i in range(n_states)]})
-ca.draw(ca.layer_similarity_chart(curve, layer), width="stretch")
+curve = pd.DataFrame({"layer": range(n_states), "mean cosine": agreement_by_layer(wic.contextual)})
+draw_chart(ce.word_in_context_chart(curve, layer), width="stretch")
 st.caption("Layer 0 is the input to the first block (for GPT-2 it already includes the "
            "position embedding). The last state has the model's final norm applied.")
 show_code(nearest_neighbours, analogy_vector, pca_2d, sentence_embeddings, word_in_context)

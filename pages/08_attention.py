@@ -5,16 +5,12 @@ import streamlit as st
 
 from components import attention as ca
 from components.frame import page_frame, show_code
-from components.models import get_lm, note_truncation, prompt_or_default
-from core.attention import (
-    ATTENTION_CAP,
-    encoder_attention,
-    head_geometry,
-    recompute_head,
-    supported,
-)
+from components.preamble import model_page, note_truncation
+from components.tokens import token_labels
+from core.anatomy import geometry, supports
+from core.attention import ATTENTION_CAP, encoder_attention, recompute_head
 
-page_frame(8)
+page_frame()
 st.markdown(
     "Inside every block, each token asks a question (its **query** Q), every earlier token "
     "offers a **key** K, and the better a key matches the query, the more of that token's "
@@ -26,13 +22,12 @@ st.markdown(
     "the model's own numbers."
 )
 
-lm = get_lm()
-text = prompt_or_default()
+lm, text = model_page()
 trace = ca.attention_trace(text)
-note_truncation(trace, ATTENTION_CAP)
+note_truncation(trace.truncated_from, trace.length)
 st.caption(f"Attention views use at most the first {ATTENTION_CAP} tokens of the prompt "
            f"(here {trace.length}): a heatmap has one cell per pair of tokens.")
-g = head_geometry(lm.config)
+g = geometry(lm.config)
 for key, top in (("attention.layer", g.n_layers - 1), ("attention.head", g.n_heads - 1)):
     if st.session_state.get(key, 0) > top:  # a smaller model was picked
         st.session_state[key] = top
@@ -50,14 +45,14 @@ def causal_view() -> None:
     st.markdown(f"**{lm.model_id}**, layer {layer}, head {head}: causal, nothing above the "
                 "diagonal")
     st.altair_chart(ca.attention_click_chart(ca.attention_frame(weights, trace.tokens),
-                                             ca.token_labels(trace.tokens), "query x key"),
+                                             token_labels(trace.tokens), "query x key"),
                     width="content")
     st.caption("Click a cell of the heatmap to pick the query token; the bars show its row. "
                f"Rows sum to 1 (here between {weights.sum(1).min():.4f} and "
                f"{weights.sum(1).max():.4f}).")
 
     st.subheader("The same head, recomputed step by step")
-    if not supported(lm.model):
+    if not supports(lm.model, "heads"):
         st.warning(f"{lm.model_id}: this page recomputes heads for Llama-style and GPT-2-style "
                    "attention modules only; the heatmaps above are the model's own.")
         return
@@ -93,7 +88,7 @@ def encoder_view() -> None:
     st.markdown("**all-MiniLM-L6-v2**, an encoder: bidirectional, every token sees every other")
     weights = enc.attentions[enc_layer, enc_head]
     st.altair_chart(ca.attention_click_chart(ca.attention_frame(weights, enc.tokens),
-                                             ca.token_labels(enc.tokens), "query x key",
+                                             token_labels(enc.tokens), "query x key",
                                              size=300), width="content")
     st.caption(f"MiniLM has its own WordPiece tokens, with [CLS] and [SEP] (capped at "
                f"{ATTENTION_CAP} too). Cells above the diagonal are filled: it reads both ways, "

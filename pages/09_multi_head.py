@@ -4,22 +4,23 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components import attention as ca
+from components import multi_head as mh
+from components.attention import attention_trace
+from components.charts import draw_chart
 from components.frame import page_frame, show_code
-from components.models import get_lm, note_truncation, prompt_or_default
+from components.preamble import model_page, note_truncation
 from components.tokens import visible
+from core.anatomy import geometry, supports
 from core.attention import (
     ATTENTION_CAP,
     HEAD_LABEL_THRESHOLD,
     INDUCTION_HALF,
-    head_geometry,
     induction_scores,
     pattern_scores,
-    supported,
 )
 from core.interventions import heads_switched_off, next_token_change
 
-page_frame(9)
+page_frame()
 st.markdown(
     "A layer does not run one attention but several side by side: each **head** has its own "
     "small W_Q, W_K and W_V, works in its own slice of the vector, and the heads' outputs are "
@@ -31,13 +32,12 @@ st.markdown(
     "on them."
 )
 
-lm = get_lm()
-g = head_geometry(lm.config)
-text = prompt_or_default()
-trace = ca.attention_trace(text)
-note_truncation(trace, ATTENTION_CAP)
+lm, text = model_page()
+g = geometry(lm.config)
+trace = attention_trace(text)
+note_truncation(trace.truncated_from, trace.length)
 st.caption(f"Uses at most the first {ATTENTION_CAP} tokens of the prompt (here {trace.length}).")
-profile = ca.cached_profile(lm.model_id, text)
+profile = mh.cached_profile(lm.model_id, text)
 if st.session_state.get("multi_head.layer", 0) > g.n_layers - 1:
     st.session_state["multi_head.layer"] = g.n_layers - 1
 if "multi_head.off" in st.session_state:  # drop heads a smaller model does not have
@@ -48,14 +48,14 @@ if "multi_head.off" in st.session_state:  # drop heads a smaller model does not 
 @st.fragment
 def heads_view() -> None:
     layer = st.slider("Layer", 0, g.n_layers - 1, key="multi_head.layer", bind="query-params")
-    st.altair_chart(ca.small_multiples_chart(trace.attentions[layer],
-                                             ca.head_titles(profile, layer, g.n_heads)),
+    st.altair_chart(mh.small_multiples_chart(trace.attentions[layer],
+                                             mh.head_titles(profile, layer, g.n_heads)),
                     width="content")
     c1, c2 = st.columns([2, 3])
     with c1:
         st.markdown("**Every head of every layer, by measured role** (the box marks this layer; "
                     "paler = weaker)")
-        ca.draw(ca.head_map_chart(ca.profile_frame(profile), layer), extra=50)
+        draw_chart(mh.head_map_chart(mh.profile_frame(profile), layer), extra=50)
     with c2:
         st.markdown(
             f"How the roles are measured, live. On the prompt (positions 2 onward): mean "
@@ -64,11 +64,11 @@ def heads_view() -> None:
             "the attention each token of the second copy pays to the token that followed its "
             "first copy. A head is named after its strongest pattern if that takes at least "
             f"{HEAD_LABEL_THRESHOLD:.0%} of its attention, else 'mixed'.")
-        table = ca.profile_frame(profile).query("layer == @layer").set_index("head")
+        table = mh.profile_frame(profile).query("layer == @layer").set_index("head")
         st.dataframe(table.drop(columns=["layer", "strength"]).round(3), width="stretch")
 
     st.subheader("Switch heads off")
-    if not supported(lm.model):
+    if not supports(lm.model, "heads"):
         st.warning(f"{lm.model_id}: switching heads off needs a Llama-style (o_proj) or "
                    "GPT-2-style (c_proj) attention module.")
         return
@@ -78,7 +78,7 @@ def heads_view() -> None:
         st.info("Pick one or more heads above: their output is replaced by zeros before the "
                 "output projection, for this one forward pass only.")
         return
-    change = ca.cached_ablation(lm.model_id, text, layer, tuple(sorted(off)))
+    change = mh.cached_ablation(lm.model_id, text, layer, tuple(sorted(off)))
     tokens = [visible(lm.tokenizer.decode([i])) for i in change.token_ids]
     df = pd.DataFrame({"token": tokens * 2,
                        "probability": np.concatenate([change.base, change.ablated]),
@@ -87,7 +87,7 @@ def heads_view() -> None:
     m1.metric("KL(before ‖ after)", f"{change.kl_bits:.4f} bits",
               help="How far the whole next-token distribution moved.")
     m2.metric("top next token", "changed" if change.top_changed else "unchanged")
-    ca.draw(ca.next_token_change_chart(df))
+    draw_chart(mh.next_token_change_chart(df))
     st.caption("The shared model is untouched: the switch-off is a hook that exists only during "
                "this page's forward pass and only in this session's thread.")
 
@@ -106,7 +106,7 @@ else:
         f"**{lm.model_id}** gives every one of its {g.n_heads} query heads its own key/value "
         "head (classic multi-head attention, no grouping); pick SmolLM2 to see grouped-query "
         "attention.")
-ca.draw(ca.gqa_chart(g.n_heads, g.n_kv_heads))
+draw_chart(mh.gqa_chart(g.n_heads, g.n_kv_heads))
 st.caption(f"head_dim {g.head_dim} x {g.n_heads} heads = {g.n_heads * g.head_dim} "
            f"(d_model {g.d_model}); {g.n_layers} layers.")
 show_code(pattern_scores, induction_scores, heads_switched_off, next_token_change)

@@ -2,19 +2,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from components import model_views as mv
+from components import block as cb
 from components.frame import page_frame, show_code
-from components.models import get_lm, prompt_or_default
-from core.block import (
-    UnsupportedArchitecture,
-    block_anatomy,
-    capture_outputs,
-    model_parameters,
-    rebuild_block,
-)
+from components.preamble import model_page, note_truncation
+from core.block import block_anatomy, model_parameters, rebuild_block
+from core.hooks import capture_outputs
 from core.trace import TRACE_TOKEN_CAP
 
-page_frame(10)
+page_frame()
 st.markdown(
     "A transformer is the same block repeated. Each block reads the **residual stream** x (one "
     "vector per token), and adds two updates to it: first **attention** (tokens exchange "
@@ -26,23 +21,16 @@ st.markdown(
     "hidden state."
 )
 
-lm = get_lm()
-text = prompt_or_default()
-try:
-    anatomy = mv.cached_block_anatomy(lm.model_id, text)
-    totals, rows = mv.cached_parameters(lm.model_id)
-except UnsupportedArchitecture as exc:
-    st.warning(f"{exc} Pick SmolLM2 or a GPT-2 in the sidebar.")
-    st.stop()
-if anatomy.truncated_from > len(anatomy.tokens):
-    st.info(f"The prompt has {anatomy.truncated_from:,} tokens; this page uses the first "
-            f"{TRACE_TOKEN_CAP} so that it stays interactive.")
+lm, text = model_page("block")
+anatomy = cb.cached_block_anatomy(lm.model_id, text)
+totals, rows = cb.cached_parameters(lm.model_id)
+note_truncation(anatomy.truncated_from, len(anatomy.tokens))
 st.caption(f"Runs on at most the first {TRACE_TOKEN_CAP} tokens of the shared prompt (here "
            f"{len(anatomy.tokens)}).")
 n_layers = anatomy.n_layers
 if st.session_state.get("block.layer", 0) > n_layers - 1:  # a smaller model was picked
     st.session_state["block.layer"] = n_layers - 1
-params_df = mv.params_frame(rows)
+params_df = cb.params_frame(rows)
 part_params = params_df.groupby("part")["parameters"].sum().to_dict()
 
 
@@ -54,7 +42,7 @@ def one_block() -> None:
     with left:
         st.markdown(f"**{anatomy.block_class}** number {layer} of {n_layers}, "
                     f"on {len(anatomy.tokens)} tokens")
-        st.graphviz_chart(mv.block_diagram_dot(anatomy, layer, part_params))
+        st.graphviz_chart(cb.block_diagram_dot(anatomy, layer, part_params))
     with right:
         m1, m2, m3 = st.columns(3)
         m1.metric("attention |a| / |x|", f"{anatomy.attn_update[layer].mean():.2f}",
@@ -64,10 +52,10 @@ def one_block() -> None:
         m3.metric("rebuilt vs model", f"{anatomy.rebuild_error[layer]:.1e}",
                   help="Largest difference between x + a + MLP(norm2(x + a)), computed here "
                        "from the captured parts, and the model's own next hidden state.")
-        st.altair_chart(mv.stage_chart(mv.stage_frame(anatomy, layer)), width="stretch")
-        st.dataframe(mv.stage_stats_frame(anatomy, layer), hide_index=True, width="stretch")
+        st.altair_chart(cb.stage_chart(cb.stage_frame(anatomy, layer)), width="stretch")
+        st.dataframe(cb.stage_stats_frame(anatomy, layer), hide_index=True, width="stretch")
     st.subheader("Update sizes through the whole stack")
-    st.altair_chart(mv.update_chart(mv.update_frame(anatomy), layer), width="stretch")
+    st.altair_chart(cb.update_chart(cb.update_frame(anatomy), layer), width="stretch")
     st.caption("Median over the prompt's tokens. Small ratios mean a block nudges the stream "
                "rather than rewriting it: that is what lets dozens of blocks be stacked. The "
                "dashed line is the block shown above.")
@@ -78,7 +66,7 @@ one_block()
 st.subheader("Parameters per sub-module")
 c1, c2 = st.columns([2, 3], gap="large")
 with c1:
-    st.altair_chart(mv.params_chart(params_df), width="stretch")
+    st.altair_chart(cb.params_chart(params_df), width="stretch")
 with c2:
     st.dataframe(params_df, hide_index=True, width="stretch")
     share = 100 * totals.per_block * totals.n_blocks / totals.total

@@ -2,14 +2,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from components import model_views as mv
+from components import full_model as fm
 from components.frame import page_frame, show_code
-from components.models import get_lm, prompt_or_default
-from core.block import UnsupportedArchitecture
-from core.lens import LENS_WINDOW, arch_shape, logit_lens, parameter_count
+from components.preamble import model_page, note_truncation
+from core.anatomy import geometry
+from core.lens import LENS_WINDOW, logit_lens, parameter_count
 from core.trace import TRACE_TOKEN_CAP, prompt_tokens
 
-page_frame(11)
+page_frame()
 st.markdown(
     "An LLM is an embedding table, a stack of identical blocks, a final norm and an "
     "**unembedding** (lm_head) that turns the last vector into a score for every token. "
@@ -20,13 +20,10 @@ st.markdown(
     "own prediction. Bigger models are this same recipe with more and wider blocks."
 )
 
-lm = get_lm()
-text = prompt_or_default()
+lm, text = model_page("decoder")
 pt = prompt_tokens(lm.tokenizer, text, TRACE_TOKEN_CAP)
 T = len(pt.ids)
-if pt.truncated:
-    st.info(f"The prompt has {pt.truncated_from:,} tokens; this page uses the first "
-            f"{TRACE_TOKEN_CAP} so that it stays interactive.")
+note_truncation(pt.truncated_from, T)
 vocab = lm.config.vocab_size
 st.caption(f"The lens shows {LENS_WINDOW} positions at a time: each cell scores all {vocab:,} "
            "tokens of the vocabulary, for every layer.")
@@ -43,18 +40,10 @@ def lens_view() -> None:
                           help=f"The prompt has {T} tokens; the lens shows {LENS_WINDOW}.")
     else:
         start = 0
-    try:
-        lens = mv.cached_logit_lens(lm.model_id, text, start, LENS_WINDOW)
-    except UnsupportedArchitecture as exc:
-        st.warning(f"{exc} Pick SmolLM2 or a GPT-2 in the sidebar.")
-        return
+    lens = fm.cached_logit_lens(lm.model_id, text, start, LENS_WINDOW)
     n_layers = lens.top_ids.shape[0] - 1
-    st.altair_chart(mv.lens_chart(mv.lens_frame(lens)), width="stretch")
-    right = sum(
-        lens.actual_next[j] is not None and lens.top_tokens[-1][j][0] == lens.actual_next[j]
-        for j in range(len(lens.actual_next))
-    )
-    known = sum(a is not None for a in lens.actual_next)
+    st.altair_chart(fm.lens_chart(fm.lens_frame(lens)), width="stretch")
+    right, known = lens.final_hits, lens.known_next
     st.caption(
         f"Each cell: the top guess for the token after that position, shaded by its "
         f"probability; hover for the top 5 and the token that really follows. Top row "
@@ -63,7 +52,7 @@ def lens_view() -> None:
         f"{lens.final_logits_error:.1e}."
     )
     st.subheader("The residual stream grows as blocks add to it")
-    st.altair_chart(mv.residual_norm_chart(mv.residual_norm_frame(lens)), width="stretch")
+    st.altair_chart(fm.residual_norm_chart(fm.residual_norm_frame(lens)), width="stretch")
     st.caption("Length of each token's vector after every block (grey: one line per token, "
                "orange: median). The final norm rescales it before lm_head, which is why the "
                "lens applies that norm at every layer.")
@@ -72,10 +61,10 @@ def lens_view() -> None:
 lens_view()
 
 st.subheader("Model sizes, computed from their configurations")
-sizes = mv.model_sizes_frame(lm.model_id)
+sizes = fm.cached_model_sizes(lm.model_id)
 c1, c2 = st.columns([3, 2], gap="large")
 with c1:
-    st.altair_chart(mv.model_sizes_chart(sizes), width="stretch")
+    st.altair_chart(fm.model_sizes_chart(sizes), width="stretch")
 with c2:
     loaded = sizes[sizes["loaded"]]
     real = sum(p.numel() for p in lm.model.parameters())
@@ -95,4 +84,4 @@ st.dataframe(sizes.drop(columns=["loaded"]), hide_index=True, width="stretch",
              column_config={"parameters": st.column_config.NumberColumn(format="localized"),
                             "billions": st.column_config.NumberColumn(format="%.3f"),
                             "embeddings %": st.column_config.NumberColumn(format="%.1f")})
-show_code(logit_lens, arch_shape, parameter_count)
+show_code(logit_lens, geometry, parameter_count)

@@ -3,14 +3,15 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from components import model_views as mv
+from components import lm_objective as lo
 from components.frame import follow_shared_prompt, page_frame, show_code
-from components.models import DEFAULT_PROMPT, get_lm, get_trace, note_truncation
-from components.tokens import token_strip
+from components.models import get_trace
+from components.preamble import model_page, note_truncation, prompt_or_default
+from components.tokens import code_span, percent, token_strip
 from core.lm_objective import GAME_TEXTS, alternatives, new_game, play, surprisal
 from core.trace import TRACE_TOKEN_CAP
 
-page_frame(12)
+page_frame()
 st.markdown(
     "A language model is trained on one task: given the tokens so far, put probability on the "
     "token that really comes next. How badly it did at one token is its **surprisal**, "
@@ -21,16 +22,14 @@ st.markdown(
     "click a token to see what it expected instead, then play the same game yourself."
 )
 
-lm = get_lm()
+lm, _ = model_page(prompt=False)
 follow_shared_prompt("lm_objective.text")
 text = st.text_area("Text to score", key="lm_objective.text", max_chars=20_000, height=90,
                     help="Follows the shared prompt in the sidebar; edits here stay on this page "
                          "until the shared prompt changes.")
-if not text.strip():
-    st.info("The text is empty, so this page scores a default sentence.")
-    text = DEFAULT_PROMPT
+text = prompt_or_default(text, "The text")
 trace = get_trace(text)
-note_truncation(trace)
+note_truncation(trace.truncated_from, trace.length)
 st.caption(f"At most the first {TRACE_TOKEN_CAP} tokens are scored (here {trace.length}).")
 
 
@@ -44,30 +43,30 @@ def scores() -> None:
     m1.metric("tokens predicted", f"{s.nats.size}", help="Every token but the first.")
     m2.metric("loss (mean surprisal)", f"{s.mean_nats:.3f} nats",
               help="= model(ids, labels=ids).loss, the quantity training minimises.")
-    m3.metric("bits per token", f"{s.mean_nats / np.log(2):.2f}",
+    m3.metric("bits per token", f"{s.mean_bits:.2f}",
               help="Mean surprisal in bits: the loss divided by ln 2.")
     m4.metric("perplexity", f"{s.perplexity:,.1f}", help="exp(loss)")
     worst = int(s.positions[int(np.argmax(s.nats))])
-    df = mv.surprisal_frame(s)
-    event = st.altair_chart(mv.surprisal_chart(df, worst), on_select="rerun",
+    df = lo.surprisal_frame(s)
+    event = st.altair_chart(lo.surprisal_chart(df, worst), on_select="rerun",
                             key="lm_objective.click", width="content")
-    picked = mv.picked_position(event, worst)
+    picked = lo.picked_position(event, worst)
     st.caption("Each box is one token, coloured by its surprisal in bits (the first token has "
                "no prediction). Click a token to see the model's alternatives there; the most "
                "surprising one is picked to start.")
-    alt_ = alternatives(trace, picked, mv.trace_top_tokens(lm.model_id, trace, picked))
+    alt_ = alternatives(trace, picked, lo.trace_top_tokens(lm.model_id, trace, picked))
     c1, c2 = st.columns([2, 3], gap="large")
     with c1:
         st.markdown(f"**Position {alt_.position}.** After the text up to here:")
         token_strip(trace.tokens[max(0, alt_.position - 12):alt_.position])
         rank = f"rank {alt_.actual_rank} in its list" if alt_.actual_rank else "not in its top 10"
         st.markdown(
-            f"the text continues with {mv.code_span(alt_.actual)}, to which the model gave "
-            f"p = {mv.percent(alt_.actual_prob)} ({rank}): surprisal "
-            f"{-np.log2(max(alt_.actual_prob, 1e-300)):.2f} bits."
+            f"the text continues with {code_span(alt_.actual)}, to which the model gave "
+            f"p = {percent(alt_.actual_prob)} ({rank}): surprisal "
+            f"{alt_.actual_bits:.2f} bits."
         )
     with c2:
-        st.altair_chart(mv.alternatives_chart(mv.alternatives_frame(alt_)), width="stretch")
+        st.altair_chart(lo.alternatives_chart(lo.alternatives_frame(alt_)), width="stretch")
         st.caption("The model's 10 most likely next tokens there; orange is the text's own.")
 
 
@@ -99,7 +98,7 @@ def game() -> None:
         submitted = st.form_submit_button("Guess", key="lm_objective.submit",
                                           disabled=state.position >= g_trace.length)
     if submitted and state.position < g_trace.length:
-        top1 = mv.decode_ids(lm.model_id, (int(g_trace.top_ids[state.position - 1, 0]),))[0]
+        top1 = lo.cached_decode_ids(lm.model_id, (int(g_trace.top_ids[state.position - 1, 0]),))[0]
         state = play(state, g_trace, guess, top1)
     st.session_state[GAME_KEY] = (key, state)
     n = len(state.rounds)
@@ -112,12 +111,12 @@ def game() -> None:
     if state.rounds:
         r = state.rounds[-1]
         you = "you were **right**" if r.player_right else (
-            f"you typed {mv.code_span(r.guess)}, **wrong**")
+            f"you typed {code_span(r.guess)}, **wrong**")
         model = "**right**" if r.model_right else "**wrong**"
         st.markdown(
-            f"The text went on with {mv.code_span(r.actual)}: {you}. The model's guess was "
-            f"{mv.code_span(r.model_guess)}, {model}; it gave the real token "
-            f"p = {mv.percent(r.model_prob_of_actual)}."
+            f"The text went on with {code_span(r.actual)}: {you}. The model's guess was "
+            f"{code_span(r.model_guess)}, {model}; it gave the real token "
+            f"p = {percent(r.model_prob_of_actual)}."
         )
     if state.position >= g_trace.length:
         st.success(f"End of the text: you {state.player_score}, the model {state.model_score} "

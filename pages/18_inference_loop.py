@@ -4,18 +4,19 @@ from itertools import chain
 
 import streamlit as st
 
-from components import inference as ci
+from components import inference_loop as il
 from components.frame import page_frame, show_code
-from components.models import current_model_id, get_lm, get_prompt
-from components.tokens import token_strip
+from components.preamble import model_page, note_truncation
+from components.tokens import escape_markdown, token_strip
 from core import inference as inf
+from core.anatomy import geometry
 from core.decoding import GENERATION_CAP, DecodingSettings, generate_stream
 from core.trace import prompt_tokens, token_strings
 
 PROMPT_CAP = 256  # prompt tokens this page feeds the model
 STEP_CAP = 64  # new tokens per run, at most
 
-page_frame(18)
+page_frame()
 st.markdown(
     "A language model writes **one token at a time**: it reads the whole sequence, picks the "
     "next token, appends it and goes round again. The first step, the **prefill**, reads every "
@@ -26,16 +27,12 @@ st.markdown(
     "see what a token costs with and without the cache."
 )
 
-lm = get_lm()
-model_id = current_model_id()
-geo = inf.cache_geometry(lm.config)
+lm, prompt = model_page()
+model_id = lm.model_id
+geo = geometry(lm.config)
 width = inf.model_dtype_bytes(lm.model)
-prompt = get_prompt()
-if not prompt.strip():
-    st.info("The shared prompt is empty, so generation starts from the start token alone.")
 pt = prompt_tokens(lm.tokenizer, prompt, PROMPT_CAP)
-if pt.truncated:
-    st.info(f"The prompt has {pt.truncated_from:,} tokens; this page uses the first {PROMPT_CAP}.")
+note_truncation(pt.truncated_from, len(pt.ids))
 
 c1, c2 = st.columns(2)
 max_new = c1.slider("Tokens to generate", 1, STEP_CAP, 24, key="inference.max_tokens",
@@ -43,33 +40,33 @@ max_new = c1.slider("Tokens to generate", 1, STEP_CAP, 24, key="inference.max_to
 temperature = c2.slider("Temperature (0 = greedy)", 0.0, 1.5, 0.0, 0.05,
                         key="inference.temperature", bind="query-params")
 settings = DecodingSettings(temperature=temperature, max_new_tokens=max_new, stop_at_eos=True)
-eos = ci.eos_ids(lm)
-ci.reset_steps((model_id, pt.ids, settings), pt.ids)
+eos = il.eos_ids(lm)
+il.reset_steps((model_id, pt.ids, settings), pt.ids)
 
 b1, b2, b3 = st.columns([1, 1, 4])
-b1.button("Step", key="inference.step", type="primary", disabled=ci.finished(settings, eos),
-          help="Generate one more token.", on_click=ci.step_once, args=(model_id, settings))
-run_clicked = b2.button("Run", key="inference.run", disabled=ci.finished(settings, eos),
+b1.button("Step", key="inference.step", type="primary", disabled=il.finished(settings, eos),
+          help="Generate one more token.", on_click=il.step_once, args=(model_id, settings))
+run_clicked = b2.button("Run", key="inference.run", disabled=il.finished(settings, eos),
                         help=f"Generate the rest, up to {max_new} tokens, streamed.")
 if b3.button("Reset", key="inference.reset"):
-    ci.reset_steps((model_id, pt.ids, settings), pt.ids, force=True)
+    il.reset_steps((model_id, pt.ids, settings), pt.ids, force=True)
 
 st.markdown("**Output** (prompt in grey, new tokens streamed as they are chosen)")
 out = st.container(border=True)
-out.caption(ci.escape_markdown(lm.tokenizer.decode(list(pt.ids))[-600:]))
-done_text = "".join(s.text for s in st.session_state[ci.STEPS])
+out.caption(escape_markdown(lm.tokenizer.decode(list(pt.ids))[-600:]))
+done_text = "".join(s.text for s in st.session_state[il.STEPS])
 if run_clicked:
-    out.write_stream(chain([ci.escape_markdown(done_text)], (
-        ci.escape_markdown(s.text) for s in ci.take_steps(model_id, settings, max_new))))
+    out.write_stream(chain([escape_markdown(done_text)], (
+        escape_markdown(s.text) for s in il.take_steps(model_id, settings, max_new))))
     st.rerun()  # redraw the buttons and tables with the finished run
 elif done_text:
-    out.markdown(ci.escape_markdown(done_text))
+    out.markdown(escape_markdown(done_text))
 else:
     out.caption("Press **Step** for one token or **Run** for the rest.")
 
-steps = st.session_state[ci.STEPS]
+steps = st.session_state[il.STEPS]
 if steps:
-    df = ci.steps_frame(steps, lm.config, width)
+    df = il.steps_frame(steps, lm.config, width)
     prefill = steps[0]
     decode = df[df["phase"] == "decode"]
     m1, m2, m3, m4 = st.columns(4)
@@ -79,20 +76,20 @@ if steps:
     m3.metric("Last token's probability", f"{steps[-1].prob:.1%}")
     m4.metric("KV cache now", f"{df['KV cache bytes'].iloc[-1]:,} B",
               help=f"{df['tokens in cache'].iloc[-1]} tokens × "
-                   f"{geo.bytes_per_token(width):,} B per token")
-    ids = st.session_state[ci.IDS]
+                   f"{geo.cache_bytes_per_token(width):,} B per token")
+    ids = st.session_state[il.IDS]
     token_strip(list(token_strings(lm.tokenizer, ids[len(pt.ids):])),
                 values=[min(1.0, s.prob) for s in steps],
                 titles=[f"p = {s.prob:.3f}" for s in steps])
     st.caption("New tokens, coloured by the probability the model gave them (hover for it).")
-    st.altair_chart(ci.kv_growth_chart(df), width="stretch")
+    st.altair_chart(il.kv_growth_chart(df), width="stretch")
     st.dataframe(df, hide_index=True, width="stretch",
                  column_config={"probability": st.column_config.NumberColumn(format="%.3f"),
                                 "ms": st.column_config.NumberColumn(format="%.1f")})
 st.caption(
-    f"This model: {geo.layers} layers × {geo.kv_heads} key/value heads "
-    f"(for {geo.query_heads} query heads) × head size {geo.head_dim} × 2 (K and V) × "
-    f"{width} bytes = **{geo.bytes_per_token(width):,} bytes per token** of cache, read from its "
+    f"This model: {geo.n_layers} layers × {geo.n_kv_heads} key/value heads "
+    f"(for {geo.n_heads} query heads) × head size {geo.head_dim} × 2 (K and V) × "
+    f"{width} bytes = **{geo.cache_bytes_per_token(width):,} bytes per token** of cache, read from its "
     "config."
 )
 
@@ -106,15 +103,13 @@ def timing() -> None:
                   help=f"Greedy, with and without the cache; capped at {inf.TIMING_CAP // 2}.")
     if t2.button("Measure again", key="inference.measure"):
         st.session_state["inference.run_id"] = st.session_state.get("inference.run_id", 0) + 1
-    df = ci.token_timings(model_id, pt.ids, n, st.session_state.get("inference.run_id", 0))
-    means = df[df["phase"] == "decode"].groupby("mode")["ms"].mean()
-    same = (df[df["mode"] == "with KV cache"]["token_id"].tolist()
-            == df[df["mode"] == "without cache"]["token_id"].tolist())
+    c = il.cached_token_timings(model_id, pt.ids, n, st.session_state.get("inference.run_id", 0))
+    same = c.same_tokens
     k1, k2, k3 = st.columns(3)
-    k1.metric("With the cache", f"{means.get('with KV cache', float('nan')):.0f} ms/token")
-    k2.metric("Without the cache", f"{means.get('without cache', float('nan')):.0f} ms/token")
-    k3.metric("Speed-up", f"{means.get('without cache', 0) / means.get('with KV cache', 1):.2f}×")
-    st.altair_chart(ci.ms_per_token_chart(df), width="stretch")
+    k1.metric("With the cache", f"{c.cached_ms:.0f} ms/token")
+    k2.metric("Without the cache", f"{c.uncached_ms:.0f} ms/token")
+    k3.metric("Speed-up", f"{c.speedup:.2f}×")
+    st.altair_chart(il.ms_per_token_chart(il.token_timings_frame(c)), width="stretch")
     st.caption(
         "Decode steps only (the prefill is the same for both). Without the cache every step "
         "re-reads the whole sequence, so its cost climbs with the position; with it, each step "
@@ -126,4 +121,4 @@ def timing() -> None:
 
 
 timing()
-show_code(generate_stream, inf.kv_cache_bytes, inf.cache_geometry, inf.time_per_token)
+show_code(generate_stream, inf.kv_cache_bytes, geometry, inf.compare_cache)

@@ -5,17 +5,18 @@ import streamlit as st
 
 from components.decoding import (
     beam_tree_chart,
+    cached_beam,
+    cached_strategy,
     distribution_chart,
-    run_beam,
-    run_strategy,
     strategies,
 )
 from components.frame import page_frame, show_code
-from components.models import current_model_id, get_lm, get_prompt, get_trace, note_truncation
+from components.models import current_model_id, get_lm, get_prompt, get_trace
+from components.preamble import note_truncation
 from core import decoding
 from core.decoding import DecodingSettings, next_token_view
 
-page_frame(19)
+page_frame()
 
 st.markdown(
     "After reading the prompt the model outputs a score (logit) for **every** token in its "
@@ -43,7 +44,7 @@ if use_chat:
     text = lm.tokenizer.apply_chat_template([{"role": "user", "content": prompt}],
                                             tokenize=False, add_generation_prompt=True)
 trace = get_trace(text)
-note_truncation(trace)
+note_truncation(trace.truncated_from, trace.length)
 context_ids = tuple(int(i) for i in trace.ids)
 with st.expander(f"The model sees {trace.length} tokens", expanded=False):
     st.text(lm.tokenizer.decode(list(context_ids), clean_up_tokenization_spaces=False)[-3000:])
@@ -104,11 +105,11 @@ if st.button("Generate side by side", type="primary", key="decoding.generate"):
     rows = []
     progress = st.progress(0.0, text="Generating…")
     for i, (name, settings) in enumerate(plan.items()):
-        out = run_strategy(model_id, context_ids, name, settings)
+        out = cached_strategy(model_id, context_ids, name, settings)
         rows.append({"strategy": out.strategy, "output": out.text, "tokens": out.tokens,
                      "mean p of chosen tokens": round(out.mean_prob, 3), "settings": out.settings})
         progress.progress((i + 1) / (len(plan) + 1), text=f"{name} done")
-    result = run_beam(model_id, context_ids, int(beams), int(new_tokens))
+    result = cached_beam(model_id, context_ids, int(beams), int(new_tokens))
     progress.progress(1.0, text="Beam search done")
     best = lm.tokenizer.decode(list(result.sequences[0]), clean_up_tokenization_spaces=False)
     rows.append({"strategy": f"Beam search (width {beams})", "output": best,

@@ -3,15 +3,17 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from components import inference as ci
+from components import context_window as cw
 from components.frame import page_frame, show_code
-from components.models import current_model_id, get_lm, get_prompt
+from components.models import get_prompt
+from components.preamble import model_page
 from components.tokens import token_strip
 from core import inference as inf
+from core.anatomy import geometry
 
 SHOWN_CAP = 400  # tokens drawn as chips
 
-page_frame(20)
+page_frame()
 st.markdown(
     "A model can only attend to a fixed number of tokens, its **context window**: positions "
     "beyond what it was trained on are unknown to it. Longer inputs cost more: every token "
@@ -22,12 +24,13 @@ st.markdown(
     "needle-in-a-haystack probe tests whether the model finds one fact hidden in filler."
 )
 
-lm = get_lm()
-model_id = current_model_id()
-geo = inf.cache_geometry(lm.config)
+lm, _ = model_page(prompt=False)  # an empty prompt gets this page's own filler text below
+model_id = lm.model_id
+geo = geometry(lm.config)
+context = inf.context_length(lm.config)
 width = inf.model_dtype_bytes(lm.model)
 prompt = get_prompt()
-ids = ci.token_count(model_id, prompt)
+ids = cw.cached_token_count(model_id, prompt)
 if not ids:
     st.info("The shared prompt is empty: write something in the sidebar to see it truncated. "
             "Until then the page uses a short filler text.")
@@ -42,12 +45,12 @@ strategy = c2.radio("Truncation", list(inf.STRATEGIES), format_func=inf.STRATEGI
 cut = inf.truncate(ids, budget, strategy)
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Prompt tokens", f"{len(ids):,}")
-m2.metric("Context length", f"{geo.context_length:,}", help="From the model's config.")
-m3.metric("Share of the window", f"{len(ids) / geo.context_length:.2%}")
+m2.metric("Context length", f"{context:,}", help="From the model's config.")
+m3.metric("Share of the window", f"{len(ids) / context:.2%}")
 m4.metric("Tokens kept / dropped", f"{len(cut.kept):,} / {cut.dropped:,}")
-st.altair_chart(ci.budget_chart(len(ids), geo.context_length, budget), width="stretch")
-if len(ids) > geo.context_length:
-    st.warning(f"This prompt is longer than the model's {geo.context_length:,}-token context: "
+st.altair_chart(cw.budget_chart(len(ids), context, budget), width="stretch")
+if len(ids) > context:
+    st.warning(f"This prompt is longer than the model's {context:,}-token context: "
                "it has to be truncated before the model can read it.")
 kept = set(cut.kept_positions)
 shown = range(min(len(ids), SHOWN_CAP))
@@ -68,22 +71,22 @@ def cost() -> None:
     st.subheader("Forward time and memory against length, measured")
     f1, f2 = st.columns([3, 1])
     longest = f1.select_slider(
-        "Longest sequence", [n for n in (128, 256, 512, 1024, 2048) if n <= geo.context_length],
-        value=min(512, geo.context_length), key="context.longest",
+        "Longest sequence", [n for n in (128, 256, 512, 1024, 2048) if n <= context],
+        value=min(512, context), key="context.longest",
         help=f"One forward pass at 32, 64, … tokens of filler, up to this (cap {inf.FORWARD_CAP}).")
     if f2.button("Measure again", key="context.measure"):
         st.session_state["context.run_id"] = st.session_state.get("context.run_id", 0) + 1
-    df = ci.forward_costs(model_id, longest, st.session_state.get("context.run_id", 0))
+    df = cw.cached_forward_costs(model_id, longest, st.session_state.get("context.run_id", 0))
     a, b = st.columns(2)
-    a.altair_chart(ci.forward_time_chart(df), width="stretch")
-    b.altair_chart(ci.memory_chart(df), width="stretch")
+    a.altair_chart(cw.forward_time_chart(df), width="stretch")
+    b.altair_chart(cw.memory_chart(df), width="stretch")
     match = bool((df.scores_bytes == df.scores_formula).all() and (df.kv_bytes == df.kv_formula).all())
     st.caption(
         "Left: wall time of one forward pass; on a CPU at these lengths the weights dominate, so "
         "time grows nearly linearly and the n² term only starts to show at the long end. Right: "
         "the bytes of the tensors the model actually built (points), measured from the attention "
         "weights of each layer and from the cache it returned, against heads × T² × "
-        f"{width} B and {geo.bytes_per_token(width):,} B × T (lines). "
+        f"{width} B and {geo.cache_bytes_per_token(width):,} B × T (lines). "
         + ("Every measurement equals its formula." if match else
            "Some measurements differ from the formula (see the table).")
     )
@@ -102,14 +105,14 @@ def kv_sizes() -> None:
     models = list(inf.published_models())
     if not any(m.name.split(" ")[0] in model_id for m in models):
         models.append(inf.PublishedModel(f"{model_id} (selected)", "its loaded config", lm.config))
-    st.altair_chart(ci.kv_models_chart(inf.kv_memory_curve(models, inf.DTYPE_BYTES[dtype])),
+    st.altair_chart(cw.kv_models_chart(inf.kv_memory_curve(models, inf.DTYPE_BYTES[dtype])),
                     width="stretch")
     table = pd.DataFrame([{
-        "model": m.name, "layers": (g := inf.cache_geometry(m.config)).layers,
-        "query heads": g.query_heads, "KV heads": g.kv_heads, "head size": g.head_dim,
-        "bytes per token": g.bytes_per_token(inf.DTYPE_BYTES[dtype]),
-        "context": g.context_length,
-        "GB at full context": inf.kv_cache_bytes(m.config, g.context_length,
+        "model": m.name, "layers": (g := geometry(m.config)).n_layers,
+        "query heads": g.n_heads, "KV heads": g.n_kv_heads, "head size": g.head_dim,
+        "bytes per token": g.cache_bytes_per_token(inf.DTYPE_BYTES[dtype]),
+        "context": g.context,
+        "GB at full context": inf.kv_cache_bytes(m.config, g.context,
                                                  inf.DTYPE_BYTES[dtype]) / 1e9,
         "hyper-parameters from": m.source} for m in models])
     st.dataframe(table, hide_index=True, width="stretch",
@@ -133,12 +136,12 @@ def needle() -> None:
         "per haystack; longer haystacks take a few seconds each."
     )
     n1, n2 = st.columns(2)
-    options = [n for n in (128, 256, 512, 1024, 2048) if n <= geo.context_length - 96]
+    options = [n for n in (128, 256, 512, 1024, 2048) if n <= context - 96]
     lengths = n1.multiselect("Haystack lengths (tokens)", options, default=options[:2],
                              key="context.needle_lengths")
     depths = n2.multiselect("Needle depths", [0.0, 0.25, 0.5, 0.75, 1.0], default=[0.0, 0.5, 1.0],
                             format_func=lambda d: f"{d:.0%}", key="context.needle_depths")
-    grid = inf.needle_grid(lengths, depths, geo.context_length)
+    grid = inf.needle_grid(lengths, depths, context)
     r1, r2 = st.columns([1, 4])
     run = r1.button(f"Run {len(grid)} trials", key="context.needle_run", type="primary",
                     disabled=not grid)
@@ -155,7 +158,7 @@ def needle() -> None:
     if trials and done_for == model_id:
         found = sum(t.found for t in trials)
         st.metric("Recall", f"{found / len(trials):.0%}", help=f"{found} of {len(trials)} trials")
-        st.altair_chart(ci.needle_chart(trials), width="stretch")
+        st.altair_chart(cw.needle_chart(trials), width="stretch")
     elif not grid:
         st.info("Pick at least one length and one depth.")
     else:

@@ -42,3 +42,20 @@ def chart_frames(at: AppTest) -> list[list]:
                 dfs.append(reader.read_all().to_pandas())
             frames.append(dfs)
     return frames
+
+
+def chart_data(at: AppTest, *columns: str, exact: bool = False):
+    """The first chart dataset (a pandas DataFrame) that has all these columns (or exactly
+    them, with exact=True): find a chart's data by what it holds, never by its position."""
+    wanted = set(columns)
+    found = [df for dfs in chart_frames(at) for df in dfs
+             if (set(df.columns) == wanted if exact else wanted <= set(df.columns))]
+    if not found:
+        shown = [list(df.columns) for dfs in chart_frames(at) for df in dfs]
+        raise AssertionError(f"no chart has columns {sorted(wanted)}; charts have {shown}")
+    return found[0]
+
+
+def all_chart_data(at: AppTest, *columns: str) -> list:
+    """Every chart dataset that has all these columns, in page order."""
+    return [df for dfs in chart_frames(at) for df in dfs if set(columns) <= set(df.columns)]

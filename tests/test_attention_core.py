@@ -12,68 +12,27 @@ import threading
 import numpy as np
 import pytest
 import torch
+from tiny_models import tiny_lm
 
 from core import attention as A
 from core import embeddings as E
 from core import interventions as I
-from core.models import LoadedModel
+from core.anatomy import geometry, require
 from core.trace import run_trace
 
 TEXT = "The cat sat on the mat. The cat sat on the mat because it was warm."
 
 
-def _tiny_gpt2(tokenizer) -> LoadedModel:
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    cfg = GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=len(tokenizer), n_positions=128,
-                     bos_token_id=0, eos_token_id=0, attn_implementation="eager")
-    return LoadedModel("tiny-gpt2", GPT2LMHeadModel(cfg).eval(), tokenizer, "test")
-
-
-def _tiny_llama(tokenizer) -> LoadedModel:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    cfg = LlamaConfig(num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                      hidden_size=32, intermediate_size=64, vocab_size=len(tokenizer),
-                      max_position_embeddings=128, attn_implementation="eager")
-    return LoadedModel("tiny-llama", LlamaForCausalLM(cfg).eval(), tokenizer, "test")
-
-
-def _tiny_qwen3(tokenizer) -> LoadedModel:
-    from transformers import Qwen3Config, Qwen3ForCausalLM
-
-    torch.manual_seed(0)
-    cfg = Qwen3Config(num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                      hidden_size=32, head_dim=8, intermediate_size=64,
-                      vocab_size=len(tokenizer), max_position_embeddings=128,
-                      attn_implementation="eager")
-    return LoadedModel("tiny-qwen3", Qwen3ForCausalLM(cfg).eval(), tokenizer, "test")
-
-
 @pytest.fixture(scope="module")
-def tiny(lm):
-    return {"gpt2": _tiny_gpt2(lm.tokenizer), "llama": _tiny_llama(lm.tokenizer),
-            "qwen3": _tiny_qwen3(lm.tokenizer)}
+def tiny(lm, tiny_gpt2):
+    return {"gpt2": tiny_gpt2, "llama": tiny_lm("llama", lm.tokenizer),
+            "qwen3": tiny_lm("qwen3", lm.tokenizer)}
 
 
 def _fp32_reference(model, ids):
     with torch.inference_mode():
         out = model(torch.tensor([ids]), output_attentions=True, output_hidden_states=True)
     return [a[0].numpy() for a in out.attentions], [h[0].numpy() for h in out.hidden_states]
-
-
-def test_geometry_reads_both_configs(lm, tiny):
-    g = A.head_geometry(lm.config)
-    assert (g.n_heads, g.n_kv_heads, g.head_dim) == (
-        lm.config.num_attention_heads, lm.config.num_key_value_heads, lm.config.head_dim)
-    assert [g.kv_head(h) for h in range(g.n_heads)] == sorted(
-        h // (g.n_heads // g.n_kv_heads) for h in range(g.n_heads))
-    g2 = A.head_geometry(tiny["gpt2"].config)
-    assert (g2.n_layers, g2.n_heads, g2.n_kv_heads, g2.head_dim, g2.d_model) == (2, 2, 2, 16, 32)
-    assert A.architecture(tiny["gpt2"].model) == "gpt2"
-    assert A.architecture(lm.model) == "llama"
 
 
 def test_trace_attention_rows_sum_to_one_and_are_causal(lm, tiny):
@@ -88,7 +47,7 @@ def test_recomputed_head_equals_model_attention(lm, tiny, which):
     model = lm if which == "embedded" else tiny[which]
     ids = model.tokenizer(TEXT, add_special_tokens=False)["input_ids"]
     attn, hidden = _fp32_reference(model.model, ids)
-    g = A.head_geometry(model.config)
+    g = geometry(model.config)
     layers = range(g.n_layers) if g.n_layers <= 4 else (0, g.n_layers // 2, g.n_layers - 1)
     for layer in layers:
         for head in range(g.n_heads):
@@ -141,12 +100,13 @@ def test_induction_is_measured_on_a_repeated_sequence(lm):
 def _zeroed_copy(model, layer, heads):
     """Reference for switching heads off: the output projection's columns for them set to 0."""
     ref = copy.deepcopy(model)
-    g = A.head_geometry(model.config)
-    proj = A.output_projection(ref, layer)
+    anatomy = require(ref, "heads")
+    g = anatomy.geometry
+    proj = anatomy.output_projection(layer)
     with torch.no_grad():
         for h in heads:
             cols = slice(h * g.head_dim, (h + 1) * g.head_dim)
-            if A.architecture(ref) == "llama":
+            if anatomy.attention_layout == "llama":
                 proj.weight[:, cols] = 0  # nn.Linear: (out, in)
             else:
                 proj.weight[cols, :] = 0  # Conv1D: (in, out)
@@ -172,7 +132,10 @@ def test_switch_off_on_the_real_model_changes_output_and_is_undone(lm):
     before = I.last_logits(lm.model, ids)
     change = I.next_token_change(before, I.last_logits(lm.model, ids, {0: range(9)}))
     assert change.kl_bits > 1e-3
-    np.testing.assert_allclose(change.base.sum() <= 1.0 + 1e-9, True)
+    # base and ablated are the two full softmaxes, read at the union of both top-k lists
+    ref = torch.softmax(torch.from_numpy(before).double(), -1).numpy()
+    np.testing.assert_allclose(change.base, ref[list(change.token_ids)], rtol=1e-6)
+    assert list(change.base) == sorted(change.base, reverse=True)
     np.testing.assert_array_equal(I.last_logits(lm.model, ids), before)
     with pytest.raises(RuntimeError), I.heads_switched_off(lm.model, {2: [1]}):
         raise RuntimeError("boom")

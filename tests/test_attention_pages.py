@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from apptest_util import chart_frames, open_page
-
-
-def _frames_with(at, *columns):
-    return [df for dfs in chart_frames(at) for df in dfs if set(columns) <= set(df.columns)]
+from apptest_util import all_chart_data, open_page
 
 
 def _heatmap(at):
-    return _frames_with(at, "query", "key", "weight")[0]
+    return all_chart_data(at, "query", "key", "weight")[0]
 
 
 def _metric(at, label):
@@ -47,19 +43,19 @@ def test_attention_layer_and_head_pickers_redraw(attention_page):
     assert not np.allclose(other["weight"], moved["weight"])
     assert float(_metric(at, "max |ours")) < 1e-3
     assert _metric(at, "key/value head") == str(4 // 3)  # SmolLM2: 9 query, 3 kv heads
-    steps = _frames_with(at, "panel", "shade")[0]
+    steps = all_chart_data(at, "panel", "shade")[0]
     assert steps["panel"].nunique() == 6
 
 
 def test_attention_encoder_view_is_bidirectional(attention_page):
     at = attention_page
-    maps = _frames_with(at, "query", "key", "weight")
+    maps = all_chart_data(at, "query", "key", "weight")
     assert len(maps) == 2
     encoder = maps[1]
     assert (encoder["key"] > encoder["query"]).any()  # MiniLM sees the future
     at.selectbox(key="attention.enc_layer").set_value(3).run()
     assert not at.exception
-    assert not np.allclose(_frames_with(at, "query", "key", "weight")[1]["weight"],
+    assert not np.allclose(all_chart_data(at, "query", "key", "weight")[1]["weight"],
                            encoder["weight"])
 
 
@@ -81,18 +77,18 @@ def test_attention_bad_prompts_are_handled(attention_page, prompt, expect):
 def test_multi_head_layer_slider_and_switch_off():
     at = open_page("pages/09_multi_head.py")
     assert not at.exception, at.exception
-    heads = _frames_with(at, "head", "query", "key", "weight")[0]
+    heads = all_chart_data(at, "head", "query", "key", "weight")[0]
     assert heads["head"].nunique() == 9
     assert any("head 0:" in h for h in heads["head"].unique())
     at.slider(key="multi_head.layer").set_value(10).run()
-    moved = _frames_with(at, "head", "query", "key", "weight")[0]
+    moved = all_chart_data(at, "head", "query", "key", "weight")[0]
     assert not np.allclose(moved["weight"], heads["weight"])
     assert not at.metric  # nothing switched off yet
     at.multiselect(key="multi_head.off").set_value([0, 1, 2]).run()
     assert not at.exception, at.exception
     kl = float(_metric(at, "KL").split()[0])
     assert kl > 0
-    bars = _frames_with(at, "token", "probability", "heads")[0]
+    bars = all_chart_data(at, "token", "probability", "heads")[0]
     assert bars["heads"].nunique() == 2
     np.testing.assert_array_less(bars["probability"], 1.0 + 1e-9)
 
@@ -104,7 +100,7 @@ def test_embeddings_neighbours_sentences_and_bad_words(lm):
     assert not at.exception, at.exception
     at.text_input(key="embeddings.word").set_value("Paris").run()
     assert not at.exception
-    nb = _frames_with(at, "token", "id", "cosine")[0]
+    nb = all_chart_data(at, "token", "id", "cosine")[0]
     table = embedding_matrix(lm.model)
     ids = word_ids(lm.tokenizer, "Paris")
     cos = unit_rows(table.astype(np.float64)) @ (table[list(ids)].mean(0) /
@@ -116,7 +112,7 @@ def test_embeddings_neighbours_sentences_and_bad_words(lm):
 
     at.text_area(key="embeddings.sentences").set_value("A dog barks.\nA puppy yaps.\nTaxes rose.")
     at.run()
-    sims = [df for df in _frames_with(at, "row", "col", "value") if len(df) == 9]
+    sims = [df for df in all_chart_data(at, "row", "col", "value") if len(df) == 9]
     assert sims, "a 3 x 3 similarity matrix"
     m = sims[0].pivot(index="row", columns="col", values="value").to_numpy()
     np.testing.assert_allclose(np.diag(m), 1.0, atol=1e-5)

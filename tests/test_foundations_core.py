@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 from core import activations, neurons, optim, overfit
 from core import playground as pgc
+from core.anatomy import require
 
 X = torch.linspace(-6, 6, 241, dtype=torch.float64)
 X_NO_KINK = X[X.abs() > 1e-6]  # ReLU-like functions have no derivative at 0
@@ -113,16 +115,16 @@ def test_retune_keeps_weights_and_structure_change_is_detected():
     c = pgc.PlaygroundConfig()
     pg = pgc.Playground(c)
     before = pg.model[0].weight.detach().clone()
-    pg.retune(pgc.with_changes(c, learning_rate=0.3))
+    pg.retune(replace(c, learning_rate=0.3))
     assert torch.equal(pg.model[0].weight, before)
     assert pg._opt.param_groups[0]["lr"] == 0.3
-    assert pgc.with_changes(c, hidden=(3,)).structure() != c.structure()
+    assert replace(c, hidden=(3,)).structure() != c.structure()
 
 
 def test_training_with_hand_features_solves_the_circle_without_hidden_layers():
     c = pgc.PlaygroundConfig(dataset="circle", features=("x²", "y²"), hidden=(),
                              learning_rate=0.1)
-    linear = pgc.train_run(pgc.with_changes(c, features=("x", "y")), 20)
+    linear = pgc.train_run(replace(c, features=("x", "y")), 20)
     squares = pgc.train_run(c, 20)
     assert squares.accuracy() > 0.95 > 0.75 > linear.accuracy()
 
@@ -131,16 +133,17 @@ def test_training_with_hand_features_solves_the_circle_without_hidden_layers():
 
 def test_real_neuron_recomputed_from_layer_input_equals_captured(lm):
     ids = lm.tokenizer("The quick brown fox jumps over the lazy dog.")["input_ids"]
-    n_layers = neurons.num_layers(lm.model)
+    anatomy = require(lm.model, "mlp")
+    n_layers = anatomy.n_layers
     assert n_layers == lm.config.num_hidden_layers
-    assert neurons.mlp_width(lm.model) == lm.config.intermediate_size
+    assert anatomy.mlp_width == lm.config.intermediate_size
     for layer in (0, n_layers - 1):
         cap = neurons.capture_mlp(lm.model, ids, layer)
         assert cap.neurons.shape == (len(ids), lm.config.intermediate_size)
         np.testing.assert_allclose(neurons.recompute_neurons(lm.model, layer, cap.mlp_input),
                                    cap.neurons, rtol=1e-4, atol=1e-5)
         # SwiGLU: the neuron is silu(gate) * up, with gate the captured pre-activation
-        parts = neurons.mlp_parts(lm.model, layer)
+        parts = anatomy.mlp(layer)
         with torch.no_grad():
             up = parts.gate_mul(torch.from_numpy(cap.mlp_input)).numpy()
         silu = cap.preact / (1 + np.exp(-cap.preact))
@@ -150,14 +153,10 @@ def test_real_neuron_recomputed_from_layer_input_equals_captured(lm):
             assert "output_capturing_hook" in getattr(hook, "__qualname__", ""), hook
 
 
-def test_gpt2_mlp_neurons_are_gelu_of_c_fc(tmp_path):
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=100,
-                               n_positions=64)).save_pretrained(tmp_path)
-    model = GPT2LMHeadModel.from_pretrained(tmp_path).eval()
-    assert neurons.num_layers(model) == 2 and neurons.mlp_width(model) == 128
+def test_gpt2_mlp_neurons_are_gelu_of_c_fc(tiny_gpt2):
+    model = tiny_gpt2.model
+    anatomy = require(model, "mlp")
+    assert anatomy.n_layers == 2 and anatomy.mlp_width == 128
     cap = neurons.capture_mlp(model, [5, 17, 42, 9], 1)
     with torch.no_grad():
         ref = F.gelu(model.transformer.h[1].mlp.c_fc(torch.from_numpy(cap.mlp_input)),
@@ -260,7 +259,7 @@ def test_playground_overfits_few_noisy_points_and_l2_keeps_test_loss_down():
                              features=pgc.FEATURES, learning_rate=0.1, batch_size=5)
     free = pgc.train_run(c, 300)
     assert free.train_loss[-1] < 0.05 and free.test_loss[-1] > 2 * min(free.test_loss)
-    l2 = pgc.train_run(pgc.with_changes(c, regularization="L2", reg_rate=0.03), 300)
+    l2 = pgc.train_run(replace(c, regularization="L2", reg_rate=0.03), 300)
     assert l2.test_loss[-1] - l2.train_loss[-1] < 0.5 * (free.test_loss[-1] - free.train_loss[-1])
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
-from apptest_util import chart_frames, chart_specs, open_page
+from apptest_util import chart_data, chart_frames, chart_specs, open_page
 
 from core import optim
 
@@ -31,8 +31,7 @@ def test_neuron_page_formula_plane_and_real_neuron():
     at.slider(key="neuron.b").set_value(-1.0).run()
     # z = 2·x1 + 0·x2 - 1 at the default input x1 = 1: z = 1
     assert "= 1.000" in at.latex[0].value
-    plane = chart_frames(at)[0]
-    line = next(df for df in plane if "output" not in df.columns and len(df) > 1)
+    line = chart_data(at, "x1", "x2", exact=True)  # the neuron's line, drawn on its plane
     np.testing.assert_allclose(line["x1"], 0.5, atol=1e-9)  # the line 2·x1 - 1 = 0
     caption = next(c.value for c in at.caption if "match the model" in c.value)
     assert float(re.search(r"within ([0-9.e+-]+)\.", caption).group(1)) < 1e-4
@@ -73,7 +72,7 @@ def test_layers_page_xor_needs_a_hidden_layer_and_play_animates():
 
     sim = next(s for s in chart_specs(at) if "similarity" in str(s.get("encoding", {})))
     n = int(sim["title"].split()[0]) + 1
-    frame = next(f[0] for f in chart_frames(at) if "similarity" in f[0].columns)
+    frame = chart_data(at, "similarity")
     assert len(frame) == n * n
     diag = frame[frame["layer"] == frame["other layer"]]["similarity"]
     np.testing.assert_allclose(diag, 1.0, atol=1e-3)
@@ -93,18 +92,17 @@ def test_activations_page_curves_range_and_histogram():
     at = open_page("pages/03_activations.py")
     assert not at.exception
     at.multiselect(key="activations.chosen").set_value(["relu", "tanh"]).run()
-    frames = chart_frames(at)
-    values = frames[0][0]
+    values = chart_data(at, "activation", "x", "y")
     assert set(values["activation"]) == {"ReLU", "tanh"}
     relu = values[values["activation"] == "ReLU"]
     np.testing.assert_allclose(relu["y"], np.maximum(relu["x"], 0))
     at.slider(key="activations.range").set_value((-1.0, 2.0)).run()
-    x = chart_frames(at)[0][0]["x"]
+    x = chart_data(at, "activation", "x", "y")["x"]
     assert x.min() == -1.0 and x.max() == 2.0
-    hist_before = chart_frames(at)[2][0]["count"].tolist()
+    hist_before = chart_data(at, "count", "side")["count"].tolist()
     at.slider(key="activations.layer").set_value(0).run()
     assert not at.exception
-    assert chart_frames(at)[2][0]["count"].tolist() != hist_before
+    assert chart_data(at, "count", "side")["count"].tolist() != hist_before
     assert any("are negative" in c.value for c in at.caption)
 
 

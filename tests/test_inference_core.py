@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as hs
 
 from core import inference as inf
+from core.anatomy import geometry
 from core.decoding import DecodingSettings, generate_stream
-from core.models import LoadedModel
 
 PROMPT = "The capital of France is"
 
@@ -20,7 +20,10 @@ def _greedy(lm, ids, n, use_cache):
     return [st.token_id for st in generate_stream(lm, ids, s, use_cache=use_cache)]
 
 
-def test_greedy_tokens_same_with_cache_without_cache_and_generate(lm):
+@pytest.mark.parametrize("which", ["smollm2", "tiny_gpt2"])
+def test_greedy_tokens_same_with_cache_without_cache_and_generate(request, which):
+    """The one door's greedy loop, with and without its KV cache, against model.generate."""
+    lm = request.getfixturevalue("lm" if which == "smollm2" else "tiny_gpt2")
     ids = lm.tokenizer(PROMPT, add_special_tokens=False)["input_ids"]
     n = 12
     cached, uncached = _greedy(lm, ids, n, True), _greedy(lm, ids, n, False)
@@ -42,8 +45,8 @@ def test_kv_formula_equals_the_cache_the_embedded_model_returns(lm):
     ids = lm.tokenizer(PROMPT, add_special_tokens=False)["input_ids"]
     with torch.inference_mode():
         out = lm.model(torch.tensor([ids]), use_cache=True)
-    geo = inf.cache_geometry(lm.config)
-    assert geo.kv_heads == lm.config.num_key_value_heads < geo.query_heads  # GQA read, not assumed
+    geo = geometry(lm.config)
+    assert geo.n_kv_heads == lm.config.num_key_value_heads < geo.n_heads  # GQA read, not assumed
     assert inf.cache_tensor_bytes(out.cache) == inf.kv_cache_bytes(lm.config, len(ids), 4)
 
 
@@ -67,29 +70,13 @@ def test_kv_formula_equals_cache_tensors_of_published_configs(model):
 
 
 def test_published_geometries_read_both_naming_schemes():
-    by_name = {m.name: inf.cache_geometry(m.config) for m in inf.published_models()}
+    by_name = {m.name: geometry(m.config) for m in inf.published_models()}
     gpt2 = by_name["GPT-2 small (124M)"]
-    assert (gpt2.layers, gpt2.kv_heads, gpt2.head_dim, gpt2.context_length) == (12, 12, 64, 1024)
+    assert (gpt2.n_layers, gpt2.n_kv_heads, gpt2.head_dim, gpt2.context) == (12, 12, 64, 1024)
     # Llama-2-7B in fp16 at its 4096-token context: the often-quoted 2 GiB per sequence
     llama2 = next(m for m in inf.published_models() if m.name == "Llama-2-7B")
     assert inf.kv_cache_bytes(llama2.config, 4096, 2) == 2 * 1024**3
-    assert by_name["Llama-3-8B"].bytes_per_token(2) * 4 == by_name["Llama-2-7B"].bytes_per_token(2)
-
-
-@pytest.fixture(scope="module")
-def tiny_gpt2(tmp_path_factory) -> LoadedModel:
-    """A randomly initialised GPT-2 (learned positions, Conv1D, no GQA), eager attention."""
-    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
-
-    from core.models import encoder_path
-
-    torch.manual_seed(0)
-    tok = AutoTokenizer.from_pretrained(encoder_path())  # any offline tokenizer will do
-    config = GPT2Config(n_layer=2, n_head=4, n_embd=32, n_positions=256,
-                        vocab_size=tok.vocab_size, bos_token_id=None, eos_token_id=None)
-    config._attn_implementation = "eager"
-    model = GPT2LMHeadModel(config).eval()
-    return LoadedModel("tiny-gpt2", model, tok, "test")
+    assert by_name["Llama-3-8B"].cache_bytes_per_token(2) * 4 == by_name["Llama-2-7B"].cache_bytes_per_token(2)
 
 
 @pytest.mark.parametrize("tokens", [1, 9, 40])
@@ -170,9 +157,18 @@ def test_needle_probe_yields_progress_for_every_trial(lm):
     assert grid == [(64, 0.0), (64, 1.0)]  # the over-long length is dropped, not run
     progress = list(inf.needle_probe(lm, [64], [0.0, 1.0]))
     assert [(p.done, p.total) for p in progress] == [(1, 2), (2, 2)]
-    for p in progress:
-        assert p.trial.found == inf.recalled(p.trial.answer, p.trial.secret)
-        assert len(p.trial.secret) == 5
+    assert progress[0].trial.secret != progress[1].trial.secret  # a new number per trial
+    special = set(lm.tokenizer.all_special_ids)
+    for p in progress:  # reference: the same prompt answered by model.generate, greedily
+        hay = inf.haystack(lm.tokenizer, p.trial.length, p.trial.depth, p.trial.secret)
+        ids = inf.needle_prompt_ids(lm.tokenizer, hay)
+        with torch.inference_mode():
+            out = lm.model.generate(torch.tensor([ids]), do_sample=False,
+                                    max_new_tokens=inf.NEEDLE_NEW_TOKENS,
+                                    pad_token_id=lm.tokenizer.eos_token_id)
+        answer = lm.tokenizer.decode([t for t in out[0, len(ids):].tolist() if t not in special])
+        assert p.trial.answer == answer.strip()
+        assert p.trial.found == inf.recalled(answer, p.trial.secret)
 
 
 def test_filler_ids_exact_length(lm):

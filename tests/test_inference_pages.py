@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from apptest_util import chart_frames, open_page
+from apptest_util import all_chart_data, chart_data, open_page
 
 from core import inference as inf
+from core.anatomy import geometry
 from core.decoding import DecodingSettings, generate_stream
 
 P18 = "pages/18_inference_loop.py"
@@ -34,9 +35,9 @@ def test_step_shows_prefill_then_decode_and_the_cache_growing(page18, lm):
     assert [s.prefill for s in steps] == [True, False]
     prompt_len = len(ids) - 2
     assert [s.cached_tokens for s in steps] == [prompt_len, prompt_len + 1]
-    per_token = inf.cache_geometry(lm.config).bytes_per_token(4)
+    per_token = geometry(lm.config).cache_bytes_per_token(4)
     assert _metric(at, "KV cache now") == f"{per_token * (prompt_len + 1):,} B"
-    growth = next(f[0] for f in chart_frames(at) if "KV cache bytes" in f[0].columns)
+    growth = chart_data(at, "KV cache bytes")
     assert growth["KV cache bytes"].diff().dropna().tolist() == [per_token]
 
 
@@ -57,7 +58,7 @@ def test_run_streams_the_greedy_continuation_to_the_cap(page18, lm):
 
 
 def test_timing_chart_has_both_modes_and_the_same_tokens(page18):
-    frames = [f[0] for f in chart_frames(page18) if "mode" in f[0].columns]
+    frames = all_chart_data(page18, "mode")
     assert frames
     df = frames[0]
     assert set(df["mode"]) == {"with KV cache", "without cache"}
@@ -108,7 +109,7 @@ def test_budget_and_strategy_decide_what_the_model_sees(page20, lm):
 def test_forward_memory_chart_measured_equals_formula(page20):
     caption = " ".join(c.value for c in page20.caption)
     assert "Every measurement equals its formula." in caption
-    mem = next(f[0] for f in chart_frames(page20) if "how" in f[0].columns)
+    mem = chart_data(page20, "how")
     measured = mem[mem["how"] == "measured"].reset_index(drop=True)
     formula = mem[mem["how"] == "formula"].reset_index(drop=True)
     assert (measured["MB"] == formula["MB"]).all()
@@ -122,7 +123,7 @@ def test_kv_chart_follows_the_configs_and_the_dtype(page20):
     at = page20
 
     def kv_frame():
-        return next(f[0] for f in chart_frames(at) if "GB" in f[0].columns)
+        return chart_data(at, "GB")
 
     bf16 = kv_frame()
     llama2 = next(m for m in inf.published_models() if m.name == "Llama-2-7B")
@@ -142,7 +143,7 @@ def test_needle_probe_runs_and_charts_each_trial(page20):
     assert not at.exception, at.exception
     _, trials = at.session_state["context.needle"]
     assert len(trials) == 2
-    cells = next(f[0] for f in chart_frames(at) if "recall" in f[0].columns)
+    cells = chart_data(at, "recall")
     assert sorted(cells["d"].tolist()) == [0.0, 1.0]
     found = sum(t.found for t in trials)
     assert _metric(at, "Recall") == f"{found / 2:.0%}"

@@ -12,23 +12,12 @@ import torch
 from core import block as core_block
 from core import lens as core_lens
 from core import lm_objective as obj
+from core.anatomy import anatomy, geometry, require
+from core.hooks import capture_outputs
 from core.models import LoadedModel
 from core.trace import run_trace
 
 TEXT = "The capital of France is Paris, and the capital of Italy is Rome."
-
-
-@pytest.fixture(scope="module")
-def tiny_gpt2(lm):
-    """A randomly initialised 2-layer GPT-2 (LayerNorm, GELU, learned positions, Conv1D)."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    config = GPT2Config(n_layer=2, n_head=2, n_embd=32, attn_implementation="eager")
-    model = GPT2LMHeadModel(config).eval()
-    model.requires_grad_(False)
-    # SmolLM2's tokenizer: its 49,152 ids all fit GPT-2's 50,257-row embedding
-    return LoadedModel("tiny-gpt2", model, lm.tokenizer, "test")
 
 
 @pytest.fixture(params=["smollm2", "tiny_gpt2"])
@@ -64,7 +53,7 @@ def test_hidden_states_last_already_has_the_final_norm(any_lm):
     rs = core_lens.residual_stream(any_lm, ids)
     with torch.inference_mode():
         out = any_lm.model(ids, output_hidden_states=True)
-        normed = core_block.final_norm(any_lm.model)(rs.hidden[-1])
+        normed = anatomy(any_lm.model).final_norm(rs.hidden[-1])
     assert torch.allclose(out.hidden_states[-1][0], normed, atol=1e-5)
     assert not torch.allclose(out.hidden_states[-1][0], rs.hidden[-1], atol=1e-3)
     assert torch.equal(rs.hidden[:-1], torch.stack([h[0] for h in out.hidden_states[:-1]]))
@@ -73,24 +62,24 @@ def test_hidden_states_last_already_has_the_final_norm(any_lm):
 def test_block_rebuilt_from_its_parts_equals_the_next_hidden_state(any_lm):
     ids = _ids(any_lm)
     hidden, got = core_block.run_block_capture(any_lm, ids)
-    layers = core_block.decoder_layers(any_lm.model)
-    for i, blk in enumerate(layers):
-        parts = core_block.block_parts(blk)
+    a = require(any_lm.model, "block")
+    layers = a.blocks
+    for i in range(len(layers)):
         x = hidden[i]
         with torch.inference_mode():  # norm1 captured by the hook is the block's own norm of x
-            assert torch.allclose(got[f"{i}.norm1"], getattr(blk, parts.norm1)(x), atol=1e-6)
-        rebuilt = core_block.rebuild_block(blk, x, got[f"{i}.attn"])
+            assert torch.allclose(got[f"{i}.norm1"], a.modules_of(i)["norm1"](x), atol=1e-6)
+        rebuilt = core_block.rebuild_block(any_lm.model, i, x, got[f"{i}.attn"])
         assert torch.allclose(rebuilt, got[f"{i}.out"], atol=1e-5)
         target = hidden[i + 1]
         if i == len(layers) - 1:
             with torch.inference_mode():
-                rebuilt = core_block.final_norm(any_lm.model)(rebuilt)
+                rebuilt = anatomy(any_lm.model).final_norm(rebuilt)
         assert torch.allclose(rebuilt, target, atol=1e-4), (i, (rebuilt - target).abs().max())
 
 
 def test_block_anatomy_reports_the_rebuild_and_update_sizes(any_lm):
     a = core_block.block_anatomy(any_lm, TEXT)
-    n = len(core_block.decoder_layers(any_lm.model))
+    n = anatomy(any_lm.model).n_layers
     T = _ids(any_lm).shape[1]
     assert a.n_layers == n and a.token_rms.shape == (n, len(core_block.STAGES), T)
     assert float(a.rebuild_error.max()) < 1e-4
@@ -119,9 +108,9 @@ def test_capture_leaves_no_hook_and_the_model_unchanged(any_lm):
 
 
 def test_capture_ignores_forward_passes_from_other_threads(tiny_gpt2):
-    blk = core_block.decoder_layers(tiny_gpt2.model)[0]
+    blk = anatomy(tiny_gpt2.model).blocks[0]
     other_ids = _ids(tiny_gpt2, "something else entirely")
-    with core_block.capture_outputs({"b": blk}) as got:
+    with capture_outputs({"b": blk}) as got:
         t = threading.Thread(target=lambda: tiny_gpt2.model(other_ids))
         t.start()
         t.join()
@@ -131,20 +120,15 @@ def test_capture_ignores_forward_passes_from_other_threads(tiny_gpt2):
         assert got["b"].shape[1] == _ids(tiny_gpt2).shape[1]
 
 
-def test_unsupported_block_is_a_clear_error():
-    with pytest.raises(core_block.UnsupportedArchitecture):
-        core_block.block_parts(torch.nn.Linear(2, 2))
-
-
 def test_parameters_per_part_add_up_to_the_models_count(any_lm):
     model = any_lm.model
     mp = core_block.model_parameters(model)
-    rows = core_block.block_parameters(core_block.decoder_layers(model)[0])
+    rows = core_block.block_parameters(anatomy(model).blocks[0])
     assert sum(r.count for r in rows) == mp.per_block
     assert mp.embeddings + mp.per_block * mp.n_blocks + mp.final_norm + mp.lm_head == mp.total
     assert mp.total == sum(p.numel() for p in model.parameters())
     parts = {r.part for r in rows}
-    assert set(core_block.block_parts(core_block.decoder_layers(model)[0]).names()) <= parts
+    assert set(require(model, "block").parts.names()) <= parts
 
 
 # ---- the logit lens and model sizes --------------------------------------------------------
@@ -158,7 +142,7 @@ def test_last_logit_lens_layer_equals_the_models_logits(any_lm):
     top = probs.topk(core_lens.LENS_TOP_K, dim=-1)
     np.testing.assert_array_equal(lens.top_ids[-1], top.indices.numpy())
     np.testing.assert_allclose(lens.top_probs[-1], top.values.numpy(), rtol=1e-4, atol=1e-6)
-    n = len(core_block.decoder_layers(any_lm.model))
+    n = anatomy(any_lm.model).n_layers
     assert lens.top_ids.shape == (n + 1, 8, core_lens.LENS_TOP_K)
     assert lens.residual_norm.shape == (n + 1, _ids(any_lm).shape[1])
 
@@ -194,20 +178,20 @@ def _meta_count(cfg: dict) -> int:
 
 @pytest.mark.parametrize("cfg", core_lens.PUBLISHED_CONFIGS, ids=lambda c: c["name"])
 def test_parameter_formula_matches_transformers_for_every_published_config(cfg):
-    count = core_lens.parameter_count(core_lens.arch_shape(cfg))
+    count = core_lens.parameter_count(geometry(cfg))
     assert count.total == _meta_count(cfg)
 
 
 def test_parameter_formula_matches_the_loaded_models(any_lm):
     cfg = core_lens.config_dict(any_lm.config)
-    count = core_lens.parameter_count(core_lens.arch_shape(cfg))
+    count = core_lens.parameter_count(geometry(cfg))
     assert count.total == sum(p.numel() for p in any_lm.model.parameters())
     mp = core_block.model_parameters(any_lm.model)
     assert (count.per_layer, count.embeddings) == (mp.per_block, mp.embeddings)
 
 
 def test_published_sizes_are_the_famous_ones():
-    totals = {c["name"]: core_lens.parameter_count(core_lens.arch_shape(c)).total
+    totals = {c["name"]: core_lens.parameter_count(geometry(c)).total
               for c in core_lens.PUBLISHED_CONFIGS}
     assert round(totals["GPT-2 small"] / 1e6) == 124
     assert round(totals["GPT-3 175B"] / 1e9) == 175

@@ -7,19 +7,15 @@ import math
 import numpy as np
 import pytest
 import torch
-from apptest_util import chart_frames, chart_specs, open_page
+from apptest_util import chart_data, chart_specs, open_page
 
-from components.model_views import short
+from components.tokens import short
 from core.block import block_anatomy
 from core.lens import LENS_WINDOW
 from core.trace import run_trace
 
 BLOCK, FULL, OBJ = "pages/10_block.py", "pages/11_full_model.py", "pages/12_lm_objective.py"
 LONG = " ".join(f"word{i} and then" for i in range(40))  # about 120+ tokens
-
-
-def _frame_with(at, column: str):
-    return next(df for dfs in chart_frames(at) for df in dfs if column in df.columns)
 
 
 def _metric(at, label: str) -> str:
@@ -43,7 +39,7 @@ def test_block_page_follows_the_layer_slider(lm):
     assert float(_metric(at, "attention |a| / |x|")) == pytest.approx(
         ref.attn_update[7].mean(), abs=0.006)
     assert float(_metric(at, "rebuilt vs model")) < 1e-4
-    rule = next(df for dfs in chart_frames(at) for df in dfs if list(df.columns) == ["layer"])
+    rule = chart_data(at, "layer", exact=True)
     assert int(rule["layer"].iloc[0]) == 7
     total = sum(p.numel() for p in lm.model.parameters())
     assert f"{total:,}" in " ".join(m.value for m in at.markdown)
@@ -66,7 +62,7 @@ def test_full_model_lens_top_row_is_the_models_prediction(lm):
     assert not at.exception
     ids = run_trace(lm, LONG).ids
     T = len(ids)
-    lens = _frame_with(at, "guess")
+    lens = chart_data(at, "guess")
     n_layers = lm.config.num_hidden_layers
     assert sorted(lens["layer"].unique()) == list(range(n_layers + 1))
     assert sorted(lens["order"].unique()) == list(range(T - LENS_WINDOW, T))  # the last window
@@ -77,8 +73,8 @@ def test_full_model_lens_top_row_is_the_models_prediction(lm):
     assert list(top_row["guess"]) == expect
     at.slider(key="full_model.start").set_value(3).run()
     assert not at.exception
-    assert sorted(_frame_with(at, "guess")["order"].unique()) == list(range(3, 3 + LENS_WINDOW))
-    sizes = _frame_with(at, "billions")
+    assert sorted(chart_data(at, "guess")["order"].unique()) == list(range(3, 3 + LENS_WINDOW))
+    sizes = chart_data(at, "billions")
     loaded = sizes[sizes["loaded"]]
     assert int(loaded["parameters"].iloc[0]) == sum(p.numel() for p in lm.model.parameters())
     assert {"GPT-2 small", "GPT-3 175B", "Llama-2 70B", "Llama-3 8B"} <= set(sizes["model"])
@@ -96,7 +92,7 @@ def test_objective_page_loss_equals_the_models_loss(lm):
     assert float(_metric(at, "loss (mean surprisal)").split()[0]) == pytest.approx(loss, abs=6e-4)
     assert float(_metric(at, "perplexity").replace(",", "")) == pytest.approx(
         math.exp(loss), abs=0.06)  # shown with one decimal
-    grid = _frame_with(at, "bits")
+    grid = chart_data(at, "bits")
     assert len(grid) == ids.shape[1] - 1
     worst = int(grid.loc[grid["bits"].idxmax(), "position"])
     assert any(f"Position {worst}." in m.value for m in at.markdown)  # picked to start
@@ -130,21 +126,9 @@ def test_guessing_game_keeps_score(lm):
     assert _metric(at, "you") == "0 / 0"
 
 
-@pytest.fixture(scope="module")
-def tiny_gpt2_folder(tmp_path_factory, lm):
-    """A randomly initialised GPT-2 saved to a folder: the hub loader reads it like any id."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny-gpt2")
-    GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=2, n_embd=32)).save_pretrained(folder)
-    lm.tokenizer.save_pretrained(folder)
-    return str(folder)
-
-
-def test_pages_work_on_a_gpt2_architecture(tiny_gpt2_folder):
+def test_pages_work_on_a_gpt2_architecture(tiny_hub):
     at = open_page(BLOCK)
-    at.session_state["shared.model"] = tiny_gpt2_folder
+    at.session_state["shared.model"] = "tiny-test/gpt2"
     at.run()
     assert not at.exception, at.exception
     assert "ln_1 (LayerNorm)" in _dot(at) and "attn (GPT2Attention)" in _dot(at)
@@ -152,9 +136,9 @@ def test_pages_work_on_a_gpt2_architecture(tiny_gpt2_folder):
     assert float(_metric(at, "rebuilt vs model")) < 1e-4
     at.switch_page(FULL).run()
     assert not at.exception, at.exception
-    assert sorted(_frame_with(at, "guess")["layer"].unique()) == [0, 1, 2]
-    sizes = _frame_with(at, "billions")
+    assert sorted(chart_data(at, "guess")["layer"].unique()) == [0, 1, 2]
+    sizes = chart_data(at, "billions")
     assert len(sizes[sizes["loaded"]]) == 1
     at.switch_page(OBJ).run()
     assert not at.exception, at.exception
-    assert _frame_with(at, "bits")["bits"].notna().all()
+    assert chart_data(at, "bits")["bits"].notna().all()

@@ -11,26 +11,11 @@ from core.decoding import DecodingSettings, generate_text
 from core.trace import run_trace
 
 
-@pytest.fixture(scope="module")
-def tiny_gpt2_dir(tmp_path_factory):
-    """A randomly initialised 2-layer GPT-2 with the real gpt2 tokenizer, saved like a hub repo."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    from core.tokenization import gpt2_tokenizer
-
-    folder = tmp_path_factory.mktemp("tiny-gpt2")
-    torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=2, n_embd=32, n_positions=128))
-    model.save_pretrained(folder)
-    gpt2_tokenizer().tok.save_pretrained(folder)
-    return folder
-
-
 def test_hub_path_loads_a_local_gpt2_and_everything_runs_on_it(tiny_gpt2_dir):
     lm = models.load_hub(str(tiny_gpt2_dir))
     assert lm.config.model_type == "gpt2" and not lm.model.training
     trace = run_trace(lm, "Hello there, general Kenobi")
-    assert trace.attentions.shape == (2, 2, trace.length, trace.length)
+    assert trace.attentions.shape == (2, 4, trace.length, trace.length)
     assert trace.hidden_states.shape == (3, trace.length, 32)
     rows = trace.attentions.astype(np.float32).sum(-1)
     np.testing.assert_allclose(rows, 1.0, atol=1e-2)

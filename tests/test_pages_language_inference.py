@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from apptest_util import chart_frames, open_page
+from apptest_util import chart_data, open_page
 
 from core.tokenization import openai_tokenizer, tokenize
 
@@ -87,7 +87,7 @@ def dec_page():
 
 
 def _distribution(at):
-    df = chart_frames(at)[0][0]
+    df = chart_data(at, "stage", "rank")
     return df[df["stage"] == "2 after filters"].sort_values("rank")
 
 

@@ -5,18 +5,28 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
 from apptest_util import APP, open_page
 from streamlit.testing.v1 import AppTest
 
+from components.frame import page_number
 from core.concepts import CONCEPTS, SECTIONS, available_concepts
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_registry_has_25_numbered_concepts_in_known_sections():
-    assert [c.number for c in CONCEPTS] == list(range(1, 26))
-    assert {c.section for c in CONCEPTS} == set(SECTIONS)
-    assert len({c.slug for c in CONCEPTS}) == 25
+def test_registry_numbers_concepts_one_to_n_in_known_sections():
+    assert [c.number for c in CONCEPTS] == list(range(1, len(CONCEPTS) + 1))
+    assert {c.section for c in CONCEPTS} <= set(SECTIONS)
+    assert len({c.slug for c in CONCEPTS}) == len(CONCEPTS)
+    assert len({c.page_file for c in CONCEPTS}) == len(CONCEPTS)
+
+
+def test_a_page_finds_its_concept_from_its_file_name():
+    for c in CONCEPTS:
+        assert page_number(c.page_file) == c.number
+    with pytest.raises(ValueError):
+        page_number("pages/neuron.py")
 
 
 def test_every_page_file_is_in_the_registry():

@@ -1,0 +1,131 @@
+"""The inference loop (concept 18): step-by-step generation state, per-token timings and the
+KV cache growing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from components.models import load_model
+from components.tokens import visible
+from core import inference as inf
+from core.decoding import DecodingSettings, Step, generate_stream
+
+IDS, STEPS, STREAM, FOR = "inference.ids", "inference.steps", "inference.stream", "inference.for"
+
+
+def reset_steps(key: tuple, prompt_ids: Sequence[int], force: bool = False) -> None:
+    """Start over when the model, prompt or settings change (or on request)."""
+    ss = st.session_state
+    if force or ss.get(FOR) != key or IDS not in ss:
+        ss[FOR] = key
+        ss[IDS] = list(prompt_ids)
+        ss[STEPS] = []
+        ss.pop(STREAM, None)
+
+
+def _stream(model_id: str, settings: DecodingSettings) -> Iterator[Step]:
+    """The live generator lives in this session's state, so its KV cache survives between
+    Step clicks; if it is gone, a new one starts from the ids so far (a fresh prefill)."""
+    ss = st.session_state
+    if STREAM not in ss:
+        left = settings.max_new_tokens - len(ss[STEPS])
+        s = DecodingSettings(**{**asdict(settings), "max_new_tokens": max(0, left),
+                                "seed": settings.seed + len(ss[STEPS])})
+        ss[STREAM] = generate_stream(load_model(model_id), list(ss[IDS]), s)
+    return ss[STREAM]
+
+
+def take_steps(model_id: str, settings: DecodingSettings, limit: int) -> Iterator[Step]:
+    """Advance up to `limit` steps, recording each in session state as it arrives."""
+    ss = st.session_state
+    stream = _stream(model_id, settings)
+    for _ in range(limit):
+        step = next(stream, None)
+        if step is None:
+            ss[FOR + ".done"] = ss[FOR]
+            return
+        ss[IDS].append(step.token_id)
+        ss[STEPS].append(step)
+        yield step
+
+
+def step_once(model_id: str, settings: DecodingSettings) -> None:
+    """The Step button's callback: runs before the page redraws, so it shows the new state."""
+    for _ in take_steps(model_id, settings, 1):
+        pass
+
+
+def eos_ids(lm) -> set[int]:
+    """End-of-sequence ids from the generation config (an int or a list) and the tokenizer."""
+    eos = lm.model.generation_config.eos_token_id
+    ids = set(eos) if isinstance(eos, (list, tuple)) else {eos}
+    return {int(i) for i in ids | {lm.tokenizer.eos_token_id} if i is not None}
+
+
+def finished(settings: DecodingSettings, eos: set[int]) -> bool:
+    ss = st.session_state
+    steps = ss.get(STEPS, [])
+    return (len(steps) >= settings.max_new_tokens
+            or bool(steps and steps[-1].token_id in eos and settings.stop_at_eos)
+            or ss.get(FOR + ".done") == ss.get(FOR))
+
+
+def steps_frame(steps: Sequence[Step], config, dtype_bytes: int) -> pd.DataFrame:
+    return pd.DataFrame([{
+        "step": i + 1,
+        "position": s.position,
+        "token": visible(s.text),
+        "probability": s.prob,
+        "phase": "prefill" if s.prefill else "decode",
+        "tokens in cache": s.cached_tokens,
+        "KV cache bytes": inf.kv_cache_bytes(config, s.cached_tokens, dtype_bytes),
+        "ms": s.seconds * 1000,
+    } for i, s in enumerate(steps)])
+
+
+@st.cache_data(max_entries=16, ttl=3600, show_spinner="Timing each token with and without "
+               "the KV cache…")
+def cached_token_timings(model_id: str, ids: tuple[int, ...], new_tokens: int, run: int
+                         ) -> inf.CacheComparison:
+    """`run` only distinguishes a fresh measurement from the cached one."""
+    return inf.compare_cache(load_model(model_id), ids, new_tokens)
+
+
+def token_timings_frame(c: inf.CacheComparison) -> pd.DataFrame:
+    return pd.DataFrame([
+        {"position": t.position, "ms": t.ms, "token_id": t.token_id,
+         "phase": "prefill" if t.prefill else "decode", "mode": mode}
+        for mode, timings in (("with KV cache", c.with_cache), ("without cache", c.without_cache))
+        for t in timings])
+
+
+def ms_per_token_chart(df: pd.DataFrame) -> alt.Chart:
+    """Measured milliseconds per generated token against its position, both modes."""
+    decode = df[df["phase"] == "decode"]
+    return (
+        alt.Chart(decode).mark_line(point=True).encode(
+            x=alt.X("position:Q", title="position of the new token", scale=alt.Scale(zero=False)),
+            y=alt.Y("ms:Q", title="ms for this token"),
+            color=alt.Color("mode:N", title=None,
+                            legend=alt.Legend(orient="top", labelLimit=300),
+                            scale=alt.Scale(domain=["with KV cache", "without cache"],
+                                            range=["#4C6EF5", "#e8590c"])),
+            tooltip=["mode", "position", alt.Tooltip("ms:Q", format=".1f")],
+        ).properties(height=280)
+    )
+
+
+def kv_growth_chart(df: pd.DataFrame) -> alt.Chart:
+    return (
+        alt.Chart(df).mark_bar(color="#4C6EF5").encode(
+            x=alt.X("position:O", title="position of the new token"),
+            y=alt.Y("KV cache bytes:Q", title="KV cache (bytes)"),
+            tooltip=["step", "position", "token", "tokens in cache",
+                     alt.Tooltip("KV cache bytes:Q", format=",")],
+        ).properties(height=220)
+    )

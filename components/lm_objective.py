@@ -1,0 +1,86 @@
+"""The language-modelling objective (concept 12): surprisal per token, alternatives, and the
+guessing game."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from components.charts import BLUE, ORANGE
+from components.models import load_model
+from components.tokens import short, visible
+from core import lm_objective as obj
+from core.trace import Trace, token_strings
+
+SURPRISAL_PARAM = "picked"
+
+
+PER_ROW = 12
+
+
+def surprisal_frame(s: obj.Surprisal) -> pd.DataFrame:
+    bits = s.bits
+    return pd.DataFrame([
+        {"position": int(p), "row": int(p) // PER_ROW, "col": int(p) % PER_ROW,
+         "token": short(s.tokens[int(p)], 11), "bits": float(b), "p": float(2.0 ** -b)}
+        for p, b in zip(s.positions, bits, strict=True)
+    ])
+
+
+def surprisal_chart(df: pd.DataFrame, picked: int) -> alt.Chart:
+    """The text as a grid of tokens coloured by surprisal; click one to pick it."""
+    sel = alt.selection_point(name=SURPRISAL_PARAM, fields=["position"], on="click",
+                              value=[{"position": picked}], toggle=False)
+    x = alt.X("col:O", axis=None, scale=alt.Scale(paddingInner=0.08))
+    y = alt.Y("row:O", axis=None, scale=alt.Scale(paddingInner=0.15))
+    tips = ["position", "token", alt.Tooltip("bits:Q", format=".2f", title="surprisal (bits)"),
+            alt.Tooltip("p:Q", format=".2%", title="p(token)")]
+    rect = alt.Chart(df).mark_rect(stroke="#222").encode(
+        x=x, y=y, color=alt.Color("bits:Q", title="surprisal (bits)",
+                                  scale=alt.Scale(scheme="orangered", domainMin=0),
+                                  legend=alt.Legend(orient="bottom", gradientLength=240)),
+        strokeWidth=alt.condition(sel, alt.value(2.5), alt.value(0)), tooltip=tips,
+    ).add_params(sel)
+    text = alt.Chart(df).mark_text(font="monospace", fontSize=11).encode(
+        x=x, y=y, text="token:N",
+        color=alt.condition("datum.bits > 12", alt.value("white"), alt.value("#222")),
+        tooltip=tips)
+    return (rect + text).properties(height=alt.Step(30), width=alt.Step(72))
+
+
+def picked_position(event: object, default: int) -> int:
+    """The clicked position from an Altair selection event, or `default`."""
+    try:
+        points = event.selection[SURPRISAL_PARAM]  # type: ignore[attr-defined]
+        return int(points[0]["position"])
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError):
+        return default
+
+
+def alternatives_frame(alt_: obj.Alternatives) -> pd.DataFrame:
+    return pd.DataFrame([
+        {"rank": i + 1, "token": f"{i + 1}. {visible(t)}", "p": float(p),
+         "actual": int(alt_.actual_rank or 0) == i + 1}
+        for i, (t, p) in enumerate(zip(alt_.tokens, alt_.probs, strict=True))
+    ])
+
+
+def alternatives_chart(df: pd.DataFrame) -> alt.Chart:
+    return alt.Chart(df).mark_bar().encode(
+        y=alt.Y("token:N", sort=alt.SortField("rank"), title=None,
+                axis=alt.Axis(labelOverlap=False, labelLimit=200)),
+        x=alt.X("p:Q", title="model's probability", axis=alt.Axis(format="%")),
+        color=alt.condition("datum.actual", alt.value(ORANGE), alt.value(BLUE)),
+        tooltip=["token", alt.Tooltip("p:Q", format=".2%")],
+    ).properties(height=alt.Step(22))
+
+
+def trace_top_tokens(model_id: str, trace: Trace, position: int) -> tuple[str, ...]:
+    """The model's top guesses for `position`, decoded (cached per model and ids)."""
+    return cached_decode_ids(model_id, tuple(int(i) for i in trace.top_ids[position - 1]))
+
+
+@st.cache_data(max_entries=64)
+def cached_decode_ids(model_id: str, ids: tuple[int, ...]) -> tuple[str, ...]:
+    return token_strings(load_model(model_id).tokenizer, ids)

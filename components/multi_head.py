@@ -1,0 +1,110 @@
+"""Multi-head attention (concept 09): every head of a layer, head roles, switching heads off,
+grouped-query attention."""
+
+from __future__ import annotations
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from components.charts import HEAT
+from components.models import get_trace, load_model
+from core import attention as core_attention
+from core import interventions
+from core.attention import ATTENTION_CAP, HeadProfile
+
+
+def small_multiples_chart(layer_attn: np.ndarray, head_titles: list[str], columns: int = 5,
+                          size: int = 130) -> alt.FacetChart:
+    """Every head of one layer as a small (query x key) heatmap, titled by its measured role."""
+    h, t, _ = layer_attn.shape
+    head, q, k = np.indices((h, t, t))
+    keep = k <= q
+    df = pd.DataFrame({"head": np.array(head_titles)[head[keep]], "query": q[keep],
+                       "key": k[keep], "weight": layer_attn[keep].astype(np.float32)})
+    return alt.Chart(df).mark_rect().encode(
+        x=alt.X("key:O", axis=None), y=alt.Y("query:O", axis=None),
+        color=alt.Color("weight:Q", scale=HEAT, title="attention"),
+        tooltip=[alt.Tooltip("head:N"), alt.Tooltip("query:O"), alt.Tooltip("key:O"),
+                 alt.Tooltip("weight:Q", format=".3f")],
+    ).properties(width=size, height=size).facet(
+        facet=alt.Facet("head:N", sort=head_titles, title=None), columns=columns)
+
+
+def head_titles(profile: HeadProfile, layer: int, n_heads: int) -> list[str]:
+    return [f"head {h}: {profile.label(layer, h)}" for h in range(n_heads)]
+
+
+def profile_frame(profile: HeadProfile) -> pd.DataFrame:
+    s = profile.scores()  # (4, L, H)
+    _, n_layers, n_heads = s.shape
+    layer, head = np.indices((n_layers, n_heads))
+    df = pd.DataFrame({"layer": layer.ravel(), "head": head.ravel()})
+    for name, values in zip(HeadProfile.PATTERNS, s, strict=True):
+        df[name] = values.ravel()
+    df["role"] = [profile.label(int(r.layer), int(r.head)) for r in df.itertuples()]
+    df["strength"] = s.max(axis=0).ravel()
+    return df
+
+
+def head_map_chart(df: pd.DataFrame, layer: int) -> alt.LayerChart:
+    """Layers x heads, coloured by each head's measured role, stronger = more opaque."""
+    roles = [*HeadProfile.PATTERNS, "mixed"]
+    base = alt.Chart(df).mark_rect().encode(
+        x=alt.X("head:O"), y=alt.Y("layer:O", sort="descending"),
+        color=alt.Color("role:N", scale=alt.Scale(domain=roles, range=[
+            "#1f77b4", "#7f7f7f", "#2ca02c", "#d62728", "#eeeeee"]),
+            legend=alt.Legend(orient="bottom", columns=3, title=None)),
+        opacity=alt.Opacity("strength:Q", scale=alt.Scale(domain=[0, 1], range=[0.25, 1]),
+                            legend=None),
+        tooltip=["layer", "head", "role", *[alt.Tooltip(f"{p}:Q", format=".2f")
+                                             for p in HeadProfile.PATTERNS]],
+    )
+    mark = alt.Chart(pd.DataFrame({"layer": [layer]})).mark_rule(color="black").encode(
+        y=alt.Y("layer:O", sort="descending"))
+    return (base + mark.mark_rect(fill=None, stroke="black", strokeWidth=2)).properties(
+        width=280, height=max(160, 12 * int(df["layer"].max() + 1)))
+
+
+def next_token_change_chart(df: pd.DataFrame) -> alt.Chart:
+    return alt.Chart(df).mark_bar().encode(
+        y=alt.Y("token:N", sort=list(dict.fromkeys(df["token"])), title=None),
+        x=alt.X("probability:Q", title="p(next token)"),
+        yOffset="heads:N",
+        color=alt.Color("heads:N", scale=alt.Scale(range=["#9ecae1", "#e6550d"]), title=None),
+        tooltip=["token", "heads", alt.Tooltip("probability:Q", format=".4f")],
+    ).properties(width=420, height=34 * df["token"].nunique())
+
+
+def gqa_chart(n_heads: int, n_kv_heads: int) -> alt.Chart:
+    g = n_heads // n_kv_heads
+    df = pd.DataFrame({"q": list(range(n_heads)), "kv": [h // g for h in range(n_heads)]})
+    base = alt.Chart(df).encode(
+        x=alt.X("q:O", title="query head"), y=alt.Y("kv:O", title="key/value head"),
+        tooltip=[alt.Tooltip("q:O", title="query head"),
+                 alt.Tooltip("kv:O", title="key/value head")])
+    return (base.mark_rect(stroke="white", strokeWidth=2).encode(
+        color=alt.Color("kv:N", legend=None, scale=alt.Scale(scheme="tableau10")))
+        + base.mark_text(color="white").encode(text="q:O")).properties(
+        width=min(640, 40 * n_heads), height=36 * n_kv_heads)
+
+
+@st.cache_data(max_entries=4, show_spinner="Measuring induction on a repeated random sequence…")
+def cached_induction(model_id: str) -> np.ndarray:
+    return core_attention.induction_scores(load_model(model_id).model)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def cached_profile(model_id: str, text: str) -> HeadProfile:
+    trace = get_trace(text, cap=ATTENTION_CAP, model_id=model_id)
+    return core_attention.head_profile(trace.attentions, cached_induction(model_id))
+
+
+@st.cache_data(max_entries=64, show_spinner="Running the model with heads switched off…")
+def cached_ablation(model_id: str, text: str, layer: int, heads: tuple[int, ...]
+                    ) -> interventions.NextTokenChange:
+    trace = get_trace(text, cap=ATTENTION_CAP, model_id=model_id)
+    model = load_model(model_id).model
+    ablated = interventions.last_logits(model, trace.ids.tolist(), {layer: heads})
+    return interventions.next_token_change(trace.last_logits, ablated)
