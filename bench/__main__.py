@@ -12,6 +12,20 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+def page_parts() -> list[tuple[str, object]]:
+    """Every `bench/*_bench.py` with a `rows()` function: one per concept's main job."""
+    import importlib
+
+    parts = []
+    for path in sorted((ROOT / "bench").glob("*_bench.py")):
+        if path.stem in ("app_bench", "model_bench"):
+            continue
+        module = importlib.import_module(f"bench.{path.stem}")
+        if hasattr(module, "rows"):
+            parts.append((path.stem.removesuffix("_bench"), module.rows))
+    return parts
+
+
 def main() -> None:
     from bench.app_bench import run_app_bench
     from bench.model_bench import generation, model_load
@@ -21,7 +35,7 @@ def main() -> None:
     note(header)
     rows: list[Row] = []
     notes: list[str] = []
-    for name, part in (("model load", model_load), ("generation", generation)):
+    for name, part in (("model load", model_load), ("generation", generation), *page_parts()):
         try:
             rows += part()
         except Exception as exc:  # one broken part must not hide the others' figures
