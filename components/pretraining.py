@@ -73,7 +73,8 @@ def schedule_chart(df: pd.DataFrame) -> alt.Chart:
 
 
 def loss_frame(log: pt.TrainLog) -> pd.DataFrame:
-    rows = [{"step": i, "loss": l, "curve": "train (each step)"} for i, l in enumerate(log.losses)]
+    rows = [{"step": i, "loss": x, "curve": "train (each step)"}
+            for i, x in enumerate(log.losses)]
     for e in log.evals:
         rows.append({"step": e.step, "loss": e.train, "curve": "train (fixed batches)"})
         rows.append({"step": e.step, "loss": e.val, "curve": "validation"})
@@ -175,19 +176,23 @@ def _size(x: float) -> str:
 
 
 def memory_frame(plan: pt.MemoryPlan) -> pd.DataFrame:
-    return pd.DataFrame({"part": ["weights", "gradients", "optimizer (Adam m, v)"],
+    return pd.DataFrame({"where": "one GPU",
+                         "part": ["weights", "gradients", "optimizer (Adam m, v)"],
                          "GB": [plan.weights / 1e9, plan.grads / 1e9, plan.optimizer / 1e9]})
 
 
 def memory_chart(df: pd.DataFrame, gpu_gb: float) -> alt.Chart:
     bar = alt.Chart(df).mark_bar().encode(
-        x=alt.X("sum(GB):Q", title="GB per GPU (model states)"),
-        color=alt.Color("part:N", title=None, legend=alt.Legend(orient="bottom")),
-        tooltip=["part", alt.Tooltip("GB:Q", format=",.2f")],
-    )
+        x=alt.X("GB:Q", stack="zero", title="GB per GPU (model states); red: GPU memory"),
+        y=alt.Y("where:N", title=None),
+        color=alt.Color("part:N", title=None, sort=None, legend=alt.Legend(orient="bottom")),
+        order=alt.Order("order:Q"),
+        tooltip=["part", alt.Tooltip("GB:Q", format=",.3f")],
+    ).transform_calculate(order="indexof(['weights', 'gradients', 'optimizer (Adam m, v)'], "
+                                "datum.part)")
     rule = alt.Chart(pd.DataFrame({"GB": [gpu_gb]})).mark_rule(
         color="#d62728", strokeDash=[4, 4], size=2).encode(x="GB:Q")
-    return (bar + rule).properties(height=70)
+    return (bar + rule).properties(height=90)
 
 
 def memory_calculator(prefix: str, tiny_params: int | None = None) -> None:
@@ -195,7 +200,8 @@ def memory_calculator(prefix: str, tiny_params: int | None = None) -> None:
     presets = model_presets(tiny_params)
     names = list(presets)
     c1, c2, c3 = st.columns(3)
-    name = c1.selectbox("Model", names, index=min(1, len(names) - 1), key=f"{prefix}.mem_model")
+    loaded = next(i for i, n in enumerate(names) if n.endswith("(loaded)"))
+    name = c1.selectbox("Model", names, index=loaded, key=f"{prefix}.mem_model")
     precision = c2.selectbox("Precision", list(pt.BYTES_PER_PARAM), key=f"{prefix}.mem_prec",
                              help="fp32: weights 4 + grads 4 + Adam m, v 8 = 16 bytes per "
                                   "parameter. Mixed bf16: 2 + 2 + fp32 master, m, v 12 = 16.")

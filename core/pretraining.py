@@ -425,15 +425,22 @@ def adamw_state_bytes(model: nn.Module) -> dict[str, int]:
 # ---- how long a run takes ------------------------------------------------------------------------
 
 # Training arithmetic this machine sustains for the tiny GPT on one thread, FLOPs per second of
-# wall time (6 N per trained token): measured ~3e10 on 2 busy shared cores, 1-2x that when idle.
-CPU_FLOPS = 3e10
+# wall time (6 N per trained token): 0.2 s per default step (1.76M parameters x 1,024 tokens),
+# about 5e10, measured on 2 shared cores with other work running. Small models are dominated
+# by a fixed cost per step instead (Python, optimizer, kernel launches): about 10 ms.
+CPU_FLOPS = 5e10
+STEP_OVERHEAD_S = 0.01
 
 
 def estimate_seconds(n_params: int, cfg: TrainConfig) -> float:
-    """Training (6 N per token), evaluations and samples (2 N per token), at CPU_FLOPS."""
+    """Training (6 N per token), evaluations and samples (2 N per token), at CPU_FLOPS, plus
+    the fixed cost of each step and each evaluated batch."""
     steps = min(cfg.steps, STEP_CAP)
     tokens = cfg.batch_size * cfg.context
+    n_evals = steps // cfg.eval_every + 1
+    n_samples = steps // cfg.sample_every + 1
     train = 6 * n_params * tokens * steps
-    evals = 2 * n_params * tokens * EVAL_BATCHES * 2 * (steps // cfg.eval_every + 1)
-    samples = 2 * n_params * cfg.context * SAMPLE_TOKENS * (steps // cfg.sample_every + 1)
-    return (train + evals + samples) / CPU_FLOPS
+    evals = 2 * n_params * tokens * EVAL_BATCHES * 2 * n_evals
+    samples = 2 * n_params * cfg.context * SAMPLE_TOKENS * n_samples
+    overhead = steps + n_evals * EVAL_BATCHES * 2 + n_samples * SAMPLE_TOKENS / 4
+    return (train + evals + samples) / CPU_FLOPS + overhead * STEP_OVERHEAD_S

@@ -195,18 +195,21 @@ def fit_power_law(compute: np.ndarray, loss: np.ndarray) -> PowerLaw:
 
 def lower_envelope(runs: tuple[SweepRun, ...]) -> tuple[tuple[float, float], ...]:
     """At each run's evaluation points, the lowest loss any run reached with at most that compute."""
-    points = sorted((c, l) for r in runs for c, l in zip(r.compute, r.val_loss) if c > 0)
+    points = sorted((c, v) for r in runs for c, v in zip(r.compute, r.val_loss) if c > 0)
     out, best = [], math.inf
-    for c, l in points:
-        if l < best:
-            best = l
-            out.append((c, l))
+    for c, v in points:
+        if v < best:
+            best = v
+            out.append((c, v))
     return tuple(out)
 
 
-def scaling_sweep(corpus: pt.TokenizedCorpus, steps: int, sizes=SWEEP_SIZES,
+def scaling_sweep(corpus: pt.TokenizedCorpus, steps: int,
+                  sizes: tuple[tuple[int, int], ...] | None = None,
                   report: Report = lambda *a, **k: None) -> SweepResult:
-    """Train one tiny GPT per size for `steps` steps; validation loss against compute spent."""
+    """Train one tiny GPT per (layers, width) for `steps` steps; validation loss against the
+    compute spent so far. `sizes` defaults to SWEEP_SIZES."""
+    sizes = SWEEP_SIZES if sizes is None else sizes
     t0, runs = time.perf_counter(), []
     weights = [n * d * d for n, d in sizes]  # progress weighted by each model's rough cost
     done = 0.0
@@ -226,5 +229,5 @@ def scaling_sweep(corpus: pt.TokenizedCorpus, steps: int, sizes=SWEEP_SIZES,
         done += w
     runs_t = tuple(runs)
     frontier = lower_envelope(runs_t)
-    c, l = np.array(frontier).T
-    return SweepResult(runs_t, frontier, fit_power_law(c, l), time.perf_counter() - t0)
+    compute, loss = np.array(frontier).T
+    return SweepResult(runs_t, frontier, fit_power_law(compute, loss), time.perf_counter() - t0)

@@ -53,7 +53,7 @@ with right:
 
 corpus = cp.corpus_for(kind)
 cfg = pt.TrainConfig(batch_size=batch, context=context, lr=lr, warmup=warmup, steps=steps,
-                     grad_clip=clip, eval_every=max(5, steps // 20), sample_every=max(10, steps // 5))
+                     grad_clip=clip, eval_every=max(5, steps // 10), sample_every=max(10, steps // 5))
 n_params = cp.cached_param_count(corpus.vocab_size, cfg.n_layer, cfg.n_head, cfg.d_model, context)
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("vocabulary V", f"{corpus.vocab_size:,}",

@@ -84,3 +84,35 @@ def test_sweep_loss_falls_with_compute():
     assert last[0] > first[0] and last[1] < first[1]
     assert result.law.exponent > 0
     assert all(r.val_loss[-1] < math.log(corpus.vocab_size) for r in result.runs)
+
+
+def test_page_budget_slider_moves_the_optimum():
+    from apptest_util import open_page
+
+    at = open_page("pages/15_scaling.py")
+    assert not at.exception, at.exception
+    before = [m.value for m in at.metric]
+    at.slider(key="scaling.log_c").set_value(21.0).run()
+    assert not at.exception, at.exception
+    after = [m.value for m in at.metric]
+    assert before != after
+    n_rule = sc.twenty_tokens_rule(1e21)[0]
+    assert any(v.startswith(f"{n_rule / 1e9:.3g}B") for v in after), after
+
+
+def test_page_sweep_runs_from_its_button(monkeypatch):
+    from apptest_util import chart_frames, open_page
+
+    monkeypatch.setattr(sc, "SWEEP_SIZES", ((1, 16), (1, 32)))  # two tiny models keep it cheap
+    at = open_page("pages/15_scaling.py")
+    at.select_slider(key="scaling.sweep_steps").set_value(100).run()
+    start = [b for b in at.button if b.label.startswith("Train the five models")]
+    assert start
+    start[0].click().run()
+    assert not at.exception, at.exception
+    runs = [df for frames in chart_frames(at) for df in frames if "compute" in df.columns]
+    assert runs
+    df = runs[0]
+    fit = df[df.kind == "fit"].sort_values("compute")
+    assert fit["loss"].iloc[-1] < fit["loss"].iloc[0]  # the fitted frontier falls with compute
+    assert any("Fitted frontier" in m.value for m in at.markdown)
