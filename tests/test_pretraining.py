@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from core import pretraining as pt
+from core.playground import toy_threads
 
 SMALL_TEXT_CHARS = 40_000
 
@@ -35,7 +36,8 @@ def test_initial_loss_is_ln_vocab_and_falls(chars):
     cfg = pt.TrainConfig(steps=40, batch_size=8, context=32, d_model=64, eval_every=10,
                          sample_every=20, warmup=5)
     partials = []
-    log = pt.train(chars, cfg, lambda f, t="", partial=None: partials.append(partial))
+    with toy_threads():  # tiny models: one thread is many times faster on a busy machine
+        log = pt.train(chars, cfg, lambda f, t="", partial=None: partials.append(partial))
     assert log.initial_loss == pytest.approx(math.log(chars.vocab_size), rel=0.03)
     assert log.evals[-1].val < log.initial_loss - 0.8
     assert len(partials) == 40 and len(partials[-1].losses) == 40
@@ -72,7 +74,8 @@ def test_clipping_caps_the_update_norm(chars):
 def test_data_parallel_average_equals_full_batch_gradient(chars, workers):
     model = pt.make_model(chars, pt.TrainConfig(d_model=32, n_head=2, context=16))
     x, y = pt.get_batch(chars.train, 8, 16, torch.Generator().manual_seed(1))
-    check = pt.data_parallel_check(model, x, y, workers)
+    with toy_threads():
+        check = pt.data_parallel_check(model, x, y, workers)
     assert check.max_abs_diff < 1e-6
     assert check.averaged_grad_norm == pytest.approx(check.full_grad_norm, rel=1e-5)
     assert len(set(round(n, 6) for n in check.worker_grad_norms)) == workers  # shards differ
@@ -117,7 +120,8 @@ def test_page_trains_and_shows_loss_falling():
             if {"curve", "loss"} <= set(df.columns):
                 losses = df
     assert losses is not None
+    vocab = int(next(m for m in at.metric if m.label == "vocabulary V").value.replace(",", ""))
     val = losses[losses.curve == "validation"].sort_values("step")["loss"].tolist()
-    assert val[0] == pytest.approx(math.log(103), rel=0.05) or val[0] > val[-1]
-    assert val[-1] < val[0]
-    assert any("ln V" in m.value for m in at.markdown) or at.metric
+    assert val[0] == pytest.approx(math.log(vocab), rel=1e-3)  # the zero output layer's uniform guess
+    assert val[-1] < val[0] - 0.3
+    assert any(f"ln V = {math.log(vocab):.3f}" in m.value for m in at.markdown)
