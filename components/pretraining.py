@@ -33,11 +33,22 @@ def corpus_for(kind: str) -> pt.TokenizedCorpus:
     return cached_corpus(kind, lm_id)
 
 
+JUST_TRAINED = "pretraining_loop.just_trained"
+
+
 def train_work(corpus: pt.TokenizedCorpus, cfg: pt.TrainConfig):
     def work(report):
         with toy_threads():
-            return pt.train(corpus, cfg, report)
+            log = pt.train(corpus, cfg, report)
+        st.session_state[JUST_TRAINED] = True  # the live view already shows the final state
+        return log
     return work
+
+
+def show_run(log: pt.TrainLog) -> None:
+    """The finished run: drawn again on later reruns, not right under its own live view."""
+    if not st.session_state.pop(JUST_TRAINED, False):
+        live_view(log)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -126,7 +137,8 @@ def live_view(log: pt.TrainLog) -> None:
                     width="stretch")
     if log.samples:
         step, text = log.samples[-1]
-        st.caption(f"Sample at step {step} (prompt {pt.SAMPLE_PROMPT!r}, temperature 0.8):")
+        st.caption(f"Sample at step {step}: {pt.SAMPLE_TOKENS} tokens after "
+                   f"{pt.SAMPLE_PROMPT!r}, temperature 0.8")
         st.text(text)
 
 
@@ -246,21 +258,22 @@ def nats(x: float) -> str:
     return "–" if math.isnan(x) else f"{x:.3f}"
 
 
+DP_BATCH, DP_CONTEXT = 8, 32  # the demonstration's batch: small, so it costs a fraction of a second
+
+
 @st.fragment
-def data_parallel_demo(kind: str, batch: int, context: int) -> None:
-    """Split the page's batch over simulated workers; their averaged gradient is the full one."""
-    options = [w for w in (1, 2, 4, 8, 16) if batch % w == 0 and w <= batch]
-    workers = st.select_slider("Workers", options, min(4, options[-1]),
-                               key="pretraining_loop.workers")
+def data_parallel_demo(kind: str) -> None:
+    """Split one batch over simulated workers; their averaged gradient is the full batch's."""
+    workers = st.select_slider("Workers", [1, 2, 4, 8], 4, key="pretraining_loop.workers")
     lm_id = get_lm().model_id if kind == "bpe" else ""
-    check = cached_dp_check(kind, lm_id, workers, batch, context)
+    check = cached_dp_check(kind, lm_id, workers, DP_BATCH, DP_CONTEXT)
     st.markdown(
-        f"Each of {workers} workers holds a copy of the (freshly initialised) model and takes "
-        f"{check.shard_size} of the batch's {batch} sequences; the all-reduce averages their "
-        f"gradients. Largest difference between that average and the gradient of the whole "
-        f"batch on one machine, over all {n_params_text(check)} numbers: "
-        f"**{check.max_abs_diff:.1e}** (float32 rounding), so every worker takes the same "
-        "update one big machine would."
+        f"Take a batch of {DP_BATCH} sequences of {DP_CONTEXT} tokens. Each of {workers} workers "
+        f"holds a copy of the (freshly initialised) model and computes the gradient of its own "
+        f"{check.shard_size} sequences; the all-reduce averages those gradients. Largest "
+        f"difference between that average and the gradient of the whole batch on one machine, "
+        f"over all {n_params_text(check)} numbers: **{check.max_abs_diff:.1e}** (float32 "
+        "rounding), so every worker takes the same update one big machine would."
     )
     st.altair_chart(dp_chart(dp_frame(check)), width="stretch")
     st.caption("Each worker's own gradient differs (it saw other text); their average matches "

@@ -27,7 +27,7 @@ VAL_FRACTION = 0.1
 STEP_CAP = 600  # a run never trains more steps than this, whatever the slider says
 SAMPLE_TOKENS = 48  # tokens generated for each sample shown while training
 EVAL_BATCHES = 4  # fixed batches averaged for the train/validation loss at each evaluation
-SAMPLE_PROMPT = "The "
+SAMPLE_PROMPT = "The"
 
 
 # ---- the corpus as token ids -------------------------------------------------------------------
@@ -230,7 +230,7 @@ class TrainLog:
     lrs: tuple[float, ...] = ()
     grad_norms: tuple[float, ...] = ()  # before clipping
     evals: tuple[Evaluation, ...] = ()
-    samples: tuple[tuple[int, str], ...] = ()  # (step, generated text)
+    samples: tuple[tuple[int, str], ...] = ()  # (step, prompt + generated text)
     tokens: int = 0
     seconds: float = 0.0
 
@@ -279,7 +279,7 @@ def train(corpus: TokenizedCorpus, cfg: TrainConfig,
         if step % cfg.eval_every == 0 or step == steps:
             evals.append(Evaluation(step, evaluate(model, evals_train), evaluate(model, evals_val)))
         if step % cfg.sample_every == 0 or step == steps:
-            samples.append((step, corpus.decode(model.sample(prompt, SAMPLE_TOKENS, seed=step))))
+            samples.append((step, corpus.decode(prompt + model.sample(prompt, SAMPLE_TOKENS, seed=step))))
         if step == steps:
             break
         lr = cfg.lr * lr_factor(step, cfg.warmup, steps, cfg.min_lr_ratio)
@@ -301,8 +301,10 @@ def train(corpus: TokenizedCorpus, cfg: TrainConfig,
                       seconds=time.perf_counter() - t0)
         report((step + 1) / steps, f"step {step + 1} of {steps} · loss {losses[-1]:.2f}",
                partial=log)
-    return replace(log, evals=tuple(evals), samples=tuple(samples),
-                   seconds=time.perf_counter() - t0)
+    log = replace(log, evals=tuple(evals), samples=tuple(samples),
+                  seconds=time.perf_counter() - t0)
+    report(1.0, f"done: validation loss {evals[-1].val:.2f}", partial=log)  # with the last eval
+    return log
 
 
 # ---- a simulated data-parallel step ---------------------------------------------------------------

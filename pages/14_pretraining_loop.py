@@ -71,7 +71,7 @@ log = run_job(("pretraining_loop", kind, cp.get_lm().model_id if kind == "bpe" e
               estimate_s=pt.estimate_seconds(n_params, cfg),
               caps=f"At most {pt.STEP_CAP} steps; one CPU thread.", on_partial=cp.live_view)
 if log is not None:
-    cp.live_view(log)
+    cp.show_run(log)
     first, last = log.evals[0], log.evals[-1]
     st.markdown(
         f"At step 0 the validation loss was **{first.val:.3f}** against ln V = "
@@ -88,7 +88,7 @@ if log is not None:
         st.caption("Each step's gradient norm before clipping; the red line is the clip level.")
 
 st.subheader("Data parallel: one step on several workers")
-cp.data_parallel_demo(kind, batch, context)
+cp.data_parallel_demo(kind)
 
 st.subheader("Memory and communication of parallel training")
 cp.memory_calculator("pretraining_loop", n_params)

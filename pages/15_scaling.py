@@ -8,6 +8,7 @@ from components.frame import page_frame, show_code
 from components.jobs import run_job
 from components.models import get_lm
 from core import scaling as sc
+from core.model_ids import EMBEDDED_ID
 
 page_frame(15)
 st.markdown(
@@ -31,7 +32,8 @@ with st.expander("Go deeper: the closed form, and why unrounded exponents matter
     )
 
 lm = get_lm()
-known = sc.known_models(sum(p.numel() for p in lm.model.parameters()))
+smol = sum(p.numel() for p in lm.model.parameters()) if lm.model_id == EMBEDDED_ID else None
+known = sc.known_models(smol)  # SmolLM2's size counted on the loaded model itself
 left, right = st.columns([2, 3], gap="large")
 with left:
     log_c = st.slider("Compute budget C (log₁₀ FLOPs)", 18.0, 27.0, 23.8, 0.1,

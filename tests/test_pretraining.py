@@ -40,7 +40,8 @@ def test_initial_loss_is_ln_vocab_and_falls(chars):
         log = pt.train(chars, cfg, lambda f, t="", partial=None: partials.append(partial))
     assert log.initial_loss == pytest.approx(math.log(chars.vocab_size), rel=0.03)
     assert log.evals[-1].val < log.initial_loss - 0.8
-    assert len(partials) == 40 and len(partials[-1].losses) == 40
+    assert len(partials) == 41 and len(partials[-1].losses) == 40
+    assert partials[-1].evals[-1].step == 40  # the last report carries the final evaluation
     assert [s for s, _ in log.samples] == [0, 20, 40]
     assert log.tokens == 40 * 8 * 32 and log.tokens_per_s > 0
 
@@ -125,3 +126,10 @@ def test_page_trains_and_shows_loss_falling():
     assert val[0] == pytest.approx(math.log(vocab), rel=1e-3)  # the zero output layer's uniform guess
     assert val[-1] < val[0] - 0.3
     assert any(f"ln V = {math.log(vocab):.3f}" in m.value for m in at.markdown)
+
+    at.select_slider(key="pretraining_loop.workers").set_value(2).run()  # the data-parallel demo
+    assert not at.exception, at.exception
+    dp = next(m.value for m in at.markdown if "all-reduce averages" in m.value)
+    assert "Each of 2 workers" in dp
+    diff = float(dp.split("**")[1])
+    assert diff < 1e-6
