@@ -13,7 +13,12 @@ from core.playground import toy_threads
 
 ISOFLOP_BUDGETS = (1e19, 1e20, 1e21, 1e22, 1e23, 1e24, 1e25)
 METHODS = {"20 tokens per parameter": "rule", "Chinchilla fit (Approach 3)": "fit"}
-LABEL_BELOW = {"Llama 2 7B", "Chinchilla 70B"}  # labels under their point, clear of neighbours
+SHORT = {"rule": "rule of 20", "fit": "Chinchilla fit"}
+FRONTIER_COLORS = alt.Scale(  # each recipe's line in the colour of the paper's table for it
+    domain=["20 tokens per parameter", "Table 3 (Approach 1)", "Chinchilla fit (Approach 3)",
+            "Table A3 (Approach 3)", "trained models"],
+    range=["#1f77b4", "#6baed6", "#e6550d", "#fdae6b", "#2ca02c"])
+LABEL_BELOW = {"Llama 2 7B", "GPT-3 175B"}  # labels under their point, clear of neighbours
 # log axes: decades only, written 1M, 1B, 1T instead of d3's 1G for a billion
 SI_LABELS = ("datum.value >= 1e12 ? format(datum.value / 1e12, '~g') + 'T' : "
              "datum.value >= 1e9 ? format(datum.value / 1e9, '~g') + 'B' : "
@@ -54,7 +59,7 @@ def isoflop_chart(df: pd.DataFrame) -> alt.Chart:
         tooltip=[alt.Tooltip("budget:N", title="FLOPs"),
                  alt.Tooltip("parameters:Q", format=".3s"), alt.Tooltip("loss:Q", format=".3f")],
     )
-    lines = base.mark_line().encode(
+    lines = base.mark_line(clip=True).encode(
         color=alt.Color("budget:N", title="budget C (FLOPs)", sort=None,
                         scale=alt.Scale(scheme="viridis"),
                         legend=alt.Legend(orient="bottom", columns=4)),
@@ -63,7 +68,7 @@ def isoflop_chart(df: pd.DataFrame) -> alt.Chart:
     minima = df.loc[df.groupby("budget")["loss"].idxmin()]
     dots = alt.Chart(minima).mark_point(filled=True, size=50, color="#d62728").encode(
         x="parameters:Q", y="loss:Q")
-    return (lines + dots).properties(height=300)
+    return (lines + dots).properties(height=360)
 
 
 # ---- parameters and tokens: optima, the paper's tables, known models -----------------------------
@@ -75,8 +80,8 @@ def frontier_frame(known: tuple[sc.KnownModel, ...]) -> pd.DataFrame:
             n, d = optimum(method, float(c))
             rows.append({"parameters": n, "tokens": d, "what": label, "kind": "line",
                          "FLOPs": float(c), "name": ""})
-    tables = {"paper, Table 3 (Approach 1)": sc.TABLE_3_APPROACH_1,
-              "paper, Table A3 (Approach 3)": sc.TABLE_A3_APPROACH_3}
+    tables = {"Table 3 (Approach 1)": sc.TABLE_3_APPROACH_1,
+              "Table A3 (Approach 3)": sc.TABLE_A3_APPROACH_3}
     for label, table in tables.items():
         for n, c, d in table:
             rows.append({"parameters": n, "tokens": d, "what": label, "kind": "table",
@@ -90,7 +95,7 @@ def frontier_frame(known: tuple[sc.KnownModel, ...]) -> pd.DataFrame:
 def frontier_chart(df: pd.DataFrame) -> alt.Chart:
     x = alt.X(**log_axis("parameters", "parameters N (log)", 7, 14))
     y = alt.Y(**log_axis("tokens", "training tokens D (log)", 8, 16))
-    color = alt.Color("what:N", title=None, sort=None,
+    color = alt.Color("what:N", title=None, scale=FRONTIER_COLORS,
                       legend=alt.Legend(orient="bottom", columns=2, labelLimit=320))
     tip = ["what", "name", alt.Tooltip("parameters:Q", format=".3s"),
            alt.Tooltip("tokens:Q", format=".3s"), alt.Tooltip("FLOPs:Q", format=".2e")]
@@ -107,7 +112,7 @@ def frontier_chart(df: pd.DataFrame) -> alt.Chart:
     below = alt.Chart(models[models.below]).mark_text(align="left", dx=6, dy=11,
                                                       fontSize=11).encode(
         x=x, y=y, text="name:N", color=alt.Color("what:N", legend=None))
-    return (lines + tables + dots + above + below).properties(height=340)
+    return (lines + tables + dots + above + below).properties(height=420)
 
 
 def known_models_frame(known: tuple[sc.KnownModel, ...]) -> pd.DataFrame:
@@ -161,15 +166,19 @@ def sweep_frame(result: sc.SweepResult) -> pd.DataFrame:
 
 
 def sweep_chart(df: pd.DataFrame) -> alt.Chart:
-    x = alt.X("compute:Q", scale=alt.Scale(type="log"),
-              title="training compute C = 6ND (FLOPs, log)", axis=alt.Axis(format=".0e"))
-    y = alt.Y("loss:Q", scale=alt.Scale(type="log", zero=False),
-              title="validation loss (nats per character, log)")
+    lo, hi = float(df["compute"].min()), float(df["compute"].max())
+    decades = list(range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1))
+    x = alt.X("compute:Q", title="training compute C = 6ND (FLOPs, log)",
+              scale=alt.Scale(type="log", domain=[10.0**decades[0], 10.0**decades[-1]]),
+              axis=alt.Axis(values=[10.0**k for k in decades], format=".0e"))
+    y = alt.Y("loss:Q", title="validation loss (nats/char, log)",
+              scale=alt.Scale(type="log", domain=[float(df["loss"].min()) * 0.97,
+                                                  float(df["loss"].max()) * 1.03]))
     runs = alt.Chart(df[df.kind == "run"]).mark_line(point=True).encode(
         x=x, y=y, color=alt.Color("model:N", title="model", sort=None,
-                                  legend=alt.Legend(orient="bottom", columns=3)),
+                                  legend=alt.Legend(orient="bottom", columns=3, labelLimit=260)),
         tooltip=["model", alt.Tooltip("compute:Q", format=".2e"),
                  alt.Tooltip("loss:Q", format=".3f")])
     fit = alt.Chart(df[df.kind == "fit"]).mark_line(strokeDash=[6, 4], color="gray").encode(
         x=x, y=y)
-    return (runs + fit).properties(height=300)
+    return (runs + fit).properties(height=320)

@@ -62,9 +62,11 @@ m2.metric("ln V (expected first loss)", f"{math.log(corpus.vocab_size):.3f}")
 m3.metric("parameters", f"{n_params:,}", help="2 layers, d = 128, 4 heads")
 m4.metric("training tokens", f"{len(corpus.train):,}", help=f"+ {len(corpus.val):,} held out")
 if kind == "bpe":
+    n_full = cp.cached_param_count(corpus.full_vocab, cfg.n_layer, cfg.n_head, cfg.d_model, context)
     st.caption(f"The LM's BPE cuts the corpus into {corpus.vocab_size:,} distinct tokens of its "
-               f"{corpus.full_vocab:,}; renumbering just those keeps the embedding and output "
-               "tables small, so the tiny model trains several times faster with the same text.")
+               f"{corpus.full_vocab:,}. Renumbering just those shrinks the embedding and output "
+               f"tables: {n_params:,} parameters instead of {n_full:,}, and the 6N FLOPs per "
+               "trained token shrink with them.")
 
 log = run_job(("pretraining_loop", kind, cp.get_lm().model_id if kind == "bpe" else "", cfg),
               cp.train_work(corpus, cfg), start_label="Train the tiny GPT",

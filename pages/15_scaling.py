@@ -15,9 +15,10 @@ st.markdown(
     "Training compute is about **C = 6ND** FLOPs: N parameters, D tokens, 2 FLOPs per "
     "parameter per token forward and 4 backward. For a fixed budget C you can train a big "
     "model on few tokens or a small one on many. Chinchilla (Hoffmann et al. 2022) trained "
-    "over 400 models and fitted their final loss as L(N, D) = E + A/N^α + B/D^β: the best split "
-    "grows N and D almost equally, about **20 tokens per parameter**. Move the budget to see "
-    "both recipes, the loss the fit predicts, and where famous models sit."
+    "over 400 models and found that N and D should grow about equally: its first two methods "
+    "give about **20 tokens per parameter**, and its fitted loss L(N, D) = E + A/N^α + B/D^β "
+    "(Approach 3) leans further towards data. Move the budget to see both recipes, the loss the "
+    "fit predicts, and where famous models sit."
 )
 with st.expander("Go deeper: the closed form, and why unrounded exponents matter"):
     f = sc.CHINCHILLA
@@ -42,13 +43,15 @@ with left:
     for label, method in cs.METHODS.items():
         n, d = cs.optimum(method, budget)
         m1, m2 = st.columns(2)
-        m1.metric(f"{label}: N", cp.fmt_params(n), help=f"C = 6ND = {budget:.2e} FLOPs")
+        m1.metric(f"N, {cs.SHORT[method]}", cp.fmt_params(n),
+                  help=f"{label}: C = 6ND = {budget:.2e} FLOPs")
         m2.metric("D (tokens)", cp.fmt_params(d), help=f"{d / n:.0f} tokens per parameter")
     n_fit, d_fit = sc.CHINCHILLA.optimal(budget)
     st.caption(f"Predicted loss at C = {budget:.2e}: **{sc.CHINCHILLA.loss(n_fit, d_fit):.3f}** "
                f"nats per token with the fit's split, "
                f"{sc.CHINCHILLA.loss(*sc.twenty_tokens_rule(budget)):.3f} with 20 tokens per "
-               f"parameter; the floor E = {sc.CHINCHILLA.E} is the text's own entropy.")
+               f"parameter. The fit's split is {d_fit / n_fit:.0f} tokens per parameter here; "
+               f"its floor E = {sc.CHINCHILLA.E} is the loss no size removes.")
 with right:
     st.altair_chart(cs.isoflop_chart(cs.isoflop_frame(budget)), width="stretch")
     st.caption("IsoFLOP curves: each line spends one budget; too small a model underfits, too "
@@ -59,7 +62,8 @@ with c1:
 with c2:
     st.markdown(
         "**Who trained how.** The lines are the compute-optimal N and D for budgets 1e18 to "
-        "1e28 by each recipe; the points are the paper's own projections, and the diamonds are "
+        "1e28 by each recipe; the circles are the paper's own projections (Table 3 for Approach 1, "
+        "Table A3 for Approach 3), and the diamonds are "
         "trained models, each at its own C = 6ND. Models above the lines saw more tokens than "
         "compute-optimal: deliberately, since a smaller model trained longer is cheaper to run."
     )
