@@ -8,6 +8,7 @@ import math
 import altair as alt
 import pandas as pd
 import streamlit as st
+import torch
 
 from components.models import get_lm
 from core import pretraining as pt
@@ -62,8 +63,7 @@ def cached_dp_check(kind: str, model_id: str, workers: int, batch: int,
     corpus = cached_corpus(kind, model_id)
     cfg = pt.TrainConfig(context=context)
     model = pt.make_model(corpus, cfg)
-    torch_gen = __import__("torch").Generator().manual_seed(0)
-    x, y = pt.get_batch(corpus.train, batch, context, torch_gen)
+    x, y = pt.get_batch(corpus.train, batch, context, torch.Generator().manual_seed(0))
     with toy_threads():
         return pt.data_parallel_check(model, x, y, workers)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import altair as alt
 import numpy as np
 import pandas as pd
+import streamlit as st
 
 from components.pretraining import cached_corpus, fmt_params
 from core import pretraining as pt
@@ -132,12 +133,13 @@ def known_models_frame(known: tuple[sc.KnownModel, ...]) -> pd.DataFrame:
 
 # ---- the mini scaling sweep --------------------------------------------------------------------
 
-def sweep_estimate(corpus: pt.TokenizedCorpus, steps: int) -> float:
+@st.cache_data(show_spinner=False, max_entries=8)
+def cached_sweep_estimate(vocab_size: int, steps: int, sizes: tuple[tuple[int, int], ...]) -> float:
+    """The button's estimate: each model's arithmetic and fixed costs (core's estimate)."""
     total = 0.0
-    for n_layer, d_model in sc.SWEEP_SIZES:
+    for n_layer, d_model in sizes:
         cfg = sc.sweep_config(n_layer, d_model, steps)
-        model = pt.TinyGPT(pt.GPTConfig(corpus.vocab_size, cfg.context, n_layer, cfg.n_head,
-                                        d_model))
+        model = pt.TinyGPT(pt.GPTConfig(vocab_size, cfg.context, n_layer, cfg.n_head, d_model))
         total += pt.estimate_seconds(pt.parameter_count(model), cfg)
     return total
 

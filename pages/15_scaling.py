@@ -94,7 +94,7 @@ steps = st.select_slider("Steps per model", [100, 200, 400, 600], 200, key="scal
 corpus = cp.cached_corpus("char", "")
 result = run_job(("scaling", "sweep", steps), cs.sweep_work(steps),
                  start_label="Train the five models",
-                 estimate_s=cs.sweep_estimate(corpus, steps),
+                 estimate_s=cs.cached_sweep_estimate(corpus.vocab_size, steps, sc.SWEEP_SIZES),
                  caps=f"5 models × {steps} steps (batch {sc.SWEEP_BATCH}, context "
                       f"{sc.SWEEP_CONTEXT}); one CPU thread.")
 if result is not None:
