@@ -134,14 +134,16 @@ def known_models_frame(known: tuple[sc.KnownModel, ...]) -> pd.DataFrame:
 # ---- the mini scaling sweep --------------------------------------------------------------------
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def cached_sweep_estimate(vocab_size: int, steps: int, sizes: tuple[tuple[int, int], ...]) -> float:
+def cached_sweep_params(vocab_size: int, sizes: tuple[tuple[int, int], ...]) -> tuple[int, ...]:
+    configs = [sc.sweep_config(n_layer, d_model, 1) for n_layer, d_model in sizes]
+    return tuple(pt.parameter_count(pt.make_model_for(vocab_size, c)) for c in configs)
+
+
+def sweep_estimate(vocab_size: int, steps: int, sizes: tuple[tuple[int, int], ...]) -> float:
     """The button's estimate: each model's arithmetic and fixed costs (core's estimate)."""
-    total = 0.0
-    for n_layer, d_model in sizes:
-        cfg = sc.sweep_config(n_layer, d_model, steps)
-        model = pt.TinyGPT(pt.GPTConfig(vocab_size, cfg.context, n_layer, cfg.n_head, d_model))
-        total += pt.estimate_seconds(pt.parameter_count(model), cfg)
-    return total
+    params = cached_sweep_params(vocab_size, sizes)
+    return sum(pt.estimate_seconds(n, sc.sweep_config(n_layer, d_model, steps))
+               for n, (n_layer, d_model) in zip(params, sizes))
 
 
 def sweep_work(steps: int):

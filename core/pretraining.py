@@ -118,19 +118,20 @@ class Block(nn.Module):
 class TinyGPT(nn.Module):
     def __init__(self, c: GPTConfig, seed: int = 0) -> None:
         super().__init__()
-        torch.manual_seed(seed)
         self.config = c
-        self.tok = nn.Embedding(c.vocab_size, c.d_model)
-        self.pos = nn.Embedding(c.context, c.d_model)
-        self.blocks = nn.ModuleList(Block(c) for _ in range(c.n_layer))
-        self.ln_f = nn.LayerNorm(c.d_model)
-        self.head = nn.Linear(c.d_model, c.vocab_size, bias=False)
-        self.apply(self._init)
+        with torch.random.fork_rng(devices=[]):  # seeded, without moving the global generator
+            torch.manual_seed(seed)
+            self.tok = nn.Embedding(c.vocab_size, c.d_model)
+            self.pos = nn.Embedding(c.context, c.d_model)
+            self.blocks = nn.ModuleList(Block(c) for _ in range(c.n_layer))
+            self.ln_f = nn.LayerNorm(c.d_model)
+            self.head = nn.Linear(c.d_model, c.vocab_size, bias=False)
+            self.apply(self._init)
+            for name, p in self.named_parameters():  # GPT-2: residual projections scaled by depth
+                if name.endswith(("proj.weight", "mlp.2.weight")):
+                    nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * c.n_layer))
         # a zero output layer makes every first logit 0: a uniform guess, loss exactly ln V
         nn.init.zeros_(self.head.weight)
-        for name, p in self.named_parameters():  # GPT-2: residual projections scaled by depth
-            if name.endswith(("proj.weight", "mlp.2.weight")):
-                nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * c.n_layer))
 
     @staticmethod
     def _init(m: nn.Module) -> None:
@@ -258,8 +259,12 @@ def fixed_batches(data: torch.Tensor, cfg: TrainConfig, seed: int) -> list:
 
 
 def make_model(corpus: TokenizedCorpus, cfg: TrainConfig) -> TinyGPT:
-    return TinyGPT(GPTConfig(corpus.vocab_size, cfg.context, cfg.n_layer, cfg.n_head,
-                             cfg.d_model), seed=cfg.seed)
+    return make_model_for(corpus.vocab_size, cfg)
+
+
+def make_model_for(vocab_size: int, cfg: TrainConfig) -> TinyGPT:
+    return TinyGPT(GPTConfig(vocab_size, cfg.context, cfg.n_layer, cfg.n_head, cfg.d_model),
+                   seed=cfg.seed)
 
 
 def train(corpus: TokenizedCorpus, cfg: TrainConfig,
@@ -304,6 +309,7 @@ def train(corpus: TokenizedCorpus, cfg: TrainConfig,
     log = replace(log, evals=tuple(evals), samples=tuple(samples),
                   seconds=time.perf_counter() - t0)
     report(1.0, f"done: validation loss {evals[-1].val:.2f}", partial=log)  # with the last eval
+    record_run(log.n_params, cfg, log.seconds)
     return log
 
 
@@ -434,9 +440,26 @@ CPU_FLOPS = 5e10
 STEP_OVERHEAD_S = 0.01
 
 
-def estimate_seconds(n_params: int, cfg: TrainConfig) -> float:
+# How much slower (or faster) than the formula the last finished run in this process was: the
+# machine's load changes, so the next estimate is scaled by what was really observed.
+_observed_slowdown = [1.0]
+
+
+def estimate_seconds(n_params: int, cfg: TrainConfig, calibrated: bool = True) -> float:
     """Training (6 N per token), evaluations and samples (2 N per token), at CPU_FLOPS, plus
-    the fixed cost of each step and each evaluated batch."""
+    the fixed cost of each step and each evaluated batch; scaled by the last run's slowdown."""
+    base = _formula_seconds(n_params, cfg)
+    return base * _observed_slowdown[0] if calibrated else base
+
+
+def record_run(n_params: int, cfg: TrainConfig, seconds: float) -> None:
+    """Remember how the formula compared with a finished run's real time."""
+    formula = _formula_seconds(n_params, cfg)
+    if formula > 0 and seconds > 0:
+        _observed_slowdown[0] = min(max(seconds / formula, 0.2), 20.0)
+
+
+def _formula_seconds(n_params: int, cfg: TrainConfig) -> float:
     steps = min(cfg.steps, STEP_CAP)
     tokens = cfg.batch_size * cfg.context
     n_evals = steps // cfg.eval_every + 1

@@ -38,7 +38,8 @@ known = sc.known_models(smol)  # SmolLM2's size counted on the loaded model itse
 left, right = st.columns([2, 3], gap="large")
 with left:
     log_c = st.slider("Compute budget C (log₁₀ FLOPs)", 18.0, 27.0, 23.8, 0.1,
-                      key="scaling.log_c", help="10^23.8 ≈ 6e23 FLOPs: Chinchilla's budget.")
+                      key="scaling.log_c", bind="query-params",
+                      help="10^23.8 ≈ 6e23 FLOPs: Chinchilla's budget.")
     budget = 10**log_c
     for label, method in cs.METHODS.items():
         n, d = cs.optimum(method, budget)
@@ -94,7 +95,7 @@ steps = st.select_slider("Steps per model", [100, 200, 400, 600], 200, key="scal
 corpus = cp.cached_corpus("char", "")
 result = run_job(("scaling", "sweep", steps), cs.sweep_work(steps),
                  start_label="Train the five models",
-                 estimate_s=cs.cached_sweep_estimate(corpus.vocab_size, steps, sc.SWEEP_SIZES),
+                 estimate_s=cs.sweep_estimate(corpus.vocab_size, steps, sc.SWEEP_SIZES),
                  caps=f"5 models × {steps} steps (batch {sc.SWEEP_BATCH}, context "
                       f"{sc.SWEEP_CONTEXT}); one CPU thread.")
 if result is not None:
