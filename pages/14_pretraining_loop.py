@@ -31,7 +31,7 @@ left, right = st.columns([3, 2], gap="large")
 with left:
     c1, c2 = st.columns(2)
     kind = c1.radio("Vocabulary", list(cp.TOKENIZATIONS), format_func=cp.TOKENIZATIONS.get,
-                    key="pretraining_loop.kind", bind=q)
+                    key="pretraining_loop.kind")
     steps = c2.slider("Steps", 20, pt.STEP_CAP, 200, 10, key="pretraining_loop.steps", bind=q,
                       help=f"Capped at {pt.STEP_CAP} steps.")
     c1, c2, c3 = st.columns(3)
