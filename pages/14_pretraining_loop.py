@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import math
+
+import streamlit as st
+
+from components import pretraining as cp
+from components.frame import page_frame, show_code
+from components.jobs import run_job
+from core import pretraining as pt
+
+page_frame(14)
+q = "query-params"  # main controls go into the URL: a shareable link
+st.markdown(
+    "Pre-training is one loop: cut random windows of text into a **batch**, run the model "
+    "forward to predict every next token, measure the **loss** (mean surprisal in nats), "
+    "backpropagate, clip the gradient, and let AdamW **update** every weight. Here a tiny GPT "
+    "(minGPT's decoder) learns Python's documentation from scratch; 10 % of the text is held "
+    "out as **validation** data it never trains on. The learning rate warms up linearly, then "
+    "follows a cosine down to a tenth of its peak."
+)
+with st.expander("Go deeper: why the first loss is ln(vocabulary)"):
+    st.markdown(
+        "The output layer starts at zero, so every logit is 0 and softmax gives each of the V "
+        "tokens probability 1/V. The surprisal of whatever comes next is then −ln(1/V) = ln V, "
+        "for every token: the starting loss is exactly ln V. A loss well above ln V at step 0 "
+        "means a broken initialisation; a loss below it means the model learned something."
+    )
+
+left, right = st.columns([3, 2], gap="large")
+with left:
+    c1, c2 = st.columns(2)
+    kind = c1.radio("Vocabulary", list(cp.TOKENIZATIONS), format_func=cp.TOKENIZATIONS.get,
+                    key="pretraining_loop.kind")
+    steps = c2.slider("Steps", 20, pt.STEP_CAP, 200, 10, key="pretraining_loop.steps", bind=q,
+                      help=f"Capped at {pt.STEP_CAP} steps.")
+    c1, c2, c3 = st.columns(3)
+    batch = c1.select_slider("Batch size", [4, 8, 16, 32, 64], 16, key="pretraining_loop.batch",
+                             bind=q)
+    context = c2.select_slider("Context length", [16, 32, 64, 128], 64,
+                               key="pretraining_loop.context", bind=q)
+    clip = c3.select_slider("Clip gradient norm at", [0.0, 0.25, 0.5, 1.0, 2.0, 5.0], 1.0,
+                            format_func=lambda v: "off" if v == 0 else f"{v:g}",
+                            key="pretraining_loop.clip")
+    c1, c2 = st.columns(2)
+    lr = c1.select_slider("Peak learning rate", [3e-4, 1e-3, 3e-3, 1e-2, 3e-2], 3e-3,
+                          format_func=lambda v: f"{v:g}", key="pretraining_loop.lr")
+    warmup = c2.slider("Warmup steps", 0, 100, 20, 5, key="pretraining_loop.warmup", bind=q)
+warmup = min(warmup, steps)
+with right:
+    st.altair_chart(cp.schedule_chart(cp.schedule_frame(lr, warmup, steps, 0.1)),
+                    width="stretch")
+    st.caption(f"lr(t) = {lr:g} · t / {warmup} during warmup, then {lr:g} · (0.1 + 0.9 · "
+               "½(1 + cos π·progress)).")
+
+corpus = cp.corpus_for(kind)
+cfg = pt.TrainConfig(batch_size=batch, context=context, lr=lr, warmup=warmup, steps=steps,
+                     grad_clip=clip, eval_every=max(5, steps // 10), sample_every=max(10, steps // 5))
+n_params = cp.cached_param_count(corpus.vocab_size, cfg.n_layer, cfg.n_head, cfg.d_model, context)
+m1, m2, m3, m4 = st.columns(4)
+m1.metric("vocabulary V", f"{corpus.vocab_size:,}",
+          help=f"of the tokenizer's {corpus.full_vocab:,}" if kind == "bpe" else None)
+m2.metric("ln V (expected first loss)", f"{math.log(corpus.vocab_size):.3f}")
+m3.metric("parameters", f"{n_params:,}", help="2 layers, d = 128, 4 heads")
+m4.metric("training tokens", f"{len(corpus.train):,}", help=f"+ {len(corpus.val):,} held out")
+if kind == "bpe":
+    n_full = cp.cached_param_count(corpus.full_vocab, cfg.n_layer, cfg.n_head, cfg.d_model, context)
+    st.caption(f"The LM's BPE cuts the corpus into {corpus.vocab_size:,} distinct tokens of its "
+               f"{corpus.full_vocab:,}. Renumbering just those shrinks the embedding and output "
+               f"tables: {n_params:,} parameters instead of {n_full:,}, and the 6N FLOPs per "
+               "trained token shrink with them.")
+
+log = run_job(("pretraining_loop", kind, cp.get_lm().model_id if kind == "bpe" else "", cfg),
+              cp.train_work(corpus, cfg), start_label="Train the tiny GPT",
+              estimate_s=pt.estimate_seconds(n_params, cfg),
+              caps=f"At most {pt.STEP_CAP} steps; one CPU thread.", on_partial=cp.live_view)
+if log is not None:
+    cp.show_run(log)
+    first, last = log.evals[0], log.evals[-1]
+    st.markdown(
+        f"At step 0 the validation loss was **{first.val:.3f}** against ln V = "
+        f"{log.ln_vocab:.3f} ({abs(first.val / log.ln_vocab - 1):.1%} apart); after "
+        f"{last.step} steps it is **{last.val:.3f}** (training batches {last.train:.3f}), a "
+        f"perplexity of {math.exp(last.val):,.0f} instead of {corpus.vocab_size:,}. "
+        f"{log.tokens:,} tokens in {log.seconds:.1f} s: {log.tokens_per_s:,.0f} tokens/s."
+    )
+    with st.expander("Samples as it learned, and the gradient norm"):
+        for step, text in log.samples:
+            st.caption(f"step {step}")
+            st.text(text)
+        st.altair_chart(cp.grad_norm_chart(cp.grad_norm_frame(log), clip), width="stretch")
+        st.caption("Each step's gradient norm before clipping; the red line is the clip level.")
+
+st.subheader("Data parallel: one step on several workers")
+cp.data_parallel_demo(kind)
+
+st.subheader("Memory and communication of parallel training")
+cp.memory_calculator("pretraining_loop", n_params)
+show_code(pt.train, pt.lr_factor, pt.data_parallel_check, pt.memory_plan)
