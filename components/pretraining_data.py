@@ -37,9 +37,15 @@ def cached_signatures(k: int, num_perm: int) -> np.ndarray:
     return sig
 
 
+@st.cache_resource(show_spinner=False)
+def cached_stats() -> tuple[dp.DocStats, ...]:
+    return tuple(dp.doc_stats(d.text) for d in cached_corpus())
+
+
 @st.cache_resource(show_spinner="Filtering…", max_entries=64)
 def cached_pipeline(t: dp.Thresholds) -> dp.PipelineResult:
-    return dp.run_pipeline(cached_corpus(), t, cached_signatures(t.shingle, t.num_perm))
+    return dp.run_pipeline(cached_corpus(), t, cached_signatures(t.shingle, t.num_perm),
+                           cached_stats())
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -78,7 +84,8 @@ def funnel_chart(df: pd.DataFrame) -> alt.Chart:
         y=alt.Y("stage:N", sort=STAGE_ORDER, title="after stage"),
         yOffset=alt.YOffset("measure:N", sort=MEASURES),
         x=alt.X("share:Q", title="share of the raw sample kept",
-                axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1.18])),
+                axis=alt.Axis(format="%", values=[0, 0.25, 0.5, 0.75, 1.0]),
+                scale=alt.Scale(domain=[0, 1.2])),
         tooltip=["stage", "measure", alt.Tooltip("kept:Q", format=","),
                  alt.Tooltip("share:Q", format=".1%")],
     )
@@ -91,9 +98,9 @@ def funnel_chart(df: pd.DataFrame) -> alt.Chart:
 
 def recall_frame(rows: tuple[dp.RecallRow, ...]) -> pd.DataFrame:
     return pd.DataFrame([{
-        "injected kind": r.kind, "documents": r.injected, "caught by": r.target,
-        "caught": r.caught, "recall": r.recall if r.kind != "clean" else np.nan,
-        "dropped by any stage": r.dropped_any} for r in rows])
+        "injected kind": r.kind, "documents": r.injected, "caught": r.caught,
+        "recall": r.recall if r.kind != "clean" else np.nan, "dropped (any stage)": r.dropped_any,
+        "caught by": r.target} for r in rows])
 
 
 def dropped_frame(docs: tuple[dp.Doc, ...], result: dp.PipelineResult) -> pd.DataFrame:

@@ -258,8 +258,9 @@ def language_of(text: str) -> tuple[str, float]:
     return max(hits, key=hits.__getitem__), hits["en"] / total
 
 
-def language_reason(text: str, t: Thresholds) -> str | None:
-    lang, share = language_of(text)
+def language_reason(text: str, t: Thresholds, lang_share: tuple[str, float] | None = None
+                    ) -> str | None:
+    lang, share = lang_share or language_of(text)
     if lang == "unknown" or share >= t.min_english:
         return None
     return f"language: {lang} (English {share:.0%} of stop words, min {t.min_english:.0%})"
@@ -291,8 +292,9 @@ def quality_stats(text: str) -> dict[str, float]:
             "boilerplate_lines": boiler / max(len(lines), 1)}
 
 
-def quality_reason(text: str, t: Thresholds) -> str | None:
-    s = quality_stats(text)
+def quality_reason(text: str, t: Thresholds, stats: dict[str, float] | None = None
+                   ) -> str | None:
+    s = stats or quality_stats(text)
     if s["words"] < t.min_words:
         return f"too short: {s['words']} words (min {t.min_words})"
     if s["boilerplate_lines"] > t.max_boilerplate_lines:
@@ -329,8 +331,9 @@ def repetition_stats(text: str) -> dict[str, float]:
     return {"dup_lines": dup_lines / max(len(lines), 1), "top_bigram": top, "dup_5gram": dup5}
 
 
-def repetition_reason(text: str, t: Thresholds) -> str | None:
-    s = repetition_stats(text)
+def repetition_reason(text: str, t: Thresholds, stats: dict[str, float] | None = None
+                      ) -> str | None:
+    s = stats or repetition_stats(text)
     if s["dup_lines"] > t.max_dup_lines:
         return f"repeated lines: {s['dup_lines']:.0%} (max {t.max_dup_lines:.0%})"
     if s["top_bigram"] > t.max_top_bigram:
@@ -521,6 +524,19 @@ def mask_pii(text: str) -> tuple[str, int]:
 # ---- the pipeline --------------------------------------------------------------------------
 
 @dataclass(frozen=True)
+class DocStats:
+    """Everything the rule stages measure on one document: independent of the thresholds, so
+    moving a slider only re-compares numbers."""
+
+    language: tuple[str, float]
+    quality: dict[str, float]
+    repetition: dict[str, float]
+
+
+def doc_stats(text: str) -> DocStats:
+    return DocStats(language_of(text), quality_stats(text), repetition_stats(text))
+
+@dataclass(frozen=True)
 class Dropped:
     doc_id: int
     stage: str
@@ -535,11 +551,11 @@ class PipelineResult:
     candidate_pairs: int  # LSH candidates among the documents reaching near dedup
 
 
-def _filter_stage(docs: Sequence[Doc], stage: str, reason: Callable[[str], str | None],
+def _filter_stage(docs: Sequence[Doc], stage: str, reason: Callable[[Doc], str | None],
                   dropped: list[Dropped]) -> list[Doc]:
     kept = []
     for d in docs:
-        why = reason(d.text)
+        why = reason(d)
         if why is None:
             kept.append(d)
         else:
@@ -547,19 +563,26 @@ def _filter_stage(docs: Sequence[Doc], stage: str, reason: Callable[[str], str |
     return kept
 
 
-def run_pipeline(docs: Sequence[Doc], t: Thresholds,
-                 signatures: np.ndarray | None = None) -> PipelineResult:
-    """Every stage in order; `signatures` (one row per doc, in order) may be precomputed."""
+def run_pipeline(docs: Sequence[Doc], t: Thresholds, signatures: np.ndarray | None = None,
+                 stats: Sequence[DocStats] | None = None) -> PipelineResult:
+    """Every stage in order; `signatures` and `stats` (one per doc, in order) may be
+    precomputed, since neither depends on the thresholds."""
     if signatures is None:
         signatures = minhash_signatures([shingles(d.text, t.shingle) for d in docs], t.num_perm)
+    if stats is None:
+        stats = [doc_stats(d.text) for d in docs]
     row_of = {d.id: i for i, d in enumerate(docs)}
+    st_of = {d.id: s for d, s in zip(docs, stats, strict=True)}
     dropped: list[Dropped] = []
     kept = [tuple(d.id for d in docs)]
-    cur = _filter_stage(docs, "language", lambda s: language_reason(s, t), dropped)
+    cur = _filter_stage(docs, "language",
+                        lambda d: language_reason(d.text, t, st_of[d.id].language), dropped)
     kept.append(tuple(d.id for d in cur))
-    cur = _filter_stage(cur, "quality", lambda s: quality_reason(s, t), dropped)
+    cur = _filter_stage(cur, "quality",
+                        lambda d: quality_reason(d.text, t, st_of[d.id].quality), dropped)
     kept.append(tuple(d.id for d in cur))
-    cur = _filter_stage(cur, "repetition", lambda s: repetition_reason(s, t), dropped)
+    cur = _filter_stage(cur, "repetition",
+                        lambda d: repetition_reason(d.text, t, st_of[d.id].repetition), dropped)
     kept.append(tuple(d.id for d in cur))
     dups = exact_duplicates([d.text for d in cur])
     dropped += [Dropped(cur[i].id, "exact dedup", f"same text as document {cur[j].id}")

@@ -10,13 +10,11 @@ from core import data_pipeline as dp
 
 page_frame(13)
 st.markdown(
-    "A model learns whatever its training text contains, so web-scale corpora go through a "
-    "**filtering pipeline** before training: keep one language, drop pages that do not read "
-    "like prose (menus, cookie banners, spam), drop repeated text, remove exact and near "
-    "duplicates, and mask personal data. Below, the pipeline runs live on a sample of "
-    "Python's own documentation mixed with junk of each kind injected on purpose, so every "
-    "filter's catch can be counted. Move a threshold and watch the funnel and the list of "
-    "dropped documents change."
+    "A model learns whatever its training text contains, so web-scale corpora pass a "
+    "**filtering pipeline** first: keep one language, drop what does not read like prose "
+    "(menus, cookie banners, spam), drop repeated text, remove exact and near duplicates, mask "
+    "personal data. Here it runs live on paragraphs of Python's documentation mixed with junk "
+    "of each kind injected on purpose, so every filter's catch can be counted."
 )
 
 docs = pdv.cached_corpus()
@@ -38,30 +36,32 @@ max_caps = c3.slider("Max words in capitals", 0.05, 1.0, d.max_caps_ratio, 0.05,
 max_boiler = c3.slider("Max boilerplate lines", 0.0, 1.0, d.max_boilerplate_lines, 0.05,
                        key=f"{k}.boiler", bind=q, help="Lines with a cookie, menu or footer "
                        "phrase, or a navigation bar like 'Home | About | Blog'.")
-num_perm = c4.select_slider("MinHash permutations", (16, 32, 64, 128, 256), d.num_perm,
-                            key=f"{k}.perm", bind=q)
-band_options = [b for b in (1, 2, 4, 8, 16, 32, 64, 128, 256) if b <= num_perm]
-if st.session_state.get(f"{k}.bands", d.bands) not in band_options:
-    st.session_state[f"{k}.bands"] = min(d.bands, num_perm)
-bands = c4.select_slider("LSH bands", band_options, min(d.bands, num_perm), key=f"{k}.bands",
-                         bind=q, help="The signature is cut into this many bands; two documents "
-                         "become a candidate pair when any band matches exactly.")
-near = c4.slider("Near-duplicate threshold (Jaccard)", 0.3, 1.0, d.jaccard, 0.05,
-                 key=f"{k}.jaccard", bind=q)
-with st.expander("Repetition and shingle settings"):
-    r1, r2, r3, r4 = st.columns(4)
-    dup_lines = r1.slider("Max repeated lines", 0.0, 1.0, d.max_dup_lines, 0.05, key=f"{k}.lines")
-    top2 = r2.slider("Max share of the top word pair", 0.05, 1.0, d.max_top_bigram, 0.05,
+near = c4.slider("Near-duplicate Jaccard", 0.3, 1.0, d.jaccard, 0.05, key=f"{k}.jaccard",
+                 bind=q, help="LSH candidate pairs whose MinHash estimate of the Jaccard "
+                 "similarity reaches this are duplicates; the later one is dropped.")
+shingle = c4.slider("Shingle size (characters)", 2, 9, d.shingle, key=f"{k}.shingle")
+with st.expander("MinHash and repetition settings"):
+    r1, r2, r3, r4, r5 = st.columns(5)
+    num_perm = r1.select_slider("MinHash permutations", (16, 32, 64, 128, 256), d.num_perm,
+                                key=f"{k}.perm", bind=q)
+    band_options = [b for b in (1, 2, 4, 8, 16, 32, 64, 128, 256) if b <= num_perm]
+    if st.session_state.setdefault(f"{k}.bands", d.bands) not in band_options:
+        st.session_state[f"{k}.bands"] = min(d.bands, num_perm)  # fewer bands than rows
+    bands = r2.select_slider("LSH bands", band_options, key=f"{k}.bands",
+                             help="The signature is cut into this "
+                             "many bands; two documents become a candidate pair when any band "
+                             "matches exactly.")
+    dup_lines = r3.slider("Max repeated lines", 0.0, 1.0, d.max_dup_lines, 0.05, key=f"{k}.lines")
+    top2 = r4.slider("Max share of the top word pair", 0.05, 1.0, d.max_top_bigram, 0.05,
                      key=f"{k}.top2")
-    dup5 = r3.slider("Max share in repeated 5-grams", 0.05, 1.0, d.max_dup_5gram, 0.05,
+    dup5 = r5.slider("Max share in repeated 5-grams", 0.05, 1.0, d.max_dup_5gram, 0.05,
                      key=f"{k}.dup5")
-    shingle = r4.slider("Shingle size (characters)", 2, 9, d.shingle, key=f"{k}.shingle")
 t = dp.Thresholds(min_english, min_words, max_symbols, min_stop, max_caps, max_boiler, dup_lines,
                   top2, dup5, shingle, num_perm, bands, near)
 result = pdv.cached_pipeline(t)
 recall = dp.recall_table(docs, result)
 
-left, right = st.columns([3, 2])
+left, right = st.columns([1, 1])
 left.altair_chart(pdv.funnel_chart(pdv.funnel_frame(result, tokens)), width="stretch")
 right.dataframe(pdv.recall_frame(recall), hide_index=True, width="stretch",
                 column_config={"recall": st.column_config.ProgressColumn(

@@ -4,7 +4,7 @@ import streamlit as st
 
 from components import multimodal as mmv
 from components.frame import page_frame, show_code
-from components.jobs import run_job
+from components.jobs import finished_result, run_job
 from components.tokens import token_strip
 from core import multimodal as mm
 from core.playground import toy_threads
@@ -58,12 +58,16 @@ def train(report):
         return mm.train_mini_clip(config, vectors, report)
 
 
-result = run_job(("multimodal", "clip", config), train,
+job_key = ("multimodal", "clip", config)
+fresh = finished_result(job_key) is None
+result = run_job(job_key, train,
                  start_label=f"Train {steps} steps",
                  estimate_s=steps * mmv.MS_PER_STEP[patch] / 1000 + 0.5,
                  caps=f"Batches of {config.batch} pairs, at most {mm.MAX_STEPS} steps; "
                       f"{len(data.y_train):,} training digits, {len(data.y_test)} held out.",
                  on_partial=lambda c: mmv.draw_curves(c, steps))
+if result is not None and fresh:
+    st.rerun()  # redraw from the shared result: drops the live curves and the progress bar
 if result is None:
     st.info("Press the button to train: the loss curve and the zero-shot accuracy on the "
             "held-out digits appear as it learns.")
