@@ -99,8 +99,8 @@ def funnel_chart(df: pd.DataFrame) -> alt.Chart:
 def recall_frame(rows: tuple[dp.RecallRow, ...]) -> pd.DataFrame:
     return pd.DataFrame([{
         "injected kind": r.kind, "documents": r.injected, "caught": r.caught,
-        "recall": r.recall if r.kind != "clean" else np.nan, "dropped (any stage)": r.dropped_any,
-        "caught by": r.target} for r in rows])
+        "recall": r.recall if r.kind != "clean" else np.nan, "caught by": r.target,
+        "dropped (any stage)": r.dropped_any} for r in rows])
 
 
 def dropped_frame(docs: tuple[dp.Doc, ...], result: dp.PipelineResult) -> pd.DataFrame:
@@ -126,11 +126,13 @@ def s_curve_chart(df: pd.DataFrame, threshold: float, check: dp.JaccardCheck) ->
     line = alt.Chart(df).mark_line(color="#1c7ed6").encode(
         x=alt.X("Jaccard similarity:Q", scale=alt.Scale(domain=[0, 1])),
         y=alt.Y("P(candidate pair):Q", scale=alt.Scale(domain=[0, 1])))
-    rule = alt.Chart(pd.DataFrame({"x": [threshold]})).mark_rule(
-        color="#e03131", strokeDash=[4, 3]).encode(x="x:Q")
+    rule = alt.Chart(pd.DataFrame({"Jaccard similarity": [threshold]})).mark_rule(
+        color="#e03131", strokeDash=[4, 3]).encode(x="Jaccard similarity:Q")
     near = check.true[np.array(check.pair) == "near-duplicate pair"]
-    rug = alt.Chart(pd.DataFrame({"x": near})).mark_tick(color="#f08c00", thickness=1).encode(
-        x="x:Q", tooltip=alt.Tooltip("x:Q", title="true Jaccard", format=".2f"))
+    rug = alt.Chart(pd.DataFrame({"Jaccard similarity": near, "P(candidate pair)": 0.03})
+                    ).mark_tick(color="#f08c00", thickness=1).encode(
+        x="Jaccard similarity:Q", y="P(candidate pair):Q",
+        tooltip=alt.Tooltip("Jaccard similarity:Q", title="true Jaccard", format=".2f"))
     return alt.layer(line, rule, rug).properties(height=230)
 
 
@@ -140,8 +142,9 @@ def jaccard_frame(check: dp.JaccardCheck) -> pd.DataFrame:
 
 
 def jaccard_chart(df: pd.DataFrame) -> alt.Chart:
-    diag = alt.Chart(pd.DataFrame({"a": [0, 1], "b": [0, 1]})).mark_line(
-        color="#868e96", strokeDash=[4, 3]).encode(x="a:Q", y="b:Q")
+    diag = alt.Chart(pd.DataFrame({"true Jaccard": [0, 1], "MinHash estimate": [0, 1]})
+                     ).mark_line(color="#868e96", strokeDash=[4, 3]).encode(
+        x="true Jaccard:Q", y="MinHash estimate:Q")
     pts = alt.Chart(df).mark_circle(size=22, opacity=0.7).encode(
         x=alt.X("true Jaccard:Q", scale=alt.Scale(domain=[0, 1])),
         y=alt.Y("MinHash estimate:Q", scale=alt.Scale(domain=[0, 1])),

@@ -65,7 +65,10 @@ left, right = st.columns([1, 1])
 left.altair_chart(pdv.funnel_chart(pdv.funnel_frame(result, tokens)), width="stretch")
 right.dataframe(pdv.recall_frame(recall), hide_index=True, width="stretch",
                 column_config={"recall": st.column_config.ProgressColumn(
-                    "recall", format="percent", min_value=0.0, max_value=1.0)})
+                    "recall", format="percent", min_value=0.0, max_value=1.0, width="small"),
+                    "injected kind": st.column_config.TextColumn("kind", width="small"),
+                    "documents": st.column_config.NumberColumn("docs", width="small"),
+                    "caught": st.column_config.NumberColumn(width="small")})
 clean, lost = recall[0], pdv.clean_dropped_by_source(docs, result)
 right.caption(f"{len(docs):,} documents: {clean.injected:,} distinct paragraphs of Python's "
               f"documentation and {len(docs) - clean.injected} injected. The filters also "
