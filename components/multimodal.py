@@ -101,8 +101,8 @@ def loss_chart(df: pd.DataFrame, steps: int, floor: float | None = None) -> alt.
         y=alt.Y("loss:Q", title="contrastive loss (nats)"))
     if floor is None:
         return line.properties(height=200)
-    rule = alt.Chart(pd.DataFrame({"floor": [floor]})).mark_rule(
-        strokeDash=[4, 3], color="#868e96").encode(y="floor:Q")
+    rule = alt.Chart(pd.DataFrame({"loss": [floor]})).mark_rule(
+        strokeDash=[4, 3], color="#868e96").encode(y="loss:Q")
     return alt.layer(line, rule).properties(height=200)
 
 
@@ -111,8 +111,8 @@ def accuracy_chart(df: pd.DataFrame, steps: int) -> alt.Chart:
         x=alt.X("step:Q", scale=alt.Scale(domain=[0, steps])),
         y=alt.Y("zero-shot accuracy:Q", scale=alt.Scale(domain=[0, 1]),
                 axis=alt.Axis(format="%")))
-    chance = alt.Chart(pd.DataFrame({"chance": [0.1]})).mark_rule(
-        strokeDash=[4, 3], color="#e03131").encode(y="chance:Q")
+    chance = alt.Chart(pd.DataFrame({"zero-shot accuracy": [0.1]})).mark_rule(
+        strokeDash=[4, 3], color="#e03131").encode(y="zero-shot accuracy:Q")
     return alt.layer(line, chance).properties(height=200)
 
 
@@ -126,7 +126,7 @@ def draw_curves(curve: mm.Curve, steps: int, floor: float | None = None) -> None
 def similarity_frame(matrix: np.ndarray, digits: np.ndarray) -> pd.DataFrame:
     i, j = np.indices(matrix.shape)
     return pd.DataFrame({"image": [f"test image of a {digits[r]}" for r in i.ravel()],
-                         "caption": [f"digit {mm.DIGIT_WORDS[c]}" for c in j.ravel()],
+                         "caption": [mm.DIGIT_WORDS[c] for c in j.ravel()],
                          "cosine": matrix.ravel().round(3)})
 
 
@@ -134,14 +134,17 @@ def similarity_chart(df: pd.DataFrame) -> alt.Chart:
     images = list(dict.fromkeys(df["image"]))
     captions = list(dict.fromkeys(df["caption"]))
     base = alt.Chart(df).encode(
-        x=alt.X("caption:N", sort=captions, title="caption (each digit's captions, averaged)",
-                axis=alt.Axis(labelAngle=-40)),
+        x=alt.X("caption:N", sort=captions, title="captions of the digit (averaged)",
+                axis=alt.Axis(labelAngle=-40, labelOverlap=False)),
         y=alt.Y("image:N", sort=images, title=None))
     cells = base.mark_rect().encode(
         color=alt.Color("cosine:Q", scale=alt.Scale(scheme="blueorange", domainMid=0)),
         tooltip=["image", "caption", "cosine"])
-    text = base.mark_text(fontSize=10).encode(text=alt.Text("cosine:Q", format=".2f"))
-    return alt.layer(cells, text).properties(height=alt.Step(24))
+    text = base.mark_text(fontSize=10).encode(
+        text=alt.Text("cosine:Q", format=".2f"),
+        color=alt.condition("abs(datum.cosine) > 0.45", alt.value("white"),
+                            alt.value("black")))  # drawn on the cell, not the page background
+    return alt.layer(cells, text).properties(height=alt.Step(24), width=alt.Step(40))
 
 
 def digit_strip(images: np.ndarray, scale: int = 6, gap: int = 2) -> np.ndarray:
@@ -210,14 +213,11 @@ def results_section(result: mm.ClipResult) -> None:
         "higher, which is why real CLIP models score matched image-caption pairs at only "
         "about 0.25-0.3 cosine.")
     matrix, rows = mm.similarity_matrix(result)
-    c1, c2 = st.columns([3, 2])
-    with c1:
-        st.altair_chart(similarity_chart(similarity_frame(matrix, data.y_test[rows])),
-                        width="stretch")
-    with c2:
-        st.image(digit_strip(data.x_test[rows], scale=4),
-                 caption="The matrix's rows: the first test image of each digit, 0 to 9.")
-        st.caption("A good model has its largest cosine on the diagonal of every row.")
+    st.image(digit_strip(data.x_test[rows], scale=3),
+             caption="The matrix's rows: the first test image of each digit, 0 to 9. A good "
+                     "model has the largest cosine of every row on the diagonal.")
+    st.altair_chart(similarity_chart(similarity_frame(matrix, data.y_test[rows])),
+                    width="content")
 
 
 def caption_search(result: mm.ClipResult, text: str) -> None:

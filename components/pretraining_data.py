@@ -85,14 +85,14 @@ def funnel_chart(df: pd.DataFrame) -> alt.Chart:
         yOffset=alt.YOffset("measure:N", sort=MEASURES),
         x=alt.X("share:Q", title="share of the raw sample kept",
                 axis=alt.Axis(format="%", values=[0, 0.25, 0.5, 0.75, 1.0]),
-                scale=alt.Scale(domain=[0, 1.2])),
+                scale=alt.Scale(domain=[0, 1])),
         tooltip=["stage", "measure", alt.Tooltip("kept:Q", format=","),
                  alt.Tooltip("share:Q", format=".1%")],
     )
     bars = base.mark_bar().encode(color=alt.Color("measure:N", scale=MEASURE_COLOURS,
                                                   title=None, legend=alt.Legend(orient="top")))
-    labels = base.mark_text(align="left", dx=3, fontSize=11).encode(
-        text=alt.Text("kept:Q", format=","))
+    labels = base.mark_text(align="right", dx=-3, fontSize=10, color="white").encode(
+        text=alt.Text("kept:Q", format=","))  # inside the bar: readable in both themes
     return (bars + labels).properties(height=alt.Step(13))
 
 
