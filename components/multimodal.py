@@ -11,9 +11,11 @@ import streamlit as st
 from core import multimodal as mm
 from core.embeddings import MAX_SENTENCE_TOKENS
 
-# Measured per training step on one idle core (batch 64, eval every 20 steps included):
-# the transformer layer's cost grows with the number of patch tokens.
-MS_PER_STEP = {1: 35.0, 2: 17.0, 4: 8.0}
+# Estimated cost of one training step (batch 64, evaluation every 20 steps included) on one
+# idle core: 300 steps at patch 2 took about 5 s in the measurement behind issue 11; the ratios
+# between patch sizes (64 tokens ~3.5x, 4 tokens ~0.7x the 16-token cost) were measured here
+# (bench/multimodal_bench.py), on a loaded machine where every step took 2-3x longer.
+MS_PER_STEP = {1: 60.0, 2: 17.0, 4: 12.0}
 CAPTION_CHAR_CAP = 2_000
 
 
