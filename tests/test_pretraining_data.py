@@ -197,3 +197,47 @@ def test_own_text_survives_bad_input(page, text):
     assert not at.exception
     if not text.strip():
         assert any("Type or paste" in i.value for i in at.info)
+
+
+def _funnel(at) -> dict:
+    from apptest_util import chart_frames
+
+    for dfs in chart_frames(at):
+        for df in dfs:
+            if {"stage", "measure", "kept"} <= set(df.columns):
+                docs = df[df["measure"] == "documents"]
+                return dict(zip(docs["stage"], docs["kept"], strict=True))
+    raise AssertionError("no funnel chart")
+
+
+def test_min_words_drops_more_in_the_funnel_and_the_table_filters(page):
+    at = page
+    before = _funnel(at)
+    at.slider(key="pretraining_data.min_words").set_value(40).run()
+    after = _funnel(at)
+    assert after["raw"] == before["raw"] and after["quality"] < before["quality"]
+    table = next(df.value for df in at.dataframe if "reason" in df.value.columns)
+    assert len(table) == after["raw"] - after["near dedup"]
+    at.multiselect(key="pretraining_data.drop_stage").set_value(["exact dedup"]).run()
+    table = next(df.value for df in at.dataframe if "reason" in df.value.columns)
+    assert set(table["stage"]) == {"exact dedup"}
+    at.slider(key="pretraining_data.min_words").set_value(8).run()
+
+
+def test_mixture_weights_move_tokens_and_epochs(page):
+    at = page
+
+    def mix():
+        return next(df.value for df in at.dataframe if "epochs" in df.value.columns)
+
+    web = mix().set_index("source").loc["web crawl"]
+    at.slider(key="pretraining_data.w.web crawl").set_value(0).run()
+    assert mix().set_index("source").loc["web crawl", "epochs"] == 0
+    at.slider(key="pretraining_data.w.web crawl").set_value(30).run()
+    at.select_slider(key="pretraining_data.budget").set_value(1_000_000).run()
+    doubled = mix().set_index("source").loc["web crawl"]
+    assert abs(doubled["epochs"] - 2 * web["epochs"]) < 1e-9
+    for source in ("docs prose", "docs code", "web crawl"):
+        at.slider(key=f"pretraining_data.w.{source}").set_value(0).run()
+    assert any("All weights are 0" in i.value for i in at.info)
+    assert not at.exception
