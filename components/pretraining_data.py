@@ -325,7 +325,10 @@ def mixture_section(docs: tuple[dp.Doc, ...], result: dp.PipelineResult,
     c1, c2 = st.columns([3, 2])
     c1.altair_chart(mixture_chart(df, 4.0), width="stretch")
     c2.dataframe(df, hide_index=True, width="stretch", column_config={
-        "share of budget": st.column_config.NumberColumn(format="percent"),
+        "share of budget": st.column_config.NumberColumn("share", format="percent"),
+        "tokens drawn": st.column_config.NumberColumn("drawn", format="localized"),
+        "unique tokens after filtering": st.column_config.NumberColumn(
+            "unique", format="localized", help="Unique tokens left after filtering"),
         "epochs": st.column_config.NumberColumn(format="%.2f")})
     st.caption("Unique tokens are what each source keeps after the pipeline above; red bars "
                "pass 4 epochs (dashed line).")
