@@ -11,9 +11,9 @@ from components.models import load_model
 from components.tokens import token_strip
 from core import finetune as ft
 
-# Seconds per training step of the default batch (4 short chats, ~40 tokens each) on 2 shared
-# cores, measured while seven other jobs ran; refined by every finished run in this process.
-STEP_SECONDS = {"default": 2.5}
+# Seconds per training step of the default batch (4 short chats, ~58 tokens each): 2.4 CPU-s
+# measured on one core (far longer on a busy machine); refined by every finished run here.
+STEP_SECONDS = {"default": 3.0}
 OVERHEAD_S = 15.0  # the deep copy and 2 x 3 greedy answers of 24 tokens around the training
 
 

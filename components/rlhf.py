@@ -31,9 +31,9 @@ def pairs_frame(data: rlhf.PreferenceData, flipped: tuple[int, ...]) -> pd.DataF
         "pair": range(1, len(data.pairs) + 1),
         "set": ["train"] * data.n_train + ["held out"] * data.held_out,
         "prompt": [p.prompt for p in data.pairs],
-        "answer A (labelled better)": [p.chosen for p in data.pairs],
+        "answer A": [p.chosen for p in data.pairs],
         "answer B": [p.rejected for p in data.pairs],
-        "prefer B instead": [i in flipped for i in range(len(data.pairs))],
+        "preferred": ["B (your label)" if i in flipped else "A" for i in range(len(data.pairs))],
     })
 
 

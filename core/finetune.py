@@ -146,11 +146,10 @@ def masked_lm_loss(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) 
 
     logits (B, T, V); ids, mask (B, T): position t's logits predict token t+1.
     """
-    pred = logits[:, :-1].float()  # (B, T-1, V)
-    target = ids[:, 1:]
-    keep = mask[:, 1:].bool()
-    losses = torch.nn.functional.cross_entropy(pred.transpose(1, 2), target, reduction="none")
-    return losses[keep].mean()  # (B, T-1) -> scalar
+    keep = mask[:, 1:].bool().reshape(-1)  # (B*(T-1),)
+    pred = logits[:, :-1].float().reshape(-1, logits.shape[-1])[keep]  # (counted, V)
+    target = ids[:, 1:].reshape(-1)[keep]
+    return torch.nn.functional.cross_entropy(pred, target)
 
 
 # --- LoRA ---------------------------------------------------------------------------------
@@ -342,8 +341,10 @@ def _fine_tune_locked(lm: LoadedModel, data: FineTuneData, s: LoraSettings,
     torch.manual_seed(s.seed)
     model = copy.deepcopy(lm.model)
     copy_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    transposed = any(type(m).__name__ == "Conv1D" for m in model.modules())  # GPT-2 layout
     config = LoraConfig(r=s.rank, lora_alpha=2 * s.rank, target_modules=list(s.targets),
-                        lora_dropout=0.0, bias="none", task_type="CAUSAL_LM")
+                        lora_dropout=0.0, bias="none", task_type="CAUSAL_LM",
+                        fan_in_fan_out=transposed)
     peft_model = get_peft_model(model, config)
     params = [p for p in peft_model.parameters() if p.requires_grad]
     trainable = sum(p.numel() for p in params)

@@ -25,13 +25,13 @@ st.markdown(
 st.latex(r"\mathcal{L}_{BT} = -\log \sigma\big(r(x, y_{chosen}) - r(x, y_{rejected})\big)")
 
 st.subheader("1 · Preference pairs (label them yourself)")
-edited = st.data_editor(
-    view.pairs_frame(data, ()), key="rlhf.labels", hide_index=True, width="stretch", height=250,
-    disabled=["pair", "set", "prompt", "answer A (labelled better)", "answer B"],
-)
-flipped = tuple(int(i) for i in edited.index[edited["prefer B instead"]])
+flipped = tuple(st.multiselect(
+    "Training pairs where you prefer answer B", range(data.n_train), key="rlhf.flipped",
+    format_func=lambda i: f"{i + 1}. {data.pairs[i].prompt}",
+    help="Flip a label and the reward model below retrains on your labels at once."))
+st.dataframe(view.pairs_frame(data, flipped), hide_index=True, width="stretch", height=210)
 st.caption(f"{data.n_train} pairs train the reward model; the last {data.held_out} are held out "
-           f"to test it. You flipped {len(flipped)} label(s).")
+           f"to test it (their labels stay as shipped). You flipped {len(flipped)} label(s).")
 
 st.subheader("2 · A Bradley-Terry reward model")
 features = view.features_job(model_id)

@@ -85,7 +85,9 @@ def test_answer_logprob_equals_model_loss(lm):
     t1 = rlhf.TEMPERATURES.index(1.0)
     assert got.logp[0, t1] == pytest.approx(-float(out.loss) * chat.counted, rel=1e-4)
     assert got.tokens[0] == chat.counted
-    assert np.allclose(got.features[0], out.hidden_states[-1][0, -1].numpy(), atol=1e-4)
+    last = max(i for i, m in enumerate(chat.mask) if m)  # the end-of-turn token
+    assert lm.tokenizer.decode([chat.ids[last]]) == "<|im_end|>"
+    assert np.allclose(got.features[0], out.hidden_states[-1][0, last].numpy(), atol=1e-4)
     assert got.logp[0, 0] != got.logp[0, t1]
 
 
@@ -127,13 +129,8 @@ def test_page_trains_reward_model_and_reacts_to_labels():
     assert kl
 
     # the learner flips every training label: the reward model turns against held-out labels
-    editor = at.session_state["rlhf.labels"] if "rlhf.labels" in at.session_state else None
-    assert editor is not None
     n_train = rlhf.load_pairs().n_train
-    at.session_state["rlhf.labels"] = {"edited_rows": {i: {"prefer B instead": True}
-                                                       for i in range(n_train)},
-                                       "added_rows": [], "deleted_rows": []}
-    at.run()
+    at.multiselect(key="rlhf.flipped").set_value(list(range(n_train))).run()
     assert not at.exception, at.exception
     held_after = {m.label: m.value for m in at.metric}["Held-out pairs ranked right"]
     assert int(held_after.rstrip("%")) < int(held_before.rstrip("%"))
