@@ -76,11 +76,14 @@ def estimate_seconds(steps: int) -> float:
 
 
 def fine_tune_job(model_id: str, s: ft.LoraSettings) -> ft.FineTuneResult | None:
-    """The LoRA fine-tune behind its button; live loss curve; result shared by every learner."""
-    live = st.empty()
+    """The LoRA fine-tune behind its button; result shared by every learner.
+
+    The loss curve has one slot above the button: drawn live during the run, then final.
+    """
+    slot = st.empty()
 
     def draw(losses: tuple[float, ...]) -> None:
-        live.altair_chart(loss_chart(losses), width="stretch")
+        slot.altair_chart(loss_chart(losses), width="stretch")
 
     def work(report: ft.Report) -> ft.FineTuneResult:
         before = cached_before_answers(model_id, s.answer_tokens, report)
@@ -92,7 +95,7 @@ def fine_tune_job(model_id: str, s: ft.LoraSettings) -> ft.FineTuneResult | None
     if busy:
         st.info("Another learner's fine-tune is running right now (one at a time, to keep memory "
                 "in bounds). If you start yours, it waits for that one to finish first.")
-    return run_job(
+    result = run_job(
         _key(model_id, s), work, start_label="Fine-tune a copy with LoRA",
         estimate_s=estimate_seconds(s.steps),
         caps=f"Caps: at most {ft.MAX_STEPS} steps and rank {ft.MAX_RANK}; batches of {s.batch} "
@@ -100,6 +103,9 @@ def fine_tune_job(model_id: str, s: ft.LoraSettings) -> ft.FineTuneResult | None
              "tokens. The copy is freed afterwards: only the adapter weights are kept.",
         on_partial=draw,
     )
+    if result is not None:
+        draw(result.losses)
+    return result
 
 
 def _key(model_id: str, s: ft.LoraSettings) -> tuple:

@@ -29,11 +29,11 @@ def cached_pairs() -> rlhf.PreferenceData:
 def pairs_frame(data: rlhf.PreferenceData, flipped: tuple[int, ...]) -> pd.DataFrame:
     return pd.DataFrame({
         "pair": range(1, len(data.pairs) + 1),
-        "set": ["train"] * data.n_train + ["held out"] * data.held_out,
+        "preferred": ["B (yours)" if i in flipped else "A" for i in range(len(data.pairs))],
         "prompt": [p.prompt for p in data.pairs],
         "answer A": [p.chosen for p in data.pairs],
         "answer B": [p.rejected for p in data.pairs],
-        "preferred": ["B (your label)" if i in flipped else "A" for i in range(len(data.pairs))],
+        "set": ["train"] * data.n_train + ["held out"] * data.held_out,
     })
 
 
@@ -126,13 +126,21 @@ def filler_frame(features: rlhf.AnswerFeatures, model: rlhf.RewardModel,
     })
 
 
+def filler_effect(df: pd.DataFrame, k: int) -> tuple[float, int, int]:
+    """(mean reward change, answers whose reward rose, answers) after k filler sentences."""
+    base = df[df["filler sentences"] == 0].set_index("prompt")["reward"]
+    got = df[df["filler sentences"] == k].set_index("prompt")["reward"]
+    change = got - base.loc[got.index]
+    return float(change.mean()), int((change > 0).sum()), len(change)
+
+
 def filler_chart(df: pd.DataFrame) -> alt.Chart:
     return (
         alt.Chart(df).mark_line(point=True)
         .encode(x=alt.X("filler sentences:O", title="sentences of filler appended"),
                 y=alt.Y("reward:Q", title="reward"),
-                color=alt.Color("prompt:N", title=None, legend=alt.Legend(orient="bottom",
-                                                                          labelLimit=400)),
+                color=alt.Color("prompt:N", title="held-out prompt",
+                                legend=alt.Legend(orient="bottom", columns=1, labelLimit=400)),
                 tooltip=["prompt", "filler sentences", "tokens",
                          alt.Tooltip("reward:Q", format=".2f")])
         .properties(height=240)
@@ -213,6 +221,14 @@ def dpo_frame(features: rlhf.AnswerFeatures, data: rlhf.PreferenceData,
                                  features.logp[c, ref], features.logp[r, ref], beta)
         rows.append({"policy temperature": t, "mean DPO loss": float(losses.mean())})
     return pd.DataFrame(rows)
+
+
+def reference_agreement(features: rlhf.AnswerFeatures, data: rlhf.PreferenceData,
+                        flipped: tuple[int, ...]) -> float:
+    """Share of training pairs whose preferred answer the LM already finds more likely."""
+    train, _ = rlhf.pair_indices(data, flipped)
+    ref = rlhf.TEMPERATURES.index(1.0)
+    return float(np.mean([features.logp[c, ref] > features.logp[r, ref] for c, r in train]))
 
 
 def dpo_chart(df: pd.DataFrame, now: float) -> alt.Chart:

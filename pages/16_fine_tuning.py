@@ -56,8 +56,8 @@ if typed:
 compared = view.template_job(model_id, request)
 if compared is not None:
     c1, c2 = st.columns(2)
-    c1.markdown("**Bare text** (the model just continues it)")
-    c1.text(compared.plain_answer or "(ended at once)")
+    c1.markdown("**Bare text** (no template: just a fragment of text to continue)")
+    c1.text(compared.plain_answer or "(nothing: its first token was the end-of-turn marker)")
     c2.markdown("**In the chat template** (the model answers as the assistant)")
     c2.text(compared.chat_answer or "(ended at once)")
 
@@ -87,7 +87,6 @@ st.dataframe(view.lora_frame(modules, targets, rank, layers), hide_index=True, w
 
 result = view.fine_tune_job(model_id, ft.LoraSettings(rank=rank, targets=targets, steps=steps))
 if result is not None:
-    st.altair_chart(view.loss_chart(result.losses), width="stretch")
     k1, k2, k3, k4 = st.columns(4)
     k1.metric("Loss", f"{result.losses[-1]:.2f}", f"{result.losses[-1] - result.losses[0]:+.2f}",
               delta_color="inverse")

@@ -50,11 +50,14 @@ st.altair_chart(view.training_chart(model), width="stretch")
 answers = view.answers_frame(features, model, data, flipped)
 corr = rlhf.correlation(answers["tokens"], answers["reward"])
 filler = view.filler_frame(features, model, data)
-lo, hi = filler.groupby("filler sentences")["reward"].mean().iloc[[0, -1]]
-st.markdown(f"**What did it learn?** Correlation of reward with answer length: **{corr:+.2f}**. "
-            f"Appending meaningless filler moves the mean reward of held-out answers from "
-            f"**{lo:+.2f}** to **{hi:+.2f}**"
-            + (" - a reward that can be gamed." if hi > lo else "."))
+one, most = (view.filler_effect(filler, k) for k in (1, rlhf.FILLER_REPEATS[-1]))
+st.markdown(
+    f"**What did it learn?** Correlation of reward with answer length: **{corr:+.2f}**. "
+    f"Appending one sentence of meaningless filler to a held-out answer changes its reward by "
+    f"**{one[0]:+.2f}** on average (raised for {one[1]} of {one[2]}); "
+    f"{rlhf.FILLER_REPEATS[-1]} sentences by **{most[0]:+.2f}** (raised for {most[1]} of "
+    f"{most[2]}). " + ("Any rise is reward hacking: the answer got no better."
+                       if max(one[1], most[1]) else "This reward model was not fooled by it."))
 c1, c2 = st.columns(2)
 c1.altair_chart(view.length_chart(answers), width="stretch")
 c2.altair_chart(view.filler_chart(filler), width="stretch")
@@ -98,11 +101,16 @@ dpo_beta = st.slider("DPO beta", 0.05, 1.0, 0.1, 0.05, key="rlhf.dpo_beta")
 t_now = st.select_slider("Policy temperature T", list(rlhf.TEMPERATURES), 1.0, key="rlhf.t")
 dpo = view.dpo_frame(features, data, flipped, dpo_beta)
 here = float(dpo.loc[dpo["policy temperature"] == t_now, "mean DPO loss"].iloc[0])
-st.metric("Mean DPO loss at this policy", f"{here:.4f}", f"{here - math.log(2):+.4f} vs ln 2",
-          delta_color="inverse")
+gap = here - math.log(2)
+st.metric("Mean DPO loss at this policy", f"{here:.4f}",
+          None if abs(gap) < 5e-5 else f"{gap:+.4f} vs ln 2", delta_color="inverse")
 st.altair_chart(view.dpo_chart(dpo, t_now), width="stretch")
-st.caption("The reference is the LM itself; the policy is the same LM sampled at temperature T, "
-           "its log-probabilities read from one forward pass per answer. At T = 1 the policy "
-           "is the reference and every pair's loss is exactly ln 2.")
+agree = view.reference_agreement(features, data, flipped)
+st.caption("DPO's loss per pair is -log sigmoid(beta x [(log pi - log ref) of the preferred answer "
+           "minus the same for the other]). The reference is the LM itself; the policy here is "
+           "the same LM sampled at temperature T, its log-probabilities read from one forward "
+           "pass per answer. At T = 1 the policy is the reference and every pair's loss is "
+           f"exactly ln 2. The LM on its own finds the preferred answer more likely in only "
+           f"{agree:.0%} of the training pairs: likelihood is not preference.")
 
 show_code(rlhf.bradley_terry_loss, rlhf.train_reward_model, rlhf.kl_penalised, rlhf.dpo_losses)
