@@ -19,6 +19,9 @@ ANSWER_SECONDS = 0.35
 TOKEN_SECONDS = 0.08
 SAMPLE_TOKENS = 24
 N_MAX = 16
+# L2 penalty of the reward head: 576 features and 24 pairs overfit without it (training loss
+# 0.02, rewards spread over +-20); 0.3 kept 7 of 8 held-out pairs right with rewards within +-8.
+WEIGHT_DECAY = 0.3
 
 
 @st.cache_resource(show_spinner=False)
@@ -65,7 +68,7 @@ def cached_reward_model(model_id: str, flipped: tuple[int, ...]) -> rlhf.RewardM
     if done is None:
         return None
     train, held = rlhf.pair_indices(cached_pairs(), flipped)
-    return rlhf.train_reward_model(done.value.features, train, held)
+    return rlhf.train_reward_model(done.value.features, train, held, weight_decay=WEIGHT_DECAY)
 
 
 def training_chart(model: rlhf.RewardModel) -> alt.Chart:
@@ -108,7 +111,7 @@ def length_chart(df: pd.DataFrame) -> alt.Chart:
                 color=alt.Color("label:N", title=None, legend=alt.Legend(orient="top")),
                 shape=alt.Shape("set:N", title=None),
                 tooltip=["answer", "tokens", alt.Tooltip("reward:Q", format=".2f"), "label"])
-        .properties(height=260)
+        .properties(height=330)
     )
 
 
@@ -137,13 +140,14 @@ def filler_effect(df: pd.DataFrame, k: int) -> tuple[float, int, int]:
 def filler_chart(df: pd.DataFrame) -> alt.Chart:
     return (
         alt.Chart(df).mark_line(point=True)
-        .encode(x=alt.X("filler sentences:O", title="sentences of filler appended"),
+        .encode(x=alt.X("filler sentences:Q", title="sentences of filler appended",
+                        axis=alt.Axis(tickMinStep=1, format="d")),
                 y=alt.Y("reward:Q", title="reward"),
                 color=alt.Color("prompt:N", title="held-out prompt",
                                 legend=alt.Legend(orient="bottom", columns=1, labelLimit=400)),
                 tooltip=["prompt", "filler sentences", "tokens",
                          alt.Tooltip("reward:Q", format=".2f")])
-        .properties(height=240)
+        .properties(height=330)  # the legend below takes about 90 px of it
     )
 
 

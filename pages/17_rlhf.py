@@ -110,7 +110,8 @@ st.caption("DPO's loss per pair is -log sigmoid(beta x [(log pi - log ref) of th
            "minus the same for the other]). The reference is the LM itself; the policy here is "
            "the same LM sampled at temperature T, its log-probabilities read from one forward "
            "pass per answer. At T = 1 the policy is the reference and every pair's loss is "
-           f"exactly ln 2. The LM on its own finds the preferred answer more likely in only "
-           f"{agree:.0%} of the training pairs: likelihood is not preference.")
+           f"exactly ln 2. The LM on its own finds the preferred answer more likely in "
+           f"{agree:.0%} of the training pairs"
+           + (": likelihood is not preference." if agree < 0.75 else "."))
 
 show_code(rlhf.bradley_terry_loss, rlhf.train_reward_model, rlhf.kl_penalised, rlhf.dpo_losses)
