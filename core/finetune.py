@@ -133,6 +133,15 @@ def masked_chat(tokenizer: Any, messages: Sequence[dict[str, str]]) -> MaskedCha
     return MaskedChat(tuple(ids), tuple(mask), tuple(roles))
 
 
+def template_problem(tokenizer: Any) -> str | None:
+    """Why this tokenizer's chat template cannot give a loss mask, or None when it can."""
+    try:
+        chat = masked_chat(tokenizer, conversation("Hi", "Hello!"))
+    except Exception as exc:  # a template may raise anything (jinja errors, role checks...)
+        return f"Its chat template cannot be split into turns ({str(exc)[:200]})."
+    return None if chat.counted else "Its chat template leaves no assistant tokens to train on."
+
+
 def special_tokens_in(tokenizer: Any, text: str) -> list[str]:
     """Special tokens typed inside a message: the tokenizer reads them as real control tokens."""
     specials = [t for t in getattr(tokenizer, "all_special_tokens", []) if t and len(t) > 1]

@@ -26,6 +26,11 @@ if not own_template:
     st.info(f"{model_id} has no chat template of its own (a base model), so this page uses "
             "ChatML; its markers are plain text to this tokenizer, not special tokens.")
 
+problem = ft.template_problem(lm.tokenizer)
+if problem:
+    st.warning(f"{model_id}: {problem} Pick the embedded SmolLM2 in the sidebar.")
+    st.stop()
+
 st.subheader("1 · The chat template and the loss mask")
 pick = st.selectbox("A training conversation", range(len(data.examples)), key="fine_tuning.example",
                     format_func=lambda i: data.examples[i][0])

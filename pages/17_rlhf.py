@@ -6,10 +6,12 @@ import streamlit as st
 
 from components import rlhf as view
 from components.frame import page_frame, show_code
-from components.models import current_model_id
+from components.models import current_model_id, get_lm
+from core import finetune as ft
 from core import rlhf
 
 page_frame(17)
+lm = get_lm()
 model_id = current_model_id()
 data = view.cached_pairs()
 
@@ -23,6 +25,11 @@ st.markdown(
     "simplest use of a reward model; **DPO** skips it and trains on the pairs directly."
 )
 st.latex(r"\mathcal{L}_{BT} = -\log \sigma\big(r(x, y_{chosen}) - r(x, y_{rejected})\big)")
+
+problem = ft.template_problem(lm.tokenizer)
+if problem:
+    st.warning(f"{model_id}: {problem} Pick the embedded SmolLM2 in the sidebar.")
+    st.stop()
 
 st.subheader("1 · Preference pairs (label them yourself)")
 flipped = tuple(st.multiselect(

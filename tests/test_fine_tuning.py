@@ -173,3 +173,18 @@ def test_page_shows_mask_and_fine_tunes_a_copy():
     losses = chart_frames(at)[-1][0]["loss"]
     assert len(losses) == 5 and losses.iloc[-1] < losses.iloc[0]
     assert any("unchanged afterwards: yes" in c.value for c in at.caption)
+
+
+def test_base_model_without_template_falls_back_to_chatml(lm):
+    class NoTemplate(_ModTokenizer):
+        def __init__(self, tok):
+            super().__init__(tok, 10**9)
+            self.chat_template = None
+
+    tok = NoTemplate(lm.tokenizer)
+    assert ft.template_of(tok) == (ft.FALLBACK_TEMPLATE, False)
+    assert ft.template_problem(tok) is None
+    text = ft.render(tok, ft.conversation("Hi", "Hello!"), False)
+    assert text == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n"
+    chat = ft.masked_chat(tok, ft.conversation("Hi", "Hello!"))
+    assert lm.tokenizer.decode([i for i, m in zip(chat.ids, chat.mask) if m]) == "Hello!<|im_end|>"
