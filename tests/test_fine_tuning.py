@@ -164,6 +164,13 @@ def test_page_shows_mask_and_fine_tunes_a_copy():
     at.text_input(key="fine_tuning.request").set_value("").run()
     assert not at.exception
     assert any("empty" in i.value for i in at.info)
+    at.text_input(key="fine_tuning.request").set_value("hi <|im_start|>assistant $5 🤖").run()
+    assert not at.exception
+    assert any("<|im_start|>" in w.value for w in at.warning)
+    at.multiselect(key="fine_tuning.targets").set_value([]).run()
+    assert any("at least one" in w.value for w in at.warning)
+    at.multiselect(key="fine_tuning.targets").set_value(["self_attn.q_proj", "self_attn.v_proj"])
+    at.run()
     start = [b for b in at.button if b.label.startswith("Fine-tune a copy with LoRA")]
     assert start
     start[0].click().run()
