@@ -336,62 +336,72 @@ def fine_tune(lm: LoadedModel, data: FineTuneData, s: LoraSettings,
         gc.collect()
 
 
-def _fine_tune_locked(lm: LoadedModel, data: FineTuneData, s: LoraSettings,
-                      report: Report, before: Sequence[str] | None) -> FineTuneResult:
-    from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
+def lora_copy(model: Any, s: LoraSettings) -> Any:
+    """A deep copy of `model` with LoRA injected: get_peft_model rewrites what it is given."""
+    from peft import LoraConfig, get_peft_model
 
-    if not s.targets:
-        raise ValueError("Pick at least one module to adapt.")
-    fingerprint = weights_fingerprint(lm.model)
-    rss0, peak = _rss(), 0
-    if before is None:
-        before = held_out_answers(lm, data, s.answer_tokens, lambda f, t="", partial=None:
-                                  report(0.0, t + " (original model)"))
-    torch.manual_seed(s.seed)
-    model = copy.deepcopy(lm.model)
-    copy_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     transposed = any(type(m).__name__ == "Conv1D" for m in model.modules())  # GPT-2 layout
     config = LoraConfig(r=s.rank, lora_alpha=2 * s.rank, target_modules=list(s.targets),
                         lora_dropout=0.0, bias="none", task_type="CAUSAL_LM",
                         fan_in_fan_out=transposed)
-    peft_model = get_peft_model(model, config)
+    return get_peft_model(copy.deepcopy(model), config)
+
+
+def _train(peft_model: Any, batches: list[list[MaskedChat]], s: LoraSettings, pad: int,
+           report: Report) -> tuple[list[float], float, int]:
+    """AdamW on the LoRA weights only; returns losses, seconds per step and peak memory."""
     params = [p for p in peft_model.parameters() if p.requires_grad]
-    trainable = sum(p.numel() for p in params)
     opt = torch.optim.AdamW(params, lr=s.learning_rate, weight_decay=0.0)
-    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
     losses: list[float] = []
-    batches = _batches(data, lm.tokenizer, s)
+    peak = 0
     peft_model.train()
     t0 = time.perf_counter()
     for step, batch in enumerate(batches):
         ids, attn, mask = _tensors(batch, pad)
-        with heavy_work():
+        with heavy_work():  # per step, so other learners' pages run between steps
             loss = masked_lm_loss(peft_model(input_ids=ids, attention_mask=attn).logits, ids, mask)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
         losses.append(float(loss.detach()))
-        rss = _rss()
-        peak = max(peak, rss or 0)
+        peak = max(peak, _rss() or 0)
         report((step + 1) / (len(batches) + 1),
                f"Step {step + 1}/{len(batches)}: loss {losses[-1]:.2f}", partial=tuple(losses))
-    per_step = (time.perf_counter() - t0) / max(1, len(batches))
     peft_model.eval()
+    return losses, (time.perf_counter() - t0) / max(1, len(batches)), peak
+
+
+def _fine_tune_locked(lm: LoadedModel, data: FineTuneData, s: LoraSettings,
+                      report: Report, before: Sequence[str] | None) -> FineTuneResult:
+    from peft import get_peft_model_state_dict
+
+    if not s.targets:
+        raise ValueError("Pick at least one module to adapt.")
+    fingerprint, rss0 = weights_fingerprint(lm.model), _rss()
+    if before is None:
+        before = held_out_answers(lm, data, s.answer_tokens, lambda f, t="", partial=None:
+                                  report(0.0, t + " (original model)"))
+    torch.manual_seed(s.seed)
+    peft_model = lora_copy(lm.model, s)
+    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
+    batches = _batches(data, lm.tokenizer, s)
+    losses, per_step, peak = _train(peft_model, batches, s, pad, report)
     adapter = {k: v.detach().clone() for k, v in get_peft_model_state_dict(peft_model).items()}
     tuned = LoadedModel(lm.model_id + " + LoRA", peft_model.merge_and_unload(), lm.tokenizer,
                         "fine-tuned copy")
     after = held_out_answers(tuned, data, s.answer_tokens, lambda f, t="", partial=None: report(
         (len(batches) + f) / (len(batches) + 1), t + " (LoRA copy)", partial=tuple(losses)))
-    del tuned, peft_model, model, opt, params
+    copy_bytes = sum(p.numel() * p.element_size() for p in tuned.model.parameters())
+    del tuned, peft_model
     gc.collect()
-    tokens = sum(len(c.ids) for b in batches for c in b) / max(1, len(batches))
     return FineTuneResult(
         losses=tuple(losses), trainable=trainable, total=parameter_total(lm.model),
         answers=tuple(Answer(p, b, a) for p, b, a in zip(data.held_out, before, after)),
         adapter=adapter, adapter_bytes=sum(v.numel() * v.element_size() for v in adapter.values()),
         copy_bytes=copy_bytes, peak_rss_rise=(peak - rss0) if rss0 and peak else None,
         seconds_per_step=per_step, shared_unchanged=weights_fingerprint(lm.model) == fingerprint,
-        tokens_per_step=tokens,
+        tokens_per_step=sum(len(c.ids) for b in batches for c in b) / max(1, len(batches)),
     )
 
 

@@ -115,4 +115,4 @@ if result is not None:
                f"Shared model's weights unchanged afterwards: "
                f"{'yes' if result.shared_unchanged else 'NO'} (hash of sampled tensors).")
 
-show_code(ft.masked_chat, ft.masked_lm_loss, ft.lora_parameter_formula, ft._fine_tune_locked)
+show_code(ft.masked_chat, ft.masked_lm_loss, ft.lora_parameter_formula, ft.lora_copy, ft._train)
