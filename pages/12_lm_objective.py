@@ -4,8 +4,8 @@ import numpy as np
 import streamlit as st
 
 from components import lm_objective as lo
-from components.frame import page_frame, show_code
-from components.models import get_prompt, get_trace
+from components.frame import follow_shared_prompt, page_frame, show_code
+from components.models import get_trace
 from components.preamble import model_page, note_truncation, prompt_or_default
 from components.tokens import code_span, percent, token_strip
 from core.lm_objective import GAME_TEXTS, alternatives, new_game, play, surprisal
@@ -23,9 +23,10 @@ st.markdown(
 )
 
 lm, _ = model_page(prompt=False)
-st.session_state.setdefault("lm_objective.text", get_prompt())
+follow_shared_prompt("lm_objective.text")
 text = st.text_area("Text to score", key="lm_objective.text", max_chars=20_000, height=90,
-                    help="Starts from the shared prompt; edits here stay on this page.")
+                    help="Follows the shared prompt in the sidebar; edits here stay on this page "
+                         "until the shared prompt changes.")
 text = prompt_or_default(text, "The text")
 trace = get_trace(text)
 note_truncation(trace.truncated_from, trace.length)
