@@ -164,3 +164,13 @@ def test_trained_bpe_round_trips(text):
 
 
 _SMALL_BPE = bpe.train_bpe("the theory of the thermal theatre, then there " * 4, 40)
+
+
+def test_bpe_ties_go_to_the_smallest_token_ids_not_byte_order():
+    # after merging "aa" (id 256), the pairs ("aa", "b") and ("z", "y") both occur 3 times:
+    # byte order would pick b"aa" + b"b" first (b"aa" < b"z"), token id order picks (122, 121)
+    model = bpe.train_bpe("aab\naab\naab\nzy\nzy\nzy", 2)
+    assert model.merges[0].merged == b"aa" and model.merges[0].new_id == 256
+    assert model.merges[1].count == 3 and (model.merges[1].left, model.merges[1].right) == (b"z", b"y")
+    source = open(bpe.__file__, encoding="utf-8").read()  # the comment states the same rule
+    assert "smallest token ids" in source and "byte order" not in source
