@@ -184,7 +184,7 @@ def test_side_by_side_is_reproducible_and_greedy_matches_the_core_loop(dec_page,
     again = pd.DataFrame(at.session_state["decoding.results"][0])
     assert again["output"].tolist() == first["output"].tolist()
     prompt_ids = lm.tokenizer(at.session_state["shared.prompt"], add_special_tokens=False)["input_ids"]
-    steps = generate_text(lm, prompt_ids, replace(GREEDY, max_new_tokens=4))
+    steps = generate_text(lm, prompt_ids, replace(GREEDY, max_new_tokens=6))
     greedy = lm.tokenizer.decode([s.token_id for s in steps], clean_up_tokenization_spaces=False)
     assert first.loc[first.strategy == "Greedy", "output"].iloc[0] == greedy
 
