@@ -12,7 +12,6 @@ from components.models import load_model
 from components.tokens import visible
 from core.decoding import BeamResult, DecodingSettings, NextTokenView, beam_search, generate_text
 
-
 # The sliders' starting values: each of the five strategies is a different sampler here (with
 # temperature 1 and top-p 1, "top-p", "temperature" and "all your filters" would be the same).
 PAGE_DEFAULTS = DecodingSettings(temperature=1.3, top_k=0, top_p=0.8, min_p=0.1,
