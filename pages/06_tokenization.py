@@ -17,7 +17,7 @@ from components.tokenization import (
 )
 from components.tokens import token_strip
 from core import bpe
-from core.tokenization import HFTokenizer, tokenize
+from core.tokenization import HFTokenizer, chat_template_tokens, tokenize
 
 page_frame(6)
 
@@ -179,4 +179,5 @@ with chat_tab:
         token_strip([p.text for p in chat.safe_pieces], ids=[p.id for p in chat.safe_pieces],
                     values=[0.8 if s else 0.0 for s in chat.safe_special])
 
-show_code(tokenize, HFTokenizer.pieces, bpe.train_bpe, bpe.encode)
+show_code(tokenize, HFTokenizer.encode, HFTokenizer.pieces, chat_template_tokens, bpe.train_bpe,
+          bpe.encode)
