@@ -18,7 +18,7 @@ import torch
 from core.models import UnsupportedArchitecture, heavy_work
 
 ATTENTION_CAP = 64  # tokens in attention views: T x T heatmaps stay readable and quick
-INDUCTION_HALF = 24  # length of the random sequence that is repeated once for induction
+INDUCTION_HALF = 16  # length of the random sequence that is repeated once for induction
 INDUCTION_SEEDS = 4  # random sequences in the probe batch: one forward pass measures them all
 HEAD_LABEL_THRESHOLD = 0.3  # a head is named after a pattern that takes this much attention
 
