@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PORT   ?= 8501
 
-.PHONY: run test bench lint clean
+.PHONY: run test bench screens lint clean
 
 $(STAMP): requirements.txt requirements-dev.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+screens: $(STAMP)
+	$(PY) -m bench.screens
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

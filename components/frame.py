@@ -12,6 +12,7 @@ from core import model_ids
 from core.concepts import Concept, available_concepts, by_section, concept
 
 PROMPT_MAX_CHARS = 20_000
+URL_PROMPT_MAX_CHARS = 1_000  # longer prompts stay out of the link (browsers cap URL length)
 OTHER = "Another hub model…"
 EMBEDDED_LABEL = "SmolLM2-135M-Instruct (embedded, offline)"
 
@@ -22,11 +23,37 @@ def _label(model_id: str) -> str:
 
 def _init_state() -> None:
     st.session_state.setdefault(MODEL_KEY, model_ids.EMBEDDED_ID)
-    st.session_state.setdefault(PROMPT_KEY, DEFAULT_PROMPT)
+    if PROMPT_KEY not in st.session_state:  # a new session: a shared link may carry the prompt
+        linked = st.query_params.get("prompt", "")
+        st.session_state[PROMPT_KEY] = linked[:URL_PROMPT_MAX_CHARS] or DEFAULT_PROMPT
+
+
+def _prompt_in_url() -> None:
+    """Keep the shared prompt in the address bar, so a reload or a shared link keeps it."""
+    prompt = st.session_state[PROMPT_KEY]
+    wanted = prompt if prompt != DEFAULT_PROMPT and len(prompt) <= URL_PROMPT_MAX_CHARS else None
+    if st.query_params.get("prompt") != wanted:
+        if wanted is None:
+            del st.query_params["prompt"]
+        else:
+            st.query_params["prompt"] = wanted
 
 
 def _on_prompt_change() -> None:
     st.session_state[PROMPT_KEY] = st.session_state["sidebar.prompt"]
+
+
+def follow_shared_prompt(key: str) -> None:
+    """Seed a page's own text box (widget `key`) from the shared prompt, and follow the sidebar.
+
+    The box keeps the learner's own edits until the shared prompt itself changes; then it
+    shows the new shared prompt at once, on this page, without leaving it.
+    """
+    shared = st.session_state.get(PROMPT_KEY, DEFAULT_PROMPT)
+    seen = f"{key}.shared_seen"
+    if key not in st.session_state or st.session_state.get(seen) != shared:
+        st.session_state[key] = shared
+        st.session_state[seen] = shared
 
 
 def _on_model_change() -> None:
@@ -111,6 +138,7 @@ def sidebar() -> None:
         st.divider()
         _model_picker()
         _prompt_box()
+    _prompt_in_url()
 
 
 def page_frame(number: int) -> Concept:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from core.engine import engine_enabled, engine_for
 from core.models import LoadedModel, heavy_work
 
 GENERATION_CAP = 256  # new tokens, whatever a page asks for
@@ -179,7 +180,17 @@ def choose_token(
 def generate_stream(
     lm: LoadedModel, input_ids: Sequence[int], s: DecodingSettings, use_cache: bool = True
 ) -> Iterator[Step]:
-    """Yield one Step per new token. The heavy-work lock is held per step, not per answer."""
+    """Yield one Step per new token.
+
+    With the KV cache (the default), the process's generation engine (`core.engine`) runs this
+    sequence's forward passes batched with every other learner's; the token is chosen here,
+    with this call's own settings and seed. Without the cache, each step re-reads the whole
+    sequence alone (the slow way page 18 compares against). The heavy-work lock is held per
+    step, never per answer.
+    """
+    if use_cache and engine_enabled() and input_ids:
+        yield from _generate_batched(lm, input_ids, s)
+        return
     ids = [int(i) for i in input_ids]
     gen = torch.Generator().manual_seed(int(s.seed))
     eos = set(_eos_ids(lm))
@@ -199,6 +210,28 @@ def generate_stream(
         yield Step(len(ids) - 1, token, text, prob, seconds, n == 0, len(ids) - 1 if use_cache else 0)
         if s.stop_at_eos and token in eos:
             return
+
+
+def _generate_batched(lm: LoadedModel, input_ids: Sequence[int], s: DecodingSettings
+                      ) -> Iterator[Step]:
+    ids = [int(i) for i in input_ids]
+    gen = torch.Generator().manual_seed(int(s.seed))
+    eos = set(_eos_ids(lm))
+    seq = engine_for(lm.model).open(ids)
+    try:
+        token: int | None = None
+        for n in range(min(s.max_new_tokens, GENERATION_CAP)):
+            start = time.perf_counter()
+            logits = seq.next_logits(token)
+            token, prob = choose_token(logits, s, ids, gen)
+            seconds = time.perf_counter() - start
+            ids.append(token)
+            text = lm.tokenizer.decode([token], clean_up_tokenization_spaces=False)
+            yield Step(len(ids) - 1, token, text, prob, seconds, n == 0, len(ids) - 1)
+            if s.stop_at_eos and token in eos:
+                return
+    finally:
+        seq.close()  # a learner who stops or leaves gives the batch its row back at once
 
 
 def _eos_ids(lm: LoadedModel) -> list[int]:
@@ -238,17 +271,27 @@ def beam_search(
     lm: LoadedModel, input_ids: Sequence[int], num_beams: int, max_new_tokens: int,
     length_penalty: float = 1.0,
 ) -> BeamResult:
-    """Breadth-first beam search, keeping `num_beams` hypotheses; finished ones wait aside."""
+    """Breadth-first beam search, keeping `num_beams` hypotheses; finished ones wait aside.
+
+    The prompt is read once; after that each step feeds only the beams' last tokens and the KV
+    cache is reordered to follow the beams that survive (a beam's row is copied to each child).
+    """
     prompt = [int(i) for i in input_ids]
     eos = set(_eos_ids(lm))
     beams: list[tuple[list[int], float, int]] = [([], 0.0, -1)]  # (tokens, logprob, parent)
     finished: list[tuple[float, list[int]]] = []
     tree: list[BeamNode] = []
     steps = min(max_new_tokens, GENERATION_CAP)
+    past = None
     for step in range(steps):
-        batch = torch.tensor([prompt + b[0] for b in beams])
         with heavy_work(), torch.inference_mode():
-            logprobs = lm.model(batch).logits[:, -1].float().log_softmax(-1)  # (beams, vocab)
+            if past is None:
+                out = lm.model(torch.tensor([prompt]), use_cache=True)
+            else:
+                last = torch.tensor([[b[0][-1]] for b in beams])  # (beams, 1)
+                out = lm.model(last, cache=past, use_cache=True)
+            past = out.cache
+            logprobs = out.logits[:, -1].float().log_softmax(-1)  # (beams, vocab)
         totals = logprobs + torch.tensor([b[1] for b in beams])[:, None]
         vocab = totals.shape[-1]
         top = totals.flatten().topk(2 * num_beams)
@@ -267,6 +310,9 @@ def beam_search(
             text = lm.tokenizer.decode([seq[-1]], clean_up_tokenization_spaces=False)
             tree.append(BeamNode(step, rank, parent, seq[-1], text, score))
         beams = new_beams
+        if not beams:
+            break
+        past.reorder_cache(torch.tensor([parent for _, _, parent in beams]))
         if len(finished) >= num_beams:
             best_running = max(b[1] for b in beams) / (len(beams[0][0]) ** length_penalty)
             if min(sorted(finished, reverse=True)[:num_beams])[0] >= best_running:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from components.frame import page_frame, show_code
+from components.frame import follow_shared_prompt, page_frame, show_code
 from components.models import get_prompt
 from components.tokenization import (
     chat_tokens,
@@ -51,7 +51,7 @@ def _use_example() -> None:
     st.session_state["tokenization.text"] = EXAMPLES[choice] or get_prompt()
 
 
-st.session_state.setdefault("tokenization.text", get_prompt())
+follow_shared_prompt("tokenization.text")
 st.selectbox("Try an example", list(EXAMPLES), key="tokenization.example", on_change=_use_example)
 text = st.text_area("Text to tokenize", key="tokenization.text", height=110, max_chars=20_000)
 

@@ -4,8 +4,8 @@ import numpy as np
 import streamlit as st
 
 from components import model_views as mv
-from components.frame import page_frame, show_code
-from components.models import DEFAULT_PROMPT, get_lm, get_prompt, get_trace, note_truncation
+from components.frame import follow_shared_prompt, page_frame, show_code
+from components.models import DEFAULT_PROMPT, get_lm, get_trace, note_truncation
 from components.tokens import token_strip
 from core.lm_objective import GAME_TEXTS, alternatives, new_game, play, surprisal
 from core.trace import TRACE_TOKEN_CAP
@@ -22,9 +22,10 @@ st.markdown(
 )
 
 lm = get_lm()
-st.session_state.setdefault("lm_objective.text", get_prompt())
+follow_shared_prompt("lm_objective.text")
 text = st.text_area("Text to score", key="lm_objective.text", max_chars=20_000, height=90,
-                    help="Starts from the shared prompt; edits here stay on this page.")
+                    help="Follows the shared prompt in the sidebar; edits here stay on this page "
+                         "until the shared prompt changes.")
 if not text.strip():
     st.info("The text is empty, so this page scores a default sentence.")
     text = DEFAULT_PROMPT

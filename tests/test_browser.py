@@ -18,6 +18,7 @@ from core.concepts import available_concepts
 ROOT = Path(__file__).resolve().parent.parent
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 pytestmark = pytest.mark.browser
+PROJECTOR = (1280, 720)
 
 
 def _free_port() -> int:
@@ -71,8 +72,40 @@ def browser():
         b.close()
 
 
-def _open(browser, url: str) -> tuple[list[str], str]:
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+# Elements of the main area whose right edge is past the viewport and that no scrolling or
+# clipping ancestor inside the viewport contains; charts count when their canvas or svg is
+# wider than the chart element that holds it (a legend cut off by the column).
+OVERFLOW_JS = """
+() => {
+  const W = window.innerWidth, bad = [];
+  const name = el => el.tagName.toLowerCase() + '[' + (el.getAttribute('data-testid') ||
+      (typeof el.className === 'string' ? el.className.split(' ')[0] : '')) + ']';
+  for (const el of document.querySelectorAll("[data-testid='stMain'] *")) {
+    const r = el.getBoundingClientRect();
+    if (r.width === 0 || r.height === 0 || r.right <= W + 1) continue;
+    let held = false;  // inside a box that scrolls sideways (a wide table, a code block)
+    for (let a = el.parentElement; a; a = a.parentElement) {
+      const ox = getComputedStyle(a).overflowX;
+      if ((ox === 'auto' || ox === 'scroll') && a.getBoundingClientRect().right <= W + 1) {
+        held = true; break;
+      }
+    }
+    if (!held) bad.push(name(el) + ' ends at ' + Math.round(r.right) + ' px');
+  }
+  for (const chart of document.querySelectorAll("[data-testid='stVegaLiteChart']")) {
+    const r = chart.getBoundingClientRect();
+    const col = chart.parentElement.closest("[data-testid='stColumn'], [data-testid='stVerticalBlock']");
+    const edge = col ? col.getBoundingClientRect().right : W;
+    if (r.width > 0 && r.right > Math.min(edge, W) + 2) bad.push('a chart drawn to ' +
+        Math.round(r.right) + ' px in a column ending at ' + Math.round(edge) + ' px');
+  }
+  return [...new Set(bad)].slice(0, 8);
+}
+"""
+
+
+def _open(browser, url: str, viewport: tuple[int, int] = (1400, 1000)) -> tuple[list[str], str]:
+    page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
     try:
         page.goto(url, wait_until="domcontentloaded", timeout=60_000)
         page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']",
@@ -81,6 +114,8 @@ def _open(browser, url: str) -> tuple[list[str], str]:
         page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']",
                                timeout=300_000)
         errors = page.locator("[data-testid='stException']").all_inner_texts()
+        if viewport == PROJECTOR:
+            errors += [f"overflow at 1280x720: {b}" for b in page.evaluate(OVERFLOW_JS)]
         return errors, page.inner_text("[data-testid='stMain']")
     finally:
         page.close()
@@ -94,7 +129,7 @@ def test_home_page_lists_every_available_concept(server, browser):
 
 
 @pytest.mark.parametrize("concept", available_concepts(), ids=lambda c: c.slug)
-def test_every_page_opens_without_exception(server, browser, concept):
-    errors, text = _open(browser, f"{server}/{concept.slug}")
+def test_every_page_opens_without_exception_or_overflow_on_a_projector(server, browser, concept):
+    errors, text = _open(browser, f"{server}/{concept.slug}", PROJECTOR)
     assert not errors, errors
     assert concept.title in text

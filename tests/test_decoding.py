@@ -121,6 +121,38 @@ def test_beam_search_equals_generate(lm, beams):
     assert len(ours.tree) == beams * 6
 
 
+def test_beam_search_with_eos_equals_generate_and_reads_the_prompt_once(lm):
+    from core.models import LoadedModel
+
+    class Recording:  # delegates to the shared model, recording each call's input shape
+        def __init__(self, model):
+            self._model, self.shapes = model, []
+
+        def __call__(self, input_ids, **kw):
+            self.shapes.append(tuple(input_ids.shape))
+            return self._model(input_ids, **kw)
+
+        def __getattr__(self, name):
+            return getattr(self._model, name)
+
+    messages = [{"role": "user", "content": "Say hi."}]
+    ids = lm.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    ids = list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+    rec = Recording(lm.model)
+    ours = d.beam_search(LoadedModel(lm.model_id, rec, lm.tokenizer, lm.source), ids,
+                         num_beams=4, max_new_tokens=14)
+    with torch.inference_mode():
+        ref = lm.model.generate(torch.tensor([ids]), num_beams=4, do_sample=False,
+                                max_new_tokens=14, num_return_sequences=4,
+                                early_stopping=False, length_penalty=1.0,
+                                pad_token_id=lm.tokenizer.eos_token_id)
+    eos = lm.tokenizer.eos_token_id
+    strip = [tuple(t for t in r[len(ids):].tolist() if t != eos) for r in ref]
+    assert [tuple(t for t in s if t != eos) for s in ours.sequences][0] == strip[0]
+    assert rec.shapes[0] == (1, len(ids))  # the prompt is read once...
+    assert all(shape[1] == 1 for shape in rec.shapes[1:])  # ...then one token per beam
+
+
 # --- what page 19 shows: drawable tokens, entropy, the strategies at the page's defaults ------
 
 

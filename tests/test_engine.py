@@ -1,0 +1,129 @@
+"""The batched generation engine: the same logits and text alone and in a batch of learners."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from core import decoding as d
+from core.engine import Engine
+
+PROMPTS = [
+    "The capital of France is",
+    "Once upon a time, in a small village by the sea, there lived an old fisherman who",
+    "def fibonacci(n):",
+    "1, 2, 3, 4,",
+]
+STEPS = 10
+
+
+def _greedy(engine: Engine, ids: list[int], record: list, start: threading.Event | None = None):
+    if start is not None:
+        start.wait()
+    seq = engine.open(ids)
+    token = None
+    try:
+        for _ in range(STEPS):
+            logits = seq.next_logits(token)
+            record.append(logits.clone())
+            token = int(logits.argmax())
+            time.sleep(0.001 * (len(ids) % 3))  # learners answer at different speeds
+    finally:
+        seq.close()
+
+
+def _alone_and_batched(model, prompts_ids):
+    alone = []
+    for ids in prompts_ids:
+        rec: list = []
+        _greedy(Engine(model), ids, rec)
+        alone.append(rec)
+    engine, start = Engine(model), threading.Event()
+    batched = [[] for _ in prompts_ids]
+    threads = [threading.Thread(target=_greedy, args=(engine, ids, rec, start))
+               for ids, rec in zip(prompts_ids, batched)]
+    for t in threads:
+        t.start()
+    start.set()
+    for t in threads:
+        t.join(timeout=300)
+    return alone, batched, engine
+
+
+def test_batched_logits_equal_each_sequence_alone(lm):
+    prompts_ids = [lm.tokenizer(p)["input_ids"] for p in PROMPTS]
+    alone, batched, engine = _alone_and_batched(lm.model, prompts_ids)
+    assert engine.largest_batch > 1  # the learners really shared forward passes
+    for a, b in zip(alone, batched):
+        assert len(a) == len(b) == STEPS
+        for la, lb in zip(a, b):
+            assert torch.allclose(la, lb, atol=2e-3, rtol=0), float((la - lb).abs().max())
+        assert [int(x.argmax()) for x in a] == [int(x.argmax()) for x in b]
+    assert engine.active() == 0
+
+
+def test_batched_logits_equal_the_plain_model(lm):
+    """A batch with padding and holes gives each row what the model gives that text alone."""
+    ids = lm.tokenizer(PROMPTS[1])["input_ids"]
+    _, batched, _ = _alone_and_batched(lm.model, [lm.tokenizer(PROMPTS[0])["input_ids"], ids])
+    greedy = [int(x.argmax()) for x in batched[1]]
+    with torch.inference_mode():
+        full = lm.model(torch.tensor([ids + greedy[:-1]])).logits[0, len(ids) - 1:]
+    got = torch.stack(batched[1])
+    assert torch.allclose(got, full.float(), atol=2e-3, rtol=0)
+
+
+def test_absolute_position_models_batch_correctly(tiny_gpt2_lm):
+    tok = tiny_gpt2_lm.tokenizer
+    prompts_ids = [tok(p)["input_ids"] for p in PROMPTS]
+    alone, batched, engine = _alone_and_batched(tiny_gpt2_lm.model, prompts_ids)
+    assert engine.largest_batch > 1
+    for a, b in zip(alone, batched):
+        np.testing.assert_allclose(torch.stack(a).numpy(), torch.stack(b).numpy(), atol=1e-4)
+
+
+def test_a_learner_who_stops_gives_the_row_back(lm):
+    ids = lm.tokenizer(PROMPTS[0])["input_ids"]
+    stream = d.generate_stream(lm, ids, d.DecodingSettings(max_new_tokens=50))
+    next(stream)
+    next(stream)
+    engine = d.engine_for(lm.model)
+    assert engine.active() == 1
+    stream.close()  # the page stopped reading (Stop pressed, tab closed)
+    assert engine.active() == 0
+
+
+def test_seeded_sampling_is_the_same_alone_and_beside_others(lm):
+    s = d.DecodingSettings(temperature=1.0, top_k=40, max_new_tokens=12, seed=7)
+    ids = lm.tokenizer(PROMPTS[2])["input_ids"]
+    alone = [x.token_id for x in d.generate_stream(lm, ids, s)]
+    others = [threading.Thread(target=lambda p=p: list(d.generate_stream(
+        lm, lm.tokenizer(p)["input_ids"], d.DecodingSettings(max_new_tokens=12))))
+        for p in PROMPTS]
+    for t in others:
+        t.start()
+    together = [x.token_id for x in d.generate_stream(lm, ids, s)]
+    for t in others:
+        t.join(timeout=300)
+    assert together == alone
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt2_lm(tmp_path_factory):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from core.models import LoadedModel
+
+    torch.manual_seed(0)
+    cfg = GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=50257, n_positions=128)
+    model = GPT2LMHeadModel(cfg).eval()
+
+    class Tok:  # a byte-level stand-in: one id per byte
+        def __call__(self, text):
+            return {"input_ids": list(text.encode())}
+
+    return LoadedModel("tiny-gpt2", model, Tok(), "test")
