@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from core.block import decoder_layers
+from core.anatomy import anatomy
 from core.decoding import DecodingSettings, generate_stream
 from core.models import LoadedModel, heavy_work
 
@@ -178,6 +178,11 @@ def _shape(module: Any) -> tuple[int, int] | None:
         d_in, d_out = module.weight.shape
         return int(d_in), int(d_out)
     return None
+
+
+def decoder_layers(model: Any) -> list[Any]:
+    """The model's blocks (UnsupportedArchitecture for a model without a decoder stack)."""
+    return list(anatomy(model).blocks)
 
 
 def adaptable_modules(model: Any) -> tuple[LinearModule, ...]:
