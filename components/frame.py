@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import re
+import string
 
 import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
@@ -14,6 +16,16 @@ from core.concepts import Concept, available_concepts, by_section, concept
 PROMPT_MAX_CHARS = 20_000
 OTHER = "Another hub model…"
 EMBEDDED_LABEL = "SmolLM2-135M-Instruct (embedded, offline)"
+
+
+_MD_PUNCTUATION = re.compile("([" + re.escape(string.punctuation) + "])")
+
+
+def plain_markdown(text: str) -> str:
+    """Typed or model text for st.markdown/st.warning, shown exactly as typed: every ASCII
+    punctuation mark is backslash-escaped (CommonMark allows it for all of them), so no link,
+    image, HTML, LaTeX, code span or auto-linked address can form; line breaks become spaces."""
+    return _MD_PUNCTUATION.sub(r"\\\1", " ".join(text.split()))
 
 
 def _label(model_id: str) -> str:
@@ -79,7 +91,7 @@ def _model_picker() -> None:
                       on_change=_on_custom_model)
     error = st.session_state.get("shared.model_error")
     if error:
-        st.warning(error, icon="⚠️")
+        st.warning(plain_markdown(error), icon="⚠️")  # it quotes the typed id
 
 
 def _prompt_box() -> None:

@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from components import attention as ca
-from components.frame import page_frame, show_code
+from components.frame import page_frame, plain_markdown, show_code
 from components.models import get_lm
 from core.embeddings import (
     DEFAULT_GROUPS,
@@ -35,7 +35,7 @@ st.markdown(
 
 lm = get_lm()
 table, _ = ca.embedding_tables(lm.model_id)
-st.caption(f"{lm.model_id}: embedding table of {table.shape[0]:,} tokens x {table.shape[1]} "
+st.caption(f"{plain_markdown(lm.model_id)}: embedding table of {table.shape[0]:,} tokens x {table.shape[1]} "
            "dimensions. A word that splits into several tokens is the mean of their rows.")
 
 
@@ -134,10 +134,10 @@ ctx_raw = w2.text_area("Sentences containing it", ctx_default, key="embeddings.c
 ctx_sentences = tuple(s.strip()[:300] for s in ctx_raw.splitlines() if s.strip())[:MAX_SENTENCES]
 wic = ca.cached_word_in_context(lm.model_id, ctx_word, ctx_sentences)
 if wic.missing:
-    st.warning(f"{len(wic.missing)} sentence(s) do not contain '{ctx_word}' as a whole word and "
+    st.warning(f"{len(wic.missing)} sentence(s) do not contain '{plain_markdown(ctx_word)}' as a whole word and "
                "are left out.")
 if len(wic.sentences) < 2:
-    st.info(f"Need at least two sentences containing '{ctx_word}'; showing the bank example.")
+    st.info(f"Need at least two sentences containing '{plain_markdown(ctx_word)}'; showing the bank example.")
     ctx_word, ctx_sentences = "bank", tuple(ctx_default.splitlines())
     wic = ca.cached_word_in_context(lm.model_id, ctx_word, ctx_sentences)
 n_states = wic.contextual.shape[1]
