@@ -259,16 +259,23 @@ def clean_stale_conversions(root: Path) -> list[Path]:
     return removed
 
 
+def start_conversion_folder(parent: Path) -> Path:
+    """A fresh .convert-* folder beside the target, marked with this process's id, so that a
+    later start can tell a live conversion from one that was killed half-way."""
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=parent))
+    (tmp / PID_FILE).write_text(f"{os.getpid()} {socket.gethostname()}")
+    return tmp
+
+
 def convert_gguf(source: Path, target: Path, status: Status = lambda _: None) -> None:
     """Dequantize the GGUF into a safetensors folder, written aside and renamed into place."""
     from safetensors.torch import save_file
 
     status("Converting the embedded SmolLM2 GGUF to safetensors (once, about 15-30 s)…")
     model, tokenizer = _from_gguf(source, eager=False)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    tmp = start_conversion_folder(target.parent)
     try:
-        (tmp / PID_FILE).write_text(f"{os.getpid()} {socket.gethostname()}")
         config = model.config
         if hasattr(config, "quantization_config"):
             del config.quantization_config  # GGUF models refuse save_pretrained otherwise
