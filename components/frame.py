@@ -88,7 +88,10 @@ def _model_picker() -> None:
     if st.session_state.get("sidebar.model") == OTHER:
         st.text_input("Hub id of a causal LM", key="sidebar.custom_model",
                       placeholder="e.g. EleutherAI/pythia-70m", max_chars=200,
-                      on_change=_on_custom_model)
+                      on_change=_on_custom_model,
+                      help="A Hugging Face hub id: 'name' or 'owner/name' (letters, digits, "
+                           "'-', '_' and '.'). Folders on the server load only if its operator "
+                           "allows them.")
     error = st.session_state.get("shared.model_error")
     if error:
         st.warning(plain_markdown(error), icon="⚠️")  # it quotes the typed id
