@@ -407,6 +407,13 @@ def load_embedded(status: Status = lambda _: None) -> LoadedModel:
         sound, why = False, f"it would not load ({type(exc).__name__})"
     else:
         why = "its weights give NaN or infinite outputs"
+    if not sound and writable_reason(folder.parent) is not None:  # damaged and read-only
+        note = (f"The model cache in {folder.parent} is damaged ({why}) and cannot be "
+                "rewritten, so the model is read from its GGUF file, which takes about 15 s "
+                "longer at every start.")
+        status(note)
+        model, tokenizer = _from_gguf(source)
+        return LoadedModel(EMBEDDED_ID, model, tokenizer, "embedded (GGUF, in memory)", note)
     if not sound:  # passed the checks but will not load or computes NaN: rebuild once
         status(_repair_message(why))
         convert_gguf(source, folder, status)

@@ -315,14 +315,11 @@ def _tensor_span(weights: Path, name: str) -> tuple[int, int]:
     return 8 + n + start, 8 + n + end
 
 
-def test_nan_weights_that_slip_past_the_checksum_are_caught_by_the_first_forward(cache_copy,
-                                                                                   pristine_logits):
-    root, calls = cache_copy
-    weights = models.converted_dir(root) / models.WEIGHTS
+def _nan_in_a_norm_weight(weights: Path) -> None:
+    """NaN over a norm weight (read by every forward pass) between two sampled blocks."""
     size = weights.stat().st_size
     sampled = [max(0, size - models.SAMPLE_BYTES) * i // (models.SAMPLE_BLOCKS - 1)
                for i in range(models.SAMPLE_BLOCKS)]
-    # a norm weight (read by every forward pass) that lies between two sampled blocks
     start, end = next(
         (a, b) for a, b in (_tensor_span(weights, f"model.layers.{i}.input_layernorm.weight")
                             for i in range(30))
@@ -330,11 +327,30 @@ def test_nan_weights_that_slip_past_the_checksum_are_caught_by_the_first_forward
     with open(weights, "r+b") as f:
         f.seek(start)
         f.write(np.full((end - start) // 4, np.nan, np.float32).tobytes())
+    assert weights.stat().st_size == size
+
+
+def test_nan_weights_that_slip_past_the_checksum_are_caught_by_the_first_forward(cache_copy,
+                                                                                   pristine_logits):
+    root, calls = cache_copy
+    _nan_in_a_norm_weight(models.converted_dir(root) / models.WEIGHTS)
     assert models.cache_state(models.converted_dir(root)) == "ok"  # the checksum misses it
     messages: list[str] = []
     lm = models.load_embedded(messages.append)
     assert calls and any("NaN" in m and "Repairing" in m for m in messages), messages
     assert torch.equal(_probe_logits(lm), pristine_logits)
+    messages.clear()
+    models.load_embedded(messages.append)  # the next start is a normal one
+    assert not messages and len(calls) == 1
+
+
+def test_nan_weights_in_a_read_only_cache_load_the_gguf_instead(cache_copy, monkeypatch, lm):
+    root, calls = cache_copy
+    _nan_in_a_norm_weight(models.converted_dir(root) / models.WEIGHTS)
+    _read_only(monkeypatch, root)
+    monkeypatch.setattr(models, "_from_gguf", lambda source, eager=True: (lm.model, lm.tokenizer))
+    got = models.load_embedded()
+    assert not calls and "cannot be rewritten" in got.note and got.model is lm.model
 
 
 def test_a_cache_from_before_checksums_gets_one(cache_copy):
