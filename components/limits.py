@@ -165,7 +165,7 @@ def capitals_section(model_id: str) -> None:
         st.metric("Right", f"{int(df['right'].sum())} of {n}",
                   help="An answer is right if its first clause names the capital.")
         st.markdown(f"{len(wrong)} wrong; {over} of them more confident than the least confident "
-                    "right answer.")
+                    "right answer." if len(wrong) else "No wrong answers on this list.")
         st.altair_chart(confidence_chart(df), width="stretch")
         st.dataframe(df, hide_index=True, width="stretch")
     links(("pages/19_decoding.py", "Where the probabilities come from (19)"))
@@ -225,8 +225,8 @@ def pronouns_section(model_id: str) -> None:
 def years_section(model_id: str) -> None:
     st.markdown(f"Which year does the model think it is? For each prompt, every year "
                 f"{L.YEARS[0]}-{L.YEARS[-1]} is scored as a continuation, and the scores are "
-                "renormalised. Years after the training data are rare in it, so they get little "
-                "probability: the knowledge cut-off shows as a cliff.")
+                "renormalised. Years after its training data was collected are rare in that data, so "
+                "look for where each curve falls away: that is the knowledge cut-off.")
     res = probe_job("knowledge cut-off", model_id, (),
                     lambda lm, rep: L.probe_years(lm, report=rep),
                     len(L.YEAR_PROMPTS) * 4 * SECONDS_PER_READ,
