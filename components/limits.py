@@ -11,8 +11,9 @@ from components.jobs import run_job
 from components.models import load_model
 from core import limits as L
 
-# Seconds per greedy token and per forward read, measured on the embedded model (2 idle cores);
-# every estimate below multiplies them by the work the probe's settings ask for.
+# Seconds per greedy token and per single forward read on 2 idle cores (decoding runs at about
+# 20 tokens/s there, DESIGN.md; a read of a short prompt is an upper guess); every estimate
+# below multiplies them by the work the probe's settings ask for.
 SECONDS_PER_TOKEN = 0.08
 SECONDS_PER_READ = 0.25
 

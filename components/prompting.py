@@ -9,8 +9,10 @@ import streamlit as st
 from components.models import load_model
 from core import prompting as P
 
-# Measured on the embedded SmolLM2 (2 shared cores, idle): one review read with the prefix
-# cached, and one generated token. The job's estimate is built from these and the settings.
+# Per-item costs on 2 idle cores: greedy decoding runs at about 20 tokens/s (DESIGN.md), and a
+# review read over the cached prefix is taken at an upper guess of 0.35 s (on this shared,
+# heavily loaded machine 30 reads took 4-6 min of wall time). The job's estimate multiplies
+# these by the settings; its progress bar then refines the time left from the measured pace.
 SECONDS_PER_READ = 0.35
 SECONDS_PER_THOUGHT_TOKEN = 0.06
 
