@@ -201,6 +201,12 @@ def rephrasing_section(model_id: str) -> None:
         c1, c2 = st.columns(2)
         c1.metric("Consistent across phrasings", f"{sum(res.consistent)} of {len(res.gold)}")
         c2.metric("Phrasings answered right", f"{res.accuracy:.0%}")
+        flat = [p for row in res.parsed for p in row]
+        top = max(set(flat), key=flat.count)
+        if flat.count(top) >= 0.8 * len(flat):
+            st.markdown(f"It answered **{top or 'neither yes nor no'}** to {flat.count(top)} of "
+                        f"{len(flat)} phrasings: consistency that comes from one fixed answer, "
+                        "not from knowing the facts.")
         rows = [{"phrasing": q, "right answer": g, "model": a.strip(), "parsed": p or "none"}
                 for g, qs, ans, ps in zip(res.gold, res.questions, res.answers, res.parsed)
                 for q, a, p in zip(qs, ans, ps)]
