@@ -107,8 +107,10 @@ def years_chart(res: L.YearResult) -> alt.Chart:
 
 
 def counting_section(model_id: str) -> None:
+    tok = load_model(model_id).tokenizer
+    cut = "|".join(tok.decode([i]) for i in tok("strawberry", add_special_tokens=False)["input_ids"])
     st.markdown("Ask how many times **r** occurs in ten words. The model never sees letters, "
-                "only tokens (`strawberry` is `st|raw|berry`), so the count is not in its input "
+                f"only tokens (`strawberry` is `{cut}`), so the count is not in its input "
                 "directly. Spelled out with spaces, every letter is its own token: if tokenization "
                 "were the whole story, that version would be easy.")
     spelled = st.toggle("Spell each word out with spaces (s t r a w …)", key="limits.spelled")
