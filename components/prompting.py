@@ -1,0 +1,109 @@
+"""Prompt engineering: cached measurements per condition, tables and the p(positive) strip plot."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from components.models import load_model
+from core import prompting as P
+
+# Per-item costs on 2 idle cores: greedy decoding runs at about 20 tokens/s (DESIGN.md), and a
+# review read over the cached prefix is taken at an upper guess of 0.35 s (on this shared,
+# heavily loaded machine 30 reads took 4-6 min of wall time). The job's estimate multiplies
+# these by the settings; its progress bar then refines the time left from the measured pace.
+SECONDS_PER_READ = 0.35
+SECONDS_PER_THOUGHT_TOKEN = 0.06
+
+
+@st.cache_data(show_spinner=False)
+def cached_reviews() -> tuple[tuple[P.Review, ...], tuple[P.Review, ...]]:
+    return P.load_reviews()
+
+
+@st.cache_resource(show_spinner=False)
+def _measured() -> dict:
+    """Finished conditions by (model id, condition), shared by every session."""
+    return {}
+
+
+def condition_for(technique: str, template: str, k: int, seed: int, think: int) -> P.Condition:
+    """Only the settings a technique uses enter its condition, so its cache key stays stable."""
+    return P.Condition(technique, template, k if technique == "few-shot" else 0,
+                       seed if technique == "few-shot" else 0,
+                       think if technique == "step-by-step" else 0)
+
+
+def missing(model_id: str, conditions: list[P.Condition]) -> list[P.Condition]:
+    done = _measured()
+    return [c for c in conditions if (model_id, c) not in done]
+
+
+def estimate_seconds(conditions: list[P.Condition], reviews: int) -> float:
+    per = [reviews * (SECONDS_PER_READ + (c.think_tokens * SECONDS_PER_THOUGHT_TOKEN
+                                          + 2 * SECONDS_PER_READ if c.think_tokens else 0))
+           for c in conditions]
+    return sum(per)
+
+
+def measure_all(model_id: str, conditions: list[P.Condition], report) -> list[P.ConditionResult]:
+    """Each condition once per process; conditions measured before are reused at once."""
+    reviews, pool = cached_reviews()
+    done, out = _measured(), []
+    todo = missing(model_id, conditions)
+    for c in conditions:
+        if (model_id, c) not in done:
+            n = todo.index(c)
+            sub = lambda f, text="", partial=None, n=n: report((n + f) / len(todo), text)  # noqa: E731
+            done[(model_id, c)] = P.measure_condition(load_model(model_id), c, reviews, pool, sub)
+        out.append(done[(model_id, c)])
+    return out
+
+
+def summary_frame(results: list[P.ConditionResult], threshold: float) -> pd.DataFrame:
+    rows = []
+    for r in results:
+        s = P.summarise(r)
+        _, best_acc = P.best_threshold(r.p_positive, r.truth)
+        rows.append({
+            "technique": s.technique,
+            "accuracy at 0.5": s.accuracy,
+            f"accuracy at {threshold:.2f}": P.accuracy(r.p_positive, r.truth, threshold),
+            "best cut's accuracy": best_acc,
+            "AUC": s.auc,
+            "mass on label tokens": s.label_mass,
+            "prompt tokens (all reviews)": s.prompt_tokens,
+            "tokens computed (prefix cached)": s.computed_tokens,
+            "tokens generated": s.generated_tokens,
+        })
+    return pd.DataFrame(rows)
+
+
+def strip_frame(results: list[P.ConditionResult], reviews: tuple[P.Review, ...]) -> pd.DataFrame:
+    rows = []
+    for r in results:
+        for i, (p, t, said) in enumerate(zip(r.p_positive, r.truth, r.said)):
+            rows.append({"technique": r.condition.technique, "review": reviews[i].text,
+                         "truth": "positive" if t else "negative", "p(positive)": p,
+                         "label mass": r.mass[i], "model's top next token": said,
+                         "jitter": ((i * 7) % 11) / 10 - 0.5})
+    return pd.DataFrame(rows)
+
+
+def strip_chart(df: pd.DataFrame, threshold: float) -> alt.Chart:
+    """One dot per review and technique; the rule is the movable threshold."""
+    dots = alt.Chart(df).mark_circle(size=70, opacity=0.8).encode(
+        x=alt.X("p(positive):Q", scale=alt.Scale(domain=[0, 1]),
+                title="p(positive), read over the label tokens"),
+        y=alt.Y("technique:N", title=None, sort=list(P.TECHNIQUES)),
+        yOffset=alt.YOffset("jitter:Q", scale=alt.Scale(domain=[-0.8, 0.8])),
+        color=alt.Color("truth:N", title="true label",
+                        scale=alt.Scale(domain=["positive", "negative"],
+                                        range=["#2ca02c", "#d62728"])),
+        tooltip=["technique", "review", "truth", alt.Tooltip("p(positive):Q", format=".3f"),
+                 alt.Tooltip("label mass:Q", format=".1%"), "model's top next token"],
+    )
+    rule = alt.Chart(pd.DataFrame({"t": [threshold]})).mark_rule(strokeDash=[4, 3], size=2).encode(
+        x="t:Q")
+    return (dots + rule).properties(height=70 * max(1, df["technique"].nunique()) + 30)

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import streamlit as st
+
+from components.frame import page_frame, show_code
+from components.jobs import run_job
+from components.models import current_model_id, get_lm
+from components.prompting import (
+    cached_reviews,
+    condition_for,
+    estimate_seconds,
+    measure_all,
+    missing,
+    strip_chart,
+    strip_frame,
+    summary_frame,
+)
+from core import prompting as P
+
+page_frame(23)
+st.markdown(
+    "The same model answers the same task better or worse depending only on **how it is asked**. "
+    "Here SmolLM2 labels 30 one-line reviews as positive or negative, asked four ways: "
+    "**zero-shot** (just the question), a **system prompt** describing the job, **few-shot** "
+    "(k solved examples first, as earlier chat turns) and **step-by-step** (it writes a short "
+    "reasoning, then answers). The answer is not parsed from text: at the answer position we "
+    "read the model's probabilities of the label tokens (`positive`, ` positive`, `Positive`, … "
+    "and the same for negative) and renormalise them, so p(positive) + p(negative) = 1. "
+    "**Label mass** is how much of the whole next-token distribution falls on those tokens: "
+    "low mass means the model was about to say something else entirely."
+)
+lm, model_id = get_lm(), current_model_id()
+reviews, pool = cached_reviews()
+
+c1, c2, c3, c4 = st.columns([3, 1, 1, 1])
+techniques = c1.multiselect("Techniques", list(P.TECHNIQUES), default=list(P.TECHNIQUES),
+                            key="prompting.techniques")
+k = c2.slider("Few-shot k", 1, len(pool), 3, key="prompting.k", bind="query-params")
+seed = c3.number_input("Example seed", 0, 99, 0, key="prompting.seed",
+                       help="Which examples from the pool, in which order.")
+think = c4.slider("Thinking tokens", 0, 48, 16, 8, key="prompting.think",
+                  help="Step-by-step: greedy tokens the model writes before it is asked for the "
+                       "label (capped at 48 to keep the run under a few minutes).")
+with st.expander("Edit the prompt template (`{review}` marks where each review goes)"):
+    typed = st.text_area("Template", P.DEFAULT_TEMPLATE, key="prompting.template", height=90,
+                         max_chars=20_000)
+checked = P.check_template(typed, list(getattr(lm.tokenizer, "all_special_tokens", [])))
+for note in checked.notes:
+    st.warning(note)
+if not techniques:
+    st.info("Pick at least one technique to measure.")
+    st.stop()
+
+conditions = [condition_for(t, checked.text, k, int(seed), think) for t in techniques]
+with st.expander(f"The exact prompt for review 1 under **{techniques[0]}**"):
+    prefix, tail = P.split_prompt(lm.tokenizer, conditions[0], pool)
+    st.code(prefix + tail.replace(P.PLACEHOLDER, reviews[0].text), language=None)
+todo = missing(model_id, conditions)
+results = run_job(
+    ("prompting", model_id, tuple(conditions)),
+    lambda report: measure_all(model_id, conditions, report),
+    start_label=f"Measure {len(conditions)} technique(s) on {len(reviews)} reviews",
+    estimate_s=estimate_seconds(todo, len(reviews)),
+    caps=f"{len(todo)} of {len(conditions)} not measured yet with these settings; one forward "
+         "pass per review (the shared prefix is computed once), plus the thinking tokens.",
+)
+if results is None:
+    st.stop()
+
+
+@st.fragment
+def scores() -> None:
+    threshold = st.slider("Decision threshold on p(positive)", 0.0, 1.0, 0.5, 0.01,
+                          key="prompting.threshold")
+    st.altair_chart(strip_chart(strip_frame(results, reviews), threshold), width="stretch")
+    table = summary_frame(results, threshold)
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
+        c: st.column_config.NumberColumn(format="%.2f") for c in table.columns[1:6]})
+    best = table.loc[table["AUC"].idxmax()]
+    worst_mass = table.loc[table["mass on label tokens"].idxmin()]
+    st.markdown(
+        f"Best ranking: **{best['technique']}**, AUC {best['AUC']:.2f} (1.0 = every positive "
+        f"review scored above every negative one), accuracy {best['accuracy at 0.5']:.2f} at the "
+        f"fixed 0.5 cut and {best['best cut' + chr(39) + 's accuracy']:.2f} at its best cut. "
+        f"Least on format: **{worst_mass['technique']}**, only "
+        f"{worst_mass['mass on label tokens']:.0%} of the probability on label tokens. "
+        "Accuracy at one threshold can hide a good ranking: move the threshold and watch."
+    )
+
+
+scores()
+show_code(P.read_labels, P.measure_condition, P.auc)
