@@ -18,6 +18,7 @@ from core.decoding import DecodingSettings
 
 TOKENS_PER_S = 15.0  # greedy decoding on an idle 2-core machine, with the prompt's prefill
 TOKENS_PER_CALL = 35  # a typical constrained action; the budget caps it at CALL_BUDGET
+EVAL_STEPS = 1  # as the issue measured it: one call, its observation, then the final answer
 
 
 def loop_estimate(max_steps: int) -> float:
@@ -47,7 +48,7 @@ def agent_job(model_id: str, question: str, constrained: bool, max_steps: int, i
 
 
 def eval_job(model_id: str) -> tuple[tuple[AgentRun, ...], tuple[AgentRun, ...]] | None:
-    """Every shipped question, constrained and not, greedy, two actions at most."""
+    """Every shipped question, constrained and not, greedy, one action then the answer."""
     qs = agents.agent_questions()
     today = dt.date.today()
 
@@ -59,13 +60,13 @@ def eval_job(model_id: str) -> tuple[tuple[AgentRun, ...], tuple[AgentRun, ...]]
             mode = "constrained" if constrained else "free"
             report(n / total, f"{mode}: question {len(out[constrained]) + 1} of {len(qs)}")
             out[constrained].append(agents.run_agent(lm, q.question, constrained=constrained,
-                                                     max_steps=2, today=today))
+                                                     max_steps=EVAL_STEPS, today=today))
         return tuple(out[True]), tuple(out[False])
 
     return run_job(("agents", "eval", model_id, today.isoformat()), work,
                    start_label=f"Measure on {len(qs)} questions, constrained and free",
-                   estimate_s=2 * len(qs) * loop_estimate(2) * 0.6,
-                   caps=f"{len(qs)} questions x 2 modes, greedy, at most 2 actions each.")
+                   estimate_s=2 * len(qs) * loop_estimate(EVAL_STEPS),
+                   caps=f"{len(qs)} questions x 2 modes, greedy, {EVAL_STEPS} action then the final answer.")
 
 
 # --- frames and charts -----------------------------------------------------------------------

@@ -29,9 +29,9 @@ from core.decoding import DecodingSettings, Step, generate_stream
 from core.models import LoadedModel
 
 TOOLS = ("calculator", "search", "date", "final_answer")
-THOUGHT_MAX = 80  # characters: maxLength in the schema
+THOUGHT_MAX = 60  # characters: maxLength in the schema
 INPUT_MAX = 60
-CALL_BUDGET = 80  # tokens per action: above what the capped fields need, so a cap shows
+CALL_BUDGET = 100  # tokens per action: above what the capped fields usually need
 ANSWER_TOKENS = 24
 SEARCH_CHUNK = (500, 50)  # the RAG page's default chunking
 OBSERVATION_CHARS = 300

@@ -351,11 +351,11 @@ class Answer:
 
 
 def answer(lm: LoadedModel, question: str, context: Sequence[str],
-           max_new_tokens: int = ANSWER_TOKENS,
+           max_new_tokens: int | None = None,
            settings: DecodingSettings = GREEDY) -> Answer:
-    """Greedy answer through the one generation door."""
+    """Greedy answer through the one generation door (ANSWER_TOKENS new tokens at most)."""
     ids = prompt_ids(lm, rag_messages(question, context))
-    s = replace(settings, max_new_tokens=max_new_tokens)
+    s = replace(settings, max_new_tokens=max_new_tokens or ANSWER_TOKENS)
     steps = list(generate_stream(lm, ids, s))
     out = [st.token_id for st in steps if st.token_id not in _special_ids(lm)]
     text = lm.tokenizer.decode(out, skip_special_tokens=True).strip()
