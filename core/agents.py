@@ -223,6 +223,8 @@ def agent_messages(question: str) -> list[dict[str, str]]:
 
 
 def chat_ids(lm: LoadedModel, messages: list[dict[str, str]], prefill: str = "") -> list[int]:
+    messages = [{**m, "content": rag.neutralise_special_tokens(m["content"], lm.tokenizer)}
+                for m in messages]
     text = lm.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return list(lm.tokenizer(text + prefill, add_special_tokens=False)["input_ids"])
 

@@ -333,7 +333,17 @@ def rag_messages(question: str, context: Sequence[str]) -> list[dict[str, str]]:
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
 
+def neutralise_special_tokens(text: str, tokenizer: object) -> str:
+    """Typed '<|im_start|>' stays text: a question must not open a new chat turn."""
+    for tok in getattr(tokenizer, "all_special_tokens", []) or []:
+        if len(tok) > 1 and tok in text:
+            text = text.replace(tok, tok[0] + " " + tok[1:])
+    return text
+
+
 def prompt_ids(lm: LoadedModel, messages: list[dict[str, str]]) -> list[int]:
+    messages = [{**m, "content": neutralise_special_tokens(m["content"], lm.tokenizer)}
+                for m in messages]
     if getattr(lm.tokenizer, "chat_template", None):
         text = lm.tokenizer.apply_chat_template(messages, tokenize=False,
                                                 add_generation_prompt=True)

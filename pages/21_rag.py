@@ -18,7 +18,12 @@ st.markdown(
     "reciprocal rank fusion); the top-k chunks are pasted into the prompt, and the model answers "
     "from them. Each step can fail on its own: measure it below."
 )
-st.latex(r"\mathrm{RRF}(d) = \sum_{m \in \{\text{dense},\, \text{BM25}\}} \frac{1}{60 + \mathrm{rank}_m(d)}")
+with st.expander("Go deeper: how the hybrid fuses two rankings"):
+    st.markdown("Cosine scores and BM25 scores live on different scales, so the hybrid ignores "
+                "the scores and adds up reciprocal ranks (Cormack et al., 2009): a chunk ranked "
+                "high by either method rises; one ranked high by both wins.")
+    st.latex(r"\mathrm{RRF}(d) = \sum_{m \in \{\text{dense},\, \text{BM25}\}} "
+             r"\frac{1}{60 + \mathrm{rank}_m(d)}")
 
 c1, c2, c3 = st.columns(3)
 size = c1.select_slider("Chunk size (characters)", [300, 500, 800], 500, key="rag.size",
@@ -54,13 +59,14 @@ r = view.cached_retrieval(size, overlap, question, emb is not None)
 best = list(r.orders)[-1]  # hybrid when the index exists, else BM25
 st.subheader("Which chunks each method retrieves")
 df = view.retrieval_frame(r, chunks, k)
-st.altair_chart(view.rank_chart(df), width="stretch")
-st.caption(f"Every chunk that any method puts in its top {k}; the number is its rank among all "
+g1, g2 = st.columns([3, 2])
+g1.altair_chart(view.rank_chart(df), width="stretch")
+g1.caption(f"Every chunk that any method puts in its top {k}; the number is its rank among all "
            f"{len(chunks):,} chunks for that method (faded: outside that method's top {k}).")
-with st.expander("Scores per method"):
-    st.dataframe(df.pivot_table(index="chunk", columns="method", values="score"), width="stretch")
-    st.caption("Dense: cosine similarity. BM25: sum over query words of idf × saturated term "
-               "frequency. Hybrid: the RRF formula above.")
+g2.dataframe(df.pivot_table(index="chunk", columns="method", values="score").round(4),
+             width="stretch")
+g2.caption("Scores. Dense: cosine similarity. BM25: sum over the question's words of idf × "
+           "saturated term frequency. Hybrid: reciprocal rank fusion (Go deeper, above).")
 
 top = [int(i) for i in r.orders[best][:k]]
 st.subheader(f"The top {k} chunks by {view.METHOD_LABELS[best]}, overlap highlighted")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import streamlit as st
 
@@ -53,7 +54,15 @@ if run is not None:
             s1, s2 = st.columns([3, 2])
             s1.markdown(f"**Step {step.number}** · {step.status}"
                         + (" · error injected" if step.injected_error else ""))
-            s1.code(view.step_json(step), language="json", wrap_lines=True)
+            if step.action is not None:
+                s1.markdown("*Thought*")
+                s1.text(step.action["thought"] or "(empty)")
+                s1.markdown("*Tool call*")
+                s1.code(f"{step.action['tool']}({json.dumps(step.action['input'])})",
+                        language=None, wrap_lines=True)
+            else:
+                s1.markdown("*What the model wrote* (not a valid call)")
+                s1.code(step.raw or "(nothing)", language=None, wrap_lines=True)
             if step.observation:
                 s2.markdown("**Observation** (from the program, not the model)")
                 s2.text(step.observation)
