@@ -50,11 +50,12 @@ if pick == OWN:
 emb = view.available_index(size, overlap)
 m1, m2 = st.columns(2)
 m1.metric("Chunks", f"{len(chunks):,}", help=f"{size} characters each, {overlap} shared with the next")
-m2.metric("Dense index", "ready" if emb is not None else "not built",
-          help="MiniLM embeddings of every chunk, 384 numbers each")
+index_slot = m2.empty()
 if emb is None:
     st.markdown("**BM25 works at once; dense and hybrid retrieval need every chunk embedded.**")
     emb = view.index_job(size, overlap)
+index_slot.metric("Dense index", "ready" if emb is not None else "not built",
+                  help="MiniLM embeddings of every chunk, 384 numbers each")
 r = view.cached_retrieval(size, overlap, question, emb is not None)
 best = list(r.orders)[-1]  # hybrid when the index exists, else BM25
 st.subheader("Which chunks each method retrieves")

@@ -168,6 +168,7 @@ def test_page(monkeypatch, tmp_path):
     assert set(frames[1][0]["method"]) == {"BM25", "Dense (MiniLM cosine)", "Hybrid (RRF)"}
     assert (tmp_path / "index-800-50.npy").is_file()  # kept on disk for the next start
 
+    at.slider(key="rag.k").set_value(1).run()  # one chunk: a short prompt to prefill
     answer = next(b for b in at.button if b.label.startswith("Answer with and without"))
     answer.click().run()
     assert not at.exception, at.exception
