@@ -163,9 +163,10 @@ def test_scores_recomputed_from_stored_runs():
 # --- the page --------------------------------------------------------------------------------
 
 
-def test_page():
+def test_page(monkeypatch):
     from apptest_util import chart_frames, open_page
 
+    monkeypatch.setattr(agents, "ANSWER_TOKENS", 4)  # the loop, not a long answer, is tested
     at = open_page("pages/22_agents.py")
     assert not at.exception, at.exception
     at.text_input(key="agents.expr").set_value("__import__('os').system('ls')").run()
@@ -174,7 +175,7 @@ def test_page():
     assert any(c.value == "391" for c in at.code)
 
     at.slider(key="agents.steps").set_value(1).run()
-    next(b for b in at.button if b.label.startswith("Run the agent")).click().run()
+    next(b for b in at.button if b.label.startswith("Run the agent")).click().run(timeout=1200)
     assert not at.exception, at.exception
     assert any("Step 1" in m.value for m in at.markdown)
     mask = chart_frames(at)[0]
