@@ -34,8 +34,14 @@ def rows() -> list[Row]:
     out: list[Row] = []
     note("rag: first render of page 21")
     page, home = first_render("pages/21_rag.py")
-    out.append(Row("Page 21 (RAG) render, models warm (AppTest)", seconds(page),
-                   f"home page: {seconds(home)}", f"{page / home:.1f}x"))
+    out.append(
+        Row(
+            "Page 21 (RAG) render, models warm (AppTest)",
+            seconds(page),
+            f"home page: {seconds(home)}",
+            f"{page / home:.1f}x",
+        )
+    )
 
     enc, lm = load_encoder(), load_embedded()
     chunks = rag.corpus_chunks(500, 50)
@@ -48,9 +54,15 @@ def rows() -> list[Row]:
     bm25 = rag.bm25_index([c.text for c in chunks])
     bm25_s = time.perf_counter() - t0
     full = embed_s / len(sample) * len(chunks)
-    out.append(Row(f"RAG index 500/50: MiniLM, {len(sample) / embed_s:.0f} chunks/s, so "
-                   f"{len(chunks):,} chunks take", seconds(full),
-                   f"BM25 index of all chunks: {seconds(bm25_s)}", f"{full / bm25_s:.0f}x"))
+    out.append(
+        Row(
+            f"RAG index 500/50: MiniLM, {len(sample) / embed_s:.0f} chunks/s, so "
+            f"{len(chunks):,} chunks take",
+            seconds(full),
+            f"BM25 index of all chunks: {seconds(bm25_s)}",
+            f"{full / bm25_s:.0f}x",
+        )
+    )
 
     emb = rag.embed_texts(enc, [c.text for c in chunks[:256]])
     q = "What does dict.get return for a missing key?"
@@ -63,16 +75,26 @@ def rows() -> list[Row]:
     for _ in range(20):
         rag.retrieve(q, bm25, None, None)
     sparse = (time.perf_counter() - t0) / 20
-    out.append(Row("RAG query: BM25 + dense + RRF ranking (256-chunk index)",
-                   f"{both * 1000:.1f} ms", f"BM25 alone: {sparse * 1000:.1f} ms",
-                   f"{both / sparse:.1f}x"))
+    out.append(
+        Row(
+            "RAG query: BM25 + dense + RRF ranking (256-chunk index)",
+            f"{both * 1000:.1f} ms",
+            f"BM25 alone: {sparse * 1000:.1f} ms",
+            f"{both / sparse:.1f}x",
+        )
+    )
 
     note("rag: answers with and without the top-3 chunks")
     top = [chunks[int(i)].text for i in rag.ranking(rag.bm25_scores(bm25, q))[:3]]
     with_ctx = rag.answer(lm, q, top)
     without = rag.answer(lm, q, [])
-    out.append(Row(f"RAG answer with top-3 chunks ({with_ctx.prompt_tokens} prompt tokens, "
-                   f"{with_ctx.new_tokens} new)", seconds(with_ctx.seconds),
-                   f"without retrieval ({without.prompt_tokens} tokens): "
-                   f"{seconds(without.seconds)}", f"{with_ctx.seconds / without.seconds:.1f}x"))
+    out.append(
+        Row(
+            f"RAG answer with top-3 chunks ({with_ctx.prompt_tokens} prompt tokens, "
+            f"{with_ctx.new_tokens} new)",
+            seconds(with_ctx.seconds),
+            f"without retrieval ({without.prompt_tokens} tokens): {seconds(without.seconds)}",
+            f"{with_ctx.seconds / without.seconds:.1f}x",
+        )
+    )
     return out

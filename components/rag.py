@@ -55,12 +55,16 @@ def index_job(size: int, overlap: int) -> np.ndarray | None:
             _index_store()[(size, overlap)] = built
         return built
 
-    return run_job(("rag", "index", size, overlap), work,
-                   start_label=f"Embed the {n:,} chunks with MiniLM",
-                   estimate_s=rag.estimate_embed_seconds(n, size),
-                   caps="Once per chunk setting: the index is kept in memory for every learner "
-                        "and on disk for the next start. The estimate is for an idle 2-core "
-                        "machine.", rerun_label=None)
+    return run_job(
+        ("rag", "index", size, overlap),
+        work,
+        start_label=f"Embed the {n:,} chunks with MiniLM",
+        estimate_s=rag.estimate_embed_seconds(n, size),
+        caps="Once per chunk setting: the index is kept in memory for every learner "
+        "and on disk for the next start. The estimate is for an idle 2-core "
+        "machine.",
+        rerun_label=None,
+    )
 
 
 # --- cached computations ---------------------------------------------------------------------
@@ -81,8 +85,13 @@ def cached_retrieval(size: int, overlap: int, question: str, dense: bool) -> Ret
 def cached_recall(model_id: str, size: int, overlap: int, dense: bool) -> RecallResult:
     tok = load_model(model_id).tokenizer
     emb = available_index(size, overlap) if dense else None
-    return rag.evaluate_recall(size, overlap, emb, get_encoder() if emb is not None else None,
-                               lambda t: len(tok(t, add_special_tokens=False)["input_ids"]))
+    return rag.evaluate_recall(
+        size,
+        overlap,
+        emb,
+        get_encoder() if emb is not None else None,
+        lambda t: len(tok(t, add_special_tokens=False)["input_ids"]),
+    )
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -101,24 +110,35 @@ def retrieval_frame(r: Retrieval, chunks: Sequence[Chunk], k: int) -> pd.DataFra
         rank = {int(c): n + 1 for n, c in enumerate(order)}
         for i in ids:
             c = chunks[i]
-            rows.append({"chunk": f"#{i} {c.topic} [{c.start}:{c.end}]", "id": i,
-                         "method": METHOD_LABELS[m], "rank": rank[i],
-                         "score": float(r.scores[m][i]), "in top k": rank[i] <= k})
+            rows.append(
+                {
+                    "chunk": f"#{i} {c.topic} [{c.start}:{c.end}]",
+                    "id": i,
+                    "method": METHOD_LABELS[m],
+                    "rank": rank[i],
+                    "score": float(r.scores[m][i]),
+                    "in top k": rank[i] <= k,
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def rank_chart(df: pd.DataFrame) -> alt.Chart:
     """Chunks (rows) by method (columns): the rank each method gives; top-k cells coloured."""
     base = alt.Chart(df).encode(
-        y=alt.Y("chunk:N", title=None, sort=alt.SortField("id"),
-                axis=alt.Axis(labelLimit=260)),
-        x=alt.X("method:N", title=None, axis=alt.Axis(orient="top", labelAngle=0),
-                sort=list(METHOD_LABELS.values())),
+        y=alt.Y("chunk:N", title=None, sort=alt.SortField("id"), axis=alt.Axis(labelLimit=260)),
+        x=alt.X(
+            "method:N",
+            title=None,
+            axis=alt.Axis(orient="top", labelAngle=0),
+            sort=list(METHOD_LABELS.values()),
+        ),
         tooltip=["chunk", "method", "rank", alt.Tooltip("score:Q", format=".4f")],
     )
     cells = base.mark_rect(stroke="gray", strokeOpacity=0.3).encode(
-        color=alt.Color("rank:Q", title="rank", scale=alt.Scale(scheme="viridis", reverse=True,
-                                                                type="log")),
+        color=alt.Color(
+            "rank:Q", title="rank", scale=alt.Scale(scheme="viridis", reverse=True, type="log")
+        ),
         opacity=alt.condition(alt.datum["in top k"], alt.value(1.0), alt.value(0.25)),
     )
     text = base.mark_text(fontWeight="bold").encode(
@@ -132,8 +152,9 @@ def recall_frame(result: RecallResult) -> pd.DataFrame:
     rows = []
     for m, values in result.recall.items():
         for k, v, tokens in zip(result.ks, values, result.context_tokens):
-            rows.append({"method": METHOD_LABELS[m], "k": k, "recall@k": v,
-                         "context tokens": round(tokens)})
+            rows.append(
+                {"method": METHOD_LABELS[m], "k": k, "recall@k": v, "context tokens": round(tokens)}
+            )
     return pd.DataFrame(rows)
 
 
@@ -142,10 +163,18 @@ def recall_chart(df: pd.DataFrame) -> alt.Chart:
         alt.Chart(df)
         .mark_line(point=True)
         .encode(
-            x=alt.X("k:Q", title="k (chunks put in the prompt)", scale=alt.Scale(type="log"),
-                    axis=alt.Axis(values=sorted(df["k"].unique().tolist()))),
-            y=alt.Y("recall@k:Q", title="recall@k (share of questions)",
-                    scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+            x=alt.X(
+                "k:Q",
+                title="k (chunks put in the prompt)",
+                scale=alt.Scale(type="log"),
+                axis=alt.Axis(values=sorted(df["k"].unique().tolist())),
+            ),
+            y=alt.Y(
+                "recall@k:Q",
+                title="recall@k (share of questions)",
+                scale=alt.Scale(domain=[0, 1]),
+                axis=alt.Axis(format="%"),
+            ),
             color=alt.Color("method:N", title=None, legend=alt.Legend(orient="bottom")),
             tooltip=["method", "k", alt.Tooltip("recall@k:Q", format=".0%"), "context tokens"],
         )
@@ -169,13 +198,13 @@ def chunks_html(chunks: Sequence[Chunk], ids: Sequence[int], overlap: int) -> st
         nxt = i + 1 < len(chunks) and chunks[i + 1].topic == c.topic
         tail = max(0, c.end - chunks[i + 1].start) if nxt else 0
         tail = min(tail, len(c.text) - head)
-        body = c.text[head:len(c.text) - tail] if tail else c.text[head:]
+        body = c.text[head : len(c.text) - tail] if tail else c.text[head:]
         parts.append(
             f"<div style='margin-bottom:0.6rem'><b>#{i}</b> · {html.escape(c.topic)} · "
             f"characters {c.start}-{c.end}<pre style='white-space:pre-wrap; margin:0.2rem 0;"
             f" font-size:0.8rem'>"
             f"<span style='{MARK}'>{html.escape(c.text[:head])}</span>{html.escape(body)}"
-            f"<span style='{MARK}'>{html.escape(c.text[len(c.text) - tail:] if tail else '')}"
+            f"<span style='{MARK}'>{html.escape(c.text[len(c.text) - tail :] if tail else '')}"
             "</span></pre></div>"
         )
     return "".join(parts)
@@ -184,8 +213,9 @@ def chunks_html(chunks: Sequence[Chunk], ids: Sequence[int], overlap: int) -> st
 # --- answers ---------------------------------------------------------------------------------
 
 
-def answers_job(model_id: str, question: str, context: tuple[str, ...], key: tuple,
-                prompt_tokens: int):
+def answers_job(
+    model_id: str, question: str, context: tuple[str, ...], key: tuple, prompt_tokens: int
+):
     """The answer without and with the retrieved chunks: two greedy generations."""
 
     def work(report):
@@ -197,9 +227,13 @@ def answers_job(model_id: str, question: str, context: tuple[str, ...], key: tup
         report(1.0, "Done")
         return plain, grounded
 
-    return run_job(("rag", "answers", model_id, question, context, *key), work,
-                   start_label="Answer with and without retrieval",
-                   estimate_s=2 * rag.ANSWER_TOKENS / 19 + prompt_tokens / 400,
-                   caps=f"Greedy, at most {rag.ANSWER_TOKENS} new tokens per answer, through the "
-                        "one generation "
-                        "door.", rerun_label=None)
+    return run_job(
+        ("rag", "answers", model_id, question, context, *key),
+        work,
+        start_label="Answer with and without retrieval",
+        estimate_s=2 * rag.ANSWER_TOKENS / 19 + prompt_tokens / 400,
+        caps=f"Greedy, at most {rag.ANSWER_TOKENS} new tokens per answer, through the "
+        "one generation "
+        "door.",
+        rerun_label=None,
+    )

@@ -146,7 +146,8 @@ def ll_tokenizer(lm: LoadedModel) -> object:
         key = id(lm.tokenizer)
         if key not in _LL_TOKENIZERS:
             _LL_TOKENIZERS[key] = llguidance.hf.from_tokenizer(
-                lm.tokenizer, n_vocab=int(lm.model.config.vocab_size))
+                lm.tokenizer, n_vocab=int(lm.model.config.vocab_size)
+            )
         return _LL_TOKENIZERS[key]
 
 
@@ -173,7 +174,7 @@ class GrammarMask:
 
     def __call__(self, ids: Sequence[int]) -> torch.Tensor | None:
         start = time.perf_counter()
-        for token in ids[self.consumed:]:
+        for token in ids[self.consumed :]:
             self.matcher.consume_token(int(token))
         self.consumed = len(ids)
         bits = np.frombuffer(self.matcher.compute_bitmask(), dtype=np.uint8)
@@ -223,8 +224,10 @@ def agent_messages(question: str) -> list[dict[str, str]]:
 
 
 def chat_ids(lm: LoadedModel, messages: list[dict[str, str]], prefill: str = "") -> list[int]:
-    messages = [{**m, "content": rag.neutralise_special_tokens(m["content"], lm.tokenizer)}
-                for m in messages]
+    messages = [
+        {**m, "content": rag.neutralise_special_tokens(m["content"], lm.tokenizer)}
+        for m in messages
+    ]
     text = lm.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return list(lm.tokenizer(text + prefill, add_special_tokens=False)["input_ids"])
 
@@ -234,8 +237,9 @@ def _decode(lm: LoadedModel, steps: Sequence[Step]) -> str:
     return lm.tokenizer.decode([s.token_id for s in steps if s.token_id not in special])
 
 
-def generate_action(lm: LoadedModel, messages: list[dict[str, str]], constrained: bool,
-                    settings: DecodingSettings) -> tuple[str, dict | None, str, tuple[Step, ...], float]:
+def generate_action(
+    lm: LoadedModel, messages: list[dict[str, str]], constrained: bool, settings: DecodingSettings
+) -> tuple[str, dict | None, str, tuple[Step, ...], float]:
     """One action: (text, valid action or None, status, token steps, seconds in the mask)."""
     ids = chat_ids(lm, messages)
     mask = GrammarMask(lm, len(ids)) if constrained else None
@@ -263,15 +267,23 @@ def final_answer(lm: LoadedModel, messages: list[dict[str, str]]) -> str:
     msgs = messages + [{"role": "user", "content": "Now give your final answer in one sentence."}]
     prefill = "The answer is"
     ids = chat_ids(lm, msgs, prefill)
-    steps = list(generate_stream(lm, ids, DecodingSettings(temperature=0.0,
-                                                           max_new_tokens=ANSWER_TOKENS)))
+    steps = list(
+        generate_stream(lm, ids, DecodingSettings(temperature=0.0, max_new_tokens=ANSWER_TOKENS))
+    )
     return (prefill + _decode(lm, steps)).strip()
 
 
-def run_agent(lm: LoadedModel, question: str, *, constrained: bool = True, max_steps: int = 3,
-              inject_error: bool = False, settings: DecodingSettings | None = None,
-              today: dt.date | None = None,
-              on_step: Callable[[AgentStep], None] | None = None) -> AgentRun:
+def run_agent(
+    lm: LoadedModel,
+    question: str,
+    *,
+    constrained: bool = True,
+    max_steps: int = 3,
+    inject_error: bool = False,
+    settings: DecodingSettings | None = None,
+    today: dt.date | None = None,
+    on_step: Callable[[AgentStep], None] | None = None,
+) -> AgentRun:
     """The loop: act, observe, repeat until final_answer or the step limit."""
     s = settings or DecodingSettings(temperature=0.0)
     s = replace(s, max_new_tokens=CALL_BUDGET)
@@ -281,7 +293,9 @@ def run_agent(lm: LoadedModel, question: str, *, constrained: bool = True, max_s
     for n in range(1, max_steps + 1):
         text, action, status, tokens, m_s = generate_action(lm, messages, constrained, s)
         mask_s += m_s
-        injected = inject_error and n == 1 and action is not None and action["tool"] != "final_answer"
+        injected = (
+            inject_error and n == 1 and action is not None and action["tool"] != "final_answer"
+        )
         if action is None:
             observation = f"Error: that reply was not a valid tool call ({status})."
         elif action["tool"] == "final_answer":
@@ -296,13 +310,29 @@ def run_agent(lm: LoadedModel, question: str, *, constrained: bool = True, max_s
             on_step(step)
         if action is not None and action["tool"] == "final_answer":
             answer = action["input"]
-            return AgentRun(question, constrained, tuple(steps), answer, "final_answer",
-                            time.perf_counter() - start, mask_s)
-        messages = messages + [{"role": "assistant", "content": text},
-                               {"role": "user", "content": f"Observation: {observation}"}]
+            return AgentRun(
+                question,
+                constrained,
+                tuple(steps),
+                answer,
+                "final_answer",
+                time.perf_counter() - start,
+                mask_s,
+            )
+        messages = messages + [
+            {"role": "assistant", "content": text},
+            {"role": "user", "content": f"Observation: {observation}"},
+        ]
     answer = final_answer(lm, messages)
-    return AgentRun(question, constrained, tuple(steps), answer, "step limit",
-                    time.perf_counter() - start, mask_s)
+    return AgentRun(
+        question,
+        constrained,
+        tuple(steps),
+        answer,
+        "step limit",
+        time.perf_counter() - start,
+        mask_s,
+    )
 
 
 # --- evaluation ------------------------------------------------------------------------------
@@ -342,17 +372,27 @@ class AgentScore:
     seconds_per_run: float
 
 
-def score_runs(runs: Sequence[AgentRun], questions: Sequence[AgentQuestion],
-               today: dt.date) -> AgentScore:
+def score_runs(
+    runs: Sequence[AgentRun], questions: Sequence[AgentQuestion], today: dt.date
+) -> AgentScore:
     calls = [s for r in runs for s in r.steps]
-    right_tool = sum(1 for r, q in zip(runs, questions)
-                     if r.steps and r.steps[0].action and r.steps[0].action["tool"] == q.tool)
-    right = sum(1 for r, q in zip(runs, questions)
-                if answer_is_right(r.final_answer, expected_text(q, today)))
+    right_tool = sum(
+        1
+        for r, q in zip(runs, questions)
+        if r.steps and r.steps[0].action and r.steps[0].action["tool"] == q.tool
+    )
+    right = sum(
+        1
+        for r, q in zip(runs, questions)
+        if answer_is_right(r.final_answer, expected_text(q, today))
+    )
     return AgentScore(
-        constrained=bool(runs and runs[0].constrained), runs=len(runs),
-        valid_calls=sum(1 for s in calls if s.status == "valid"), calls=len(calls),
+        constrained=bool(runs and runs[0].constrained),
+        runs=len(runs),
+        valid_calls=sum(1 for s in calls if s.status == "valid"),
+        calls=len(calls),
         budget_stops=sum(1 for s in calls if s.status == "stopped by budget"),
-        right_tool=right_tool, right_answer=right,
+        right_tool=right_tool,
+        right_answer=right,
         seconds_per_run=float(np.mean([r.seconds for r in runs])) if runs else 0.0,
     )

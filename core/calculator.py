@@ -21,8 +21,12 @@ MAX_EXPONENT = 100
 MAX_ABS = 1e30  # results beyond this are refused, so 9**9**9 never becomes a huge integer
 
 BINARY: dict[type, Callable[[float, float], float]] = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-    ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod,
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
     ast.Pow: operator.pow,
 }
 UNARY: dict[type, Callable[[float], float]] = {ast.UAdd: operator.pos, ast.USub: operator.neg}
@@ -63,8 +67,9 @@ def _eval(node: ast.AST) -> float | int:
         return UNARY[type(node.op)](_eval(node.operand))
     if isinstance(node, ast.BinOp) and type(node.op) in BINARY:
         left, right = _eval(node.left), _eval(node.right)
-        if isinstance(node.op, ast.Pow) and (abs(right) > MAX_EXPONENT or
-                                             (left == 0 and right < 0)):
+        if isinstance(node.op, ast.Pow) and (
+            abs(right) > MAX_EXPONENT or (left == 0 and right < 0)
+        ):
             raise CalculatorError(f"exponents are limited to ±{MAX_EXPONENT} (and 0 to ≥ 0)")
         if isinstance(node.op, (ast.Div, ast.FloorDiv, ast.Mod)) and right == 0:
             raise CalculatorError("division by zero")

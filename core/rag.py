@@ -74,19 +74,21 @@ def corpus_chunks(size: int, overlap: int) -> tuple[Chunk, ...]:
 # --- dense: MiniLM embeddings ----------------------------------------------------------------
 
 
-def embed_texts(enc: LoadedEncoder, texts: Sequence[str], report: Report | None = None,
-                batch: int = EMBED_BATCH) -> np.ndarray:
+def embed_texts(
+    enc: LoadedEncoder, texts: Sequence[str], report: Report | None = None, batch: int = EMBED_BATCH
+) -> np.ndarray:
     """Sentence embeddings as sentence-transformers computes them: masked mean, then L2 norm."""
     out = np.zeros((len(texts), enc.model.config.hidden_size), dtype=np.float32)  # (n, 384)
     for i in range(0, len(texts), batch):
-        part = list(texts[i:i + batch])
-        tok = enc.tokenizer(part, padding=True, truncation=True, max_length=ENCODER_MAX_TOKENS,
-                            return_tensors="pt")
+        part = list(texts[i : i + batch])
+        tok = enc.tokenizer(
+            part, padding=True, truncation=True, max_length=ENCODER_MAX_TOKENS, return_tensors="pt"
+        )
         with heavy_work(), torch.inference_mode():
             hidden = enc.model(**tok).last_hidden_state  # (b, T, 384)
         mask = tok["attention_mask"].unsqueeze(-1).float()  # (b, T, 1)
         mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        out[i:i + len(part)] = torch.nn.functional.normalize(mean, dim=-1).numpy()
+        out[i : i + len(part)] = torch.nn.functional.normalize(mean, dim=-1).numpy()
         if report is not None:
             done = i + len(part)
             report(done / len(texts), f"Embedded {done:,} of {len(texts):,} chunks")
@@ -111,8 +113,9 @@ def load_index(size: int, overlap: int) -> np.ndarray | None:
     return emb
 
 
-def build_index(enc: LoadedEncoder, size: int, overlap: int,
-                report: Report | None = None) -> np.ndarray:
+def build_index(
+    enc: LoadedEncoder, size: int, overlap: int, report: Report | None = None
+) -> np.ndarray:
     """Embed every chunk (about 35-45 s on two cores) and save it, written aside then renamed."""
     emb = embed_texts(enc, [c.text for c in corpus_chunks(size, overlap)], report)
     path = index_file(size, overlap)
@@ -227,8 +230,9 @@ class Retrieval:
     orders: dict[str, np.ndarray]  # method -> chunk ids best first
 
 
-def retrieve(query: str, bm25: BM25Index, emb: np.ndarray | None,
-             query_vec: np.ndarray | None) -> Retrieval:
+def retrieve(
+    query: str, bm25: BM25Index, emb: np.ndarray | None, query_vec: np.ndarray | None
+) -> Retrieval:
     """Scores and rankings of every chunk by BM25 and, when an index is given, dense and hybrid."""
     scores = {"bm25": bm25_scores(bm25, query)}
     if emb is not None and query_vec is not None:
@@ -259,10 +263,14 @@ def labelled_questions() -> tuple[Question, ...]:
 
 def gold_chunks(chunks: Sequence[Chunk], phrase: str) -> frozenset[int]:
     """Chunks that overlap any occurrence of the phrase: valid at every chunk size."""
-    spans = [(topic, m.start(), m.start() + len(phrase)) for topic, text in pydoc_topics().items()
-             for m in re.finditer(re.escape(phrase), text)]
-    return frozenset(c.id for c in chunks for t, s, e in spans
-                     if c.topic == t and c.start < e and s < c.end)
+    spans = [
+        (topic, m.start(), m.start() + len(phrase))
+        for topic, text in pydoc_topics().items()
+        for m in re.finditer(re.escape(phrase), text)
+    ]
+    return frozenset(
+        c.id for c in chunks for t, s, e in spans if c.topic == t and c.start < e and s < c.end
+    )
 
 
 @dataclass(frozen=True)
@@ -275,11 +283,13 @@ class RecallResult:
     context_tokens: tuple[float, ...]  # mean LM tokens of the top-k chunks, per k (BM25's)
 
 
-def recall_at_k(orders: Sequence[np.ndarray], golds: Sequence[frozenset[int]],
-                ks: Sequence[int]) -> tuple[float, ...]:
+def recall_at_k(
+    orders: Sequence[np.ndarray], golds: Sequence[frozenset[int]], ks: Sequence[int]
+) -> tuple[float, ...]:
     """Share of questions with at least one gold chunk among the top k."""
-    hits = [[bool(golds[q] & {int(i) for i in order[:k]}) for q, order in enumerate(orders)]
-            for k in ks]
+    hits = [
+        [bool(golds[q] & {int(i) for i in order[:k]}) for q, order in enumerate(orders)] for k in ks
+    ]
     return tuple(sum(h) / max(len(h), 1) for h in hits)
 
 
@@ -290,9 +300,14 @@ def first_gold_rank(order: np.ndarray, gold: frozenset[int]) -> int:
     return len(order) + 1
 
 
-def evaluate_recall(size: int, overlap: int, emb: np.ndarray | None, enc: LoadedEncoder | None,
-                    count_tokens: Callable[[str], int],
-                    ks: Sequence[int] = (1, 3, 5, 10)) -> RecallResult:
+def evaluate_recall(
+    size: int,
+    overlap: int,
+    emb: np.ndarray | None,
+    enc: LoadedEncoder | None,
+    count_tokens: Callable[[str], int],
+    ks: Sequence[int] = (1, 3, 5, 10),
+) -> RecallResult:
     """Recall@k of every method over the labelled questions, with the context each k costs.
 
     Without an embedding index (`emb` None) only BM25 is measured.
@@ -312,16 +327,23 @@ def evaluate_recall(size: int, overlap: int, emb: np.ndarray | None, enc: Loaded
     lengths: dict[int, int] = {}
     context = []
     for k in ks:
-        per_q = [sum(lengths.setdefault(int(i), count_tokens(chunks[int(i)].text))
-                     for i in r.orders["bm25"][:k]) for r in results]
+        per_q = [
+            sum(
+                lengths.setdefault(int(i), count_tokens(chunks[int(i)].text))
+                for i in r.orders["bm25"][:k]
+            )
+            for r in results
+        ]
         context.append(float(np.mean(per_q)))
     return RecallResult(size, overlap, tuple(ks), recall, ranks, tuple(context))
 
 
 # --- prompt and answer -----------------------------------------------------------------------
 
-SYSTEM = ("Answer the question in one short sentence. Use the context from the Python "
-          "documentation when it helps.")
+SYSTEM = (
+    "Answer the question in one short sentence. Use the context from the Python "
+    "documentation when it helps."
+)
 
 
 def rag_messages(question: str, context: Sequence[str]) -> list[dict[str, str]]:
@@ -342,11 +364,13 @@ def neutralise_special_tokens(text: str, tokenizer: object) -> str:
 
 
 def prompt_ids(lm: LoadedModel, messages: list[dict[str, str]]) -> list[int]:
-    messages = [{**m, "content": neutralise_special_tokens(m["content"], lm.tokenizer)}
-                for m in messages]
+    messages = [
+        {**m, "content": neutralise_special_tokens(m["content"], lm.tokenizer)} for m in messages
+    ]
     if getattr(lm.tokenizer, "chat_template", None):
-        text = lm.tokenizer.apply_chat_template(messages, tokenize=False,
-                                                add_generation_prompt=True)
+        text = lm.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True
+        )
     else:  # a base model: plain text with an answer cue
         text = "\n\n".join(m["content"] for m in messages) + "\nAnswer:"
     return list(lm.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -360,9 +384,13 @@ class Answer:
     seconds: float
 
 
-def answer(lm: LoadedModel, question: str, context: Sequence[str],
-           max_new_tokens: int | None = None,
-           settings: DecodingSettings = GREEDY) -> Answer:
+def answer(
+    lm: LoadedModel,
+    question: str,
+    context: Sequence[str],
+    max_new_tokens: int | None = None,
+    settings: DecodingSettings = GREEDY,
+) -> Answer:
     """Greedy answer through the one generation door (ANSWER_TOKENS new tokens at most)."""
     ids = prompt_ids(lm, rag_messages(question, context))
     s = replace(settings, max_new_tokens=max_new_tokens or ANSWER_TOKENS)

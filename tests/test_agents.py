@@ -85,8 +85,11 @@ def test_calculator_computes_arithmetic_right():
 def test_no_eval_or_exec_in_the_tool_code():
     for module in ("core/calculator.py", "core/agents.py"):
         tree = ast.parse((ROOT / module).read_text())
-        called = {n.func.id for n in ast.walk(tree)
-                  if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+        called = {
+            n.func.id
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+        }
         assert not called & {"eval", "exec", "compile", "__import__"}, module
 
 
@@ -120,8 +123,14 @@ def test_a_token_mask_in_the_generation_door(lm):
         seen.append(len(so_far))
         return allowed
 
-    steps = list(generate_stream(lm, ids, DecodingSettings(temperature=1.0, max_new_tokens=3,
-                                                           stop_at_eos=False), mask=mask))
+    steps = list(
+        generate_stream(
+            lm,
+            ids,
+            DecodingSettings(temperature=1.0, max_new_tokens=3, stop_at_eos=False),
+            mask=mask,
+        )
+    )
     assert [s.token_id for s in steps] == [only] * 3
     assert seen == [len(ids), len(ids) + 1, len(ids) + 2]  # asked once per position
     view = steps[0].masked
@@ -150,10 +159,26 @@ def test_scores_recomputed_from_stored_runs():
         return agents.AgentStep(1, "", action, status, "", False, ())
 
     qs = agents.agent_questions()[:2]
-    runs = [agents.AgentRun(qs[0].question, True, (step("calculator"),), "The answer is 391.",
-                            "step limit", 2.0, 0.01),
-            agents.AgentRun(qs[1].question, True, (step("", "stopped by budget"),), "no idea",
-                            "step limit", 4.0, 0.01)]
+    runs = [
+        agents.AgentRun(
+            qs[0].question,
+            True,
+            (step("calculator"),),
+            "The answer is 391.",
+            "step limit",
+            2.0,
+            0.01,
+        ),
+        agents.AgentRun(
+            qs[1].question,
+            True,
+            (step("", "stopped by budget"),),
+            "no idea",
+            "step limit",
+            4.0,
+            0.01,
+        ),
+    ]
     score = agents.score_runs(runs, qs, dt.date(2026, 1, 1))
     assert (score.valid_calls, score.calls, score.budget_stops) == (1, 2, 1)
     assert (score.right_tool, score.right_answer) == (1, 1)

@@ -30,7 +30,7 @@ def test_bigger_chunks_give_fewer_chunks_that_never_cross_topics():
     counts = [len(rag.corpus_chunks(s, s // 10)) for s in (300, 500, 800)]
     assert counts[0] > counts[1] > counts[2]
     for c in rag.corpus_chunks(500, 50):
-        assert rag.pydoc_topics()[c.topic][c.start:c.end] == c.text
+        assert rag.pydoc_topics()[c.topic][c.start : c.end] == c.text
 
 
 def test_bm25_equals_bm25s_scores_and_ranking():
@@ -40,8 +40,12 @@ def test_bm25_equals_bm25s_scores_and_ranking():
     ours = rag.bm25_index(docs)
     ref = bm25s.BM25()  # Lucene variant, k1=1.5, b=0.75, as ours
     ref.index(bm25s.tokenize(docs, show_progress=False), show_progress=False)
-    for q in ["What does dict.get return for a missing key?", "raise raise AssertionError",
-              "floor division by zero", "nothing in common qwxz"]:
+    for q in [
+        "What does dict.get return for a missing key?",
+        "raise raise AssertionError",
+        "floor division by zero",
+        "nothing in common qwxz",
+    ]:
         words = rag.bm25_tokens(q)
         expected = ref.get_scores(words)
         got = rag.bm25_scores(ours, q)
@@ -175,7 +179,8 @@ def test_page(monkeypatch, tmp_path):
     assert any("Without retrieval" in m.value for m in at.markdown)
     with_tokens = {m.label: m.value for m in at.metric}
     assert int(with_tokens["Prompt with retrieval"].split()[0].replace(",", "")) > int(
-        with_tokens["Without"].split()[0].replace(",", ""))
+        with_tokens["Without"].split()[0].replace(",", "")
+    )
 
 
 def test_page_own_question_bad_input():
