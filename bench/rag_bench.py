@@ -65,21 +65,22 @@ def rows() -> list[Row]:
     )
 
     emb = rag.embed_texts(enc, [c.text for c in chunks[:256]])
+    small = rag.bm25_index([c.text for c in chunks[:256]])
     q = "What does dict.get return for a missing key?"
     qv = rag.embed_texts(enc, [q])[0]
     t0 = time.perf_counter()
     for _ in range(20):
-        rag.retrieve(q, bm25, emb, qv)
+        rag.retrieve(q, small, emb, qv)
     both = (time.perf_counter() - t0) / 20
     t0 = time.perf_counter()
     for _ in range(20):
-        rag.retrieve(q, bm25, None, None)
+        rag.retrieve(q, small, None, None)
     sparse = (time.perf_counter() - t0) / 20
     out.append(
         Row(
             "RAG query: BM25 + dense + RRF ranking (256-chunk index)",
-            f"{both * 1000:.1f} ms",
-            f"BM25 alone: {sparse * 1000:.1f} ms",
+            f"{both * 1e6:.0f} µs",
+            f"BM25 alone: {sparse * 1e6:.0f} µs",
             f"{both / sparse:.1f}x",
         )
     )
