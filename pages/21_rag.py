@@ -29,12 +29,12 @@ with st.expander("Go deeper: how the hybrid fuses two rankings"):
         r"\frac{1}{60 + \mathrm{rank}_m(d)}"
     )
 
-c1, c2, c3 = st.columns(3)
+c0, c1, c2, c3 = st.columns([3, 1, 1, 1])
 size = c1.select_slider(
-    "Chunk size (characters)", [300, 500, 800], 500, key="rag.size", bind="query-params"
+    "Chunk size (chars)", [300, 500, 800], 500, key="rag.size", bind="query-params"
 )
 overlap = c2.select_slider(
-    "Overlap (characters)",
+    "Overlap (chars)",
     [0, 25, 50, 80, 100],
     50,
     key="rag.overlap",
@@ -42,11 +42,11 @@ overlap = c2.select_slider(
     help="Text repeated at the start of the next chunk, "
     "so a sentence cut at a border survives whole in one of the two.",
 )
-k = c3.slider("Top-k chunks in the prompt", 1, 8, 3, key="rag.k", bind="query-params")
+k = c3.slider("Top-k chunks", 1, 8, 3, key="rag.k", bind="query-params")
 chunks = rag.corpus_chunks(size, overlap)
 qs = rag.labelled_questions()
 OWN = "Write your own question…"
-pick = st.selectbox("Question", [q.question for q in qs] + [OWN], key="rag.pick")
+pick = c0.selectbox("Question", [q.question for q in qs] + [OWN], key="rag.pick")
 question = pick
 if pick == OWN:
     typed = st.text_input(
