@@ -7,7 +7,7 @@ of 30 can replace its body without touching a page.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -162,6 +162,36 @@ class Step:
     seconds: float  # wall time of this step's forward pass
     prefill: bool  # True for the first step, which reads the whole prompt
     cached_tokens: int  # tokens held in the KV cache after this step (0 without a cache)
+    masked: MaskView | None = None  # set only when a token mask constrained this step
+
+
+@dataclass(frozen=True)
+class MaskView:
+    """What a token mask (e.g. a grammar) did at one position."""
+
+    allowed: int  # tokens of the vocabulary the mask let through
+    vocab: int
+    top_before: float  # the most likely token's probability before the mask
+    top_after: float  # ... and after it (renormalised over the allowed tokens)
+    wanted_id: int  # the token the model ranked first before the mask
+
+
+# A mask gets every id so far (prompt + generated) and returns a bool tensor (vocab,) of the
+# tokens allowed next, or None for no constraint at this position.
+TokenMask = Callable[[Sequence[int]], "torch.Tensor | None"]
+
+
+def apply_mask(logits: torch.Tensor, allowed: torch.Tensor) -> tuple[torch.Tensor, MaskView]:
+    """Set disallowed tokens' logits to -inf; a mask shorter than the logits disallows the rest."""
+    keep = torch.zeros(logits.shape[-1], dtype=torch.bool)
+    n = min(keep.shape[0], allowed.shape[0])
+    keep[:n] = allowed[:n].bool()
+    before = logits.float().softmax(-1)
+    masked = logits.float().masked_fill(~keep, float("-inf"))
+    after = masked.softmax(-1) if keep.any() else before
+    view = MaskView(int(keep.sum()), int(keep.shape[0]), float(before.max()), float(after.max()),
+                    int(before.argmax()))
+    return (masked if keep.any() else logits), view
 
 
 def choose_token(
@@ -177,18 +207,22 @@ def choose_token(
 
 
 def generate_stream(
-    lm: LoadedModel, input_ids: Sequence[int], s: DecodingSettings, use_cache: bool = True
+    lm: LoadedModel, input_ids: Sequence[int], s: DecodingSettings, use_cache: bool = True,
+    mask: TokenMask | None = None,
 ) -> Iterator[Step]:
     """Yield one Step per new token.
 
     With the KV cache (the default), the process's generation engine (`core.engine`) runs this
     sequence's forward passes batched with every other learner's; the token is chosen here,
-    with this call's own settings and seed. Without the cache, each step re-reads the whole
-    sequence alone (the slow way page 18 compares against). The heavy-work lock is held per
-    step, never per answer.
+    with this call's own settings, seed and mask. Without the cache, each step re-reads the
+    whole sequence alone (the slow way page 18 compares against). The heavy-work lock is held
+    per step, never per answer.
+
+    `mask`, when given, is asked before every choice which tokens may come next (grammar-
+    constrained decoding); the others are set to -inf before the decoding filters run.
     """
     if use_cache and engine_enabled() and input_ids:
-        yield from _generate_batched(lm, input_ids, s)
+        yield from _generate_batched(lm, input_ids, s, mask)
         return
     ids = [int(i) for i in input_ids]
     gen = torch.Generator().manual_seed(int(s.seed))
@@ -202,17 +236,22 @@ def generate_stream(
             else:
                 out = lm.model(torch.tensor([ids]), use_cache=use_cache)
             past = out.cache if use_cache else None
-            token, prob = choose_token(out.logits[0, -1], s, ids, gen)
+            logits, view = out.logits[0, -1], None
+            allowed = mask(ids) if mask is not None else None
+            if allowed is not None:
+                logits, view = apply_mask(logits, allowed)
+            token, prob = choose_token(logits, s, ids, gen)
         seconds = time.perf_counter() - start
         ids.append(token)
         text = lm.tokenizer.decode([token], clean_up_tokenization_spaces=False)
-        yield Step(len(ids) - 1, token, text, prob, seconds, n == 0, len(ids) - 1 if use_cache else 0)
+        yield Step(len(ids) - 1, token, text, prob, seconds, n == 0,
+                   len(ids) - 1 if use_cache else 0, view)
         if s.stop_at_eos and token in eos:
             return
 
 
-def _generate_batched(lm: LoadedModel, input_ids: Sequence[int], s: DecodingSettings
-                      ) -> Iterator[Step]:
+def _generate_batched(lm: LoadedModel, input_ids: Sequence[int], s: DecodingSettings,
+                      mask: TokenMask | None = None) -> Iterator[Step]:
     ids = [int(i) for i in input_ids]
     gen = torch.Generator().manual_seed(int(s.seed))
     eos = set(_eos_ids(lm))
@@ -221,12 +260,15 @@ def _generate_batched(lm: LoadedModel, input_ids: Sequence[int], s: DecodingSett
         token: int | None = None
         for n in range(min(s.max_new_tokens, GENERATION_CAP)):
             start = time.perf_counter()
-            logits = seq.next_logits(token)
+            logits, view = seq.next_logits(token), None
+            allowed = mask(ids) if mask is not None else None
+            if allowed is not None:
+                logits, view = apply_mask(logits, allowed)
             token, prob = choose_token(logits, s, ids, gen)
             seconds = time.perf_counter() - start
             ids.append(token)
             text = lm.tokenizer.decode([token], clean_up_tokenization_spaces=False)
-            yield Step(len(ids) - 1, token, text, prob, seconds, n == 0, len(ids) - 1)
+            yield Step(len(ids) - 1, token, text, prob, seconds, n == 0, len(ids) - 1, view)
             if s.stop_at_eos and token in eos:
                 return
     finally:

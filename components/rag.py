@@ -1,0 +1,239 @@
+"""RAG: the shared embedding indexes, cached retrieval, and the charts of the RAG page."""
+
+from __future__ import annotations
+
+import html
+import threading
+from collections.abc import Sequence
+
+import altair as alt
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from components.jobs import run_job
+from components.models import get_encoder, load_model
+from core import rag
+from core.rag import Chunk, RecallResult, Retrieval
+
+METHOD_LABELS = {"dense": "Dense (MiniLM cosine)", "bm25": "BM25", "hybrid": "Hybrid (RRF)"}
+
+
+# --- the embedding index: memory (every session), disk (every restart), or a job ------------
+
+
+@st.cache_resource(show_spinner=False)
+def _index_store() -> dict[tuple[int, int], np.ndarray]:
+    return {}
+
+
+_STORE_LOCK = threading.Lock()
+
+
+def available_index(size: int, overlap: int) -> np.ndarray | None:
+    """The chunk embeddings if this process or an earlier one built them; never builds."""
+    store = _index_store()
+    with _STORE_LOCK:
+        if (size, overlap) not in store:
+            emb = rag.load_index(size, overlap)
+            if emb is None:
+                return None
+            store[(size, overlap)] = emb
+        return store[(size, overlap)]
+
+
+def index_job(size: int, overlap: int) -> np.ndarray | None:
+    """The index, or a start button (with estimate, progress and Stop) to build it."""
+    emb = available_index(size, overlap)
+    if emb is not None:
+        return emb
+    n = len(rag.corpus_chunks(size, overlap))
+
+    def work(report) -> np.ndarray:
+        built = rag.build_index(get_encoder(), size, overlap, report)
+        with _STORE_LOCK:
+            _index_store()[(size, overlap)] = built
+        return built
+
+    return run_job(
+        ("rag", "index", size, overlap),
+        work,
+        start_label=f"Embed the {n:,} chunks with MiniLM",
+        estimate_s=rag.estimate_embed_seconds(n, size),
+        caps="Once per chunk setting: the index is kept in memory for every learner "
+        "and on disk for the next start. The estimate is for an idle 2-core "
+        "machine.",
+        rerun_label=None,
+    )
+
+
+# --- cached computations ---------------------------------------------------------------------
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def cached_query_vector(question: str) -> np.ndarray:
+    return rag.embed_texts(get_encoder(), [question])[0]
+
+
+def cached_retrieval(size: int, overlap: int, question: str, dense: bool) -> Retrieval:
+    emb = available_index(size, overlap) if dense else None
+    vec = cached_query_vector(question) if emb is not None else None
+    return rag.retrieve(question, rag.corpus_bm25(size, overlap), emb, vec)
+
+
+@st.cache_data(show_spinner="Measuring recall@k on the labelled questions…", max_entries=32)
+def cached_recall(model_id: str, size: int, overlap: int, dense: bool) -> RecallResult:
+    tok = load_model(model_id).tokenizer
+    emb = available_index(size, overlap) if dense else None
+    return rag.evaluate_recall(
+        size,
+        overlap,
+        emb,
+        get_encoder() if emb is not None else None,
+        lambda t: len(tok(t, add_special_tokens=False)["input_ids"]),
+    )
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def cached_token_count(model_id: str, text: str) -> int:
+    return len(load_model(model_id).tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+# --- frames and charts -----------------------------------------------------------------------
+
+
+def retrieval_frame(r: Retrieval, chunks: Sequence[Chunk], k: int) -> pd.DataFrame:
+    """One row per (chunk in any method's top k, method): rank and score."""
+    ids = sorted({int(i) for o in r.orders.values() for i in o[:k]})
+    rows = []
+    for m, order in r.orders.items():
+        rank = {int(c): n + 1 for n, c in enumerate(order)}
+        for i in ids:
+            c = chunks[i]
+            rows.append(
+                {
+                    "chunk": f"#{i} {c.topic} [{c.start}:{c.end}]",
+                    "id": i,
+                    "method": METHOD_LABELS[m],
+                    "rank": rank[i],
+                    "score": float(r.scores[m][i]),
+                    "in top k": rank[i] <= k,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def rank_chart(df: pd.DataFrame) -> alt.Chart:
+    """Chunks (rows) by method (columns): the rank each method gives; top-k cells coloured."""
+    base = alt.Chart(df).encode(
+        y=alt.Y("chunk:N", title=None, sort=alt.SortField("id"), axis=alt.Axis(labelLimit=260)),
+        x=alt.X(
+            "method:N",
+            title=None,
+            axis=alt.Axis(orient="top", labelAngle=0),
+            sort=list(METHOD_LABELS.values()),
+        ),
+        tooltip=["chunk", "method", "rank", alt.Tooltip("score:Q", format=".4f")],
+    )
+    cells = base.mark_rect(stroke="gray", strokeOpacity=0.3).encode(
+        color=alt.Color(
+            "rank:Q", title="rank", scale=alt.Scale(scheme="viridis", reverse=True, type="log")
+        ),
+        opacity=alt.condition(alt.datum["in top k"], alt.value(1.0), alt.value(0.25)),
+    )
+    text = base.mark_text(fontWeight="bold").encode(
+        text=alt.Text("rank:Q"),
+        color=alt.condition(alt.datum["in top k"], alt.value("white"), alt.value("gray")),
+    )
+    return (cells + text).properties(height=alt.Step(22))
+
+
+def recall_frame(result: RecallResult) -> pd.DataFrame:
+    rows = []
+    for m, values in result.recall.items():
+        for k, v, tokens in zip(result.ks, values, result.context_tokens):
+            rows.append(
+                {"method": METHOD_LABELS[m], "k": k, "recall@k": v, "context tokens": round(tokens)}
+            )
+    return pd.DataFrame(rows)
+
+
+def recall_chart(df: pd.DataFrame) -> alt.Chart:
+    return (
+        alt.Chart(df)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X(
+                "k:Q",
+                title="k (chunks put in the prompt)",
+                scale=alt.Scale(type="log"),
+                axis=alt.Axis(values=sorted(df["k"].unique().tolist())),
+            ),
+            y=alt.Y(
+                "recall@k:Q",
+                title="recall@k (share of questions)",
+                scale=alt.Scale(domain=[0, 1]),
+                axis=alt.Axis(format="%"),
+            ),
+            color=alt.Color("method:N", title=None, legend=alt.Legend(orient="bottom")),
+            tooltip=["method", "k", alt.Tooltip("recall@k:Q", format=".0%"), "context tokens"],
+        )
+        .properties(height=260)
+    )
+
+
+MARK = "background: rgba(255, 159, 64, 0.35); color: inherit; border-radius: 2px;"
+
+
+def chunks_html(chunks: Sequence[Chunk], ids: Sequence[int], overlap: int) -> str:
+    """Consecutive chunks of one topic; text shared with the neighbour chunk highlighted.
+
+    The text is the shipped documentation, escaped anyway; colours are translucent so the
+    block reads in the light and the dark theme alike.
+    """
+    parts = []
+    for i in ids:
+        c = chunks[i]
+        head = overlap if i > 0 and chunks[i - 1].topic == c.topic else 0
+        nxt = i + 1 < len(chunks) and chunks[i + 1].topic == c.topic
+        tail = max(0, c.end - chunks[i + 1].start) if nxt else 0
+        tail = min(tail, len(c.text) - head)
+        body = c.text[head : len(c.text) - tail] if tail else c.text[head:]
+        parts.append(
+            f"<div style='margin-bottom:0.6rem'><b>#{i}</b> · {html.escape(c.topic)} · "
+            f"characters {c.start}-{c.end}<pre style='white-space:pre-wrap; margin:0.2rem 0;"
+            f" font-size:0.8rem'>"
+            f"<span style='{MARK}'>{html.escape(c.text[:head])}</span>{html.escape(body)}"
+            f"<span style='{MARK}'>{html.escape(c.text[len(c.text) - tail :] if tail else '')}"
+            "</span></pre></div>"
+        )
+    return "".join(parts)
+
+
+# --- answers ---------------------------------------------------------------------------------
+
+
+def answers_job(
+    model_id: str, question: str, context: tuple[str, ...], key: tuple, prompt_tokens: int
+):
+    """The answer without and with the retrieved chunks: two greedy generations."""
+
+    def work(report):
+        lm = load_model(model_id)
+        report(0.05, "Answering without retrieval…")
+        plain = rag.answer(lm, question, ())
+        report(0.5, "Answering with the retrieved chunks…")
+        grounded = rag.answer(lm, question, context)
+        report(1.0, "Done")
+        return plain, grounded
+
+    return run_job(
+        ("rag", "answers", model_id, question, context, *key),
+        work,
+        start_label="Answer with and without retrieval",
+        estimate_s=2 * rag.ANSWER_TOKENS / 19 + prompt_tokens / 400,
+        caps=f"Greedy, at most {rag.ANSWER_TOKENS} new tokens per answer, through the "
+        "one generation "
+        "door.",
+        rerun_label=None,
+    )
