@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from apptest_util import all_chart_data, open_page
+from apptest_util import all_chart_data, chart_specs, open_page
 
 
 def _heatmap(at):
@@ -43,8 +43,8 @@ def test_attention_layer_and_head_pickers_redraw(attention_page):
     assert not np.allclose(other["weight"], moved["weight"])
     assert float(_metric(at, "max |ours")) < 1e-3
     assert _metric(at, "key/value head") == str(4 // 3)  # SmolLM2: 9 query, 3 kv heads
-    steps = all_chart_data(at, "panel", "shade")[0]
-    assert steps["panel"].nunique() == 6
+    steps = all_chart_data(at, "panel", "shade")  # one chart per stage, so each fits
+    assert len(steps) == 6 and len({df["panel"].iloc[0] for df in steps}) == 6
 
 
 def test_attention_encoder_view_is_bidirectional(attention_page):
@@ -98,6 +98,16 @@ def test_embeddings_neighbours_sentences_and_bad_words(lm):
 
     at = open_page("pages/07_embeddings.py")
     assert not at.exception, at.exception
+    # UMAP waits for its button (no fit on first render); PCA words never overlap
+    assert any(b.label.startswith("Compute UMAP for these words (about") for b in at.button)
+    assert not any("UMAP (seed" in str(spec) for spec in chart_specs(at))
+    pca = all_chart_data(at, "x", "y", "word", "label_side")[0]
+    hidden = int((pca["label_side"] == 0).sum())
+    if hidden:
+        assert any(f"up to {hidden} of {len(pca)} are hidden" in c.value for c in at.caption)
+    # every neighbour bar keeps its name: the axis never thins labels
+    bars = next(s for s in chart_specs(at) if "Closest of all" in str(s))
+    assert bars["encoding"]["y"]["axis"]["labelOverlap"] is False
     at.text_input(key="embeddings.word").set_value("Paris").run()
     assert not at.exception
     nb = all_chart_data(at, "token", "id", "cosine")[0]
