@@ -72,16 +72,18 @@ def graph_defaults(c: dict[str, str]) -> str:
             'fontsize=10];')
 
 
-def draw_chart(chart: alt.TopLevelMixin, extra: int = 70, width: str = "stretch") -> None:
+def draw_chart(chart: alt.TopLevelMixin, extra: int = 70, width: str = "stretch", **kwargs):
     """st.altair_chart sized to fit its column: stretched to the column's width (axes and
-    legend included) with the spec's own height plus `extra` pixels for axes and legends.
-    `width="content"` keeps the spec's own size (only for charts known to be narrow)."""
+    legend included) with the spec's own height plus `extra` pixels for axes and legends (a
+    layered chart left to Streamlit's "content" height can collapse to 0 px when stretched).
+    `width="content"` keeps the spec's own size (only for charts known to be narrow). Other
+    keyword arguments (key, on_select) go to st.altair_chart, whose result is returned."""
     if width == "content":
-        st.altair_chart(chart.properties(autosize=alt.AutoSizeParams(type="pad")),
-                        width="content")
-        return
+        return st.altair_chart(chart.properties(autosize=alt.AutoSizeParams(type="pad")),
+                               width="content", **kwargs)
     h = getattr(chart, "height", alt.Undefined)
-    st.altair_chart(chart, width=width, height=int(h) + extra if isinstance(h, int) else "content")
+    return st.altair_chart(chart, width=width,
+                           height=int(h) + extra if isinstance(h, int) else "content", **kwargs)
 
 
 def draw_panels(df: pd.DataFrame, panel: str, build: Callable[[pd.DataFrame, str], alt.Chart],
