@@ -186,6 +186,14 @@ def place_labels(x: np.ndarray, y: np.ndarray, labels: list[str], width: float =
     return shown, side
 
 
+def ink_encoding(field: str = "ink") -> alt.condition:
+    """The text colour channel for a column filled by `ink_for`: a condition on the value, not
+    a colour scale (a layered chart shares one colour scale, and a nominal one beside the
+    cells' quantitative scale leaves the chart blank)."""
+    return alt.condition(f"datum.{field} == '{LIGHT_INK}'", alt.value(LIGHT_INK),
+                         alt.value(DARK_INK))
+
+
 def matrix_frame(m: np.ndarray, name: str, rows: list[str], cols: list[str] | None = None
                  ) -> pd.DataFrame:
     r, c = np.indices(m.shape)

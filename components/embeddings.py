@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components.charts import ink_for, matrix_frame, place_labels
+from components.charts import ink_encoding, ink_for, matrix_frame, place_labels
 from components.jobs import load_factor, run_job
 from components.models import get_encoder, load_model
 from components.tokens import visible
@@ -157,7 +157,7 @@ def cosine_matrix_chart(sim: np.ndarray, labels: list[str], title: str,
         tooltip=["row", "col", alt.Tooltip("value:Q", format=".3f")])
     text = base.mark_text(fontSize=10).encode(
         text=alt.Text("value:Q", format=".2f"),
-        color=alt.Color("ink:N", scale=None))
+        color=ink_encoding())
     return (heat + text).properties(height=min(520, 40 * len(labels) + 40))
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components.charts import BLUE, GREY, ORANGE, ink_for
+from components.charts import BLUE, GREY, ORANGE, ink_encoding, ink_for
 from components.models import load_model
 from components.tokens import short, visible
 from core import lm_objective as obj
@@ -58,7 +58,7 @@ def surprisal_chart(df: pd.DataFrame, picked: int) -> alt.LayerChart:
     ).add_params(sel)
     text = alt.Chart(df).mark_text(font="monospace", fontSize=11,
                                    limit=alt.expr("bandwidth('x') - 4")).encode(
-        x=x, y=y, text="token:N", color=alt.Color("ink:N", scale=None), tooltip=tips)
+        x=x, y=y, text="token:N", color=ink_encoding(), tooltip=tips)
     # a number, not alt.Step: Streamlit sizes a stretched chart from a numeric height
     return (first + rect + text).properties(height=30 * (int(df["row"].max()) + 1))
 
