@@ -48,19 +48,19 @@ def surprisal_chart(df: pd.DataFrame, picked: int) -> alt.LayerChart:
     tips = ["position", "token", alt.Tooltip("bits:Q", format=".2f", title="surprisal (bits)"),
             alt.Tooltip("p:Q", format=".2%", title="p(token)")]
     first = alt.Chart(df).transform_filter("!isValid(datum.bits)").mark_rect(
-        color=GREY, opacity=0.35).encode(x=x, y=y, tooltip=["position", "token"])
+        color=GREY).encode(x=x, y=y, tooltip=["position", "token"])
     rect = alt.Chart(df).transform_filter("isValid(datum.bits)").mark_rect(
         stroke=ORANGE).encode(
         x=x, y=y, color=alt.Color("bits:Q", title="surprisal (bits)",
                                   scale=alt.Scale(scheme=SURPRISAL_SCHEME, domainMin=0),
-                                  legend=alt.Legend(orient="bottom", gradientLength=200)),
+                                  legend=alt.Legend(orient="top", direction="horizontal",
+                                                     gradientLength=160, titleOrient="left")),
         strokeWidth=alt.condition(sel, alt.value(3), alt.value(0)), tooltip=tips,
     ).add_params(sel)
     text = alt.Chart(df).mark_text(font="monospace", fontSize=11,
                                    limit=alt.expr("bandwidth('x') - 4")).encode(
         x=x, y=y, text="token:N", color=ink_encoding(), tooltip=tips)
-    # a number, not alt.Step: Streamlit sizes a stretched chart from a numeric height
-    return (first + rect + text).properties(height=30 * (int(df["row"].max()) + 1))
+    return (first + rect + text).properties(height=alt.Step(30))
 
 
 def picked_position(event: object, default: int) -> int:

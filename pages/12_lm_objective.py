@@ -4,7 +4,6 @@ import numpy as np
 import streamlit as st
 
 from components import lm_objective as lo
-from components.charts import draw_chart
 from components.frame import follow_shared_prompt, page_frame, show_code
 from components.models import get_trace
 from components.preamble import model_page, note_truncation, prompt_or_default
@@ -49,8 +48,8 @@ def scores() -> None:
     m4.metric("perplexity", f"{s.perplexity:,.1f}", help="exp(loss)")
     worst = int(s.positions[int(np.argmax(s.nats))])
     df = lo.surprisal_frame(s)
-    event = draw_chart(lo.surprisal_chart(df, worst), extra=60, on_select="rerun",
-                       key="lm_objective.click")
+    event = st.altair_chart(lo.surprisal_chart(df, worst), on_select="rerun",
+                            key="lm_objective.click", width="stretch")
     picked = lo.picked_position(event, worst)
     st.caption("Each box is one token, coloured by its surprisal in bits (the first token, grey, "
                "has nothing before it to be predicted from); text is white or dark, whichever "

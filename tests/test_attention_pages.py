@@ -4,6 +4,7 @@ the visuals change the way the concept says."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from apptest_util import all_chart_data, chart_specs, open_page
 
@@ -77,11 +78,11 @@ def test_attention_bad_prompts_are_handled(attention_page, prompt, expect):
 def test_multi_head_layer_slider_and_switch_off():
     at = open_page("pages/09_multi_head.py")
     assert not at.exception, at.exception
-    heads = all_chart_data(at, "head", "query", "key", "weight")[0]
+    heads = pd.concat(all_chart_data(at, "head", "query", "key", "weight"))  # one chart a head
     assert heads["head"].nunique() == 9
     assert any("head 0:" in h for h in heads["head"].unique())
     at.slider(key="multi_head.layer").set_value(10).run()
-    moved = all_chart_data(at, "head", "query", "key", "weight")[0]
+    moved = pd.concat(all_chart_data(at, "head", "query", "key", "weight"))
     assert not np.allclose(moved["weight"], heads["weight"])
     assert not at.metric  # nothing switched off yet
     at.multiselect(key="multi_head.off").set_value([0, 1, 2]).run()
