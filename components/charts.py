@@ -150,7 +150,8 @@ def place_labels(x: np.ndarray, y: np.ndarray, labels: list[str], width: float =
     Placed greedily (in the given order, so put the important ones first) in a plot of
     `width` x `height` pixels, the smallest the chart is drawn at: a wider plot only spreads
     the points, so labels that do not overlap here never overlap there. Returns (shown, side)
-    with side +1 for right of the point, -1 for left. Say how many were hidden.
+    with side +1 for right of the point, -1 left, +2 above, -2 below (y grows upwards). Say
+    how many were hidden.
     """
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
 
@@ -176,9 +177,13 @@ def place_labels(x: np.ndarray, y: np.ndarray, labels: list[str], width: float =
 
     for i, text in enumerate(labels):
         w = char_px * len(text) + 8
-        for s in (1, -1):
-            box = (px[i] + 6, py[i] - line_px / 2, px[i] + 6 + w, py[i] + line_px / 2) if s > 0 \
-                else (px[i] - 6 - w, py[i] - line_px / 2, px[i] - 6, py[i] + line_px / 2)
+        candidates = {
+            1: (px[i] + 6, py[i] - line_px / 2, px[i] + 6 + w, py[i] + line_px / 2),
+            -1: (px[i] - 6 - w, py[i] - line_px / 2, px[i] - 6, py[i] + line_px / 2),
+            2: (px[i] - w / 2, py[i] + 6, px[i] + w / 2, py[i] + 6 + line_px),
+            -2: (px[i] - w / 2, py[i] - 6 - line_px, px[i] + w / 2, py[i] - 6),
+        }
+        for s, box in candidates.items():
             if free(box, i):
                 boxes.append(box)
                 shown[i], side[i] = True, s

@@ -112,10 +112,12 @@ def cached_word_in_context(model_id: str, word: str, sentences: tuple[str, ...]
     return core_emb.word_in_context(load_model(model_id), word, list(sentences))
 
 
-def embedding_map_chart(df: pd.DataFrame, title: str) -> alt.LayerChart:
+def embedding_map_chart(df: pd.DataFrame, title: str, legend_columns: int = 3
+                        ) -> alt.LayerChart:
     """Points coloured by group; a word is printed beside its point only where it overlaps no
     other word or point (`label_side` from `charts.place_labels`; rows without it are all
-    labelled on the right): the hidden ones are in the tooltip and counted by the page."""
+    labelled on the right; 2 above, -2 below): the hidden ones are in the tooltip and counted
+    by the page."""
     if "label_side" not in df:
         df = df.assign(label_side=1)
     base = alt.Chart(df, title=title).encode(
@@ -123,14 +125,20 @@ def embedding_map_chart(df: pd.DataFrame, title: str) -> alt.LayerChart:
                 scale=alt.Scale(zero=False, nice=False, padding=12)),
         y=alt.Y("y:Q", axis=alt.Axis(labels=False, ticks=False), title=None,
                 scale=alt.Scale(zero=False, nice=False, padding=12)),
-        color=alt.Color("group:N", title="group", legend=alt.Legend(orient="bottom")),
+        color=alt.Color("group:N", title="group",
+                        legend=alt.Legend(orient="bottom", columns=legend_columns,
+                                          labelLimit=260)),
         tooltip=["group", "word", "tokens"],
     )
     right = base.transform_filter("datum.label_side > 0").mark_text(
         dx=7, align="left", fontSize=11).encode(text="word:N")
     left = base.transform_filter("datum.label_side < 0").mark_text(
         dx=-7, align="right", fontSize=11).encode(text="word:N")
-    return (base.mark_circle(size=70) + right + left).properties(height=360)
+    above = base.transform_filter("datum.label_side == 2").mark_text(
+        dy=-12, align="center", fontSize=11).encode(text="word:N")
+    below = base.transform_filter("datum.label_side == -2").mark_text(
+        dy=12, align="center", fontSize=11).encode(text="word:N")
+    return (base.mark_circle(size=70) + right + left + above + below).properties(height=360)
 
 
 def labelled_points(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:

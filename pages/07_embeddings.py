@@ -123,7 +123,8 @@ with s2:
     sentence_points, n_hidden = ce.labelled_points(pd.DataFrame({
         "x": xy[:, 0], "y": xy[:, 1], "word": [str(i + 1) for i in range(len(sentences))],
         "group": labels, "tokens": [len(s.split()) for s in sentences]}))
-    draw_chart(ce.embedding_map_chart(sentence_points, "map (PCA)"))
+    draw_chart(ce.embedding_map_chart(sentence_points, "map (PCA)", legend_columns=1),
+               extra=40 + 18 * len(sentences))
     if n_hidden:
         st.caption(f"{n_hidden} of {len(sentences)} numbers hidden where they would overlap; "
                    "hover the points.")

@@ -32,8 +32,12 @@ def _boxes(x, y, labels, shown, side, width, height, char_px=6.6, line_px=14):
     out = []
     for i in np.flatnonzero(shown):
         w = char_px * len(labels[i]) + 8
-        x0 = px[i] + 6 if side[i] > 0 else px[i] - 6 - w
-        out.append((x0, py[i] - line_px / 2, x0 + w, py[i] + line_px / 2))
+        out.append({
+            1: (px[i] + 6, py[i] - line_px / 2, px[i] + 6 + w, py[i] + line_px / 2),
+            -1: (px[i] - 6 - w, py[i] - line_px / 2, px[i] - 6, py[i] + line_px / 2),
+            2: (px[i] - w / 2, py[i] + 6, px[i] + w / 2, py[i] + 6 + line_px),
+            -2: (px[i] - w / 2, py[i] - 6 - line_px, px[i] + w / 2, py[i] - 6),
+        }[int(side[i])])
     return out
 
 
