@@ -80,7 +80,9 @@ def boundary_chart(output: np.ndarray, grid: np.ndarray, data: pgc.Dataset,
     heat = alt.Chart(cells).mark_rect(opacity=0.8).encode(
         x=alt.X("x:Q", scale=alt.Scale(domain=[-6, 6]), title=None),
         x2="x2", y=alt.Y("y:Q", scale=alt.Scale(domain=[-6, 6]), title=None), y2="y2",
-        color=alt.Color("p:Q", scale=ORANGE_BLUE, title="P(blue)"),
+        color=alt.Color("p:Q", scale=ORANGE_BLUE, title="P(blue)",
+                        legend=alt.Legend(orient="bottom", direction="horizontal",
+                                          gradientLength=110)),
     )
     frames = [pd.DataFrame({"x": data.x_train[:, 0], "y": data.x_train[:, 1],
                             "label": data.y_train, "split": "train"})]
@@ -92,7 +94,7 @@ def boundary_chart(output: np.ndarray, grid: np.ndarray, data: pgc.Dataset,
         color=alt.Color("label:Q", scale=ORANGE_BLUE, legend=None),
         stroke=alt.Stroke("split:N", scale=alt.Scale(domain=["train", "test"],
                                                      range=["#ffffff", TEST_RING]),
-                          title="points"),
+                          title="points", legend=alt.Legend(orient="bottom")),
         shape=alt.Shape("split:N", scale=alt.Scale(domain=["train", "test"],
                                                    range=["circle", "square"])),
     )
