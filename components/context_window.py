@@ -75,7 +75,7 @@ def forward_time_chart(df: pd.DataFrame) -> alt.LayerChart:
                      "ms": last.seconds * 1000 * (r.tokens / last.tokens)})
     data = pd.DataFrame(rows)
     color = alt.Color("series:N", title=None,
-                      legend=alt.Legend(orient="top", labelLimit=300, columns=2),
+                      legend=alt.Legend(orient="top", labelLimit=300, columns=1),
                       scale=alt.Scale(domain=["measured", "n² (through the last point)",
                                               "n (through the last point)"],
                                       range=["#4C6EF5", "#e8590c", "#868e96"]))
