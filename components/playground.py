@@ -127,42 +127,47 @@ def _controls(prefix: str, d: pgc.PlaygroundConfig, show: set[str]
     """The Playground's controls; every one is bound to the URL so a copied link reopens it."""
     q = "query-params"
     values: dict = {}
+    # Two rows of controls so that the plane fits on a projector's first screen; the settings
+    # one changes less often (noise, split, regularization) sit in a popover.
     c1, c2, c3, c4 = st.columns(4)
     if "data" in show:
         values["dataset"] = c1.selectbox("Dataset", pgc.DATASETS, index=pgc.DATASETS.index(d.dataset),
                                          key=f"{prefix}.dataset", bind=q)
-        values["noise"] = c1.slider("Noise (%)", 0, 50, d.noise, 5, key=f"{prefix}.noise", bind=q)
-        values["train_ratio"] = c1.slider("Training data (%)", 10, 90, d.train_ratio, 10,
-                                          key=f"{prefix}.ratio", bind=q)
+    extra = {"data", "regularization"} & show
+    more = c1.popover("Data and regularization", width="stretch") if extra else None
+    if "data" in show:
+        values["noise"] = more.slider("Noise (%)", 0, 50, d.noise, 5, key=f"{prefix}.noise", bind=q)
+        values["train_ratio"] = more.slider("Training data (%)", 10, 90, d.train_ratio, 10,
+                                            key=f"{prefix}.ratio", bind=q)
+    if "regularization" in show:
+        values["regularization"] = more.selectbox(
+            "Regularization", pgc.REGULARIZATIONS,
+            index=pgc.REGULARIZATIONS.index(d.regularization), key=f"{prefix}.reg", bind=q)
+        values["reg_rate"] = more.select_slider("Regularization rate", pgc.REG_RATES, d.reg_rate,
+                                                key=f"{prefix}.reg_rate", bind=q)
     if "features" in show:
         chosen = c2.multiselect("Input features", pgc.FEATURES, default=list(d.features),
                                 key=f"{prefix}.features", bind=q)
         values["features"] = tuple(f for f in pgc.FEATURES if f in chosen)
     if "network" in show:
+        values["activation"] = c3.selectbox(
+            "Activation", pgc.ACTIVATIONS, index=pgc.ACTIVATIONS.index(d.activation),
+            key=f"{prefix}.activation", bind=q)
         depth = c2.slider("Hidden layers", 0, pgc.MAX_LAYERS, len(d.hidden), key=f"{prefix}.depth",
                           bind=q)
         widths = []
-        cols = c2.columns(3)
+        cols = c3.columns(3)
         for i in range(depth):
             default = d.hidden[i] if i < len(d.hidden) else 4
             widths.append(cols[i % 3].number_input(f"Layer {i + 1}", 1, pgc.MAX_NEURONS, default,
                                                    key=f"{prefix}.width{i + 1}", bind=q))
         values["hidden"] = tuple(int(w) for w in widths)
-        values["activation"] = c3.selectbox(
-            "Activation", pgc.ACTIVATIONS, index=pgc.ACTIVATIONS.index(d.activation),
-            key=f"{prefix}.activation", bind=q)
     if "training" in show:
-        values["learning_rate"] = c3.select_slider(
+        values["learning_rate"] = c4.select_slider(
             "Learning rate", pgc.LEARNING_RATES, d.learning_rate, key=f"{prefix}.lr", bind=q)
-        values["batch_size"] = c3.slider("Batch size", 1, 30, d.batch_size,
+        values["batch_size"] = c4.slider("Batch size", 1, 30, d.batch_size,
                                          key=f"{prefix}.batch", bind=q)
-    if "regularization" in show:
-        values["regularization"] = c4.selectbox(
-            "Regularization", pgc.REGULARIZATIONS,
-            index=pgc.REGULARIZATIONS.index(d.regularization), key=f"{prefix}.reg", bind=q)
-        values["reg_rate"] = c4.select_slider("Regularization rate", pgc.REG_RATES, d.reg_rate,
-                                              key=f"{prefix}.reg_rate", bind=q)
-    values["show_test"] = c4.checkbox("Show test data", True, key=f"{prefix}.show_test")
+    values["show_test"] = c1.checkbox("Show test data", True, key=f"{prefix}.show_test")
     values["seed"] = st.session_state.setdefault(f"{prefix}.seed", d.seed)
     if not values.get("features", True):
         st.warning("Pick at least one input feature; using x and y meanwhile.")
