@@ -161,5 +161,8 @@ def needle_chart(trials: Sequence[inf.NeedleTrial]) -> alt.LayerChart:
         tooltip=["length", "tokens", "depth", "secret", "answer", "seconds"],
     )
     # an answer longer than its cell is cut with an ellipsis (the tooltip has it whole)
-    labels = base.mark_text(limit=alt.expr("bandwidth('x') - 6")).encode(text=alt.Text("answer:N"))
+    # the fill runs from pale red (0) to dark green (1) on a fixed domain: white text on green
+    labels = base.mark_text(limit=alt.expr("bandwidth('x') - 6")).encode(
+        text=alt.Text("answer:N"),
+        color=alt.condition("datum.recall > 0.5", alt.value("#ffffff"), alt.value("#222222")))
     return (cells + labels).properties(height=60 + 45 * data["length"].nunique())
