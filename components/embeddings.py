@@ -146,7 +146,8 @@ def labelled_points(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     (0 = hidden), and how many were hidden. Groups take turns, so every group keeps labels."""
     order = df.assign(_n=df.groupby("group").cumcount()).sort_values("_n", kind="stable").index
     shown, side = place_labels(df.loc[order, "x"].to_numpy(), df.loc[order, "y"].to_numpy(),
-                               df.loc[order, "word"].astype(str).tolist(), height=290)
+                               df.loc[order, "word"].astype(str).tolist(), width=240,
+                               height=240)  # a phone's plot: wider screens only spread them
     out = df.copy()
     out.loc[order, "label_side"] = np.where(shown, side, 0)
     return out, int((~shown).sum())
