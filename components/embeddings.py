@@ -144,6 +144,7 @@ def embedding_map_chart(df: pd.DataFrame, title: str, legend_columns: int = 3
 def labelled_points(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """`df` (x, y, word, group) with `label_side` set where a label fits without overlapping
     (0 = hidden), and how many were hidden. Groups take turns, so every group keeps labels."""
+    df = df.reset_index(drop=True)  # one row per label: a repeated index would place one twice
     order = df.assign(_n=df.groupby("group").cumcount()).sort_values("_n", kind="stable").index
     shown, side = place_labels(df.loc[order, "x"].to_numpy(), df.loc[order, "y"].to_numpy(),
                                df.loc[order, "word"].astype(str).tolist(), width=240,

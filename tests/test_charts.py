@@ -74,3 +74,13 @@ def test_bar_chart_keeps_every_label():
     spec = bar_chart(df, "token", "cosine", "ten bars").to_dict()
     assert spec["encoding"]["y"]["axis"]["labelOverlap"] is False
     assert spec["height"] >= 20 * len(df)  # room for each label
+
+
+def test_map_labels_one_per_word_even_with_a_repeated_index():
+    from components.embeddings import labelled_points
+
+    df = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0], "y": [0.0, 1.0, 0.0, 1.0],
+                       "word": list("abcd"), "group": list("gghh")}, index=[0, 1, 0, 1])
+    out, hidden = labelled_points(df)
+    assert len(out) == 4 and out["word"].tolist() == list("abcd")
+    assert hidden == int((out["label_side"] == 0).sum())
