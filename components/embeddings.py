@@ -130,9 +130,9 @@ def embedding_map_chart(df: pd.DataFrame, title: str, legend_columns: int = 3
                                           labelLimit=260)),
         tooltip=["group", "word", "tokens"],
     )
-    right = base.transform_filter("datum.label_side > 0").mark_text(
+    right = base.transform_filter("datum.label_side == 1").mark_text(
         dx=7, align="left", fontSize=11).encode(text="word:N")
-    left = base.transform_filter("datum.label_side < 0").mark_text(
+    left = base.transform_filter("datum.label_side == -1").mark_text(
         dx=-7, align="right", fontSize=11).encode(text="word:N")
     above = base.transform_filter("datum.label_side == 2").mark_text(
         dy=-12, align="center", fontSize=11).encode(text="word:N")

@@ -84,3 +84,15 @@ def test_map_labels_one_per_word_even_with_a_repeated_index():
     out, hidden = labelled_points(df)
     assert len(out) == 4 and out["word"].tolist() == list("abcd")
     assert hidden == int((out["label_side"] == 0).sum())
+
+
+def test_each_map_label_is_drawn_by_exactly_one_layer():
+    from components.embeddings import embedding_map_chart
+
+    df = pd.DataFrame({"x": [0.0], "y": [0.0], "word": ["a"], "group": ["g"], "tokens": [1]})
+    for side in (1, -1, 2, -2, 0):
+        layers = embedding_map_chart(df.assign(label_side=side), "t").to_dict()["layer"]
+        filters = [lyr["transform"][0]["filter"] for lyr in layers[1:]]
+        assert all(f.startswith("datum.label_side == ") for f in filters)
+        drawn = [f for f in filters if int(f.split("==")[1]) == side]
+        assert len(drawn) == (0 if side == 0 else 1)
