@@ -3,6 +3,7 @@ pre-activation histogram of the LM."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 import altair as alt
@@ -11,11 +12,11 @@ import pandas as pd
 import streamlit as st
 
 from core import playground as pgc
+from core.activations import LABELS
 
 
 def activation_curves_chart(c, derivative: bool) -> alt.Chart:
     """Every chosen activation (or its derivative) over the chosen range, one line each."""
-    from core.activations import LABELS
 
     source = c.derivatives if derivative else c.values
     df = pd.concat([pd.DataFrame({"x": c.x, "y": v, "activation": LABELS[k]})
@@ -49,7 +50,6 @@ COMPARISON_EPOCHS = 150
 @st.cache_data(max_entries=32, show_spinner=False)
 def cached_activation_run(name: str, epochs: int = COMPARISON_EPOCHS) -> dict:
     """The comparison network trained with one activation: final numbers for the table."""
-    import time
 
     start = time.perf_counter()
     pg = pgc.train_run(replace(COMPARISON, activation=name), epochs)

@@ -12,6 +12,17 @@ from components.models import load_model
 from components.tokens import visible
 from core.decoding import BeamResult, DecodingSettings, NextTokenView, beam_search, generate_text
 
+# The sliders' starting values: each of the five strategies is a different sampler here (with
+# temperature 1 and top-p 1, "top-p", "temperature" and "all your filters" would be the same).
+PAGE_DEFAULTS = DecodingSettings(temperature=1.3, top_k=0, top_p=0.8, min_p=0.1,
+                                 repetition_penalty=1.0, max_new_tokens=24)
+
+
+def fixed(value: float, digits: int = 2, signed: bool = False) -> str:
+    """A number with `digits` decimals that never reads "-0.00" (rounding to zero drops the sign)."""
+    rounded = round(float(value), digits) + 0.0  # -0.0 + 0.0 == +0.0
+    return f"{rounded:+.{digits}f}" if signed else f"{rounded:.{digits}f}"
+
 
 def distribution_chart(view: NextTokenView, labels: list[str]) -> alt.Chart:
     """The top tokens' probabilities before and after the filters; removed tokens in grey."""

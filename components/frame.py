@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import string
 import sys
 from pathlib import Path
 
@@ -18,6 +19,16 @@ PROMPT_MAX_CHARS = 20_000
 URL_PROMPT_MAX_CHARS = 1_000  # longer prompts stay out of the link (browsers cap URL length)
 OTHER = "Another hub model…"
 EMBEDDED_LABEL = "SmolLM2-135M-Instruct (embedded, offline)"
+
+
+_MD_PUNCTUATION = re.compile("([" + re.escape(string.punctuation) + "])")
+
+
+def plain_markdown(text: str) -> str:
+    """Typed or model text for st.markdown/st.warning, shown exactly as typed: every ASCII
+    punctuation mark is backslash-escaped (CommonMark allows it for all of them), so no link,
+    image, HTML, LaTeX, code span or auto-linked address can form; line breaks become spaces."""
+    return _MD_PUNCTUATION.sub(r"\\\1", " ".join(text.split()))
 
 
 def _label(model_id: str) -> str:
@@ -106,10 +117,13 @@ def _model_picker() -> None:
     if st.session_state.get("sidebar.model") == OTHER:
         st.text_input("Hub id of a causal LM", key="sidebar.custom_model",
                       placeholder="e.g. EleutherAI/pythia-70m", max_chars=200,
-                      on_change=_on_custom_model)
+                      on_change=_on_custom_model,
+                      help="A Hugging Face hub id: 'name' or 'owner/name' (letters, digits, "
+                           "'-', '_' and '.'). Folders on the server load only if its operator "
+                           "allows them.")
     error = st.session_state.get("shared.model_error")
     if error:
-        st.warning(error, icon="⚠️")
+        st.warning(plain_markdown(error), icon="⚠️")  # it quotes the typed id
 
 
 def _prompt_box() -> None:

@@ -173,7 +173,8 @@ def run_job(
                     f"{': ' + stopped[1] if stopped[1] else ''}. Nothing was kept; start again "
                     "when you are ready.")
         return None
-    c2.button("Stop", key=f"{widget}.stop", help="Stops the run at its next progress step.")
+    stop_slot = c2.empty()
+    stop_slot.button("Stop", key=f"{widget}.stop", help="Stops the run at its next progress step.")
 
     lock = store.key_lock(key)
     if not lock.acquire(blocking=False):
@@ -185,6 +186,7 @@ def run_job(
         finished = Finished(value, time.monotonic() - t0, time.time())
         store.put(key, finished)
         progress.bar.progress(1.0, text=f"Done in {_duration(finished.seconds)}.")
+        stop_slot.empty()  # nothing left to stop
         st.session_state.pop(state_key, None)
         return value
     finally:

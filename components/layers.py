@@ -7,6 +7,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from components.models import get_trace
+from core.neurons import layer_similarity
+
 
 def layer_similarity_chart(matrix: np.ndarray, title: str) -> alt.Chart:
     n = matrix.shape[0]
@@ -23,8 +26,6 @@ def layer_similarity_chart(matrix: np.ndarray, title: str) -> alt.Chart:
 
 @st.cache_data(max_entries=16, show_spinner="Comparing the model's layers…")
 def cached_layer_similarity(model_id: str, text: str, method: str) -> tuple[np.ndarray, int]:
-    from components.models import get_trace
-    from core.neurons import layer_similarity
 
     trace = get_trace(text, model_id=model_id)
     # The first position carries huge "attention sink" activations that would swamp the

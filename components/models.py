@@ -6,6 +6,7 @@ import time
 
 import streamlit as st
 
+from components.memo import byte_cached
 from components.state import DEFAULT_PROMPT, MODEL_KEY, PROMPT_KEY  # noqa: F401 (re-exported)
 from core import models as core_models
 from core.trace import TRACE_TOKEN_CAP, Trace, run_trace
@@ -20,13 +21,35 @@ def _embedded() -> core_models.LoadedModel:
     return core_models.load_embedded()
 
 
+FIRST_RUN = "First run: converting the embedded SmolLM2 model (once, about 30 s)…"
+REPAIR = ("Repairing the model cache: its files failed their size or checksum test, so the "
+          "embedded SmolLM2 model is converted again (about 30 s)…")
+UNWRITABLE = ("The model cache folder cannot be written, so the embedded SmolLM2 model is "
+              "prepared elsewhere, which makes this start slower…")
+_LOADED: list[core_models.LoadedModel] = []  # the embedded model, once this process has it
+
+
+def conversion_label(state: str) -> str | None:
+    """What the status box says while the first load converts ('missing') or repairs."""
+    return {"missing": FIRST_RUN, "damaged": REPAIR}.get(state)
+
+
 def _embedded_with_status() -> core_models.LoadedModel:
-    if core_models.cache_is_valid(core_models.converted_dir()):
-        return _embedded()
-    with st.status("First run: converting the embedded SmolLM2 model (once, about 30 s)…") as s:
+    state = "ok" if _LOADED else core_models.cache_state(core_models.converted_dir())
+    if state == "ok":
         lm = _embedded()
-        s.update(label="Model converted and cached; later starts skip this step.",
-                 state="complete", expanded=False)
+    else:  # the first load in this process will be slow: say why
+        label = conversion_label(state)
+        if core_models.writable_reason(core_models.cache_root()) is not None:
+            label = UNWRITABLE
+        with st.status(label) as box:
+            lm = _embedded()
+            box.update(label="Model ready; later starts skip this step.", state="complete",
+                       expanded=False)
+    _LOADED[:] = [lm]
+    if lm.note and not st.session_state.get("shared.model_note_shown"):
+        st.session_state["shared.model_note_shown"] = True
+        st.info(lm.note)  # why start-up was slower (a read-only cache folder...), once a session
     return lm
 
 
@@ -71,10 +94,11 @@ def get_prompt() -> str:
     return st.session_state.get(PROMPT_KEY, DEFAULT_PROMPT)
 
 
-@st.cache_resource(show_spinner="Running the model over the prompt…", max_entries=24, ttl=3600)
+@byte_cached(spinner="Running the model over the prompt…")
 def _trace(model_id: str, text: str, cap: int) -> Trace:
-    # cache_resource, not cache_data: a trace holds tens of MB of read-only arrays, and
-    # cache_data would unpickle a fresh copy on every rerun of every slider move.
+    # Shared read-only objects, not st.cache_data: a trace holds tens of MB of arrays, and
+    # cache_data would unpickle a fresh copy on every rerun of every slider move. The byte
+    # budget (components.memo) bounds all traces together, whatever their lengths.
     return run_trace(load_model(model_id), text, cap)
 
 

@@ -47,6 +47,9 @@ def profile_frame(profile: HeadProfile) -> pd.DataFrame:
     df = pd.DataFrame({"layer": layer.ravel(), "head": head.ravel()})
     for name, values in zip(HeadProfile.PATTERNS, s, strict=True):
         df[name] = values.ravel()
+    if profile.induction_low is not None and profile.induction_high is not None:
+        df["induction lowest seed"] = profile.induction_low.ravel()
+        df["induction highest seed"] = profile.induction_high.ravel()
     df["role"] = [profile.label(int(r.layer), int(r.head)) for r in df.itertuples()]
     df["strength"] = s.max(axis=0).ravel()
     return df
@@ -93,15 +96,9 @@ def gqa_chart(n_heads: int, n_kv_heads: int) -> alt.Chart:
         + base.mark_text(color="white").encode(text="q:O")).properties(height=36 * n_kv_heads)
 
 
-@st.cache_data(max_entries=4, show_spinner="Measuring induction on a repeated random sequence…")
-def cached_induction(model_id: str) -> np.ndarray:
-    return core_attention.induction_scores(load_model(model_id).model)
-
-
-@st.cache_data(max_entries=16, show_spinner=False)
-def cached_profile(model_id: str, text: str) -> HeadProfile:
-    trace = get_trace(text, cap=ATTENTION_CAP, model_id=model_id)
-    return core_attention.head_profile(trace.attentions, cached_induction(model_id))
+@st.cache_data(max_entries=4, show_spinner="Measuring every head on repeated random sequences…")
+def cached_profile(model_id: str) -> HeadProfile:
+    return core_attention.head_roles(load_model(model_id).model)
 
 
 @st.cache_data(max_entries=64, show_spinner="Running the model with heads switched off…")

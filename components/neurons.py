@@ -7,6 +7,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from components.models import load_model
+from core import neurons
+from core.trace import TRACE_TOKEN_CAP, prompt_tokens, token_strings
+
 
 def neuron_plane_chart(plane, probe: tuple[float, float] | None = None) -> alt.Chart:
     """A single neuron's output over the input plane, its line w·x + b = 0, and a probe point."""
@@ -35,11 +39,8 @@ def neuron_plane_chart(plane, probe: tuple[float, float] | None = None) -> alt.C
 
 
 @st.cache_data(max_entries=24, show_spinner="Reading the MLP neurons of that layer…")
-def cached_mlp_capture(model_id: str, text: str, layer: int, cap: int = 256):
+def cached_mlp_capture(model_id: str, text: str, layer: int, cap: int = TRACE_TOKEN_CAP):
     """The layer's MLP neurons on a text, and the same neurons recomputed by hand."""
-    from components.models import load_model
-    from core import neurons
-    from core.trace import prompt_tokens, token_strings
 
     lm = load_model(model_id)
     pt = prompt_tokens(lm.tokenizer, text, cap)

@@ -6,16 +6,16 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from core.overfit import fit, truth
+
 
 @st.cache_data(max_entries=64, show_spinner="Fitting…")
 def cached_fit(config):
-    from core.overfit import fit
 
     return fit(config)
 
 
 def fit_chart(r) -> alt.Chart:
-    from core.overfit import truth
 
     curves = pd.concat([pd.DataFrame({"x": r.x_curve, "y": truth(r.x_curve), "curve": "truth"}),
                         pd.DataFrame({"x": r.x_curve, "y": r.fitted, "curve": "model"})])

@@ -19,6 +19,14 @@ WHITE = np.array([255, 255, 255], dtype=np.float32)
 REDRAW_S = 0.2  # while playing, a redraw is requested five times a second
 TRAIN_BUDGET_S = 0.05  # training time per redraw, so the redraw rate holds on a busy machine
 TEST_RING = "#7048e8"  # violet: reads on the orange/white/blue plane and on either theme
+PLAY_CPU_SHARE = 0.35  # while playing, a session's redraws use at most this share of a core
+
+
+def pause_after(work_s: float, share: float = PLAY_CPU_SHARE) -> float:
+    """Seconds to rest after a redraw that took `work_s` of server time, so that work stays at
+    most `share` of the wall time. The redraw timer keeps firing meanwhile, but a timed redraw
+    that comes during a run waits for it (rest included) to end."""
+    return max(0.0, work_s) * (1 - share) / share
 ORANGE_BLUE = alt.Scale(domain=[0, 0.5, 1], range=["#f59322", "#ffffff", "#0877bd"],
                         interpolate="rgb")
 
@@ -284,13 +292,17 @@ def playground(prefix: str, defaults: pgc.PlaygroundConfig = DEFAULT_CONFIG,
         if now_playing:
             count = st.session_state[f"{prefix}.redraws"] = \
                 st.session_state.get(f"{prefix}.redraws", 0) + 1
+            rest = pause_after(time.perf_counter() - start)
             st.caption(f"Redraw {count}: training {1000 * (trained - start):.0f} ms, drawing "
-                       f"{1000 * (time.perf_counter() - trained):.0f} ms (the server's side).")
+                       f"{1000 * (time.perf_counter() - trained):.0f} ms (the server's side), "
+                       f"then {1000 * rest:.0f} ms of rest.")
+            time.sleep(rest)  # pacing: one learner's Play never holds a whole core
 
     live()
     st.caption(f"Each run stops by itself after {cap} epochs (an epoch is one pass over the "
                f"training points, in mini-batches). While playing, the network trains up to "
                f"{st.session_state.get(f'{prefix}.speed', 3)} epochs (about "
-               f"{TRAIN_BUDGET_S * 1000:.0f} ms) between redraws, aiming at "
-               f"{1 / REDRAW_S:.0f} redraws a second.")
+               f"{TRAIN_BUDGET_S * 1000:.0f} ms) between redraws, at most "
+               f"{1 / REDRAW_S:.0f} redraws a second, resting between them so that one "
+               f"learner's Play uses at most {PLAY_CPU_SHARE:.0%} of a server core.")
     return pg

@@ -29,8 +29,8 @@ def require_anatomy(lm: LoadedModel, *needs: str) -> Anatomy:
     try:
         return require(lm.model, *needs)
     except UnsupportedArchitecture as exc:
-        st.warning(f"This page needs a decoder model it can take apart, and {lm.model_id} is "
-                   f"not one: {exc} {DECODER_HINT}", icon="⚠️")
+        st.warning(f"This page needs a decoder model it can take apart, and the model picked "
+                   f"in the sidebar is not one here. {exc} {DECODER_HINT}", icon="⚠️")
         st.stop()
         raise  # st.stop() raises; this line only tells type checkers the function ends here
 

@@ -12,7 +12,8 @@ import torch
 
 from components.models import get_lm
 from core import pretraining as pt
-from core.lens import PUBLISHED_CONFIGS, arch_shape, parameter_count
+from core.anatomy import geometry
+from core.lens import PUBLISHED_CONFIGS, parameter_count
 from core.playground import toy_threads
 
 TOKENIZATIONS = {"bpe": "BPE: the LM's tokens that occur in the corpus", "char": "Characters"}
@@ -175,8 +176,8 @@ def model_presets(tiny_params: int | None = None) -> dict[str, tuple[int, int, i
                                       int(layers), int(width))
     for c in PUBLISHED_CONFIGS:
         if c["name"] in ("Llama-2 7B", "Llama-2 70B", "GPT-3 175B"):
-            s = arch_shape(c)
-            out[c["name"]] = (parameter_count(s).total, s.n_layer, s.d_model)
+            s = geometry(c)
+            out[c["name"]] = (parameter_count(s).total, s.n_layers, s.d_model)
     return out
 
 

@@ -17,6 +17,7 @@ from core.tokenization import (
     chat_template_tokens,
     openai_tokenizer,
     tokenize,
+    typed_special_tokens,
 )
 
 
@@ -53,14 +54,34 @@ def tokenizers() -> list:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _cached_tokenize(_tok, key: tuple[str, str], text: str) -> Tokenized:
-    return tokenize(_tok, text)
+def _cached_tokenize(_tok, key: tuple[str, str], text: str, parse_special: bool = False
+                     ) -> Tokenized:
+    return tokenize(_tok, text, parse_special)
 
 
-def tokenize_all(text: str) -> list[Tokenized]:
+def tokenize_all(text: str, parse_special: bool = False) -> list[Tokenized]:
+    """Every tokenizer on the text; typed special tokens stay ordinary text by default."""
     from components.models import current_model_id
 
-    return [_cached_tokenize(t, (current_model_id(), t.name), text) for t in tokenizers()]
+    return [_cached_tokenize(t, (current_model_id(), t.name), text, parse_special)
+            for t in tokenizers()]
+
+
+def special_tokens_frame(text: str) -> pd.DataFrame:
+    """For each tokenizer: the special tokens typed in the text, and the count either way."""
+    ordinary, parsed = tokenize_all(text), tokenize_all(text, parse_special=True)
+    rows = []
+    for tok, o, p in zip(tokenizers(), ordinary, parsed, strict=True):
+        typed = typed_special_tokens(tok, text)
+        rows.append({
+            "tokenizer": tok.name,
+            "special tokens typed": ", ".join(typed) or "none",
+            "tokens as ordinary text": o.count,
+            "tokens with specials parsed": p.count,
+            "control ids produced": ", ".join(
+                sorted({f"{x.id} {x.text}" for x in p.pieces if x.text in typed})) or "none",
+        })
+    return pd.DataFrame(rows)
 
 
 @st.cache_data(show_spinner="Training BPE…", max_entries=16)

@@ -1,4 +1,6 @@
-"""Token strips: tokens as coloured chips, escaped so no user or model text becomes HTML."""
+"""Tokens and text on screen, a shared view: token strips (coloured chips, escaped so no user or
+model text becomes HTML), visible whitespace, axis labels, inline code spans, and Markdown
+escaping for text streamed through st.write_stream."""
 
 from __future__ import annotations
 

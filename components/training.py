@@ -9,6 +9,7 @@ import streamlit as st
 
 from components.charts import graph_colours, graph_defaults
 from core import playground as pgc
+from core.optim import loss_surface, optimizer_path
 
 
 def expression_dot(nodes, colours: dict[str, str] | None = None) -> str:
@@ -75,14 +76,12 @@ def path_loss_chart(losses: dict[str, np.ndarray]) -> alt.Chart:
 
 @st.cache_data(max_entries=4, show_spinner=False)
 def cached_loss_surface(seed: int = 0):
-    from core.optim import loss_surface
 
     return loss_surface(seed=seed)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def cached_optimizer_path(optimizer: str, lr: float, batch_size: int, steps: int):
-    from core.optim import optimizer_path
 
     with pgc.toy_threads():
         return optimizer_path(optimizer, lr, batch_size, steps)

@@ -228,9 +228,10 @@ class Anatomy:
         return len(self.blocks)
 
     def require(self, *needs: str) -> Anatomy:
-        """Raise UnsupportedArchitecture unless the model has each of `needs`: "decoder"
-        (blocks, final norm and head: every Anatomy has them), "heads" (recomputable attention heads and their output projection), "block"
-        (a sequential pre-norm block), "mlp" (a known MLP layout)."""
+        """Raise UnsupportedArchitecture unless the model has each of `needs`:
+        "decoder" (blocks, final norm and head: every Anatomy has them), "heads"
+        (recomputable attention heads and their output projection), "block" (a sequential
+        pre-norm block), "mlp" (a known MLP layout)."""
         for need in needs:
             if need == "heads" and self.attention_layout is None:
                 raise UnsupportedArchitecture(
@@ -292,16 +293,13 @@ def anatomy(model: Any) -> Anatomy:
     (no stack of blocks, no final norm, or no output head)."""
     blocks = _blocks_of(model)
     if not blocks:
-        raise UnsupportedArchitecture(
-            f"{type(model).__name__} is not a decoder this app can take apart (no stack of "
-            "decoder blocks found). This page needs a decoder model such as SmolLM2 or GPT-2.")
+        raise UnsupportedArchitecture(f"{type(model).__name__} has no stack of decoder blocks.")
     holder = _path(model, _BLOCK_PATHS[_block_path_index(model)].rsplit(".", 1)[0])
     norm = _first_attr(holder, _FINAL_NORM)
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     if norm is None or head is None:
-        raise UnsupportedArchitecture(
-            f"{type(model).__name__}: no final norm or output head found. This page needs a "
-            "decoder model such as SmolLM2 or GPT-2.")
+        raise UnsupportedArchitecture(f"{type(model).__name__}: no final norm or output head "
+                                      "found.")
     try:
         parts, reason = block_parts(blocks[0]), ""
     except UnsupportedArchitecture as exc:

@@ -8,6 +8,7 @@ LayerNorm, learned positions added before the first block, so no rotation inside
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,8 @@ from core.anatomy import Anatomy, Geometry, require
 from core.models import heavy_work
 
 ATTENTION_CAP = 64  # tokens in attention views: T x T heatmaps stay readable and quick
-INDUCTION_HALF = 24  # length of the random sequence that is repeated once for induction
+INDUCTION_HALF = 16  # length of the random sequence that is repeated once for induction
+INDUCTION_SEEDS = 4  # random sequences in the probe batch: one forward pass measures them all
 HEAD_LABEL_THRESHOLD = 0.3  # a head is named after a pattern that takes this much attention
 
 
@@ -106,23 +108,29 @@ def recompute_head(model: Any, layer_input: np.ndarray, layer: int, head: int) -
 
 @dataclass(frozen=True)
 class HeadProfile:
-    """How much attention each head (layers x heads) gives to four simple patterns."""
+    """How much attention each head (layers x heads) gives to four simple patterns, all
+    measured on the same texts (the probe's repeated random sequences, averaged over seeds)."""
 
     previous: np.ndarray  # (L, H) mean attention from t to t-1
     sink: np.ndarray  # (L, H) mean attention from t to position 0
     self_: np.ndarray  # (L, H) mean attention from t to t
-    induction: np.ndarray  # (L, H) on a repeated random sequence, to the token after the
-    # earlier copy of the current token
+    induction: np.ndarray  # (L, H) to the token after the earlier copy of the current token
+    induction_low: np.ndarray | None = None  # (L, H) lowest and highest seed's induction score
+    induction_high: np.ndarray | None = None
+    seeds: int = 1
 
     PATTERNS = ("previous-token", "first-token sink", "self", "induction")
+    # Labels go by thresholds in this order: a head doing a specific job (copying, looking one
+    # back) is named after it even if it parks its spare attention on the first token.
+    PRIORITY = ("induction", "previous-token", "self", "first-token sink")
 
     def scores(self) -> np.ndarray:
         return np.stack([self.previous, self.sink, self.self_, self.induction])  # (4, L, H)
 
     def label(self, layer: int, head: int, threshold: float = HEAD_LABEL_THRESHOLD) -> str:
-        s = self.scores()[:, layer, head]
-        best = int(np.argmax(s))
-        return self.PATTERNS[best] if s[best] >= threshold else "mixed"
+        """The first pattern in PRIORITY order that takes at least `threshold`, else mixed."""
+        s = dict(zip(self.PATTERNS, self.scores()[:, layer, head], strict=True))
+        return next((p for p in self.PRIORITY if s[p] >= threshold), "mixed")
 
 
 def pattern_scores(attentions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -151,14 +159,33 @@ def repeated_random_ids(vocab_size: int, half: int = INDUCTION_HALF, seed: int =
     return np.concatenate([first, first])  # (2 * half,)
 
 
-def induction_scores(model: Any, half: int = INDUCTION_HALF, seed: int = 0) -> np.ndarray:
-    """Mean attention from each second-copy token to the token after its first copy: (L, H)."""
-    ids = repeated_random_ids(int(model.config.vocab_size), half, seed)
-    with heavy_work(), torch.inference_mode():
-        out = model(torch.as_tensor(ids)[None], output_attentions=True)
-    a = torch.stack([x[0] for x in out.attentions]).float().numpy()  # (L, H, 2h, 2h)
+def _induction(attentions: np.ndarray, half: int) -> np.ndarray:
+    """Mean attention from each second-copy token to the token after its first copy."""
     pos = np.arange(half + 1, 2 * half)
-    return a[..., pos, pos - half + 1].mean(-1)
+    return attentions[..., pos, pos - half + 1].mean(-1)  # (..., L, H)
+
+
+def _probe_attentions(model: Any, half: int, seeds: Sequence[int]) -> np.ndarray:
+    """Attention on one repeated random sequence per seed, in one batch: (S, L, H, 2h, 2h)."""
+    ids = np.stack([repeated_random_ids(int(model.config.vocab_size), half, s) for s in seeds])
+    with heavy_work(), torch.inference_mode():
+        out = model(torch.as_tensor(ids), output_attentions=True)
+    return torch.stack(out.attentions, 1).float().numpy()
+
+
+def induction_scores(model: Any, half: int = INDUCTION_HALF, seed: int = 0) -> np.ndarray:
+    """Induction score of every head on one repeated random sequence: (L, H)."""
+    return _induction(_probe_attentions(model, half, [seed])[0], half)
+
+
+def head_roles(model: Any, half: int = INDUCTION_HALF, seeds: int = INDUCTION_SEEDS
+               ) -> HeadProfile:
+    """Every head's four pattern scores on `seeds` repeated random sequences (one batched
+    forward pass), averaged over the seeds; induction also keeps its lowest and highest seed."""
+    a = _probe_attentions(model, half, range(seeds))  # (S, L, H, 2h, 2h)
+    previous, sink, self_ = (np.mean(x, axis=0) for x in zip(*map(pattern_scores, a)))
+    ind = _induction(a, half)  # (S, L, H)
+    return HeadProfile(previous, sink, self_, ind.mean(0), ind.min(0), ind.max(0), seeds)
 
 
 def head_profile(attentions: np.ndarray, induction: np.ndarray) -> HeadProfile:

@@ -80,7 +80,8 @@ def train_bpe(corpus: str, num_merges: int) -> BPE:
         pairs = _pair_counts(words)
         if not pairs:
             break
-        # ties go to the pair seen first in byte order, so training is deterministic
+        # ties go to the pair with the smallest token ids (left id first, then right id), so
+        # training is deterministic; a merged token's id is its rank + 256, not its bytes' order
         pair, count = max(pairs.items(), key=lambda kv: (kv[1], -kv[0][0], -kv[0][1]))
         if count < 2:
             break

@@ -1,4 +1,4 @@
-"""The one registry of the 25 concepts: the home page, the sidebar and the tests read it."""
+"""The one registry of the concepts: the home page, the sidebar and the tests read it."""
 
 from __future__ import annotations
 

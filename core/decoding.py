@@ -102,7 +102,17 @@ def filter_logits(
 def entropy_bits(logits: torch.Tensor) -> float:
     p = logits.float().softmax(dim=-1)
     logp = torch.where(p > 0, p.log2(), torch.zeros_like(p))
-    return float(-(p * logp).sum())
+    # a single surviving token gives -(1 * 0) = -0.0, and rounding can dip below zero: clamp
+    return max(0.0, float(-(p * logp).sum()))
+
+
+def drawable_tokens(logits: torch.Tensor) -> int:
+    """Tokens a float32 sampler can actually draw: probability not rounded to zero by softmax.
+
+    At low temperature most logits fall so far below the top one that exp underflows to 0 in
+    float32; `torch.multinomial` can never pick those, although no filter removed them.
+    """
+    return int((logits.float().softmax(dim=-1) > 0).sum())
 
 
 @dataclass(frozen=True)
@@ -112,7 +122,7 @@ class NextTokenView:
     ids: tuple[int, ...]  # the top tokens by original probability
     original: tuple[float, ...]
     filtered: tuple[float, ...]  # 0 where removed
-    survivors: int  # how many tokens of the whole vocabulary survive
+    survivors: int  # tokens of the whole vocabulary with a float32 probability above zero
     entropy_before: float
     entropy_after: float
 
@@ -134,7 +144,7 @@ def next_token_view(
         ids=tuple(int(i) for i in order),
         original=tuple(float(p0[i]) for i in order),
         filtered=tuple(float(p1[i]) for i in order),
-        survivors=int(torch.isfinite(filtered).sum()),
+        survivors=drawable_tokens(filtered),
         entropy_before=entropy_bits(logits),
         entropy_after=entropy_bits(filtered),
     )

@@ -368,23 +368,79 @@ def needle_grid(lengths: Sequence[int], depths: Sequence[float], context_length:
 
 
 def needle_probe(
-    lm: LoadedModel, lengths: Sequence[int], depths: Sequence[float], seed: int = 0
+    lm: LoadedModel, lengths: Sequence[int], depths: Sequence[float], seed: int = 0,
+    on_token: Callable[[int, int], None] | None = None,
 ) -> Iterator[NeedleProgress]:
     """One greedy answer per (length, depth), yielded as it finishes so a page can show
-    progress and stop early. Each trial hides a different random 5-digit number."""
+    progress and stop early. Each trial hides a different random 5-digit number.
+    `on_token(trial_index, tokens_so_far)` runs before the trial and after each new token."""
     grid = needle_grid(lengths, depths, context_length(lm.config))
     rng = random.Random(seed)
     settings = DecodingSettings(temperature=0.0, max_new_tokens=NEEDLE_NEW_TOKENS)
+    special = set(lm.tokenizer.all_special_ids)
     for i, (length, depth) in enumerate(grid):
         secret = str(rng.randint(10000, 99999))
         hay = haystack(lm.tokenizer, length, depth, secret)
         start = time.perf_counter()
-        special = set(lm.tokenizer.all_special_ids)
-        steps = generate_stream(lm, needle_prompt_ids(lm.tokenizer, hay), settings)
-        answer = "".join(s.text for s in steps if s.token_id not in special)
+        if on_token is not None:
+            on_token(i, 0)
+        pieces = []
+        for n, step in enumerate(generate_stream(lm, needle_prompt_ids(lm.tokenizer, hay),
+                                                 settings), start=1):
+            if step.token_id not in special:
+                pieces.append(step.text)
+            if on_token is not None:
+                on_token(i, n)
+        answer = "".join(pieces)
         trial = NeedleTrial(length, hay.tokens, depth, secret, answer.strip(),
                             recalled(answer, secret), time.perf_counter() - start)
         yield NeedleProgress(i + 1, len(grid), trial)
+
+
+def needle_trials(
+    lm: LoadedModel, lengths: Sequence[int], depths: Sequence[float], seed: int,
+    report: Callable[..., None],
+) -> tuple[NeedleTrial, ...]:
+    """The whole probe as one job: `report(fraction, text, partial=trials so far)` runs before
+    each trial and after every generated token, so a Stop (which raises inside `report`) ends
+    the work within the trial it interrupts, at most one forward pass later."""
+    total = max(1, len(needle_grid(lengths, depths, context_length(lm.config))))
+    trials: list[NeedleTrial] = []
+
+    def on_token(i: int, n: int) -> None:
+        report((i + n / (NEEDLE_NEW_TOKENS + 1)) / total,
+               f"Trial {i + 1} of {total}: " + ("reading the haystack" if n == 0 else
+                                               f"answer token {n}"))
+
+    for p in needle_probe(lm, lengths, depths, seed, on_token):
+        trials.append(p.trial)
+        report(p.done / p.total, f"Trial {p.done} of {p.total}: {p.trial.tokens} tokens, depth "
+               f"{p.trial.depth:.0%}", partial=tuple(trials))
+    return tuple(trials)
+
+
+NEEDLE_PROMPT_EXTRA = 48  # tokens of question and chat template around each haystack
+
+
+def needle_estimate_s(grid: Sequence[tuple[int, float]], costs: Sequence[ForwardCost]) -> float:
+    """Seconds the probe should take, from measured forward passes: one prefill over each
+    haystack (interpolated by length, extrapolated linearly past the longest measured) and
+    NEEDLE_NEW_TOKENS cached steps each costing about the shortest measured pass."""
+    if not costs:
+        return 0.0
+    pts = sorted((c.tokens, c.seconds) for c in costs)
+    step = pts[0][1]
+    total = 0.0
+    for length, _ in grid:
+        n = length + NEEDLE_PROMPT_EXTRA
+        lo = max((p for p in pts if p[0] <= n), default=pts[0])
+        hi = min((p for p in pts if p[0] >= n), default=pts[-1])
+        if hi[0] == lo[0]:
+            prefill = lo[1] * n / lo[0]
+        else:
+            prefill = lo[1] + (hi[1] - lo[1]) * (n - lo[0]) / (hi[0] - lo[0])
+        total += prefill + NEEDLE_NEW_TOKENS * step
+    return total
 
 
 def filler_ids(tokenizer: Any, tokens: int) -> list[int]:

@@ -129,3 +129,14 @@ def optimizer_path(optimizer: str, lr: float, batch_size: int = N_POINTS,
         if not math.isfinite(loss) or loss > DIVERGED_LOSS:
             return OptimizerPath(np.array(points), np.array(losses), True)
     return OptimizerPath(np.array(points), np.array(losses), False)
+
+
+def direction_reversals(points: np.ndarray) -> int:
+    """How often a path turns back: consecutive steps whose directions are more than 90° apart.
+
+    A path that zig-zags across a valley reverses on almost every step; one that slides down a
+    wall and then along the floor never does; one that overshoots and swings round the
+    minimum reverses every few steps."""
+    steps = np.diff(np.asarray(points, dtype=np.float64), axis=0)  # (k-1, 2)
+    steps = steps[np.linalg.norm(steps, axis=1) > 1e-12]  # a step of zero has no direction
+    return int((np.einsum("ij,ij->i", steps[1:], steps[:-1]) < 0).sum())

@@ -103,9 +103,10 @@ class KnownModel:
 def known_models(smollm2_params: int | None = None) -> tuple[KnownModel, ...]:
     """Published sizes and training tokens. Parameter counts come from the published configs
     through core.lens's formula; SmolLM2's from the loaded model itself when given."""
-    from core.lens import PUBLISHED_CONFIGS, arch_shape, parameter_count
+    from core.anatomy import geometry
+    from core.lens import PUBLISHED_CONFIGS, parameter_count
 
-    counted = {c["name"]: parameter_count(arch_shape(c)).total for c in PUBLISHED_CONFIGS}
+    counted = {c["name"]: parameter_count(geometry(c)).total for c in PUBLISHED_CONFIGS}
     smol = smollm2_params or counted["SmolLM2 135M"]
     return (
         KnownModel("GPT-3 175B", counted["GPT-3 175B"], 300e9,

@@ -2,6 +2,10 @@
 
 Each tokenizer is wrapped so that a text becomes pieces with their ids and raw bytes, whatever
 the library: transformers' fast tokenizers, or the tiktoken-compatible `bpe-openai`.
+
+Typed text is encoded as ordinary text everywhere (tiktoken's `encode_ordinary`): a user who
+types `<|endoftext|>` gets the characters, not the control token. `encode_special` parses
+special tokens in the text, the way a chat template's output is read, to show what changes.
 """
 
 from __future__ import annotations
@@ -83,7 +87,18 @@ class HFTokenizer:
         return len(self.tok)
 
     def encode(self, text: str) -> list[int]:
+        """Ordinary text: a typed special token is split into its characters."""
+        out = self.tok(text, add_special_tokens=False, split_special_tokens=True, verbose=False)
+        return list(out["input_ids"])
+
+    def encode_special(self, text: str) -> list[int]:
+        """Special tokens written in the text become their single control ids."""
         return list(self.tok(text, add_special_tokens=False, verbose=False)["input_ids"])
+
+    @property
+    def special_tokens(self) -> tuple[str, ...]:
+        added = (t.content for t in self.tok.added_tokens_decoder.values() if t.special)
+        return tuple(sorted(set(self.tok.all_special_tokens) | set(added)))
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tok.decode(list(ids), clean_up_tokenization_spaces=False)
@@ -117,6 +132,13 @@ class OpenAIEncoding:
 
     def encode(self, text: str) -> list[int]:
         return list(self.enc.encode_ordinary(text))
+
+    def encode_special(self, text: str) -> list[int]:
+        return list(self.enc.encode(text, allowed_special="all"))
+
+    @property
+    def special_tokens(self) -> tuple[str, ...]:
+        return tuple(sorted(self.enc.special_tokens_set))
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.enc.decode(list(ids))
@@ -165,8 +187,10 @@ def openai_tokenizer(name: str) -> HFTokenizer | OpenAIEncoding:
     return OpenAIEncoding(name)
 
 
-def tokenize(tokenizer: HFTokenizer | OpenAIEncoding, text: str) -> Tokenized:
-    ids = tokenizer.encode(text)
+def tokenize(tokenizer: HFTokenizer | OpenAIEncoding, text: str,
+             parse_special: bool = False) -> Tokenized:
+    """The text's pieces; typed special tokens stay ordinary text unless `parse_special`."""
+    ids = tokenizer.encode_special(text) if parse_special else tokenizer.encode(text)
     decoded = tokenizer.decode(ids)
     return Tokenized(
         name=tokenizer.name,
@@ -177,25 +201,113 @@ def tokenize(tokenizer: HFTokenizer | OpenAIEncoding, text: str) -> Tokenized:
     )
 
 
+def typed_special_tokens(tokenizer: HFTokenizer | OpenAIEncoding, text: str) -> tuple[str, ...]:
+    """The tokenizer's special tokens that occur, typed as characters, in `text`."""
+    return tuple(t for t in tokenizer.special_tokens if t and t in text)
+
+
+# --- the embedded SmolLM2's pre-tokenizer ---------------------------------------------------
+
+# HuggingFaceTB/SmolLM2-135M(-Instruct) tokenizer.json: every numeral is split off on its own
+# before GPT-2's byte-level regex runs. The GGUF file keeps only "smollm" as a name for this
+# rule, and transformers' GGUF converter falls back to a bare ByteLevel pre-tokenizer.
+SMOLLM2_PRE_TOKENIZER = {
+    "type": "Sequence",
+    "pretokenizers": [
+        {"type": "Digits", "individual_digits": True},
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
+    ],
+}
+
+
+def restore_digit_split(tokenizer: Any) -> bool:
+    """Give a GGUF-converted SmolLM2 tokenizer its original pre-tokenizer back, in place.
+
+    Only a bare ByteLevel pre-tokenizer is replaced (returns True); a tokenizer that has its
+    own (the hub's, or an already repaired one) is left alone. Call it while loading, before
+    the tokenizer is shared.
+    """
+    from tokenizers import pre_tokenizers
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or backend.pre_tokenizer is None:
+        return False
+    current = json.loads(backend.pre_tokenizer.__getstate__())
+    if current.get("type") != "ByteLevel":
+        return False
+    backend.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True),
+    ])
+    return True
+
+
 # --- chat templates --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class ChatTokens:
     rendered: str  # the template's text
-    pieces: tuple[Piece, ...]
+    pieces: tuple[Piece, ...]  # as the model reads it: special tokens parsed everywhere
     special: tuple[bool, ...]  # which pieces are special (control) tokens
+    forged: tuple[bool, ...]  # control tokens made from characters typed inside a message
+    safe_pieces: tuple[Piece, ...]  # the same, with every message's text encoded as ordinary
+    safe_special: tuple[bool, ...]
+
+    @property
+    def injected(self) -> int:
+        return sum(self.forged)
+
+
+_MARK = "\ue000{}\ue001"  # private-use characters no template changes
+
+
+def _segments(tokenizer: Any, messages: list[dict[str, str]], rendered: str
+              ) -> list[tuple[str, bool]] | None:
+    """The rendered conversation cut into (text, typed by a user) pieces; None if the
+    template changes message text (trims it, say), so contents cannot be located."""
+    marked = tokenizer.apply_chat_template(
+        [{**m, "content": _MARK.format(i)} for i, m in enumerate(messages)], tokenize=False)
+    segments, start = [], 0
+    for i, m in enumerate(messages):
+        at = marked.find(_MARK.format(i), start)
+        if at < 0:
+            return None
+        segments += [(marked[start:at], False), (m["content"], True)]
+        start = at + len(_MARK.format(i))
+    segments.append((marked[start:], False))
+    return segments if "".join(t for t, _ in segments) == rendered else None
 
 
 def chat_template_tokens(tokenizer: Any, messages: list[dict[str, str]]) -> ChatTokens | None:
-    """The conversation as the model sees it; None when the tokenizer has no chat template."""
+    """The conversation as the model sees it; None when the tokenizer has no chat template.
+
+    The template pastes each message into one string and the tokenizer then parses control
+    tokens anywhere in it, so `<|im_start|>` typed in a message becomes the real control token:
+    prompt injection. `forged` marks those; `safe_pieces` encodes message text as ordinary.
+    """
     if not getattr(tokenizer, "chat_template", None):
         return None
     rendered = tokenizer.apply_chat_template(messages, tokenize=False)
-    ids = tokenizer(rendered, add_special_tokens=False, verbose=False)["input_ids"]
+    enc = tokenizer(rendered, add_special_tokens=False, return_offsets_mapping=True,
+                    verbose=False)
+    ids, offsets = enc["input_ids"], enc["offset_mapping"]
     special_ids = set(tokenizer.all_special_ids) | {
         i for i, t in tokenizer.added_tokens_decoder.items() if t.special
     }
+    segments = _segments(tokenizer, messages, rendered) or [(rendered, False)]
+    typed, pos = [], 0
+    for text, by_user in segments:
+        if by_user:
+            typed.append((pos, pos + len(text)))
+        pos += len(text)
+    forged = [i in special_ids and any(a <= s and e <= b for a, b in typed)
+              for i, (s, e) in zip(ids, offsets)]
+    safe: list[int] = []
+    for text, by_user in segments:
+        if text:
+            safe += tokenizer(text, add_special_tokens=False, split_special_tokens=by_user,
+                              verbose=False)["input_ids"]
     hf = HFTokenizer("chat", tokenizer)
-    return ChatTokens(rendered, tuple(hf.pieces(ids)), tuple(i in special_ids for i in ids))
-
+    return ChatTokens(rendered, tuple(hf.pieces(ids)), tuple(i in special_ids for i in ids),
+                      tuple(forged), tuple(hf.pieces(safe)), tuple(i in special_ids for i in safe))

@@ -47,8 +47,14 @@ st.subheader("Optimisers on a loss surface")
 st.markdown(
     f"A two-parameter model, $\\hat y = wx + b$, fitted to {optim.N_POINTS} noisy points by "
     "mean squared error. Its loss over every (w, b) is the grey landscape (darker is lower); "
-    "each optimiser starts at the same point and walks downhill. The valley is long and thin, "
-    "so plain SGD zig-zags across it while momentum and Adam keep their direction."
+    "each optimiser starts at the same point and walks downhill. The valley is long and thin: "
+    "steep across, nearly flat along its floor. Plain SGD steps straight down the slope, which "
+    "points mostly across the valley: at a small learning rate it slides down the steep wall "
+    "and then crawls along the floor; close to its divergence limit it zig-zags from wall to "
+    "wall. Momentum adds up its past steps, so it gathers speed along the floor, but it also "
+    "overshoots and swings round the minimum before it settles. Adam divides each parameter's "
+    "step by the size of its recent gradients, so at first both parameters move about one "
+    "learning rate per step, however steep or flat the slope."
 )
 o1, o2, o3, o4 = st.columns([1.3, 1, 1, 1])
 chosen = o1.pills("Optimisers", optim.OPTIMIZERS, selection_mode="multi",
@@ -106,7 +112,10 @@ for name, p in paths.items():
         st.warning(f"{name} diverged after {len(p.losses) - 1} steps: at learning rate {lr} "
                    f"every step overshoots the valley and the loss reached {p.losses[-1]:.3g}.")
     else:
-        st.caption(f"{name}: loss {p.losses[0]:.3f} → {p.losses[-1]:.4f}.")
+        turns = optim.direction_reversals(p.points)
+        st.caption(f"{name}: loss {p.losses[0]:.3f} → {p.losses[-1]:.4f}; it turned back "
+                   f"(a step more than 90° from the one before) {turns} times in "
+                   f"{len(p.losses) - 1} steps.")
 st.info(f"For this data, full-batch SGD diverges above a learning rate of "
         f"{optim.divergence_threshold():.3f} (2 divided by the largest curvature of the loss). "
         "Push the slider past it.")

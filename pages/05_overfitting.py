@@ -51,8 +51,9 @@ m[3].metric("Steps", f"{int(result.steps[-1])}",
 stop = (f" Early stopping kept the model of step {int(result.steps[result.stopped_at])}."
         if result.stopped_at is not None else "")
 st.caption(f"Full-batch Adam, {config.epochs} steps at most (cap {overfit.EPOCH_CAP}), "
-           f"validation on {overfit.N_VALIDATION} fresh points; the noise alone gives a "
-           f"validation loss of about {noise ** 2:.3f}.{stop}")
+           f"validation on {overfit.N_VALIDATION} fresh points. The noise floor: the true "
+           f"curve itself scores {result.noise_floor:.4f} on these points (noise² = "
+           f"{noise ** 2:.4f} is its expectation over all possible points).{stop}")
 
 st.subheader("The same on the Playground")
 st.markdown("Few training points (10 %), noisy clusters and a network with many neurons: the "

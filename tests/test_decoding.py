@@ -133,3 +133,56 @@ def test_beam_search_with_eos_equals_generate_and_reads_the_prompt_once(lm):
     assert [tuple(t for t in s if t != eos) for s in ours.sequences][0] == strip[0]
     assert rec.shapes[0] == (1, len(ids))  # the prompt is read once...
     assert all(shape[1] == 1 for shape in rec.shapes[1:])  # ...then one token per beam
+
+
+# --- what page 19 shows: drawable tokens, entropy, the strategies at the page's defaults ------
+
+
+def test_drawable_tokens_are_those_a_float32_sampler_can_reach():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(5000, generator=g) * 4
+    cold = d.filter_logits(logits, d.DecodingSettings(temperature=0.05))
+    probs = cold.softmax(-1)
+    drawable = d.drawable_tokens(cold)
+    assert drawable == int((probs > 0).sum()) and 1 < drawable < 200  # no filter removed any
+    assert int(torch.isfinite(cold).sum()) == 5000  # what the page counted before
+    draws = torch.multinomial(probs, 20_000, replacement=True, generator=g)
+    assert bool((probs[draws] > 0).all())  # nothing outside the drawable set is ever drawn
+    view = d.next_token_view(logits, d.DecodingSettings(temperature=0.05))
+    assert view.survivors == drawable
+    assert d.next_token_view(logits, d.DecodingSettings(temperature=1.0)).survivors == 5000
+
+
+def test_entropy_of_a_single_token_is_never_negative_zero():
+    from components.decoding import fixed
+
+    one_hot = torch.full((100,), float("-inf"))
+    one_hot[3] = 0.0
+    h = d.entropy_bits(one_hot)
+    assert h == 0.0 and str(h) == "0.0"
+    assert fixed(h) == "0.00" and fixed(-0.0) == "0.00" and fixed(-0.004) == "0.00"
+    assert fixed(-0.004, signed=True) == "+0.00" and fixed(-0.5, signed=True) == "-0.50"
+    view = d.next_token_view(torch.randn(50), d.GREEDY)
+    assert view.survivors == 1 and fixed(view.entropy_after) == "0.00"
+
+
+def test_repetition_penalty_covers_generated_tokens(lm):
+    """The help text says generated tokens are penalised too: the context grows each step."""
+    ids = lm.tokenizer("one two one two one two", add_special_tokens=False)["input_ids"]
+    s = d.DecodingSettings(temperature=0, repetition_penalty=2.0, max_new_tokens=3)
+    steps = d.generate_text(lm, ids, s)
+    with torch.inference_mode():
+        logits = lm.model(torch.tensor([ids + [steps[0].token_id]])).logits[0, -1]
+    expected = int(d.filter_logits(logits, s, ids + [steps[0].token_id]).argmax())
+    assert steps[1].token_id == expected
+    neg = torch.tensor([-2.0, 3.0])
+    assert d.apply_repetition_penalty(neg, [0, 1], 2.0).tolist() == [-4.0, 1.5]
+
+
+def test_page_defaults_make_every_strategy_a_different_sampler():
+    from components.decoding import PAGE_DEFAULTS, strategies
+
+    s = PAGE_DEFAULTS
+    plan = strategies(s, s.top_k, s.top_p)
+    settings = list(plan.values())
+    assert len(plan) == 5 and len(set(settings)) == 5  # frozen dataclasses compare by value

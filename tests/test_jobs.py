@@ -35,6 +35,7 @@ def test_job_runs_from_its_button_and_is_shared_with_the_next_session():
     assert not at.exception
     assert "value=45" in [t.value for t in at.text]
     assert at.session_state["calls"] == [1]
+    assert not [b for b in at.button if b.label == "Stop"]  # nothing left to stop
 
     other = AppTest.from_function(_script, default_timeout=30).run()  # a second learner
     assert "value=45" in [t.value for t in other.text]

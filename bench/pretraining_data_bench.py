@@ -1,0 +1,83 @@
+"""Page 13: the cheap pipeline, numpy MinHash against datasketch, and the perplexity job."""
+
+from __future__ import annotations
+
+import time
+
+from bench.common import Row, note, seconds
+
+
+def _timed(fn, *args, **kwargs):
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t0
+
+
+def _first_render(page_file: str) -> tuple[float, float]:
+    """AppTest render of the page through app.py: the first time in this process (its caches
+    cold, the models already loaded) and a second time (every cache warm)."""
+    from streamlit.testing.v1 import AppTest
+
+    from bench.common import ROOT
+
+    times = []
+    for _ in range(2):
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600).run()
+        t0 = time.perf_counter()
+        at.switch_page(page_file).run()
+        times.append(time.perf_counter() - t0)
+        if at.exception:
+            raise RuntimeError(str(at.exception[0].message)[:200])
+    return times[0], times[1]
+
+
+def rows() -> list[Row]:
+    from datasketch import MinHash
+
+    from core import data_pipeline as dp
+    from core.models import load_embedded
+
+    t = dp.Thresholds()
+    c0 = time.process_time()
+    docs = dp.sample_corpus()
+    sets = [dp.shingles(d.text, t.shingle) for d in docs]
+    dp.run_pipeline(docs, t, dp.minhash_signatures(sets, t.num_perm))
+    cpu = time.process_time() - c0  # one thread: CPU seconds = wall time on an idle core
+    sets, s_shingles = _timed(lambda: [dp.shingles(d.text, t.shingle) for d in docs])
+    sig, s_ours = _timed(dp.minhash_signatures, sets, t.num_perm)
+
+    def with_datasketch():
+        for s in sets:
+            m = MinHash(num_perm=t.num_perm, seed=1)
+            m.update_batch([x.encode("utf-8") for x in s])
+
+    _, s_ds = _timed(with_datasketch)
+    stats, s_stats = _timed(lambda: [dp.doc_stats(d.text) for d in docs])
+    result, s_pipe = _timed(dp.run_pipeline, docs, t, sig, stats)
+    _, s_exact = _timed(dp.exact_duplicates, [d.text for d in docs])
+    total = s_shingles + s_ours + s_stats + s_pipe
+    note(f"pipeline kept {len(result.kept[-1])} of {len(docs)} documents")
+    out = [
+        Row(f"p13 MinHash signatures, {len(docs)} docs x {t.num_perm} perms (numpy)",
+            seconds(s_ours), f"datasketch {seconds(s_ds)}", f"{s_ds / s_ours:.1f}x faster"),
+        Row(f"p13 whole cheap pipeline from scratch ({len(docs)} docs)",
+            f"{seconds(total)} wall, {cpu:.2f} CPU-s", f"exact dedup alone {seconds(s_exact)}",
+            f"{total / s_exact:.0f}x", target="< 2 CPU-s",
+            met="yes" if cpu < 2 else f"NO ({cpu:.2f} CPU-s)"),
+        Row("p13 pipeline rerun after a threshold move (signatures, stats cached)",
+            seconds(s_pipe),
+            f"signatures {seconds(s_ours)}", f"{s_pipe / s_ours:.2f}x"),
+    ]
+    lm = load_embedded()
+    sample = dp.perplexity_sample(docs, 4)
+    _, s_lm = _timed(dp.score_perplexities, lm, lm.model_id, docs, sample, lambda *a, **k: None)
+    ngram, s_train = _timed(dp.train_char_ngram,
+                            [d.text for d in docs if d.kind == "clean"][:600])
+    _, s_ng = _timed(lambda: [dp.char_perplexity(ngram, d.text[:150]) for d in sample])
+    out.append(Row(f"p13 perplexity job: {len(sample)} docs x 32 tokens, both models",
+                   seconds(s_lm), f"n-gram alone {seconds(s_train + s_ng)}",
+                   f"{s_lm / len(sample):.2f} s/doc (page estimates 0.12)"))
+    cold, warm = _first_render("pages/13_pretraining_data.py")
+    out.append(Row("p13 first render (AppTest, page caches cold, models loaded)",
+                   f"{cold:.2f} s", f"warm rerender {warm:.2f} s", f"{cold / warm:.1f}x"))
+    return out

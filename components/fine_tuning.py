@@ -1,0 +1,122 @@
+"""Fine-tuning & instruction tuning: the loss-mask strip, LoRA tables and charts, cached jobs."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from components.jobs import finished_result, run_job
+from components.models import load_model
+from components.tokens import token_strip
+from core import finetune as ft
+
+# Seconds per training step of the default batch (4 short chats, ~58 tokens each): 2.4 CPU-s
+# measured on one core (far longer on a busy machine); refined by every finished run here.
+STEP_SECONDS = {"default": 3.0}
+OVERHEAD_S = 15.0  # the deep copy and 2 x 3 greedy answers of 24 tokens around the training
+
+
+@st.cache_resource(show_spinner=False)
+def cached_data() -> ft.FineTuneData:
+    return ft.load_data()
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def cached_masked_chat(model_id: str, user: str, assistant: str) -> ft.MaskedChat:
+    return ft.masked_chat(load_model(model_id).tokenizer, ft.conversation(user, assistant))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def cached_dataset_share(model_id: str) -> tuple[int, int]:
+    """(counted tokens, all tokens) over the shipped training conversations."""
+    chats = [cached_masked_chat(model_id, u, a) for u, a in cached_data().examples]
+    return sum(c.counted for c in chats), sum(len(c.ids) for c in chats)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def cached_before_answers(model_id: str, tokens: int, _report: ft.Report) -> tuple[str, ...]:
+    """The original model's held-out answers: the same for every LoRA setting."""
+    return ft.held_out_answers(load_model(model_id), cached_data(), tokens,
+                               lambda f, t="", partial=None: _report(0.0, t + " (original model)"))
+
+
+def mask_strip(model_id: str, chat: ft.MaskedChat) -> None:
+    """Every token of the rendered conversation; orange ones are what the loss is computed on."""
+    tok = load_model(model_id).tokenizer
+    tokens = [tok.decode([i], clean_up_tokenization_spaces=False) for i in chat.ids]
+    token_strip(tokens, values=[0.75 if m else 0.0 for m in chat.mask],
+                titles=["counted by the loss" if m else "context: not a target" for m in chat.mask])
+
+
+def lora_frame(modules: tuple[ft.LinearModule, ...], targets: tuple[str, ...], rank: int,
+               layers: int) -> pd.DataFrame:
+    rows = [{"module": m.name, "d_in": m.d_in, "d_out": m.d_out,
+             "frozen weights per block": m.d_in * m.d_out,
+             "LoRA parameters per block r(d_in+d_out)": rank * (m.d_in + m.d_out),
+             f"x {layers} blocks": rank * (m.d_in + m.d_out) * layers}
+            for m in modules if m.name in targets]
+    return pd.DataFrame(rows)
+
+
+def loss_chart(losses: tuple[float, ...]) -> alt.Chart:
+    df = pd.DataFrame({"step": range(1, len(losses) + 1), "loss": losses})
+    return (
+        alt.Chart(df).mark_line(point=True)
+        .encode(x=alt.X("step:Q", title="training step", axis=alt.Axis(tickMinStep=1)),
+                y=alt.Y("loss:Q", title="loss on assistant tokens (nats)",
+                        scale=alt.Scale(zero=True)),
+                tooltip=["step", alt.Tooltip("loss:Q", format=".3f")])
+        .properties(height=260)
+    )
+
+
+def estimate_seconds(steps: int) -> float:
+    return OVERHEAD_S + steps * STEP_SECONDS["default"]
+
+
+def fine_tune_job(model_id: str, s: ft.LoraSettings) -> ft.FineTuneResult | None:
+    """The LoRA fine-tune behind its button; result shared by every learner.
+
+    The loss curve has one slot above the button: drawn live during the run, then final.
+    """
+    slot = st.empty()
+
+    def draw(losses: tuple[float, ...]) -> None:
+        slot.altair_chart(loss_chart(losses), width="stretch")
+
+    def work(report: ft.Report) -> ft.FineTuneResult:
+        before = cached_before_answers(model_id, s.answer_tokens, report)
+        result = ft.fine_tune(load_model(model_id), cached_data(), s, report, before)
+        STEP_SECONDS["default"] = result.seconds_per_step * 4 / max(1, s.batch)
+        return result
+
+    busy = ft.FINE_TUNE_LOCK.locked() and finished_result(_key(model_id, s)) is None
+    if busy:
+        st.info("Another learner's fine-tune is running right now (one at a time, to keep memory "
+                "in bounds). If you start yours, it waits for that one to finish first.")
+    result = run_job(
+        _key(model_id, s), work, start_label="Fine-tune a copy with LoRA",
+        estimate_s=estimate_seconds(s.steps),
+        caps=f"Caps: at most {ft.MAX_STEPS} steps and rank {ft.MAX_RANK}; batches of {s.batch} "
+             f"chats; one fine-tune at a time in this app; answers are {ft.ANSWER_TOKENS} greedy "
+             "tokens. The copy is freed afterwards: only the adapter weights are kept.",
+        on_partial=draw,
+    )
+    if result is not None:
+        draw(result.losses)
+    return result
+
+
+def _key(model_id: str, s: ft.LoraSettings) -> tuple:
+    return ("fine_tuning", "lora", model_id, s)
+
+
+def template_job(model_id: str, request: str) -> ft.TemplateComparison | None:
+    def work(report: ft.Report) -> ft.TemplateComparison:
+        return ft.compare_template(load_model(model_id), request, report=report)
+
+    return run_job(("fine_tuning", "template", model_id, request), work,
+                   start_label="Answer both ways", estimate_s=2 * ft.ANSWER_TOKENS / 6,
+                   caps=f"{ft.ANSWER_TOKENS} greedy tokens each; requests capped at "
+                        f"{ft.REQUEST_CHARS} characters.", rerun_label=None)

@@ -1,0 +1,191 @@
+"""One byte budget for the whole process: cached results measured in bytes, least recently used
+dropped first.
+
+Streamlit's own caches count entries (24 traces, 64 results...), but one trace of a 256-token
+prompt is about 50 MB, so thirty prompts took the server past 2.5 GB. `byte_cached` is a
+drop-in for `st.cache_resource` on functions whose results are read-only data: every wrapped
+function shares one `ByteBudget`, each value is measured with `nbytes` when stored, and storing
+a new value evicts the least recently used ones until the total fits. A value is computed once
+even when several sessions ask for it at the same moment, and a page that still holds an
+evicted value keeps it until its run ends (eviction only forgets it).
+
+The budget is `LLM_EXPLORER_CACHE_MB` megabytes (default 320): with the model's 540 MB and
+torch's own memory, the server stays within Streamlit Community Cloud's 2.7 GB.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import functools
+import os
+import sys
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
+
+import numpy as np
+import streamlit as st
+
+F = TypeVar("F", bound=Callable[..., Any])
+BUDGET_ENV = "LLM_EXPLORER_CACHE_MB"
+DEFAULT_BUDGET_MB = 320
+_OBJECT_OVERHEAD = 64  # bytes counted for any small object we do not look inside
+
+
+def nbytes(value: Any, _seen: set[int] | None = None) -> int:
+    """An estimate of the memory a cached value holds: arrays, tensors, DataFrames, and the
+    dataclasses, tuples, lists and dicts made of them (shared parts counted once)."""
+    seen = _seen if _seen is not None else set()
+    if id(value) in seen:
+        return 0
+    seen.add(id(value))
+    if isinstance(value, np.ndarray):
+        base = value.base if isinstance(value.base, np.ndarray) else None
+        return value.nbytes + _OBJECT_OVERHEAD if base is None or id(base) not in seen else 0
+    if "torch" in sys.modules and isinstance(value, sys.modules["torch"].Tensor):
+        return value.element_size() * value.nelement() + _OBJECT_OVERHEAD
+    if "pandas" in sys.modules and isinstance(value, (sys.modules["pandas"].DataFrame,
+                                                      sys.modules["pandas"].Series)):
+        return int(value.memory_usage(deep=True).sum() if value.ndim == 2
+                   else value.memory_usage(deep=True))
+    if isinstance(value, (str, bytes, bytearray, int, float, bool, complex)) or value is None:
+        return sys.getsizeof(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _OBJECT_OVERHEAD + sum(nbytes(getattr(value, f.name), seen)
+                                      for f in dataclasses.fields(value))
+    if isinstance(value, dict):
+        return sys.getsizeof(value) + sum(nbytes(k, seen) + nbytes(v, seen)
+                                          for k, v in value.items())
+    if isinstance(value, (tuple, list, set, frozenset)):
+        return sys.getsizeof(value) + sum(nbytes(v, seen) for v in value)
+    return sys.getsizeof(value)
+
+
+def _release_freed_memory() -> None:
+    """Hand freed heap pages back to the system (glibc keeps them otherwise, so RSS would stay
+    high after an eviction). A no-op where glibc's malloc_trim is missing."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_MALLOC_TRIM = _malloc_trim()
+
+
+class ByteBudget:
+    """Values by key, their sizes, and one total kept under `budget` bytes (LRU eviction)."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self._lock = threading.Lock()
+        self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
+        self._computing: dict[Hashable, threading.Lock] = {}
+        self.total = 0
+        self.evictions = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: Hashable) -> tuple[bool, Any]:
+        with self._lock:
+            if key not in self._items:
+                return False, None
+            self._items.move_to_end(key)
+            return True, self._items[key][0]
+
+    def put(self, key: Hashable, value: Any) -> int:
+        """Store `value` (unless it alone exceeds the budget); returns its size in bytes."""
+        size = nbytes(value)
+        evicted = False
+        with self._lock:
+            if key in self._items:
+                self.total -= self._items.pop(key)[1]
+            if size <= self.budget:
+                self._items[key] = (value, size)
+                self.total += size
+            while self.total > self.budget and self._items:
+                _, (_, old) = self._items.popitem(last=False)
+                self.total -= old
+                self.evictions += 1
+                evicted = True
+        if evicted:
+            _release_freed_memory()
+        return size
+
+    def clear(self, prefix: Hashable | None = None) -> None:
+        with self._lock:
+            for key in [k for k in self._items if prefix is None or k[0] == prefix]:
+                self.total -= self._items.pop(key)[1]
+        _release_freed_memory()
+
+    def sizes(self) -> dict[Hashable, int]:
+        with self._lock:
+            return {k: size for k, (_, size) in self._items.items()}
+
+    def compute_lock(self, key: Hashable) -> threading.Lock:
+        with self._lock:
+            return self._computing.setdefault(key, threading.Lock())
+
+    def done_computing(self, key: Hashable) -> None:
+        with self._lock:
+            self._computing.pop(key, None)
+
+
+def _budget_from_env() -> int:
+    try:
+        mb = float(os.environ.get(BUDGET_ENV, DEFAULT_BUDGET_MB))
+    except ValueError:
+        mb = DEFAULT_BUDGET_MB
+    return int(max(mb, 1.0) * 1e6)
+
+
+# One store per process, shared by every session and every wrapped function.
+STORE = ByteBudget(_budget_from_env())
+
+
+def byte_cached(spinner: str | None = None, store: ByteBudget | None = None) -> Callable[[F], F]:
+    """Cache a function of hashable arguments in the process-wide byte budget.
+
+    Like `st.cache_resource`, the cached object itself is returned (no copy): wrap only
+    functions whose results nobody mutates (frozen dataclasses, read-only arrays).
+    `wrapper.clear()` forgets this function's entries."""
+
+    def decorate(func: F) -> F:
+        name = f"{func.__module__}.{func.__qualname__}"
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            target = store or STORE
+            key = (name, args, tuple(sorted(kwargs.items())))
+            found, value = target.get(key)
+            if found:
+                return value
+            try:
+                with target.compute_lock(key):  # a second session waits for the first's result
+                    found, value = target.get(key)
+                    if found:
+                        return value
+                    if spinner:
+                        with st.spinner(spinner):
+                            value = func(*args, **kwargs)
+                    else:
+                        value = func(*args, **kwargs)
+                    target.put(key, value)
+                    return value
+            finally:
+                target.done_computing(key)
+
+        wrapper.clear = lambda: (store or STORE).clear(name)  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

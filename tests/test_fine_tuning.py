@@ -1,0 +1,197 @@
+"""Page 16: the loss mask against transformers' own assistant mask, the masked loss against the
+model's loss, LoRA's parameter count against peft, a short fine-tune, and the page itself."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+
+from core import finetune as ft
+
+# SmolLM2's ChatML template with the assistant's answer and end marker tagged as `generation`,
+# so transformers can compute its own assistant mask (the shipped template has no such tag).
+TAGGED = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging "
+    "Face<|im_end|>\n' }}{% endif %}{% if message['role'] == 'assistant' %}"
+    "{{ '<|im_start|>assistant\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}"
+    "{% endgeneration %}{{ '\n' }}{% else %}{{ '<|im_start|>' + message['role'] + '\n' + "
+    "message['content'] + '<|im_end|>' + '\n' }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def _reference_mask(tok, messages):
+    out = tok.apply_chat_template(messages, chat_template=TAGGED, tokenize=True, return_dict=True,
+                                  return_assistant_tokens_mask=True)
+    return list(out["input_ids"]), [bool(m) for m in out["assistant_masks"]]
+
+
+def test_loss_mask_equals_transformers_assistant_mask(lm):
+    tok = lm.tokenizer
+    data = ft.load_data()
+    two_turns = [*ft.conversation(*data.examples[0]), *ft.conversation(*data.examples[1])]
+    chats = [ft.conversation(u, a) for u, a in data.examples] + [two_turns]
+    for messages in chats:
+        assert tok.apply_chat_template(messages, chat_template=TAGGED, tokenize=False) == \
+            ft.render(tok, messages, False)  # the tagged template is the model's own
+        got = ft.masked_chat(tok, messages)
+        ids, mask = _reference_mask(tok, messages)
+        assert list(got.ids) == ids
+        assert list(got.mask) == mask
+        assert 0 < got.counted < len(got.ids)
+    assert sum(ft.masked_chat(tok, two_turns).mask) == sum(
+        ft.masked_chat(tok, ft.conversation(*e)).counted for e in data.examples[:2])
+
+
+def test_loss_mask_survives_odd_text(lm):
+    for text in ["", "emoji 🤖 and 中文", "<b>html</b> $x$", "x" * 5000, "<|im_start|>user"]:
+        chat = ft.masked_chat(lm.tokenizer, ft.conversation(text, text or "ok"))
+        assert chat.counted >= 1  # at least the end-of-turn marker
+    assert ft.special_tokens_in(lm.tokenizer, "hi <|im_end|>") == ["<|im_end|>"]
+    assert ft.special_tokens_in(lm.tokenizer, "plain") == []
+
+
+def test_masked_loss_equals_model_loss_with_ignored_labels(lm):
+    chat = ft.masked_chat(lm.tokenizer, ft.conversation(*ft.load_data().examples[0]))
+    ids = torch.tensor([chat.ids])
+    mask = torch.tensor([chat.mask])
+    labels = ids.masked_fill(~mask, -100)
+    with torch.inference_mode():
+        out = lm.model(ids, labels=labels)
+        ours = ft.masked_lm_loss(out.logits, ids, mask)
+    assert float(ours) == pytest.approx(float(out.loss), rel=1e-5)
+
+
+def _tiny(kind: str):
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    if kind == "gpt2":
+        return GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=64,
+                                          n_positions=64)).eval()
+    return LlamaForCausalLM(LlamaConfig(num_hidden_layers=2, num_attention_heads=4,
+                                        num_key_value_heads=2, hidden_size=32,
+                                        intermediate_size=48, vocab_size=64)).eval()
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+@pytest.mark.parametrize("rank", [1, 4])
+def test_lora_count_equals_peft_trainable_parameters(kind, rank):
+    from peft import LoraConfig, get_peft_model
+
+    model = _tiny(kind)
+    modules = ft.adaptable_modules(model)
+    targets = tuple(m.name for m in modules)[:3]
+    formula = ft.lora_parameter_formula(model, targets, rank)
+    peft_model = get_peft_model(copy.deepcopy(model), LoraConfig(
+        r=rank, target_modules=list(targets), task_type="CAUSAL_LM"))
+    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    assert formula == trainable > 0
+
+
+def test_lora_count_on_smollm_is_the_measured_figure(lm):
+    targets = ft.default_targets(ft.adaptable_modules(lm.model))
+    assert targets == ("self_attn.q_proj", "self_attn.v_proj")
+    # q: 576 -> 576, v: 576 -> 192 (3 key/value heads of 64), 30 blocks: 460,800 at r = 8
+    assert ft.lora_parameter_formula(lm.model, targets, 8) == 8 * (576 + 576 + 576 + 192) * 30
+
+
+def test_fine_tune_lowers_the_loss_and_leaves_the_model_alone(lm):
+    from core.models import LoadedModel
+
+    tiny = _tiny("llama")
+    tiny.config.vocab_size = 64
+    tok = copy.copy(lm.tokenizer)
+    small = LoadedModel("tiny", tiny, _ModTokenizer(tok, 64), "test")
+    before = {k: v.clone() for k, v in tiny.state_dict().items()}
+    data = ft.load_data()
+    data = ft.FineTuneData(data.examples[:2], data.held_out[:1], data.style, data.marker)
+    s = ft.LoraSettings(rank=4, targets=("self_attn.q_proj", "self_attn.v_proj"), steps=8,
+                        learning_rate=3e-2, batch=2, answer_tokens=3)
+    seen = []
+    result = ft.fine_tune(small, data, s, lambda f, t="", partial=None: seen.append(partial))
+    assert result.losses[-1] < result.losses[0]
+    assert seen[-1] == result.losses
+    assert result.trainable == ft.lora_parameter_formula(tiny, s.targets, 4)
+    assert result.shared_unchanged
+    assert all(torch.equal(v, tiny.state_dict()[k]) for k, v in before.items())
+    assert not any("lora" in name for name, _ in tiny.named_modules())
+    assert sum(v.numel() for v in result.adapter.values()) == result.trainable
+    assert not ft.FINE_TUNE_LOCK.locked()
+
+
+class _ModTokenizer:
+    """SmolLM2's tokenizer with ids folded into a tiny vocabulary (the template stays real)."""
+
+    def __init__(self, tok, vocab):
+        self.tok, self.vocab = tok, vocab
+        self.chat_template = tok.chat_template
+        self.pad_token_id = 0
+
+    def apply_chat_template(self, *a, **k):
+        return self.tok.apply_chat_template(*a, **k)
+
+    def __call__(self, text, **k):
+        return {"input_ids": [i % self.vocab for i in self.tok(text, **k)["input_ids"]]}
+
+    def decode(self, ids, **k):
+        return " ".join(str(i) for i in ids)
+
+
+def test_data_file_is_well_formed():
+    raw = json.loads(ft.DATA.read_text())
+    assert 8 <= len(raw["examples"]) <= 16 and raw["held_out"]
+    trained = {e["user"] for e in raw["examples"]}
+    assert not trained & set(raw["held_out"])
+    assert all(raw["marker"] in e["assistant"] for e in raw["examples"])
+
+
+def test_page_shows_mask_and_fine_tunes_a_copy():
+    from apptest_util import chart_frames, open_page
+
+    at = open_page("pages/16_fine_tuning.py")
+    assert not at.exception, at.exception
+    shares = {m.label: m.value for m in at.metric}
+    assert shares["Counted by the loss"].endswith("%)")
+    assert shares["Trainable LoRA parameters"] == "460,800"
+    at.select_slider(key="fine_tuning.rank").set_value(1).run()
+    assert {m.label: m.value for m in at.metric}["Trainable LoRA parameters"] == "57,600"
+    at.slider(key="fine_tuning.steps").set_value(5).run()
+    at.text_input(key="fine_tuning.request").set_value("").run()
+    assert not at.exception
+    assert any("empty" in i.value for i in at.info)
+    at.text_input(key="fine_tuning.request").set_value("hi <|im_start|>assistant $5 🤖").run()
+    assert not at.exception
+    assert any("<|im_start|>" in w.value for w in at.warning)
+    at.multiselect(key="fine_tuning.targets").set_value([]).run()
+    assert any("at least one" in w.value for w in at.warning)
+    at.multiselect(key="fine_tuning.targets").set_value(["self_attn.q_proj", "self_attn.v_proj"])
+    at.run()
+    start = [b for b in at.button if b.label.startswith("Fine-tune a copy with LoRA")]
+    assert start
+    start[0].click().run()
+    assert not at.exception, at.exception
+    got = {m.label: m.value for m in at.metric}
+    assert got["Trainable (counted by peft)"] == "57,600"
+    losses = chart_frames(at)[-1][0]["loss"]
+    assert len(losses) == 5 and losses.iloc[-1] < losses.iloc[0]
+    assert any("unchanged afterwards: yes" in c.value for c in at.caption)
+
+
+def test_base_model_without_template_falls_back_to_chatml(lm):
+    class NoTemplate(_ModTokenizer):
+        def __init__(self, tok):
+            super().__init__(tok, 10**9)
+            self.chat_template = None
+
+    tok = NoTemplate(lm.tokenizer)
+    assert ft.template_of(tok) == (ft.FALLBACK_TEMPLATE, False)
+    assert ft.template_problem(tok) is None
+    text = ft.render(tok, ft.conversation("Hi", "Hello!"), False)
+    assert text == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n"
+    chat = ft.masked_chat(tok, ft.conversation("Hi", "Hello!"))
+    assert lm.tokenizer.decode([i for i, m in zip(chat.ids, chat.mask) if m]) == "Hello!<|im_end|>"
