@@ -10,7 +10,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from components.jobs import load_factor, run_job
+from components.jobs import finished_result, load_factor, run_job
 from components.models import load_model
 from components.tokens import visible
 from core import inference as inf
@@ -40,6 +40,26 @@ def forward_estimate_s(model_id: str, longest: int) -> float:
     lm = load_model(model_id)
     lengths = inf.sweep_lengths(inf.context_length(lm.config), longest)
     return (sum(lengths) / 300 + 0.3 * (len(lengths) + 1)) * load_factor()
+
+
+def cached_forward_costs(model_id: str, longest: int, run: int = 0) -> pd.DataFrame:
+    """Forward costs for estimates (the needle probe's): the sweep's shared measurement when it
+    has run with these settings, else the idle-machine model of `forward_estimate_s` scaled by
+    the current load, with the byte columns from their formulas. Never runs the model, so a
+    first render stays quick. `run` is accepted for older callers and ignored."""
+    done = finished_result(("context_window", "forward", model_id, longest))
+    if done is not None:
+        return done.value
+    lm = load_model(model_id)
+    width = inf.model_dtype_bytes(lm.model)
+    factor = load_factor()
+    rows = []
+    for n in inf.sweep_lengths(inf.context_length(lm.config), longest):
+        scores = inf.attention_scores_formula(lm.config, n, width)
+        kv = inf.kv_cache_bytes(lm.config, n, width)
+        rows.append({"tokens": n, "seconds": (n / 300 + 0.3) * factor, "scores_bytes": scores,
+                     "scores_formula": scores, "kv_bytes": kv, "kv_formula": kv})
+    return pd.DataFrame(rows)
 
 
 def forward_costs_job(model_id: str, longest: int) -> pd.DataFrame | None:
