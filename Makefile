@@ -22,6 +22,7 @@ $(STAMP): requirements.txt requirements-dev.txt Makefile
 	touch $(STAMP)
 
 run: $(STAMP)
+	@echo "LLM Explorer: open http://localhost:$(PORT) in your browser (Ctrl+C stops it)"
 	$(VENV)/bin/streamlit run app.py --server.port $(PORT)
 
 test: $(STAMP)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components.charts import HEAT, matrix_frame
+from components.charts import HEAT, THINNED_AXIS, matrix_frame
 from components.models import get_encoder, get_trace, load_model
 from components.tokens import token_labels
 from core import attention as core_attention
@@ -40,23 +40,31 @@ def attention_frame(weights: np.ndarray, tokens) -> pd.DataFrame:
 
 
 def attention_click_chart(df: pd.DataFrame, labels: list[str], title: str,
-                          size: int = 420) -> alt.VConcatChart:
-    """Query x key heatmap; clicking a cell or a token picks the query row, shown as bars."""
+                          size: int | None = None) -> alt.VConcatChart:
+    """Query x key heatmap; clicking a cell or a token picks the query row, shown as bars.
+    `size` is the heatmap's height: its width follows the column (draw it with
+    `draw_chart`), the legend sits below it, and token labels that do not fit are thinned."""
     last = int(df["query"].max())
+    size = size or min(520, max(260, 22 * len(labels)))  # ~22 px a row keeps every label
     pick = alt.selection_point(fields=["query"], on="click", value=[{"query": last}],
                                clear=False, name="pick")
     heat = alt.Chart(df, title=title).mark_rect().encode(
-        x=alt.X("key token:N", sort=labels, title="key (attended to)"),
-        y=alt.Y("query token:N", sort=labels, title="query (attending)"),
-        color=alt.Color("weight:Q", scale=HEAT, title="attention"),
+        x=alt.X("key token:N", sort=labels, title="key (attended to)",
+                axis=alt.Axis(**THINNED_AXIS)),
+        y=alt.Y("query token:N", sort=labels, title="query (attending)",
+                axis=alt.Axis(**THINNED_AXIS)),
+        color=alt.Color("weight:Q", scale=HEAT, title="attention",
+                        legend=alt.Legend(orient="top", direction="horizontal",
+                                          gradientLength=160)),
         tooltip=TIPS,
-    ).properties(width=size, height=size).add_params(pick)
+    ).properties(height=size).add_params(pick)
     bars = alt.Chart(df, title="Where the clicked query token looks").mark_bar(
         color="#e6550d").encode(
-        x=alt.X("key token:N", sort=labels, title=None, scale=alt.Scale(domain=labels)),
+        x=alt.X("key token:N", sort=labels, title=None, scale=alt.Scale(domain=labels),
+                axis=alt.Axis(**THINNED_AXIS)),
         y=alt.Y("weight:Q", scale=alt.Scale(domain=[0, 1]), title="attention"),
         tooltip=TIPS,
-    ).transform_filter(pick).properties(width=size, height=140)
+    ).transform_filter(pick).properties(height=110)
     return alt.vconcat(heat, bars)
 
 
@@ -83,18 +91,16 @@ def head_steps_frame(steps: HeadSteps, model_weights: np.ndarray, tokens) -> pd.
     return pd.concat(frames, ignore_index=True)
 
 
-def head_steps_chart(df: pd.DataFrame, columns: int = 3) -> alt.FacetChart:
-    """Q, K, scaled scores, masked scores, softmax (ours) and the model's own, as one facet."""
-    order = list(dict.fromkeys(df["panel"]))
-    return alt.Chart(df).mark_rect().encode(
+def head_step_chart(df: pd.DataFrame, panel: str) -> alt.Chart:
+    """One stage of the recomputation (rows of one `panel` of `head_steps_frame`); draw them
+    all with `charts.draw_panels(df, "panel", head_step_chart)` so they fit any column."""
+    return alt.Chart(df, title=panel).mark_rect().encode(
         x=alt.X("x:O", axis=None), y=alt.Y("y:O", axis=None),
         color=alt.Color("shade:Q", scale=alt.Scale(scheme="redblue", domain=[-1, 1],
                                                    reverse=True), legend=None),
         tooltip=[alt.Tooltip("panel:N"), alt.Tooltip("row:N"), alt.Tooltip("col:N"),
                  alt.Tooltip("value:Q", format=".4f")],
-    ).properties(width=190, height=190).facet(
-        facet=alt.Facet("panel:N", sort=order, title=None), columns=columns,
-    ).resolve_scale(x="independent")
+    ).properties(height=170)
 
 
 def attention_trace(text: str) -> Trace:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components.charts import BLUE, GREY, ORANGE
+from components.charts import BLUE, GREY, ORANGE, graph_colours, graph_defaults
 from components.models import load_model
 from components.tokens import token_axis
 from core import block as core_block
@@ -36,8 +36,10 @@ def _dot_label(*lines: str) -> str:
 
 
 def block_diagram_dot(a: core_block.BlockAnatomy, layer: int,
-                      part_params: dict[str, int]) -> str:
-    """Graphviz source of one block, read from the model's modules, with live RMS per stage."""
+                      part_params: dict[str, int], colours: dict[str, str] | None = None) -> str:
+    """Graphviz source of one block, read from the model's modules, with live RMS per stage;
+    `colours` from `charts.graph_colours()` (the reader's theme), light when not given."""
+    c = colours or graph_colours("light")
     rms = a.token_rms[layer].mean(axis=1)  # (stages,) average over tokens
     n1, at, n2, mlp = a.part_names
     c1, ca, c2, cm = a.part_classes
@@ -56,10 +58,10 @@ def block_diagram_dot(a: core_block.BlockAnatomy, layer: int,
                                       else "to the final norm and lm_head",
                                       f"RMS {rms[6]:.3g}")),
     }
-    lines = ['digraph block {', 'rankdir=TB; node [fontname="Helvetica", fontsize=11];']
-    fills = {"n1": "#e7f5ff", "n2": "#e7f5ff", "att": "#fff4e6", "mlp": "#ebfbee"}
+    lines = ['digraph block {', 'rankdir=TB;', graph_defaults(c)]
+    fills = {"n1": c["blue"], "n2": c["blue"], "att": c["orange"], "mlp": c["green"]}
     for key, (shape, label) in nodes.items():
-        fill = fills.get(key, "#f8f9fa")
+        fill = fills.get(key, c["node"])
         lines.append(f'{key} [shape={shape}, label="{label}", style=filled, fillcolor="{fill}"];')
     a_mean = float(a.attn_update[layer].mean())
     m_mean = float(a.mlp_update[layer].mean())

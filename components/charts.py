@@ -1,7 +1,18 @@
-"""Shared chart helpers every page can use: draw a chart at a size that fits its column,
-long-form frames of matrices, generic bars. Chart builders elsewhere are pure `data -> alt.Chart`."""
+"""Shared chart helpers every page can use: draw a chart so that it fits its column, small
+multiples that fit, readable text on coloured cells, long-form frames of matrices, generic bars.
+Chart builders elsewhere are pure `data -> alt.Chart`.
+
+Fitting: Streamlit does not tell the script how wide a column is, so charts are sized by the
+browser. `draw_chart` stretches single, layered and simply stacked (vconcat) charts to their
+column (Streamlit autosizes them with the axes and legend inside the box); a Vega facet keeps its
+fixed size and runs past a narrow column, so `draw_panels` draws one stretched chart per panel
+in Streamlit columns instead (they stack on a phone). Category axes that can hold more labels
+than fit use `THINNED_AXIS` and say so with `thinned_note`.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import altair as alt
 import numpy as np
@@ -10,18 +21,182 @@ import streamlit as st
 
 ORANGE, BLUE, GREY = "#e8590c", "#4c6ef5", "#adb5bd"  # one palette for the model pages
 HEAT = alt.Scale(scheme="oranges", domain=[0, 1])
+# Vega hides every other label (then every fourth...) of an axis that has more than fit, rather
+# than drawing them over each other; pair it with `thinned_note` so readers know.
+THINNED_AXIS = {"labelOverlap": "parity", "labelLimit": 90}
+
+# Sampled stops of Vega's sequential schemes, to pick text that stays readable on a cell whose
+# fill follows the same scale (see `ink_for`).
+SCHEMES = {
+    "oranges": ["#fff5eb", "#fee6ce", "#fdd0a2", "#fdae6b", "#fd8d3c", "#f16913", "#d94801",
+                "#a63603", "#7f2704"],
+    "orangered": ["#fff7ec", "#fee8c8", "#fdd49e", "#fdbb84", "#fc8d59", "#ef6548", "#d7301f",
+                  "#b30000", "#7f0000"],
+    "blues": ["#f7fbff", "#deebf7", "#c6dbef", "#9ecae1", "#6baed6", "#4292c6", "#2171b5",
+              "#08519c", "#08306b"],
+}
+DARK_INK, LIGHT_INK = "#222222", "#ffffff"
 
 
-def draw_chart(chart: alt.TopLevelMixin, extra: int = 70, width: str = "content") -> None:
-    """st.altair_chart for single and layered charts. Streamlit 1.67 fits them into a box
-    (axes and legend included), which squeezes heatmaps with long labels: at content width the
-    spec's own size is kept ('pad'); stretched, the height is passed with room for the axes."""
+# Graphviz colours per theme: a transparent background, text and edges that read on the page,
+# fills that stay tinted but dark enough for light text in dark mode.
+GRAPH_THEMES = {
+    "light": {"text": "#212529", "edge": "#868e96", "node": "#f1f3f5", "blue": "#e7f5ff",
+              "yellow": "#fff3bf", "orange": "#fff4e6", "green": "#ebfbee", "white": "#ffffff"},
+    "dark": {"text": "#f1f3f5", "edge": "#adb5bd", "node": "#343a40", "blue": "#1c3a57",
+             "yellow": "#4d3f00", "orange": "#5c3300", "green": "#1f4226", "white": "#2b3035"},
+}
+
+
+def theme_type() -> str:
+    """"light" or "dark": the reader's theme as the browser reports it (light when unknown,
+    e.g. in tests or before the browser has told the server)."""
+    try:
+        kind = st.context.theme.type
+    except (AttributeError, KeyError, RuntimeError):
+        kind = None
+    return kind if kind in GRAPH_THEMES else "light"
+
+
+def graph_colours(kind: str | None = None) -> dict[str, str]:
+    """The Graphviz palette for `kind` (default: the reader's theme)."""
+    return GRAPH_THEMES[kind or theme_type()]
+
+
+def graph_defaults(c: dict[str, str]) -> str:
+    """DOT lines every diagram starts with: transparent background, themed text and edges."""
+    return (f'bgcolor="transparent"; fontcolor="{c["text"]}";\n'
+            f'node [fontname="Helvetica", fontsize=11, color="{c["edge"]}", '
+            f'fontcolor="{c["text"]}"];\n'
+            f'edge [color="{c["edge"]}", fontcolor="{c["text"]}", fontname="Helvetica", '
+            'fontsize=10];')
+
+
+def draw_chart(chart: alt.TopLevelMixin, extra: int = 70, width: str = "stretch", **kwargs):
+    """st.altair_chart sized to fit its column: stretched to the column's width (axes and
+    legend included) with the spec's own height plus `extra` pixels for axes and legends (a
+    layered chart left to Streamlit's "content" height can collapse to 0 px when stretched).
+    `width="content"` keeps the spec's own size (only for charts known to be narrow). Other
+    keyword arguments (key, on_select) go to st.altair_chart, whose result is returned."""
     if width == "content":
-        st.altair_chart(chart.properties(autosize=alt.AutoSizeParams(type="pad")),
-                        width="content")
-        return
+        return st.altair_chart(chart.properties(autosize=alt.AutoSizeParams(type="pad")),
+                               width="content", **kwargs)
     h = getattr(chart, "height", alt.Undefined)
-    st.altair_chart(chart, width=width, height=int(h) + extra if isinstance(h, int) else "content")
+    return st.altair_chart(chart, width=width,
+                           height=int(h) + extra if isinstance(h, int) else "content", **kwargs)
+
+
+def draw_panels(df: pd.DataFrame, panel: str, build: Callable[[pd.DataFrame, str], alt.Chart],
+                columns: int = 2, gap: str = "small") -> None:
+    """Small multiples that fit: `build(rows of one panel, panel name)` for each value of
+    `df[panel]` (in order of appearance), `columns` to a row, each chart stretched to its
+    Streamlit column. Used instead of a Vega facet, whose fixed size overflows narrow columns.
+    Give every panel the same colour domain in `build` so they compare."""
+    names = list(dict.fromkeys(df[panel]))
+    for start in range(0, len(names), columns):
+        cols = st.columns(columns, gap=gap)
+        for col, name in zip(cols, names[start:start + columns], strict=False):
+            with col:
+                st.altair_chart(build(df[df[panel] == name], name), width="stretch")
+
+
+def thinned_note(n_labels: int, what: str = "tokens") -> str:
+    """The sentence that goes under a chart using `THINNED_AXIS` with `n_labels` labels."""
+    return (f"With {n_labels} {what}, a narrow screen cannot print every label: the chart then "
+            "shows every other one (or fewer) instead of overlapping them; hover a cell for its "
+            "full labels.")
+
+
+def _hex_rgb(colour: str) -> np.ndarray:
+    return np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)], dtype=np.float64) / 255
+
+
+def _luminance(rgb: np.ndarray) -> float:
+    lin = np.where(rgb <= 0.03928, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    return float(lin @ np.array([0.2126, 0.7152, 0.0722]))
+
+
+def scheme_colour(scheme: str, t: float) -> str:
+    """The colour of `scheme` at `t` in [0, 1] (linear between the sampled stops)."""
+    stops = np.array([_hex_rgb(c) for c in SCHEMES[scheme]])
+    x = min(max(float(t), 0.0), 1.0) * (len(stops) - 1)
+    lo = int(np.floor(x))
+    hi = min(lo + 1, len(stops) - 1)
+    rgb = stops[lo] + (stops[hi] - stops[lo]) * (x - lo)
+    return "#" + "".join(f"{round(v * 255):02x}" for v in rgb)
+
+
+def ink_for(values: np.ndarray, scheme: str, domain: tuple[float, float]) -> list[str]:
+    """Text colour per value for cells filled from `scheme` over `domain` (the same scale the
+    chart uses): white or near-black, whichever contrasts more with that cell's fill."""
+    lo, hi = domain
+    span = (hi - lo) or 1.0
+    out = []
+    for v in np.asarray(values, dtype=np.float64):
+        if not np.isfinite(v):
+            out.append(DARK_INK)
+            continue
+        lum = _luminance(_hex_rgb(scheme_colour(scheme, (v - lo) / span)))
+        # contrast ratio against white (L=1) and against the dark ink (L~0.016)
+        out.append(LIGHT_INK if (1.05 / (lum + 0.05)) > ((lum + 0.05) / 0.066) else DARK_INK)
+    return out
+
+
+def place_labels(x: np.ndarray, y: np.ndarray, labels: list[str], width: float = 300,
+                 height: float = 300, char_px: float = 6.6, line_px: float = 14
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Which point labels of a scatter can be printed without overlapping, and on which side.
+
+    Placed greedily (in the given order, so put the important ones first) in a plot of
+    `width` x `height` pixels, the smallest the chart is drawn at: a wider plot only spreads
+    the points, so labels that do not overlap here never overlap there. Returns (shown, side)
+    with side +1 for right of the point, -1 left, +2 above, -2 below (y grows upwards). Say
+    how many were hidden.
+    """
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+
+    def scaled(v: np.ndarray, size: float) -> np.ndarray:
+        span = float(v.max() - v.min()) if v.size else 0.0
+        return (v - v.min()) / span * size if span > 0 else np.full_like(v, size / 2)
+
+    px, py = scaled(x, width), scaled(y, height)
+    boxes: list[tuple[float, float, float, float]] = []
+    # the points themselves are obstacles too (radius ~5 px)
+    dots = [(a - 5, b - 5, a + 5, b + 5) for a, b in zip(px, py, strict=True)]
+    shown = np.zeros(len(labels), dtype=bool)
+    side = np.ones(len(labels), dtype=np.int8)
+
+    def free(box: tuple[float, float, float, float], own: int) -> bool:
+        x0, y0, x1, y1 = box
+        if x0 < -2 or x1 > width + 2:
+            return False
+        hits = [o for o in boxes if x0 < o[2] and o[0] < x1 and y0 < o[3] and o[1] < y1]
+        dot_hits = [i for i, o in enumerate(dots)
+                    if i != own and x0 < o[2] and o[0] < x1 and y0 < o[3] and o[1] < y1]
+        return not hits and not dot_hits
+
+    for i, text in enumerate(labels):
+        w = char_px * len(text) + 8
+        candidates = {
+            1: (px[i] + 6, py[i] - line_px / 2, px[i] + 6 + w, py[i] + line_px / 2),
+            -1: (px[i] - 6 - w, py[i] - line_px / 2, px[i] - 6, py[i] + line_px / 2),
+            2: (px[i] - w / 2, py[i] + 6, px[i] + w / 2, py[i] + 6 + line_px),
+            -2: (px[i] - w / 2, py[i] - 6 - line_px, px[i] + w / 2, py[i] - 6),
+        }
+        for s, box in candidates.items():
+            if free(box, i):
+                boxes.append(box)
+                shown[i], side[i] = True, s
+                break
+    return shown, side
+
+
+def ink_encoding(field: str = "ink") -> alt.condition:
+    """The text colour channel for a column filled by `ink_for`: a condition on the value, not
+    a colour scale (a layered chart shares one colour scale, and a nominal one beside the
+    cells' quantitative scale leaves the chart blank)."""
+    return alt.condition(f"datum.{field} == '{LIGHT_INK}'", alt.value(LIGHT_INK),
+                         alt.value(DARK_INK))
 
 
 def matrix_frame(m: np.ndarray, name: str, rows: list[str], cols: list[str] | None = None
@@ -33,7 +208,11 @@ def matrix_frame(m: np.ndarray, name: str, rows: list[str], cols: list[str] | No
 
 
 def bar_chart(df: pd.DataFrame, label: str, value: str, title: str) -> alt.Chart:
+    """Horizontal bars, one labelled row each: the height grows with the rows (22 px a bar) and
+    labels are never thinned (`labelOverlap=False`), so every bar keeps its name."""
     return alt.Chart(df, title=title).mark_bar(color="#3182bd").encode(
-        y=alt.Y(f"{label}:N", sort=None, title=None), x=alt.X(f"{value}:Q"),
+        y=alt.Y(f"{label}:N", sort=None, title=None,
+                axis=alt.Axis(labelOverlap=False, labelLimit=160)),
+        x=alt.X(f"{value}:Q"),
         tooltip=[label, alt.Tooltip(f"{value}:Q", format=".3f")]).properties(
-        height=20 * len(df))
+        height=22 * len(df))

@@ -10,6 +10,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from components.jobs import finished_result, load_factor, run_job
 from components.models import load_model
 from components.tokens import visible
 from core import inference as inf
@@ -17,13 +18,60 @@ from core import inference as inf
 # --- cached measurements ----------------------------------------------------------------------
 
 
-@st.cache_data(max_entries=8, ttl=3600, show_spinner="Running the model at several lengths…")
-def cached_forward_costs(model_id: str, longest: int, run: int) -> pd.DataFrame:
+def forward_costs(model_id: str, longest: int, report=None) -> pd.DataFrame:
+    """One forward pass at 32, 64, ... tokens of filler up to `longest`, each measured;
+    `report(fraction, text)` after each length when given (weighted by its token count)."""
     lm = load_model(model_id)
     lengths = inf.sweep_lengths(inf.context_length(lm.config), longest)
     ids = inf.filler_ids(lm.tokenizer, max(lengths))
     inf.forward_cost(lm, ids[:16])  # warm-up: the first call pays one-off allocation costs
-    return pd.DataFrame([asdict(inf.forward_cost(lm, ids[:n])) for n in lengths])
+    rows, done, total = [], 0, sum(lengths)
+    for n in lengths:
+        rows.append(asdict(inf.forward_cost(lm, ids[:n])))
+        done += n
+        if report is not None:
+            report(done / total, f"{n} tokens measured")
+    return pd.DataFrame(rows)
+
+
+def forward_estimate_s(model_id: str, longest: int) -> float:
+    """Idle-machine seconds for the sweep on a ~135M model on 2 cores (about 300 tokens a
+    second per forward pass, plus a fixed cost per pass), scaled by the current load."""
+    lm = load_model(model_id)
+    lengths = inf.sweep_lengths(inf.context_length(lm.config), longest)
+    return (sum(lengths) / 300 + 0.3 * (len(lengths) + 1)) * load_factor()
+
+
+def cached_forward_costs(model_id: str, longest: int, run: int = 0) -> pd.DataFrame:
+    """Forward costs for estimates (the needle probe's): the sweep's shared measurement when it
+    has run with these settings, else the idle-machine model of `forward_estimate_s` scaled by
+    the current load, with the byte columns from their formulas. Never runs the model, so a
+    first render stays quick. `run` is accepted for older callers and ignored."""
+    done = finished_result(("context_window", "forward", model_id, longest))
+    if done is not None:
+        return done.value
+    lm = load_model(model_id)
+    width = inf.model_dtype_bytes(lm.model)
+    factor = load_factor()
+    rows = []
+    for n in inf.sweep_lengths(inf.context_length(lm.config), longest):
+        scores = inf.attention_scores_formula(lm.config, n, width)
+        kv = inf.kv_cache_bytes(lm.config, n, width)
+        rows.append({"tokens": n, "seconds": (n / 300 + 0.3) * factor, "scores_bytes": scores,
+                     "scores_formula": scores, "kv_bytes": kv, "kv_formula": kv})
+    return pd.DataFrame(rows)
+
+
+def forward_costs_job(model_id: str, longest: int) -> pd.DataFrame | None:
+    """The length sweep behind a button (`components.jobs.run_job`): progress, Stop, and one
+    result shared by every learner with the same model and longest length."""
+    return run_job(("context_window", "forward", model_id, longest),
+                   lambda report: forward_costs(model_id, longest, report),
+                   start_label=f"Measure forward passes up to {longest} tokens",
+                   estimate_s=forward_estimate_s(model_id, longest),
+                   caps=f"Lengths 32, 64, … up to {longest} (cap {inf.FORWARD_CAP}); the estimate "
+                        "is scaled by how busy this shared machine is right now.",
+                   rerun_label="Measure again")
 
 
 @st.cache_data(max_entries=32, ttl=3600, show_spinner=False)
@@ -47,7 +95,7 @@ def forward_time_chart(df: pd.DataFrame) -> alt.LayerChart:
                      "ms": last.seconds * 1000 * (r.tokens / last.tokens)})
     data = pd.DataFrame(rows)
     color = alt.Color("series:N", title=None,
-                      legend=alt.Legend(orient="top", labelLimit=300, columns=2),
+                      legend=alt.Legend(orient="top", labelLimit=300, columns=1),
                       scale=alt.Scale(domain=["measured", "n² (through the last point)",
                                               "n (through the last point)"],
                                       range=["#4C6EF5", "#e8590c", "#868e96"]))
@@ -132,5 +180,9 @@ def needle_chart(trials: Sequence[inf.NeedleTrial]) -> alt.LayerChart:
                         range=["#ffe3e3", "#2f9e44"])),
         tooltip=["length", "tokens", "depth", "secret", "answer", "seconds"],
     )
-    labels = base.mark_text().encode(text=alt.Text("answer:N"))
+    # an answer longer than its cell is cut with an ellipsis (the tooltip has it whole)
+    # the fill runs from pale red (0) to dark green (1) on a fixed domain: white text on green
+    labels = base.mark_text(limit=alt.expr("bandwidth('x') - 6")).encode(
+        text=alt.Text("answer:N"),
+        color=alt.condition("datum.recall > 0.5", alt.value("#ffffff"), alt.value("#222222")))
     return (cells + labels).properties(height=60 + 45 * data["length"].nunique())

@@ -3,12 +3,15 @@ context; cached wrappers around core.embeddings."""
 
 from __future__ import annotations
 
+import sys
+
 import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components.charts import matrix_frame
+from components.charts import ink_encoding, ink_for, matrix_frame, place_labels
+from components.jobs import load_factor, run_job
 from components.models import get_encoder, load_model
 from components.tokens import visible
 from core import embeddings as core_emb
@@ -40,23 +43,39 @@ def cached_word_points(model_id: str, groups_text: str) -> pd.DataFrame:
     return df.drop(columns=["ids"]) if len(df) else df
 
 
-_UMAP_DONE: set[tuple[str, str]] = set()  # inputs whose UMAP sits in the cache below
-
-
-def umap_ready(model_id: str, groups_text: str) -> bool:
-    return (model_id, groups_text) in _UMAP_DONE
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def cached_umap(model_id: str, groups_text: str) -> np.ndarray:
+def _group_vectors(model_id: str, groups_text: str) -> np.ndarray:
     table, _ = cached_embedding_tables(model_id)
     tok = load_model(model_id).tokenizer
-    vecs = np.stack([core_emb.word_vector(table, core_emb.word_ids(tok, w))
+    return np.stack([core_emb.word_vector(table, core_emb.word_ids(tok, w))
                      for _, words in core_emb.parse_groups(groups_text) for w in words
                      if core_emb.word_ids(tok, w)])
-    xy = core_emb.umap_2d(vecs).xy
-    _UMAP_DONE.add((model_id, groups_text))
-    return xy
+
+
+def umap_estimate_s() -> float:
+    """Seconds a UMAP of a few dozen words takes here: importing umap-learn compiles numba code
+    (about 12 s idle) and the first fit compiles more (about 15 s); later fits take a second
+    or two. Scaled by how loaded the machine is right now."""
+    base = 2.0 if "umap" in sys.modules else 30.0
+    return base * load_factor(cap=4.0)  # 130 s was seen on a 2-core machine at load 20
+
+
+def umap_job(model_id: str, groups_text: str) -> np.ndarray | None:
+    """UMAP of the word groups behind a button (`components.jobs.run_job`), shared by all."""
+
+    def work(report) -> np.ndarray:
+        report(0.02, "importing umap-learn (numba compiles it the first time)")
+        import umap  # noqa: F401  (lazy, slow: the import itself is the first half of the wait)
+
+        report(0.5, "fitting UMAP (fixed seed 42, cosine metric)")
+        xy = core_emb.umap_2d(_group_vectors(model_id, groups_text)).xy
+        report(1.0, "done")
+        return xy
+
+    return run_job(("embeddings", "umap", model_id, groups_text), work,
+                   start_label="Compute UMAP for these words", estimate_s=umap_estimate_s(),
+                   caps=f"At most {core_emb.MAX_GROUPS} groups of {core_emb.MAX_WORDS_PER_GROUP} "
+                   "words; the estimate is scaled by how busy this machine is right now.",
+                   rerun_label=None)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -93,22 +112,52 @@ def cached_word_in_context(model_id: str, word: str, sentences: tuple[str, ...]
     return core_emb.word_in_context(load_model(model_id), word, list(sentences))
 
 
-def embedding_map_chart(df: pd.DataFrame, title: str) -> alt.LayerChart:
+def embedding_map_chart(df: pd.DataFrame, title: str, legend_columns: int = 3
+                        ) -> alt.LayerChart:
+    """Points coloured by group; a word is printed beside its point only where it overlaps no
+    other word or point (`label_side` from `charts.place_labels`; rows without it are all
+    labelled on the right; 2 above, -2 below): the hidden ones are in the tooltip and counted
+    by the page."""
+    if "label_side" not in df:
+        df = df.assign(label_side=1)
     base = alt.Chart(df, title=title).encode(
         x=alt.X("x:Q", axis=alt.Axis(labels=False, ticks=False), title=None,
-                scale=alt.Scale(zero=False, nice=False)),
+                scale=alt.Scale(zero=False, nice=False, padding=12)),
         y=alt.Y("y:Q", axis=alt.Axis(labels=False, ticks=False), title=None,
-                scale=alt.Scale(zero=False, nice=False)),
-        color=alt.Color("group:N", title="group"),
+                scale=alt.Scale(zero=False, nice=False, padding=12)),
+        color=alt.Color("group:N", title="group",
+                        legend=alt.Legend(orient="bottom", columns=legend_columns,
+                                          labelLimit=260)),
         tooltip=["group", "word", "tokens"],
     )
-    return (base.mark_circle(size=70) + base.mark_text(dx=7, align="left", fontSize=11).encode(
-        text="word:N")).properties(height=380)
+    right = base.transform_filter("datum.label_side == 1").mark_text(
+        dx=7, align="left", fontSize=11).encode(text="word:N")
+    left = base.transform_filter("datum.label_side == -1").mark_text(
+        dx=-7, align="right", fontSize=11).encode(text="word:N")
+    above = base.transform_filter("datum.label_side == 2").mark_text(
+        dy=-12, align="center", fontSize=11).encode(text="word:N")
+    below = base.transform_filter("datum.label_side == -2").mark_text(
+        dy=12, align="center", fontSize=11).encode(text="word:N")
+    return (base.mark_circle(size=70) + right + left + above + below).properties(height=360)
+
+
+def labelled_points(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """`df` (x, y, word, group) with `label_side` set where a label fits without overlapping
+    (0 = hidden), and how many were hidden. Groups take turns, so every group keeps labels."""
+    df = df.reset_index(drop=True)  # one row per label: a repeated index would place one twice
+    order = df.assign(_n=df.groupby("group").cumcount()).sort_values("_n", kind="stable").index
+    shown, side = place_labels(df.loc[order, "x"].to_numpy(), df.loc[order, "y"].to_numpy(),
+                               df.loc[order, "word"].astype(str).tolist(), width=240,
+                               height=240)  # a phone's plot: wider screens only spread them
+    out = df.copy()
+    out.loc[order, "label_side"] = np.where(shown, side, 0)
+    return out, int((~shown).sum())
 
 
 def cosine_matrix_chart(sim: np.ndarray, labels: list[str], title: str,
                      domain: tuple[float, float] = (-0.2, 1.0)) -> alt.LayerChart:
     df = matrix_frame(sim, title, labels, labels)
+    df["ink"] = ink_for(df["value"].to_numpy(), "blues", domain)  # readable on its own cell
     base = alt.Chart(df, title=title).encode(
         x=alt.X("col:N", sort=labels, title=None, axis=alt.Axis(labelLimit=140)),
         y=alt.Y("row:N", sort=labels, title=None, axis=alt.Axis(labelLimit=140)))
@@ -118,9 +167,8 @@ def cosine_matrix_chart(sim: np.ndarray, labels: list[str], title: str,
         tooltip=["row", "col", alt.Tooltip("value:Q", format=".3f")])
     text = base.mark_text(fontSize=10).encode(
         text=alt.Text("value:Q", format=".2f"),
-        color=alt.condition("datum.value > 0.6", alt.value("white"), alt.value("black")))
-    return (heat + text).properties(width=min(520, 50 * len(labels) + 80),
-                                    height=min(520, 40 * len(labels) + 40))
+        color=ink_encoding())
+    return (heat + text).properties(height=min(520, 40 * len(labels) + 40))
 
 
 def word_in_context_chart(df: pd.DataFrame, layer: int) -> alt.LayerChart:

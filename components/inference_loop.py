@@ -10,6 +10,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from components.jobs import load_factor, run_job
 from components.models import load_model
 from components.tokens import visible
 from core import inference as inf
@@ -88,12 +89,27 @@ def steps_frame(steps: Sequence[Step], config, dtype_bytes: int) -> pd.DataFrame
     } for i, s in enumerate(steps)])
 
 
-@st.cache_data(max_entries=16, ttl=3600, show_spinner="Timing each token with and without "
-               "the KV cache…")
-def cached_token_timings(model_id: str, ids: tuple[int, ...], new_tokens: int, run: int
-                         ) -> inf.CacheComparison:
-    """`run` only distinguishes a fresh measurement from the cached one."""
-    return inf.compare_cache(load_model(model_id), ids, new_tokens)
+def timing_estimate_s(prompt_tokens: int, new_tokens: int) -> float:
+    """Idle-machine seconds for both runs of `token_timings_job` on a ~135M model on 2 cores
+    (a cached step ~50 ms; an uncached one re-reads the sequence, ~300 tokens a second),
+    scaled by the machine's current load."""
+    steps = new_tokens + 1
+    uncached = sum(0.05 + (prompt_tokens + k) / 300 for k in range(steps))
+    return (0.05 * steps + uncached) * load_factor()
+
+
+def token_timings_job(model_id: str, ids: tuple[int, ...], new_tokens: int
+                      ) -> inf.CacheComparison | None:
+    """Greedy tokens timed with and without the KV cache, behind a button with progress and
+    Stop (`components.jobs.run_job`); shared by everyone with the same prompt and count."""
+    return run_job(
+        ("inference_loop", "timings", model_id, ids, new_tokens),
+        lambda report: inf.compare_cache(load_model(model_id), ids, new_tokens, report),
+        start_label=f"Time {new_tokens} tokens with and without the cache",
+        estimate_s=timing_estimate_s(len(ids), new_tokens),
+        caps=f"Greedy, at most {inf.TIMING_CAP // 2} tokens; measured live on this machine, "
+             "which other learners share: the estimate is scaled by its current load.",
+        rerun_label="Measure again")
 
 
 def token_timings_frame(c: inf.CacheComparison) -> pd.DataFrame:
@@ -109,7 +125,8 @@ def ms_per_token_chart(df: pd.DataFrame) -> alt.Chart:
     decode = df[df["phase"] == "decode"]
     return (
         alt.Chart(decode).mark_line(point=True).encode(
-            x=alt.X("position:Q", title="position of the new token", scale=alt.Scale(zero=False)),
+            x=alt.X("position:Q", title="position of the new token", scale=alt.Scale(zero=False),
+                    axis=alt.Axis(format="d", tickMinStep=1)),  # positions are whole numbers
             y=alt.Y("ms:Q", title="ms for this token"),
             color=alt.Color("mode:N", title=None,
                             legend=alt.Legend(orient="top", labelLimit=300),

@@ -209,3 +209,15 @@ def _wait_for_other_run(store: JobStore, key: Hashable, lock: threading.Lock) ->
         st.info("That run was stopped before it finished. Press the button to run it yourself.")
         return None
     return done.value
+
+
+def load_factor(cap: float = 8.0) -> float:
+    """How much slower than an idle machine work runs right now (the 1-minute load average per
+    core, at least 1, at most `cap`): multiply a job's idle-machine estimate by it."""
+    import os
+
+    try:
+        load = os.getloadavg()[0] / max(1, os.cpu_count() or 1)
+    except OSError:  # not available on this platform
+        load = 1.0
+    return min(max(1.0, load), cap)

@@ -4,10 +4,11 @@ guessing game."""
 from __future__ import annotations
 
 import altair as alt
+import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components.charts import BLUE, ORANGE
+from components.charts import BLUE, GREY, ORANGE, ink_encoding, ink_for
 from components.models import load_model
 from components.tokens import short, visible
 from core import lm_objective as obj
@@ -19,41 +20,55 @@ SURPRISAL_PARAM = "picked"
 PER_ROW = 12
 
 
+SURPRISAL_SCHEME = "orangered"
+
+
 def surprisal_frame(s: obj.Surprisal) -> pd.DataFrame:
-    bits = s.bits
-    return pd.DataFrame([
-        {"position": int(p), "row": int(p) // PER_ROW, "col": int(p) % PER_ROW,
-         "token": short(s.tokens[int(p)], 11), "bits": float(b), "p": float(2.0 ** -b)}
-        for p, b in zip(s.positions, bits, strict=True)
+    """One row per token, the first included (it has no prediction: `bits` is NaN); `ink` is
+    the text colour that reads on that cell's fill, from the chart's own colour scale."""
+    bits = {int(p): float(b) for p, b in zip(s.positions, s.bits, strict=True)}
+    df = pd.DataFrame([
+        {"position": p, "row": p // PER_ROW, "col": p % PER_ROW, "token": short(t, 11),
+         "bits": bits.get(p, float("nan")), "p": 2.0 ** -bits[p] if p in bits else float("nan")}
+        for p, t in enumerate(s.tokens)
     ])
+    top = float(np.nanmax(df["bits"])) if df["bits"].notna().any() else 1.0
+    df["ink"] = ink_for(df["bits"].to_numpy(), SURPRISAL_SCHEME, (0.0, top))
+    return df
 
 
-def surprisal_chart(df: pd.DataFrame, picked: int) -> alt.Chart:
-    """The text as a grid of tokens coloured by surprisal; click one to pick it."""
+def surprisal_chart(df: pd.DataFrame, picked: int) -> alt.LayerChart:
+    """The text as a grid of tokens coloured by surprisal; click one to pick it. Cells share
+    the column's width (draw with width="stretch"); a token longer than its cell is cut with
+    an ellipsis (hover for it whole)."""
     sel = alt.selection_point(name=SURPRISAL_PARAM, fields=["position"], on="click",
                               value=[{"position": picked}], toggle=False)
     x = alt.X("col:O", axis=None, scale=alt.Scale(paddingInner=0.08))
     y = alt.Y("row:O", axis=None, scale=alt.Scale(paddingInner=0.15))
     tips = ["position", "token", alt.Tooltip("bits:Q", format=".2f", title="surprisal (bits)"),
             alt.Tooltip("p:Q", format=".2%", title="p(token)")]
-    rect = alt.Chart(df).mark_rect(stroke="#222").encode(
+    first = alt.Chart(df).transform_filter("!isValid(datum.bits)").mark_rect(
+        color=GREY).encode(x=x, y=y, tooltip=["position", "token"])
+    rect = alt.Chart(df).transform_filter("isValid(datum.bits)").mark_rect(
+        stroke=ORANGE).encode(
         x=x, y=y, color=alt.Color("bits:Q", title="surprisal (bits)",
-                                  scale=alt.Scale(scheme="orangered", domainMin=0),
-                                  legend=alt.Legend(orient="bottom", gradientLength=240)),
-        strokeWidth=alt.condition(sel, alt.value(2.5), alt.value(0)), tooltip=tips,
+                                  scale=alt.Scale(scheme=SURPRISAL_SCHEME, domainMin=0),
+                                  legend=alt.Legend(orient="top", direction="horizontal",
+                                                     gradientLength=160, titleOrient="left")),
+        strokeWidth=alt.condition(sel, alt.value(3), alt.value(0)), tooltip=tips,
     ).add_params(sel)
-    text = alt.Chart(df).mark_text(font="monospace", fontSize=11).encode(
-        x=x, y=y, text="token:N",
-        color=alt.condition("datum.bits > 12", alt.value("white"), alt.value("#222")),
-        tooltip=tips)
-    return (rect + text).properties(height=alt.Step(30), width=alt.Step(72))
+    text = alt.Chart(df).mark_text(font="monospace", fontSize=11,
+                                   limit=alt.expr("bandwidth('x') - 4")).encode(
+        x=x, y=y, text="token:N", color=ink_encoding(), tooltip=tips)
+    return (first + rect + text).properties(height=alt.Step(30))
 
 
 def picked_position(event: object, default: int) -> int:
     """The clicked position from an Altair selection event, or `default`."""
     try:
         points = event.selection[SURPRISAL_PARAM]  # type: ignore[attr-defined]
-        return int(points[0]["position"])
+        position = int(points[0]["position"])
+        return position if position >= 1 else default  # the first token has no prediction
     except (AttributeError, KeyError, IndexError, TypeError, ValueError):
         return default
 

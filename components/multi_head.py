@@ -8,28 +8,32 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components.charts import HEAT
+from components.charts import HEAT, ORANGE
 from components.models import get_trace, load_model
 from core import attention as core_attention
 from core import interventions
 from core.attention import ATTENTION_CAP, HeadProfile
 
 
-def small_multiples_chart(layer_attn: np.ndarray, head_titles: list[str], columns: int = 5,
-                          size: int = 130) -> alt.FacetChart:
-    """Every head of one layer as a small (query x key) heatmap, titled by its measured role."""
+def small_multiples_frame(layer_attn: np.ndarray, head_titles: list[str]) -> pd.DataFrame:
+    """Every head of one layer in long form (on and below the diagonal), `head` = its title."""
     h, t, _ = layer_attn.shape
     head, q, k = np.indices((h, t, t))
     keep = k <= q
-    df = pd.DataFrame({"head": np.array(head_titles)[head[keep]], "query": q[keep],
-                       "key": k[keep], "weight": layer_attn[keep].astype(np.float32)})
-    return alt.Chart(df).mark_rect().encode(
+    return pd.DataFrame({"head": np.array(head_titles)[head[keep]], "query": q[keep],
+                         "key": k[keep], "weight": layer_attn[keep].astype(np.float32)})
+
+
+def head_small_chart(df: pd.DataFrame, title: str, size: int = 120) -> alt.Chart:
+    """One head's (query x key) map, titled by its measured role; drawn for every head with
+    `charts.draw_panels(frame, "head", head_small_chart, columns=...)`. One colour domain
+    (0-1) for all, so the panels compare."""
+    return alt.Chart(df, title=alt.Title(title, fontSize=11)).mark_rect().encode(
         x=alt.X("key:O", axis=None), y=alt.Y("query:O", axis=None),
-        color=alt.Color("weight:Q", scale=HEAT, title="attention"),
+        color=alt.Color("weight:Q", scale=HEAT, legend=None),
         tooltip=[alt.Tooltip("head:N"), alt.Tooltip("query:O"), alt.Tooltip("key:O"),
                  alt.Tooltip("weight:Q", format=".3f")],
-    ).properties(width=size, height=size).facet(
-        facet=alt.Facet("head:N", sort=head_titles, title=None), columns=columns)
+    ).properties(height=size)
 
 
 def head_titles(profile: HeadProfile, layer: int, n_heads: int) -> list[str]:
@@ -64,10 +68,9 @@ def head_map_chart(df: pd.DataFrame, layer: int) -> alt.LayerChart:
         tooltip=["layer", "head", "role", *[alt.Tooltip(f"{p}:Q", format=".2f")
                                              for p in HeadProfile.PATTERNS]],
     )
-    mark = alt.Chart(pd.DataFrame({"layer": [layer]})).mark_rule(color="black").encode(
-        y=alt.Y("layer:O", sort="descending"))
-    return (base + mark.mark_rect(fill=None, stroke="black", strokeWidth=2)).properties(
-        width=280, height=max(160, 12 * int(df["layer"].max() + 1)))
+    mark = alt.Chart(pd.DataFrame({"layer": [layer]})).mark_rect(
+        fill=None, stroke=ORANGE, strokeWidth=2).encode(y=alt.Y("layer:O", sort="descending"))
+    return (base + mark).properties(height=max(160, 12 * int(df["layer"].max() + 1)))
 
 
 def next_token_change_chart(df: pd.DataFrame) -> alt.Chart:
@@ -75,9 +78,10 @@ def next_token_change_chart(df: pd.DataFrame) -> alt.Chart:
         y=alt.Y("token:N", sort=list(dict.fromkeys(df["token"])), title=None),
         x=alt.X("probability:Q", title="p(next token)"),
         yOffset="heads:N",
-        color=alt.Color("heads:N", scale=alt.Scale(range=["#9ecae1", "#e6550d"]), title=None),
+        color=alt.Color("heads:N", scale=alt.Scale(range=["#9ecae1", "#e6550d"]), title=None,
+                        legend=alt.Legend(orient="top", direction="vertical", labelLimit=400)),
         tooltip=["token", "heads", alt.Tooltip("probability:Q", format=".4f")],
-    ).properties(width=420, height=34 * df["token"].nunique())
+    ).properties(height=34 * df["token"].nunique())
 
 
 def gqa_chart(n_heads: int, n_kv_heads: int) -> alt.Chart:
@@ -89,8 +93,7 @@ def gqa_chart(n_heads: int, n_kv_heads: int) -> alt.Chart:
                  alt.Tooltip("kv:O", title="key/value head")])
     return (base.mark_rect(stroke="white", strokeWidth=2).encode(
         color=alt.Color("kv:N", legend=None, scale=alt.Scale(scheme="tableau10")))
-        + base.mark_text(color="white").encode(text="q:O")).properties(
-        width=min(640, 40 * n_heads), height=36 * n_kv_heads)
+        + base.mark_text(color="white").encode(text="q:O")).properties(height=36 * n_kv_heads)
 
 
 @st.cache_data(max_entries=4, show_spinner="Measuring every head on repeated random sequences…")

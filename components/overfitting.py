@@ -19,14 +19,17 @@ def fit_chart(r) -> alt.Chart:
 
     curves = pd.concat([pd.DataFrame({"x": r.x_curve, "y": truth(r.x_curve), "curve": "truth"}),
                         pd.DataFrame({"x": r.x_curve, "y": r.fitted, "curve": "model"})])
-    lines = alt.Chart(curves).mark_line().encode(
-        x=alt.X("x:Q"), y=alt.Y("y:Q", scale=alt.Scale(domain=[-2.5, 2.5], clamp=True)),
+    y_scale = alt.Scale(domain=[-2.5, 2.5])  # one frame for curves and points; marks clipped
+    x_scale = alt.Scale(domain=[float(min(r.x_curve)), float(max(r.x_curve))], nice=False)
+    lines = alt.Chart(curves).mark_line(clip=True).encode(
+        x=alt.X("x:Q", scale=x_scale), y=alt.Y("y:Q", scale=y_scale),
         color=alt.Color("curve:N", scale=alt.Scale(domain=["truth", "model"],
                                                    range=["#adb5bd", "#e8590c"])),
         strokeDash=alt.StrokeDash("curve:N", scale=alt.Scale(domain=["truth", "model"],
                                                              range=[[5, 4], [1, 0]])))
     pts = alt.Chart(pd.DataFrame({"x": r.x_train, "y": r.y_train})).mark_circle(
-        size=60, color="#1c7ed6").encode(x="x:Q", y="y:Q")
+        size=60, color="#1c7ed6", clip=True).encode(x=alt.X("x:Q", scale=x_scale),
+                                                    y=alt.Y("y:Q", scale=y_scale))
     return (lines + pts).properties(title="fitted curve and training points", height=320)
 
 
@@ -40,7 +43,7 @@ def gap_chart(r) -> alt.Chart:
     lines = alt.Chart(long).mark_line().encode(
         x="step:Q", y=alt.Y("loss:Q", scale=alt.Scale(type="log")),
         color=alt.Color("set:N", scale=alt.Scale(domain=["train", "validation"],
-                                                 range=["#495057", "#e03131"])))
+                                                 range=["#868e96", "#e03131"])))
     layers = [band, lines]
     if r.stopped_at is not None:
         layers.append(alt.Chart(pd.DataFrame({"step": [int(r.steps[r.stopped_at])]})).mark_rule(

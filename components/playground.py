@@ -18,6 +18,7 @@ POS = np.array([8, 119, 189], dtype=np.float32)  # and blue
 WHITE = np.array([255, 255, 255], dtype=np.float32)
 REDRAW_S = 0.2  # while playing, a redraw is requested five times a second
 TRAIN_BUDGET_S = 0.05  # training time per redraw, so the redraw rate holds on a busy machine
+TEST_RING = "#7048e8"  # violet: reads on the orange/white/blue plane and on either theme
 PLAY_CPU_SHARE = 0.35  # while playing, a session's redraws use at most this share of a core
 
 
@@ -66,7 +67,7 @@ def boundary_image(output: np.ndarray, data: pgc.Dataset, show_test: bool = True
     draw = ImageDraw.Draw(img)
     splits = [(data.x_train, data.y_train, "white")]
     if show_test:
-        splits.append((data.x_test, data.y_test, "black"))
+        splits.append((data.x_test, data.y_test, TEST_RING))
     for xy, labels, outline in splits:
         px = (xy[:, 0] + pgc.DOMAIN) / (2 * pgc.DOMAIN) * size
         py = (1 - (xy[:, 1] + pgc.DOMAIN) / (2 * pgc.DOMAIN)) * size
@@ -87,7 +88,9 @@ def boundary_chart(output: np.ndarray, grid: np.ndarray, data: pgc.Dataset,
     heat = alt.Chart(cells).mark_rect(opacity=0.8).encode(
         x=alt.X("x:Q", scale=alt.Scale(domain=[-6, 6]), title=None),
         x2="x2", y=alt.Y("y:Q", scale=alt.Scale(domain=[-6, 6]), title=None), y2="y2",
-        color=alt.Color("p:Q", scale=ORANGE_BLUE, title="P(blue)"),
+        color=alt.Color("p:Q", scale=ORANGE_BLUE, title="P(blue)",
+                        legend=alt.Legend(orient="bottom", direction="horizontal",
+                                          gradientLength=110)),
     )
     frames = [pd.DataFrame({"x": data.x_train[:, 0], "y": data.x_train[:, 1],
                             "label": data.y_train, "split": "train"})]
@@ -98,75 +101,87 @@ def boundary_chart(output: np.ndarray, grid: np.ndarray, data: pgc.Dataset,
         x="x:Q", y="y:Q",
         color=alt.Color("label:Q", scale=ORANGE_BLUE, legend=None),
         stroke=alt.Stroke("split:N", scale=alt.Scale(domain=["train", "test"],
-                                                     range=["#ffffff", "#000000"]),
-                          title="points"),
+                                                     range=["#ffffff", TEST_RING]),
+                          title="points", legend=alt.Legend(orient="bottom")),
         shape=alt.Shape("split:N", scale=alt.Scale(domain=["train", "test"],
                                                    range=["circle", "square"])),
     )
-    return (heat + points).resolve_scale(color="independent").properties(width=340, height=340)
+    return (heat + points).resolve_scale(color="independent").properties(height=320)
 
 
 def loss_chart(train: tuple[float, ...], test: tuple[float, ...], cap: int | None = None,
-               title: str = "loss (binary cross-entropy)") -> alt.Chart:
+               title: str = "loss (binary cross-entropy)") -> alt.LayerChart:
+    """Train and test loss per epoch; the latest values are dots, so the chart shows something
+    from epoch 0 (a line needs two epochs)."""
     keep = np.unique(np.linspace(0, len(train) - 1, min(len(train), 150)).astype(int))
     tr, te = np.asarray(train)[keep], np.asarray(test)[keep]
     df = pd.concat([pd.DataFrame({"epoch": keep, "loss": tr, "set": "train"}),
                     pd.DataFrame({"epoch": keep, "loss": te, "set": "test"})])
     df = df[np.isfinite(df["loss"])]
     x_scale = alt.Scale(domain=[0, cap]) if cap else alt.Undefined
-    return alt.Chart(df).mark_line().encode(
-        x=alt.X("epoch:Q", scale=x_scale), y=alt.Y("loss:Q", title=title),
+    base = alt.Chart(df, title=alt.Title(title, fontSize=12)).encode(
+        x=alt.X("epoch:Q", scale=x_scale), y=alt.Y("loss:Q", title="loss"),
         color=alt.Color("set:N", scale=alt.Scale(domain=["train", "test"],
-                                                 range=["#495057", "#e8590c"])),
-    ).properties(height=180)
+                                                 range=["#868e96", "#e8590c"])),
+        tooltip=["set", "epoch", alt.Tooltip("loss:Q", format=".3f")])
+    last = base.transform_filter(f"datum.epoch == {int(keep[-1])}").mark_circle(size=50)
+    return (base.mark_line() + last).properties(height=180)
 
 
 # ---- the playground widget ----------------------------------------------------------------
 
-def _controls(prefix: str, d: pgc.PlaygroundConfig, show: set[str]) -> pgc.PlaygroundConfig:
+def _controls(prefix: str, d: pgc.PlaygroundConfig, show: set[str]
+              ) -> tuple[pgc.PlaygroundConfig, bool]:
     """The Playground's controls; every one is bound to the URL so a copied link reopens it."""
     q = "query-params"
     values: dict = {}
+    # Two rows of controls so that the plane fits on a projector's first screen; the settings
+    # one changes less often (noise, split, regularization) sit in a popover.
     c1, c2, c3, c4 = st.columns(4)
     if "data" in show:
         values["dataset"] = c1.selectbox("Dataset", pgc.DATASETS, index=pgc.DATASETS.index(d.dataset),
                                          key=f"{prefix}.dataset", bind=q)
-        values["noise"] = c1.slider("Noise (%)", 0, 50, d.noise, 5, key=f"{prefix}.noise", bind=q)
-        values["train_ratio"] = c1.slider("Training data (%)", 10, 90, d.train_ratio, 10,
-                                          key=f"{prefix}.ratio", bind=q)
+    extra = {"data", "regularization"} & show
+    more = c1.popover("Data and regularization", width="stretch") if extra else None
+    if "data" in show:
+        values["noise"] = more.slider("Noise (%)", 0, 50, d.noise, 5, key=f"{prefix}.noise", bind=q)
+        values["train_ratio"] = more.slider("Training data (%)", 10, 90, d.train_ratio, 10,
+                                            key=f"{prefix}.ratio", bind=q)
+    if "regularization" in show:
+        values["regularization"] = more.selectbox(
+            "Regularization", pgc.REGULARIZATIONS,
+            index=pgc.REGULARIZATIONS.index(d.regularization), key=f"{prefix}.reg", bind=q)
+        values["reg_rate"] = more.select_slider("Regularization rate", pgc.REG_RATES, d.reg_rate,
+                                                key=f"{prefix}.reg_rate", bind=q)
     if "features" in show:
         chosen = c2.multiselect("Input features", pgc.FEATURES, default=list(d.features),
                                 key=f"{prefix}.features", bind=q)
         values["features"] = tuple(f for f in pgc.FEATURES if f in chosen)
     if "network" in show:
+        values["activation"] = c3.selectbox(
+            "Activation", pgc.ACTIVATIONS, index=pgc.ACTIVATIONS.index(d.activation),
+            key=f"{prefix}.activation", bind=q)
         depth = c2.slider("Hidden layers", 0, pgc.MAX_LAYERS, len(d.hidden), key=f"{prefix}.depth",
                           bind=q)
         widths = []
-        cols = c2.columns(3)
+        cols = c3.columns(3)
         for i in range(depth):
             default = d.hidden[i] if i < len(d.hidden) else 4
             widths.append(cols[i % 3].number_input(f"Layer {i + 1}", 1, pgc.MAX_NEURONS, default,
                                                    key=f"{prefix}.width{i + 1}", bind=q))
         values["hidden"] = tuple(int(w) for w in widths)
-        values["activation"] = c3.selectbox(
-            "Activation", pgc.ACTIVATIONS, index=pgc.ACTIVATIONS.index(d.activation),
-            key=f"{prefix}.activation", bind=q)
     if "training" in show:
-        values["learning_rate"] = c3.select_slider(
+        values["learning_rate"] = c4.select_slider(
             "Learning rate", pgc.LEARNING_RATES, d.learning_rate, key=f"{prefix}.lr", bind=q)
-        values["batch_size"] = c3.slider("Batch size", 1, 30, d.batch_size,
+        values["batch_size"] = c4.slider("Batch size", 1, 30, d.batch_size,
                                          key=f"{prefix}.batch", bind=q)
-    if "regularization" in show:
-        values["regularization"] = c4.selectbox(
-            "Regularization", pgc.REGULARIZATIONS,
-            index=pgc.REGULARIZATIONS.index(d.regularization), key=f"{prefix}.reg", bind=q)
-        values["reg_rate"] = c4.select_slider("Regularization rate", pgc.REG_RATES, d.reg_rate,
-                                              key=f"{prefix}.reg_rate", bind=q)
+    values["show_test"] = c1.checkbox("Show test data", True, key=f"{prefix}.show_test")
     values["seed"] = st.session_state.setdefault(f"{prefix}.seed", d.seed)
     if not values.get("features", True):
         st.warning("Pick at least one input feature; using x and y meanwhile.")
         values["features"] = ("x", "y")
-    return replace(d, **values)
+    show_test = values.pop("show_test")
+    return replace(d, **values), show_test
 
 
 def _sync(prefix: str, config: pgc.PlaygroundConfig) -> pgc.Playground:
@@ -222,16 +237,16 @@ def _buttons(prefix: str, pg: pgc.Playground, cap: int) -> None:
 
 def _draw(prefix: str, pg: pgc.Playground, cap: int, show_test: bool, playing: bool) -> None:
     snap = pg.snapshot()
-    m = st.columns(5)
-    m[0].metric("Epoch", f"{snap.epoch} / {cap}")
-    m[1].metric("Training loss", f"{snap.train_loss[-1]:.3f}")
-    m[2].metric("Test loss", f"{snap.test_loss[-1]:.3f}")
-    m[3].metric("Training accuracy", f"{snap.train_accuracy:.1%}")
-    m[4].metric("Test accuracy", f"{snap.test_accuracy:.1%}")
     if pg.diverged:
         st.warning("The loss became infinite: the learning rate is too large. Lower it and reset.")
     layers = len(snap.neurons)
-    cols = st.columns([1] * (1 + layers) + [max(3, layers + 1)])
+    cols = st.columns([1] * (1 + layers) + [max(3, layers + 1), 1.3])
+    with cols[-1]:  # beside the plane, so the first screen holds controls and picture
+        st.metric("Epoch", f"{snap.epoch} / {cap}")
+        st.metric("Training loss", f"{snap.train_loss[-1]:.3f}")
+        st.metric("Test loss", f"{snap.test_loss[-1]:.3f}")
+        st.metric("Training accuracy", f"{snap.train_accuracy:.1%}")
+        st.metric("Test accuracy", f"{snap.test_accuracy:.1%}")
     with cols[0]:
         st.caption("Features: " + ", ".join(pg.config.features))
         st.image(montage([heat_rgb(np.tanh(f / 3)) for f in snap.inputs]), width=54)
@@ -239,13 +254,13 @@ def _draw(prefix: str, pg: pgc.Playground, cap: int, show_test: bool, playing: b
         with cols[1 + i]:
             st.caption(f"Layer {i + 1}: {len(acts)} neurons")
             st.image(montage([neuron_image(a) for a in acts]), width=54)
-    with cols[-1]:
+    with cols[-2]:
         if playing:  # a picture while animating; the interactive chart once paused
-            st.image(boundary_image(snap.output, pg.data, show_test), width=340,
-                     caption="x and y from -6 to 6; white rings: training, black: test points")
+            st.image(boundary_image(snap.output, pg.data, show_test), width="stretch",
+                     caption="x and y from -6 to 6; white rings: training, violet: test points")
         else:
             st.altair_chart(boundary_chart(snap.output, snap.grid, pg.data, show_test),
-                            key=f"{prefix}.boundary")
+                            key=f"{prefix}.boundary", width="stretch")
     st.altair_chart(loss_chart(snap.train_loss, snap.test_loss, cap), key=f"{prefix}.loss")
 
 
@@ -256,10 +271,9 @@ DEFAULT_CONFIG = pgc.PlaygroundConfig()
 def playground(prefix: str, defaults: pgc.PlaygroundConfig = DEFAULT_CONFIG,
                show: frozenset[str] = ALL_CONTROLS, cap: int = pgc.EPOCH_CAP) -> pgc.Playground:
     """TensorFlow Playground in a page: controls, buttons and the animated network."""
-    config = _controls(prefix, defaults, set(show))
+    config, show_test = _controls(prefix, defaults, set(show))
     pg = _sync(prefix, config)
     _buttons(prefix, pg, cap)
-    show_test = st.checkbox("Show test data", True, key=f"{prefix}.show_test")
     playing_key = f"{prefix}.playing"
     playing = st.session_state.get(playing_key, False)
 

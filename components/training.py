@@ -7,22 +7,25 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from components.charts import graph_colours, graph_defaults
 from core import playground as pgc
 from core.optim import loss_surface, optimizer_path
 
 
-def expression_dot(nodes) -> str:
-    """Graphviz DOT of the expression graph: each box shows value and gradient."""
-    lines = ["digraph G {", "rankdir=TB; nodesep=0.25; ranksep=0.3;", 'node [shape=record, fontname="Helvetica", '
-             'fontsize=11, style=filled, fillcolor="#f8f9fa"];']
+def expression_dot(nodes, colours: dict[str, str] | None = None) -> str:
+    """Graphviz DOT of the expression graph: each box shows value and gradient. `colours`
+    from `charts.graph_colours()` (the reader's theme); light when not given."""
+    c = colours or graph_colours("light")
+    lines = ["digraph G {", "rankdir=TB; nodesep=0.25; ranksep=0.3;", graph_defaults(c),
+             f'node [shape=record, style=filled, fillcolor="{c["node"]}"];']
     for n in nodes:
         ident = f"n{abs(hash(n.name)) % 10**8}"
-        fill = "#fff3bf" if n.op == "input" else "#e7f5ff"
+        fill = c["yellow"] if n.op == "input" else c["blue"]
         label = f"{n.name} | value {n.value:.4f} | grad {n.grad:.4f}"
         lines.append(f'{ident} [label="{label}", fillcolor="{fill}"];')
         if n.op != "input":
             op_id = f"{ident}op"
-            lines.append(f'{op_id} [label="{n.op}", shape=circle, fillcolor="#ffffff"];')
+            lines.append(f'{op_id} [label="{n.op}", shape=circle, fillcolor="{c["white"]}"];')
             lines.append(f"{op_id} -> {ident};")
             for src in n.inputs:
                 lines.append(f"n{abs(hash(src)) % 10**8} -> {op_id};")
@@ -56,7 +59,7 @@ def surface_chart(ws: np.ndarray, bs: np.ndarray, loss: np.ndarray,
         tooltip=["optimiser", "step", "w", "b"])
     best = alt.Chart(pd.DataFrame({"w": [truth[0]], "b": [truth[1]]})).mark_point(
         shape="diamond", size=120, color="#f59f00", filled=True).encode(x="w:Q", y="b:Q")
-    return alt.layer(heat, path, best).properties(width=420, height=380)
+    return alt.layer(heat, path, best).properties(height=360)
 
 
 def path_loss_chart(losses: dict[str, np.ndarray]) -> alt.Chart:
@@ -68,7 +71,7 @@ def path_loss_chart(losses: dict[str, np.ndarray]) -> alt.Chart:
         x="step:Q", y=alt.Y("loss:Q", scale=alt.Scale(type="log"), title="loss (log scale)"),
         color=alt.Color("optimiser:N", scale=alt.Scale(domain=["SGD", "momentum", "Adam"],
                                                        range=["#e03131", "#1971c2", "#2f9e44"])),
-    ).properties(height=380, width=320)
+    ).properties(height=360)
 
 
 @st.cache_data(max_entries=4, show_spinner=False)

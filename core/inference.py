@@ -120,15 +120,20 @@ class TokenTiming:
 
 
 def time_per_token(
-    lm: LoadedModel, input_ids: Sequence[int], new_tokens: int, use_cache: bool
+    lm: LoadedModel, input_ids: Sequence[int], new_tokens: int, use_cache: bool,
+    report: Callable[..., None] | None = None,
 ) -> tuple[TokenTiming, ...]:
-    """Greedy generation through the single door, with each step's measured wall time."""
-    s = DecodingSettings(temperature=0.0, max_new_tokens=min(new_tokens, TIMING_CAP),
-                         stop_at_eos=False)
-    return tuple(
-        TokenTiming(step.position, step.seconds * 1000, use_cache, step.prefill, step.token_id)
-        for step in generate_stream(lm, input_ids, s, use_cache=use_cache)
-    )
+    """Greedy generation through the single door, with each step's measured wall time;
+    `report(fraction, text)` after each step when given."""
+    n = min(new_tokens, TIMING_CAP)
+    s = DecodingSettings(temperature=0.0, max_new_tokens=n, stop_at_eos=False)
+    out = []
+    for step in generate_stream(lm, input_ids, s, use_cache=use_cache):
+        out.append(TokenTiming(step.position, step.seconds * 1000, use_cache, step.prefill,
+                               step.token_id))
+        if report is not None:
+            report(len(out) / (n + 1), f"token {len(out)} of {n + 1}")
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -162,9 +167,20 @@ class CacheComparison:
         return [t.token_id for t in self.with_cache] == [t.token_id for t in self.without_cache]
 
 
-def compare_cache(lm: LoadedModel, input_ids: Sequence[int], new_tokens: int) -> CacheComparison:
-    return CacheComparison(time_per_token(lm, input_ids, new_tokens, True),
-                           time_per_token(lm, input_ids, new_tokens, False))
+def compare_cache(lm: LoadedModel, input_ids: Sequence[int], new_tokens: int,
+                  report: Callable[..., None] | None = None) -> CacheComparison:
+    """The same greedy continuation timed with the cache, then without; `report(fraction,
+    text)` after every step of both runs when given."""
+
+    def half(offset: float, label: str) -> Callable[..., None] | None:
+        if report is None:
+            return None
+        return lambda f, text="": report(offset + f / 2, f"{label}: {text}")
+
+    return CacheComparison(time_per_token(lm, input_ids, new_tokens, True,
+                                          half(0.0, "with the cache")),
+                           time_per_token(lm, input_ids, new_tokens, False,
+                                          half(0.5, "without the cache")))
 
 
 # --- forward cost against sequence length ----------------------------------------------------

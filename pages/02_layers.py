@@ -14,20 +14,22 @@ from core import playground as pgc
 
 page_frame()
 st.markdown(
-    "A layer is a row of neurons that all read the previous layer's outputs. One neuron can "
-    "only draw a straight line through the plane; a hidden layer combines several such lines "
-    "into bends and patches, and a further layer combines *those* into more abstract shapes. "
-    "Below, a small network learns to separate the blue points from the orange ones. Each "
-    "small square shows what one hidden neuron responds to over the whole plane, and the big "
-    "square is the network's answer. Try XOR with no hidden layer: no straight line separates "
-    f"it, so the loss stays near ln 2 ≈ {math.log(2):.2f}, the loss of answering 50 % for "
-    "every point. The accuracy can still land above 50 %, because even an almost flat output "
-    "puts its line somewhere, and a line can get at most three of the four quadrants right "
-    "(75 %). Then try one layer of four tanh neurons; try the spiral with more layers or with "
-    "the sin features."
+    "A small network learns to separate the blue points from the orange ones: each small "
+    "square is one hidden neuron over the plane, the big square the network's answer. Try XOR "
+    "with no hidden layer, then with one layer of four tanh neurons."
 )
-with st.expander("Go deeper"):
+
+pg = playground("layers")
+with st.expander("What the layers do, and what to try"):
     st.markdown(
+        "A layer is a row of neurons that all read the previous layer's outputs. One neuron can "
+        "only draw a straight line through the plane; a hidden layer combines several such "
+        "lines into bends and patches, and a further layer combines *those* into more abstract "
+        "shapes. XOR with no hidden layer: no straight line separates it, so the loss stays near "
+        f"ln 2 ≈ {math.log(2):.2f}, the loss of answering 50 % for every point. The accuracy can "
+        "still land above 50 %, because even an almost flat output puts its line somewhere, and "
+        "a line can get at most three of the four quadrants right (75 %). One layer of four tanh "
+        "neurons solves it. Try the spiral with more layers or with the sin features.\n\n"
         "The output is a sigmoid of the last layer, trained with binary cross-entropy and "
         "plain SGD on mini-batches (the gradient averaged over each batch). TensorFlow "
         "Playground runs the same mini-batch loop but with a tanh output on labels -1 and +1 "
@@ -37,8 +39,6 @@ with st.expander("Go deeper"):
         "layers can draw a circle. Deep networks learn such features themselves. "
         "The controls are stored in the page's address: copy the URL to share this network."
     )
-
-pg = playground("layers")
 
 st.subheader("Inside the real model: how alike are its layers?")
 st.markdown(
@@ -60,7 +60,7 @@ if trace.length < 3 and method == "cka":
     method = "cosine"
 matrix, n_tokens = cached_layer_similarity(lm.model_id, text, method)
 st.altair_chart(layer_similarity_chart(matrix, f"{matrix.shape[0] - 1} blocks, {n_tokens} tokens"),
-                key="layers.similarity_chart")
+                key="layers.similarity_chart", width="stretch")
 adjacent = [float(matrix[i, i + 1]) for i in range(matrix.shape[0] - 1)]
 st.caption(f"Mean similarity of neighbouring layers: {sum(adjacent) / len(adjacent):.3f}; "
            f"embeddings vs last layer (after the final norm): {matrix[0, -1]:.3f}. The first "

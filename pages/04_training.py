@@ -3,6 +3,7 @@
 import pandas as pd
 import streamlit as st
 
+from components.charts import graph_colours
 from components.frame import page_frame, show_code
 from components.playground import playground
 from components.training import (
@@ -33,7 +34,7 @@ defaults = (1.0, -2.0, 0.5, 0.8, 0.1, 1.0)
 vals = [c.slider(n, -3.0, 3.0, d, 0.1, key=f"training.{n}", bind=q)
         for c, n, d in zip(cols, names, defaults, strict=True)]
 nodes = optim.expression_graph(*vals)
-st.graphviz_chart(expression_dot(nodes))
+st.graphviz_chart(expression_dot(nodes, graph_colours()))
 hand = optim.hand_gradients(*vals)
 st.caption("Each box: forward value, then the gradient of the loss L = (tanh(x1·w1 + x2·w2 + b) "
            "- target)² with respect to it, computed by torch's autograd.")
@@ -55,9 +56,9 @@ st.markdown(
     "step by the size of its recent gradients, so at first both parameters move about one "
     "learning rate per step, however steep or flat the slope."
 )
-o1, o2, o3, o4 = st.columns(4)
-chosen = o1.multiselect("Optimisers", optim.OPTIMIZERS, default=list(optim.OPTIMIZERS),
-                        key="training.optimisers", bind=q)
+o1, o2, o3, o4 = st.columns([1.3, 1, 1, 1])
+chosen = o1.pills("Optimisers", optim.OPTIMIZERS, selection_mode="multi",
+                  default=list(optim.OPTIMIZERS), key="training.optimisers", bind=q) or []
 lr = o2.select_slider("Learning rate", (0.001, 0.003, 0.01, 0.03, 0.05, 0.1, 0.15, 0.2, 0.3,
                                         0.5, 1.0), 0.05, key="training.lr", bind=q)
 batch = o3.slider("Batch size", 1, optim.N_POINTS, optim.N_POINTS, key="training.batch", bind=q)
@@ -97,9 +98,10 @@ def surface() -> None:
     ws, bs, loss = cached_loss_surface()
     left, right = st.columns([4, 3])
     left.altair_chart(surface_chart(ws, bs, loss, {k: p.points[:shown + 1] for k, p in paths.items()},
-                                    (optim.TRUE_W, optim.TRUE_B)), key="training.surface")
+                                    (optim.TRUE_W, optim.TRUE_B)), key="training.surface",
+                      width="stretch")
     right.altair_chart(path_loss_chart({k: p.losses[:shown + 1] for k, p in paths.items()}),
-                       key="training.curves")
+                       key="training.curves", width="stretch")
     st.caption(f"Step {shown} of {steps} (at most {optim.STEP_CAP}); the diamond marks the "
                "parameters that generated the data.")
 

@@ -62,22 +62,22 @@ if len(points) < 3:
 left, right = st.columns(2)
 with left:
     ev = points.attrs.get("explained", (0.0, 0.0))
-    draw_chart(ce.embedding_map_chart(points, f"PCA: {ev[0]:.0%} + {ev[1]:.0%} of the variance"),
-            width="stretch")
+    shown, hidden = ce.labelled_points(points)
+    draw_chart(ce.embedding_map_chart(shown, f"PCA: {ev[0]:.0%} + {ev[1]:.0%} of the variance"))
 with right:
-    umap_slot = st.container()
-    if ce.umap_ready(lm.model_id, groups_text) or st.session_state.get("embeddings.umap"):
-        with st.spinner("UMAP: compiling and fitting (the first time takes tens of seconds)…"):
-            xy = ce.cached_umap(lm.model_id, groups_text)
-        draw_chart(ce.embedding_map_chart(points.assign(x=xy[:, 0], y=xy[:, 1]), "UMAP (seed 42)"),
-                width="stretch")
+    xy = ce.umap_job(lm.model_id, groups_text)
+    if xy is None:
+        st.caption("PCA is shown at once. UMAP (fixed seed 42, cosine metric) keeps "
+                   "neighbourhoods rather than directions; it runs on request, once per word "
+                   "list, and the result is shared.")
     else:
-        umap_slot.button("Compute UMAP for these words", key="embeddings.umap",
-                         help="UMAP keeps neighbourhoods rather than directions. The first run "
-                              "compiles it (tens of seconds); results are cached, so each input "
-                              "waits once.")
-        umap_slot.caption("PCA is shown at once. UMAP (fixed seed 42, cosine metric) runs on "
-                          "request, once per word list.")
+        umap_shown, umap_hidden = ce.labelled_points(points.assign(x=xy[:, 0], y=xy[:, 1]))
+        draw_chart(ce.embedding_map_chart(umap_shown, "UMAP (seed 42)"))
+        hidden = max(hidden, umap_hidden)
+if hidden:
+    st.caption(f"Words are printed only where they overlap no other word: up to {hidden} of "
+               f"{len(points)} are hidden on a map (hover a point for its word, the colour "
+               "gives its group).")
 
 st.subheader("Nearest neighbours and analogies")
 c1, c2 = st.columns(2)
@@ -121,10 +121,14 @@ with s1:
     draw_chart(ce.cosine_matrix_chart(cosine_matrix(vecs), labels, "cosine similarity"), extra=150)
 xy = pca_2d(vecs).xy
 with s2:
-    draw_chart(ce.embedding_map_chart(pd.DataFrame({
+    sentence_points, n_hidden = ce.labelled_points(pd.DataFrame({
         "x": xy[:, 0], "y": xy[:, 1], "word": [str(i + 1) for i in range(len(sentences))],
-        "group": labels, "tokens": [len(s.split()) for s in sentences]}), "map (PCA)"),
-        width="stretch")
+        "group": labels, "tokens": [len(s.split()) for s in sentences]}))
+    draw_chart(ce.embedding_map_chart(sentence_points, "map (PCA)", legend_columns=1),
+               extra=40 + 18 * len(sentences))
+    if n_hidden:
+        st.caption(f"{n_hidden} of {len(sentences)} numbers hidden where they would overlap; "
+                   "hover the points.")
 
 st.subheader("One word, several sentences: static vs contextual")
 w1, w2 = st.columns([1, 3])

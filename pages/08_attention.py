@@ -4,6 +4,7 @@ import numpy as np
 import streamlit as st
 
 from components import attention as ca
+from components.charts import draw_chart, draw_panels, thinned_note
 from components.frame import page_frame, show_code
 from components.preamble import model_page, note_truncation
 from components.tokens import token_labels
@@ -12,21 +13,23 @@ from core.attention import ATTENTION_CAP, encoder_attention, recompute_head
 
 page_frame()
 st.markdown(
+    "Each token asks a question (its **query**), every earlier token offers a **key**, and the "
+    "better they match, the more of that token's **value** flows in: softmax(QKᵀ/√d + mask). "
+    "Pick a layer and a head, and click a token to see where it looks."
+)
+EXPLAINED = (
     "Inside every block, each token asks a question (its **query** Q), every earlier token "
     "offers a **key** K, and the better a key matches the query, the more of that token's "
     "**value** is copied into the asking position. The match is a dot product, scaled by "
     "1/√(head size), with the future masked out so a token only sees what came before it; a "
     "softmax turns each row into weights that sum to one: "
-    "softmax(QKᵀ/√d + mask). Each head of each layer learns its own questions. Pick a layer and "
-    "a head, click a token to see where it looks, and check the recomputation below against "
-    "the model's own numbers."
+    "softmax(QKᵀ/√d + mask). Each head of each layer learns its own questions: check the "
+    "recomputation below against the model's own numbers."
 )
 
 lm, text = model_page()
 trace = ca.attention_trace(text)
 note_truncation(trace.truncated_from, trace.length)
-st.caption(f"Attention views use at most the first {ATTENTION_CAP} tokens of the prompt "
-           f"(here {trace.length}): a heatmap has one cell per pair of tokens.")
 g = geometry(lm.config)
 for key, top in (("attention.layer", g.n_layers - 1), ("attention.head", g.n_heads - 1)):
     if st.session_state.get(key, 0) > top:  # a smaller model was picked
@@ -42,14 +45,14 @@ def causal_view() -> None:
                         help=f"{g.n_heads} query heads; heads in groups of {g.group_size} "
                              "share one key/value head." if g.group_size > 1 else None)
     weights = trace.attentions[layer, head].astype(np.float32)  # (T, T)
-    st.markdown(f"**{lm.model_id}**, layer {layer}, head {head}: causal, nothing above the "
-                "diagonal")
-    st.altair_chart(ca.attention_click_chart(ca.attention_frame(weights, trace.tokens),
-                                             token_labels(trace.tokens), "query x key"),
-                    width="content")
-    st.caption("Click a cell of the heatmap to pick the query token; the bars show its row. "
-               f"Rows sum to 1 (here between {weights.sum(1).min():.4f} and "
-               f"{weights.sum(1).max():.4f}).")
+    draw_chart(ca.attention_click_chart(
+        ca.attention_frame(weights, trace.tokens), token_labels(trace.tokens),
+        f"{lm.model_id.split('/')[-1]}, layer {layer}, head {head}: causal"), extra=0)
+    st.caption(f"Nothing above the diagonal: a token sees only what came before it. Click a "
+               "cell of the heatmap to pick the query token; the bars show its row. Rows sum "
+               f"to 1 (here between {weights.sum(1).min():.4f} and {weights.sum(1).max():.4f}). "
+               f"At most the first {ATTENTION_CAP} tokens of the prompt (here {trace.length}). "
+               + thinned_note(trace.length))
 
     st.subheader("The same head, recomputed step by step")
     if not supports(lm.model, "heads"):
@@ -72,8 +75,8 @@ def causal_view() -> None:
         "Scores are Q·Kᵀ times the scale, the causal mask sets the future to -∞, and a softmax "
         "per row gives the weights."
     )
-    st.altair_chart(ca.head_steps_chart(ca.head_steps_frame(steps, weights, trace.tokens),
-                                        columns=2), width="content")
+    draw_panels(ca.head_steps_frame(steps, weights, trace.tokens), "panel",
+                ca.head_step_chart, columns=2)
     st.caption("Colour: each panel scaled by its largest absolute value (red positive, blue "
                "negative); hover for the exact numbers. Blank cells are the masked future.")
 
@@ -85,14 +88,14 @@ def encoder_view() -> None:
     e1, e2 = st.columns(2)
     enc_layer = e1.selectbox("MiniLM layer", list(range(n_layers)), key="attention.enc_layer")
     enc_head = e2.selectbox("MiniLM head", list(range(n_heads)), key="attention.enc_head")
-    st.markdown("**all-MiniLM-L6-v2**, an encoder: bidirectional, every token sees every other")
     weights = enc.attentions[enc_layer, enc_head]
-    st.altair_chart(ca.attention_click_chart(ca.attention_frame(weights, enc.tokens),
-                                             token_labels(enc.tokens), "query x key",
-                                             size=300), width="content")
+    draw_chart(ca.attention_click_chart(
+        ca.attention_frame(weights, enc.tokens), token_labels(enc.tokens),
+        f"MiniLM encoder, layer {enc_layer}, head {enc_head}"), extra=0)
     st.caption(f"MiniLM has its own WordPiece tokens, with [CLS] and [SEP] (capped at "
                f"{ATTENTION_CAP} too). Cells above the diagonal are filled: it reads both ways, "
-               "which suits understanding a text but not writing one token after another.")
+               "which suits understanding a text but not writing one token after another. "
+               + thinned_note(len(enc.tokens)))
 
 
 left, right = st.columns([3, 2], gap="large")
@@ -100,4 +103,6 @@ with left:
     causal_view()
 with right:
     encoder_view()
+with st.expander("How attention is computed"):
+    st.markdown(EXPLAINED)
 show_code(recompute_head, encoder_attention)

@@ -6,7 +6,7 @@ import streamlit as st
 
 from components import multi_head as mh
 from components.attention import attention_trace
-from components.charts import draw_chart
+from components.charts import draw_chart, draw_panels
 from components.frame import page_frame, show_code
 from components.preamble import model_page, note_truncation
 from components.tokens import visible
@@ -54,9 +54,10 @@ if "multi_head.off" in st.session_state:  # drop heads a smaller model does not 
 @st.fragment
 def heads_view() -> None:
     layer = st.slider("Layer", 0, g.n_layers - 1, key="multi_head.layer", bind="query-params")
-    st.altair_chart(mh.small_multiples_chart(trace.attentions[layer],
-                                             mh.head_titles(profile, layer, g.n_heads)),
-                    width="content")
+    draw_panels(mh.small_multiples_frame(trace.attentions[layer],
+                                         mh.head_titles(profile, layer, g.n_heads)),
+                "head", mh.head_small_chart, columns=min(5, g.n_heads))
+    st.caption("Each map: query (rows, down) x key (columns), colour 0 to 1 as on page 08.")
     c1, c2 = st.columns([2, 3])
     with c1:
         st.markdown("**Every head of every layer, by measured role** (the box marks this layer; "

@@ -3,6 +3,7 @@ from __future__ import annotations
 import streamlit as st
 
 from components import block as cb
+from components.charts import graph_colours
 from components.frame import page_frame, show_code
 from components.preamble import model_page, note_truncation
 from core.block import block_anatomy, model_parameters, rebuild_block
@@ -42,7 +43,7 @@ def one_block() -> None:
     with left:
         st.markdown(f"**{anatomy.block_class}** number {layer} of {n_layers}, "
                     f"on {len(anatomy.tokens)} tokens")
-        st.graphviz_chart(cb.block_diagram_dot(anatomy, layer, part_params))
+        st.graphviz_chart(cb.block_diagram_dot(anatomy, layer, part_params, graph_colours()))
     with right:
         m1, m2, m3 = st.columns(3)
         m1.metric("attention |a| / |x|", f"{anatomy.attn_update[layer].mean():.2f}",

@@ -49,10 +49,11 @@ def scores() -> None:
     worst = int(s.positions[int(np.argmax(s.nats))])
     df = lo.surprisal_frame(s)
     event = st.altair_chart(lo.surprisal_chart(df, worst), on_select="rerun",
-                            key="lm_objective.click", width="content")
+                            key="lm_objective.click", width="stretch")
     picked = lo.picked_position(event, worst)
-    st.caption("Each box is one token, coloured by its surprisal in bits (the first token has "
-               "no prediction). Click a token to see the model's alternatives there; the most "
+    st.caption("Each box is one token, coloured by its surprisal in bits (the first token, grey, "
+               "has nothing before it to be predicted from); text is white or dark, whichever "
+               "reads on its colour. Click a token to see the model's alternatives there; the most "
                "surprising one is picked to start.")
     alt_ = alternatives(trace, picked, lo.trace_top_tokens(lm.model_id, trace, picked))
     c1, c2 = st.columns([2, 3], gap="large")

@@ -98,13 +98,13 @@ st.subheader("What the cache saves: milliseconds per token, measured")
 
 @st.fragment
 def timing() -> None:
-    t1, t2 = st.columns([3, 1])
-    n = t1.slider("Tokens to time", 8, inf.TIMING_CAP // 2, 16, 8, key="inference.timing_tokens",
+    n = st.slider("Tokens to time", 8, inf.TIMING_CAP // 2, 16, 8, key="inference.timing_tokens",
                   help=f"Greedy, with and without the cache; capped at {inf.TIMING_CAP // 2}.")
-    if t2.button("Measure again", key="inference.measure"):
-        st.session_state["inference.run_id"] = st.session_state.get("inference.run_id", 0) + 1
-    c = il.cached_token_timings(model_id, pt.ids, n, st.session_state.get("inference.run_id", 0))
-    same = c.same_tokens
+    c = il.token_timings_job(model_id, pt.ids, n)
+    if c is None:
+        st.caption("Each run generates the same greedy tokens twice: once reading only the new "
+                   "token per step (with the cache), once re-reading the whole sequence.")
+        return
     k1, k2, k3 = st.columns(3)
     k1.metric("With the cache", f"{c.cached_ms:.0f} ms/token")
     k2.metric("Without the cache", f"{c.uncached_ms:.0f} ms/token")
@@ -113,7 +113,7 @@ def timing() -> None:
     st.caption(
         "Decode steps only (the prefill is the same for both). Without the cache every step "
         "re-reads the whole sequence, so its cost climbs with the position; with it, each step "
-        "reads one token. Both runs chose " + ("the same tokens." if same else
+        "reads one token. Both runs chose " + ("the same tokens." if c.same_tokens else
                                               "different tokens (numerical noise).")
         + f" Measured live on this machine, shared with other users; generation is capped at "
         f"{GENERATION_CAP} tokens everywhere."

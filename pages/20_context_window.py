@@ -75,9 +75,10 @@ def cost() -> None:
         "Longest sequence", [n for n in (128, 256, 512, 1024, 2048) if n <= context],
         value=min(512, context), key="context.longest",
         help=f"One forward pass at 32, 64, … tokens of filler, up to this (cap {inf.FORWARD_CAP}).")
-    if f2.button("Measure again", key="context.measure"):
-        st.session_state["context.run_id"] = st.session_state.get("context.run_id", 0) + 1
-    df = cw.cached_forward_costs(model_id, longest, st.session_state.get("context.run_id", 0))
+    df = cw.forward_costs_job(model_id, longest)
+    if df is None:
+        f2.caption("Measured on request: one pass per length.")
+        return
     a, b = st.columns(2)
     a.altair_chart(cw.forward_time_chart(df), width="stretch")
     b.altair_chart(cw.memory_chart(df), width="stretch")

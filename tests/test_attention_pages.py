@@ -4,8 +4,9 @@ the visuals change the way the concept says."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
-from apptest_util import all_chart_data, open_page
+from apptest_util import all_chart_data, chart_specs, open_page
 
 
 def _heatmap(at):
@@ -43,8 +44,8 @@ def test_attention_layer_and_head_pickers_redraw(attention_page):
     assert not np.allclose(other["weight"], moved["weight"])
     assert float(_metric(at, "max |ours")) < 1e-3
     assert _metric(at, "key/value head") == str(4 // 3)  # SmolLM2: 9 query, 3 kv heads
-    steps = all_chart_data(at, "panel", "shade")[0]
-    assert steps["panel"].nunique() == 6
+    steps = all_chart_data(at, "panel", "shade")  # one chart per stage, so each fits
+    assert len(steps) == 6 and len({df["panel"].iloc[0] for df in steps}) == 6
 
 
 def test_attention_encoder_view_is_bidirectional(attention_page):
@@ -77,11 +78,11 @@ def test_attention_bad_prompts_are_handled(attention_page, prompt, expect):
 def test_multi_head_layer_slider_and_switch_off():
     at = open_page("pages/09_multi_head.py")
     assert not at.exception, at.exception
-    heads = all_chart_data(at, "head", "query", "key", "weight")[0]
+    heads = pd.concat(all_chart_data(at, "head", "query", "key", "weight"))  # one chart a head
     assert heads["head"].nunique() == 9
     assert any("head 0:" in h for h in heads["head"].unique())
     at.slider(key="multi_head.layer").set_value(10).run()
-    moved = all_chart_data(at, "head", "query", "key", "weight")[0]
+    moved = pd.concat(all_chart_data(at, "head", "query", "key", "weight"))
     assert not np.allclose(moved["weight"], heads["weight"])
     assert not at.metric  # nothing switched off yet
     at.multiselect(key="multi_head.off").set_value([0, 1, 2]).run()
@@ -98,6 +99,16 @@ def test_embeddings_neighbours_sentences_and_bad_words(lm):
 
     at = open_page("pages/07_embeddings.py")
     assert not at.exception, at.exception
+    # UMAP waits for its button (no fit on first render); PCA words never overlap
+    assert any(b.label.startswith("Compute UMAP for these words (about") for b in at.button)
+    assert not any("UMAP (seed" in str(spec) for spec in chart_specs(at))
+    pca = all_chart_data(at, "x", "y", "word", "label_side")[0]
+    hidden = int((pca["label_side"] == 0).sum())
+    if hidden:
+        assert any(f"up to {hidden} of {len(pca)} are hidden" in c.value for c in at.caption)
+    # every neighbour bar keeps its name: the axis never thins labels
+    bars = next(s for s in chart_specs(at) if "Closest of all" in str(s))
+    assert bars["encoding"]["y"]["axis"]["labelOverlap"] is False
     at.text_input(key="embeddings.word").set_value("Paris").run()
     assert not at.exception
     nb = all_chart_data(at, "token", "id", "cosine")[0]

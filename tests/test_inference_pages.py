@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from apptest_util import all_chart_data, chart_data, open_page
+from apptest_util import all_chart_data, chart_data, chart_specs, open_page
 
 from core import inference as inf
 from core.anatomy import geometry
@@ -57,6 +57,22 @@ def test_run_streams_the_greedy_continuation_to_the_cap(page18, lm):
     assert at.session_state["inference.steps"] == []
 
 
+def _start(at, prefix: str) -> None:
+    start = [b for b in at.button if b.label.startswith(prefix)]
+    assert start, [b.label for b in at.button]
+    start[0].click().run()
+    assert not at.exception, at.exception
+
+
+def test_timing_waits_for_its_button_and_positions_are_whole_numbers(page18):
+    at = page18
+    assert not all_chart_data(at, "mode")  # first render measures nothing
+    at.slider(key="inference.timing_tokens").set_value(8).run()
+    _start(at, "Time 8 tokens with and without the cache")
+    spec = next(s for s in chart_specs(at) if "mode" in str(s))
+    assert spec["encoding"]["x"]["axis"]["format"] == "d"  # "17", never "17.0"
+
+
 def test_timing_chart_has_both_modes_and_the_same_tokens(page18):
     frames = all_chart_data(page18, "mode")
     assert frames
@@ -104,6 +120,14 @@ def test_budget_and_strategy_decide_what_the_model_sees(page20, lm):
     assert seen["right"] == lm.tokenizer.decode(ids[:5])
     assert seen["left"] == lm.tokenizer.decode(ids[-5:])
     assert seen["middle"] == lm.tokenizer.decode(ids[:3] + ids[-2:])
+
+
+def test_forward_sweep_waits_for_its_button(page20):
+    at = page20
+    assert not all_chart_data(at, "how")  # no forward pass on first render
+    at.select_slider(key="context.longest").set_value(128).run()
+    _start(at, "Measure forward passes up to 128 tokens")
+    assert set(chart_data(at, "how")["tokens"]) == {32, 64, 128}
 
 
 def test_forward_memory_chart_measured_equals_formula(page20):

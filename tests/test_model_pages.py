@@ -93,8 +93,12 @@ def test_objective_page_loss_equals_the_models_loss(lm):
     assert float(_metric(at, "perplexity").replace(",", "")) == pytest.approx(
         math.exp(loss), abs=0.06)  # shown with one decimal
     grid = chart_data(at, "bits")
-    assert len(grid) == ids.shape[1] - 1
+    assert len(grid) == ids.shape[1]  # every token has its cell, the first one too
+    assert np.isnan(grid["bits"].iloc[0]) and grid["bits"].iloc[1:].notna().all()
     worst = int(grid.loc[grid["bits"].idxmax(), "position"])
+    # text colour from the same scale as the fill: the most surprising (darkest) cell is white
+    assert grid.loc[grid["bits"].idxmax(), "ink"] == "#ffffff"
+    assert grid.loc[grid["bits"].idxmin(), "ink"] != "#ffffff"
     assert any(f"Position {worst}." in m.value for m in at.markdown)  # picked to start
     spec = next(s for s in chart_specs(at) if "picked" in str(s.get("params", "")) or
                 "picked" in str(s))
@@ -141,4 +145,4 @@ def test_pages_work_on_a_gpt2_architecture(tiny_hub):
     assert len(sizes[sizes["loaded"]]) == 1
     at.switch_page(OBJ).run()
     assert not at.exception, at.exception
-    assert chart_data(at, "bits")["bits"].notna().all()
+    assert chart_data(at, "bits")["bits"].iloc[1:].notna().all()

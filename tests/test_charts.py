@@ -1,0 +1,98 @@
+"""The shared chart helpers: readable text on coloured cells, labels that never overlap,
+diagrams that follow the theme, bars that keep every label."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from components.charts import (
+    DARK_INK,
+    LIGHT_INK,
+    bar_chart,
+    graph_colours,
+    ink_for,
+    place_labels,
+    scheme_colour,
+)
+
+
+def test_ink_follows_the_scale_not_a_fixed_threshold():
+    # the same value is dark on a wide domain and light when it is the domain's top
+    assert ink_for([5.0], "orangered", (0.0, 20.0)) == [DARK_INK]
+    assert ink_for([5.0], "orangered", (0.0, 5.0)) == [LIGHT_INK]
+    assert ink_for([0.0, np.nan], "blues", (-0.2, 1.0)) == [DARK_INK, DARK_INK]
+    assert scheme_colour("orangered", 1.0) == "#7f0000"
+    assert scheme_colour("orangered", 0.0) == "#fff7ec"
+
+
+def _boxes(x, y, labels, shown, side, width, height, char_px=6.6, line_px=14):
+    span = lambda v, s: (v - v.min()) / (v.max() - v.min()) * s  # noqa: E731
+    px, py = span(np.asarray(x, float), width), span(np.asarray(y, float), height)
+    out = []
+    for i in np.flatnonzero(shown):
+        w = char_px * len(labels[i]) + 8
+        out.append({
+            1: (px[i] + 6, py[i] - line_px / 2, px[i] + 6 + w, py[i] + line_px / 2),
+            -1: (px[i] - 6 - w, py[i] - line_px / 2, px[i] - 6, py[i] + line_px / 2),
+            2: (px[i] - w / 2, py[i] + 6, px[i] + w / 2, py[i] + 6 + line_px),
+            -2: (px[i] - w / 2, py[i] - 6 - line_px, px[i] + w / 2, py[i] - 6),
+        }[int(side[i])])
+    return out
+
+
+def test_placed_labels_never_overlap_and_crowded_ones_are_hidden():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=60), rng.normal(size=60)
+    labels = [f"word{i}" for i in range(60)]
+    shown, side = place_labels(x, y, labels, width=300, height=300)
+    assert 0 < shown.sum() < 60  # crowded: some hidden (the page says how many)
+    boxes = _boxes(x, y, labels, shown, side, 300, 300)
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3])
+        assert a[0] >= -2 and a[2] <= 302  # inside the plot
+    far = place_labels([0.0, 10.0], [0.0, 10.0], ["a", "b"])[0]
+    assert far.all()
+
+
+def test_diagrams_have_a_transparent_background_and_themed_text():
+    from components.training import expression_dot
+    from core import optim
+
+    nodes = optim.expression_graph(1.0, -2.0, 0.5, 0.8, 0.1, 1.0)
+    light, dark = expression_dot(nodes, graph_colours("light")), expression_dot(
+        nodes, graph_colours("dark"))
+    for dot, kind in ((light, "light"), (dark, "dark")):
+        assert 'bgcolor="transparent"' in dot
+        assert f'fontcolor="{graph_colours(kind)["text"]}"' in dot
+    assert "#ffffff" not in dark and "#f8f9fa" not in dark  # no white panels in dark mode
+
+
+def test_bar_chart_keeps_every_label():
+    df = pd.DataFrame({"token": [f"t{i}" for i in range(10)], "cosine": np.linspace(1, 0, 10)})
+    spec = bar_chart(df, "token", "cosine", "ten bars").to_dict()
+    assert spec["encoding"]["y"]["axis"]["labelOverlap"] is False
+    assert spec["height"] >= 20 * len(df)  # room for each label
+
+
+def test_map_labels_one_per_word_even_with_a_repeated_index():
+    from components.embeddings import labelled_points
+
+    df = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0], "y": [0.0, 1.0, 0.0, 1.0],
+                       "word": list("abcd"), "group": list("gghh")}, index=[0, 1, 0, 1])
+    out, hidden = labelled_points(df)
+    assert len(out) == 4 and out["word"].tolist() == list("abcd")
+    assert hidden == int((out["label_side"] == 0).sum())
+
+
+def test_each_map_label_is_drawn_by_exactly_one_layer():
+    from components.embeddings import embedding_map_chart
+
+    df = pd.DataFrame({"x": [0.0], "y": [0.0], "word": ["a"], "group": ["g"], "tokens": [1]})
+    for side in (1, -1, 2, -2, 0):
+        layers = embedding_map_chart(df.assign(label_side=side), "t").to_dict()["layer"]
+        filters = [lyr["transform"][0]["filter"] for lyr in layers[1:]]
+        assert all(f.startswith("datum.label_side == ") for f in filters)
+        drawn = [f for f in filters if int(f.split("==")[1]) == side]
+        assert len(drawn) == (0 if side == 0 else 1)
