@@ -29,4 +29,6 @@ for section, concepts in by_section(ready).items():
             with col.container(border=True):
                 st.markdown(f"**{c.number:02d}**  \n#### {c.title}")
                 st.write(c.summary)
-                safe_page_link(c.page_file, label=f"Open {c.title}", icon=":material/arrow_forward:")
+                safe_page_link(
+                    c.page_file, label=f"Open {c.title}", icon=":material/arrow_forward:"
+                )

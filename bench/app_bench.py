@@ -106,10 +106,22 @@ class Server:
     def start(cls) -> Server:
         port = free_port()
         log = Path(os.environ.get("TMPDIR", "/tmp")) / f"llm-explorer-bench-{port}.log"
-        cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-               "--server.headless", "true", "--server.address", "127.0.0.1"]
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        cmd = [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--server.address",
+            "127.0.0.1",
+        ]
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True
+        )
         return cls(port, proc, log)
 
     @property
@@ -139,6 +151,7 @@ def slug_url(base: str, number: int | None) -> str:
 async def wait_finished(page, title: str, deadline: float) -> float:
     """Time at which the page shows its title and its script has stopped running (and stays
     stopped for 0.4 s: a fragment or st.rerun may start another run right after)."""
+
     def left() -> float:
         return max(1.0, (deadline - time.perf_counter()) * 1000)
 
@@ -257,19 +270,31 @@ async def run_app_bench() -> tuple[list[Row], list[str]]:
         sampler.start()
         try:
             idle = server_rss(server.proc.pid)
-            rows.append(Row("Server start to interactive home page", seconds(startup),
-                            f"server RSS then: {mb(idle)}"))
+            rows.append(
+                Row(
+                    "Server start to interactive home page",
+                    seconds(startup),
+                    f"server RSS then: {mb(idle)}",
+                )
+            )
             render_rows, renders = await _page_renders(browser, server, notes)
             heaviest = max(renders, key=renders.get)
             single = renders[heaviest]
             rows += render_rows
             rows += await _sliders(browser, server, notes, renders)
             rows += await _classes(browser, server, heaviest, single, notes)
-            rows.append(Row("Peak server memory (RSS incl. children, sampled every 0.2 s)",
-                            mb(sampler.peak), f"idle after start: {mb(idle)}",
-                            f"{sampler.peak / max(idle, 1):.1f}x", "< 1.5 GB",
-                            "yes" if sampler.peak < MEMORY_TARGET else
-                            f"NO (+{mb(sampler.peak - MEMORY_TARGET)})"))
+            rows.append(
+                Row(
+                    "Peak server memory (RSS incl. children, sampled every 0.2 s)",
+                    mb(sampler.peak),
+                    f"idle after start: {mb(idle)}",
+                    f"{sampler.peak / max(idle, 1):.1f}x",
+                    "< 1.5 GB",
+                    "yes"
+                    if sampler.peak < MEMORY_TARGET
+                    else f"NO (+{mb(sampler.peak - MEMORY_TARGET)})",
+                )
+            )
         finally:
             sampler.stop()
             server.stop()
@@ -277,43 +302,60 @@ async def run_app_bench() -> tuple[list[Row], list[str]]:
     return rows, notes
 
 
-async def _page_renders(browser, server: Server, notes: list[str]
-                        ) -> tuple[list[Row], dict[int, float]]:
+async def _page_renders(
+    browser, server: Server, notes: list[str]
+) -> tuple[list[Row], dict[int, float]]:
     """First render of every page in the registry that exists, seconds by page number."""
     numbers = _pages()
-    first_model_page = next((n for n in numbers if "get_lm(" in
-                             (ROOT / concept(n).page_file).read_text()), None)
+    first_model_page = next(
+        (n for n in numbers if "get_lm(" in (ROOT / concept(n).page_file).read_text()), None
+    )
     if first_model_page is not None:
         note(f"warming the model with page {first_model_page:02d}")
-        warm = await visit(browser, slug_url(server.url, first_model_page),
-                           heading(first_model_page))
-        notes.append(f"Model warmed by one visit to page {first_model_page:02d} "
-                     f"({warm.seconds:.1f} s, includes loading the model into the server); "
-                     "that page's figure below is its second visit.")
+        warm = await visit(
+            browser, slug_url(server.url, first_model_page), heading(first_model_page)
+        )
+        notes.append(
+            f"Model warmed by one visit to page {first_model_page:02d} "
+            f"({warm.seconds:.1f} s, includes loading the model into the server); "
+            "that page's figure below is its second visit."
+        )
     times: dict[int, Visit] = {}
     rss_after: dict[int, int] = {}
     for n in numbers:
         times[n] = await visit(browser, slug_url(server.url, n), heading(n))
         rss_after[n] = server_rss(server.proc.pid)
-        note(f"page {n:02d}: {times[n].seconds:.1f} s" + (f" ({times[n].error})"
-                                                          if times[n].error else ""))
+        note(
+            f"page {n:02d}: {times[n].seconds:.1f} s"
+            + (f" ({times[n].error})" if times[n].error else "")
+        )
     secs = {n: v.seconds for n, v in times.items()}
     errors = [f"{n:02d} ({v.error})" for n, v in times.items() if v.error]
     slowest = max(secs, key=secs.get)
-    notes.append("Server RSS after each page's first render (pages' caches accumulate): "
-                 + ", ".join(f"{n:02d}: {r / 1e6:,.0f} MB" for n, r in rss_after.items()) + ".")
+    notes.append(
+        "Server RSS after each page's first render (pages' caches accumulate): "
+        + ", ".join(f"{n:02d}: {r / 1e6:,.0f} MB" for n, r in rss_after.items())
+        + "."
+    )
     if errors:
         notes.append("Pages that raised or timed out on first render: " + ", ".join(errors))
     return [
-        Row(f"Page first render, median of {len(secs)} pages (fresh session, warm model)",
-            seconds(median(list(secs.values()))), f"errors: {len(errors)}"),
-        Row("Page first render, slowest", f"{seconds(secs[slowest])} (page {slowest:02d})",
-            f"fastest: {seconds(min(secs.values()))}"),
+        Row(
+            f"Page first render, median of {len(secs)} pages (fresh session, warm model)",
+            seconds(median(list(secs.values()))),
+            f"errors: {len(errors)}",
+        ),
+        Row(
+            "Page first render, slowest",
+            f"{seconds(secs[slowest])} (page {slowest:02d})",
+            f"fastest: {seconds(min(secs.values()))}",
+        ),
     ], secs
 
 
-async def _sliders(browser, server: Server, notes: list[str], renders: dict[int, float]
-                   ) -> list[Row]:
+async def _sliders(
+    browser, server: Server, notes: list[str], renders: dict[int, float]
+) -> list[Row]:
     rows = []
     for number, key in SLIDERS:
         c = concept(number)
@@ -325,34 +367,46 @@ async def _sliders(browser, server: Server, notes: list[str], renders: dict[int,
         try:
             times = await slider_reruns(browser, server.url, number, key)
         except Exception as exc:
-            notes.append(f"Slider {key} on page {number:02d} could not be measured: "
-                         f"{type(exc).__name__}: {str(exc)[:200]}")
+            notes.append(
+                f"Slider {key} on page {number:02d} could not be measured: "
+                f"{type(exc).__name__}: {str(exc)[:200]}"
+            )
             continue
         first = renders.get(number, float("nan"))
         note(f"page {number:02d} slider {key}: {[round(t, 2) for t in times]}")
-        rows.append(Row(f"Rerun after moving `{key}` (page {number:02d}), median of {len(times)}",
-                        f"{seconds(median(times))} (slowest {seconds(max(times))})",
-                        f"first render of page {number:02d}: {seconds(first)}",
-                        f"{median(times) / first:.2f}x"))
+        rows.append(
+            Row(
+                f"Rerun after moving `{key}` (page {number:02d}), median of {len(times)}",
+                f"{seconds(median(times))} (slowest {seconds(max(times))})",
+                f"first render of page {number:02d}: {seconds(first)}",
+                f"{median(times) / first:.2f}x",
+            )
+        )
     return rows
 
 
-async def _classes(browser, server: Server, heaviest: int, single: float, notes: list[str]
-                   ) -> list[Row]:
+async def _classes(
+    browser, server: Server, heaviest: int, single: float, notes: list[str]
+) -> list[Row]:
     """A class opening the heaviest page at once: one browser, one context per learner."""
     rows = []
     for size in CLASS_SIZES:
         note(f"{size} sessions open page {heaviest:02d} at once")
         before = server_rss(server.proc.pid)
         cpu_before, wall_before = cpu_split(server.proc.pid), time.perf_counter()
-        visits = await asyncio.gather(*(visit(browser, slug_url(server.url, heaviest),
-                                              heading(heaviest), keep_open=True)
-                                        for _ in range(size)))
+        visits = await asyncio.gather(
+            *(
+                visit(browser, slug_url(server.url, heaviest), heading(heaviest), keep_open=True)
+                for _ in range(size)
+            )
+        )
         after = server_rss(server.proc.pid)
         cpu_after, wall = cpu_split(server.proc.pid), time.perf_counter() - wall_before
-        notes.append(f"{size} sessions: the wave took {wall:.0f} s of wall time, in which the "
-                     f"server used {cpu_after[0] - cpu_before[0]:.0f} CPU-seconds and Chromium "
-                     f"with its driver {cpu_after[1] - cpu_before[1]:.0f}, on the same cores.")
+        notes.append(
+            f"{size} sessions: the wave took {wall:.0f} s of wall time, in which the "
+            f"server used {cpu_after[0] - cpu_before[0]:.0f} CPU-seconds and Chromium "
+            f"with its driver {cpu_after[1] - cpu_before[1]:.0f}, on the same cores."
+        )
         times = [v.seconds for v in visits]
         errors = sum(1 for v in visits if v.error)
         kinds = sorted({v.error for v in visits if v.error})
@@ -361,11 +415,16 @@ async def _classes(browser, server: Server, heaviest: int, single: float, notes:
                 await v.context.close()
         p50, p95 = median(times), percentile(times, 0.95)
         ok = errors == 0 and after < MEMORY_TARGET
-        rows.append(Row(
-            f"{size} sessions open page {heaviest:02d} at once: server RSS after",
-            mb(after), f"before: {mb(before)}; one session alone: {seconds(single)}",
-            f"p50 {seconds(p50)}, p95 {seconds(p95)}, errors {errors}",
-            "0 errors, < 1.5 GB" if size == 30 else "",
-            ("yes" if ok else f"NO ({errors} errors {kinds}, RSS {mb(after)})")
-            if size == 30 else ""))
+        rows.append(
+            Row(
+                f"{size} sessions open page {heaviest:02d} at once: server RSS after",
+                mb(after),
+                f"before: {mb(before)}; one session alone: {seconds(single)}",
+                f"p50 {seconds(p50)}, p95 {seconds(p95)}, errors {errors}",
+                "0 errors, < 1.5 GB" if size == 30 else "",
+                ("yes" if ok else f"NO ({errors} errors {kinds}, RSS {mb(after)})")
+                if size == 30
+                else "",
+            )
+        )
     return rows

@@ -62,6 +62,7 @@ def where() -> str:
 
     try:
         import streamlit
+
         st_version = streamlit.__version__
     except ImportError:
         st_version = "?"

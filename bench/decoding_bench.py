@@ -31,11 +31,16 @@ def rows() -> list[Row]:
     beam_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     with torch.inference_mode():
-        ref = lm.model.generate(torch.tensor([ids]), num_beams=BEAMS, do_sample=False,
-                                max_new_tokens=NEW_TOKENS, early_stopping=False,
-                                pad_token_id=lm.tokenizer.eos_token_id)
+        ref = lm.model.generate(
+            torch.tensor([ids]),
+            num_beams=BEAMS,
+            do_sample=False,
+            max_new_tokens=NEW_TOKENS,
+            early_stopping=False,
+            pad_token_id=lm.tokenizer.eos_token_id,
+        )
     ref_s = time.perf_counter() - t0
-    same = list(ours.sequences[0]) == ref[0, len(ids):].tolist()
+    same = list(ours.sequences[0]) == ref[0, len(ids) :].tolist()
 
     samplers = {
         "greedy": d.DecodingSettings(temperature=0.0, max_new_tokens=NEW_TOKENS, seed=0),
@@ -49,12 +54,21 @@ def rows() -> list[Row]:
         list(d.generate_stream(lm, ids, s))
     sample_s = time.perf_counter() - t0
     return [
-        Row(f"Page 19 beam search, {BEAMS} beams x {NEW_TOKENS} tokens (KV cache reordered "
-            "by beam)", f"{beam_s:.2f} s", f"generate(num_beams={BEAMS}): {ref_s:.2f} s",
-            f"{ref_s / beam_s:.2f}x", "best beam equals generate", "yes" if same else "NO"),
-        Row(f"Page 19 'Generate side by side': 5 samplers + beam, {NEW_TOKENS} tokens each",
-            f"{sample_s + beam_s:.2f} s", f"the five samplers alone: {sample_s:.2f} s",
-            f"{(sample_s + beam_s) / sample_s:.2f}x"),
+        Row(
+            f"Page 19 beam search, {BEAMS} beams x {NEW_TOKENS} tokens (KV cache reordered "
+            "by beam)",
+            f"{beam_s:.2f} s",
+            f"generate(num_beams={BEAMS}): {ref_s:.2f} s",
+            f"{ref_s / beam_s:.2f}x",
+            "best beam equals generate",
+            "yes" if same else "NO",
+        ),
+        Row(
+            f"Page 19 'Generate side by side': 5 samplers + beam, {NEW_TOKENS} tokens each",
+            f"{sample_s + beam_s:.2f} s",
+            f"the five samplers alone: {sample_s:.2f} s",
+            f"{(sample_s + beam_s) / sample_s:.2f}x",
+        ),
     ]
 
 

@@ -30,10 +30,21 @@ def rows(steps: int = 4) -> list[Row]:
     result = ft.fine_tune(lm, data, s, before=("",))
     step = result.seconds_per_step
     base = min(forward)
-    out = [Row("Fine-tuning: LoRA step, r=8 on q/v, batch of 4 chats", seconds(step),
-               f"forward pass of the same batch: {seconds(base)}", f"{step / base:.1f}x")]
+    out = [
+        Row(
+            "Fine-tuning: LoRA step, r=8 on q/v, batch of 4 chats",
+            seconds(step),
+            f"forward pass of the same batch: {seconds(base)}",
+            f"{step / base:.1f}x",
+        )
+    ]
     if result.peak_rss_rise:
-        out.append(Row("Fine-tuning: memory rise during the run (copy + training)",
-                       mb(result.peak_rss_rise), f"copy of the weights: {mb(result.copy_bytes)}",
-                       f"{result.peak_rss_rise / result.copy_bytes:.1f}x"))
+        out.append(
+            Row(
+                "Fine-tuning: memory rise during the run (copy + training)",
+                mb(result.peak_rss_rise),
+                f"copy of the weights: {mb(result.copy_bytes)}",
+                f"{result.peak_rss_rise / result.copy_bytes:.1f}x",
+            )
+        )
     return out

@@ -47,8 +47,14 @@ print('RESULT ' + json.dumps({'before': before, 'after': after, 'held': memo.STO
 
 
 def _trace_run(cap: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", _RUN, str(cap)], cwd=ROOT, capture_output=True,
-                         text=True, timeout=3600, env={**os.environ})
+    out = subprocess.run(
+        [sys.executable, "-c", _RUN, str(cap)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        env={**os.environ},
+    )
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[7:])
@@ -56,20 +62,29 @@ def _trace_run(cap: int) -> dict:
 
 
 def trace_memory(cap: int = 256) -> list[Row]:
-    note(f"memory: {PROMPTS} distinct {cap}-token prompts through the trace cache in a fresh "
-         "process")
+    note(
+        f"memory: {PROMPTS} distinct {cap}-token prompts through the trace cache in a fresh process"
+    )
     r = _trace_run(cap)
     old_rss = r["before"] + r["old_held"]  # what the old cache would have added on top
     return [
-        Row(f"Server RSS after {PROMPTS} distinct {cap}-token prompts (trace cache under a byte "
-            f"budget of {mb(r['budget'])})", mb(r["after"]),
+        Row(
+            f"Server RSS after {PROMPTS} distinct {cap}-token prompts (trace cache under a byte "
+            f"budget of {mb(r['budget'])})",
+            mb(r["after"]),
             f"before them: {mb(r['before'])}; old 24-entry cache: about {mb(old_rss)}",
-            f"{old_rss / r['after']:.2f}x less", "under 1.5 GB",
-            "yes" if r["after"] < 1.5e9 else "NO"),
-        Row(f"Bytes the trace cache holds after {PROMPTS} prompts ({mb(r['trace'])} a trace)",
-            mb(r["held"]), f"old 24-entry cache: {mb(r['old_held'])}",
-            f"{r['old_held'] / max(r['held'], 1):.1f}x less", f"budget {mb(r['budget'])}",
-            "yes" if r["held"] <= r["budget"] else "NO"),
+            f"{old_rss / r['after']:.2f}x less",
+            "under 1.5 GB",
+            "yes" if r["after"] < 1.5e9 else "NO",
+        ),
+        Row(
+            f"Bytes the trace cache holds after {PROMPTS} prompts ({mb(r['trace'])} a trace)",
+            mb(r["held"]),
+            f"old 24-entry cache: {mb(r['old_held'])}",
+            f"{r['old_held'] / max(r['held'], 1):.1f}x less",
+            f"budget {mb(r['budget'])}",
+            "yes" if r["held"] <= r["budget"] else "NO",
+        ),
     ]
 
 
@@ -106,13 +121,20 @@ def play_share() -> list[Row]:
         paced, paced_busy, n_paced = _play_share(True)
         unpaced, unpaced_busy, n_unpaced = _play_share(False)
     return [
-        Row("Page 02 Play: CPU one learner's redraw loop uses (share of a core, paced)",
+        Row(
+            "Page 02 Play: CPU one learner's redraw loop uses (share of a core, paced)",
             f"{paced:.0%} ({n_paced} redraws in 6 s)",
-            f"unpaced: {unpaced:.0%} ({n_unpaced} redraws)", f"{unpaced / paced:.1f}x less"),
-        Row("Page 02 Play: share of wall time its script thread is busy (wants a core)",
-            f"{paced_busy:.0%}", f"unpaced: {unpaced_busy:.0%}",
-            f"{unpaced_busy / paced_busy:.1f}x less", "at most 35%",
-            "yes" if paced_busy <= 0.36 else "NO"),
+            f"unpaced: {unpaced:.0%} ({n_unpaced} redraws)",
+            f"{unpaced / paced:.1f}x less",
+        ),
+        Row(
+            "Page 02 Play: share of wall time its script thread is busy (wants a core)",
+            f"{paced_busy:.0%}",
+            f"unpaced: {unpaced_busy:.0%}",
+            f"{unpaced_busy / paced_busy:.1f}x less",
+            "at most 35%",
+            "yes" if paced_busy <= 0.36 else "NO",
+        ),
     ]
 
 
@@ -149,9 +171,15 @@ def queue_fairness() -> list[Row]:
     note("heavy-work queue: a page's forward pass against a job looping 40 steps of 20 ms")
     fair = _wait_while_a_job_loops(lambda: FairSlots(1))
     unfair = _wait_while_a_job_loops(lambda: threading.BoundedSemaphore(1))
-    return [Row("Longest wait for the heavy-work lock while another job loops (FIFO queue)",
-                f"{fair * 1000:.0f} ms", f"threading.Semaphore: {unfair * 1000:.0f} ms",
-                f"{unfair / max(fair, 1e-9):.1f}x shorter", "about one step (20 ms)")]
+    return [
+        Row(
+            "Longest wait for the heavy-work lock while another job loops (FIFO queue)",
+            f"{fair * 1000:.0f} ms",
+            f"threading.Semaphore: {unfair * 1000:.0f} ms",
+            f"{unfair / max(fair, 1e-9):.1f}x shorter",
+            "about one step (20 ms)",
+        )
+    ]
 
 
 def rows() -> list[Row]:

@@ -23,8 +23,14 @@ _LOAD = (
 def _timed_load(cache_dir: str) -> float:
     """Load the embedded model in a fresh process using `cache_dir` as its cache."""
     env = {**os.environ, "LLM_EXPLORER_CACHE": cache_dir}
-    out = subprocess.run([sys.executable, "-c", _LOAD], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-c", _LOAD],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
             return float(json.loads(line[7:])["seconds"])
@@ -41,9 +47,14 @@ def model_load() -> list[Row]:
         note("model load: converting the GGUF into an empty cache, then loading the cache")
         convert = _timed_load(tmp)
         cached = min(_timed_load(tmp) for _ in range(2))
-    return [Row("Model load: cached safetensors (fresh process, imports excluded)",
-                seconds(cached), f"GGUF conversion + load: {seconds(convert)}",
-                f"{convert / cached:.0f}x faster")]
+    return [
+        Row(
+            "Model load: cached safetensors (fresh process, imports excluded)",
+            seconds(cached),
+            f"GGUF conversion + load: {seconds(convert)}",
+            f"{convert / cached:.0f}x faster",
+        )
+    ]
 
 
 def generation(new_tokens: int = 128, rounds: int = 2) -> list[Row]:
@@ -66,9 +77,13 @@ def generation(new_tokens: int = 128, rounds: int = 2) -> list[Row]:
     def reference() -> float:
         start = time.perf_counter()
         with torch.inference_mode():
-            out = lm.model.generate(torch.tensor([ids]), max_new_tokens=new_tokens,
-                                    min_new_tokens=new_tokens, do_sample=False,
-                                    pad_token_id=lm.tokenizer.eos_token_id)
+            out = lm.model.generate(
+                torch.tensor([ids]),
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                do_sample=False,
+                pad_token_id=lm.tokenizer.eos_token_id,
+            )
         return (out.shape[1] - len(ids)) / (time.perf_counter() - start)
 
     list(generate_stream(lm, ids, DecodingSettings(temperature=0.0, max_new_tokens=8)))  # warm
@@ -81,11 +96,20 @@ def generation(new_tokens: int = 128, rounds: int = 2) -> list[Row]:
     ratio_gen = best["ours"] / best["generate"]
     ratio_cache = best["ours"] / best["nocache"]
     return [
-        Row(f"Generation, {new_tokens} tokens: our streaming loop", f"{best['ours']:.1f} tok/s",
-            f"model.generate: {best['generate']:.1f} tok/s", f"{ratio_gen:.2f}", ">= 1.0",
-            "yes" if ratio_gen >= 1.0 else f"NO ({(1 - ratio_gen):.0%} slower)"),
-        Row(f"Generation, {new_tokens} tokens: KV cache vs none (our loop)",
-            f"{best['ours']:.1f} tok/s", f"no cache: {best['nocache']:.1f} tok/s",
-            f"{ratio_cache:.2f}", ">= 2.0",
-            "yes" if ratio_cache >= 2.0 else f"NO ({ratio_cache:.2f}x, short of 2x)"),
+        Row(
+            f"Generation, {new_tokens} tokens: our streaming loop",
+            f"{best['ours']:.1f} tok/s",
+            f"model.generate: {best['generate']:.1f} tok/s",
+            f"{ratio_gen:.2f}",
+            ">= 1.0",
+            "yes" if ratio_gen >= 1.0 else f"NO ({(1 - ratio_gen):.0%} slower)",
+        ),
+        Row(
+            f"Generation, {new_tokens} tokens: KV cache vs none (our loop)",
+            f"{best['ours']:.1f} tok/s",
+            f"no cache: {best['nocache']:.1f} tok/s",
+            f"{ratio_cache:.2f}",
+            ">= 2.0",
+            "yes" if ratio_cache >= 2.0 else f"NO ({ratio_cache:.2f}x, short of 2x)",
+        ),
     ]

@@ -27,10 +27,18 @@ def rows() -> list[Row]:
     one = _best(lambda: A.induction_scores(model, half=24, seed=0))  # the page before: 48 tokens
     separate = _best(lambda: [A.induction_scores(model, seed=s) for s in range(seeds)], 1)
     return [
-        Row(f"page 09 head roles, {seeds} seeds in one batch", seconds(batched),
-            f"one 24-token sequence repeated: {seconds(one)}", f"{batched / one:.1f}x"),
-        Row(f"page 09 head roles, {seeds} seeds one pass each", seconds(separate),
-            f"batched: {seconds(batched)}", f"{separate / batched:.1f}x"),
+        Row(
+            f"page 09 head roles, {seeds} seeds in one batch",
+            seconds(batched),
+            f"one 24-token sequence repeated: {seconds(one)}",
+            f"{batched / one:.1f}x",
+        ),
+        Row(
+            f"page 09 head roles, {seeds} seeds one pass each",
+            seconds(separate),
+            f"batched: {seconds(batched)}",
+            f"{separate / batched:.1f}x",
+        ),
     ]
 
 

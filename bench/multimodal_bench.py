@@ -48,12 +48,16 @@ def rows() -> list[Row]:
         cfg = mm.ClipConfig(patch=patch, steps=300)
         with toy_threads():
             result, s1 = _train(cfg, vectors)
-        out.append(Row(f"p24 mini-CLIP 300 steps, patch {patch} ({(8 // patch) ** 2} tokens), "
-                       "1 thread", f"{s1:.1f} s ({1000 * s1 / 300:.0f} ms/step)",
-                       f"page estimate {MS_PER_STEP[patch]:.0f} ms/step",
-                       f"{1000 * s1 / 300 / MS_PER_STEP[patch]:.1f}x",
-                       target="zero-shot > 0.10 (chance)",
-                       met="yes" if result.accuracy > 0.1 else "NO"))
+        out.append(
+            Row(
+                f"p24 mini-CLIP 300 steps, patch {patch} ({(8 // patch) ** 2} tokens), 1 thread",
+                f"{s1:.1f} s ({1000 * s1 / 300:.0f} ms/step)",
+                f"page estimate {MS_PER_STEP[patch]:.0f} ms/step",
+                f"{1000 * s1 / 300 / MS_PER_STEP[patch]:.1f}x",
+                target="zero-shot > 0.10 (chance)",
+                met="yes" if result.accuracy > 0.1 else "NO",
+            )
+        )
         note(f"patch {patch}: zero-shot {result.accuracy:.3f}, T {result.temperature:.4f}")
     saved = torch.get_num_threads()
     cfg = mm.ClipConfig(patch=2, steps=40)
@@ -64,9 +68,21 @@ def rows() -> list[Row]:
         torch.set_num_threads(saved)
     with toy_threads():
         _, s1 = _train(cfg, vectors)
-    out.append(Row("p24 mini-CLIP 40 steps, patch 2, 1 thread (toy_threads)", f"{s1:.1f} s",
-                   f"2 threads {s2:.1f} s", f"{s2 / s1:.1f}x faster on one"))
+    out.append(
+        Row(
+            "p24 mini-CLIP 40 steps, patch 2, 1 thread (toy_threads)",
+            f"{s1:.1f} s",
+            f"2 threads {s2:.1f} s",
+            f"{s2 / s1:.1f}x faster on one",
+        )
+    )
     cold, warm = _first_render("pages/24_multimodal.py")
-    out.append(Row("p24 first render (AppTest, page caches cold, models loaded)",
-                   f"{cold:.2f} s", f"warm rerender {warm:.2f} s", f"{cold / warm:.1f}x"))
+    out.append(
+        Row(
+            "p24 first render (AppTest, page caches cold, models loaded)",
+            f"{cold:.2f} s",
+            f"warm rerender {warm:.2f} s",
+            f"{cold / warm:.1f}x",
+        )
+    )
     return out

@@ -49,13 +49,22 @@ def rows(steps: int = 30) -> list[Row]:
     (first1, one), (_, two) = result[1], result[2]
     n = pt.parameter_count(pt.make_model(corpus, cfg))
     return [
-        Row(f"Pre-training loop (page 14): default step ({n:,} params, {tokens} tokens), 1 thread",
-            f"{one:.2f} steps/s = {one * tokens:,.0f} tokens/s", f"2 threads: {two:.2f} steps/s",
-            f"{one / two:.2f}"),
-        Row("Pre-training loop (page 14): steady step vs first step (1 thread)",
-            f"{1 / one:.3f} s", f"first step: {first1:.3f} s", f"{first1 * one:.2f}"),
-        Row("Pre-training loop (page 14): default run estimate shown on the button",
+        Row(
+            f"Pre-training loop (page 14): default step ({n:,} params, {tokens} tokens), 1 thread",
+            f"{one:.2f} steps/s = {one * tokens:,.0f} tokens/s",
+            f"2 threads: {two:.2f} steps/s",
+            f"{one / two:.2f}",
+        ),
+        Row(
+            "Pre-training loop (page 14): steady step vs first step (1 thread)",
+            f"{1 / one:.3f} s",
+            f"first step: {first1:.3f} s",
+            f"{first1 * one:.2f}",
+        ),
+        Row(
+            "Pre-training loop (page 14): default run estimate shown on the button",
             f"{pt.estimate_seconds(n, cfg):.0f} s",
             f"measured steps alone: {cfg.steps / one:.0f} s",
-            f"{pt.estimate_seconds(n, cfg) * one / cfg.steps:.2f}"),
+            f"{pt.estimate_seconds(n, cfg) * one / cfg.steps:.2f}",
+        ),
     ]

@@ -58,26 +58,47 @@ def rows() -> list[Row]:
     total = s_shingles + s_ours + s_stats + s_pipe
     note(f"pipeline kept {len(result.kept[-1])} of {len(docs)} documents")
     out = [
-        Row(f"p13 MinHash signatures, {len(docs)} docs x {t.num_perm} perms (numpy)",
-            seconds(s_ours), f"datasketch {seconds(s_ds)}", f"{s_ds / s_ours:.1f}x faster"),
-        Row(f"p13 whole cheap pipeline from scratch ({len(docs)} docs)",
-            f"{seconds(total)} wall, {cpu:.2f} CPU-s", f"exact dedup alone {seconds(s_exact)}",
-            f"{total / s_exact:.0f}x", target="< 2 CPU-s",
-            met="yes" if cpu < 2 else f"NO ({cpu:.2f} CPU-s)"),
-        Row("p13 pipeline rerun after a threshold move (signatures, stats cached)",
+        Row(
+            f"p13 MinHash signatures, {len(docs)} docs x {t.num_perm} perms (numpy)",
+            seconds(s_ours),
+            f"datasketch {seconds(s_ds)}",
+            f"{s_ds / s_ours:.1f}x faster",
+        ),
+        Row(
+            f"p13 whole cheap pipeline from scratch ({len(docs)} docs)",
+            f"{seconds(total)} wall, {cpu:.2f} CPU-s",
+            f"exact dedup alone {seconds(s_exact)}",
+            f"{total / s_exact:.0f}x",
+            target="< 2 CPU-s",
+            met="yes" if cpu < 2 else f"NO ({cpu:.2f} CPU-s)",
+        ),
+        Row(
+            "p13 pipeline rerun after a threshold move (signatures, stats cached)",
             seconds(s_pipe),
-            f"signatures {seconds(s_ours)}", f"{s_pipe / s_ours:.2f}x"),
+            f"signatures {seconds(s_ours)}",
+            f"{s_pipe / s_ours:.2f}x",
+        ),
     ]
     lm = load_embedded()
     sample = dp.perplexity_sample(docs, 4)
     _, s_lm = _timed(dp.score_perplexities, lm, lm.model_id, docs, sample, lambda *a, **k: None)
-    ngram, s_train = _timed(dp.train_char_ngram,
-                            [d.text for d in docs if d.kind == "clean"][:600])
+    ngram, s_train = _timed(dp.train_char_ngram, [d.text for d in docs if d.kind == "clean"][:600])
     _, s_ng = _timed(lambda: [dp.char_perplexity(ngram, d.text[:150]) for d in sample])
-    out.append(Row(f"p13 perplexity job: {len(sample)} docs x 32 tokens, both models",
-                   seconds(s_lm), f"n-gram alone {seconds(s_train + s_ng)}",
-                   f"{s_lm / len(sample):.2f} s/doc (page estimates 0.12)"))
+    out.append(
+        Row(
+            f"p13 perplexity job: {len(sample)} docs x 32 tokens, both models",
+            seconds(s_lm),
+            f"n-gram alone {seconds(s_train + s_ng)}",
+            f"{s_lm / len(sample):.2f} s/doc (page estimates 0.12)",
+        )
+    )
     cold, warm = _first_render("pages/13_pretraining_data.py")
-    out.append(Row("p13 first render (AppTest, page caches cold, models loaded)",
-                   f"{cold:.2f} s", f"warm rerender {warm:.2f} s", f"{cold / warm:.1f}x"))
+    out.append(
+        Row(
+            "p13 first render (AppTest, page caches cold, models loaded)",
+            f"{cold:.2f} s",
+            f"warm rerender {warm:.2f} s",
+            f"{cold / warm:.1f}x",
+        )
+    )
     return out

@@ -38,10 +38,13 @@ def rows() -> list[Row]:
         timings[reuse] = (time.perf_counter() - t, res.computed_tokens)
     (with_s, with_tok), (without_s, without_tok) = timings[True], timings[False]
     out = [
-        Row("Page 23: few-shot k=3 condition, 30 reviews (shared prefix cached, batches of "
-            f"{P.READ_BATCH})", f"{seconds(with_s)}, {with_tok:,} tokens computed",
+        Row(
+            "Page 23: few-shot k=3 condition, 30 reviews (shared prefix cached, batches of "
+            f"{P.READ_BATCH})",
+            f"{seconds(with_s)}, {with_tok:,} tokens computed",
             f"prefix recomputed per review: {seconds(without_s)}, {without_tok:,} tokens",
-            f"{without_s / with_s:.2f}x (above 1: the cache saves time)"),
+            f"{without_s / with_s:.2f}x (above 1: the cache saves time)",
+        ),
     ]
     render = first_render("pages/23_prompting.py")
     out.append(Row("Page 23: first render (AppTest, model warm)", seconds(render)))

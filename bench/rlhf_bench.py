@@ -39,11 +39,22 @@ def rows(answers: int = 8, n: int = 4) -> list[Row]:
     rlhf.sample_answers(lm, prompt, n, 24)
     best = time.perf_counter() - start
     return [
-        Row("RLHF: reading one answer for the reward model (hidden state + log-probs)",
-            seconds(per_answer), f"plain forward pass: {seconds(plain)}",
-            f"{per_answer / plain:.1f}x"),
-        Row("RLHF: training the reward head (150 full-batch steps)", seconds(head),
-            f"one answer read: {seconds(per_answer)}", f"{head / per_answer:.1f}x"),
-        Row(f"RLHF: best-of-{n} sampling, 24 tokens each", seconds(best),
-            f"one sample: {seconds(one)}", f"{best / one:.1f}x"),
+        Row(
+            "RLHF: reading one answer for the reward model (hidden state + log-probs)",
+            seconds(per_answer),
+            f"plain forward pass: {seconds(plain)}",
+            f"{per_answer / plain:.1f}x",
+        ),
+        Row(
+            "RLHF: training the reward head (150 full-batch steps)",
+            seconds(head),
+            f"one answer read: {seconds(per_answer)}",
+            f"{head / per_answer:.1f}x",
+        ),
+        Row(
+            f"RLHF: best-of-{n} sampling, 24 tokens each",
+            seconds(best),
+            f"one sample: {seconds(one)}",
+            f"{best / one:.1f}x",
+        ),
     ]

@@ -16,8 +16,9 @@ def rows(steps: int = 100) -> list[Row]:
     estimate = 0.0
     for n_layer, d_model in sc.SWEEP_SIZES:
         cfg = sc.sweep_config(n_layer, d_model, steps)
-        model = pt.TinyGPT(pt.GPTConfig(corpus.vocab_size, cfg.context, n_layer, cfg.n_head,
-                                        d_model))
+        model = pt.TinyGPT(
+            pt.GPTConfig(corpus.vocab_size, cfg.context, n_layer, cfg.n_head, d_model)
+        )
         estimate += pt.estimate_seconds(pt.parameter_count(model), cfg)
     note(f"scaling: the mini sweep, 5 models x {steps} steps")
     t = time.perf_counter()
@@ -29,10 +30,16 @@ def rows(steps: int = 100) -> list[Row]:
         sc.CHINCHILLA.optimal(c)
     calc = time.perf_counter() - start
     return [
-        Row(f"Mini scaling sweep (page 15): 5 models x {steps} steps", f"{took:.1f} s",
-            f"button estimate: {estimate:.1f} s", f"{took / estimate:.2f}"),
-        Row("Mini scaling sweep (page 15): fitted frontier exponent",
+        Row(
+            f"Mini scaling sweep (page 15): 5 models x {steps} steps",
+            f"{took:.1f} s",
+            f"button estimate: {estimate:.1f} s",
+            f"{took / estimate:.2f}",
+        ),
+        Row(
+            "Mini scaling sweep (page 15): fitted frontier exponent",
             f"L = {result.law.coefficient:.2f} C^-{result.law.exponent:.3f}",
-            f"{len(result.frontier)} frontier points"),
+            f"{len(result.frontier)} frontier points",
+        ),
         Row("Chinchilla optimum (page 15): 4 budgets", f"{calc * 1e6:.0f} µs"),
     ]

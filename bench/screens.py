@@ -48,8 +48,15 @@ def shoot(slugs: list[str]) -> list[Path]:
     try:
         _wait_healthy(server.url)
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=[
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            browser = p.chromium.launch(
+                executable_path=shutil.which("chromium"),
+                args=[
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                ],
+            )
             for slug in slugs:
                 for name, viewport, scheme in VIEWS:
                     page = browser.new_page(viewport=viewport, color_scheme=scheme)

@@ -21,8 +21,11 @@ from core.trace import Trace
 
 # Channel objects, not strings or dicts: Altair validates those against the schema on every
 # redraw, which alone cost ~0.2 s per layer change here.
-TIPS = [alt.Tooltip("query token:N"), alt.Tooltip("key token:N"),
-        alt.Tooltip("weight:Q", format=".3f")]
+TIPS = [
+    alt.Tooltip("query token:N"),
+    alt.Tooltip("key token:N"),
+    alt.Tooltip("weight:Q", format=".3f"),
+]
 
 
 def attention_frame(weights: np.ndarray, tokens) -> pd.DataFrame:
@@ -32,39 +35,69 @@ def attention_frame(weights: np.ndarray, tokens) -> pd.DataFrame:
     t = weights.shape[0]
     q, k = np.indices((t, t))
     keep = (k <= q) | (np.triu(weights, 1).sum() > 0)
-    return pd.DataFrame({
-        "query": q[keep], "key": k[keep],
-        "query token": np.array(labels)[q[keep]], "key token": np.array(labels)[k[keep]],
-        "weight": weights[keep].astype(np.float32),
-    })
+    return pd.DataFrame(
+        {
+            "query": q[keep],
+            "key": k[keep],
+            "query token": np.array(labels)[q[keep]],
+            "key token": np.array(labels)[k[keep]],
+            "weight": weights[keep].astype(np.float32),
+        }
+    )
 
 
-def attention_click_chart(df: pd.DataFrame, labels: list[str], title: str,
-                          size: int | None = None) -> alt.VConcatChart:
+def attention_click_chart(
+    df: pd.DataFrame, labels: list[str], title: str, size: int | None = None
+) -> alt.VConcatChart:
     """Query x key heatmap; clicking a cell or a token picks the query row, shown as bars.
     `size` is the heatmap's height: its width follows the column (draw it with
     `draw_chart`), the legend sits below it, and token labels that do not fit are thinned."""
     last = int(df["query"].max())
     size = size or min(520, max(260, 22 * len(labels)))  # ~22 px a row keeps every label
-    pick = alt.selection_point(fields=["query"], on="click", value=[{"query": last}],
-                               clear=False, name="pick")
-    heat = alt.Chart(df, title=title).mark_rect().encode(
-        x=alt.X("key token:N", sort=labels, title="key (attended to)",
-                axis=alt.Axis(**THINNED_AXIS)),
-        y=alt.Y("query token:N", sort=labels, title="query (attending)",
-                axis=alt.Axis(**THINNED_AXIS)),
-        color=alt.Color("weight:Q", scale=HEAT, title="attention",
-                        legend=alt.Legend(orient="top", direction="horizontal",
-                                          gradientLength=160)),
-        tooltip=TIPS,
-    ).properties(height=size).add_params(pick)
-    bars = alt.Chart(df, title="Where the clicked query token looks").mark_bar(
-        color="#e6550d").encode(
-        x=alt.X("key token:N", sort=labels, title=None, scale=alt.Scale(domain=labels),
-                axis=alt.Axis(**THINNED_AXIS)),
-        y=alt.Y("weight:Q", scale=alt.Scale(domain=[0, 1]), title="attention"),
-        tooltip=TIPS,
-    ).transform_filter(pick).properties(height=110)
+    pick = alt.selection_point(
+        fields=["query"], on="click", value=[{"query": last}], clear=False, name="pick"
+    )
+    heat = (
+        alt.Chart(df, title=title)
+        .mark_rect()
+        .encode(
+            x=alt.X(
+                "key token:N", sort=labels, title="key (attended to)", axis=alt.Axis(**THINNED_AXIS)
+            ),
+            y=alt.Y(
+                "query token:N",
+                sort=labels,
+                title="query (attending)",
+                axis=alt.Axis(**THINNED_AXIS),
+            ),
+            color=alt.Color(
+                "weight:Q",
+                scale=HEAT,
+                title="attention",
+                legend=alt.Legend(orient="top", direction="horizontal", gradientLength=160),
+            ),
+            tooltip=TIPS,
+        )
+        .properties(height=size)
+        .add_params(pick)
+    )
+    bars = (
+        alt.Chart(df, title="Where the clicked query token looks")
+        .mark_bar(color="#e6550d")
+        .encode(
+            x=alt.X(
+                "key token:N",
+                sort=labels,
+                title=None,
+                scale=alt.Scale(domain=labels),
+                axis=alt.Axis(**THINNED_AXIS),
+            ),
+            y=alt.Y("weight:Q", scale=alt.Scale(domain=[0, 1]), title="attention"),
+            tooltip=TIPS,
+        )
+        .transform_filter(pick)
+        .properties(height=110)
+    )
     return alt.vconcat(heat, bars)
 
 
@@ -94,13 +127,26 @@ def head_steps_frame(steps: HeadSteps, model_weights: np.ndarray, tokens) -> pd.
 def head_step_chart(df: pd.DataFrame, panel: str) -> alt.Chart:
     """One stage of the recomputation (rows of one `panel` of `head_steps_frame`); draw them
     all with `charts.draw_panels(df, "panel", head_step_chart)` so they fit any column."""
-    return alt.Chart(df, title=panel).mark_rect().encode(
-        x=alt.X("x:O", axis=None), y=alt.Y("y:O", axis=None),
-        color=alt.Color("shade:Q", scale=alt.Scale(scheme="redblue", domain=[-1, 1],
-                                                   reverse=True), legend=None),
-        tooltip=[alt.Tooltip("panel:N"), alt.Tooltip("row:N"), alt.Tooltip("col:N"),
-                 alt.Tooltip("value:Q", format=".4f")],
-    ).properties(height=170)
+    return (
+        alt.Chart(df, title=panel)
+        .mark_rect()
+        .encode(
+            x=alt.X("x:O", axis=None),
+            y=alt.Y("y:O", axis=None),
+            color=alt.Color(
+                "shade:Q",
+                scale=alt.Scale(scheme="redblue", domain=[-1, 1], reverse=True),
+                legend=None,
+            ),
+            tooltip=[
+                alt.Tooltip("panel:N"),
+                alt.Tooltip("row:N"),
+                alt.Tooltip("col:N"),
+                alt.Tooltip("value:Q", format=".4f"),
+            ],
+        )
+        .properties(height=170)
+    )
 
 
 def attention_trace(text: str) -> Trace:
@@ -110,8 +156,9 @@ def attention_trace(text: str) -> Trace:
 @st.cache_data(max_entries=64, show_spinner=False)
 def cached_head_steps(model_id: str, text: str, layer: int, head: int) -> HeadSteps:
     trace = get_trace(text, cap=ATTENTION_CAP, model_id=model_id)
-    return core_attention.recompute_head(load_model(model_id).model, trace.hidden_states[layer],
-                                         layer, head)
+    return core_attention.recompute_head(
+        load_model(model_id).model, trace.hidden_states[layer], layer, head
+    )
 
 
 @st.cache_resource(max_entries=16, show_spinner="Running MiniLM over the prompt…")

@@ -28,12 +28,39 @@ THINNED_AXIS = {"labelOverlap": "parity", "labelLimit": 90}
 # Sampled stops of Vega's sequential schemes, to pick text that stays readable on a cell whose
 # fill follows the same scale (see `ink_for`).
 SCHEMES = {
-    "oranges": ["#fff5eb", "#fee6ce", "#fdd0a2", "#fdae6b", "#fd8d3c", "#f16913", "#d94801",
-                "#a63603", "#7f2704"],
-    "orangered": ["#fff7ec", "#fee8c8", "#fdd49e", "#fdbb84", "#fc8d59", "#ef6548", "#d7301f",
-                  "#b30000", "#7f0000"],
-    "blues": ["#f7fbff", "#deebf7", "#c6dbef", "#9ecae1", "#6baed6", "#4292c6", "#2171b5",
-              "#08519c", "#08306b"],
+    "oranges": [
+        "#fff5eb",
+        "#fee6ce",
+        "#fdd0a2",
+        "#fdae6b",
+        "#fd8d3c",
+        "#f16913",
+        "#d94801",
+        "#a63603",
+        "#7f2704",
+    ],
+    "orangered": [
+        "#fff7ec",
+        "#fee8c8",
+        "#fdd49e",
+        "#fdbb84",
+        "#fc8d59",
+        "#ef6548",
+        "#d7301f",
+        "#b30000",
+        "#7f0000",
+    ],
+    "blues": [
+        "#f7fbff",
+        "#deebf7",
+        "#c6dbef",
+        "#9ecae1",
+        "#6baed6",
+        "#4292c6",
+        "#2171b5",
+        "#08519c",
+        "#08306b",
+    ],
 }
 DARK_INK, LIGHT_INK = "#222222", "#ffffff"
 
@@ -41,15 +68,31 @@ DARK_INK, LIGHT_INK = "#222222", "#ffffff"
 # Graphviz colours per theme: a transparent background, text and edges that read on the page,
 # fills that stay tinted but dark enough for light text in dark mode.
 GRAPH_THEMES = {
-    "light": {"text": "#212529", "edge": "#868e96", "node": "#f1f3f5", "blue": "#e7f5ff",
-              "yellow": "#fff3bf", "orange": "#fff4e6", "green": "#ebfbee", "white": "#ffffff"},
-    "dark": {"text": "#f1f3f5", "edge": "#adb5bd", "node": "#343a40", "blue": "#1c3a57",
-             "yellow": "#4d3f00", "orange": "#5c3300", "green": "#1f4226", "white": "#2b3035"},
+    "light": {
+        "text": "#212529",
+        "edge": "#868e96",
+        "node": "#f1f3f5",
+        "blue": "#e7f5ff",
+        "yellow": "#fff3bf",
+        "orange": "#fff4e6",
+        "green": "#ebfbee",
+        "white": "#ffffff",
+    },
+    "dark": {
+        "text": "#f1f3f5",
+        "edge": "#adb5bd",
+        "node": "#343a40",
+        "blue": "#1c3a57",
+        "yellow": "#4d3f00",
+        "orange": "#5c3300",
+        "green": "#1f4226",
+        "white": "#2b3035",
+    },
 }
 
 
 def theme_type() -> str:
-    """"light" or "dark": the reader's theme as the browser reports it (light when unknown,
+    """ "light" or "dark": the reader's theme as the browser reports it (light when unknown,
     e.g. in tests or before the browser has told the server)."""
     try:
         kind = st.context.theme.type
@@ -65,11 +108,13 @@ def graph_colours(kind: str | None = None) -> dict[str, str]:
 
 def graph_defaults(c: dict[str, str]) -> str:
     """DOT lines every diagram starts with: transparent background, themed text and edges."""
-    return (f'bgcolor="transparent"; fontcolor="{c["text"]}";\n'
-            f'node [fontname="Helvetica", fontsize=11, color="{c["edge"]}", '
-            f'fontcolor="{c["text"]}"];\n'
-            f'edge [color="{c["edge"]}", fontcolor="{c["text"]}", fontname="Helvetica", '
-            'fontsize=10];')
+    return (
+        f'bgcolor="transparent"; fontcolor="{c["text"]}";\n'
+        f'node [fontname="Helvetica", fontsize=11, color="{c["edge"]}", '
+        f'fontcolor="{c["text"]}"];\n'
+        f'edge [color="{c["edge"]}", fontcolor="{c["text"]}", fontname="Helvetica", '
+        "fontsize=10];"
+    )
 
 
 def draw_chart(chart: alt.TopLevelMixin, extra: int = 70, width: str = "stretch", **kwargs):
@@ -79,15 +124,22 @@ def draw_chart(chart: alt.TopLevelMixin, extra: int = 70, width: str = "stretch"
     `width="content"` keeps the spec's own size (only for charts known to be narrow). Other
     keyword arguments (key, on_select) go to st.altair_chart, whose result is returned."""
     if width == "content":
-        return st.altair_chart(chart.properties(autosize=alt.AutoSizeParams(type="pad")),
-                               width="content", **kwargs)
+        return st.altair_chart(
+            chart.properties(autosize=alt.AutoSizeParams(type="pad")), width="content", **kwargs
+        )
     h = getattr(chart, "height", alt.Undefined)
-    return st.altair_chart(chart, width=width,
-                           height=int(h) + extra if isinstance(h, int) else "content", **kwargs)
+    return st.altair_chart(
+        chart, width=width, height=int(h) + extra if isinstance(h, int) else "content", **kwargs
+    )
 
 
-def draw_panels(df: pd.DataFrame, panel: str, build: Callable[[pd.DataFrame, str], alt.Chart],
-                columns: int = 2, gap: str = "small") -> None:
+def draw_panels(
+    df: pd.DataFrame,
+    panel: str,
+    build: Callable[[pd.DataFrame, str], alt.Chart],
+    columns: int = 2,
+    gap: str = "small",
+) -> None:
     """Small multiples that fit: `build(rows of one panel, panel name)` for each value of
     `df[panel]` (in order of appearance), `columns` to a row, each chart stretched to its
     Streamlit column. Used instead of a Vega facet, whose fixed size overflows narrow columns.
@@ -95,20 +147,22 @@ def draw_panels(df: pd.DataFrame, panel: str, build: Callable[[pd.DataFrame, str
     names = list(dict.fromkeys(df[panel]))
     for start in range(0, len(names), columns):
         cols = st.columns(columns, gap=gap)
-        for col, name in zip(cols, names[start:start + columns], strict=False):
+        for col, name in zip(cols, names[start : start + columns], strict=False):
             with col:
                 st.altair_chart(build(df[df[panel] == name], name), width="stretch")
 
 
 def thinned_note(n_labels: int, what: str = "tokens") -> str:
     """The sentence that goes under a chart using `THINNED_AXIS` with `n_labels` labels."""
-    return (f"With {n_labels} {what}, a narrow screen cannot print every label: the chart then "
-            "shows every other one (or fewer) instead of overlapping them; hover a cell for its "
-            "full labels.")
+    return (
+        f"With {n_labels} {what}, a narrow screen cannot print every label: the chart then "
+        "shows every other one (or fewer) instead of overlapping them; hover a cell for its "
+        "full labels."
+    )
 
 
 def _hex_rgb(colour: str) -> np.ndarray:
-    return np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)], dtype=np.float64) / 255
+    return np.array([int(colour[i : i + 2], 16) for i in (1, 3, 5)], dtype=np.float64) / 255
 
 
 def _luminance(rgb: np.ndarray) -> float:
@@ -142,9 +196,15 @@ def ink_for(values: np.ndarray, scheme: str, domain: tuple[float, float]) -> lis
     return out
 
 
-def place_labels(x: np.ndarray, y: np.ndarray, labels: list[str], width: float = 300,
-                 height: float = 300, char_px: float = 6.6, line_px: float = 14
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def place_labels(
+    x: np.ndarray,
+    y: np.ndarray,
+    labels: list[str],
+    width: float = 300,
+    height: float = 300,
+    char_px: float = 6.6,
+    line_px: float = 14,
+) -> tuple[np.ndarray, np.ndarray]:
     """Which point labels of a scatter can be printed without overlapping, and on which side.
 
     Placed greedily (in the given order, so put the important ones first) in a plot of
@@ -171,8 +231,11 @@ def place_labels(x: np.ndarray, y: np.ndarray, labels: list[str], width: float =
         if x0 < -2 or x1 > width + 2:
             return False
         hits = [o for o in boxes if x0 < o[2] and o[0] < x1 and y0 < o[3] and o[1] < y1]
-        dot_hits = [i for i, o in enumerate(dots)
-                    if i != own and x0 < o[2] and o[0] < x1 and y0 < o[3] and o[1] < y1]
+        dot_hits = [
+            i
+            for i, o in enumerate(dots)
+            if i != own and x0 < o[2] and o[0] < x1 and y0 < o[3] and o[1] < y1
+        ]
         return not hits and not dot_hits
 
     for i, text in enumerate(labels):
@@ -195,24 +258,41 @@ def ink_encoding(field: str = "ink") -> alt.condition:
     """The text colour channel for a column filled by `ink_for`: a condition on the value, not
     a colour scale (a layered chart shares one colour scale, and a nominal one beside the
     cells' quantitative scale leaves the chart blank)."""
-    return alt.condition(f"datum.{field} == '{LIGHT_INK}'", alt.value(LIGHT_INK),
-                         alt.value(DARK_INK))
+    return alt.condition(
+        f"datum.{field} == '{LIGHT_INK}'", alt.value(LIGHT_INK), alt.value(DARK_INK)
+    )
 
 
-def matrix_frame(m: np.ndarray, name: str, rows: list[str], cols: list[str] | None = None
-                 ) -> pd.DataFrame:
+def matrix_frame(
+    m: np.ndarray, name: str, rows: list[str], cols: list[str] | None = None
+) -> pd.DataFrame:
     r, c = np.indices(m.shape)
     cols = cols or [str(i) for i in range(m.shape[1])]
-    return pd.DataFrame({"row": np.array(rows)[r.ravel()], "col": np.array(cols)[c.ravel()],
-                         "value": m.ravel().astype(np.float32), "panel": name})
+    return pd.DataFrame(
+        {
+            "row": np.array(rows)[r.ravel()],
+            "col": np.array(cols)[c.ravel()],
+            "value": m.ravel().astype(np.float32),
+            "panel": name,
+        }
+    )
 
 
 def bar_chart(df: pd.DataFrame, label: str, value: str, title: str) -> alt.Chart:
     """Horizontal bars, one labelled row each: the height grows with the rows (22 px a bar) and
     labels are never thinned (`labelOverlap=False`), so every bar keeps its name."""
-    return alt.Chart(df, title=title).mark_bar(color="#3182bd").encode(
-        y=alt.Y(f"{label}:N", sort=None, title=None,
-                axis=alt.Axis(labelOverlap=False, labelLimit=160)),
-        x=alt.X(f"{value}:Q"),
-        tooltip=[label, alt.Tooltip(f"{value}:Q", format=".3f")]).properties(
-        height=22 * len(df))
+    return (
+        alt.Chart(df, title=title)
+        .mark_bar(color="#3182bd")
+        .encode(
+            y=alt.Y(
+                f"{label}:N",
+                sort=None,
+                title=None,
+                axis=alt.Axis(labelOverlap=False, labelLimit=160),
+            ),
+            x=alt.X(f"{value}:Q"),
+            tooltip=[label, alt.Tooltip(f"{value}:Q", format=".3f")],
+        )
+        .properties(height=22 * len(df))
+    )

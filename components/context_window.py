@@ -57,21 +57,31 @@ def cached_forward_costs(model_id: str, longest: int, run: int = 0) -> pd.DataFr
     for n in inf.sweep_lengths(inf.context_length(lm.config), longest):
         scores = inf.attention_scores_formula(lm.config, n, width)
         kv = inf.kv_cache_bytes(lm.config, n, width)
-        rows.append({"tokens": n, "seconds": (n / 300 + 0.3) * factor, "scores_bytes": scores,
-                     "scores_formula": scores, "kv_bytes": kv, "kv_formula": kv})
+        rows.append(
+            {
+                "tokens": n,
+                "seconds": (n / 300 + 0.3) * factor,
+                "scores_bytes": scores,
+                "scores_formula": scores,
+                "kv_bytes": kv,
+                "kv_formula": kv,
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def forward_costs_job(model_id: str, longest: int) -> pd.DataFrame | None:
     """The length sweep behind a button (`components.jobs.run_job`): progress, Stop, and one
     result shared by every learner with the same model and longest length."""
-    return run_job(("context_window", "forward", model_id, longest),
-                   lambda report: forward_costs(model_id, longest, report),
-                   start_label=f"Measure forward passes up to {longest} tokens",
-                   estimate_s=forward_estimate_s(model_id, longest),
-                   caps=f"Lengths 32, 64, … up to {longest} (cap {inf.FORWARD_CAP}); the estimate "
-                        "is scaled by how busy this shared machine is right now.",
-                   rerun_label="Measure again")
+    return run_job(
+        ("context_window", "forward", model_id, longest),
+        lambda report: forward_costs(model_id, longest, report),
+        start_label=f"Measure forward passes up to {longest} tokens",
+        estimate_s=forward_estimate_s(model_id, longest),
+        caps=f"Lengths 32, 64, … up to {longest} (cap {inf.FORWARD_CAP}); the estimate "
+        "is scaled by how busy this shared machine is right now.",
+        rerun_label="Measure again",
+    )
 
 
 @st.cache_data(max_entries=32, ttl=3600, show_spinner=False)
@@ -89,19 +99,34 @@ def forward_time_chart(df: pd.DataFrame) -> alt.LayerChart:
     rows = []
     for _, r in df.iterrows():
         rows.append({"tokens": r.tokens, "ms": r.seconds * 1000, "series": "measured"})
-        rows.append({"tokens": r.tokens, "series": "n² (through the last point)",
-                     "ms": last.seconds * 1000 * (r.tokens / last.tokens) ** 2})
-        rows.append({"tokens": r.tokens, "series": "n (through the last point)",
-                     "ms": last.seconds * 1000 * (r.tokens / last.tokens)})
+        rows.append(
+            {
+                "tokens": r.tokens,
+                "series": "n² (through the last point)",
+                "ms": last.seconds * 1000 * (r.tokens / last.tokens) ** 2,
+            }
+        )
+        rows.append(
+            {
+                "tokens": r.tokens,
+                "series": "n (through the last point)",
+                "ms": last.seconds * 1000 * (r.tokens / last.tokens),
+            }
+        )
     data = pd.DataFrame(rows)
-    color = alt.Color("series:N", title=None,
-                      legend=alt.Legend(orient="top", labelLimit=300, columns=1),
-                      scale=alt.Scale(domain=["measured", "n² (through the last point)",
-                                              "n (through the last point)"],
-                                      range=["#4C6EF5", "#e8590c", "#868e96"]))
+    color = alt.Color(
+        "series:N",
+        title=None,
+        legend=alt.Legend(orient="top", labelLimit=300, columns=1),
+        scale=alt.Scale(
+            domain=["measured", "n² (through the last point)", "n (through the last point)"],
+            range=["#4C6EF5", "#e8590c", "#868e96"],
+        ),
+    )
     base = alt.Chart(data).encode(
         x=alt.X("tokens:Q", title="sequence length (tokens)"),
-        y=alt.Y("ms:Q", title="forward pass (ms)"), color=color,
+        y=alt.Y("ms:Q", title="forward pass (ms)"),
+        color=color,
         tooltip=["series", "tokens", alt.Tooltip("ms:Q", format=".1f")],
     )
     measured = base.transform_filter(alt.datum.series == "measured").mark_line(point=True)
@@ -113,17 +138,19 @@ def memory_chart(df: pd.DataFrame) -> alt.LayerChart:
     """Bytes measured from the tensors (points) against their formulas (lines)."""
     rows = []
     for _, r in df.iterrows():
-        for part, measured, formula in (("attention scores, one layer (n²)", r.scores_bytes,
-                                         r.scores_formula),
-                                        ("KV cache, all layers (n)", r.kv_bytes, r.kv_formula)):
+        for part, measured, formula in (
+            ("attention scores, one layer (n²)", r.scores_bytes, r.scores_formula),
+            ("KV cache, all layers (n)", r.kv_bytes, r.kv_formula),
+        ):
             rows.append({"tokens": r.tokens, "part": part, "MB": measured / 1e6, "how": "measured"})
             rows.append({"tokens": r.tokens, "part": part, "MB": formula / 1e6, "how": "formula"})
     data = pd.DataFrame(rows)
     base = alt.Chart(data).encode(
         x=alt.X("tokens:Q", title="sequence length (tokens)"),
         y=alt.Y("MB:Q", title="memory (MB)"),
-        color=alt.Color("part:N", title=None,
-                        legend=alt.Legend(orient="top", labelLimit=300, columns=1)),
+        color=alt.Color(
+            "part:N", title=None, legend=alt.Legend(orient="top", labelLimit=300, columns=1)
+        ),
         tooltip=["part", "how", "tokens", alt.Tooltip("MB:Q", format=".3f")],
     )
     lines = base.transform_filter(alt.datum.how == "formula").mark_line()
@@ -132,33 +159,49 @@ def memory_chart(df: pd.DataFrame) -> alt.LayerChart:
 
 
 def kv_models_chart(points: Sequence[inf.KvPoint]) -> alt.Chart:
-    data = pd.DataFrame([{"model": p.model, "tokens": p.tokens, "GB": p.bytes / 1e9}
-                         for p in points])
+    data = pd.DataFrame(
+        [{"model": p.model, "tokens": p.tokens, "GB": p.bytes / 1e9} for p in points]
+    )
     return (
-        alt.Chart(data).mark_line(point=True).encode(
-            x=alt.X("tokens:Q", title="context length (tokens, log scale)",
-                    scale=alt.Scale(type="log", base=2)),
-            y=alt.Y("GB:Q", title="KV cache per sequence (GB, log scale)",
-                    scale=alt.Scale(type="log")),
-            color=alt.Color("model:N", title=None,
-                            legend=alt.Legend(orient="right", labelLimit=300)),
+        alt.Chart(data)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X(
+                "tokens:Q",
+                title="context length (tokens, log scale)",
+                scale=alt.Scale(type="log", base=2),
+            ),
+            y=alt.Y(
+                "GB:Q", title="KV cache per sequence (GB, log scale)", scale=alt.Scale(type="log")
+            ),
+            color=alt.Color(
+                "model:N", title=None, legend=alt.Legend(orient="right", labelLimit=300)
+            ),
             tooltip=["model", "tokens", alt.Tooltip("GB:Q", format=".4f")],
-        ).properties(height=320)
+        )
+        .properties(height=320)
     )
 
 
 def budget_chart(prompt_tokens: int, context: int, budget: int) -> alt.LayerChart:
-    data = pd.DataFrame([
-        {"what": "model's context length", "tokens": context},
-        {"what": "your prompt", "tokens": prompt_tokens},
-        {"what": "truncation budget", "tokens": budget},
-    ])
-    bars = alt.Chart(data).mark_bar().encode(
-        y=alt.Y("what:N", title=None, sort=None, axis=alt.Axis(labelLimit=250)),
-        x=alt.X("tokens:Q", title="tokens"),
-        color=alt.Color("what:N", legend=None,
-                        scale=alt.Scale(range=["#adb5bd", "#4C6EF5", "#e8590c"])),
-        tooltip=["what", alt.Tooltip("tokens:Q", format=",")],
+    data = pd.DataFrame(
+        [
+            {"what": "model's context length", "tokens": context},
+            {"what": "your prompt", "tokens": prompt_tokens},
+            {"what": "truncation budget", "tokens": budget},
+        ]
+    )
+    bars = (
+        alt.Chart(data)
+        .mark_bar()
+        .encode(
+            y=alt.Y("what:N", title=None, sort=None, axis=alt.Axis(labelLimit=250)),
+            x=alt.X("tokens:Q", title="tokens"),
+            color=alt.Color(
+                "what:N", legend=None, scale=alt.Scale(range=["#adb5bd", "#4C6EF5", "#e8590c"])
+            ),
+            tooltip=["what", alt.Tooltip("tokens:Q", format=",")],
+        )
     )
     text = bars.mark_text(align="left", dx=4).encode(text=alt.Text("tokens:Q", format=","))
     return (bars + text).properties(height=140)
@@ -166,23 +209,35 @@ def budget_chart(prompt_tokens: int, context: int, budget: int) -> alt.LayerChar
 
 def needle_chart(trials: Sequence[inf.NeedleTrial]) -> alt.LayerChart:
     """Recall by needle depth (x) and haystack length (y): found = filled cell."""
-    data = pd.DataFrame([{"depth": f"{t.depth:.0%}", "d": t.depth, "length": t.length,
-                          "tokens": t.tokens, "recall": 1.0 if t.found else 0.0,
-                          "answer": visible(t.answer)[:40], "secret": t.secret,
-                          "seconds": round(t.seconds, 1)} for t in trials])
+    data = pd.DataFrame(
+        [
+            {
+                "depth": f"{t.depth:.0%}",
+                "d": t.depth,
+                "length": t.length,
+                "tokens": t.tokens,
+                "recall": 1.0 if t.found else 0.0,
+                "answer": visible(t.answer)[:40],
+                "secret": t.secret,
+                "seconds": round(t.seconds, 1),
+            }
+            for t in trials
+        ]
+    )
     base = alt.Chart(data).encode(
-        x=alt.X("depth:N", title="needle depth in the haystack",
-                sort=alt.SortField("d")),
+        x=alt.X("depth:N", title="needle depth in the haystack", sort=alt.SortField("d")),
         y=alt.Y("length:O", title="haystack length (tokens)", sort="descending"),
     )
     cells = base.mark_rect(stroke="white").encode(
-        color=alt.Color("recall:Q", title="recall", scale=alt.Scale(domain=[0, 1],
-                        range=["#ffe3e3", "#2f9e44"])),
+        color=alt.Color(
+            "recall:Q", title="recall", scale=alt.Scale(domain=[0, 1], range=["#ffe3e3", "#2f9e44"])
+        ),
         tooltip=["length", "tokens", "depth", "secret", "answer", "seconds"],
     )
     # an answer longer than its cell is cut with an ellipsis (the tooltip has it whole)
     # the fill runs from pale red (0) to dark green (1) on a fixed domain: white text on green
     labels = base.mark_text(limit=alt.expr("bandwidth('x') - 6")).encode(
         text=alt.Text("answer:N"),
-        color=alt.condition("datum.recall > 0.5", alt.value("#ffffff"), alt.value("#222222")))
+        color=alt.condition("datum.recall > 0.5", alt.value("#ffffff"), alt.value("#222222")),
+    )
     return (cells + labels).properties(height=60 + 45 * data["length"].nunique())

@@ -14,8 +14,9 @@ from core.decoding import BeamResult, DecodingSettings, NextTokenView, beam_sear
 
 # The sliders' starting values: each of the five strategies is a different sampler here (with
 # temperature 1 and top-p 1, "top-p", "temperature" and "all your filters" would be the same).
-PAGE_DEFAULTS = DecodingSettings(temperature=1.3, top_k=0, top_p=0.8, min_p=0.1,
-                                 repetition_penalty=1.0, max_new_tokens=24)
+PAGE_DEFAULTS = DecodingSettings(
+    temperature=1.3, top_k=0, top_p=0.8, min_p=0.1, repetition_penalty=1.0, max_new_tokens=24
+)
 
 
 def fixed(value: float, digits: int = 2, signed: bool = False) -> str:
@@ -30,23 +31,43 @@ def distribution_chart(view: NextTokenView, labels: list[str]) -> alt.Chart:
     for rank, (tok, p0, p1) in enumerate(zip(labels, view.original, view.filtered)):
         token = f"{rank + 1:>2}. {visible(tok)}"
         kept = p1 > 0
-        rows.append({"token": token, "rank": rank, "stage": "1 before filters",
-                     "probability": p0, "status": "kept" if kept else "removed"})
-        rows.append({"token": token, "rank": rank, "stage": "2 after filters",
-                     "probability": p1, "status": "kept" if kept else "removed"})
+        rows.append(
+            {
+                "token": token,
+                "rank": rank,
+                "stage": "1 before filters",
+                "probability": p0,
+                "status": "kept" if kept else "removed",
+            }
+        )
+        rows.append(
+            {
+                "token": token,
+                "rank": rank,
+                "stage": "2 after filters",
+                "probability": p1,
+                "status": "kept" if kept else "removed",
+            }
+        )
     df = pd.DataFrame(rows)
     return (
         alt.Chart(df)
         .mark_bar()
         .encode(
-            y=alt.Y("token:N", sort=alt.SortField("rank"), title=None,
-                    axis=alt.Axis(labelLimit=160, labelFont="monospace")),
+            y=alt.Y(
+                "token:N",
+                sort=alt.SortField("rank"),
+                title=None,
+                axis=alt.Axis(labelLimit=160, labelFont="monospace"),
+            ),
             yOffset=alt.YOffset("stage:N"),
             x=alt.X("probability:Q", title="probability", axis=alt.Axis(format="%")),
             color=alt.Color(
-                "stage:N", title=None,
-                scale=alt.Scale(domain=["1 before filters", "2 after filters"],
-                                range=["#adb5bd", "#4C6EF5"]),
+                "stage:N",
+                title=None,
+                scale=alt.Scale(
+                    domain=["1 before filters", "2 after filters"], range=["#adb5bd", "#4C6EF5"]
+                ),
                 legend=alt.Legend(orient="top"),
             ),
             opacity=alt.condition(alt.datum.status == "kept", alt.value(1.0), alt.value(0.35)),
@@ -68,8 +89,9 @@ class StrategyOutput:
 def strategies(s: DecodingSettings, top_k: int, top_p: float) -> dict[str, DecodingSettings]:
     """Greedy, top-k, top-p and plain temperature sampling, all from the same seed."""
     t = s.temperature if s.temperature > 0 else 1.0
-    base = DecodingSettings(repetition_penalty=s.repetition_penalty,
-                            max_new_tokens=s.max_new_tokens, seed=s.seed)
+    base = DecodingSettings(
+        repetition_penalty=s.repetition_penalty, max_new_tokens=s.max_new_tokens, seed=s.seed
+    )
     return {
         "Greedy": replace(base, temperature=0.0),
         f"Top-k (k={top_k or 50})": replace(base, temperature=1.0, top_k=top_k or 50),
@@ -82,16 +104,21 @@ def strategies(s: DecodingSettings, top_k: int, top_p: float) -> dict[str, Decod
 def _describe(s: DecodingSettings) -> str:
     if s.greedy:
         return f"argmax, repetition penalty {s.repetition_penalty:.2f}"
-    return (f"T={s.temperature:.2f}, top-k={s.top_k or 'off'}, top-p={s.top_p:.2f}, "
-            f"min-p={s.min_p:.2f}, seed {s.seed}")
+    return (
+        f"T={s.temperature:.2f}, top-k={s.top_k or 'off'}, top-p={s.top_p:.2f}, "
+        f"min-p={s.min_p:.2f}, seed {s.seed}"
+    )
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def cached_strategy(model_id: str, ids: tuple[int, ...], name: str, s: DecodingSettings) -> StrategyOutput:
+def cached_strategy(
+    model_id: str, ids: tuple[int, ...], name: str, s: DecodingSettings
+) -> StrategyOutput:
     lm = load_model(model_id)
     steps = generate_text(lm, ids, s)
-    text = lm.tokenizer.decode([x.token_id for x in steps], skip_special_tokens=False,
-                               clean_up_tokenization_spaces=False)
+    text = lm.tokenizer.decode(
+        [x.token_id for x in steps], skip_special_tokens=False, clean_up_tokenization_spaces=False
+    )
     mean = sum(x.prob for x in steps) / len(steps) if steps else 0.0
     return StrategyOutput(name, _describe(s), text, len(steps), mean)
 
@@ -104,8 +131,16 @@ def cached_beam(model_id: str, ids: tuple[int, ...], beams: int, new_tokens: int
 def beam_tree_chart(result: BeamResult, tokenizer) -> alt.Chart:
     """Every kept beam at every step; lines join a token to the beam it extended."""
     nodes = pd.DataFrame(
-        [{"step": n.step, "beam": n.beam, "parent": n.parent, "token": visible(n.text),
-          "log p": n.score} for n in result.tree]
+        [
+            {
+                "step": n.step,
+                "beam": n.beam,
+                "parent": n.parent,
+                "token": visible(n.text),
+                "log p": n.score,
+            }
+            for n in result.tree
+        ]
     )
     nodes["best"] = best_path_flags(result)
     edges = []
@@ -113,16 +148,33 @@ def beam_tree_chart(result: BeamResult, tokenizer) -> alt.Chart:
         if n.step > 0:
             edges.append({"step": n.step - 1, "beam": n.parent, "step2": n.step, "beam2": n.beam})
     base_x = alt.X("step:Q", title="generated token #", axis=alt.Axis(tickMinStep=1))
-    lines = alt.Chart(pd.DataFrame(edges)).mark_rule(color="#ced4da").encode(
-        x=base_x, y=alt.Y("beam:Q", title="beam rank", scale=alt.Scale(reverse=True),
-                          axis=alt.Axis(tickMinStep=1)),
-        x2="step2:Q", y2="beam2:Q",
-    ) if edges else None
-    points = alt.Chart(nodes).mark_text(fontSize=12, fontWeight="bold").encode(
-        x=base_x, y=alt.Y("beam:Q", scale=alt.Scale(reverse=True)),
-        text="token:N",
-        color=alt.condition(alt.datum.best, alt.value("#d6336c"), alt.value("#495057")),
-        tooltip=["step", "beam", "token", alt.Tooltip("log p:Q", format=".2f")],
+    lines = (
+        alt.Chart(pd.DataFrame(edges))
+        .mark_rule(color="#ced4da")
+        .encode(
+            x=base_x,
+            y=alt.Y(
+                "beam:Q",
+                title="beam rank",
+                scale=alt.Scale(reverse=True),
+                axis=alt.Axis(tickMinStep=1),
+            ),
+            x2="step2:Q",
+            y2="beam2:Q",
+        )
+        if edges
+        else None
+    )
+    points = (
+        alt.Chart(nodes)
+        .mark_text(fontSize=12, fontWeight="bold")
+        .encode(
+            x=base_x,
+            y=alt.Y("beam:Q", scale=alt.Scale(reverse=True)),
+            text="token:N",
+            color=alt.condition(alt.datum.best, alt.value("#d6336c"), alt.value("#495057")),
+            tooltip=["step", "beam", "token", alt.Tooltip("log p:Q", format=".2f")],
+        )
     )
     chart = points if lines is None else lines + points
     return chart.properties(height=60 + 45 * (int(nodes["beam"].max()) + 1))

@@ -46,9 +46,14 @@ def cached_word_points(model_id: str, groups_text: str) -> pd.DataFrame:
 def _group_vectors(model_id: str, groups_text: str) -> np.ndarray:
     table, _ = cached_embedding_tables(model_id)
     tok = load_model(model_id).tokenizer
-    return np.stack([core_emb.word_vector(table, core_emb.word_ids(tok, w))
-                     for _, words in core_emb.parse_groups(groups_text) for w in words
-                     if core_emb.word_ids(tok, w)])
+    return np.stack(
+        [
+            core_emb.word_vector(table, core_emb.word_ids(tok, w))
+            for _, words in core_emb.parse_groups(groups_text)
+            for w in words
+            if core_emb.word_ids(tok, w)
+        ]
+    )
 
 
 def umap_estimate_s() -> float:
@@ -71,11 +76,15 @@ def umap_job(model_id: str, groups_text: str) -> np.ndarray | None:
         report(1.0, "done")
         return xy
 
-    return run_job(("embeddings", "umap", model_id, groups_text), work,
-                   start_label="Compute UMAP for these words", estimate_s=umap_estimate_s(),
-                   caps=f"At most {core_emb.MAX_GROUPS} groups of {core_emb.MAX_WORDS_PER_GROUP} "
-                   "words; the estimate is scaled by how busy this machine is right now.",
-                   rerun_label=None)
+    return run_job(
+        ("embeddings", "umap", model_id, groups_text),
+        work,
+        start_label="Compute UMAP for these words",
+        estimate_s=umap_estimate_s(),
+        caps=f"At most {core_emb.MAX_GROUPS} groups of {core_emb.MAX_WORDS_PER_GROUP} "
+        "words; the estimate is scaled by how busy this machine is right now.",
+        rerun_label=None,
+    )
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -83,10 +92,16 @@ def cached_neighbours(model_id: str, word: str, k: int) -> pd.DataFrame:
     table, norms = cached_embedding_tables(model_id)
     tok = load_model(model_id).tokenizer
     ids = core_emb.word_ids(tok, word)
-    found = core_emb.nearest_neighbours(table, core_emb.word_vector(table, ids), k, exclude=ids,
-                                        norms=norms)
-    return pd.DataFrame({"token": [visible(tok.decode([n.token_id])) for n in found],
-                         "id": [n.token_id for n in found], "cosine": [n.cosine for n in found]})
+    found = core_emb.nearest_neighbours(
+        table, core_emb.word_vector(table, ids), k, exclude=ids, norms=norms
+    )
+    return pd.DataFrame(
+        {
+            "token": [visible(tok.decode([n.token_id])) for n in found],
+            "id": [n.token_id for n in found],
+            "cosine": [n.cosine for n in found],
+        }
+    )
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -96,9 +111,13 @@ def cached_analogy(model_id: str, a: str, b: str, c: str, k: int) -> pd.DataFram
     ia, ib, ic = (core_emb.word_ids(tok, w) for w in (a, b, c))
     vec = core_emb.analogy_vector(table, ia, ib, ic)
     found = core_emb.nearest_neighbours(table, vec, k, exclude=tuple({*ia, *ib, *ic}), norms=norms)
-    return pd.DataFrame({"rank": range(1, len(found) + 1),
-                         "token": [visible(tok.decode([n.token_id])) for n in found],
-                         "cosine": [n.cosine for n in found]})
+    return pd.DataFrame(
+        {
+            "rank": range(1, len(found) + 1),
+            "token": [visible(tok.decode([n.token_id])) for n in found],
+            "cosine": [n.cosine for n in found],
+        }
+    )
 
 
 @st.cache_data(max_entries=32, show_spinner="Embedding the sentences with MiniLM…")
@@ -107,13 +126,13 @@ def cached_sentence_embeddings(sentences: tuple[str, ...]) -> np.ndarray:
 
 
 @st.cache_data(max_entries=16, show_spinner="Running the model over each sentence…")
-def cached_word_in_context(model_id: str, word: str, sentences: tuple[str, ...]
-                           ) -> core_emb.WordInContext:
+def cached_word_in_context(
+    model_id: str, word: str, sentences: tuple[str, ...]
+) -> core_emb.WordInContext:
     return core_emb.word_in_context(load_model(model_id), word, list(sentences))
 
 
-def embedding_map_chart(df: pd.DataFrame, title: str, legend_columns: int = 3
-                        ) -> alt.LayerChart:
+def embedding_map_chart(df: pd.DataFrame, title: str, legend_columns: int = 3) -> alt.LayerChart:
     """Points coloured by group; a word is printed beside its point only where it overlaps no
     other word or point (`label_side` from `charts.place_labels`; rows without it are all
     labelled on the right; 2 above, -2 below): the hidden ones are in the tooltip and counted
@@ -121,23 +140,45 @@ def embedding_map_chart(df: pd.DataFrame, title: str, legend_columns: int = 3
     if "label_side" not in df:
         df = df.assign(label_side=1)
     base = alt.Chart(df, title=title).encode(
-        x=alt.X("x:Q", axis=alt.Axis(labels=False, ticks=False), title=None,
-                scale=alt.Scale(zero=False, nice=False, padding=12)),
-        y=alt.Y("y:Q", axis=alt.Axis(labels=False, ticks=False), title=None,
-                scale=alt.Scale(zero=False, nice=False, padding=12)),
-        color=alt.Color("group:N", title="group",
-                        legend=alt.Legend(orient="bottom", columns=legend_columns,
-                                          labelLimit=260)),
+        x=alt.X(
+            "x:Q",
+            axis=alt.Axis(labels=False, ticks=False),
+            title=None,
+            scale=alt.Scale(zero=False, nice=False, padding=12),
+        ),
+        y=alt.Y(
+            "y:Q",
+            axis=alt.Axis(labels=False, ticks=False),
+            title=None,
+            scale=alt.Scale(zero=False, nice=False, padding=12),
+        ),
+        color=alt.Color(
+            "group:N",
+            title="group",
+            legend=alt.Legend(orient="bottom", columns=legend_columns, labelLimit=260),
+        ),
         tooltip=["group", "word", "tokens"],
     )
-    right = base.transform_filter("datum.label_side == 1").mark_text(
-        dx=7, align="left", fontSize=11).encode(text="word:N")
-    left = base.transform_filter("datum.label_side == -1").mark_text(
-        dx=-7, align="right", fontSize=11).encode(text="word:N")
-    above = base.transform_filter("datum.label_side == 2").mark_text(
-        dy=-12, align="center", fontSize=11).encode(text="word:N")
-    below = base.transform_filter("datum.label_side == -2").mark_text(
-        dy=12, align="center", fontSize=11).encode(text="word:N")
+    right = (
+        base.transform_filter("datum.label_side == 1")
+        .mark_text(dx=7, align="left", fontSize=11)
+        .encode(text="word:N")
+    )
+    left = (
+        base.transform_filter("datum.label_side == -1")
+        .mark_text(dx=-7, align="right", fontSize=11)
+        .encode(text="word:N")
+    )
+    above = (
+        base.transform_filter("datum.label_side == 2")
+        .mark_text(dy=-12, align="center", fontSize=11)
+        .encode(text="word:N")
+    )
+    below = (
+        base.transform_filter("datum.label_side == -2")
+        .mark_text(dy=12, align="center", fontSize=11)
+        .encode(text="word:N")
+    )
     return (base.mark_circle(size=70) + right + left + above + below).properties(height=360)
 
 
@@ -146,37 +187,54 @@ def labelled_points(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     (0 = hidden), and how many were hidden. Groups take turns, so every group keeps labels."""
     df = df.reset_index(drop=True)  # one row per label: a repeated index would place one twice
     order = df.assign(_n=df.groupby("group").cumcount()).sort_values("_n", kind="stable").index
-    shown, side = place_labels(df.loc[order, "x"].to_numpy(), df.loc[order, "y"].to_numpy(),
-                               df.loc[order, "word"].astype(str).tolist(), width=240,
-                               height=240)  # a phone's plot: wider screens only spread them
+    shown, side = place_labels(
+        df.loc[order, "x"].to_numpy(),
+        df.loc[order, "y"].to_numpy(),
+        df.loc[order, "word"].astype(str).tolist(),
+        width=240,
+        height=240,
+    )  # a phone's plot: wider screens only spread them
     out = df.copy()
     out.loc[order, "label_side"] = np.where(shown, side, 0)
     return out, int((~shown).sum())
 
 
-def cosine_matrix_chart(sim: np.ndarray, labels: list[str], title: str,
-                     domain: tuple[float, float] = (-0.2, 1.0)) -> alt.LayerChart:
+def cosine_matrix_chart(
+    sim: np.ndarray, labels: list[str], title: str, domain: tuple[float, float] = (-0.2, 1.0)
+) -> alt.LayerChart:
     df = matrix_frame(sim, title, labels, labels)
     df["ink"] = ink_for(df["value"].to_numpy(), "blues", domain)  # readable on its own cell
     base = alt.Chart(df, title=title).encode(
         x=alt.X("col:N", sort=labels, title=None, axis=alt.Axis(labelLimit=140)),
-        y=alt.Y("row:N", sort=labels, title=None, axis=alt.Axis(labelLimit=140)))
+        y=alt.Y("row:N", sort=labels, title=None, axis=alt.Axis(labelLimit=140)),
+    )
     heat = base.mark_rect().encode(
-        color=alt.Color("value:Q", scale=alt.Scale(scheme="blues", domain=list(domain)),
-                        title="cosine"),
-        tooltip=["row", "col", alt.Tooltip("value:Q", format=".3f")])
+        color=alt.Color(
+            "value:Q", scale=alt.Scale(scheme="blues", domain=list(domain)), title="cosine"
+        ),
+        tooltip=["row", "col", alt.Tooltip("value:Q", format=".3f")],
+    )
     text = base.mark_text(fontSize=10).encode(
-        text=alt.Text("value:Q", format=".2f"),
-        color=ink_encoding())
+        text=alt.Text("value:Q", format=".2f"), color=ink_encoding()
+    )
     return (heat + text).properties(height=min(520, 40 * len(labels) + 40))
 
 
 def word_in_context_chart(df: pd.DataFrame, layer: int) -> alt.LayerChart:
-    line = alt.Chart(df).mark_line(point=True).encode(
-        x=alt.X("layer:O", title="hidden state (0 = input to the first block)"),
-        y=alt.Y("mean cosine:Q", scale=alt.Scale(domain=[0, 1]),
-                title="mean cosine between the word's vectors"),
-        tooltip=["layer", alt.Tooltip("mean cosine:Q", format=".3f")])
-    rule = alt.Chart(pd.DataFrame({"layer": [layer]})).mark_rule(color="#e6550d").encode(
-        x="layer:O")
+    line = (
+        alt.Chart(df)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("layer:O", title="hidden state (0 = input to the first block)"),
+            y=alt.Y(
+                "mean cosine:Q",
+                scale=alt.Scale(domain=[0, 1]),
+                title="mean cosine between the word's vectors",
+            ),
+            tooltip=["layer", alt.Tooltip("mean cosine:Q", format=".3f")],
+        )
+    )
+    rule = (
+        alt.Chart(pd.DataFrame({"layer": [layer]})).mark_rule(color="#e6550d").encode(x="layer:O")
+    )
     return (line + rule).properties(height=220)

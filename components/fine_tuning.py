@@ -37,36 +37,53 @@ def cached_dataset_share(model_id: str) -> tuple[int, int]:
 @st.cache_resource(show_spinner=False, max_entries=4)
 def cached_before_answers(model_id: str, tokens: int, _report: ft.Report) -> tuple[str, ...]:
     """The original model's held-out answers: the same for every LoRA setting."""
-    return ft.held_out_answers(load_model(model_id), cached_data(), tokens,
-                               lambda f, t="", partial=None: _report(0.0, t + " (original model)"))
+    return ft.held_out_answers(
+        load_model(model_id),
+        cached_data(),
+        tokens,
+        lambda f, t="", partial=None: _report(0.0, t + " (original model)"),
+    )
 
 
 def mask_strip(model_id: str, chat: ft.MaskedChat) -> None:
     """Every token of the rendered conversation; orange ones are what the loss is computed on."""
     tok = load_model(model_id).tokenizer
     tokens = [tok.decode([i], clean_up_tokenization_spaces=False) for i in chat.ids]
-    token_strip(tokens, values=[0.75 if m else 0.0 for m in chat.mask],
-                titles=["counted by the loss" if m else "context: not a target" for m in chat.mask])
+    token_strip(
+        tokens,
+        values=[0.75 if m else 0.0 for m in chat.mask],
+        titles=["counted by the loss" if m else "context: not a target" for m in chat.mask],
+    )
 
 
-def lora_frame(modules: tuple[ft.LinearModule, ...], targets: tuple[str, ...], rank: int,
-               layers: int) -> pd.DataFrame:
-    rows = [{"module": m.name, "d_in": m.d_in, "d_out": m.d_out,
-             "frozen weights per block": m.d_in * m.d_out,
-             "LoRA parameters per block r(d_in+d_out)": rank * (m.d_in + m.d_out),
-             f"x {layers} blocks": rank * (m.d_in + m.d_out) * layers}
-            for m in modules if m.name in targets]
+def lora_frame(
+    modules: tuple[ft.LinearModule, ...], targets: tuple[str, ...], rank: int, layers: int
+) -> pd.DataFrame:
+    rows = [
+        {
+            "module": m.name,
+            "d_in": m.d_in,
+            "d_out": m.d_out,
+            "frozen weights per block": m.d_in * m.d_out,
+            "LoRA parameters per block r(d_in+d_out)": rank * (m.d_in + m.d_out),
+            f"x {layers} blocks": rank * (m.d_in + m.d_out) * layers,
+        }
+        for m in modules
+        if m.name in targets
+    ]
     return pd.DataFrame(rows)
 
 
 def loss_chart(losses: tuple[float, ...]) -> alt.Chart:
     df = pd.DataFrame({"step": range(1, len(losses) + 1), "loss": losses})
     return (
-        alt.Chart(df).mark_line(point=True)
-        .encode(x=alt.X("step:Q", title="training step", axis=alt.Axis(tickMinStep=1)),
-                y=alt.Y("loss:Q", title="loss on assistant tokens (nats)",
-                        scale=alt.Scale(zero=True)),
-                tooltip=["step", alt.Tooltip("loss:Q", format=".3f")])
+        alt.Chart(df)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("step:Q", title="training step", axis=alt.Axis(tickMinStep=1)),
+            y=alt.Y("loss:Q", title="loss on assistant tokens (nats)", scale=alt.Scale(zero=True)),
+            tooltip=["step", alt.Tooltip("loss:Q", format=".3f")],
+        )
         .properties(height=260)
     )
 
@@ -93,14 +110,18 @@ def fine_tune_job(model_id: str, s: ft.LoraSettings) -> ft.FineTuneResult | None
 
     busy = ft.FINE_TUNE_LOCK.locked() and finished_result(_key(model_id, s)) is None
     if busy:
-        st.info("Another learner's fine-tune is running right now (one at a time, to keep memory "
-                "in bounds). If you start yours, it waits for that one to finish first.")
+        st.info(
+            "Another learner's fine-tune is running right now (one at a time, to keep memory "
+            "in bounds). If you start yours, it waits for that one to finish first."
+        )
     result = run_job(
-        _key(model_id, s), work, start_label="Fine-tune a copy with LoRA",
+        _key(model_id, s),
+        work,
+        start_label="Fine-tune a copy with LoRA",
         estimate_s=estimate_seconds(s.steps),
         caps=f"Caps: at most {ft.MAX_STEPS} steps and rank {ft.MAX_RANK}; batches of {s.batch} "
-             f"chats; one fine-tune at a time in this app; answers are {ft.ANSWER_TOKENS} greedy "
-             "tokens. The copy is freed afterwards: only the adapter weights are kept.",
+        f"chats; one fine-tune at a time in this app; answers are {ft.ANSWER_TOKENS} greedy "
+        "tokens. The copy is freed afterwards: only the adapter weights are kept.",
         on_partial=draw,
     )
     if result is not None:
@@ -116,7 +137,12 @@ def template_job(model_id: str, request: str) -> ft.TemplateComparison | None:
     def work(report: ft.Report) -> ft.TemplateComparison:
         return ft.compare_template(load_model(model_id), request, report=report)
 
-    return run_job(("fine_tuning", "template", model_id, request), work,
-                   start_label="Answer both ways", estimate_s=2 * ft.ANSWER_TOKENS / 6,
-                   caps=f"{ft.ANSWER_TOKENS} greedy tokens each; requests capped at "
-                        f"{ft.REQUEST_CHARS} characters.", rerun_label=None)
+    return run_job(
+        ("fine_tuning", "template", model_id, request),
+        work,
+        start_label="Answer both ways",
+        estimate_s=2 * ft.ANSWER_TOKENS / 6,
+        caps=f"{ft.ANSWER_TOKENS} greedy tokens each; requests capped at "
+        f"{ft.REQUEST_CHARS} characters.",
+        rerun_label=None,
+    )

@@ -110,17 +110,24 @@ def _model_picker() -> None:
     if st.session_state.get("sidebar.model") != OTHER:
         st.session_state["sidebar.model"] = current
     st.selectbox(
-        "Model", options, key="sidebar.model", on_change=_on_model_change,
+        "Model",
+        options,
+        key="sidebar.model",
+        on_change=_on_model_change,
         format_func=lambda m: m if m == OTHER else _label(m),
         help="Every page reads layer and head counts from the chosen model's config.",
     )
     if st.session_state.get("sidebar.model") == OTHER:
-        st.text_input("Hub id of a causal LM", key="sidebar.custom_model",
-                      placeholder="e.g. EleutherAI/pythia-70m", max_chars=200,
-                      on_change=_on_custom_model,
-                      help="A Hugging Face hub id: 'name' or 'owner/name' (letters, digits, "
-                           "'-', '_' and '.'). Folders on the server load only if its operator "
-                           "allows them.")
+        st.text_input(
+            "Hub id of a causal LM",
+            key="sidebar.custom_model",
+            placeholder="e.g. EleutherAI/pythia-70m",
+            max_chars=200,
+            on_change=_on_custom_model,
+            help="A Hugging Face hub id: 'name' or 'owner/name' (letters, digits, "
+            "'-', '_' and '.'). Folders on the server load only if its operator "
+            "allows them.",
+        )
     error = st.session_state.get("shared.model_error")
     if error:
         st.warning(plain_markdown(error), icon="⚠️")  # it quotes the typed id
@@ -129,10 +136,13 @@ def _model_picker() -> None:
 def _prompt_box() -> None:
     st.session_state["sidebar.prompt"] = st.session_state[PROMPT_KEY]
     st.text_area(
-        "Shared prompt", key="sidebar.prompt", on_change=_on_prompt_change, height=110,
+        "Shared prompt",
+        key="sidebar.prompt",
+        on_change=_on_prompt_change,
+        height=110,
         max_chars=PROMPT_MAX_CHARS,
         help="Pages that run the model on text start from this prompt; it follows you "
-             "from page to page.",
+        "from page to page.",
     )
 
 

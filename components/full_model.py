@@ -17,8 +17,7 @@ from core.anatomy import UnsupportedArchitecture, geometry
 # ---- cached wrappers -----------------------------------------------------------------------
 
 
-@st.cache_data(show_spinner="Reading every layer through the logit lens…", max_entries=24,
-               ttl=3600)
+@st.cache_data(show_spinner="Reading every layer through the logit lens…", max_entries=24, ttl=3600)
 def cached_logit_lens(model_id: str, text: str, start: int, window: int) -> core_lens.LogitLens:
     return core_lens.logit_lens(load_model(model_id), text, start=start, window=window)
 
@@ -28,38 +27,57 @@ def cached_model_sizes(model_id: str) -> pd.DataFrame:
     """Published models and the loaded one, each counted from its configuration."""
     lm = load_model(model_id)
     rows = []
-    configs = [*core_lens.PUBLISHED_CONFIGS,
-               {**core_lens.config_dict(lm.config), "name": f"{model_id} (loaded)",
-                "source": "the loaded model's own config"}]
+    configs = [
+        *core_lens.PUBLISHED_CONFIGS,
+        {
+            **core_lens.config_dict(lm.config),
+            "name": f"{model_id} (loaded)",
+            "source": "the loaded model's own config",
+        },
+    ]
     for cfg in configs:
         try:
             shape = geometry(cfg)
             count = core_lens.parameter_count(shape)
         except UnsupportedArchitecture:
             continue  # a hub model of another family: no formula for it
-        rows.append({
-            "model": cfg["name"], "parameters": count.total,
-            "billions": count.total / 1e9, "layers": shape.n_layers, "d_model": shape.d_model,
-            "heads (q/kv)": f"{shape.n_heads}/{shape.n_kv_heads}", "d_ff": shape.d_ff,
-            "vocab": shape.vocab, "tied head": shape.tied,
-            "embeddings %": 100 * (count.embeddings + count.lm_head) / count.total,
-            "loaded": cfg["source"] == "the loaded model's own config",
-            "source": cfg["source"],
-        })
+        rows.append(
+            {
+                "model": cfg["name"],
+                "parameters": count.total,
+                "billions": count.total / 1e9,
+                "layers": shape.n_layers,
+                "d_model": shape.d_model,
+                "heads (q/kv)": f"{shape.n_heads}/{shape.n_kv_heads}",
+                "d_ff": shape.d_ff,
+                "vocab": shape.vocab,
+                "tied head": shape.tied,
+                "embeddings %": 100 * (count.embeddings + count.lm_head) / count.total,
+                "loaded": cfg["source"] == "the loaded model's own config",
+                "source": cfg["source"],
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def lens_frame(lens: core_lens.LogitLens) -> pd.DataFrame:
     rows = []
     labels = token_axis(lens.tokens)
-    for layer, (row_tokens, row_probs) in enumerate(zip(lens.top_tokens, lens.top_probs,
-                                                        strict=True)):
+    for layer, (row_tokens, row_probs) in enumerate(
+        zip(lens.top_tokens, lens.top_probs, strict=True)
+    ):
         for j, pos in enumerate(lens.window):
-            cell = {"layer": layer, "position": labels[pos], "order": pos,
-                    "guess": short(row_tokens[j][0], 8), "p": float(row_probs[j][0]),
-                    "cell": f"{short(row_tokens[j][0], 8)}\n{row_probs[j][0]:.0%}",
-                    "next in text": visible(lens.actual_next[j]) if lens.actual_next[j]
-                    is not None else "(end of prompt)"}
+            cell = {
+                "layer": layer,
+                "position": labels[pos],
+                "order": pos,
+                "guess": short(row_tokens[j][0], 8),
+                "p": float(row_probs[j][0]),
+                "cell": f"{short(row_tokens[j][0], 8)}\n{row_probs[j][0]:.0%}",
+                "next in text": visible(lens.actual_next[j])
+                if lens.actual_next[j] is not None
+                else "(end of prompt)",
+            }
             for r in range(len(row_tokens[j])):
                 cell[f"top {r + 1}"] = f"{visible(row_tokens[j][r])}  {row_probs[j][r]:.1%}"
             rows.append(cell)
@@ -69,26 +87,49 @@ def lens_frame(lens: core_lens.LogitLens) -> pd.DataFrame:
 def lens_chart(df: pd.DataFrame) -> alt.Chart:
     """Layers (rows, 0 = embeddings) x positions: the top guess and its probability."""
     tips = ["position", "layer", "next in text", *[c for c in df.columns if c.startswith("top ")]]
-    x = alt.X("position:N", sort=alt.SortField("order"), title="reading position (its token)",
-              axis=alt.Axis(labelAngle=-40, orient="top", labelLimit=120, labelOverlap=False))
+    x = alt.X(
+        "position:N",
+        sort=alt.SortField("order"),
+        title="reading position (its token)",
+        axis=alt.Axis(labelAngle=-40, orient="top", labelLimit=120, labelOverlap=False),
+    )
     y = alt.Y("layer:O", sort="descending", title="layer (0 = embeddings)")
-    rect = alt.Chart(df).mark_rect().encode(
-        x=x, y=y, color=alt.Color("p:Q", title="top-1 probability",
-                                  scale=alt.Scale(scheme="blues", domain=[0, 1])),
-        tooltip=tips)
-    text = alt.Chart(df).mark_text(fontSize=9, font="monospace", lineBreak="\n",
-                                   lineHeight=10).encode(
-        x=x, y=y, text="cell:N",
-        color=alt.condition("datum.p > 0.55", alt.value("white"), alt.value("#222")),
-        tooltip=tips)
+    rect = (
+        alt.Chart(df)
+        .mark_rect()
+        .encode(
+            x=x,
+            y=y,
+            color=alt.Color(
+                "p:Q", title="top-1 probability", scale=alt.Scale(scheme="blues", domain=[0, 1])
+            ),
+            tooltip=tips,
+        )
+    )
+    text = (
+        alt.Chart(df)
+        .mark_text(fontSize=9, font="monospace", lineBreak="\n", lineHeight=10)
+        .encode(
+            x=x,
+            y=y,
+            text="cell:N",
+            color=alt.condition("datum.p > 0.55", alt.value("white"), alt.value("#222")),
+            tooltip=tips,
+        )
+    )
     return (rect + text).properties(height=alt.Step(26))
 
 
 def residual_norm_frame(lens: core_lens.LogitLens) -> pd.DataFrame:
     labels = token_axis(lens.tokens)
     norms = lens.residual_norm  # (layers+1, T)
-    return pd.DataFrame([{"layer": layer, "token": labels[t], "norm": float(norms[layer, t])}
-                         for layer in range(norms.shape[0]) for t in range(norms.shape[1])])
+    return pd.DataFrame(
+        [
+            {"layer": layer, "token": labels[t], "norm": float(norms[layer, t])}
+            for layer in range(norms.shape[0])
+            for t in range(norms.shape[1])
+        ]
+    )
 
 
 def residual_norm_chart(df: pd.DataFrame) -> alt.Chart:
@@ -96,10 +137,14 @@ def residual_norm_chart(df: pd.DataFrame) -> alt.Chart:
     per_token = base.mark_line(opacity=0.2, color=GREY).encode(
         x=alt.X("layer:Q", title="layer (0 = embeddings)"),
         y=alt.Y("norm:Q", title="‖residual stream‖ (log)", scale=alt.Scale(type="log")),
-        detail="token:N", tooltip=["token", "layer", alt.Tooltip("norm:Q", format=".1f")])
+        detail="token:N",
+        tooltip=["token", "layer", alt.Tooltip("norm:Q", format=".1f")],
+    )
     median = base.mark_line(point=True, color=ORANGE, strokeWidth=3).encode(
-        x="layer:Q", y="median(norm):Q",
-        tooltip=["layer", alt.Tooltip("median(norm):Q", format=".1f", title="median")])
+        x="layer:Q",
+        y="median(norm):Q",
+        tooltip=["layer", alt.Tooltip("median(norm):Q", format=".1f", title="median")],
+    )
     return (per_token + median).properties(height=280)
 
 
@@ -107,15 +152,23 @@ def model_sizes_chart(df: pd.DataFrame) -> alt.Chart:
     # bars on a log axis have no zero to start from: draw from a floor below the smallest
     floor = 10 ** np.floor(np.log10(max(1.0, float(df["parameters"].min()))))
     base = alt.Chart(df.assign(floor=floor)).encode(
-        y=alt.Y("model:N", sort="x", title=None, axis=alt.Axis(labelLimit=260,
-                                                                labelOverlap=False)),
+        y=alt.Y("model:N", sort="x", title=None, axis=alt.Axis(labelLimit=260, labelOverlap=False)),
         color=alt.condition("datum.loaded", alt.value(ORANGE), alt.value(BLUE)),
-        tooltip=["model", alt.Tooltip("parameters:Q", format=","), "layers", "d_model",
-                 "heads (q/kv)", "d_ff", "vocab",
-                 alt.Tooltip("embeddings %:Q", format=".1f"), "source"],
+        tooltip=[
+            "model",
+            alt.Tooltip("parameters:Q", format=","),
+            "layers",
+            "d_model",
+            "heads (q/kv)",
+            "d_ff",
+            "vocab",
+            alt.Tooltip("embeddings %:Q", format=".1f"),
+            "source",
+        ],
     )
     x = alt.X("parameters:Q", scale=alt.Scale(type="log"), title="parameters (log scale)")
     bars = base.mark_bar(height=14).encode(x=x, x2="floor:Q")
     labels = base.mark_text(align="left", dx=4, color="#444").encode(
-        x=x, text=alt.Text("parameters:Q", format=".3s"))
+        x=x, text=alt.Text("parameters:Q", format=".3s")
+    )
     return (bars + labels).properties(height=alt.Step(22))

@@ -35,8 +35,13 @@ def _stream(model_id: str, settings: DecodingSettings) -> Iterator[Step]:
     ss = st.session_state
     if STREAM not in ss:
         left = settings.max_new_tokens - len(ss[STEPS])
-        s = DecodingSettings(**{**asdict(settings), "max_new_tokens": max(0, left),
-                                "seed": settings.seed + len(ss[STEPS])})
+        s = DecodingSettings(
+            **{
+                **asdict(settings),
+                "max_new_tokens": max(0, left),
+                "seed": settings.seed + len(ss[STEPS]),
+            }
+        )
         ss[STREAM] = generate_stream(load_model(model_id), list(ss[IDS]), s)
     return ss[STREAM]
 
@@ -71,22 +76,29 @@ def eos_ids(lm) -> set[int]:
 def finished(settings: DecodingSettings, eos: set[int]) -> bool:
     ss = st.session_state
     steps = ss.get(STEPS, [])
-    return (len(steps) >= settings.max_new_tokens
-            or bool(steps and steps[-1].token_id in eos and settings.stop_at_eos)
-            or ss.get(FOR + ".done") == ss.get(FOR))
+    return (
+        len(steps) >= settings.max_new_tokens
+        or bool(steps and steps[-1].token_id in eos and settings.stop_at_eos)
+        or ss.get(FOR + ".done") == ss.get(FOR)
+    )
 
 
 def steps_frame(steps: Sequence[Step], config, dtype_bytes: int) -> pd.DataFrame:
-    return pd.DataFrame([{
-        "step": i + 1,
-        "position": s.position,
-        "token": visible(s.text),
-        "probability": s.prob,
-        "phase": "prefill" if s.prefill else "decode",
-        "tokens in cache": s.cached_tokens,
-        "KV cache bytes": inf.kv_cache_bytes(config, s.cached_tokens, dtype_bytes),
-        "ms": s.seconds * 1000,
-    } for i, s in enumerate(steps)])
+    return pd.DataFrame(
+        [
+            {
+                "step": i + 1,
+                "position": s.position,
+                "token": visible(s.text),
+                "probability": s.prob,
+                "phase": "prefill" if s.prefill else "decode",
+                "tokens in cache": s.cached_tokens,
+                "KV cache bytes": inf.kv_cache_bytes(config, s.cached_tokens, dtype_bytes),
+                "ms": s.seconds * 1000,
+            }
+            for i, s in enumerate(steps)
+        ]
+    )
 
 
 def timing_estimate_s(prompt_tokens: int, new_tokens: int) -> float:
@@ -98,8 +110,9 @@ def timing_estimate_s(prompt_tokens: int, new_tokens: int) -> float:
     return (0.05 * steps + uncached) * load_factor()
 
 
-def token_timings_job(model_id: str, ids: tuple[int, ...], new_tokens: int
-                      ) -> inf.CacheComparison | None:
+def token_timings_job(
+    model_id: str, ids: tuple[int, ...], new_tokens: int
+) -> inf.CacheComparison | None:
     """Greedy tokens timed with and without the KV cache, behind a button with progress and
     Stop (`components.jobs.run_job`); shared by everyone with the same prompt and count."""
     return run_job(
@@ -108,41 +121,72 @@ def token_timings_job(model_id: str, ids: tuple[int, ...], new_tokens: int
         start_label=f"Time {new_tokens} tokens with and without the cache",
         estimate_s=timing_estimate_s(len(ids), new_tokens),
         caps=f"Greedy, at most {inf.TIMING_CAP // 2} tokens; measured live on this machine, "
-             "which other learners share: the estimate is scaled by its current load.",
-        rerun_label="Measure again")
+        "which other learners share: the estimate is scaled by its current load.",
+        rerun_label="Measure again",
+    )
 
 
 def token_timings_frame(c: inf.CacheComparison) -> pd.DataFrame:
-    return pd.DataFrame([
-        {"position": t.position, "ms": t.ms, "token_id": t.token_id,
-         "phase": "prefill" if t.prefill else "decode", "mode": mode}
-        for mode, timings in (("with KV cache", c.with_cache), ("without cache", c.without_cache))
-        for t in timings])
+    return pd.DataFrame(
+        [
+            {
+                "position": t.position,
+                "ms": t.ms,
+                "token_id": t.token_id,
+                "phase": "prefill" if t.prefill else "decode",
+                "mode": mode,
+            }
+            for mode, timings in (
+                ("with KV cache", c.with_cache),
+                ("without cache", c.without_cache),
+            )
+            for t in timings
+        ]
+    )
 
 
 def ms_per_token_chart(df: pd.DataFrame) -> alt.Chart:
     """Measured milliseconds per generated token against its position, both modes."""
     decode = df[df["phase"] == "decode"]
     return (
-        alt.Chart(decode).mark_line(point=True).encode(
-            x=alt.X("position:Q", title="position of the new token", scale=alt.Scale(zero=False),
-                    axis=alt.Axis(format="d", tickMinStep=1)),  # positions are whole numbers
+        alt.Chart(decode)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X(
+                "position:Q",
+                title="position of the new token",
+                scale=alt.Scale(zero=False),
+                axis=alt.Axis(format="d", tickMinStep=1),
+            ),  # positions are whole numbers
             y=alt.Y("ms:Q", title="ms for this token"),
-            color=alt.Color("mode:N", title=None,
-                            legend=alt.Legend(orient="top", labelLimit=300),
-                            scale=alt.Scale(domain=["with KV cache", "without cache"],
-                                            range=["#4C6EF5", "#e8590c"])),
+            color=alt.Color(
+                "mode:N",
+                title=None,
+                legend=alt.Legend(orient="top", labelLimit=300),
+                scale=alt.Scale(
+                    domain=["with KV cache", "without cache"], range=["#4C6EF5", "#e8590c"]
+                ),
+            ),
             tooltip=["mode", "position", alt.Tooltip("ms:Q", format=".1f")],
-        ).properties(height=280)
+        )
+        .properties(height=280)
     )
 
 
 def kv_growth_chart(df: pd.DataFrame) -> alt.Chart:
     return (
-        alt.Chart(df).mark_bar(color="#4C6EF5").encode(
+        alt.Chart(df)
+        .mark_bar(color="#4C6EF5")
+        .encode(
             x=alt.X("position:O", title="position of the new token"),
             y=alt.Y("KV cache bytes:Q", title="KV cache (bytes)"),
-            tooltip=["step", "position", "token", "tokens in cache",
-                     alt.Tooltip("KV cache bytes:Q", format=",")],
-        ).properties(height=220)
+            tooltip=[
+                "step",
+                "position",
+                "token",
+                "tokens in cache",
+                alt.Tooltip("KV cache bytes:Q", format=","),
+            ],
+        )
+        .properties(height=220)
     )

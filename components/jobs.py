@@ -7,6 +7,10 @@ core unwinds), while the finished result goes into a process-wide store shared b
 session: a second learner asking for the same job with the same settings gets it at once, and
 one who asks while it is still running waits for that run instead of starting another.
 
+Never call `run_job` inside an `st.fragment`: a click inside a fragment does not interrupt a
+running script in Streamlit 1.67, so Stop would only act after the whole job (a test scans
+`pages/` for this).
+
 Core functions take a `report(fraction, text, partial=None)` callback (core never imports
 streamlit): `fraction` in [0, 1], a short status text, and optionally a partial result (a loss
 curve so far) that the page draws live through `on_partial`.
@@ -99,8 +103,9 @@ def _estimate_text(estimate_s: float) -> str:
 class _Progress:
     """The callback handed to the work: moves the bar, draws partial results, records state."""
 
-    def __init__(self, state_key: str, estimate_s: float,
-                 on_partial: Callable[[Any], None] | None) -> None:
+    def __init__(
+        self, state_key: str, estimate_s: float, on_partial: Callable[[Any], None] | None
+    ) -> None:
         self.state_key = state_key
         self.estimate_s = estimate_s
         self.on_partial = on_partial
@@ -120,8 +125,10 @@ class _Progress:
         st.session_state[self.state_key] = (fraction, text, elapsed)
         self.bar.progress(fraction, text=f"{text}{eta}" if text else eta.lstrip(" ·"))
         now = time.monotonic()
-        if partial is not None and self.live is not None and (
-            now - self._last_draw >= PARTIAL_REDRAW_S or fraction >= 1.0
+        if (
+            partial is not None
+            and self.live is not None
+            and (now - self._last_draw >= PARTIAL_REDRAW_S or fraction >= 1.0)
         ):
             self._last_draw = now
             with self.live.container():
@@ -153,8 +160,10 @@ def run_job(
     if done is not None:
         ago = time.time() - done.finished_at
         cols = st.columns([4, 1]) if rerun_label else [st.container()]
-        cols[0].caption(f"Computed in {_duration(done.seconds)}, {_age(ago)} ago; shared by "
-                        "everyone using this app with the same settings.")
+        cols[0].caption(
+            f"Computed in {_duration(done.seconds)}, {_age(ago)} ago; shared by "
+            "everyone using this app with the same settings."
+        )
         if rerun_label and cols[1].button(rerun_label, key=f"{widget}.again"):
             store.forget(key)
             done = None
@@ -163,15 +172,18 @@ def run_job(
 
     stopped = st.session_state.pop(state_key, None)
     c1, c2 = st.columns([3, 1])
-    started = c1.button(f"{start_label} ({_estimate_text(estimate_s)})", key=f"{widget}.start",
-                        type="primary")
+    started = c1.button(
+        f"{start_label} ({_estimate_text(estimate_s)})", key=f"{widget}.start", type="primary"
+    )
     if caps:
         st.caption(caps)
     if not started:
         if stopped is not None and stopped[0] < 1.0:
-            st.info(f"Stopped at {stopped[0]:.0%} after {_duration(stopped[2])}"
-                    f"{': ' + stopped[1] if stopped[1] else ''}. Nothing was kept; start again "
-                    "when you are ready.")
+            st.info(
+                f"Stopped at {stopped[0]:.0%} after {_duration(stopped[2])}"
+                f"{': ' + stopped[1] if stopped[1] else ''}. Nothing was kept; start again "
+                "when you are ready."
+            )
         return None
     stop_slot = c2.empty()
     stop_slot.button("Stop", key=f"{widget}.stop", help="Stops the run at its next progress step.")
@@ -195,8 +207,10 @@ def run_job(
 
 def _wait_for_other_run(store: JobStore, key: Hashable, lock: threading.Lock) -> Any:
     """Another learner is running the same job: wait for their result rather than run it twice."""
-    with st.spinner("Another learner started this same run a moment ago; waiting for its "
-                    "result instead of running it twice…"):
+    with st.spinner(
+        "Another learner started this same run a moment ago; waiting for its "
+        "result instead of running it twice…"
+    ):
         checkpoint = st.empty()
         while True:
             got = lock.acquire(timeout=0.5)

@@ -14,14 +14,20 @@ from core.neurons import layer_similarity
 def layer_similarity_chart(matrix: np.ndarray, title: str) -> alt.Chart:
     n = matrix.shape[0]
     i, j = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
-    df = pd.DataFrame({"layer": i.ravel(), "other layer": j.ravel(),
-                       "similarity": matrix.ravel().round(4)})
-    return alt.Chart(df).mark_rect().encode(
-        x=alt.X("layer:O", title="layer (0 = embeddings)"),
-        y=alt.Y("other layer:O", sort="descending"),
-        color=alt.Color("similarity:Q", scale=alt.Scale(scheme="viridis")),
-        tooltip=["layer", "other layer", "similarity"],
-    ).properties(title=title, height=380, width=420)
+    df = pd.DataFrame(
+        {"layer": i.ravel(), "other layer": j.ravel(), "similarity": matrix.ravel().round(4)}
+    )
+    return (
+        alt.Chart(df)
+        .mark_rect()
+        .encode(
+            x=alt.X("layer:O", title="layer (0 = embeddings)"),
+            y=alt.Y("other layer:O", sort="descending"),
+            color=alt.Color("similarity:Q", scale=alt.Scale(scheme="viridis")),
+            tooltip=["layer", "other layer", "similarity"],
+        )
+        .properties(title=title, height=380, width=420)
+    )
 
 
 @st.cache_data(max_entries=16, show_spinner="Comparing the model's layers…")

@@ -27,11 +27,19 @@ def surprisal_frame(s: obj.Surprisal) -> pd.DataFrame:
     """One row per token, the first included (it has no prediction: `bits` is NaN); `ink` is
     the text colour that reads on that cell's fill, from the chart's own colour scale."""
     bits = {int(p): float(b) for p, b in zip(s.positions, s.bits, strict=True)}
-    df = pd.DataFrame([
-        {"position": p, "row": p // PER_ROW, "col": p % PER_ROW, "token": short(t, 11),
-         "bits": bits.get(p, float("nan")), "p": 2.0 ** -bits[p] if p in bits else float("nan")}
-        for p, t in enumerate(s.tokens)
-    ])
+    df = pd.DataFrame(
+        [
+            {
+                "position": p,
+                "row": p // PER_ROW,
+                "col": p % PER_ROW,
+                "token": short(t, 11),
+                "bits": bits.get(p, float("nan")),
+                "p": 2.0 ** -bits[p] if p in bits else float("nan"),
+            }
+            for p, t in enumerate(s.tokens)
+        ]
+    )
     top = float(np.nanmax(df["bits"])) if df["bits"].notna().any() else 1.0
     df["ink"] = ink_for(df["bits"].to_numpy(), SURPRISAL_SCHEME, (0.0, top))
     return df
@@ -41,25 +49,52 @@ def surprisal_chart(df: pd.DataFrame, picked: int) -> alt.LayerChart:
     """The text as a grid of tokens coloured by surprisal; click one to pick it. Cells share
     the column's width (draw with width="stretch"); a token longer than its cell is cut with
     an ellipsis (hover for it whole)."""
-    sel = alt.selection_point(name=SURPRISAL_PARAM, fields=["position"], on="click",
-                              value=[{"position": picked}], toggle=False)
+    sel = alt.selection_point(
+        name=SURPRISAL_PARAM,
+        fields=["position"],
+        on="click",
+        value=[{"position": picked}],
+        toggle=False,
+    )
     x = alt.X("col:O", axis=None, scale=alt.Scale(paddingInner=0.08))
     y = alt.Y("row:O", axis=None, scale=alt.Scale(paddingInner=0.15))
-    tips = ["position", "token", alt.Tooltip("bits:Q", format=".2f", title="surprisal (bits)"),
-            alt.Tooltip("p:Q", format=".2%", title="p(token)")]
-    first = alt.Chart(df).transform_filter("!isValid(datum.bits)").mark_rect(
-        color=GREY).encode(x=x, y=y, tooltip=["position", "token"])
-    rect = alt.Chart(df).transform_filter("isValid(datum.bits)").mark_rect(
-        stroke=ORANGE).encode(
-        x=x, y=y, color=alt.Color("bits:Q", title="surprisal (bits)",
-                                  scale=alt.Scale(scheme=SURPRISAL_SCHEME, domainMin=0),
-                                  legend=alt.Legend(orient="top", direction="horizontal",
-                                                     gradientLength=160, titleOrient="left")),
-        strokeWidth=alt.condition(sel, alt.value(3), alt.value(0)), tooltip=tips,
-    ).add_params(sel)
-    text = alt.Chart(df).mark_text(font="monospace", fontSize=11,
-                                   limit=alt.expr("bandwidth('x') - 4")).encode(
-        x=x, y=y, text="token:N", color=ink_encoding(), tooltip=tips)
+    tips = [
+        "position",
+        "token",
+        alt.Tooltip("bits:Q", format=".2f", title="surprisal (bits)"),
+        alt.Tooltip("p:Q", format=".2%", title="p(token)"),
+    ]
+    first = (
+        alt.Chart(df)
+        .transform_filter("!isValid(datum.bits)")
+        .mark_rect(color=GREY)
+        .encode(x=x, y=y, tooltip=["position", "token"])
+    )
+    rect = (
+        alt.Chart(df)
+        .transform_filter("isValid(datum.bits)")
+        .mark_rect(stroke=ORANGE)
+        .encode(
+            x=x,
+            y=y,
+            color=alt.Color(
+                "bits:Q",
+                title="surprisal (bits)",
+                scale=alt.Scale(scheme=SURPRISAL_SCHEME, domainMin=0),
+                legend=alt.Legend(
+                    orient="top", direction="horizontal", gradientLength=160, titleOrient="left"
+                ),
+            ),
+            strokeWidth=alt.condition(sel, alt.value(3), alt.value(0)),
+            tooltip=tips,
+        )
+        .add_params(sel)
+    )
+    text = (
+        alt.Chart(df)
+        .mark_text(font="monospace", fontSize=11, limit=alt.expr("bandwidth('x') - 4"))
+        .encode(x=x, y=y, text="token:N", color=ink_encoding(), tooltip=tips)
+    )
     return (first + rect + text).properties(height=alt.Step(30))
 
 
@@ -74,21 +109,36 @@ def picked_position(event: object, default: int) -> int:
 
 
 def alternatives_frame(alt_: obj.Alternatives) -> pd.DataFrame:
-    return pd.DataFrame([
-        {"rank": i + 1, "token": f"{i + 1}. {visible(t)}", "p": float(p),
-         "actual": int(alt_.actual_rank or 0) == i + 1}
-        for i, (t, p) in enumerate(zip(alt_.tokens, alt_.probs, strict=True))
-    ])
+    return pd.DataFrame(
+        [
+            {
+                "rank": i + 1,
+                "token": f"{i + 1}. {visible(t)}",
+                "p": float(p),
+                "actual": int(alt_.actual_rank or 0) == i + 1,
+            }
+            for i, (t, p) in enumerate(zip(alt_.tokens, alt_.probs, strict=True))
+        ]
+    )
 
 
 def alternatives_chart(df: pd.DataFrame) -> alt.Chart:
-    return alt.Chart(df).mark_bar().encode(
-        y=alt.Y("token:N", sort=alt.SortField("rank"), title=None,
-                axis=alt.Axis(labelOverlap=False, labelLimit=200)),
-        x=alt.X("p:Q", title="model's probability", axis=alt.Axis(format="%")),
-        color=alt.condition("datum.actual", alt.value(ORANGE), alt.value(BLUE)),
-        tooltip=["token", alt.Tooltip("p:Q", format=".2%")],
-    ).properties(height=alt.Step(22))
+    return (
+        alt.Chart(df)
+        .mark_bar()
+        .encode(
+            y=alt.Y(
+                "token:N",
+                sort=alt.SortField("rank"),
+                title=None,
+                axis=alt.Axis(labelOverlap=False, labelLimit=200),
+            ),
+            x=alt.X("p:Q", title="model's probability", axis=alt.Axis(format="%")),
+            color=alt.condition("datum.actual", alt.value(ORANGE), alt.value(BLUE)),
+            tooltip=["token", alt.Tooltip("p:Q", format=".2%")],
+        )
+        .properties(height=alt.Step(22))
+    )
 
 
 def trace_top_tokens(model_id: str, trace: Trace, position: int) -> tuple[str, ...]:

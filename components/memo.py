@@ -46,18 +46,24 @@ def nbytes(value: Any, _seen: set[int] | None = None) -> int:
         return value.nbytes + _OBJECT_OVERHEAD if base is None or id(base) not in seen else 0
     if "torch" in sys.modules and isinstance(value, sys.modules["torch"].Tensor):
         return value.element_size() * value.nelement() + _OBJECT_OVERHEAD
-    if "pandas" in sys.modules and isinstance(value, (sys.modules["pandas"].DataFrame,
-                                                      sys.modules["pandas"].Series)):
-        return int(value.memory_usage(deep=True).sum() if value.ndim == 2
-                   else value.memory_usage(deep=True))
+    if "pandas" in sys.modules and isinstance(
+        value, (sys.modules["pandas"].DataFrame, sys.modules["pandas"].Series)
+    ):
+        return int(
+            value.memory_usage(deep=True).sum()
+            if value.ndim == 2
+            else value.memory_usage(deep=True)
+        )
     if isinstance(value, (str, bytes, bytearray, int, float, bool, complex)) or value is None:
         return sys.getsizeof(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _OBJECT_OVERHEAD + sum(nbytes(getattr(value, f.name), seen)
-                                      for f in dataclasses.fields(value))
+        return _OBJECT_OVERHEAD + sum(
+            nbytes(getattr(value, f.name), seen) for f in dataclasses.fields(value)
+        )
     if isinstance(value, dict):
-        return sys.getsizeof(value) + sum(nbytes(k, seen) + nbytes(v, seen)
-                                          for k, v in value.items())
+        return sys.getsizeof(value) + sum(
+            nbytes(k, seen) + nbytes(v, seen) for k, v in value.items()
+        )
     if isinstance(value, (tuple, list, set, frozenset)):
         return sys.getsizeof(value) + sum(nbytes(v, seen) for v in value)
     return sys.getsizeof(value)

@@ -22,10 +22,14 @@ def _embedded() -> core_models.LoadedModel:
 
 
 FIRST_RUN = "First run: converting the embedded SmolLM2 model (once, about 30 s)…"
-REPAIR = ("Repairing the model cache: its files failed their size or checksum test, so the "
-          "embedded SmolLM2 model is converted again (about 30 s)…")
-UNWRITABLE = ("The model cache folder cannot be written, so the embedded SmolLM2 model is "
-              "prepared elsewhere, which makes this start slower…")
+REPAIR = (
+    "Repairing the model cache: its files failed their size or checksum test, so the "
+    "embedded SmolLM2 model is converted again (about 30 s)…"
+)
+UNWRITABLE = (
+    "The model cache folder cannot be written, so the embedded SmolLM2 model is "
+    "prepared elsewhere, which makes this start slower…"
+)
 _LOADED: list[core_models.LoadedModel] = []  # the embedded model, once this process has it
 
 
@@ -44,8 +48,9 @@ def _embedded_with_status() -> core_models.LoadedModel:
             label = UNWRITABLE
         with st.status(label) as box:
             lm = _embedded()
-            box.update(label="Model ready; later starts skip this step.", state="complete",
-                       expanded=False)
+            box.update(
+                label="Model ready; later starts skip this step.", state="complete", expanded=False
+            )
     _LOADED[:] = [lm]
     if lm.note and not st.session_state.get("shared.model_note_shown"):
         st.session_state["shared.model_note_shown"] = True
@@ -53,8 +58,9 @@ def _embedded_with_status() -> core_models.LoadedModel:
     return lm
 
 
-@st.cache_resource(show_spinner="Downloading and loading the model from the Hugging Face hub…",
-                   max_entries=2)
+@st.cache_resource(
+    show_spinner="Downloading and loading the model from the Hugging Face hub…", max_entries=2
+)
 def _hub(model_id: str) -> core_models.LoadedModel:
     return core_models.load_hub(model_id)
 

@@ -20,20 +20,36 @@ def small_multiples_frame(layer_attn: np.ndarray, head_titles: list[str]) -> pd.
     h, t, _ = layer_attn.shape
     head, q, k = np.indices((h, t, t))
     keep = k <= q
-    return pd.DataFrame({"head": np.array(head_titles)[head[keep]], "query": q[keep],
-                         "key": k[keep], "weight": layer_attn[keep].astype(np.float32)})
+    return pd.DataFrame(
+        {
+            "head": np.array(head_titles)[head[keep]],
+            "query": q[keep],
+            "key": k[keep],
+            "weight": layer_attn[keep].astype(np.float32),
+        }
+    )
 
 
 def head_small_chart(df: pd.DataFrame, title: str, size: int = 120) -> alt.Chart:
     """One head's (query x key) map, titled by its measured role; drawn for every head with
     `charts.draw_panels(frame, "head", head_small_chart, columns=...)`. One colour domain
     (0-1) for all, so the panels compare."""
-    return alt.Chart(df, title=alt.Title(title, fontSize=11)).mark_rect().encode(
-        x=alt.X("key:O", axis=None), y=alt.Y("query:O", axis=None),
-        color=alt.Color("weight:Q", scale=HEAT, legend=None),
-        tooltip=[alt.Tooltip("head:N"), alt.Tooltip("query:O"), alt.Tooltip("key:O"),
-                 alt.Tooltip("weight:Q", format=".3f")],
-    ).properties(height=size)
+    return (
+        alt.Chart(df, title=alt.Title(title, fontSize=11))
+        .mark_rect()
+        .encode(
+            x=alt.X("key:O", axis=None),
+            y=alt.Y("query:O", axis=None),
+            color=alt.Color("weight:Q", scale=HEAT, legend=None),
+            tooltip=[
+                alt.Tooltip("head:N"),
+                alt.Tooltip("query:O"),
+                alt.Tooltip("key:O"),
+                alt.Tooltip("weight:Q", format=".3f"),
+            ],
+        )
+        .properties(height=size)
+    )
 
 
 def head_titles(profile: HeadProfile, layer: int, n_heads: int) -> list[str]:
@@ -58,42 +74,75 @@ def profile_frame(profile: HeadProfile) -> pd.DataFrame:
 def head_map_chart(df: pd.DataFrame, layer: int) -> alt.LayerChart:
     """Layers x heads, coloured by each head's measured role, stronger = more opaque."""
     roles = [*HeadProfile.PATTERNS, "mixed"]
-    base = alt.Chart(df).mark_rect().encode(
-        x=alt.X("head:O"), y=alt.Y("layer:O", sort="descending"),
-        color=alt.Color("role:N", scale=alt.Scale(domain=roles, range=[
-            "#1f77b4", "#7f7f7f", "#2ca02c", "#d62728", "#eeeeee"]),
-            legend=alt.Legend(orient="bottom", columns=3, title=None)),
-        opacity=alt.Opacity("strength:Q", scale=alt.Scale(domain=[0, 1], range=[0.25, 1]),
-                            legend=None),
-        tooltip=["layer", "head", "role", *[alt.Tooltip(f"{p}:Q", format=".2f")
-                                             for p in HeadProfile.PATTERNS]],
+    base = (
+        alt.Chart(df)
+        .mark_rect()
+        .encode(
+            x=alt.X("head:O"),
+            y=alt.Y("layer:O", sort="descending"),
+            color=alt.Color(
+                "role:N",
+                scale=alt.Scale(
+                    domain=roles, range=["#1f77b4", "#7f7f7f", "#2ca02c", "#d62728", "#eeeeee"]
+                ),
+                legend=alt.Legend(orient="bottom", columns=3, title=None),
+            ),
+            opacity=alt.Opacity(
+                "strength:Q", scale=alt.Scale(domain=[0, 1], range=[0.25, 1]), legend=None
+            ),
+            tooltip=[
+                "layer",
+                "head",
+                "role",
+                *[alt.Tooltip(f"{p}:Q", format=".2f") for p in HeadProfile.PATTERNS],
+            ],
+        )
     )
-    mark = alt.Chart(pd.DataFrame({"layer": [layer]})).mark_rect(
-        fill=None, stroke=ORANGE, strokeWidth=2).encode(y=alt.Y("layer:O", sort="descending"))
+    mark = (
+        alt.Chart(pd.DataFrame({"layer": [layer]}))
+        .mark_rect(fill=None, stroke=ORANGE, strokeWidth=2)
+        .encode(y=alt.Y("layer:O", sort="descending"))
+    )
     return (base + mark).properties(height=max(160, 12 * int(df["layer"].max() + 1)))
 
 
 def next_token_change_chart(df: pd.DataFrame) -> alt.Chart:
-    return alt.Chart(df).mark_bar().encode(
-        y=alt.Y("token:N", sort=list(dict.fromkeys(df["token"])), title=None),
-        x=alt.X("probability:Q", title="p(next token)"),
-        yOffset="heads:N",
-        color=alt.Color("heads:N", scale=alt.Scale(range=["#9ecae1", "#e6550d"]), title=None,
-                        legend=alt.Legend(orient="top", direction="vertical", labelLimit=400)),
-        tooltip=["token", "heads", alt.Tooltip("probability:Q", format=".4f")],
-    ).properties(height=34 * df["token"].nunique())
+    return (
+        alt.Chart(df)
+        .mark_bar()
+        .encode(
+            y=alt.Y("token:N", sort=list(dict.fromkeys(df["token"])), title=None),
+            x=alt.X("probability:Q", title="p(next token)"),
+            yOffset="heads:N",
+            color=alt.Color(
+                "heads:N",
+                scale=alt.Scale(range=["#9ecae1", "#e6550d"]),
+                title=None,
+                legend=alt.Legend(orient="top", direction="vertical", labelLimit=400),
+            ),
+            tooltip=["token", "heads", alt.Tooltip("probability:Q", format=".4f")],
+        )
+        .properties(height=34 * df["token"].nunique())
+    )
 
 
 def gqa_chart(n_heads: int, n_kv_heads: int) -> alt.Chart:
     g = n_heads // n_kv_heads
     df = pd.DataFrame({"q": list(range(n_heads)), "kv": [h // g for h in range(n_heads)]})
     base = alt.Chart(df).encode(
-        x=alt.X("q:O", title="query head"), y=alt.Y("kv:O", title="key/value head"),
-        tooltip=[alt.Tooltip("q:O", title="query head"),
-                 alt.Tooltip("kv:O", title="key/value head")])
-    return (base.mark_rect(stroke="white", strokeWidth=2).encode(
-        color=alt.Color("kv:N", legend=None, scale=alt.Scale(scheme="tableau10")))
-        + base.mark_text(color="white").encode(text="q:O")).properties(height=36 * n_kv_heads)
+        x=alt.X("q:O", title="query head"),
+        y=alt.Y("kv:O", title="key/value head"),
+        tooltip=[
+            alt.Tooltip("q:O", title="query head"),
+            alt.Tooltip("kv:O", title="key/value head"),
+        ],
+    )
+    return (
+        base.mark_rect(stroke="white", strokeWidth=2).encode(
+            color=alt.Color("kv:N", legend=None, scale=alt.Scale(scheme="tableau10"))
+        )
+        + base.mark_text(color="white").encode(text="q:O")
+    ).properties(height=36 * n_kv_heads)
 
 
 @st.cache_data(max_entries=4, show_spinner="Measuring every head on repeated random sequences…")
@@ -102,8 +151,9 @@ def cached_profile(model_id: str) -> HeadProfile:
 
 
 @st.cache_data(max_entries=64, show_spinner="Running the model with heads switched off…")
-def cached_ablation(model_id: str, text: str, layer: int, heads: tuple[int, ...]
-                    ) -> interventions.NextTokenChange:
+def cached_ablation(
+    model_id: str, text: str, layer: int, heads: tuple[int, ...]
+) -> interventions.NextTokenChange:
     trace = get_trace(text, cap=ATTENTION_CAP, model_id=model_id)
     model = load_model(model_id).model
     ablated = interventions.last_logits(model, trace.ids.tolist(), {layer: heads})

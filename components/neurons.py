@@ -16,25 +16,43 @@ def neuron_plane_chart(plane, probe: tuple[float, float] | None = None) -> alt.C
     """A single neuron's output over the input plane, its line w·x + b = 0, and a probe point."""
     step = float(plane.grid[1] - plane.grid[0])
     g1, g2 = np.meshgrid(plane.grid, plane.grid)
-    cells = pd.DataFrame({"x1": g1.ravel() - step / 2, "x1e": g1.ravel() + step / 2,
-                          "x2": g2.ravel() - step / 2, "x2e": g2.ravel() + step / 2,
-                          "output": plane.output.ravel().round(4)})
+    cells = pd.DataFrame(
+        {
+            "x1": g1.ravel() - step / 2,
+            "x1e": g1.ravel() + step / 2,
+            "x2": g2.ravel() - step / 2,
+            "x2e": g2.ravel() + step / 2,
+            "output": plane.output.ravel().round(4),
+        }
+    )
     ext = float(plane.grid[-1])
     lim = alt.Scale(domain=[-ext, ext])
-    heat = alt.Chart(cells).mark_rect().encode(
-        x=alt.X("x1:Q", scale=lim, title="x₁"), x2="x1e",
-        y=alt.Y("x2:Q", scale=lim, title="x₂"), y2="x2e",
-        color=alt.Color("output:Q", scale=alt.Scale(scheme="blueorange", domainMid=0)),
-        tooltip=["output"],
+    heat = (
+        alt.Chart(cells)
+        .mark_rect()
+        .encode(
+            x=alt.X("x1:Q", scale=lim, title="x₁"),
+            x2="x1e",
+            y=alt.Y("x2:Q", scale=lim, title="x₂"),
+            y2="x2e",
+            color=alt.Color("output:Q", scale=alt.Scale(scheme="blueorange", domainMid=0)),
+            tooltip=["output"],
+        )
     )
     layers = [heat]
     if len(plane.line):
         line = pd.DataFrame({"x1": plane.line[:, 0], "x2": plane.line[:, 1]})
-        layers.append(alt.Chart(line).mark_line(color="black", strokeWidth=2).encode(
-            x="x1:Q", y="x2:Q", order="x2:Q"))
+        layers.append(
+            alt.Chart(line)
+            .mark_line(color="black", strokeWidth=2)
+            .encode(x="x1:Q", y="x2:Q", order="x2:Q")
+        )
     if probe is not None:
-        layers.append(alt.Chart(pd.DataFrame({"x1": [probe[0]], "x2": [probe[1]]})).mark_point(
-            shape="cross", size=180, color="black", filled=True).encode(x="x1:Q", y="x2:Q"))
+        layers.append(
+            alt.Chart(pd.DataFrame({"x1": [probe[0]], "x2": [probe[1]]}))
+            .mark_point(shape="cross", size=180, color="black", filled=True)
+            .encode(x="x1:Q", y="x2:Q")
+        )
     return alt.layer(*layers).properties(width=360, height=360)
 
 

@@ -27,11 +27,15 @@ def pause_after(work_s: float, share: float = PLAY_CPU_SHARE) -> float:
     most `share` of the wall time. The redraw timer keeps firing meanwhile, but a timed redraw
     that comes during a run waits for it (rest included) to end."""
     return max(0.0, work_s) * (1 - share) / share
-ORANGE_BLUE = alt.Scale(domain=[0, 0.5, 1], range=["#f59322", "#ffffff", "#0877bd"],
-                        interpolate="rgb")
+
+
+ORANGE_BLUE = alt.Scale(
+    domain=[0, 0.5, 1], range=["#f59322", "#ffffff", "#0877bd"], interpolate="rgb"
+)
 
 
 # ---- pure chart builders ------------------------------------------------------------------
+
 
 def heat_rgb(values: np.ndarray) -> np.ndarray:
     """Values in [-1, 1] -> an RGB image: orange for negative, white at 0, blue for positive."""
@@ -52,12 +56,13 @@ def montage(images: list[np.ndarray], gap: int = 6) -> np.ndarray:
     h, w = images[0].shape[:2]
     out = np.full((len(images) * (h + gap) - gap, w, 3), 255, np.uint8)
     for i, img in enumerate(images):
-        out[i * (h + gap):i * (h + gap) + h] = img
+        out[i * (h + gap) : i * (h + gap) + h] = img
     return out
 
 
-def boundary_image(output: np.ndarray, data: pgc.Dataset, show_test: bool = True,
-                   size: int = 340) -> np.ndarray:
+def boundary_image(
+    output: np.ndarray, data: pgc.Dataset, show_test: bool = True, size: int = 340
+) -> np.ndarray:
     """The decision boundary and points as a picture: redrawn several times a second while
     training plays, where re-rendering a 2,000-mark Vega chart would take longer than a tick."""
     from PIL import Image, ImageDraw
@@ -77,61 +82,115 @@ def boundary_image(output: np.ndarray, data: pgc.Dataset, show_test: bool = True
     return np.asarray(img)
 
 
-def boundary_chart(output: np.ndarray, grid: np.ndarray, data: pgc.Dataset,
-                   show_test: bool = True) -> alt.Chart:
+def boundary_chart(
+    output: np.ndarray, grid: np.ndarray, data: pgc.Dataset, show_test: bool = True
+) -> alt.Chart:
     """P(class 1) over the plane as a heatmap, with training points (filled) and test points."""
     step = float(grid[1] - grid[0])
     gx, gy = np.meshgrid(grid, grid)
-    cells = pd.DataFrame({"x": gx.ravel() - step / 2, "x2": gx.ravel() + step / 2,
-                          "y": gy.ravel() - step / 2, "y2": gy.ravel() + step / 2,
-                          "p": output.ravel().round(3)})
-    heat = alt.Chart(cells).mark_rect(opacity=0.8).encode(
-        x=alt.X("x:Q", scale=alt.Scale(domain=[-6, 6]), title=None),
-        x2="x2", y=alt.Y("y:Q", scale=alt.Scale(domain=[-6, 6]), title=None), y2="y2",
-        color=alt.Color("p:Q", scale=ORANGE_BLUE, title="P(blue)",
-                        legend=alt.Legend(orient="bottom", direction="horizontal",
-                                          gradientLength=110)),
+    cells = pd.DataFrame(
+        {
+            "x": gx.ravel() - step / 2,
+            "x2": gx.ravel() + step / 2,
+            "y": gy.ravel() - step / 2,
+            "y2": gy.ravel() + step / 2,
+            "p": output.ravel().round(3),
+        }
     )
-    frames = [pd.DataFrame({"x": data.x_train[:, 0], "y": data.x_train[:, 1],
-                            "label": data.y_train, "split": "train"})]
+    heat = (
+        alt.Chart(cells)
+        .mark_rect(opacity=0.8)
+        .encode(
+            x=alt.X("x:Q", scale=alt.Scale(domain=[-6, 6]), title=None),
+            x2="x2",
+            y=alt.Y("y:Q", scale=alt.Scale(domain=[-6, 6]), title=None),
+            y2="y2",
+            color=alt.Color(
+                "p:Q",
+                scale=ORANGE_BLUE,
+                title="P(blue)",
+                legend=alt.Legend(orient="bottom", direction="horizontal", gradientLength=110),
+            ),
+        )
+    )
+    frames = [
+        pd.DataFrame(
+            {
+                "x": data.x_train[:, 0],
+                "y": data.x_train[:, 1],
+                "label": data.y_train,
+                "split": "train",
+            }
+        )
+    ]
     if show_test:
-        frames.append(pd.DataFrame({"x": data.x_test[:, 0], "y": data.x_test[:, 1],
-                                    "label": data.y_test, "split": "test"}))
-    points = alt.Chart(pd.concat(frames)).mark_point(filled=True, size=28).encode(
-        x="x:Q", y="y:Q",
-        color=alt.Color("label:Q", scale=ORANGE_BLUE, legend=None),
-        stroke=alt.Stroke("split:N", scale=alt.Scale(domain=["train", "test"],
-                                                     range=["#ffffff", TEST_RING]),
-                          title="points", legend=alt.Legend(orient="bottom")),
-        shape=alt.Shape("split:N", scale=alt.Scale(domain=["train", "test"],
-                                                   range=["circle", "square"])),
+        frames.append(
+            pd.DataFrame(
+                {
+                    "x": data.x_test[:, 0],
+                    "y": data.x_test[:, 1],
+                    "label": data.y_test,
+                    "split": "test",
+                }
+            )
+        )
+    points = (
+        alt.Chart(pd.concat(frames))
+        .mark_point(filled=True, size=28)
+        .encode(
+            x="x:Q",
+            y="y:Q",
+            color=alt.Color("label:Q", scale=ORANGE_BLUE, legend=None),
+            stroke=alt.Stroke(
+                "split:N",
+                scale=alt.Scale(domain=["train", "test"], range=["#ffffff", TEST_RING]),
+                title="points",
+                legend=alt.Legend(orient="bottom"),
+            ),
+            shape=alt.Shape(
+                "split:N", scale=alt.Scale(domain=["train", "test"], range=["circle", "square"])
+            ),
+        )
     )
     return (heat + points).resolve_scale(color="independent").properties(height=320)
 
 
-def loss_chart(train: tuple[float, ...], test: tuple[float, ...], cap: int | None = None,
-               title: str = "loss (binary cross-entropy)") -> alt.LayerChart:
+def loss_chart(
+    train: tuple[float, ...],
+    test: tuple[float, ...],
+    cap: int | None = None,
+    title: str = "loss (binary cross-entropy)",
+) -> alt.LayerChart:
     """Train and test loss per epoch; the latest values are dots, so the chart shows something
     from epoch 0 (a line needs two epochs)."""
     keep = np.unique(np.linspace(0, len(train) - 1, min(len(train), 150)).astype(int))
     tr, te = np.asarray(train)[keep], np.asarray(test)[keep]
-    df = pd.concat([pd.DataFrame({"epoch": keep, "loss": tr, "set": "train"}),
-                    pd.DataFrame({"epoch": keep, "loss": te, "set": "test"})])
+    df = pd.concat(
+        [
+            pd.DataFrame({"epoch": keep, "loss": tr, "set": "train"}),
+            pd.DataFrame({"epoch": keep, "loss": te, "set": "test"}),
+        ]
+    )
     df = df[np.isfinite(df["loss"])]
     x_scale = alt.Scale(domain=[0, cap]) if cap else alt.Undefined
     base = alt.Chart(df, title=alt.Title(title, fontSize=12)).encode(
-        x=alt.X("epoch:Q", scale=x_scale), y=alt.Y("loss:Q", title="loss"),
-        color=alt.Color("set:N", scale=alt.Scale(domain=["train", "test"],
-                                                 range=["#868e96", "#e8590c"])),
-        tooltip=["set", "epoch", alt.Tooltip("loss:Q", format=".3f")])
+        x=alt.X("epoch:Q", scale=x_scale),
+        y=alt.Y("loss:Q", title="loss"),
+        color=alt.Color(
+            "set:N", scale=alt.Scale(domain=["train", "test"], range=["#868e96", "#e8590c"])
+        ),
+        tooltip=["set", "epoch", alt.Tooltip("loss:Q", format=".3f")],
+    )
     last = base.transform_filter(f"datum.epoch == {int(keep[-1])}").mark_circle(size=50)
     return (base.mark_line() + last).properties(height=180)
 
 
 # ---- the playground widget ----------------------------------------------------------------
 
-def _controls(prefix: str, d: pgc.PlaygroundConfig, show: set[str]
-              ) -> tuple[pgc.PlaygroundConfig, bool]:
+
+def _controls(
+    prefix: str, d: pgc.PlaygroundConfig, show: set[str]
+) -> tuple[pgc.PlaygroundConfig, bool]:
     """The Playground's controls; every one is bound to the URL so a copied link reopens it."""
     q = "query-params"
     values: dict = {}
@@ -139,42 +198,73 @@ def _controls(prefix: str, d: pgc.PlaygroundConfig, show: set[str]
     # one changes less often (noise, split, regularization) sit in a popover.
     c1, c2, c3, c4 = st.columns(4)
     if "data" in show:
-        values["dataset"] = c1.selectbox("Dataset", pgc.DATASETS, index=pgc.DATASETS.index(d.dataset),
-                                         key=f"{prefix}.dataset", bind=q)
+        values["dataset"] = c1.selectbox(
+            "Dataset",
+            pgc.DATASETS,
+            index=pgc.DATASETS.index(d.dataset),
+            key=f"{prefix}.dataset",
+            bind=q,
+        )
     extra = {"data", "regularization"} & show
     more = c1.popover("Data and regularization", width="stretch") if extra else None
     if "data" in show:
         values["noise"] = more.slider("Noise (%)", 0, 50, d.noise, 5, key=f"{prefix}.noise", bind=q)
-        values["train_ratio"] = more.slider("Training data (%)", 10, 90, d.train_ratio, 10,
-                                            key=f"{prefix}.ratio", bind=q)
+        values["train_ratio"] = more.slider(
+            "Training data (%)", 10, 90, d.train_ratio, 10, key=f"{prefix}.ratio", bind=q
+        )
     if "regularization" in show:
         values["regularization"] = more.selectbox(
-            "Regularization", pgc.REGULARIZATIONS,
-            index=pgc.REGULARIZATIONS.index(d.regularization), key=f"{prefix}.reg", bind=q)
-        values["reg_rate"] = more.select_slider("Regularization rate", pgc.REG_RATES, d.reg_rate,
-                                                key=f"{prefix}.reg_rate", bind=q)
+            "Regularization",
+            pgc.REGULARIZATIONS,
+            index=pgc.REGULARIZATIONS.index(d.regularization),
+            key=f"{prefix}.reg",
+            bind=q,
+        )
+        values["reg_rate"] = more.select_slider(
+            "Regularization rate", pgc.REG_RATES, d.reg_rate, key=f"{prefix}.reg_rate", bind=q
+        )
     if "features" in show:
-        chosen = c2.multiselect("Input features", pgc.FEATURES, default=list(d.features),
-                                key=f"{prefix}.features", bind=q)
+        chosen = c2.multiselect(
+            "Input features",
+            pgc.FEATURES,
+            default=list(d.features),
+            key=f"{prefix}.features",
+            bind=q,
+        )
         values["features"] = tuple(f for f in pgc.FEATURES if f in chosen)
     if "network" in show:
         values["activation"] = c3.selectbox(
-            "Activation", pgc.ACTIVATIONS, index=pgc.ACTIVATIONS.index(d.activation),
-            key=f"{prefix}.activation", bind=q)
-        depth = c2.slider("Hidden layers", 0, pgc.MAX_LAYERS, len(d.hidden), key=f"{prefix}.depth",
-                          bind=q)
+            "Activation",
+            pgc.ACTIVATIONS,
+            index=pgc.ACTIVATIONS.index(d.activation),
+            key=f"{prefix}.activation",
+            bind=q,
+        )
+        depth = c2.slider(
+            "Hidden layers", 0, pgc.MAX_LAYERS, len(d.hidden), key=f"{prefix}.depth", bind=q
+        )
         widths = []
         cols = c3.columns(3)
         for i in range(depth):
             default = d.hidden[i] if i < len(d.hidden) else 4
-            widths.append(cols[i % 3].number_input(f"Layer {i + 1}", 1, pgc.MAX_NEURONS, default,
-                                                   key=f"{prefix}.width{i + 1}", bind=q))
+            widths.append(
+                cols[i % 3].number_input(
+                    f"Layer {i + 1}",
+                    1,
+                    pgc.MAX_NEURONS,
+                    default,
+                    key=f"{prefix}.width{i + 1}",
+                    bind=q,
+                )
+            )
         values["hidden"] = tuple(int(w) for w in widths)
     if "training" in show:
         values["learning_rate"] = c4.select_slider(
-            "Learning rate", pgc.LEARNING_RATES, d.learning_rate, key=f"{prefix}.lr", bind=q)
-        values["batch_size"] = c4.slider("Batch size", 1, 30, d.batch_size,
-                                         key=f"{prefix}.batch", bind=q)
+            "Learning rate", pgc.LEARNING_RATES, d.learning_rate, key=f"{prefix}.lr", bind=q
+        )
+        values["batch_size"] = c4.slider(
+            "Batch size", 1, 30, d.batch_size, key=f"{prefix}.batch", bind=q
+        )
     values["show_test"] = c1.checkbox("Show test data", True, key=f"{prefix}.show_test")
     values["seed"] = st.session_state.setdefault(f"{prefix}.seed", d.seed)
     if not values.get("features", True):
@@ -220,19 +310,38 @@ def _buttons(prefix: str, pg: pgc.Playground, cap: int) -> None:
 
     playing = st.session_state.get(playing_key, False)
     b = st.columns([1, 1, 1, 1.4, 1.6, 2])
-    b[0].button("Pause" if playing else "Play", key=f"{prefix}.play", on_click=toggle,
-                icon=":material/pause:" if playing else ":material/play_arrow:",
-                type="primary", disabled=pg.epoch >= cap and not playing)
+    b[0].button(
+        "Pause" if playing else "Play",
+        key=f"{prefix}.play",
+        on_click=toggle,
+        icon=":material/pause:" if playing else ":material/play_arrow:",
+        type="primary",
+        disabled=pg.epoch >= cap and not playing,
+    )
     b[1].button("Step", key=f"{prefix}.step", on_click=step, help="Train one epoch.")
     b[2].button("Reset", key=f"{prefix}.reset", on_click=reset, help="Fresh random weights.")
-    b[3].button("Regenerate", key=f"{prefix}.regen", on_click=regenerate,
-                help="Draw a new sample of the dataset.")
-    b[4].button(f"Train to {cap}", key=f"{prefix}.finish", on_click=finish,
-                help=f"Run the remaining epochs at once (at most {cap}).")
-    b[5].slider("Epochs per redraw (at most)", 1, 10, 3, key=f"{prefix}.speed",
-                help=f"Each redraw trains at most this many epochs and stops after the first "
-                     f"epoch that passes {TRAIN_BUDGET_S * 1000:.0f} ms, so the animation stays "
-                     f"smooth on a busy machine.")
+    b[3].button(
+        "Regenerate",
+        key=f"{prefix}.regen",
+        on_click=regenerate,
+        help="Draw a new sample of the dataset.",
+    )
+    b[4].button(
+        f"Train to {cap}",
+        key=f"{prefix}.finish",
+        on_click=finish,
+        help=f"Run the remaining epochs at once (at most {cap}).",
+    )
+    b[5].slider(
+        "Epochs per redraw (at most)",
+        1,
+        10,
+        3,
+        key=f"{prefix}.speed",
+        help=f"Each redraw trains at most this many epochs and stops after the first "
+        f"epoch that passes {TRAIN_BUDGET_S * 1000:.0f} ms, so the animation stays "
+        f"smooth on a busy machine.",
+    )
 
 
 def _draw(prefix: str, pg: pgc.Playground, cap: int, show_test: bool, playing: bool) -> None:
@@ -256,11 +365,17 @@ def _draw(prefix: str, pg: pgc.Playground, cap: int, show_test: bool, playing: b
             st.image(montage([neuron_image(a) for a in acts]), width=54)
     with cols[-2]:
         if playing:  # a picture while animating; the interactive chart once paused
-            st.image(boundary_image(snap.output, pg.data, show_test), width="stretch",
-                     caption="x and y from -6 to 6; white rings: training, violet: test points")
+            st.image(
+                boundary_image(snap.output, pg.data, show_test),
+                width="stretch",
+                caption="x and y from -6 to 6; white rings: training, violet: test points",
+            )
         else:
-            st.altair_chart(boundary_chart(snap.output, snap.grid, pg.data, show_test),
-                            key=f"{prefix}.boundary", width="stretch")
+            st.altair_chart(
+                boundary_chart(snap.output, snap.grid, pg.data, show_test),
+                key=f"{prefix}.boundary",
+                width="stretch",
+            )
     st.altair_chart(loss_chart(snap.train_loss, snap.test_loss, cap), key=f"{prefix}.loss")
 
 
@@ -268,8 +383,12 @@ ALL_CONTROLS = frozenset({"data", "features", "network", "training", "regulariza
 DEFAULT_CONFIG = pgc.PlaygroundConfig()
 
 
-def playground(prefix: str, defaults: pgc.PlaygroundConfig = DEFAULT_CONFIG,
-               show: frozenset[str] = ALL_CONTROLS, cap: int = pgc.EPOCH_CAP) -> pgc.Playground:
+def playground(
+    prefix: str,
+    defaults: pgc.PlaygroundConfig = DEFAULT_CONFIG,
+    show: frozenset[str] = ALL_CONTROLS,
+    cap: int = pgc.EPOCH_CAP,
+) -> pgc.Playground:
     """TensorFlow Playground in a page: controls, buttons and the animated network."""
     config, show_test = _controls(prefix, defaults, set(show))
     pg = _sync(prefix, config)
@@ -282,27 +401,34 @@ def playground(prefix: str, defaults: pgc.PlaygroundConfig = DEFAULT_CONFIG,
         now_playing = st.session_state.get(playing_key, False)
         start = time.perf_counter()
         if now_playing:
-            pg.train_epochs(min(st.session_state.get(f"{prefix}.speed", 3), cap - pg.epoch),
-                            budget_s=TRAIN_BUDGET_S)
+            pg.train_epochs(
+                min(st.session_state.get(f"{prefix}.speed", 3), cap - pg.epoch),
+                budget_s=TRAIN_BUDGET_S,
+            )
             if pg.epoch >= cap or pg.diverged:
                 st.session_state[playing_key] = False
                 st.rerun()  # the whole page, so the timer stops and Play comes back
         trained = time.perf_counter()
         _draw(prefix, pg, cap, show_test, now_playing)
         if now_playing:
-            count = st.session_state[f"{prefix}.redraws"] = \
+            count = st.session_state[f"{prefix}.redraws"] = (
                 st.session_state.get(f"{prefix}.redraws", 0) + 1
+            )
             rest = pause_after(time.perf_counter() - start)
-            st.caption(f"Redraw {count}: training {1000 * (trained - start):.0f} ms, drawing "
-                       f"{1000 * (time.perf_counter() - trained):.0f} ms (the server's side), "
-                       f"then {1000 * rest:.0f} ms of rest.")
+            st.caption(
+                f"Redraw {count}: training {1000 * (trained - start):.0f} ms, drawing "
+                f"{1000 * (time.perf_counter() - trained):.0f} ms (the server's side), "
+                f"then {1000 * rest:.0f} ms of rest."
+            )
             time.sleep(rest)  # pacing: one learner's Play never holds a whole core
 
     live()
-    st.caption(f"Each run stops by itself after {cap} epochs (an epoch is one pass over the "
-               f"training points, in mini-batches). While playing, the network trains up to "
-               f"{st.session_state.get(f'{prefix}.speed', 3)} epochs (about "
-               f"{TRAIN_BUDGET_S * 1000:.0f} ms) between redraws, at most "
-               f"{1 / REDRAW_S:.0f} redraws a second, resting between them so that one "
-               f"learner's Play uses at most {PLAY_CPU_SHARE:.0%} of a server core.")
+    st.caption(
+        f"Each run stops by itself after {cap} epochs (an epoch is one pass over the "
+        f"training points, in mini-batches). While playing, the network trains up to "
+        f"{st.session_state.get(f'{prefix}.speed', 3)} epochs (about "
+        f"{TRAIN_BUDGET_S * 1000:.0f} ms) between redraws, at most "
+        f"{1 / REDRAW_S:.0f} redraws a second, resting between them so that one "
+        f"learner's Play uses at most {PLAY_CPU_SHARE:.0%} of a server core."
+    )
     return pg

@@ -29,8 +29,11 @@ def require_anatomy(lm: LoadedModel, *needs: str) -> Anatomy:
     try:
         return require(lm.model, *needs)
     except UnsupportedArchitecture as exc:
-        st.warning(f"This page needs a decoder model it can take apart, and the model picked "
-                   f"in the sidebar is not one here. {exc} {DECODER_HINT}", icon="⚠️")
+        st.warning(
+            f"This page needs a decoder model it can take apart, and the model picked "
+            f"in the sidebar is not one here. {exc} {DECODER_HINT}",
+            icon="⚠️",
+        )
         st.stop()
         raise  # st.stop() raises; this line only tells type checkers the function ends here
 
@@ -47,8 +50,10 @@ def prompt_or_default(text: str | None = None, what: str = "The shared prompt (s
 def note_truncation(total: int, used: int, what: str = "this page") -> None:
     """Say that a long prompt was cut (total tokens, tokens used), and nothing otherwise."""
     if total > used:
-        st.info(f"The prompt has {total:,} tokens; {what} uses the first {used:,} so that it "
-                "stays interactive.")
+        st.info(
+            f"The prompt has {total:,} tokens; {what} uses the first {used:,} so that it "
+            "stays interactive."
+        )
 
 
 def model_page(*needs: str, prompt: bool = True) -> tuple[LoadedModel, str]:
@@ -59,5 +64,10 @@ def model_page(*needs: str, prompt: bool = True) -> tuple[LoadedModel, str]:
     return lm, prompt_or_default() if prompt else ""
 
 
-__all__ = ["TRACE_TOKEN_CAP", "model_page", "note_truncation", "prompt_or_default",
-           "require_anatomy"]
+__all__ = [
+    "TRACE_TOKEN_CAP",
+    "model_page",
+    "note_truncation",
+    "prompt_or_default",
+    "require_anatomy",
+]

@@ -17,11 +17,14 @@ from core.lens import PUBLISHED_CONFIGS, parameter_count
 from core.playground import toy_threads
 
 TOKENIZATIONS = {"bpe": "BPE: the LM's tokens that occur in the corpus", "char": "Characters"}
-LOSS_COLORS = alt.Scale(domain=["train (each step)", "train (fixed batches)", "validation"],
-                        range=["#9ecae9", "#1f77b4", "#ff7f0e"])
+LOSS_COLORS = alt.Scale(
+    domain=["train (each step)", "train (fixed batches)", "validation"],
+    range=["#9ecae9", "#1f77b4", "#ff7f0e"],
+)
 
 
 # ---- cached work ---------------------------------------------------------------------------------
+
 
 @st.cache_resource(show_spinner="Tokenizing the corpus…", max_entries=4)
 def cached_corpus(kind: str, model_id: str) -> pt.TokenizedCorpus:
@@ -44,6 +47,7 @@ def train_work(corpus: pt.TokenizedCorpus, cfg: pt.TrainConfig):
             log = pt.train(corpus, cfg, report)
         st.session_state[JUST_TRAINED] = True  # the live view already shows the final state
         return log
+
     return work
 
 
@@ -59,8 +63,9 @@ def cached_param_count(vocab: int, n_layer: int, n_head: int, d_model: int, cont
 
 
 @st.cache_resource(show_spinner="Computing each worker's gradient…", max_entries=8)
-def cached_dp_check(kind: str, model_id: str, workers: int, batch: int,
-                    context: int) -> pt.DataParallelCheck:
+def cached_dp_check(
+    kind: str, model_id: str, workers: int, batch: int, context: int
+) -> pt.DataParallelCheck:
     corpus = cached_corpus(kind, model_id)
     cfg = pt.TrainConfig(context=context)
     model = pt.make_model(corpus, cfg)
@@ -71,22 +76,27 @@ def cached_dp_check(kind: str, model_id: str, workers: int, batch: int,
 
 # ---- frames and charts -----------------------------------------------------------------------------
 
+
 def schedule_frame(lr: float, warmup: int, steps: int, min_ratio: float) -> pd.DataFrame:
     sched = pt.lr_schedule(lr, warmup, steps, min_ratio)
     return pd.DataFrame({"step": range(len(sched)), "learning rate": sched})
 
 
 def schedule_chart(df: pd.DataFrame) -> alt.Chart:
-    return alt.Chart(df).mark_line().encode(
-        x=alt.X("step:Q", title="step"),
-        y=alt.Y("learning rate:Q", title="learning rate", axis=alt.Axis(format=".1e")),
-        tooltip=["step", alt.Tooltip("learning rate:Q", format=".2e")],
-    ).properties(height=200)
+    return (
+        alt.Chart(df)
+        .mark_line()
+        .encode(
+            x=alt.X("step:Q", title="step"),
+            y=alt.Y("learning rate:Q", title="learning rate", axis=alt.Axis(format=".1e")),
+            tooltip=["step", alt.Tooltip("learning rate:Q", format=".2e")],
+        )
+        .properties(height=200)
+    )
 
 
 def loss_frame(log: pt.TrainLog) -> pd.DataFrame:
-    rows = [{"step": i, "loss": x, "curve": "train (each step)"}
-            for i, x in enumerate(log.losses)]
+    rows = [{"step": i, "loss": x, "curve": "train (each step)"} for i, x in enumerate(log.losses)]
     for e in log.evals:
         rows.append({"step": e.step, "loss": e.train, "curve": "train (fixed batches)"})
         rows.append({"step": e.step, "loss": e.val, "curve": "validation"})
@@ -94,18 +104,27 @@ def loss_frame(log: pt.TrainLog) -> pd.DataFrame:
 
 
 def loss_chart(df: pd.DataFrame, ln_vocab: float, steps: int) -> alt.Chart:
-    lines = alt.Chart(df).mark_line(point=alt.OverlayMarkDef(size=20)).encode(
-        x=alt.X("step:Q", title="step", scale=alt.Scale(domain=[0, steps])),
-        y=alt.Y("loss:Q", title="cross-entropy loss (nats per token)",
-                scale=alt.Scale(zero=False)),
-        color=alt.Color("curve:N", scale=LOSS_COLORS, title=None,
-                        legend=alt.Legend(orient="bottom")),
-        tooltip=["curve", "step", alt.Tooltip("loss:Q", format=".3f")],
+    lines = (
+        alt.Chart(df)
+        .mark_line(point=alt.OverlayMarkDef(size=20))
+        .encode(
+            x=alt.X("step:Q", title="step", scale=alt.Scale(domain=[0, steps])),
+            y=alt.Y(
+                "loss:Q", title="cross-entropy loss (nats per token)", scale=alt.Scale(zero=False)
+            ),
+            color=alt.Color(
+                "curve:N", scale=LOSS_COLORS, title=None, legend=alt.Legend(orient="bottom")
+            ),
+            tooltip=["curve", "step", alt.Tooltip("loss:Q", format=".3f")],
+        )
     )
     rule_df = pd.DataFrame({"y": [ln_vocab], "label": [f"ln V = {ln_vocab:.2f}"]})
     rule = alt.Chart(rule_df).mark_rule(strokeDash=[4, 4], color="gray").encode(y="y:Q")
-    text = alt.Chart(rule_df).mark_text(align="left", dx=4, dy=-6, color="gray").encode(
-        y="y:Q", x=alt.value(0), text="label:N")
+    text = (
+        alt.Chart(rule_df)
+        .mark_text(align="left", dx=4, dy=-6, color="gray")
+        .encode(y="y:Q", x=alt.value(0), text="label:N")
+    )
     return (lines + rule + text).properties(height=280)
 
 
@@ -114,15 +133,25 @@ def grad_norm_frame(log: pt.TrainLog) -> pd.DataFrame:
 
 
 def grad_norm_chart(df: pd.DataFrame, clip: float) -> alt.Chart:
-    line = alt.Chart(df).mark_line().encode(
-        x=alt.X("step:Q", title="step"),
-        y=alt.Y("gradient norm:Q", title="gradient norm before clipping",
-                scale=alt.Scale(type="log")),
+    line = (
+        alt.Chart(df)
+        .mark_line()
+        .encode(
+            x=alt.X("step:Q", title="step"),
+            y=alt.Y(
+                "gradient norm:Q",
+                title="gradient norm before clipping",
+                scale=alt.Scale(type="log"),
+            ),
+        )
     )
     if clip <= 0:
         return line.properties(height=200)
-    rule = alt.Chart(pd.DataFrame({"clip": [clip]})).mark_rule(
-        strokeDash=[4, 4], color="#d62728").encode(y="clip:Q")
+    rule = (
+        alt.Chart(pd.DataFrame({"clip": [clip]}))
+        .mark_rule(strokeDash=[4, 4], color="#d62728")
+        .encode(y="clip:Q")
+    )
     return (line + rule).properties(height=200)
 
 
@@ -132,36 +161,53 @@ def live_view(log: pt.TrainLog) -> None:
     c1.metric("step", f"{len(log.losses)} / {log.steps_planned}")
     c2.metric("tokens per second", f"{log.tokens_per_s:,.0f}")
     last = log.evals[-1] if log.evals else None
-    c3.metric("validation loss", f"{last.val:.3f}" if last else "–",
-              help=f"at step {last.step}" if last else None)
-    st.altair_chart(loss_chart(loss_frame(log), log.ln_vocab, log.steps_planned),
-                    width="stretch")
+    c3.metric(
+        "validation loss",
+        f"{last.val:.3f}" if last else "–",
+        help=f"at step {last.step}" if last else None,
+    )
+    st.altair_chart(loss_chart(loss_frame(log), log.ln_vocab, log.steps_planned), width="stretch")
     if log.samples:
         step, text = log.samples[-1]
-        st.caption(f"Sample at step {step}: {pt.SAMPLE_TOKENS} tokens after "
-                   f"{pt.SAMPLE_PROMPT!r}, temperature 0.8")
+        st.caption(
+            f"Sample at step {step}: {pt.SAMPLE_TOKENS} tokens after "
+            f"{pt.SAMPLE_PROMPT!r}, temperature 0.8"
+        )
         st.text(text)
 
 
 def dp_frame(check: pt.DataParallelCheck) -> pd.DataFrame:
-    rows = [{"gradient": f"worker {i + 1}", "norm": n, "kind": "one worker's shard"}
-            for i, n in enumerate(check.worker_grad_norms)]
-    rows.append({"gradient": "average of workers", "norm": check.averaged_grad_norm,
-                 "kind": "all-reduce average"})
+    rows = [
+        {"gradient": f"worker {i + 1}", "norm": n, "kind": "one worker's shard"}
+        for i, n in enumerate(check.worker_grad_norms)
+    ]
+    rows.append(
+        {
+            "gradient": "average of workers",
+            "norm": check.averaged_grad_norm,
+            "kind": "all-reduce average",
+        }
+    )
     rows.append({"gradient": "full batch", "norm": check.full_grad_norm, "kind": "full batch"})
     return pd.DataFrame(rows)
 
 
 def dp_chart(df: pd.DataFrame) -> alt.Chart:
-    return alt.Chart(df).mark_bar().encode(
-        y=alt.Y("gradient:N", sort=None, title=None),
-        x=alt.X("norm:Q", title="gradient norm (all parameters)"),
-        color=alt.Color("kind:N", title=None, legend=alt.Legend(orient="bottom")),
-        tooltip=["gradient", alt.Tooltip("norm:Q", format=".6f")],
-    ).properties(height=alt.Step(22))
+    return (
+        alt.Chart(df)
+        .mark_bar()
+        .encode(
+            y=alt.Y("gradient:N", sort=None, title=None),
+            x=alt.X("norm:Q", title="gradient norm (all parameters)"),
+            color=alt.Color("kind:N", title=None, legend=alt.Legend(orient="bottom")),
+            tooltip=["gradient", alt.Tooltip("norm:Q", format=".6f")],
+        )
+        .properties(height=alt.Step(22))
+    )
 
 
 # ---- the memory and communication calculator (pages 14 and 15) -------------------------------
+
 
 def model_presets(tiny_params: int | None = None) -> dict[str, tuple[int, int, int]]:
     """Name -> (parameters, layers, d_model): the loaded LM, published configs, the tiny GPT."""
@@ -172,8 +218,11 @@ def model_presets(tiny_params: int | None = None) -> dict[str, tuple[int, int, i
     cfg = lm.config
     layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layer", 1)
     width = getattr(cfg, "hidden_size", None) or getattr(cfg, "n_embd", 1)
-    out[f"{lm.model_id} (loaded)"] = (sum(p.numel() for p in lm.model.parameters()),
-                                      int(layers), int(width))
+    out[f"{lm.model_id} (loaded)"] = (
+        sum(p.numel() for p in lm.model.parameters()),
+        int(layers),
+        int(width),
+    )
     for c in PUBLISHED_CONFIGS:
         if c["name"] in ("Llama-2 7B", "Llama-2 70B", "GPT-3 175B"):
             s = geometry(c)
@@ -189,22 +238,35 @@ def _size(x: float) -> str:
 
 
 def memory_frame(plan: pt.MemoryPlan) -> pd.DataFrame:
-    return pd.DataFrame({"where": "one GPU",
-                         "part": ["weights", "gradients", "optimizer (Adam m, v)"],
-                         "GB": [plan.weights / 1e9, plan.grads / 1e9, plan.optimizer / 1e9]})
+    return pd.DataFrame(
+        {
+            "where": "one GPU",
+            "part": ["weights", "gradients", "optimizer (Adam m, v)"],
+            "GB": [plan.weights / 1e9, plan.grads / 1e9, plan.optimizer / 1e9],
+        }
+    )
 
 
 def memory_chart(df: pd.DataFrame, gpu_gb: float) -> alt.Chart:
-    bar = alt.Chart(df).mark_bar().encode(
-        x=alt.X("GB:Q", stack="zero", title="GB per GPU (model states); red: GPU memory"),
-        y=alt.Y("where:N", title=None),
-        color=alt.Color("part:N", title=None, sort=None, legend=alt.Legend(orient="bottom")),
-        order=alt.Order("order:Q"),
-        tooltip=["part", alt.Tooltip("GB:Q", format=",.3f")],
-    ).transform_calculate(order="indexof(['weights', 'gradients', 'optimizer (Adam m, v)'], "
-                                "datum.part)")
-    rule = alt.Chart(pd.DataFrame({"GB": [gpu_gb]})).mark_rule(
-        color="#d62728", strokeDash=[4, 4], size=2).encode(x="GB:Q")
+    bar = (
+        alt.Chart(df)
+        .mark_bar()
+        .encode(
+            x=alt.X("GB:Q", stack="zero", title="GB per GPU (model states); red: GPU memory"),
+            y=alt.Y("where:N", title=None),
+            color=alt.Color("part:N", title=None, sort=None, legend=alt.Legend(orient="bottom")),
+            order=alt.Order("order:Q"),
+            tooltip=["part", alt.Tooltip("GB:Q", format=",.3f")],
+        )
+        .transform_calculate(
+            order="indexof(['weights', 'gradients', 'optimizer (Adam m, v)'], datum.part)"
+        )
+    )
+    rule = (
+        alt.Chart(pd.DataFrame({"GB": [gpu_gb]}))
+        .mark_rule(color="#d62728", strokeDash=[4, 4], size=2)
+        .encode(x="GB:Q")
+    )
     return (bar + rule).properties(height=90)
 
 
@@ -215,20 +277,30 @@ def memory_calculator(prefix: str, tiny_params: int | None = None) -> None:
     c1, c2, c3 = st.columns(3)
     loaded = next(i for i, n in enumerate(names) if n.endswith("(loaded)"))
     name = c1.selectbox("Model", names, index=loaded, key=f"{prefix}.mem_model")
-    precision = c2.selectbox("Precision", list(pt.BYTES_PER_PARAM), key=f"{prefix}.mem_prec",
-                             help="fp32: weights 4 + grads 4 + Adam m, v 8 = 16 bytes per "
-                                  "parameter. Mixed bf16: 2 + 2 + fp32 master, m, v 12 = 16.")
+    precision = c2.selectbox(
+        "Precision",
+        list(pt.BYTES_PER_PARAM),
+        key=f"{prefix}.mem_prec",
+        help="fp32: weights 4 + grads 4 + Adam m, v 8 = 16 bytes per "
+        "parameter. Mixed bf16: 2 + 2 + fp32 master, m, v 12 = 16.",
+    )
     gpu_gb = c3.number_input("GPU memory (GB)", 8, 192, 80, step=8, key=f"{prefix}.mem_gpu")
     d1, d2, d3, d4 = st.columns(4)
     dp = d1.select_slider("Data parallel", [1, 2, 4, 8, 16, 32, 64], 8, key=f"{prefix}.mem_dp")
     tp = d2.select_slider("Tensor parallel", [1, 2, 4, 8], 1, key=f"{prefix}.mem_tp")
     pp = d3.select_slider("Pipeline stages", [1, 2, 4, 8, 16], 1, key=f"{prefix}.mem_pp")
-    zero = d4.select_slider("ZeRO stage", [0, 1, 2, 3], 0, key=f"{prefix}.mem_zero",
-                            help="Shards over the data-parallel GPUs: 1 the optimizer state, "
-                                 "2 also the gradients, 3 also the weights.")
+    zero = d4.select_slider(
+        "ZeRO stage",
+        [0, 1, 2, 3],
+        0,
+        key=f"{prefix}.mem_zero",
+        help="Shards over the data-parallel GPUs: 1 the optimizer state, "
+        "2 also the gradients, 3 also the weights.",
+    )
     params, layers, width = presets[name]
-    plan = pt.ParallelPlan(params, layers, width, dp=dp, tp=tp, pp=pp, zero=zero,
-                           precision=precision)
+    plan = pt.ParallelPlan(
+        params, layers, width, dp=dp, tp=tp, pp=pp, zero=zero, precision=precision
+    )
     mem = pt.memory_plan(plan)
     per_param = sum(pt.BYTES_PER_PARAM[precision])
     st.altair_chart(memory_chart(memory_frame(mem), gpu_gb), width="stretch")
@@ -277,8 +349,10 @@ def data_parallel_demo(kind: str) -> None:
         "rounding), so every worker takes the same update one big machine would."
     )
     st.altair_chart(dp_chart(dp_frame(check)), width="stretch")
-    st.caption("Each worker's own gradient differs (it saw other text); their average matches "
-               "the full batch's.")
+    st.caption(
+        "Each worker's own gradient differs (it saw other text); their average matches "
+        "the full batch's."
+    )
 
 
 def n_params_text(check: pt.DataParallelCheck) -> str:

@@ -22,6 +22,7 @@ PREVIEW_CHARS = 160
 
 # ---- cached wrappers -----------------------------------------------------------------------
 
+
 @st.cache_resource(show_spinner=False)
 def cached_corpus() -> tuple[dp.Doc, ...]:
     return dp.sample_corpus()
@@ -46,8 +47,9 @@ def cached_stats() -> tuple[dp.DocStats, ...]:
 
 @st.cache_resource(show_spinner="Filtering…", max_entries=64)
 def cached_pipeline(t: dp.Thresholds) -> dp.PipelineResult:
-    return dp.run_pipeline(cached_corpus(), t, cached_signatures(t.shingle, t.num_perm),
-                           cached_stats())
+    return dp.run_pipeline(
+        cached_corpus(), t, cached_signatures(t.shingle, t.num_perm), cached_stats()
+    )
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -68,16 +70,19 @@ def cached_minhash_check(k: int, num_perm: int) -> dp.JaccardCheck:
 
 # ---- frames and charts ---------------------------------------------------------------------
 
+
 def funnel_frame(result: dp.PipelineResult, tokens: dict[int, int]) -> pd.DataFrame:
     raw_docs = len(result.kept[0])
     raw_tokens = sum(tokens[i] for i in result.kept[0])
     rows = []
     for stage, ids in zip(dp.STAGES, result.kept, strict=True):
         n_tokens = sum(tokens[i] for i in ids)
-        rows.append({"stage": stage, "measure": "documents", "kept": len(ids),
-                     "share": len(ids) / raw_docs})
-        rows.append({"stage": stage, "measure": "tokens", "kept": n_tokens,
-                     "share": n_tokens / raw_tokens})
+        rows.append(
+            {"stage": stage, "measure": "documents", "kept": len(ids), "share": len(ids) / raw_docs}
+        )
+        rows.append(
+            {"stage": stage, "measure": "tokens", "kept": n_tokens, "share": n_tokens / raw_tokens}
+        )
     return pd.DataFrame(rows)
 
 
@@ -85,24 +90,44 @@ def funnel_chart(df: pd.DataFrame) -> alt.Chart:
     base = alt.Chart(df).encode(
         y=alt.Y("stage:N", sort=STAGE_ORDER, title="after stage"),
         yOffset=alt.YOffset("measure:N", sort=MEASURES),
-        x=alt.X("share:Q", title="share of the raw sample kept",
-                axis=alt.Axis(format="%", values=[0, 0.25, 0.5, 0.75, 1.0]),
-                scale=alt.Scale(domain=[0, 1])),
-        tooltip=["stage", "measure", alt.Tooltip("kept:Q", format=","),
-                 alt.Tooltip("share:Q", format=".1%")],
+        x=alt.X(
+            "share:Q",
+            title="share of the raw sample kept",
+            axis=alt.Axis(format="%", values=[0, 0.25, 0.5, 0.75, 1.0]),
+            scale=alt.Scale(domain=[0, 1]),
+        ),
+        tooltip=[
+            "stage",
+            "measure",
+            alt.Tooltip("kept:Q", format=","),
+            alt.Tooltip("share:Q", format=".1%"),
+        ],
     )
-    bars = base.mark_bar().encode(color=alt.Color("measure:N", scale=MEASURE_COLOURS,
-                                                  title=None, legend=alt.Legend(orient="top")))
+    bars = base.mark_bar().encode(
+        color=alt.Color(
+            "measure:N", scale=MEASURE_COLOURS, title=None, legend=alt.Legend(orient="top")
+        )
+    )
     labels = base.mark_text(align="right", dx=-3, fontSize=10, color="white").encode(
-        text=alt.Text("kept:Q", format=","))  # inside the bar: readable in both themes
+        text=alt.Text("kept:Q", format=",")
+    )  # inside the bar: readable in both themes
     return (bars + labels).properties(height=alt.Step(13))
 
 
 def recall_frame(rows: tuple[dp.RecallRow, ...]) -> pd.DataFrame:
-    return pd.DataFrame([{
-        "injected kind": r.kind, "documents": r.injected, "caught": r.caught,
-        "recall": r.recall if r.kind != "clean" else np.nan, "caught by": r.target,
-        "dropped (any stage)": r.dropped_any} for r in rows])
+    return pd.DataFrame(
+        [
+            {
+                "injected kind": r.kind,
+                "documents": r.injected,
+                "caught": r.caught,
+                "recall": r.recall if r.kind != "clean" else np.nan,
+                "caught by": r.target,
+                "dropped (any stage)": r.dropped_any,
+            }
+            for r in rows
+        ]
+    )
 
 
 def dropped_frame(docs: tuple[dp.Doc, ...], result: dp.PipelineResult) -> pd.DataFrame:
@@ -111,53 +136,89 @@ def dropped_frame(docs: tuple[dp.Doc, ...], result: dp.PipelineResult) -> pd.Dat
     for x in result.dropped:
         d = by_id[x.doc_id]
         preview = " ".join(d.text.split())
-        rows.append({"id": d.id, "stage": x.stage, "reason": x.reason, "kind": d.kind,
-                     "source": d.source,
-                     "text": preview[:PREVIEW_CHARS] + ("…" if len(preview) > PREVIEW_CHARS
-                                                         else "")})
+        rows.append(
+            {
+                "id": d.id,
+                "stage": x.stage,
+                "reason": x.reason,
+                "kind": d.kind,
+                "source": d.source,
+                "text": preview[:PREVIEW_CHARS] + ("…" if len(preview) > PREVIEW_CHARS else ""),
+            }
+        )
     return pd.DataFrame(rows, columns=["id", "stage", "reason", "kind", "source", "text"])
 
 
 def s_curve_frame(bands: int, rows: int) -> pd.DataFrame:
     s = np.linspace(0, 1, 101)
-    return pd.DataFrame({"Jaccard similarity": s,
-                         "P(candidate pair)": dp.candidate_probability(s, bands, rows)})
+    return pd.DataFrame(
+        {"Jaccard similarity": s, "P(candidate pair)": dp.candidate_probability(s, bands, rows)}
+    )
 
 
 def s_curve_chart(df: pd.DataFrame, threshold: float, check: dp.JaccardCheck) -> alt.Chart:
-    line = alt.Chart(df).mark_line(color="#1c7ed6").encode(
-        x=alt.X("Jaccard similarity:Q", scale=alt.Scale(domain=[0, 1])),
-        y=alt.Y("P(candidate pair):Q", scale=alt.Scale(domain=[0, 1])))
-    rule = alt.Chart(pd.DataFrame({"Jaccard similarity": [threshold]})).mark_rule(
-        color="#e03131", strokeDash=[4, 3]).encode(x="Jaccard similarity:Q")
+    line = (
+        alt.Chart(df)
+        .mark_line(color="#1c7ed6")
+        .encode(
+            x=alt.X("Jaccard similarity:Q", scale=alt.Scale(domain=[0, 1])),
+            y=alt.Y("P(candidate pair):Q", scale=alt.Scale(domain=[0, 1])),
+        )
+    )
+    rule = (
+        alt.Chart(pd.DataFrame({"Jaccard similarity": [threshold]}))
+        .mark_rule(color="#e03131", strokeDash=[4, 3])
+        .encode(x="Jaccard similarity:Q")
+    )
     near = check.true[np.array(check.pair) == "near-duplicate pair"]
-    rug = alt.Chart(pd.DataFrame({"Jaccard similarity": near, "P(candidate pair)": 0.03})
-                    ).mark_tick(color="#f08c00", thickness=1).encode(
-        x="Jaccard similarity:Q", y="P(candidate pair):Q",
-        tooltip=alt.Tooltip("Jaccard similarity:Q", title="true Jaccard", format=".2f"))
+    rug = (
+        alt.Chart(pd.DataFrame({"Jaccard similarity": near, "P(candidate pair)": 0.03}))
+        .mark_tick(color="#f08c00", thickness=1)
+        .encode(
+            x="Jaccard similarity:Q",
+            y="P(candidate pair):Q",
+            tooltip=alt.Tooltip("Jaccard similarity:Q", title="true Jaccard", format=".2f"),
+        )
+    )
     return alt.layer(line, rule, rug).properties(height=230)
 
 
 def jaccard_frame(check: dp.JaccardCheck) -> pd.DataFrame:
-    return pd.DataFrame({"true Jaccard": check.true.round(4),
-                         "MinHash estimate": check.estimated.round(4), "pair": check.pair})
+    return pd.DataFrame(
+        {
+            "true Jaccard": check.true.round(4),
+            "MinHash estimate": check.estimated.round(4),
+            "pair": check.pair,
+        }
+    )
 
 
 def jaccard_chart(df: pd.DataFrame) -> alt.Chart:
-    diag = alt.Chart(pd.DataFrame({"true Jaccard": [0, 1], "MinHash estimate": [0, 1]})
-                     ).mark_line(color="#868e96", strokeDash=[4, 3]).encode(
-        x="true Jaccard:Q", y="MinHash estimate:Q")
-    pts = alt.Chart(df).mark_circle(size=22, opacity=0.7).encode(
-        x=alt.X("true Jaccard:Q", scale=alt.Scale(domain=[0, 1])),
-        y=alt.Y("MinHash estimate:Q", scale=alt.Scale(domain=[0, 1])),
-        color=alt.Color("pair:N", scale=alt.Scale(range=["#f08c00", "#1c7ed6"]),
-                        legend=alt.Legend(orient="bottom", title=None)),
-        tooltip=["pair", "true Jaccard", "MinHash estimate"])
+    diag = (
+        alt.Chart(pd.DataFrame({"true Jaccard": [0, 1], "MinHash estimate": [0, 1]}))
+        .mark_line(color="#868e96", strokeDash=[4, 3])
+        .encode(x="true Jaccard:Q", y="MinHash estimate:Q")
+    )
+    pts = (
+        alt.Chart(df)
+        .mark_circle(size=22, opacity=0.7)
+        .encode(
+            x=alt.X("true Jaccard:Q", scale=alt.Scale(domain=[0, 1])),
+            y=alt.Y("MinHash estimate:Q", scale=alt.Scale(domain=[0, 1])),
+            color=alt.Color(
+                "pair:N",
+                scale=alt.Scale(range=["#f08c00", "#1c7ed6"]),
+                legend=alt.Legend(orient="bottom", title=None),
+            ),
+            tooltip=["pair", "true Jaccard", "MinHash estimate"],
+        )
+    )
     return alt.layer(diag, pts).properties(height=230)
 
 
-def available_tokens(docs: tuple[dp.Doc, ...], kept: tuple[int, ...],
-                     tokens: dict[int, int]) -> dict[str, int]:
+def available_tokens(
+    docs: tuple[dp.Doc, ...], kept: tuple[int, ...], tokens: dict[int, int]
+) -> dict[str, int]:
     source = {d.id: d.source for d in docs}
     out = dict.fromkeys(dp.SOURCES, 0)
     for i in kept:
@@ -166,24 +227,45 @@ def available_tokens(docs: tuple[dp.Doc, ...], kept: tuple[int, ...],
 
 
 def mixture_frame(rows: tuple[dp.MixRow, ...]) -> pd.DataFrame:
-    return pd.DataFrame([{"source": r.source, "share of budget": r.share,
-                          "tokens drawn": round(r.tokens), "unique tokens after filtering":
-                          r.available, "epochs": r.epochs} for r in rows])
+    return pd.DataFrame(
+        [
+            {
+                "source": r.source,
+                "share of budget": r.share,
+                "tokens drawn": round(r.tokens),
+                "unique tokens after filtering": r.available,
+                "epochs": r.epochs,
+            }
+            for r in rows
+        ]
+    )
 
 
 def mixture_chart(df: pd.DataFrame, repeat_limit: float) -> alt.Chart:
     shown = df.assign(epochs=df["epochs"].replace([np.inf], np.nan))
-    bars = alt.Chart(shown).mark_bar().encode(
-        y=alt.Y("source:N", title=None, sort=list(dp.SOURCES)),
-        x=alt.X("epochs:Q", title="epochs (times each unique token is seen)"),
-        color=alt.condition(f"datum.epochs > {repeat_limit}", alt.value("#e03131"),
-                            alt.value("#2f9e44")),
-        tooltip=["source", alt.Tooltip("share of budget:Q", format=".0%"),
-                 alt.Tooltip("tokens drawn:Q", format=","),
-                 alt.Tooltip("unique tokens after filtering:Q", format=","),
-                 alt.Tooltip("epochs:Q", format=".2f")])
-    rule = alt.Chart(pd.DataFrame({"x": [repeat_limit]})).mark_rule(
-        strokeDash=[4, 3], color="#868e96").encode(x="x:Q")
+    bars = (
+        alt.Chart(shown)
+        .mark_bar()
+        .encode(
+            y=alt.Y("source:N", title=None, sort=list(dp.SOURCES)),
+            x=alt.X("epochs:Q", title="epochs (times each unique token is seen)"),
+            color=alt.condition(
+                f"datum.epochs > {repeat_limit}", alt.value("#e03131"), alt.value("#2f9e44")
+            ),
+            tooltip=[
+                "source",
+                alt.Tooltip("share of budget:Q", format=".0%"),
+                alt.Tooltip("tokens drawn:Q", format=","),
+                alt.Tooltip("unique tokens after filtering:Q", format=","),
+                alt.Tooltip("epochs:Q", format=".2f"),
+            ],
+        )
+    )
+    rule = (
+        alt.Chart(pd.DataFrame({"x": [repeat_limit]}))
+        .mark_rule(strokeDash=[4, 3], color="#868e96")
+        .encode(x="x:Q")
+    )
     return alt.layer(bars, rule).properties(height=alt.Step(30))
 
 
@@ -191,29 +273,52 @@ def perplexity_frame(result: dp.PerplexityResult) -> pd.DataFrame:
     rows = []
     for r in result.rows:
         preview = " ".join(r.prefix.split())[:80]
-        rows.append({"id": r.doc_id, "kind": r.kind, "model": "LM",
-                     "perplexity": r.lm_perplexity, "text": preview})
-        rows.append({"id": r.doc_id, "kind": r.kind, "model": "character n-gram",
-                     "perplexity": r.ngram_perplexity, "text": preview})
+        rows.append(
+            {
+                "id": r.doc_id,
+                "kind": r.kind,
+                "model": "LM",
+                "perplexity": r.lm_perplexity,
+                "text": preview,
+            }
+        )
+        rows.append(
+            {
+                "id": r.doc_id,
+                "kind": r.kind,
+                "model": "character n-gram",
+                "perplexity": r.ngram_perplexity,
+                "text": preview,
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def perplexity_chart(df: pd.DataFrame, model: str) -> alt.Chart:
     """One tick per sampled document, a row per injected kind, for one of the two models."""
     kinds = [k for k in KIND_ORDER if k in set(df["kind"])]
-    return alt.Chart(df[df["model"] == model]).mark_tick(thickness=2, size=16).encode(
-        x=alt.X("perplexity:Q", scale=alt.Scale(type="log"),
-                title=f"{model} perplexity (log scale)"),
-        y=alt.Y("kind:N", sort=kinds, title=None),
-        color=alt.Color("kind:N", sort=kinds, legend=None),
-        tooltip=["kind", "id", alt.Tooltip("perplexity:Q", format=".1f"), "text"],
-    ).properties(height=alt.Step(24))
+    return (
+        alt.Chart(df[df["model"] == model])
+        .mark_tick(thickness=2, size=16)
+        .encode(
+            x=alt.X(
+                "perplexity:Q", scale=alt.Scale(type="log"), title=f"{model} perplexity (log scale)"
+            ),
+            y=alt.Y("kind:N", sort=kinds, title=None),
+            color=alt.Color("kind:N", sort=kinds, legend=None),
+            tooltip=["kind", "id", alt.Tooltip("perplexity:Q", format=".1f"), "text"],
+        )
+        .properties(height=alt.Step(24))
+    )
 
 
 def median_table(df: pd.DataFrame) -> pd.DataFrame:
     kinds = [k for k in KIND_ORDER if k in set(df["kind"])]
-    return df.pivot_table(index="kind", columns="model", values="perplexity",
-                          aggfunc="median").reindex(kinds).round(1)
+    return (
+        df.pivot_table(index="kind", columns="model", values="perplexity", aggfunc="median")
+        .reindex(kinds)
+        .round(1)
+    )
 
 
 def clean_dropped_by_source(docs: tuple[dp.Doc, ...], result: dp.PipelineResult) -> dict[str, int]:
@@ -232,27 +337,33 @@ def flagged_share(df: pd.DataFrame) -> pd.DataFrame:
     for model, part in df.groupby("model"):
         limit = part.loc[part["kind"] == "clean", "perplexity"].max()
         for kind, g in part[part["kind"] != "clean"].groupby("kind"):
-            rows.append({"model": model, "kind": kind, "dropped": float((g["perplexity"] >
-                                                                          limit).mean())})
+            rows.append(
+                {"model": model, "kind": kind, "dropped": float((g["perplexity"] > limit).mean())}
+            )
     return pd.DataFrame(rows).pivot(index="kind", columns="model", values="dropped")
 
 
 # ---- sections (drawing) --------------------------------------------------------------------
 
+
 def dropped_table(docs: tuple[dp.Doc, ...], result: dp.PipelineResult) -> None:
     df = dropped_frame(docs, result)
     c1, c2 = st.columns(2)
-    stages = c1.multiselect("Stage", STAGE_ORDER[1:], key="pretraining_data.drop_stage",
-                            placeholder="every stage")
-    kinds = c2.multiselect("Injected kind", KIND_ORDER, key="pretraining_data.drop_kind",
-                           placeholder="every kind")
+    stages = c1.multiselect(
+        "Stage", STAGE_ORDER[1:], key="pretraining_data.drop_stage", placeholder="every stage"
+    )
+    kinds = c2.multiselect(
+        "Injected kind", KIND_ORDER, key="pretraining_data.drop_kind", placeholder="every kind"
+    )
     if stages:
         df = df[df["stage"].isin(stages)]
     if kinds:
         df = df[df["kind"].isin(kinds)]
-    st.caption(f"Showing {len(df):,} of {len(result.dropped):,} dropped documents, each with "
-               f"the first rule it failed (texts cut at {PREVIEW_CHARS} characters). "
-               "'kind' is what was injected; 'clean' means a real documentation paragraph.")
+    st.caption(
+        f"Showing {len(df):,} of {len(result.dropped):,} dropped documents, each with "
+        f"the first rule it failed (texts cut at {PREVIEW_CHARS} characters). "
+        "'kind' is what was injected; 'clean' means a real documentation paragraph."
+    )
     st.dataframe(df, hide_index=True, width="stretch", height=320)
 
 
@@ -269,28 +380,34 @@ def minhash_section(t: dp.Thresholds, result: dp.PipelineResult) -> None:
         f"whole band: pairs above about (1/b)^(1/r) = {dp.lsh_threshold(t.bands, rows):.2f} "
         "similarity almost always collide, pairs far below almost never. Here LSH proposed "
         f"{result.candidate_pairs:,} candidate pairs; those with an estimate of at least "
-        f"{t.jaccard:.2f} were dropped.")
+        f"{t.jaccard:.2f} were dropped."
+    )
     c1, c2 = st.columns(2)
-    c1.altair_chart(s_curve_chart(s_curve_frame(t.bands, rows), t.jaccard, check),
-                    width="stretch")
-    c1.caption("Chance that a pair becomes a candidate, 1 − (1 − s^r)^b; orange ticks: the "
-               "true Jaccard of each injected near-duplicate with its original; red: the "
-               "threshold.")
+    c1.altair_chart(s_curve_chart(s_curve_frame(t.bands, rows), t.jaccard, check), width="stretch")
+    c1.caption(
+        "Chance that a pair becomes a candidate, 1 − (1 − s^r)^b; orange ticks: the "
+        "true Jaccard of each injected near-duplicate with its original; red: the "
+        "threshold."
+    )
     c2.altair_chart(jaccard_chart(jaccard_frame(check)), width="stretch")
-    c2.caption(f"MinHash estimate against exact Jaccard for {len(check.true)} pairs: mean "
-               f"absolute error {check.mean_abs_error:.3f} with {t.num_perm} permutations "
-               "(fewer permutations, noisier estimates).")
+    c2.caption(
+        f"MinHash estimate against exact Jaccard for {len(check.true)} pairs: mean "
+        f"absolute error {check.mean_abs_error:.3f} with {t.num_perm} permutations "
+        "(fewer permutations, noisier estimates)."
+    )
 
 
 def pii_section(docs: tuple[dp.Doc, ...], result: dp.PipelineResult) -> None:
     by_id = {d.id: d for d in docs}
     total = sum(n for _, _, n in result.masked)
     wrong = [m for m in result.masked if by_id[m[0]].kind != "pii"]
-    st.markdown(f"Regular expressions replaced {total} e-mail addresses, phone numbers and IP "
-                f"addresses in {len(result.masked)} of the {len(result.kept[-1]):,} kept "
-                f"documents. {len(wrong)} of those documents had no injected personal data: "
-                "there a rule fired on something else (shown first when present). Rules miss "
-                "unusual formats and hit look-alikes, so real pipelines check a sample by hand.")
+    st.markdown(
+        f"Regular expressions replaced {total} e-mail addresses, phone numbers and IP "
+        f"addresses in {len(result.masked)} of the {len(result.kept[-1]):,} kept "
+        f"documents. {len(wrong)} of those documents had no injected personal data: "
+        "there a rule fired on something else (shown first when present). Rules miss "
+        "unusual formats and hit look-alikes, so real pipelines check a sample by hand."
+    )
     shown = (wrong + [m for m in result.masked if m not in wrong])[:3]
     for doc_id, masked, _ in shown:
         c1, c2 = st.columns(2)
@@ -302,36 +419,52 @@ def pii_section(docs: tuple[dp.Doc, ...], result: dp.PipelineResult) -> None:
         st.caption(f"Showing {len(shown)} of {len(result.masked)} masked documents.")
 
 
-def mixture_section(docs: tuple[dp.Doc, ...], result: dp.PipelineResult,
-                    tokens: dict[int, int]) -> None:
+def mixture_section(
+    docs: tuple[dp.Doc, ...], result: dp.PipelineResult, tokens: dict[int, int]
+) -> None:
     have = available_tokens(docs, result.kept[-1], tokens)
-    st.markdown("A training run draws a fixed number of tokens from several sources in chosen "
-                "proportions. A small, valuable source given a large weight is repeated many "
-                "times: up to about 4 epochs, repeated data trains almost as well as new data "
-                "(Muennighoff et al., 2023); far beyond that it is mostly memorised.")
+    st.markdown(
+        "A training run draws a fixed number of tokens from several sources in chosen "
+        "proportions. A small, valuable source given a large weight is repeated many "
+        "times: up to about 4 epochs, repeated data trains almost as well as new data "
+        "(Muennighoff et al., 2023); far beyond that it is mostly memorised."
+    )
     cols = st.columns(len(dp.SOURCES) + 1)
-    budget = cols[0].select_slider("Token budget", (50_000, 100_000, 200_000, 500_000,
-                                                    1_000_000, 5_000_000), 500_000,
-                                   format_func=lambda v: f"{v:,}",
-                                   key="pretraining_data.budget")
+    budget = cols[0].select_slider(
+        "Token budget",
+        (50_000, 100_000, 200_000, 500_000, 1_000_000, 5_000_000),
+        500_000,
+        format_func=lambda v: f"{v:,}",
+        key="pretraining_data.budget",
+    )
     defaults = {"docs prose": 50, "docs code": 20, "web crawl": 30}
-    weights = {s: cols[i + 1].slider(f"Weight: {s}", 0, 100, defaults[s],
-                                     key=f"pretraining_data.w.{s}")
-               for i, s in enumerate(dp.SOURCES)}
+    weights = {
+        s: cols[i + 1].slider(f"Weight: {s}", 0, 100, defaults[s], key=f"pretraining_data.w.{s}")
+        for i, s in enumerate(dp.SOURCES)
+    }
     if sum(weights.values()) == 0:
         st.info("All weights are 0: give at least one source some weight. Using equal weights.")
         weights = dict.fromkeys(dp.SOURCES, 1)
     df = mixture_frame(dp.mixture_plan(have, weights, budget))
     c1, c2 = st.columns([3, 2])
     c1.altair_chart(mixture_chart(df, 4.0), width="stretch")
-    c2.dataframe(df, hide_index=True, width="stretch", column_config={
-        "share of budget": st.column_config.NumberColumn("share", format="percent"),
-        "tokens drawn": st.column_config.NumberColumn("drawn", format="localized"),
-        "unique tokens after filtering": st.column_config.NumberColumn(
-            "unique", format="localized", help="Unique tokens left after filtering"),
-        "epochs": st.column_config.NumberColumn(format="%.2f")})
-    st.caption("Unique tokens are what each source keeps after the pipeline above; red bars "
-               "pass 4 epochs (dashed line).")
+    c2.dataframe(
+        df,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "share of budget": st.column_config.NumberColumn("share", format="percent"),
+            "tokens drawn": st.column_config.NumberColumn("drawn", format="localized"),
+            "unique tokens after filtering": st.column_config.NumberColumn(
+                "unique", format="localized", help="Unique tokens left after filtering"
+            ),
+            "epochs": st.column_config.NumberColumn(format="%.2f"),
+        },
+    )
+    st.caption(
+        "Unique tokens are what each source keeps after the pipeline above; red bars "
+        "pass 4 epochs (dashed line)."
+    )
 
 
 def perplexity_section(scored: dp.PerplexityResult) -> None:
@@ -345,39 +478,55 @@ def perplexity_section(scored: dp.PerplexityResult) -> None:
     lm_word = "more fluent than" if lm_b < lm_c else "less fluent than"
     ng_word = "flags it" if ng_b > ng_c else "does not flag it"
     if lm_b < lm_c and ng_b > ng_c:
-        lesson = ("The lesson: a model-based filter keeps what looks like its own training "
-                  "data. A web-trained LM keeps web boilerplate; a model of the text you want "
-                  "keeps that text.")
+        lesson = (
+            "The lesson: a model-based filter keeps what looks like its own training "
+            "data. A web-trained LM keeps web boilerplate; a model of the text you want "
+            "keeps that text."
+        )
     else:
-        lesson = ("On this sample the two models do not split the way they often do (a "
-                  "web-trained LM rating boilerplate as fluent): score more documents per kind "
-                  "for steadier medians.")
+        lesson = (
+            "On this sample the two models do not split the way they often do (a "
+            "web-trained LM rating boilerplate as fluent): score more documents per kind "
+            "for steadier medians."
+        )
     st.markdown(
         f"Median perplexity of boilerplate against clean documentation prose: **{lm_b:.1f} vs "
         f"{lm_c:.1f}** for {scored.model_id}, which finds boilerplate {lm_word} the real "
         f"text; the character {scored.ngram_order}-gram model trained on "
         f"{scored.ngram_training_docs} clean paragraphs gives **{ng_b:.1f} vs {ng_c:.1f}** and "
-        f"{ng_word}. {lesson}")
+        f"{ng_word}. {lesson}"
+    )
     c1, c2 = st.columns(2)
     c1.caption("Median perplexity per kind")
     c1.dataframe(med, width="stretch")
     c2.caption("Dropped by a threshold just above the worst clean paragraph of the sample")
-    c2.dataframe(flagged_share(df), width="stretch",
-                 column_config={c: st.column_config.NumberColumn(format="percent")
-                                for c in ("LM", "character n-gram")})
+    c2.dataframe(
+        flagged_share(df),
+        width="stretch",
+        column_config={
+            c: st.column_config.NumberColumn(format="percent") for c in ("LM", "character n-gram")
+        },
+    )
 
 
 def own_text_section(t: dp.Thresholds) -> None:
-    text = st.text_area("A document to run through the rules", key="pretraining_data.own",
-                        max_chars=20_000, height=120,
-                        value="Subscribe to our newsletter!\nHome | About | Blog | Contact\n"
-                              "Write to jane.doe@example.com or call +1 555-0123.")
+    text = st.text_area(
+        "A document to run through the rules",
+        key="pretraining_data.own",
+        max_chars=20_000,
+        height=120,
+        value="Subscribe to our newsletter!\nHome | About | Blog | Contact\n"
+        "Write to jane.doe@example.com or call +1 555-0123.",
+    )
     if not text.strip():
         st.info("Type or paste a document to see which rules it passes.")
         return
     lang, share = dp.language_of(text)
-    verdicts = [("language", dp.language_reason(text, t)), ("quality", dp.quality_reason(text, t)),
-                ("repetition", dp.repetition_reason(text, t))]
+    verdicts = [
+        ("language", dp.language_reason(text, t)),
+        ("quality", dp.quality_reason(text, t)),
+        ("repetition", dp.repetition_reason(text, t)),
+    ]
     stats = dp.quality_stats(text) | dp.repetition_stats(text)
     st.text(f"Detected: {lang} (English share of stop words {share:.0%})")
     for stage, why in verdicts:

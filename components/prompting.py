@@ -30,9 +30,13 @@ def _measured() -> dict:
 
 def condition_for(technique: str, template: str, k: int, seed: int, think: int) -> P.Condition:
     """Only the settings a technique uses enter its condition, so its cache key stays stable."""
-    return P.Condition(technique, template, k if technique == "few-shot" else 0,
-                       seed if technique == "few-shot" else 0,
-                       think if technique == "step-by-step" else 0)
+    return P.Condition(
+        technique,
+        template,
+        k if technique == "few-shot" else 0,
+        seed if technique == "few-shot" else 0,
+        think if technique == "step-by-step" else 0,
+    )
 
 
 def missing(model_id: str, conditions: list[P.Condition]) -> list[P.Condition]:
@@ -41,9 +45,18 @@ def missing(model_id: str, conditions: list[P.Condition]) -> list[P.Condition]:
 
 
 def estimate_seconds(conditions: list[P.Condition], reviews: int) -> float:
-    per = [reviews * (SECONDS_PER_READ + (c.think_tokens * SECONDS_PER_THOUGHT_TOKEN
-                                          + 2 * SECONDS_PER_READ if c.think_tokens else 0))
-           for c in conditions]
+    per = [
+        reviews
+        * (
+            SECONDS_PER_READ
+            + (
+                c.think_tokens * SECONDS_PER_THOUGHT_TOKEN + 2 * SECONDS_PER_READ
+                if c.think_tokens
+                else 0
+            )
+        )
+        for c in conditions
+    ]
     return sum(per)
 
 
@@ -66,17 +79,19 @@ def summary_frame(results: list[P.ConditionResult], threshold: float) -> pd.Data
     for r in results:
         s = P.summarise(r)
         _, best_acc = P.best_threshold(r.p_positive, r.truth)
-        rows.append({
-            "technique": s.technique,
-            "accuracy at 0.5": s.accuracy,
-            f"accuracy at {threshold:.2f}": P.accuracy(r.p_positive, r.truth, threshold),
-            "best cut's accuracy": best_acc,
-            "AUC": s.auc,
-            "mass on label tokens": s.label_mass,
-            "prompt tokens (all reviews)": s.prompt_tokens,
-            "tokens computed (prefix cached)": s.computed_tokens,
-            "tokens generated": s.generated_tokens,
-        })
+        rows.append(
+            {
+                "technique": s.technique,
+                "accuracy at 0.5": s.accuracy,
+                f"accuracy at {threshold:.2f}": P.accuracy(r.p_positive, r.truth, threshold),
+                "best cut's accuracy": best_acc,
+                "AUC": s.auc,
+                "mass on label tokens": s.label_mass,
+                "prompt tokens (all reviews)": s.prompt_tokens,
+                "tokens computed (prefix cached)": s.computed_tokens,
+                "tokens generated": s.generated_tokens,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -84,26 +99,51 @@ def strip_frame(results: list[P.ConditionResult], reviews: tuple[P.Review, ...])
     rows = []
     for r in results:
         for i, (p, t, said) in enumerate(zip(r.p_positive, r.truth, r.said)):
-            rows.append({"technique": r.condition.technique, "review": reviews[i].text,
-                         "truth": "positive" if t else "negative", "p(positive)": p,
-                         "label mass": r.mass[i], "model's top next token": said,
-                         "jitter": ((i * 7) % 11) / 10 - 0.5})
+            rows.append(
+                {
+                    "technique": r.condition.technique,
+                    "review": reviews[i].text,
+                    "truth": "positive" if t else "negative",
+                    "p(positive)": p,
+                    "label mass": r.mass[i],
+                    "model's top next token": said,
+                    "jitter": ((i * 7) % 11) / 10 - 0.5,
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def strip_chart(df: pd.DataFrame, threshold: float) -> alt.Chart:
     """One dot per review and technique; the rule is the movable threshold."""
-    dots = alt.Chart(df).mark_circle(size=70, opacity=0.8).encode(
-        x=alt.X("p(positive):Q", scale=alt.Scale(domain=[0, 1]),
-                title="p(positive), read over the label tokens"),
-        y=alt.Y("technique:N", title=None, sort=list(P.TECHNIQUES)),
-        yOffset=alt.YOffset("jitter:Q", scale=alt.Scale(domain=[-0.8, 0.8])),
-        color=alt.Color("truth:N", title="true label",
-                        scale=alt.Scale(domain=["positive", "negative"],
-                                        range=["#2ca02c", "#d62728"])),
-        tooltip=["technique", "review", "truth", alt.Tooltip("p(positive):Q", format=".3f"),
-                 alt.Tooltip("label mass:Q", format=".1%"), "model's top next token"],
+    dots = (
+        alt.Chart(df)
+        .mark_circle(size=70, opacity=0.8)
+        .encode(
+            x=alt.X(
+                "p(positive):Q",
+                scale=alt.Scale(domain=[0, 1]),
+                title="p(positive), read over the label tokens",
+            ),
+            y=alt.Y("technique:N", title=None, sort=list(P.TECHNIQUES)),
+            yOffset=alt.YOffset("jitter:Q", scale=alt.Scale(domain=[-0.8, 0.8])),
+            color=alt.Color(
+                "truth:N",
+                title="true label",
+                scale=alt.Scale(domain=["positive", "negative"], range=["#2ca02c", "#d62728"]),
+            ),
+            tooltip=[
+                "technique",
+                "review",
+                "truth",
+                alt.Tooltip("p(positive):Q", format=".3f"),
+                alt.Tooltip("label mass:Q", format=".1%"),
+                "model's top next token",
+            ],
+        )
     )
-    rule = alt.Chart(pd.DataFrame({"t": [threshold]})).mark_rule(strokeDash=[4, 3], size=2).encode(
-        x="t:Q")
+    rule = (
+        alt.Chart(pd.DataFrame({"t": [threshold]}))
+        .mark_rule(strokeDash=[4, 3], size=2)
+        .encode(x="t:Q")
+    )
     return (dots + rule).properties(height=70 * max(1, df["technique"].nunique()) + 30)

@@ -30,14 +30,16 @@ def cached_pairs() -> rlhf.PreferenceData:
 
 
 def pairs_frame(data: rlhf.PreferenceData, flipped: tuple[int, ...]) -> pd.DataFrame:
-    return pd.DataFrame({
-        "pair": range(1, len(data.pairs) + 1),
-        "preferred": ["B (yours)" if i in flipped else "A" for i in range(len(data.pairs))],
-        "prompt": [p.prompt for p in data.pairs],
-        "answer A": [p.chosen for p in data.pairs],
-        "answer B": [p.rejected for p in data.pairs],
-        "set": ["train"] * data.n_train + ["held out"] * data.held_out,
-    })
+    return pd.DataFrame(
+        {
+            "pair": range(1, len(data.pairs) + 1),
+            "preferred": ["B (yours)" if i in flipped else "A" for i in range(len(data.pairs))],
+            "prompt": [p.prompt for p in data.pairs],
+            "answer A": [p.chosen for p in data.pairs],
+            "answer B": [p.rejected for p in data.pairs],
+            "set": ["train"] * data.n_train + ["held out"] * data.held_out,
+        }
+    )
 
 
 def _features_key(model_id: str) -> tuple:
@@ -55,11 +57,15 @@ def features_job(model_id: str) -> rlhf.AnswerFeatures | None:
     def work(report: rlhf.Report) -> rlhf.AnswerFeatures:
         return rlhf.answer_features(load_model(model_id), items, report)
 
-    return run_job(_features_key(model_id), work, start_label="Read every answer with the LM",
-                   estimate_s=len(items) * ANSWER_SECONDS,
-                   caps=f"{len(items)} answers (the pairs, plus filler variants), one forward pass "
-                        f"each, at most {rlhf.ANSWER_TOKEN_CAP} answer tokens.",
-                   rerun_label=None)
+    return run_job(
+        _features_key(model_id),
+        work,
+        start_label="Read every answer with the LM",
+        estimate_s=len(items) * ANSWER_SECONDS,
+        caps=f"{len(items)} answers (the pairs, plus filler variants), one forward pass "
+        f"each, at most {rlhf.ANSWER_TOKEN_CAP} answer tokens.",
+        rerun_label=None,
+    )
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
@@ -73,60 +79,85 @@ def cached_reward_model(model_id: str, flipped: tuple[int, ...]) -> rlhf.RewardM
 
 def training_chart(model: rlhf.RewardModel) -> alt.Chart:
     steps = range(1, len(model.losses) + 1)
-    df = pd.concat([
-        pd.DataFrame({"step": steps, "value": model.losses, "curve": "training loss"}),
-        pd.DataFrame({"step": steps, "value": model.held_out_accuracy,
-                      "curve": "held-out pairwise accuracy"}),
-    ])
+    df = pd.concat(
+        [
+            pd.DataFrame({"step": steps, "value": model.losses, "curve": "training loss"}),
+            pd.DataFrame(
+                {
+                    "step": steps,
+                    "value": model.held_out_accuracy,
+                    "curve": "held-out pairwise accuracy",
+                }
+            ),
+        ]
+    )
     return (
-        alt.Chart(df).mark_line()
-        .encode(x=alt.X("step:Q", title="training step"),
-                y=alt.Y("value:Q", title="loss (nats) / accuracy"),
-                color=alt.Color("curve:N", title=None, legend=alt.Legend(orient="top")),
-                tooltip=["curve", "step", alt.Tooltip("value:Q", format=".3f")])
+        alt.Chart(df)
+        .mark_line()
+        .encode(
+            x=alt.X("step:Q", title="training step"),
+            y=alt.Y("value:Q", title="loss (nats) / accuracy"),
+            color=alt.Color("curve:N", title=None, legend=alt.Legend(orient="top")),
+            tooltip=["curve", "step", alt.Tooltip("value:Q", format=".3f")],
+        )
         .properties(height=240)
     )
 
 
-def answers_frame(features: rlhf.AnswerFeatures, model: rlhf.RewardModel,
-                  data: rlhf.PreferenceData, flipped: tuple[int, ...]) -> pd.DataFrame:
+def answers_frame(
+    features: rlhf.AnswerFeatures,
+    model: rlhf.RewardModel,
+    data: rlhf.PreferenceData,
+    flipped: tuple[int, ...],
+) -> pd.DataFrame:
     n = 2 * len(data.pairs)
     rewards = model.score(features.features[:n])
     rows = []
     for i in range(n):
         pair = i // 2
         preferred = (i % 2 == 0) != (pair in flipped)
-        rows.append({"answer": rlhf.answers_of(data)[i][1], "tokens": int(features.tokens[i]),
-                     "reward": float(rewards[i]),
-                     "label": "preferred" if preferred else "not preferred",
-                     "set": "train" if pair < data.n_train else "held out"})
+        rows.append(
+            {
+                "answer": rlhf.answers_of(data)[i][1],
+                "tokens": int(features.tokens[i]),
+                "reward": float(rewards[i]),
+                "label": "preferred" if preferred else "not preferred",
+                "set": "train" if pair < data.n_train else "held out",
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def length_chart(df: pd.DataFrame) -> alt.Chart:
     return (
-        alt.Chart(df).mark_circle(size=70, opacity=0.8)
-        .encode(x=alt.X("tokens:Q", title="answer length (tokens)"),
-                y=alt.Y("reward:Q", title="reward"),
-                color=alt.Color("label:N", title=None, legend=alt.Legend(orient="top")),
-                shape=alt.Shape("set:N", title=None),
-                tooltip=["answer", "tokens", alt.Tooltip("reward:Q", format=".2f"), "label"])
+        alt.Chart(df)
+        .mark_circle(size=70, opacity=0.8)
+        .encode(
+            x=alt.X("tokens:Q", title="answer length (tokens)"),
+            y=alt.Y("reward:Q", title="reward"),
+            color=alt.Color("label:N", title=None, legend=alt.Legend(orient="top")),
+            shape=alt.Shape("set:N", title=None),
+            tooltip=["answer", "tokens", alt.Tooltip("reward:Q", format=".2f"), "label"],
+        )
         .properties(height=330)
     )
 
 
-def filler_frame(features: rlhf.AnswerFeatures, model: rlhf.RewardModel,
-                 data: rlhf.PreferenceData) -> pd.DataFrame:
+def filler_frame(
+    features: rlhf.AnswerFeatures, model: rlhf.RewardModel, data: rlhf.PreferenceData
+) -> pd.DataFrame:
     start = 2 * len(data.pairs)
     items = rlhf.filler_items(data)
-    rewards = model.score(features.features[start:start + len(items)])
+    rewards = model.score(features.features[start : start + len(items)])
     reps = len(rlhf.FILLER_REPEATS)
-    return pd.DataFrame({
-        "prompt": [p for p, _ in items],
-        "filler sentences": [rlhf.FILLER_REPEATS[i % reps] for i in range(len(items))],
-        "tokens": features.tokens[start:start + len(items)].astype(int),
-        "reward": rewards,
-    })
+    return pd.DataFrame(
+        {
+            "prompt": [p for p, _ in items],
+            "filler sentences": [rlhf.FILLER_REPEATS[i % reps] for i in range(len(items))],
+            "tokens": features.tokens[start : start + len(items)].astype(int),
+            "reward": rewards,
+        }
+    )
 
 
 def filler_effect(df: pd.DataFrame, k: int) -> tuple[float, int, int]:
@@ -139,14 +170,22 @@ def filler_effect(df: pd.DataFrame, k: int) -> tuple[float, int, int]:
 
 def filler_chart(df: pd.DataFrame) -> alt.Chart:
     return (
-        alt.Chart(df).mark_line(point=True)
-        .encode(x=alt.X("filler sentences:Q", title="sentences of filler appended",
-                        axis=alt.Axis(tickMinStep=1, format="d")),
-                y=alt.Y("reward:Q", title="reward"),
-                color=alt.Color("prompt:N", title="held-out prompt",
-                                legend=alt.Legend(orient="bottom", columns=1, labelLimit=400)),
-                tooltip=["prompt", "filler sentences", "tokens",
-                         alt.Tooltip("reward:Q", format=".2f")])
+        alt.Chart(df)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X(
+                "filler sentences:Q",
+                title="sentences of filler appended",
+                axis=alt.Axis(tickMinStep=1, format="d"),
+            ),
+            y=alt.Y("reward:Q", title="reward"),
+            color=alt.Color(
+                "prompt:N",
+                title="held-out prompt",
+                legend=alt.Legend(orient="bottom", columns=1, labelLimit=400),
+            ),
+            tooltip=["prompt", "filler sentences", "tokens", alt.Tooltip("reward:Q", format=".2f")],
+        )
         .properties(height=330)  # the legend below takes about 90 px of it
     )
 
@@ -156,30 +195,54 @@ def cached_score_features(model_id: str, prompt: str, answer: str) -> rlhf.Answe
     return rlhf.answer_features(load_model(model_id), [(prompt, answer)])
 
 
-def samples_job(model_id: str, prompt: str, n: int, seed: int
-                ) -> tuple[tuple[str, ...], rlhf.AnswerFeatures] | None:
+def samples_job(
+    model_id: str, prompt: str, n: int, seed: int
+) -> tuple[tuple[str, ...], rlhf.AnswerFeatures] | None:
     def work(report: rlhf.Report) -> tuple[tuple[str, ...], rlhf.AnswerFeatures]:
         lm = load_model(model_id)
-        samples = rlhf.sample_answers(lm, prompt, n, SAMPLE_TOKENS, seed=seed,
-                                      report=lambda f, t="", partial=None: report(0.8 * f, t))
-        feats = rlhf.answer_features(lm, [(prompt, s) for s in samples],
-                                     lambda f, t="", partial=None: report(0.8 + 0.2 * f, t))
+        samples = rlhf.sample_answers(
+            lm,
+            prompt,
+            n,
+            SAMPLE_TOKENS,
+            seed=seed,
+            report=lambda f, t="", partial=None: report(0.8 * f, t),
+        )
+        feats = rlhf.answer_features(
+            lm,
+            [(prompt, s) for s in samples],
+            lambda f, t="", partial=None: report(0.8 + 0.2 * f, t),
+        )
         return samples, feats
 
-    return run_job(("rlhf", "samples", model_id, prompt, n, seed), work,
-                   start_label=f"Draw {n} answers", estimate_s=n * (SAMPLE_TOKENS * TOKEN_SECONDS
-                                                                   + ANSWER_SECONDS),
-                   caps=f"Temperature 1, at most {SAMPLE_TOKENS} tokens each, seeds {seed}-"
-                        f"{seed + n - 1}; n at most {N_MAX}.", rerun_label=None)
+    return run_job(
+        ("rlhf", "samples", model_id, prompt, n, seed),
+        work,
+        start_label=f"Draw {n} answers",
+        estimate_s=n * (SAMPLE_TOKENS * TOKEN_SECONDS + ANSWER_SECONDS),
+        caps=f"Temperature 1, at most {SAMPLE_TOKENS} tokens each, seeds {seed}-"
+        f"{seed + n - 1}; n at most {N_MAX}.",
+        rerun_label=None,
+    )
 
 
 def kl_frame(n_now: int) -> pd.DataFrame:
     rows = []
     for n in range(1, N_MAX + 1):
-        rows.append({"n": n, "KL (nats)": rlhf.best_of_n_kl_bound(n),
-                     "curve": "closed form log n - (n-1)/n"})
-        rows.append({"n": n, "KL (nats)": rlhf.best_of_n_kl_exact(20, n),
-                     "curve": "exact, policy of 20 equally likely answers"})
+        rows.append(
+            {
+                "n": n,
+                "KL (nats)": rlhf.best_of_n_kl_bound(n),
+                "curve": "closed form log n - (n-1)/n",
+            }
+        )
+        rows.append(
+            {
+                "n": n,
+                "KL (nats)": rlhf.best_of_n_kl_exact(20, n),
+                "curve": "exact, policy of 20 equally likely answers",
+            }
+        )
     df = pd.DataFrame(rows)
     df["current"] = df["n"] == n_now
     return df
@@ -187,48 +250,73 @@ def kl_frame(n_now: int) -> pd.DataFrame:
 
 def kl_chart(df: pd.DataFrame) -> alt.Chart:
     base = alt.Chart(df).encode(
-        x=alt.X("n:Q", title="n (answers drawn)"), y=alt.Y("KL (nats):Q"),
+        x=alt.X("n:Q", title="n (answers drawn)"),
+        y=alt.Y("KL (nats):Q"),
         color=alt.Color("curve:N", title=None, legend=alt.Legend(orient="top", labelLimit=300)),
-        tooltip=["curve", "n", alt.Tooltip("KL (nats):Q", format=".4f")])
-    return (base.mark_line() + base.transform_filter(alt.datum.current).mark_point(
-        size=90, filled=True)).properties(height=240)
+        tooltip=["curve", "n", alt.Tooltip("KL (nats):Q", format=".4f")],
+    )
+    return (
+        base.mark_line() + base.transform_filter(alt.datum.current).mark_point(size=90, filled=True)
+    ).properties(height=240)
 
 
 def drift_frame(rewards: np.ndarray) -> pd.DataFrame:
     betas = np.geomspace(0.01, 100, 60)
     rows = [rlhf.kl_penalised(rewards, float(b)) for b in betas]
-    return pd.DataFrame({"beta": [r.beta for r in rows], "KL (nats)": [r.kl for r in rows],
-                         "expected reward": [r.expected_reward for r in rows]})
+    return pd.DataFrame(
+        {
+            "beta": [r.beta for r in rows],
+            "KL (nats)": [r.kl for r in rows],
+            "expected reward": [r.expected_reward for r in rows],
+        }
+    )
 
 
 def drift_chart(df: pd.DataFrame, point: rlhf.Tilted) -> alt.Chart:
-    line = alt.Chart(df).mark_line().encode(
-        x=alt.X("KL (nats):Q", title="drift from the policy: KL (nats)"),
-        y=alt.Y("expected reward:Q", title="expected reward"),
-        tooltip=[alt.Tooltip("beta:Q", format=".3g"), alt.Tooltip("KL (nats):Q", format=".3f"),
-                 alt.Tooltip("expected reward:Q", format=".2f")])
-    dot = alt.Chart(pd.DataFrame([{"KL (nats)": point.kl, "expected reward":
-                                   point.expected_reward}])).mark_point(
-        size=140, filled=True, color="#e8590c").encode(x="KL (nats):Q", y="expected reward:Q")
+    line = (
+        alt.Chart(df)
+        .mark_line()
+        .encode(
+            x=alt.X("KL (nats):Q", title="drift from the policy: KL (nats)"),
+            y=alt.Y("expected reward:Q", title="expected reward"),
+            tooltip=[
+                alt.Tooltip("beta:Q", format=".3g"),
+                alt.Tooltip("KL (nats):Q", format=".3f"),
+                alt.Tooltip("expected reward:Q", format=".2f"),
+            ],
+        )
+    )
+    dot = (
+        alt.Chart(pd.DataFrame([{"KL (nats)": point.kl, "expected reward": point.expected_reward}]))
+        .mark_point(size=140, filled=True, color="#e8590c")
+        .encode(x="KL (nats):Q", y="expected reward:Q")
+    )
     return (line + dot).properties(height=240)
 
 
-def dpo_frame(features: rlhf.AnswerFeatures, data: rlhf.PreferenceData,
-              flipped: tuple[int, ...], beta: float) -> pd.DataFrame:
+def dpo_frame(
+    features: rlhf.AnswerFeatures, data: rlhf.PreferenceData, flipped: tuple[int, ...], beta: float
+) -> pd.DataFrame:
     train, _ = rlhf.pair_indices(data, flipped)
     c = [p[0] for p in train]
     r = [p[1] for p in train]
     ref = rlhf.TEMPERATURES.index(1.0)
     rows = []
     for k, t in enumerate(rlhf.TEMPERATURES):
-        losses = rlhf.dpo_losses(features.logp[c, k], features.logp[r, k],
-                                 features.logp[c, ref], features.logp[r, ref], beta)
+        losses = rlhf.dpo_losses(
+            features.logp[c, k],
+            features.logp[r, k],
+            features.logp[c, ref],
+            features.logp[r, ref],
+            beta,
+        )
         rows.append({"policy temperature": t, "mean DPO loss": float(losses.mean())})
     return pd.DataFrame(rows)
 
 
-def reference_agreement(features: rlhf.AnswerFeatures, data: rlhf.PreferenceData,
-                        flipped: tuple[int, ...]) -> float:
+def reference_agreement(
+    features: rlhf.AnswerFeatures, data: rlhf.PreferenceData, flipped: tuple[int, ...]
+) -> float:
     """Share of training pairs whose preferred answer the LM already finds more likely."""
     train, _ = rlhf.pair_indices(data, flipped)
     ref = rlhf.TEMPERATURES.index(1.0)
@@ -236,11 +324,19 @@ def reference_agreement(features: rlhf.AnswerFeatures, data: rlhf.PreferenceData
 
 
 def dpo_chart(df: pd.DataFrame, now: float) -> alt.Chart:
-    line = alt.Chart(df).mark_line(point=True).encode(
-        x=alt.X("policy temperature:Q", title="policy = the LM at temperature T"),
-        y=alt.Y("mean DPO loss:Q", title="mean DPO loss (nats)"),
-        tooltip=["policy temperature", alt.Tooltip("mean DPO loss:Q", format=".4f")])
-    ln2 = alt.Chart(pd.DataFrame({"y": [math.log(2)], "label": ["ln 2"]})).mark_rule(
-        strokeDash=[4, 4]).encode(y="y:Q", tooltip=["label"])
+    line = (
+        alt.Chart(df)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("policy temperature:Q", title="policy = the LM at temperature T"),
+            y=alt.Y("mean DPO loss:Q", title="mean DPO loss (nats)"),
+            tooltip=["policy temperature", alt.Tooltip("mean DPO loss:Q", format=".4f")],
+        )
+    )
+    ln2 = (
+        alt.Chart(pd.DataFrame({"y": [math.log(2)], "label": ["ln 2"]}))
+        .mark_rule(strokeDash=[4, 4])
+        .encode(y="y:Q", tooltip=["label"])
+    )
     rule = alt.Chart(pd.DataFrame({"x": [now]})).mark_rule(color="#e8590c").encode(x="x:Q")
     return (line + ln2 + rule).properties(height=240)

@@ -16,22 +16,34 @@ ISOFLOP_BUDGETS = (1e19, 1e20, 1e21, 1e22, 1e23, 1e24, 1e25)
 METHODS = {"20 tokens per parameter": "rule", "Chinchilla fit (Approach 3)": "fit"}
 SHORT = {"rule": "rule of 20", "fit": "Chinchilla fit"}
 FRONTIER_COLORS = alt.Scale(  # each recipe's line in the colour of the paper's table for it
-    domain=["20 tokens per parameter", "Table 3 (Approach 1)", "Chinchilla fit (Approach 3)",
-            "Table A3 (Approach 3)", "trained models"],
-    range=["#1f77b4", "#6baed6", "#e6550d", "#fdae6b", "#2ca02c"])
+    domain=[
+        "20 tokens per parameter",
+        "Table 3 (Approach 1)",
+        "Chinchilla fit (Approach 3)",
+        "Table A3 (Approach 3)",
+        "trained models",
+    ],
+    range=["#1f77b4", "#6baed6", "#e6550d", "#fdae6b", "#2ca02c"],
+)
 LABEL_BELOW = {"Llama 2 7B", "GPT-3 175B"}  # labels under their point, clear of neighbours
 # log axes: decades only, written 1M, 1B, 1T instead of d3's 1G for a billion
-SI_LABELS = ("datum.value >= 1e12 ? format(datum.value / 1e12, '~g') + 'T' : "
-             "datum.value >= 1e9 ? format(datum.value / 1e9, '~g') + 'B' : "
-             "datum.value >= 1e6 ? format(datum.value / 1e6, '~g') + 'M' : "
-             "format(datum.value, '~g')")
+SI_LABELS = (
+    "datum.value >= 1e12 ? format(datum.value / 1e12, '~g') + 'T' : "
+    "datum.value >= 1e9 ? format(datum.value / 1e9, '~g') + 'B' : "
+    "datum.value >= 1e6 ? format(datum.value / 1e6, '~g') + 'M' : "
+    "format(datum.value, '~g')"
+)
 
 
 def log_axis(field: str, title: str, lo: int, hi: int, step: int = 1) -> alt.X:
     ticks = [10.0**k for k in range(lo, hi + 1, step)]
-    return dict(field=field, type="quantitative", title=title,
-                scale=alt.Scale(type="log", domain=[ticks[0], ticks[-1]]),
-                axis=alt.Axis(values=ticks, labelExpr=SI_LABELS, grid=True))
+    return dict(
+        field=field,
+        type="quantitative",
+        title=title,
+        scale=alt.Scale(type="log", domain=[ticks[0], ticks[-1]]),
+        axis=alt.Axis(values=ticks, labelExpr=SI_LABELS, grid=True),
+    )
 
 
 def optimum(method: str, flops: float) -> tuple[float, float]:
@@ -40,6 +52,7 @@ def optimum(method: str, flops: float) -> tuple[float, float]:
 
 # ---- isoFLOP curves ---------------------------------------------------------------------------
 
+
 def isoflop_frame(budget: float) -> pd.DataFrame:
     rows = []
     budgets = sorted(set(ISOFLOP_BUDGETS) | {budget})
@@ -47,8 +60,14 @@ def isoflop_frame(budget: float) -> pd.DataFrame:
         n_opt, _ = sc.CHINCHILLA.optimal(c)
         grid = np.logspace(np.log10(n_opt) - 1.5, np.log10(n_opt) + 1.5, 61)
         for n, loss in zip(grid, sc.isoflop_curve(sc.CHINCHILLA, c, grid)):
-            rows.append({"parameters": n, "loss": float(loss), "budget": f"{c:.1e}",
-                         "selected": bool(c == budget)})
+            rows.append(
+                {
+                    "parameters": n,
+                    "loss": float(loss),
+                    "budget": f"{c:.1e}",
+                    "selected": bool(c == budget),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -57,62 +76,117 @@ def isoflop_chart(df: pd.DataFrame) -> alt.Chart:
         x=alt.X(**log_axis("parameters", "parameters N (log)", 6, 14, 2)),
         y=alt.Y("loss:Q", title="predicted loss L(N, C/6N)", scale=alt.Scale(zero=False)),
         detail="budget:N",
-        tooltip=[alt.Tooltip("budget:N", title="FLOPs"),
-                 alt.Tooltip("parameters:Q", format=".3s"), alt.Tooltip("loss:Q", format=".3f")],
+        tooltip=[
+            alt.Tooltip("budget:N", title="FLOPs"),
+            alt.Tooltip("parameters:Q", format=".3s"),
+            alt.Tooltip("loss:Q", format=".3f"),
+        ],
     )
     lines = base.mark_line(clip=True).encode(
-        color=alt.Color("budget:N", title="budget C (FLOPs)", sort=None,
-                        scale=alt.Scale(scheme="viridis"),
-                        legend=alt.Legend(orient="bottom", columns=4)),
+        color=alt.Color(
+            "budget:N",
+            title="budget C (FLOPs)",
+            sort=None,
+            scale=alt.Scale(scheme="viridis"),
+            legend=alt.Legend(orient="bottom", columns=4),
+        ),
         strokeWidth=alt.condition("datum.selected", alt.value(4), alt.value(1.5)),
     )
     minima = df.loc[df.groupby("budget")["loss"].idxmin()]
-    dots = alt.Chart(minima).mark_point(filled=True, size=50, color="#d62728").encode(
-        x="parameters:Q", y="loss:Q")
+    dots = (
+        alt.Chart(minima)
+        .mark_point(filled=True, size=50, color="#d62728")
+        .encode(x="parameters:Q", y="loss:Q")
+    )
     return (lines + dots).properties(height=360)
 
 
 # ---- parameters and tokens: optima, the paper's tables, known models -----------------------------
+
 
 def frontier_frame(known: tuple[sc.KnownModel, ...]) -> pd.DataFrame:
     rows = []
     for c in np.logspace(18, 28, 41):
         for label, method in METHODS.items():
             n, d = optimum(method, float(c))
-            rows.append({"parameters": n, "tokens": d, "what": label, "kind": "line",
-                         "FLOPs": float(c), "name": ""})
-    tables = {"Table 3 (Approach 1)": sc.TABLE_3_APPROACH_1,
-              "Table A3 (Approach 3)": sc.TABLE_A3_APPROACH_3}
+            rows.append(
+                {
+                    "parameters": n,
+                    "tokens": d,
+                    "what": label,
+                    "kind": "line",
+                    "FLOPs": float(c),
+                    "name": "",
+                }
+            )
+    tables = {
+        "Table 3 (Approach 1)": sc.TABLE_3_APPROACH_1,
+        "Table A3 (Approach 3)": sc.TABLE_A3_APPROACH_3,
+    }
     for label, table in tables.items():
         for n, c, d in table:
-            rows.append({"parameters": n, "tokens": d, "what": label, "kind": "table",
-                         "FLOPs": c, "name": ""})
+            rows.append(
+                {
+                    "parameters": n,
+                    "tokens": d,
+                    "what": label,
+                    "kind": "table",
+                    "FLOPs": c,
+                    "name": "",
+                }
+            )
     for m in known:
-        rows.append({"parameters": m.params, "tokens": m.tokens, "what": "trained models",
-                     "kind": "model", "FLOPs": m.flops, "name": m.name})
+        rows.append(
+            {
+                "parameters": m.params,
+                "tokens": m.tokens,
+                "what": "trained models",
+                "kind": "model",
+                "FLOPs": m.flops,
+                "name": m.name,
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def frontier_chart(df: pd.DataFrame) -> alt.Chart:
     x = alt.X(**log_axis("parameters", "parameters N (log)", 7, 14))
     y = alt.Y(**log_axis("tokens", "training tokens D (log)", 8, 16))
-    color = alt.Color("what:N", title=None, scale=FRONTIER_COLORS,
-                      legend=alt.Legend(orient="bottom", columns=2, labelLimit=320))
-    tip = ["what", "name", alt.Tooltip("parameters:Q", format=".3s"),
-           alt.Tooltip("tokens:Q", format=".3s"), alt.Tooltip("FLOPs:Q", format=".2e")]
-    lines = alt.Chart(df[df.kind == "line"]).mark_line().encode(x=x, y=y, color=color,
-                                                                 tooltip=tip)
-    tables = alt.Chart(df[df.kind == "table"]).mark_point(size=45).encode(
-        x=x, y=y, color=color, tooltip=tip)
+    color = alt.Color(
+        "what:N",
+        title=None,
+        scale=FRONTIER_COLORS,
+        legend=alt.Legend(orient="bottom", columns=2, labelLimit=320),
+    )
+    tip = [
+        "what",
+        "name",
+        alt.Tooltip("parameters:Q", format=".3s"),
+        alt.Tooltip("tokens:Q", format=".3s"),
+        alt.Tooltip("FLOPs:Q", format=".2e"),
+    ]
+    lines = alt.Chart(df[df.kind == "line"]).mark_line().encode(x=x, y=y, color=color, tooltip=tip)
+    tables = (
+        alt.Chart(df[df.kind == "table"])
+        .mark_point(size=45)
+        .encode(x=x, y=y, color=color, tooltip=tip)
+    )
     models = df[df.kind == "model"].assign(below=lambda d: d.name.isin(LABEL_BELOW))
-    dots = alt.Chart(models).mark_point(filled=True, size=90, shape="diamond").encode(
-        x=x, y=y, color=color, tooltip=tip)
-    above = alt.Chart(models[~models.below]).mark_text(align="left", dx=8, dy=-7,
-                                                       fontSize=11).encode(
-        x=x, y=y, text="name:N", color=alt.Color("what:N", legend=None))
-    below = alt.Chart(models[models.below]).mark_text(align="left", dx=6, dy=11,
-                                                      fontSize=11).encode(
-        x=x, y=y, text="name:N", color=alt.Color("what:N", legend=None))
+    dots = (
+        alt.Chart(models)
+        .mark_point(filled=True, size=90, shape="diamond")
+        .encode(x=x, y=y, color=color, tooltip=tip)
+    )
+    above = (
+        alt.Chart(models[~models.below])
+        .mark_text(align="left", dx=8, dy=-7, fontSize=11)
+        .encode(x=x, y=y, text="name:N", color=alt.Color("what:N", legend=None))
+    )
+    below = (
+        alt.Chart(models[models.below])
+        .mark_text(align="left", dx=6, dy=11, fontSize=11)
+        .encode(x=x, y=y, text="name:N", color=alt.Color("what:N", legend=None))
+    )
     return (lines + tables + dots + above + below).properties(height=420)
 
 
@@ -120,18 +194,23 @@ def known_models_frame(known: tuple[sc.KnownModel, ...]) -> pd.DataFrame:
     rows = []
     for m in known:
         n_opt, d_opt = sc.CHINCHILLA.optimal(m.flops)
-        rows.append({
-            "model": m.name, "parameters": fmt_params(m.params), "tokens": fmt_params(m.tokens),
-            "tokens per parameter": round(m.tokens / m.params),
-            "C = 6ND (FLOPs)": f"{m.flops:.2e}",
-            "predicted loss": round(float(sc.CHINCHILLA.loss(m.params, m.tokens)), 3),
-            "fit's optimal N for this C": fmt_params(n_opt),
-            "source": m.source,
-        })
+        rows.append(
+            {
+                "model": m.name,
+                "parameters": fmt_params(m.params),
+                "tokens": fmt_params(m.tokens),
+                "tokens per parameter": round(m.tokens / m.params),
+                "C = 6ND (FLOPs)": f"{m.flops:.2e}",
+                "predicted loss": round(float(sc.CHINCHILLA.loss(m.params, m.tokens)), 3),
+                "fit's optimal N for this C": fmt_params(n_opt),
+                "source": m.source,
+            }
+        )
     return pd.DataFrame(rows)
 
 
 # ---- the mini scaling sweep --------------------------------------------------------------------
+
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def cached_sweep_params(vocab_size: int, sizes: tuple[tuple[int, int], ...]) -> tuple[int, ...]:
@@ -142,8 +221,10 @@ def cached_sweep_params(vocab_size: int, sizes: tuple[tuple[int, int], ...]) -> 
 def sweep_estimate(vocab_size: int, steps: int, sizes: tuple[tuple[int, int], ...]) -> float:
     """The button's estimate: each model's arithmetic and fixed costs (core's estimate)."""
     params = cached_sweep_params(vocab_size, sizes)
-    return sum(pt.estimate_seconds(n, sc.sweep_config(n_layer, d_model, steps))
-               for n, (n_layer, d_model) in zip(params, sizes))
+    return sum(
+        pt.estimate_seconds(n, sc.sweep_config(n_layer, d_model, steps))
+        for n, (n_layer, d_model) in zip(params, sizes)
+    )
 
 
 def sweep_work(steps: int):
@@ -152,6 +233,7 @@ def sweep_work(steps: int):
     def work(report):
         with toy_threads():
             return sc.scaling_sweep(corpus, steps, report=report)
+
     return work
 
 
@@ -160,29 +242,60 @@ def sweep_frame(result: sc.SweepResult) -> pd.DataFrame:
     for r in result.runs:
         layers = f"{r.n_layer} layer{'s' if r.n_layer > 1 else ''}"
         label = f"{layers}, d={r.d_model} ({fmt_params(r.params)})"
-        rows += [{"compute": c, "loss": loss, "model": label, "kind": "run"}
-                 for c, loss in zip(r.compute, r.val_loss) if c > 0]
+        rows += [
+            {"compute": c, "loss": loss, "model": label, "kind": "run"}
+            for c, loss in zip(r.compute, r.val_loss)
+            if c > 0
+        ]
     cs = np.array([c for c, _ in result.frontier])
     for c in np.logspace(np.log10(cs.min()), np.log10(cs.max()), 30):
-        rows.append({"compute": float(c), "loss": float(result.law(c)), "model": "power-law fit",
-                     "kind": "fit"})
+        rows.append(
+            {
+                "compute": float(c),
+                "loss": float(result.law(c)),
+                "model": "power-law fit",
+                "kind": "fit",
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def sweep_chart(df: pd.DataFrame) -> alt.Chart:
     lo, hi = float(df["compute"].min()), float(df["compute"].max())
     decades = list(range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1))
-    x = alt.X("compute:Q", title="training compute C = 6ND (FLOPs, log)",
-              scale=alt.Scale(type="log", domain=[10.0**decades[0], 10.0**decades[-1]]),
-              axis=alt.Axis(values=[10.0**k for k in decades], format=".0e"))
-    y = alt.Y("loss:Q", title="validation loss (nats/char, log)",
-              scale=alt.Scale(type="log", domain=[float(df["loss"].min()) * 0.97,
-                                                  float(df["loss"].max()) * 1.03]))
-    runs = alt.Chart(df[df.kind == "run"]).mark_line(point=True).encode(
-        x=x, y=y, color=alt.Color("model:N", title="model", sort=None,
-                                  legend=alt.Legend(orient="bottom", columns=3, labelLimit=260)),
-        tooltip=["model", alt.Tooltip("compute:Q", format=".2e"),
-                 alt.Tooltip("loss:Q", format=".3f")])
-    fit = alt.Chart(df[df.kind == "fit"]).mark_line(strokeDash=[6, 4], color="gray").encode(
-        x=x, y=y)
+    x = alt.X(
+        "compute:Q",
+        title="training compute C = 6ND (FLOPs, log)",
+        scale=alt.Scale(type="log", domain=[10.0 ** decades[0], 10.0 ** decades[-1]]),
+        axis=alt.Axis(values=[10.0**k for k in decades], format=".0e"),
+    )
+    y = alt.Y(
+        "loss:Q",
+        title="validation loss (nats/char, log)",
+        scale=alt.Scale(
+            type="log", domain=[float(df["loss"].min()) * 0.97, float(df["loss"].max()) * 1.03]
+        ),
+    )
+    runs = (
+        alt.Chart(df[df.kind == "run"])
+        .mark_line(point=True)
+        .encode(
+            x=x,
+            y=y,
+            color=alt.Color(
+                "model:N",
+                title="model",
+                sort=None,
+                legend=alt.Legend(orient="bottom", columns=3, labelLimit=260),
+            ),
+            tooltip=[
+                "model",
+                alt.Tooltip("compute:Q", format=".2e"),
+                alt.Tooltip("loss:Q", format=".3f"),
+            ],
+        )
+    )
+    fit = (
+        alt.Chart(df[df.kind == "fit"]).mark_line(strokeDash=[6, 4], color="gray").encode(x=x, y=y)
+    )
     return (runs + fit).properties(height=320)

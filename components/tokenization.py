@@ -26,7 +26,8 @@ def _wordpiece() -> HFTokenizer:
     from transformers import AutoTokenizer
 
     return HFTokenizer(
-        "all-MiniLM-L6-v2 (WordPiece)", AutoTokenizer.from_pretrained(encoder_path()),
+        "all-MiniLM-L6-v2 (WordPiece)",
+        AutoTokenizer.from_pretrained(encoder_path()),
         lossy_note="lower-cases, strips accents, and maps unknown characters to [UNK]",
     )
 
@@ -49,13 +50,17 @@ def tokenizers() -> list:
     from components.models import current_model_id
 
     get_lm()  # falls back to the embedded model if the picked one cannot load
-    return [_lm_tokenizer(current_model_id()), _wordpiece(),
-            *(_openai(n) for n in OPENAI_ENCODINGS)]
+    return [
+        _lm_tokenizer(current_model_id()),
+        _wordpiece(),
+        *(_openai(n) for n in OPENAI_ENCODINGS),
+    ]
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _cached_tokenize(_tok, key: tuple[str, str], text: str, parse_special: bool = False
-                     ) -> Tokenized:
+def _cached_tokenize(
+    _tok, key: tuple[str, str], text: str, parse_special: bool = False
+) -> Tokenized:
     return tokenize(_tok, text, parse_special)
 
 
@@ -63,8 +68,9 @@ def tokenize_all(text: str, parse_special: bool = False) -> list[Tokenized]:
     """Every tokenizer on the text; typed special tokens stay ordinary text by default."""
     from components.models import current_model_id
 
-    return [_cached_tokenize(t, (current_model_id(), t.name), text, parse_special)
-            for t in tokenizers()]
+    return [
+        _cached_tokenize(t, (current_model_id(), t.name), text, parse_special) for t in tokenizers()
+    ]
 
 
 def special_tokens_frame(text: str) -> pd.DataFrame:
@@ -73,14 +79,18 @@ def special_tokens_frame(text: str) -> pd.DataFrame:
     rows = []
     for tok, o, p in zip(tokenizers(), ordinary, parsed, strict=True):
         typed = typed_special_tokens(tok, text)
-        rows.append({
-            "tokenizer": tok.name,
-            "special tokens typed": ", ".join(typed) or "none",
-            "tokens as ordinary text": o.count,
-            "tokens with specials parsed": p.count,
-            "control ids produced": ", ".join(
-                sorted({f"{x.id} {x.text}" for x in p.pieces if x.text in typed})) or "none",
-        })
+        rows.append(
+            {
+                "tokenizer": tok.name,
+                "special tokens typed": ", ".join(typed) or "none",
+                "tokens as ordinary text": o.count,
+                "tokens with specials parsed": p.count,
+                "control ids produced": ", ".join(
+                    sorted({f"{x.id} {x.text}" for x in p.pieces if x.text in typed})
+                )
+                or "none",
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -106,8 +116,12 @@ def token_count_chart(results: list[Tokenized], n_chars: int) -> alt.Chart:
     base = alt.Chart(df).encode(
         y=alt.Y("tokenizer:N", sort=None, title=None, axis=alt.Axis(labelLimit=320)),
         x=alt.X("tokens:Q", title="tokens for this text"),
-        tooltip=["tokenizer", "tokens", alt.Tooltip("characters per token:Q", format=".2f"),
-                 alt.Tooltip("vocabulary:Q", format=",")],
+        tooltip=[
+            "tokenizer",
+            "tokens",
+            alt.Tooltip("characters per token:Q", format=".2f"),
+            alt.Tooltip("vocabulary:Q", format=","),
+        ],
     )
     bars = base.mark_bar(color="#4C6EF5")
     labels = base.mark_text(align="left", dx=3).encode(text="tokens:Q")

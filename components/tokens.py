@@ -56,7 +56,8 @@ def token_strip_html(
         title = html.escape(titles[i], quote=True) if titles is not None else ""
         sub = (
             f"<span style='display:block;font-size:0.7em;color:#555'>{int(ids[i])}</span>"
-            if ids is not None else ""
+            if ids is not None
+            else ""
         )
         chips.append(
             f"<span title='{title}' style='display:inline-block;margin:2px;padding:1px 4px;"

@@ -16,8 +16,12 @@ def expression_dot(nodes, colours: dict[str, str] | None = None) -> str:
     """Graphviz DOT of the expression graph: each box shows value and gradient. `colours`
     from `charts.graph_colours()` (the reader's theme); light when not given."""
     c = colours or graph_colours("light")
-    lines = ["digraph G {", "rankdir=TB; nodesep=0.25; ranksep=0.3;", graph_defaults(c),
-             f'node [shape=record, style=filled, fillcolor="{c["node"]}"];']
+    lines = [
+        "digraph G {",
+        "rankdir=TB; nodesep=0.25; ranksep=0.3;",
+        graph_defaults(c),
+        f'node [shape=record, style=filled, fillcolor="{c["node"]}"];',
+    ]
     for n in nodes:
         ident = f"n{abs(hash(n.name)) % 10**8}"
         fill = c["yellow"] if n.op == "input" else c["blue"]
@@ -33,45 +37,94 @@ def expression_dot(nodes, colours: dict[str, str] | None = None) -> str:
     return "\n".join(lines)
 
 
-def surface_chart(ws: np.ndarray, bs: np.ndarray, loss: np.ndarray,
-                  paths: dict[str, np.ndarray], truth: tuple[float, float]) -> alt.Chart:
+def surface_chart(
+    ws: np.ndarray,
+    bs: np.ndarray,
+    loss: np.ndarray,
+    paths: dict[str, np.ndarray],
+    truth: tuple[float, float],
+) -> alt.Chart:
     """log10 loss over (w, b) with each optimiser's path drawn on top."""
     dw, db = float(ws[1] - ws[0]), float(bs[1] - bs[0])
     gw, gb = np.meshgrid(ws, bs)
-    cells = pd.DataFrame({"w": gw.ravel() - dw / 2, "w2": gw.ravel() + dw / 2,
-                          "b": gb.ravel() - db / 2, "b2": gb.ravel() + db / 2,
-                          "log10 loss": np.log10(loss.ravel()).round(3)})
+    cells = pd.DataFrame(
+        {
+            "w": gw.ravel() - dw / 2,
+            "w2": gw.ravel() + dw / 2,
+            "b": gb.ravel() - db / 2,
+            "b2": gb.ravel() + db / 2,
+            "log10 loss": np.log10(loss.ravel()).round(3),
+        }
+    )
     sw = alt.Scale(domain=[float(ws[0]), float(ws[-1])], clamp=True)
     sb = alt.Scale(domain=[float(bs[0]), float(bs[-1])], clamp=True)
-    heat = alt.Chart(cells).mark_rect().encode(
-        x=alt.X("w:Q", scale=sw, title="weight w"), x2="w2",
-        y=alt.Y("b:Q", scale=sb, title="bias b"), y2="b2",
-        color=alt.Color("log10 loss:Q", scale=alt.Scale(scheme="greys", reverse=True)))
-    frames = [pd.DataFrame({"w": p[:, 0], "b": p[:, 1], "step": np.arange(len(p)),
-                            "optimiser": name}) for name, p in paths.items()]
-    df = pd.concat(frames) if frames else pd.DataFrame({"w": [], "b": [], "step": [],
-                                                        "optimiser": []})
+    heat = (
+        alt.Chart(cells)
+        .mark_rect()
+        .encode(
+            x=alt.X("w:Q", scale=sw, title="weight w"),
+            x2="w2",
+            y=alt.Y("b:Q", scale=sb, title="bias b"),
+            y2="b2",
+            color=alt.Color("log10 loss:Q", scale=alt.Scale(scheme="greys", reverse=True)),
+        )
+    )
+    frames = [
+        pd.DataFrame({"w": p[:, 0], "b": p[:, 1], "step": np.arange(len(p)), "optimiser": name})
+        for name, p in paths.items()
+    ]
+    df = (
+        pd.concat(frames)
+        if frames
+        else pd.DataFrame({"w": [], "b": [], "step": [], "optimiser": []})
+    )
     df = df[np.isfinite(df["w"]) & np.isfinite(df["b"])]
-    path = alt.Chart(df).mark_line(point=alt.OverlayMarkDef(size=14), clip=True).encode(
-        x=alt.X("w:Q", scale=sw), y=alt.Y("b:Q", scale=sb), order="step:Q",
-        color=alt.Color("optimiser:N", scale=alt.Scale(domain=["SGD", "momentum", "Adam"],
-                                                       range=["#e03131", "#1971c2", "#2f9e44"])),
-        tooltip=["optimiser", "step", "w", "b"])
-    best = alt.Chart(pd.DataFrame({"w": [truth[0]], "b": [truth[1]]})).mark_point(
-        shape="diamond", size=120, color="#f59f00", filled=True).encode(x="w:Q", y="b:Q")
+    path = (
+        alt.Chart(df)
+        .mark_line(point=alt.OverlayMarkDef(size=14), clip=True)
+        .encode(
+            x=alt.X("w:Q", scale=sw),
+            y=alt.Y("b:Q", scale=sb),
+            order="step:Q",
+            color=alt.Color(
+                "optimiser:N",
+                scale=alt.Scale(
+                    domain=["SGD", "momentum", "Adam"], range=["#e03131", "#1971c2", "#2f9e44"]
+                ),
+            ),
+            tooltip=["optimiser", "step", "w", "b"],
+        )
+    )
+    best = (
+        alt.Chart(pd.DataFrame({"w": [truth[0]], "b": [truth[1]]}))
+        .mark_point(shape="diamond", size=120, color="#f59f00", filled=True)
+        .encode(x="w:Q", y="b:Q")
+    )
     return alt.layer(heat, path, best).properties(height=360)
 
 
 def path_loss_chart(losses: dict[str, np.ndarray]) -> alt.Chart:
-    frames = [pd.DataFrame({"step": np.arange(len(v)), "loss": v, "optimiser": k})
-              for k, v in losses.items()]
+    frames = [
+        pd.DataFrame({"step": np.arange(len(v)), "loss": v, "optimiser": k})
+        for k, v in losses.items()
+    ]
     df = pd.concat(frames) if frames else pd.DataFrame({"step": [], "loss": [], "optimiser": []})
     df = df[np.isfinite(df["loss"]) & (df["loss"] > 0)]
-    return alt.Chart(df).mark_line().encode(
-        x="step:Q", y=alt.Y("loss:Q", scale=alt.Scale(type="log"), title="loss (log scale)"),
-        color=alt.Color("optimiser:N", scale=alt.Scale(domain=["SGD", "momentum", "Adam"],
-                                                       range=["#e03131", "#1971c2", "#2f9e44"])),
-    ).properties(height=360)
+    return (
+        alt.Chart(df)
+        .mark_line()
+        .encode(
+            x="step:Q",
+            y=alt.Y("loss:Q", scale=alt.Scale(type="log"), title="loss (log scale)"),
+            color=alt.Color(
+                "optimiser:N",
+                scale=alt.Scale(
+                    domain=["SGD", "momentum", "Adam"], range=["#e03131", "#1971c2", "#2f9e44"]
+                ),
+            ),
+        )
+        .properties(height=360)
+    )
 
 
 @st.cache_data(max_entries=4, show_spinner=False)

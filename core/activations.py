@@ -39,31 +39,54 @@ class Activation:
     formula: str  # LaTeX
 
 
-ACTIVATIONS: dict[str, Activation] = {a.name: a for a in (
-    Activation("relu", lambda x: torch.clamp(x, min=0), lambda x: (x > 0).to(x.dtype),
-               r"\max(0, x)"),
-    Activation("leaky_relu", lambda x: torch.where(x > 0, x, LEAKY_SLOPE * x),
-               lambda x: torch.where(x > 0, torch.ones_like(x), torch.full_like(x, LEAKY_SLOPE)),
-               rf"\max({LEAKY_SLOPE}x, x)"),
-    Activation("gelu", lambda x: x * _Phi(x), lambda x: _Phi(x) + x * _phi(x),
-               r"x\,\Phi(x)"),
-    Activation("gelu_tanh", lambda x: 0.5 * x * (1 + _gelu_tanh_parts(x)[0]),
-               lambda x: (lambda t, du: 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du)(
-                   *_gelu_tanh_parts(x)),
-               r"\tfrac{x}{2}\left(1+\tanh\left(\sqrt{2/\pi}\,(x+0.044715x^3)\right)\right)"),
-    Activation("silu", lambda x: x / (1 + torch.exp(-x)),
-               lambda x: (lambda s: s * (1 + x * (1 - s)))(1 / (1 + torch.exp(-x))),
-               r"x\,\sigma(x)"),
-    Activation("sigmoid", lambda x: 1 / (1 + torch.exp(-x)),
-               lambda x: (lambda s: s * (1 - s))(1 / (1 + torch.exp(-x))),
-               r"\sigma(x) = 1/(1+e^{-x})"),
-    Activation("tanh", lambda x: torch.tanh(x), lambda x: 1 - torch.tanh(x) ** 2, r"\tanh(x)"),
-    Activation("linear", lambda x: x, lambda x: torch.ones_like(x), r"x"),
-)}
+ACTIVATIONS: dict[str, Activation] = {
+    a.name: a
+    for a in (
+        Activation(
+            "relu", lambda x: torch.clamp(x, min=0), lambda x: (x > 0).to(x.dtype), r"\max(0, x)"
+        ),
+        Activation(
+            "leaky_relu",
+            lambda x: torch.where(x > 0, x, LEAKY_SLOPE * x),
+            lambda x: torch.where(x > 0, torch.ones_like(x), torch.full_like(x, LEAKY_SLOPE)),
+            rf"\max({LEAKY_SLOPE}x, x)",
+        ),
+        Activation("gelu", lambda x: x * _Phi(x), lambda x: _Phi(x) + x * _phi(x), r"x\,\Phi(x)"),
+        Activation(
+            "gelu_tanh",
+            lambda x: 0.5 * x * (1 + _gelu_tanh_parts(x)[0]),
+            lambda x: (lambda t, du: 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du)(
+                *_gelu_tanh_parts(x)
+            ),
+            r"\tfrac{x}{2}\left(1+\tanh\left(\sqrt{2/\pi}\,(x+0.044715x^3)\right)\right)",
+        ),
+        Activation(
+            "silu",
+            lambda x: x / (1 + torch.exp(-x)),
+            lambda x: (lambda s: s * (1 + x * (1 - s)))(1 / (1 + torch.exp(-x))),
+            r"x\,\sigma(x)",
+        ),
+        Activation(
+            "sigmoid",
+            lambda x: 1 / (1 + torch.exp(-x)),
+            lambda x: (lambda s: s * (1 - s))(1 / (1 + torch.exp(-x))),
+            r"\sigma(x) = 1/(1+e^{-x})",
+        ),
+        Activation("tanh", lambda x: torch.tanh(x), lambda x: 1 - torch.tanh(x) ** 2, r"\tanh(x)"),
+        Activation("linear", lambda x: x, lambda x: torch.ones_like(x), r"x"),
+    )
+}
 NAMES: tuple[str, ...] = tuple(ACTIVATIONS)
-LABELS = {"relu": "ReLU", "leaky_relu": "leaky ReLU", "gelu": "GELU (exact)",
-          "gelu_tanh": "GELU (tanh)", "silu": "SiLU / swish", "sigmoid": "sigmoid",
-          "tanh": "tanh", "linear": "linear (none)"}
+LABELS = {
+    "relu": "ReLU",
+    "leaky_relu": "leaky ReLU",
+    "gelu": "GELU (exact)",
+    "gelu_tanh": "GELU (tanh)",
+    "silu": "SiLU / swish",
+    "sigmoid": "sigmoid",
+    "tanh": "tanh",
+    "linear": "linear (none)",
+}
 
 
 class ActivationModule(nn.Module):
@@ -87,11 +110,15 @@ class Curves:
 def curves(names: tuple[str, ...], lo: float = -4.0, hi: float = 4.0, n: int = 201) -> Curves:
     """Each activation and its derivative sampled over [lo, hi]."""
     x = torch.linspace(lo, hi, n, dtype=torch.float64)
-    return Curves(x.numpy(), {k: ACTIVATIONS[k].f(x).numpy() for k in names},
-                  {k: ACTIVATIONS[k].df(x).numpy() for k in names})
+    return Curves(
+        x.numpy(),
+        {k: ACTIVATIONS[k].f(x).numpy() for k in names},
+        {k: ACTIVATIONS[k].df(x).numpy() for k in names},
+    )
 
 
 # ---- the single neuron of page 01 ---------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class NeuronPlane:
@@ -100,14 +127,17 @@ class NeuronPlane:
     line: np.ndarray  # (k, 2) points of w1·x1 + w2·x2 + b = 0 inside the plane (k may be 0)
 
 
-def neuron(x1: float, x2: float, w1: float, w2: float, b: float, activation: str) -> tuple[float, float]:
+def neuron(
+    x1: float, x2: float, w1: float, w2: float, b: float, activation: str
+) -> tuple[float, float]:
     """(z, a): the weighted sum and the neuron's output for one input."""
     z = w1 * x1 + w2 * x2 + b
     return z, float(ACTIVATIONS[activation].f(torch.tensor(z, dtype=torch.float64)))
 
 
-def neuron_plane(w1: float, w2: float, b: float, activation: str, extent: float = 3.0,
-                 res: int = 41) -> NeuronPlane:
+def neuron_plane(
+    w1: float, w2: float, b: float, activation: str, extent: float = 3.0, res: int = 41
+) -> NeuronPlane:
     """The neuron's output over [-extent, extent]² and its decision line."""
     axis = np.linspace(-extent, extent, res)
     g1, g2 = np.meshgrid(axis, axis)  # rows = x2

@@ -92,8 +92,9 @@ def geometry(config: Any) -> Geometry:
     d_model = _read(config, "hidden_size", "n_embd", "d_model")
     layers = _read(config, "num_hidden_layers", "n_layer", "num_layers")
     if heads is None or d_model is None or layers is None:
-        raise UnsupportedArchitecture(f"a {model_type or 'model'} config without layer, head "
-                                      "and width sizes")
+        raise UnsupportedArchitecture(
+            f"a {model_type or 'model'} config without layer, head and width sizes"
+        )
     heads, d_model = int(heads), int(d_model)
     kv = _read(config, "num_key_value_heads") or (1 if _read(config, "multi_query") else heads)
     family = _family(model_type)
@@ -173,11 +174,15 @@ def block_parts(block: Any) -> BlockParts:
     if parallel is None:
         parallel = getattr(getattr(block, "config", None), "use_parallel_residual", False)
     if parallel:
-        raise UnsupportedArchitecture(f"{type(block).__name__} adds attention and MLP in "
-                                      "parallel, so this page cannot take it apart.")
+        raise UnsupportedArchitecture(
+            f"{type(block).__name__} adds attention and MLP in "
+            "parallel, so this page cannot take it apart."
+        )
     if any(_takes_residual(f[1]) for f in found[1::2]):  # type: ignore[index]
-        raise UnsupportedArchitecture(f"{type(block).__name__} adds the residual inside its "
-                                      "attention and MLP, so this page cannot take it apart.")
+        raise UnsupportedArchitecture(
+            f"{type(block).__name__} adds the residual inside its "
+            "attention and MLP, so this page cannot take it apart."
+        )
     return BlockParts(*(f[0] for f in found))  # type: ignore[index]
 
 
@@ -198,8 +203,12 @@ def _attention_layout(model: Any, blocks: tuple[Any, ...]) -> str | None:
     """'llama' or 'gpt2' when each head's q and k can be recomputed by hand, else None."""
     attn = getattr(blocks[0], "self_attn", None)
     inner = getattr(model, "model", None)
-    if (attn is not None and all(hasattr(attn, p) for p in ("q_proj", "k_proj", "o_proj"))
-            and hasattr(inner, "rotary_emb") and hasattr(blocks[0], "input_layernorm")):
+    if (
+        attn is not None
+        and all(hasattr(attn, p) for p in ("q_proj", "k_proj", "o_proj"))
+        and hasattr(inner, "rotary_emb")
+        and hasattr(blocks[0], "input_layernorm")
+    ):
         return "llama"
     attn = getattr(blocks[0], "attn", None)
     if attn is not None and hasattr(attn, "c_attn") and hasattr(blocks[0], "ln_1"):
@@ -236,13 +245,15 @@ class Anatomy:
             if need == "heads" and self.attention_layout is None:
                 raise UnsupportedArchitecture(
                     f"{self.model_class}: this page recomputes attention heads for Llama-style "
-                    "and GPT-2-style models only.")
+                    "and GPT-2-style models only."
+                )
             if need == "block" and self.parts is None:
                 raise UnsupportedArchitecture(self.parts_reason)
             if need == "mlp" and self.mlp_kind is None:
                 raise UnsupportedArchitecture(
                     f"{self.model_class}: this page reads MLP neurons of Llama-, GPT-2- and "
-                    "GPT-NeoX-style MLPs only.")
+                    "GPT-NeoX-style MLPs only."
+                )
             if need not in ("decoder", "heads", "block", "mlp"):
                 raise ValueError(f"unknown need {need!r}")
         return self
@@ -284,8 +295,9 @@ class Anatomy:
         """A sequential block's parts by role: norm1, attn, norm2, mlp."""
         self.require("block")
         block = self.blocks[layer]
-        return {role: getattr(block, name) for role, name in
-                zip(ROLES, self.parts.names(), strict=True)}  # type: ignore[union-attr]
+        return {
+            role: getattr(block, name) for role, name in zip(ROLES, self.parts.names(), strict=True)
+        }  # type: ignore[union-attr]
 
 
 def anatomy(model: Any) -> Anatomy:
@@ -298,17 +310,25 @@ def anatomy(model: Any) -> Anatomy:
     norm = _first_attr(holder, _FINAL_NORM)
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     if norm is None or head is None:
-        raise UnsupportedArchitecture(f"{type(model).__name__}: no final norm or output head "
-                                      "found.")
+        raise UnsupportedArchitecture(
+            f"{type(model).__name__}: no final norm or output head found."
+        )
     try:
         parts, reason = block_parts(blocks[0]), ""
     except UnsupportedArchitecture as exc:
         parts, reason = None, str(exc)
     mlp = _mlp_parts(blocks[0])
     return Anatomy(
-        model_class=type(model).__name__, base=holder, blocks=blocks, final_norm=norm[1],
-        embeddings=model.get_input_embeddings(), head=head, geometry=geometry(model.config),
-        attention_layout=_attention_layout(model, blocks), parts=parts, parts_reason=reason,
+        model_class=type(model).__name__,
+        base=holder,
+        blocks=blocks,
+        final_norm=norm[1],
+        embeddings=model.get_input_embeddings(),
+        head=head,
+        geometry=geometry(model.config),
+        attention_layout=_attention_layout(model, blocks),
+        parts=parts,
+        parts_reason=reason,
         mlp_kind=None if mlp is None else mlp.kind,
     )
 

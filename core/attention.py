@@ -64,11 +64,14 @@ def _llama_qk(a: Anatomy, x: torch.Tensor, layer: int, head: int, g: Geometry):
     attn = a.attention(layer)
     xn = _rms_norm(x, a.attention_norm(layer))  # (T, d)
     e, kv = g.head_dim, g.kv_head(head)
-    wq, wk = attn.q_proj.weight[head * e:(head + 1) * e], attn.k_proj.weight[kv * e:(kv + 1) * e]
+    wq, wk = (
+        attn.q_proj.weight[head * e : (head + 1) * e],
+        attn.k_proj.weight[kv * e : (kv + 1) * e],
+    )
     q, k = xn @ wq.T, xn @ wk.T  # (T, e)
     if attn.q_proj.bias is not None:  # Qwen2-style
-        q = q + attn.q_proj.bias[head * e:(head + 1) * e]
-        k = k + attn.k_proj.bias[kv * e:(kv + 1) * e]
+        q = q + attn.q_proj.bias[head * e : (head + 1) * e]
+        k = k + attn.k_proj.bias[kv * e : (kv + 1) * e]
     if hasattr(attn, "q_norm"):  # Qwen3-style: each head's q and k normalised before RoPE
         q, k = _rms_norm(q, attn.q_norm), _rms_norm(k, attn.k_norm)
     cos, sin = a.rotary(x[None], torch.arange(x.shape[0])[None])
@@ -82,9 +85,9 @@ def _gpt2_qk(a: Anatomy, x: torch.Tensor, layer: int, head: int, g: Geometry):
     xn = _layer_norm(x, a.attention_norm(layer))
     qkv = xn @ attn.c_attn.weight + attn.c_attn.bias  # Conv1D stores W as (in, out)
     e, d = g.head_dim, g.d_model
-    q = qkv[:, head * e:(head + 1) * e]
-    k = qkv[:, d + head * e:d + (head + 1) * e]
-    scale = e ** -0.5 if config.scale_attn_weights else 1.0
+    q = qkv[:, head * e : (head + 1) * e]
+    k = qkv[:, d + head * e : d + (head + 1) * e]
+    scale = e**-0.5 if config.scale_attn_weights else 1.0
     if config.scale_attn_by_inverse_layer_idx:
         scale /= float(layer + 1)
     return xn, q, k, scale, False, "LayerNorm"
@@ -102,8 +105,20 @@ def recompute_head(model: Any, layer_input: np.ndarray, layer: int, head: int) -
         future = torch.triu(torch.ones_like(scores, dtype=torch.bool), diagonal=1)
         masked = scores.masked_fill(future, float("-inf"))
         weights = torch.softmax(masked, dim=-1)
-    return HeadSteps(layer, head, g.kv_head(head), xn.numpy(), q.numpy(), k.numpy(), scale,
-                     scores.numpy(), masked.numpy(), weights.numpy(), rope, norm)
+    return HeadSteps(
+        layer,
+        head,
+        g.kv_head(head),
+        xn.numpy(),
+        q.numpy(),
+        k.numpy(),
+        scale,
+        scores.numpy(),
+        masked.numpy(),
+        weights.numpy(),
+        rope,
+        norm,
+    )
 
 
 @dataclass(frozen=True)
@@ -178,8 +193,7 @@ def induction_scores(model: Any, half: int = INDUCTION_HALF, seed: int = 0) -> n
     return _induction(_probe_attentions(model, half, [seed])[0], half)
 
 
-def head_roles(model: Any, half: int = INDUCTION_HALF, seeds: int = INDUCTION_SEEDS
-               ) -> HeadProfile:
+def head_roles(model: Any, half: int = INDUCTION_HALF, seeds: int = INDUCTION_SEEDS) -> HeadProfile:
     """Every head's four pattern scores on `seeds` repeated random sequences (one batched
     forward pass), averaged over the seeds; induction also keeps its lowest and highest seed."""
     a = _probe_attentions(model, half, range(seeds))  # (S, L, H, 2h, 2h)
@@ -206,7 +220,7 @@ def encoder_attention(encoder: Any, text: str, cap: int = ATTENTION_CAP) -> Enco
     ids = tok(text or " ", add_special_tokens=True, truncation=False)["input_ids"]
     full = len(ids)
     if full > cap:
-        ids = ids[:cap - 1] + [tok.sep_token_id]
+        ids = ids[: cap - 1] + [tok.sep_token_id]
     with heavy_work(), torch.inference_mode():
         out = encoder.model(torch.tensor([ids]), output_attentions=True)
     attn = torch.stack([a[0] for a in out.attentions]).numpy()

@@ -100,7 +100,9 @@ def encode(bpe: BPE, text: str) -> list[int]:
     for chunk in GPT2_SPLIT.findall(text):
         parts = [bytes([b]) for b in chunk.encode("utf-8")]
         while len(parts) > 1:
-            ranked = [(rank_of.get(pair, 1 << 30), i) for i, pair in enumerate(zip(parts, parts[1:]))]
+            ranked = [
+                (rank_of.get(pair, 1 << 30), i) for i, pair in enumerate(zip(parts, parts[1:]))
+            ]
             rank, i = min(ranked)
             if rank == 1 << 30:
                 break

@@ -29,44 +29,70 @@ import numpy as np
 from core.corpus import DATA, pydoc_paragraphs
 
 JUNK_FILE = DATA / "pretraining_junk.json"
-KINDS: tuple[str, ...] = ("clean", "exact_dup", "near_dup", "boilerplate", "spam", "foreign",
-                          "pii")
+KINDS: tuple[str, ...] = ("clean", "exact_dup", "near_dup", "boilerplate", "spam", "foreign", "pii")
 SOURCES: tuple[str, ...] = ("docs prose", "docs code", "web crawl")
-STAGES: tuple[str, ...] = ("raw", "language", "quality", "repetition", "exact dedup",
-                           "near dedup")
+STAGES: tuple[str, ...] = ("raw", "language", "quality", "repetition", "exact dedup", "near dedup")
 # Which stage is meant to catch each injected kind (PII is masked, not dropped).
-TARGET_STAGE: dict[str, str] = {"exact_dup": "exact dedup", "near_dup": "near dedup",
-                                "boilerplate": "quality", "spam": "quality|repetition",
-                                "foreign": "language"}
+TARGET_STAGE: dict[str, str] = {
+    "exact_dup": "exact dedup",
+    "near_dup": "near dedup",
+    "boilerplate": "quality",
+    "spam": "quality|repetition",
+    "foreign": "language",
+}
 
 EN_STOP = frozenset(
     "the of and to is that it for with as this are be by or which not from can if when was its "
     "has have these will you your an at but they their there than then also such been were "
-    "would should may must any all each other into only more most some what how".split())
+    "would should may must any all each other into only more most some what how".split()
+)
 # Words frequent in each language and rare in English prose or Python (no "a", "is", "as",
 # "del", "on", "per", "non", "do", "y" ...): shared words would mislabel English as foreign.
 OTHER_STOP: dict[str, frozenset[str]] = {
-    "de": frozenset("der die das und ist nicht mit dem ein eine einer wird werden sich auf "
-                    "für wenn kann bis ihn sie darin mehr immer".split()),
-    "fr": frozenset("le les et est des une du dans pour que qui ne pas avec sur au aux elle il "
-                    "se ce sont toujours".split()),
-    "es": frozenset("el los las es que una para con por se lo sea mientras siempre su sus "
-                    "ningún".split()),
+    "de": frozenset(
+        "der die das und ist nicht mit dem ein eine einer wird werden sich auf "
+        "für wenn kann bis ihn sie darin mehr immer".split()
+    ),
+    "fr": frozenset(
+        "le les et est des une du dans pour que qui ne pas avec sur au aux elle il "
+        "se ce sont toujours".split()
+    ),
+    "es": frozenset(
+        "el los las es que una para con por se lo sea mientras siempre su sus ningún".split()
+    ),
     "it": frozenset("il lo gli che di della una con si sono ogni suo finché sempre".split()),
-    "nl": frozenset("het een en van dat die niet voor zijn als je wordt worden geen elke "
-                    "daarin".split()),
-    "pt": frozenset("os as que da dos das um uma para com não se por num sempre enquanto "
-                    "é".split()),
+    "nl": frozenset(
+        "het een en van dat die niet voor zijn als je wordt worden geen elke daarin".split()
+    ),
+    "pt": frozenset(
+        "os as que da dos das um uma para com não se por num sempre enquanto é".split()
+    ),
 }
 BOILERPLATE_PHRASES: tuple[str, ...] = (
-    "cookie", "all rights reserved", "privacy policy", "terms of use", "click here",
-    "subscribe", "newsletter", "sign in", "log in", "javascript", "skip to", "follow us",
-    "powered by", "share this", "read more", "sitemap")
+    "cookie",
+    "all rights reserved",
+    "privacy policy",
+    "terms of use",
+    "click here",
+    "subscribe",
+    "newsletter",
+    "sign in",
+    "log in",
+    "javascript",
+    "skip to",
+    "follow us",
+    "powered by",
+    "share this",
+    "read more",
+    "sitemap",
+)
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 # A run of digit groups split by spaces or hyphens, optionally +country and (area): phone-
 # shaped when it holds 7 or more digits (checked in mask_pii).
-PHONE = re.compile(r"(?<![\w.])(?:\+\d{1,3}[ -]?)?(?:\(\d{2,4}\)[ -]?)?\d{2,6}(?:[ -]\d{2,6}){1,4}"
-                   r"(?!\w)(?!\.\d)")
+PHONE = re.compile(
+    r"(?<![\w.])(?:\+\d{1,3}[ -]?)?(?:\(\d{2,4}\)[ -]?)?\d{2,6}(?:[ -]\d{2,6}){1,4}"
+    r"(?!\w)(?!\.\d)"
+)
 MIN_PHONE_DIGITS = 7
 IPV4 = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")
 WORD = re.compile(r"\w+")
@@ -83,6 +109,7 @@ class Doc:
 
 
 # ---- the sample corpus ---------------------------------------------------------------------
+
 
 @lru_cache(maxsize=1)
 def junk_material() -> dict:
@@ -142,8 +169,9 @@ def _pii(rng: random.Random) -> tuple[str, tuple[str, ...]]:
     first, last = rng.choice(m["first"]), rng.choice(m["last"])
     email = f"{first.lower()}.{last.lower()}@{rng.choice(m['domains'])}"
     email = unicodedata.normalize("NFKD", email).encode("ascii", "ignore").decode()
-    phone = rng.choice(m["phones"]).format(d2=f"{rng.randrange(100):02d}",
-                                           d4=f"{rng.randrange(10000):04d}")
+    phone = rng.choice(m["phones"]).format(
+        d2=f"{rng.randrange(100):02d}", d4=f"{rng.randrange(10000):04d}"
+    )
     contact = rng.choice(m["contact"]).format(name=f"{first} {last}", email=email, phone=phone)
     body = rng.sample(m["sentences"], 3)
     body.insert(rng.randint(1, 3), contact)
@@ -184,16 +212,21 @@ def sample_corpus(spec: CorpusSpec = CorpusSpec()) -> tuple[Doc, ...]:
     langs = sorted(junk_material()["foreign"])
     junk = [Doc(0, _boilerplate(rng), "boilerplate", "web crawl") for _ in range(spec.boilerplate)]
     junk += [Doc(0, _spam(rng), "spam", "web crawl") for _ in range(spec.spam)]
-    junk += [Doc(0, _foreign(langs[i % len(langs)], rng), "foreign", "web crawl")
-             for i in range(spec.foreign)]
+    junk += [
+        Doc(0, _foreign(langs[i % len(langs)], rng), "foreign", "web crawl")
+        for i in range(spec.foreign)
+    ]
     for _ in range(spec.pii):
         text, found = _pii(rng)
         junk.append(Doc(0, text, "pii", "web crawl", pii=found))
     for d in junk:
         docs.insert(rng.randint(0, len(docs)), d)
     docs = [Doc(i, d.text, d.kind, d.source, d.origin, d.pii) for i, d in enumerate(docs)]
-    prose = [d for d in docs if d.kind == "clean" and d.source == "docs prose"
-             and len(d.text.split()) >= 25]
+    prose = [
+        d
+        for d in docs
+        if d.kind == "clean" and d.source == "docs prose" and len(d.text.split()) >= 25
+    ]
     for kind, count in (("exact_dup", spec.exact_dups), ("near_dup", spec.near_dups)):
         for orig in rng.sample(prose, count):
             text = orig.text if kind == "exact_dup" else _near_copy(orig.text, rng)
@@ -210,6 +243,7 @@ def sample_corpus(spec: CorpusSpec = CorpusSpec()) -> tuple[Doc, ...]:
 
 
 # ---- stage 1: language -------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Thresholds:
@@ -258,8 +292,9 @@ def language_of(text: str) -> tuple[str, float]:
     return max(hits, key=hits.__getitem__), hits["en"] / total
 
 
-def language_reason(text: str, t: Thresholds, lang_share: tuple[str, float] | None = None
-                    ) -> str | None:
+def language_reason(
+    text: str, t: Thresholds, lang_share: tuple[str, float] | None = None
+) -> str | None:
     lang, share = lang_share or language_of(text)
     if lang == "unknown" or share >= t.min_english:
         return None
@@ -267,6 +302,7 @@ def language_reason(text: str, t: Thresholds, lang_share: tuple[str, float] | No
 
 
 # ---- stage 2: quality ----------------------------------------------------------------------
+
 
 def is_menu(line: str) -> bool:
     """A navigation line: three or more short items between bars or '>' (not a table row)."""
@@ -284,22 +320,25 @@ def quality_stats(text: str) -> dict[str, float]:
     chars = [c for c in text if not c.isspace()]
     symbols = sum(not c.isalnum() for c in chars)
     caps = sum(w.isupper() and len(w) > 1 for w in raw_words)
-    boiler = sum(any(p in ln.lower() for p in BOILERPLATE_PHRASES) or is_menu(ln)
-                 for ln in lines)
-    return {"words": len(words), "symbol_ratio": symbols / max(len(chars), 1),
-            "stopword_ratio": sum(w in EN_STOP for w in words) / max(len(words), 1),
-            "caps_ratio": caps / max(len(raw_words), 1),
-            "boilerplate_lines": boiler / max(len(lines), 1)}
+    boiler = sum(any(p in ln.lower() for p in BOILERPLATE_PHRASES) or is_menu(ln) for ln in lines)
+    return {
+        "words": len(words),
+        "symbol_ratio": symbols / max(len(chars), 1),
+        "stopword_ratio": sum(w in EN_STOP for w in words) / max(len(words), 1),
+        "caps_ratio": caps / max(len(raw_words), 1),
+        "boilerplate_lines": boiler / max(len(lines), 1),
+    }
 
 
-def quality_reason(text: str, t: Thresholds, stats: dict[str, float] | None = None
-                   ) -> str | None:
+def quality_reason(text: str, t: Thresholds, stats: dict[str, float] | None = None) -> str | None:
     s = stats or quality_stats(text)
     if s["words"] < t.min_words:
         return f"too short: {s['words']} words (min {t.min_words})"
     if s["boilerplate_lines"] > t.max_boilerplate_lines:
-        return (f"boilerplate: {s['boilerplate_lines']:.0%} of lines "
-                f"(max {t.max_boilerplate_lines:.0%})")
+        return (
+            f"boilerplate: {s['boilerplate_lines']:.0%} of lines "
+            f"(max {t.max_boilerplate_lines:.0%})"
+        )
     if s["symbol_ratio"] > t.max_symbol_ratio:
         return f"symbols: {s['symbol_ratio']:.0%} of characters (max {t.max_symbol_ratio:.0%})"
     if s["caps_ratio"] > t.max_caps_ratio:
@@ -311,6 +350,7 @@ def quality_reason(text: str, t: Thresholds, stats: dict[str, float] | None = No
 
 # ---- stage 3: repetition (Gopher) ----------------------------------------------------------
 
+
 def repetition_stats(text: str) -> dict[str, float]:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     dup_lines = len(lines) - len(set(lines))
@@ -321,18 +361,19 @@ def repetition_stats(text: str) -> dict[str, float]:
     if pairs:
         (a, b), n = pairs.most_common(1)[0]
         top = n * (len(a) + len(b)) / total if n > 1 else 0.0
-    grams = [tuple(words[i:i + 5]) for i in range(len(words) - 4)]
+    grams = [tuple(words[i : i + 5]) for i in range(len(words) - 4)]
     seen = Counter(grams)
     covered = np.zeros(len(words), bool)
     for i, g in enumerate(grams):
         if seen[g] > 1:
-            covered[i:i + 5] = True
+            covered[i : i + 5] = True
     dup5 = sum(len(w) for w, c in zip(words, covered, strict=True) if c) / total
     return {"dup_lines": dup_lines / max(len(lines), 1), "top_bigram": top, "dup_5gram": dup5}
 
 
-def repetition_reason(text: str, t: Thresholds, stats: dict[str, float] | None = None
-                      ) -> str | None:
+def repetition_reason(
+    text: str, t: Thresholds, stats: dict[str, float] | None = None
+) -> str | None:
     s = stats or repetition_stats(text)
     if s["dup_lines"] > t.max_dup_lines:
         return f"repeated lines: {s['dup_lines']:.0%} (max {t.max_dup_lines:.0%})"
@@ -344,6 +385,7 @@ def repetition_reason(text: str, t: Thresholds, stats: dict[str, float] | None =
 
 
 # ---- stage 4: exact dedup ------------------------------------------------------------------
+
 
 def normalise(text: str) -> str:
     return " ".join(text.lower().split())
@@ -372,7 +414,7 @@ def shingles(text: str, k: int) -> set[str]:
     s = normalise(text)
     if len(s) <= k:
         return {s}
-    return {s[i:i + k] for i in range(len(s) - k + 1)}
+    return {s[i : i + k] for i in range(len(s) - k + 1)}
 
 
 def jaccard(a: set[str], b: set[str]) -> float:
@@ -404,14 +446,17 @@ def shingle_hashes(shingle_set: Sequence[str] | set[str]) -> np.ndarray:
 def _hashes_per_set(sets: Sequence[set[str]]) -> list[np.ndarray]:
     """Each distinct shingle is hashed once: most 5-grams recur across documents."""
     vocab: dict[str, int] = {}
-    ids = [np.fromiter((vocab.setdefault(s, len(vocab)) for s in one), np.int64, len(one))
-           for one in sets]
+    ids = [
+        np.fromiter((vocab.setdefault(s, len(vocab)) for s in one), np.int64, len(one))
+        for one in sets
+    ]
     table = shingle_hashes(list(vocab))
     return [table[i] for i in ids]
 
 
-def minhash_signatures(sets: Sequence[set[str]], num_perm: int, seed: int = 1,
-                       chunk: int = 40_000) -> np.ndarray:
+def minhash_signatures(
+    sets: Sequence[set[str]], num_perm: int, seed: int = 1, chunk: int = 40_000
+) -> np.ndarray:
     """One row of num_perm minimum permuted hashes per set: (n, num_perm) uint32."""
     a, b = permutations(num_perm, seed)
     hashes = _hashes_per_set(sets)
@@ -424,7 +469,7 @@ def minhash_signatures(sets: Sequence[set[str]], num_perm: int, seed: int = 1,
             stop += 1
         flat = np.concatenate(hashes[start:stop])  # (S,)
         phv = flat[:, None] * a[None, :] + b[None, :]  # (S, num_perm), wraps mod 2^32
-        offsets = np.cumsum([0] + [len(h) for h in hashes[start:stop - 1]])
+        offsets = np.cumsum([0] + [len(h) for h in hashes[start : stop - 1]])
         out[start:stop] = np.minimum.reduceat(phv, offsets, axis=0)
         start = stop
     return out
@@ -434,8 +479,9 @@ def estimated_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> float:
     return float(np.mean(sig_a == sig_b))
 
 
-def candidate_probability(similarity: np.ndarray | float, bands: int,
-                          rows: int) -> np.ndarray | float:
+def candidate_probability(
+    similarity: np.ndarray | float, bands: int, rows: int
+) -> np.ndarray | float:
     """P(two documents share at least one band) = 1 - (1 - s^r)^b: the LSH S-curve."""
     return 1.0 - (1.0 - np.asarray(similarity, dtype=float) ** rows) ** bands
 
@@ -452,17 +498,21 @@ def lsh_candidates(signatures: np.ndarray, bands: int) -> set[tuple[int, int]]:
     pairs: set[tuple[int, int]] = set()
     for band in range(bands):
         buckets: dict[bytes, list[int]] = {}
-        block = np.ascontiguousarray(signatures[:, band * rows:(band + 1) * rows])
+        block = np.ascontiguousarray(signatures[:, band * rows : (band + 1) * rows])
         for i in range(n):
             buckets.setdefault(block[i].tobytes(), []).append(i)
         for members in buckets.values():
             for x, i in enumerate(members):
-                pairs.update((i, j) for j in members[x + 1:])
+                pairs.update((i, j) for j in members[x + 1 :])
     return pairs
 
 
-def near_duplicates(signatures: np.ndarray, bands: int, threshold: float,
-                    candidates: set[tuple[int, int]] | None = None) -> dict[int, tuple[int, float]]:
+def near_duplicates(
+    signatures: np.ndarray,
+    bands: int,
+    threshold: float,
+    candidates: set[tuple[int, int]] | None = None,
+) -> dict[int, tuple[int, float]]:
     """Row -> (earlier row, estimated Jaccard) for rows matching an earlier one: the later copy
     of each candidate pair whose estimate reaches the threshold is dropped."""
     if candidates is None:
@@ -486,13 +536,19 @@ class JaccardCheck:
         return float(np.mean(np.abs(self.true - self.estimated)))
 
 
-def minhash_check(docs: Sequence[Doc], sets: Sequence[set[str]], signatures: np.ndarray,
-                  n_random: int = 200, seed: int = 0) -> JaccardCheck:
+def minhash_check(
+    docs: Sequence[Doc],
+    sets: Sequence[set[str]],
+    signatures: np.ndarray,
+    n_random: int = 200,
+    seed: int = 0,
+) -> JaccardCheck:
     """MinHash estimates against exact Jaccard: every injected near-duplicate with its original,
     plus random pairs (mostly dissimilar) to cover the low end."""
     row = {d.id: i for i, d in enumerate(docs)}
-    pairs = [(row[d.origin], row[d.id], "near-duplicate pair") for d in docs
-             if d.kind == "near_dup"]
+    pairs = [
+        (row[d.origin], row[d.id], "near-duplicate pair") for d in docs if d.kind == "near_dup"
+    ]
     rng = random.Random(seed)
     pairs += [(*rng.sample(range(len(docs)), 2), "random pair") for _ in range(n_random)]
     true = np.array([jaccard(sets[i], sets[j]) for i, j, _ in pairs])
@@ -501,6 +557,7 @@ def minhash_check(docs: Sequence[Doc], sets: Sequence[set[str]], signatures: np.
 
 
 # ---- stage 6: personal data ----------------------------------------------------------------
+
 
 def mask_pii(text: str) -> tuple[str, int]:
     """E-mail addresses, phone numbers and IPv4 addresses replaced by placeholders."""
@@ -523,6 +580,7 @@ def mask_pii(text: str) -> tuple[str, int]:
 
 # ---- the pipeline --------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class DocStats:
     """Everything the rule stages measure on one document: independent of the thresholds, so
@@ -535,6 +593,7 @@ class DocStats:
 
 def doc_stats(text: str) -> DocStats:
     return DocStats(language_of(text), quality_stats(text), repetition_stats(text))
+
 
 @dataclass(frozen=True)
 class Dropped:
@@ -551,8 +610,9 @@ class PipelineResult:
     candidate_pairs: int  # LSH candidates among the documents reaching near dedup
 
 
-def _filter_stage(docs: Sequence[Doc], stage: str, reason: Callable[[Doc], str | None],
-                  dropped: list[Dropped]) -> list[Doc]:
+def _filter_stage(
+    docs: Sequence[Doc], stage: str, reason: Callable[[Doc], str | None], dropped: list[Dropped]
+) -> list[Doc]:
     kept = []
     for d in docs:
         why = reason(d)
@@ -563,8 +623,12 @@ def _filter_stage(docs: Sequence[Doc], stage: str, reason: Callable[[Doc], str |
     return kept
 
 
-def run_pipeline(docs: Sequence[Doc], t: Thresholds, signatures: np.ndarray | None = None,
-                 stats: Sequence[DocStats] | None = None) -> PipelineResult:
+def run_pipeline(
+    docs: Sequence[Doc],
+    t: Thresholds,
+    signatures: np.ndarray | None = None,
+    stats: Sequence[DocStats] | None = None,
+) -> PipelineResult:
     """Every stage in order; `signatures` and `stats` (one per doc, in order) may be
     precomputed, since neither depends on the thresholds."""
     if signatures is None:
@@ -575,26 +639,32 @@ def run_pipeline(docs: Sequence[Doc], t: Thresholds, signatures: np.ndarray | No
     st_of = {d.id: s for d, s in zip(docs, stats, strict=True)}
     dropped: list[Dropped] = []
     kept = [tuple(d.id for d in docs)]
-    cur = _filter_stage(docs, "language",
-                        lambda d: language_reason(d.text, t, st_of[d.id].language), dropped)
+    cur = _filter_stage(
+        docs, "language", lambda d: language_reason(d.text, t, st_of[d.id].language), dropped
+    )
     kept.append(tuple(d.id for d in cur))
-    cur = _filter_stage(cur, "quality",
-                        lambda d: quality_reason(d.text, t, st_of[d.id].quality), dropped)
+    cur = _filter_stage(
+        cur, "quality", lambda d: quality_reason(d.text, t, st_of[d.id].quality), dropped
+    )
     kept.append(tuple(d.id for d in cur))
-    cur = _filter_stage(cur, "repetition",
-                        lambda d: repetition_reason(d.text, t, st_of[d.id].repetition), dropped)
+    cur = _filter_stage(
+        cur, "repetition", lambda d: repetition_reason(d.text, t, st_of[d.id].repetition), dropped
+    )
     kept.append(tuple(d.id for d in cur))
     dups = exact_duplicates([d.text for d in cur])
-    dropped += [Dropped(cur[i].id, "exact dedup", f"same text as document {cur[j].id}")
-                for i, j in dups.items()]
+    dropped += [
+        Dropped(cur[i].id, "exact dedup", f"same text as document {cur[j].id}")
+        for i, j in dups.items()
+    ]
     cur = [d for i, d in enumerate(cur) if i not in dups]
     kept.append(tuple(d.id for d in cur))
     sub = signatures[[row_of[d.id] for d in cur]]
     candidates = lsh_candidates(sub, t.bands)
     near = near_duplicates(sub, t.bands, t.jaccard, candidates)
-    dropped += [Dropped(cur[i].id, "near dedup",
-                        f"estimated Jaccard {est:.2f} with document {cur[j].id}")
-                for i, (j, est) in near.items()]
+    dropped += [
+        Dropped(cur[i].id, "near dedup", f"estimated Jaccard {est:.2f} with document {cur[j].id}")
+        for i, (j, est) in near.items()
+    ]
     cur = [d for i, d in enumerate(cur) if i not in near]
     kept.append(tuple(d.id for d in cur))
     masked = []
@@ -606,6 +676,7 @@ def run_pipeline(docs: Sequence[Doc], t: Thresholds, signatures: np.ndarray | No
 
 
 # ---- how well each stage caught what it targets ---------------------------------------------
+
 
 @dataclass(frozen=True)
 class RecallRow:
@@ -625,21 +696,25 @@ def recall_table(docs: Sequence[Doc], result: PipelineResult) -> tuple[RecallRow
     stage_of = {x.doc_id: x.stage for x in result.dropped}
     masked = {i: text for i, text, _ in result.masked}
     rows = []
-    targets = TARGET_STAGE | {"near_dup": "exact dedup|near dedup", "pii": "masked",
-                              "clean": "none (false positives)"}
+    targets = TARGET_STAGE | {
+        "near_dup": "exact dedup|near dedup",
+        "pii": "masked",
+        "clean": "none (false positives)",
+    }
     for kind in KINDS:
         ids = [d.id for d in docs if d.kind == kind]
         if kind == "pii":  # caught when every injected e-mail and phone is gone from the text
-            caught = sum(i in masked and not any(p in masked[i] for p in by_id[i].pii)
-                         for i in ids)
+            caught = sum(i in masked and not any(p in masked[i] for p in by_id[i].pii) for i in ids)
         else:
             caught = sum(stage_of.get(i, "") in targets[kind].split("|") for i in ids)
-        rows.append(RecallRow(kind, len(ids), caught, sum(i in stage_of for i in ids),
-                              targets[kind]))
+        rows.append(
+            RecallRow(kind, len(ids), caught, sum(i in stage_of for i in ids), targets[kind])
+        )
     return tuple(rows)
 
 
 # ---- mixtures ------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class MixRow:
@@ -650,8 +725,9 @@ class MixRow:
     epochs: float  # how many times each of its tokens is seen
 
 
-def mixture_plan(available: dict[str, int], weights: dict[str, float],
-                 budget: float) -> tuple[MixRow, ...]:
+def mixture_plan(
+    available: dict[str, int], weights: dict[str, float], budget: float
+) -> tuple[MixRow, ...]:
     """Split a token budget by weight; epochs = tokens wanted / tokens the source has."""
     total = sum(max(w, 0.0) for w in weights.values())
     rows = []
@@ -665,6 +741,7 @@ def mixture_plan(available: dict[str, int], weights: dict[str, float],
 
 # ---- model-based filtering: an LM and a character n-gram model -----------------------------
 
+
 @dataclass(frozen=True)
 class CharNgram:
     """Add-k smoothed character n-gram model: p(c | previous n-1 characters)."""
@@ -675,7 +752,7 @@ class CharNgram:
     counts: dict[str, Counter]  # context -> next-character counts
 
     def prob(self, context: str, char: str) -> float:
-        ctx = context[-(self.order - 1):] if self.order > 1 else ""
+        ctx = context[-(self.order - 1) :] if self.order > 1 else ""
         seen = self.counts.get(ctx)
         v = len(self.vocab) + 1  # +1: one shared slot for characters never seen in training
         n, total = (seen[char], sum(seen.values())) if seen else (0, 0)
@@ -688,7 +765,7 @@ def train_char_ngram(texts: Sequence[str], order: int = 4, k: float = 0.05) -> C
     for text in texts:
         s = pad + text
         for i in range(order - 1, len(s)):
-            counts.setdefault(s[i - order + 1:i], Counter())[s[i]] += 1
+            counts.setdefault(s[i - order + 1 : i], Counter())[s[i]] += 1
     vocab = frozenset(c for text in texts for c in text) | {"\x02"}
     return CharNgram(order, k, vocab, counts)
 
@@ -730,8 +807,9 @@ def perplexity_sample(docs: Sequence[Doc], per_kind: int, seed: int = 0) -> tupl
     return tuple(out)
 
 
-def lm_prefix_perplexities(lm, texts: Sequence[str], max_tokens: int,
-                           report: Callable[..., None], batch: int = 8) -> list[tuple[str, float]]:
+def lm_prefix_perplexities(
+    lm, texts: Sequence[str], max_tokens: int, report: Callable[..., None], batch: int = 8
+) -> list[tuple[str, float]]:
     """(decoded prefix, exp(mean token NLL)) for each text's first max_tokens tokens."""
     import torch
 
@@ -741,7 +819,7 @@ def lm_prefix_perplexities(lm, texts: Sequence[str], max_tokens: int,
     ids = [tok(t, add_special_tokens=False)["input_ids"][:max_tokens] for t in texts]
     out: list[tuple[str, float]] = []
     for start in range(0, len(ids), batch):
-        chunk = [x for x in ids[start:start + batch]]
+        chunk = [x for x in ids[start : start + batch]]
         width = max(len(x) for x in chunk)
         pad = tok.pad_token_id if tok.pad_token_id is not None else 0
         inp = torch.tensor([x + [pad] * (width - len(x)) for x in chunk])  # (B, T)
@@ -757,16 +835,25 @@ def lm_prefix_perplexities(lm, texts: Sequence[str], max_tokens: int,
     return out
 
 
-def score_perplexities(lm, model_id: str, docs: Sequence[Doc], sample: Sequence[Doc],
-                       report: Callable[..., None], max_tokens: int = 32,
-                       order: int = 4) -> PerplexityResult:
+def score_perplexities(
+    lm,
+    model_id: str,
+    docs: Sequence[Doc],
+    sample: Sequence[Doc],
+    report: Callable[..., None],
+    max_tokens: int = 32,
+    order: int = 4,
+) -> PerplexityResult:
     """The LM and a character n-gram model (trained on clean prose outside the sample) score
     the same prefix of each sampled document."""
     held = {d.id for d in sample}
-    train = [d.text for d in docs if d.kind == "clean" and d.source == "docs prose"
-             and d.id not in held]
+    train = [
+        d.text for d in docs if d.kind == "clean" and d.source == "docs prose" and d.id not in held
+    ]
     ngram = train_char_ngram(train, order)
     scored = lm_prefix_perplexities(lm, [d.text for d in sample], max_tokens, report)
-    rows = tuple(ScoredDoc(d.id, d.kind, prefix, ppl, char_perplexity(ngram, prefix))
-                 for d, (prefix, ppl) in zip(sample, scored, strict=True))
+    rows = tuple(
+        ScoredDoc(d.id, d.kind, prefix, ppl, char_perplexity(ngram, prefix))
+        for d, (prefix, ppl) in zip(sample, scored, strict=True)
+    )
     return PerplexityResult(rows, model_id, max_tokens, order, len(train))

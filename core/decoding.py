@@ -189,8 +189,13 @@ def apply_mask(logits: torch.Tensor, allowed: torch.Tensor) -> tuple[torch.Tenso
     before = logits.float().softmax(-1)
     masked = logits.float().masked_fill(~keep, float("-inf"))
     after = masked.softmax(-1) if keep.any() else before
-    view = MaskView(int(keep.sum()), int(keep.shape[0]), float(before.max()), float(after.max()),
-                    int(before.argmax()))
+    view = MaskView(
+        int(keep.sum()),
+        int(keep.shape[0]),
+        float(before.max()),
+        float(after.max()),
+        int(before.argmax()),
+    )
     return (masked if keep.any() else logits), view
 
 
@@ -207,7 +212,10 @@ def choose_token(
 
 
 def generate_stream(
-    lm: LoadedModel, input_ids: Sequence[int], s: DecodingSettings, use_cache: bool = True,
+    lm: LoadedModel,
+    input_ids: Sequence[int],
+    s: DecodingSettings,
+    use_cache: bool = True,
     mask: TokenMask | None = None,
 ) -> Iterator[Step]:
     """Yield one Step per new token.
@@ -226,7 +234,7 @@ def generate_stream(
         return
     ids = [int(i) for i in input_ids]
     gen = torch.Generator().manual_seed(int(s.seed))
-    eos = set(_eos_ids(lm))
+    eos = set(eos_ids(lm))
     past = None
     for n in range(min(s.max_new_tokens, GENERATION_CAP)):
         start = time.perf_counter()
@@ -244,17 +252,19 @@ def generate_stream(
         seconds = time.perf_counter() - start
         ids.append(token)
         text = lm.tokenizer.decode([token], clean_up_tokenization_spaces=False)
-        yield Step(len(ids) - 1, token, text, prob, seconds, n == 0,
-                   len(ids) - 1 if use_cache else 0, view)
+        yield Step(
+            len(ids) - 1, token, text, prob, seconds, n == 0, len(ids) - 1 if use_cache else 0, view
+        )
         if s.stop_at_eos and token in eos:
             return
 
 
-def _generate_batched(lm: LoadedModel, input_ids: Sequence[int], s: DecodingSettings,
-                      mask: TokenMask | None = None) -> Iterator[Step]:
+def _generate_batched(
+    lm: LoadedModel, input_ids: Sequence[int], s: DecodingSettings, mask: TokenMask | None = None
+) -> Iterator[Step]:
     ids = [int(i) for i in input_ids]
     gen = torch.Generator().manual_seed(int(s.seed))
-    eos = set(_eos_ids(lm))
+    eos = set(eos_ids(lm))
     seq = engine_for(lm.model).open(ids)
     try:
         token: int | None = None
@@ -275,7 +285,7 @@ def _generate_batched(lm: LoadedModel, input_ids: Sequence[int], s: DecodingSett
         seq.close()  # a learner who stops or leaves gives the batch its row back at once
 
 
-def _eos_ids(lm: LoadedModel) -> list[int]:
+def eos_ids(lm: LoadedModel) -> list[int]:
     eos = lm.model.generation_config.eos_token_id
     if eos is None:
         eos = lm.tokenizer.eos_token_id
@@ -309,7 +319,10 @@ class BeamResult:
 
 
 def beam_search(
-    lm: LoadedModel, input_ids: Sequence[int], num_beams: int, max_new_tokens: int,
+    lm: LoadedModel,
+    input_ids: Sequence[int],
+    num_beams: int,
+    max_new_tokens: int,
     length_penalty: float = 1.0,
 ) -> BeamResult:
     """Breadth-first beam search, keeping `num_beams` hypotheses; finished ones wait aside.
@@ -318,7 +331,7 @@ def beam_search(
     cache is reordered to follow the beams that survive (a beam's row is copied to each child).
     """
     prompt = [int(i) for i in input_ids]
-    eos = set(_eos_ids(lm))
+    eos = set(eos_ids(lm))
     beams: list[tuple[list[int], float, int]] = [([], 0.0, -1)]  # (tokens, logprob, parent)
     finished: list[tuple[float, list[int]]] = []
     tree: list[BeamNode] = []

@@ -55,7 +55,9 @@ def embedding_matrix(model: Any) -> np.ndarray:
 def word_ids(tokenizer: Any, word: str) -> tuple[int, ...]:
     """A word as it appears mid-sentence (with its leading space), as token ids."""
     ids = tokenizer(" " + word.strip(), add_special_tokens=False)["input_ids"]
-    return tuple(int(i) for i in ids) or tuple(tokenizer(word, add_special_tokens=False)["input_ids"])
+    return tuple(int(i) for i in ids) or tuple(
+        tokenizer(word, add_special_tokens=False)["input_ids"]
+    )
 
 
 def word_vector(table: np.ndarray, ids: tuple[int, ...]) -> np.ndarray:
@@ -73,9 +75,13 @@ class Neighbour:
     cosine: float
 
 
-def nearest_neighbours(table: np.ndarray, vector: np.ndarray, k: int = 10,
-                       exclude: tuple[int, ...] = (),
-                       norms: np.ndarray | None = None) -> list[Neighbour]:
+def nearest_neighbours(
+    table: np.ndarray,
+    vector: np.ndarray,
+    k: int = 10,
+    exclude: tuple[int, ...] = (),
+    norms: np.ndarray | None = None,
+) -> list[Neighbour]:
     """The k rows of `table` with the highest cosine to `vector`. Passing the rows' lengths
     (`norms`) saves keeping a normalised copy of a 100 MB embedding table in memory."""
     if norms is None:
@@ -90,8 +96,9 @@ def nearest_neighbours(table: np.ndarray, vector: np.ndarray, k: int = 10,
     return [Neighbour(int(i), float(cos[i])) for i in top]
 
 
-def analogy_vector(table: np.ndarray, a: tuple[int, ...], b: tuple[int, ...],
-                   c: tuple[int, ...]) -> np.ndarray:
+def analogy_vector(
+    table: np.ndarray, a: tuple[int, ...], b: tuple[int, ...], c: tuple[int, ...]
+) -> np.ndarray:
     """'a is to b as c is to ?' -> b - a + c."""
     return word_vector(table, b) - word_vector(table, a) + word_vector(table, c)
 
@@ -119,8 +126,13 @@ def umap_2d(x: np.ndarray, seed: int = UMAP_SEED) -> Projection:
     import umap  # lazy: importing it alone takes about 12 s
 
     n_neighbors = max(2, min(15, x.shape[0] - 1))
-    reducer = umap.UMAP(n_components=2, n_neighbors=n_neighbors, metric="cosine",
-                        random_state=seed, init="random" if x.shape[0] < 6 else "spectral")
+    reducer = umap.UMAP(
+        n_components=2,
+        n_neighbors=n_neighbors,
+        metric="cosine",
+        random_state=seed,
+        init="random" if x.shape[0] < 6 else "spectral",
+    )
     return Projection(np.asarray(reducer.fit_transform(x)), (float("nan"), float("nan")))
 
 
@@ -141,17 +153,20 @@ def agreement_by_layer(contextual: np.ndarray) -> np.ndarray:
     return np.array([mean_pairwise_cosine(contextual[:, i]) for i in range(contextual.shape[1])])
 
 
-def text_lines(text: str, max_lines: int = MAX_SENTENCES, max_chars: int = 300
-               ) -> tuple[str, ...]:
+def text_lines(text: str, max_lines: int = MAX_SENTENCES, max_chars: int = 300) -> tuple[str, ...]:
     """The non-blank lines of a text box, stripped, each cut to max_chars, at most max_lines."""
-    return tuple(line.strip()[:max_chars] for line in text.splitlines() if line.strip()
-                 )[:max_lines]
+    return tuple(line.strip()[:max_chars] for line in text.splitlines() if line.strip())[:max_lines]
 
 
 def sentence_embeddings(encoder: Any, sentences: list[str]) -> np.ndarray:
     """MiniLM sentence vectors: mean of token vectors over the mask, L2-normalised: (n, 384)."""
-    tok = encoder.tokenizer(sentences, padding=True, truncation=True,
-                            max_length=MAX_SENTENCE_TOKENS, return_tensors="pt")
+    tok = encoder.tokenizer(
+        sentences,
+        padding=True,
+        truncation=True,
+        max_length=MAX_SENTENCE_TOKENS,
+        return_tensors="pt",
+    )
     with heavy_work(), torch.inference_mode():
         hidden = encoder.model(**tok).last_hidden_state  # (n, T, d)
     mask = tok["attention_mask"][..., None].float()
@@ -172,8 +187,11 @@ def _word_span(tokenizer: Any, sentence: str, word: str) -> list[int] | None:
     if not match:
         return None
     enc = tokenizer(sentence, add_special_tokens=False, return_offsets_mapping=True)
-    span = [i for i, (s, e) in enumerate(enc["offset_mapping"][:MAX_SENTENCE_TOKENS])
-            if s < match.end() and e > match.start()]
+    span = [
+        i
+        for i, (s, e) in enumerate(enc["offset_mapping"][:MAX_SENTENCE_TOKENS])
+        if s < match.end() and e > match.start()
+    ]
     return span or None
 
 
@@ -195,6 +213,9 @@ def word_in_context(lm: Any, word: str, sentences: list[str]) -> WordInContext:
         contextual.append(hs[:, span].mean(1).float().numpy())
     d = table.shape[1]
     n_states = int(lm.model.config.num_hidden_layers) + 1
-    return WordInContext(tuple(found), tuple(missing),
-                         np.array(static).reshape(-1, d),
-                         np.array(contextual).reshape(-1, n_states, d))
+    return WordInContext(
+        tuple(found),
+        tuple(missing),
+        np.array(static).reshape(-1, d),
+        np.array(contextual).reshape(-1, n_states, d),
+    )

@@ -95,8 +95,9 @@ class Engine:
         with self.cond:
             self.new.append(seq)
             if self.thread is None or not self.thread.is_alive():
-                self.thread = threading.Thread(target=self._loop, name="generation-engine",
-                                               daemon=True)
+                self.thread = threading.Thread(
+                    target=self._loop, name="generation-engine", daemon=True
+                )
                 self.thread.start()
             self.cond.notify_all()
         return seq
@@ -113,7 +114,11 @@ class Engine:
                 self._drop_closed()
                 work = [s for s in self.new if s.ready] or [s for s in self.rows if s.ready]
                 if not work:
-                    if not self.rows and not self.new and time.monotonic() - idle_since > IDLE_EXIT_S:
+                    if (
+                        not self.rows
+                        and not self.new
+                        and time.monotonic() - idle_since > IDLE_EXIT_S
+                    ):
                         self.thread = None
                         _forget(self)  # an idle engine must not keep an evicted model alive
                         return
@@ -182,8 +187,9 @@ class Engine:
             for layer in self.cache.layers:
                 layer.keys = _pad_left(layer.keys, p - t)
                 layer.values = _pad_left(layer.values, p - t)
-            self.mask = torch.cat([torch.zeros(len(self.rows), p - t, dtype=torch.long),
-                                   self.mask], 1)
+            self.mask = torch.cat(
+                [torch.zeros(len(self.rows), p - t, dtype=torch.long), self.mask], 1
+            )
             t = p
         for mine, theirs in zip(self.cache.layers, cache.layers):
             mine.keys = torch.cat([mine.keys, _pad_left(theirs.keys, t - p)], 0)
@@ -203,8 +209,13 @@ class Engine:
         mask = torch.cat([self.mask, step_mask], 1)  # (B, T + 1)
         positions = torch.tensor([[s.valid] for s in rows])  # (B, 1) real tokens before it
         with heavy_work(), torch.inference_mode():
-            out = self.model(tokens, attention_mask=mask, position_ids=positions,
-                             cache=self.cache, use_cache=True)
+            out = self.model(
+                tokens,
+                attention_mask=mask,
+                position_ids=positions,
+                cache=self.cache,
+                use_cache=True,
+            )
         with self.cond:
             self.cache, self.mask = out.cache, mask
             self.steps += 1

@@ -54,7 +54,9 @@ def load_data(path: Path = DATA) -> FineTuneData:
     raw = json.loads(path.read_text(encoding="utf-8"))
     return FineTuneData(
         tuple((e["user"], e["assistant"]) for e in raw["examples"]),
-        tuple(raw["held_out"]), raw["style"], raw["marker"],
+        tuple(raw["held_out"]),
+        raw["style"],
+        raw["marker"],
     )
 
 
@@ -74,8 +76,12 @@ def template_of(tokenizer: Any) -> tuple[str, bool]:
 
 def render(tokenizer: Any, messages: Sequence[dict[str, str]], generation_prompt: bool) -> str:
     template, _ = template_of(tokenizer)
-    return tokenizer.apply_chat_template(list(messages), chat_template=template, tokenize=False,
-                                         add_generation_prompt=generation_prompt)
+    return tokenizer.apply_chat_template(
+        list(messages),
+        chat_template=template,
+        tokenize=False,
+        add_generation_prompt=generation_prompt,
+    )
 
 
 def encode(tokenizer: Any, text: str) -> list[int]:
@@ -115,13 +121,16 @@ def masked_chat(tokenizer: Any, messages: Sequence[dict[str, str]]) -> MaskedCha
         after = render(tokenizer, messages[: i + 1], generation_prompt=False)
         if not before.startswith(done) or not after.startswith(before):
             raise ValueError("This chat template does not render turns as growing prefixes.")
-        answer = after[len(before):]
+        answer = after[len(before) :]
         target = answer.rstrip()
-        pieces += [(before[len(done):], False, "context"), (target, True, "assistant"),
-                   (answer[len(target):], False, "context")]
+        pieces += [
+            (before[len(done) :], False, "context"),
+            (target, True, "assistant"),
+            (answer[len(target) :], False, "context"),
+        ]
         done = after
     full = render(tokenizer, messages, generation_prompt=False)
-    pieces.append((full[len(done):], False, "context"))
+    pieces.append((full[len(done) :], False, "context"))
     ids: list[int] = []
     mask: list[bool] = []
     roles: list[str] = []
@@ -145,8 +154,11 @@ def template_problem(tokenizer: Any) -> str | None:
 def special_tokens_in(tokenizer: Any, text: str) -> list[str]:
     """Special tokens typed inside a message: the tokenizer reads them as real control tokens."""
     specials = [t for t in getattr(tokenizer, "all_special_tokens", []) if t and len(t) > 1]
-    extra = [str(t) for t in getattr(tokenizer, "added_tokens_decoder", {}).values()
-             if getattr(t, "special", False)]
+    extra = [
+        str(t)
+        for t in getattr(tokenizer, "added_tokens_decoder", {}).values()
+        if getattr(t, "special", False)
+    ]
     return sorted({t for t in [*specials, *extra] if t in text})
 
 
@@ -273,8 +285,9 @@ def _batches(data: FineTuneData, tokenizer: Any, s: LoraSettings) -> list[list[M
     chats = [masked_chat(tokenizer, conversation(u, a)) for u, a in data.examples]
     order = torch.randperm(len(chats), generator=torch.Generator().manual_seed(s.seed)).tolist()
     per = max(1, min(s.batch, len(chats)))
-    return [[chats[order[(step * per + j) % len(chats)]] for j in range(per)]
-            for step in range(s.steps)]
+    return [
+        [chats[order[(step * per + j) % len(chats)]] for j in range(per)] for step in range(s.steps)
+    ]
 
 
 def _tensors(batch: list[MaskedChat], pad: int) -> tuple[torch.Tensor, ...]:
@@ -289,8 +302,9 @@ def _tensors(batch: list[MaskedChat], pad: int) -> tuple[torch.Tensor, ...]:
     return ids, attn, mask
 
 
-def greedy_answer(lm: LoadedModel, user: str, max_new_tokens: int = ANSWER_TOKENS,
-                  templated: bool = True) -> str:
+def greedy_answer(
+    lm: LoadedModel, user: str, max_new_tokens: int = ANSWER_TOKENS, templated: bool = True
+) -> str:
     """A greedy answer through the one generation door, with or without the chat template."""
     text = render(lm.tokenizer, conversation(user), generation_prompt=True) if templated else user
     ids = encode(lm.tokenizer, text)
@@ -316,8 +330,12 @@ def _wait_for_turn(report: Report) -> None:
         report(0.0, f"Another learner's fine-tune is running; waiting for it ({waited:.0f} s)")
 
 
-def held_out_answers(lm: LoadedModel, data: FineTuneData, tokens: int = ANSWER_TOKENS,
-                     report: Report = lambda *a, **k: None) -> tuple[str, ...]:
+def held_out_answers(
+    lm: LoadedModel,
+    data: FineTuneData,
+    tokens: int = ANSWER_TOKENS,
+    report: Report = lambda *a, **k: None,
+) -> tuple[str, ...]:
     out = []
     for i, prompt in enumerate(data.held_out):
         report(i / len(data.held_out), f"Answering held-out prompt {i + 1} of {len(data.held_out)}")
@@ -325,9 +343,13 @@ def held_out_answers(lm: LoadedModel, data: FineTuneData, tokens: int = ANSWER_T
     return tuple(out)
 
 
-def fine_tune(lm: LoadedModel, data: FineTuneData, s: LoraSettings,
-              report: Report = lambda *a, **k: None,
-              before: Sequence[str] | None = None) -> FineTuneResult:
+def fine_tune(
+    lm: LoadedModel,
+    data: FineTuneData,
+    s: LoraSettings,
+    report: Report = lambda *a, **k: None,
+    before: Sequence[str] | None = None,
+) -> FineTuneResult:
     """LoRA on a deep copy of `lm.model`; the shared model is only read (and checked).
 
     `before` are the original model's held-out answers when already known (they do not depend
@@ -346,14 +368,21 @@ def lora_copy(model: Any, s: LoraSettings) -> Any:
     from peft import LoraConfig, get_peft_model
 
     transposed = any(type(m).__name__ == "Conv1D" for m in model.modules())  # GPT-2 layout
-    config = LoraConfig(r=s.rank, lora_alpha=2 * s.rank, target_modules=list(s.targets),
-                        lora_dropout=0.0, bias="none", task_type="CAUSAL_LM",
-                        fan_in_fan_out=transposed)
+    config = LoraConfig(
+        r=s.rank,
+        lora_alpha=2 * s.rank,
+        target_modules=list(s.targets),
+        lora_dropout=0.0,
+        bias="none",
+        task_type="CAUSAL_LM",
+        fan_in_fan_out=transposed,
+    )
     return get_peft_model(copy.deepcopy(model), config)
 
 
-def _train(peft_model: Any, batches: list[list[MaskedChat]], s: LoraSettings, pad: int,
-           report: Report) -> tuple[list[float], float, int]:
+def _train(
+    peft_model: Any, batches: list[list[MaskedChat]], s: LoraSettings, pad: int, report: Report
+) -> tuple[list[float], float, int]:
     """AdamW on the LoRA weights only; returns losses, seconds per step and peak memory."""
     params = [p for p in peft_model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=s.learning_rate, weight_decay=0.0)
@@ -370,22 +399,34 @@ def _train(peft_model: Any, batches: list[list[MaskedChat]], s: LoraSettings, pa
             opt.step()
         losses.append(float(loss.detach()))
         peak = max(peak, _rss() or 0)
-        report((step + 1) / (len(batches) + 1),
-               f"Step {step + 1}/{len(batches)}: loss {losses[-1]:.2f}", partial=tuple(losses))
+        report(
+            (step + 1) / (len(batches) + 1),
+            f"Step {step + 1}/{len(batches)}: loss {losses[-1]:.2f}",
+            partial=tuple(losses),
+        )
     peft_model.eval()
     return losses, (time.perf_counter() - t0) / max(1, len(batches)), peak
 
 
-def _fine_tune_locked(lm: LoadedModel, data: FineTuneData, s: LoraSettings,
-                      report: Report, before: Sequence[str] | None) -> FineTuneResult:
+def _fine_tune_locked(
+    lm: LoadedModel,
+    data: FineTuneData,
+    s: LoraSettings,
+    report: Report,
+    before: Sequence[str] | None,
+) -> FineTuneResult:
     from peft import get_peft_model_state_dict
 
     if not s.targets:
         raise ValueError("Pick at least one module to adapt.")
     fingerprint, rss0 = weights_fingerprint(lm.model), _rss()
     if before is None:
-        before = held_out_answers(lm, data, s.answer_tokens, lambda f, t="", partial=None:
-                                  report(0.0, t + " (original model)"))
+        before = held_out_answers(
+            lm,
+            data,
+            s.answer_tokens,
+            lambda f, t="", partial=None: report(0.0, t + " (original model)"),
+        )
     torch.manual_seed(s.seed)
     peft_model = lora_copy(lm.model, s)
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
@@ -393,19 +434,31 @@ def _fine_tune_locked(lm: LoadedModel, data: FineTuneData, s: LoraSettings,
     batches = _batches(data, lm.tokenizer, s)
     losses, per_step, peak = _train(peft_model, batches, s, pad, report)
     adapter = {k: v.detach().clone() for k, v in get_peft_model_state_dict(peft_model).items()}
-    tuned = LoadedModel(lm.model_id + " + LoRA", peft_model.merge_and_unload(), lm.tokenizer,
-                        "fine-tuned copy")
-    after = held_out_answers(tuned, data, s.answer_tokens, lambda f, t="", partial=None: report(
-        (len(batches) + f) / (len(batches) + 1), t + " (LoRA copy)", partial=tuple(losses)))
+    tuned = LoadedModel(
+        lm.model_id + " + LoRA", peft_model.merge_and_unload(), lm.tokenizer, "fine-tuned copy"
+    )
+    after = held_out_answers(
+        tuned,
+        data,
+        s.answer_tokens,
+        lambda f, t="", partial=None: report(
+            (len(batches) + f) / (len(batches) + 1), t + " (LoRA copy)", partial=tuple(losses)
+        ),
+    )
     copy_bytes = sum(p.numel() * p.element_size() for p in tuned.model.parameters())
     del tuned, peft_model
     gc.collect()
     return FineTuneResult(
-        losses=tuple(losses), trainable=trainable, total=parameter_total(lm.model),
+        losses=tuple(losses),
+        trainable=trainable,
+        total=parameter_total(lm.model),
         answers=tuple(Answer(p, b, a) for p, b, a in zip(data.held_out, before, after)),
-        adapter=adapter, adapter_bytes=sum(v.numel() * v.element_size() for v in adapter.values()),
-        copy_bytes=copy_bytes, peak_rss_rise=(peak - rss0) if rss0 and peak else None,
-        seconds_per_step=per_step, shared_unchanged=weights_fingerprint(lm.model) == fingerprint,
+        adapter=adapter,
+        adapter_bytes=sum(v.numel() * v.element_size() for v in adapter.values()),
+        copy_bytes=copy_bytes,
+        peak_rss_rise=(peak - rss0) if rss0 and peak else None,
+        seconds_per_step=per_step,
+        shared_unchanged=weights_fingerprint(lm.model) == fingerprint,
         tokens_per_step=sum(len(c.ids) for b in batches for c in b) / max(1, len(batches)),
     )
 
@@ -419,16 +472,21 @@ class TemplateComparison:
     chat_answer: str
 
 
-def compare_template(lm: LoadedModel, request: str, max_new_tokens: int = ANSWER_TOKENS,
-                     report: Report = lambda *a, **k: None) -> TemplateComparison:
+def compare_template(
+    lm: LoadedModel,
+    request: str,
+    max_new_tokens: int = ANSWER_TOKENS,
+    report: Report = lambda *a, **k: None,
+) -> TemplateComparison:
     """The same request as bare text and wrapped in the chat template, answered greedily."""
     report(0.0, "Without the template")
     plain = greedy_answer(lm, request, max_new_tokens, templated=False)
     report(0.5, "With the template")
     chat = greedy_answer(lm, request, max_new_tokens, templated=True)
     report(1.0, "Done")
-    return TemplateComparison(request, request, render(lm.tokenizer, conversation(request), True),
-                              plain, chat)
+    return TemplateComparison(
+        request, request, render(lm.tokenizer, conversation(request), True), plain, chat
+    )
 
 
 def marker_share(answers: Sequence[str], marker: str) -> float:

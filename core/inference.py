@@ -120,7 +120,10 @@ class TokenTiming:
 
 
 def time_per_token(
-    lm: LoadedModel, input_ids: Sequence[int], new_tokens: int, use_cache: bool,
+    lm: LoadedModel,
+    input_ids: Sequence[int],
+    new_tokens: int,
+    use_cache: bool,
     report: Callable[..., None] | None = None,
 ) -> tuple[TokenTiming, ...]:
     """Greedy generation through the single door, with each step's measured wall time;
@@ -129,8 +132,9 @@ def time_per_token(
     s = DecodingSettings(temperature=0.0, max_new_tokens=n, stop_at_eos=False)
     out = []
     for step in generate_stream(lm, input_ids, s, use_cache=use_cache):
-        out.append(TokenTiming(step.position, step.seconds * 1000, use_cache, step.prefill,
-                               step.token_id))
+        out.append(
+            TokenTiming(step.position, step.seconds * 1000, use_cache, step.prefill, step.token_id)
+        )
         if report is not None:
             report(len(out) / (n + 1), f"token {len(out)} of {n + 1}")
     return tuple(out)
@@ -167,8 +171,12 @@ class CacheComparison:
         return [t.token_id for t in self.with_cache] == [t.token_id for t in self.without_cache]
 
 
-def compare_cache(lm: LoadedModel, input_ids: Sequence[int], new_tokens: int,
-                  report: Callable[..., None] | None = None) -> CacheComparison:
+def compare_cache(
+    lm: LoadedModel,
+    input_ids: Sequence[int],
+    new_tokens: int,
+    report: Callable[..., None] | None = None,
+) -> CacheComparison:
     """The same greedy continuation timed with the cache, then without; `report(fraction,
     text)` after every step of both runs when given."""
 
@@ -177,10 +185,10 @@ def compare_cache(lm: LoadedModel, input_ids: Sequence[int], new_tokens: int,
             return None
         return lambda f, text="": report(offset + f / 2, f"{label}: {text}")
 
-    return CacheComparison(time_per_token(lm, input_ids, new_tokens, True,
-                                          half(0.0, "with the cache")),
-                           time_per_token(lm, input_ids, new_tokens, False,
-                                          half(0.5, "without the cache")))
+    return CacheComparison(
+        time_per_token(lm, input_ids, new_tokens, True, half(0.0, "with the cache")),
+        time_per_token(lm, input_ids, new_tokens, False, half(0.5, "without the cache")),
+    )
 
 
 # --- forward cost against sequence length ----------------------------------------------------
@@ -232,9 +240,14 @@ def forward_cost(lm: LoadedModel, input_ids: Sequence[int]) -> ForwardCost:
         out = lm.model(ids, use_cache=True)
         seconds = time.perf_counter() - start
         kv = cache_tensor_bytes(out.cache)
-    return ForwardCost(t, seconds, max(sizes, default=0),
-                       attention_scores_formula(lm.config, t, width), kv,
-                       kv_cache_bytes(lm.config, t, width))
+    return ForwardCost(
+        t,
+        seconds,
+        max(sizes, default=0),
+        attention_scores_formula(lm.config, t, width),
+        kv,
+        kv_cache_bytes(lm.config, t, width),
+    )
 
 
 def sweep_lengths(context_length: int, longest: int = 1024) -> tuple[int, ...]:
@@ -274,8 +287,9 @@ def truncate(ids: Sequence[int], budget: int, strategy: str) -> Truncation:
     else:
         head = (budget + 1) // 2
         positions = list(range(head)) + list(range(n - (budget - head), n))
-    return Truncation(tuple(int(ids[i]) for i in positions), tuple(positions),
-                      n - len(positions), strategy)
+    return Truncation(
+        tuple(int(ids[i]) for i in positions), tuple(positions), n - len(positions), strategy
+    )
 
 
 # --- needle in a haystack ---------------------------------------------------------------------
@@ -319,7 +333,9 @@ def haystack(tokenizer: Any, tokens: int, depth: float, secret: str) -> Haystack
         sentences.append(s)
     k = round(min(1.0, max(0.0, depth)) * len(sentences))
     text = " ".join(sentences[:k] + [needle] + sentences[k:])
-    return Haystack(text, len(tokenizer(text, add_special_tokens=False)["input_ids"]), depth, secret)
+    return Haystack(
+        text, len(tokenizer(text, add_special_tokens=False)["input_ids"]), depth, secret
+    )
 
 
 def needle_prompt_ids(tokenizer: Any, hay: Haystack) -> list[int]:
@@ -327,8 +343,9 @@ def needle_prompt_ids(tokenizer: Any, hay: Haystack) -> list[int]:
     The answer is started for the model, so greedy decoding only has to supply the number."""
     question = f"{hay.text}\n\n{QUESTION}"
     if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template([{"role": "user", "content": question}],
-                                             tokenize=False, add_generation_prompt=True)
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
+        )
         return list(tokenizer(text + ANSWER_PREFIX, add_special_tokens=False)["input_ids"])
     return list(tokenizer(f"{question}\nAnswer: {ANSWER_PREFIX}")["input_ids"])
 
@@ -358,17 +375,25 @@ class NeedleProgress:
     trial: NeedleTrial
 
 
-def needle_grid(lengths: Sequence[int], depths: Sequence[float], context_length: int
-                ) -> list[tuple[int, float]]:
+def needle_grid(
+    lengths: Sequence[int], depths: Sequence[float], context_length: int
+) -> list[tuple[int, float]]:
     """The (length, depth) trials, within the cap and leaving room for question and answer."""
     room = min(NEEDLE_LENGTH_CAP, context_length - 96)
-    grid = [(int(n), float(d)) for n in sorted(set(lengths)) if 16 <= n <= room
-            for d in sorted(set(depths))]
+    grid = [
+        (int(n), float(d))
+        for n in sorted(set(lengths))
+        if 16 <= n <= room
+        for d in sorted(set(depths))
+    ]
     return grid[:NEEDLE_TRIALS_CAP]
 
 
 def needle_probe(
-    lm: LoadedModel, lengths: Sequence[int], depths: Sequence[float], seed: int = 0,
+    lm: LoadedModel,
+    lengths: Sequence[int],
+    depths: Sequence[float],
+    seed: int = 0,
     on_token: Callable[[int, int], None] | None = None,
 ) -> Iterator[NeedleProgress]:
     """One greedy answer per (length, depth), yielded as it finishes so a page can show
@@ -385,20 +410,31 @@ def needle_probe(
         if on_token is not None:
             on_token(i, 0)
         pieces = []
-        for n, step in enumerate(generate_stream(lm, needle_prompt_ids(lm.tokenizer, hay),
-                                                 settings), start=1):
+        for n, step in enumerate(
+            generate_stream(lm, needle_prompt_ids(lm.tokenizer, hay), settings), start=1
+        ):
             if step.token_id not in special:
                 pieces.append(step.text)
             if on_token is not None:
                 on_token(i, n)
         answer = "".join(pieces)
-        trial = NeedleTrial(length, hay.tokens, depth, secret, answer.strip(),
-                            recalled(answer, secret), time.perf_counter() - start)
+        trial = NeedleTrial(
+            length,
+            hay.tokens,
+            depth,
+            secret,
+            answer.strip(),
+            recalled(answer, secret),
+            time.perf_counter() - start,
+        )
         yield NeedleProgress(i + 1, len(grid), trial)
 
 
 def needle_trials(
-    lm: LoadedModel, lengths: Sequence[int], depths: Sequence[float], seed: int,
+    lm: LoadedModel,
+    lengths: Sequence[int],
+    depths: Sequence[float],
+    seed: int,
     report: Callable[..., None],
 ) -> tuple[NeedleTrial, ...]:
     """The whole probe as one job: `report(fraction, text, partial=trials so far)` runs before
@@ -408,14 +444,19 @@ def needle_trials(
     trials: list[NeedleTrial] = []
 
     def on_token(i: int, n: int) -> None:
-        report((i + n / (NEEDLE_NEW_TOKENS + 1)) / total,
-               f"Trial {i + 1} of {total}: " + ("reading the haystack" if n == 0 else
-                                               f"answer token {n}"))
+        report(
+            (i + n / (NEEDLE_NEW_TOKENS + 1)) / total,
+            f"Trial {i + 1} of {total}: "
+            + ("reading the haystack" if n == 0 else f"answer token {n}"),
+        )
 
     for p in needle_probe(lm, lengths, depths, seed, on_token):
         trials.append(p.trial)
-        report(p.done / p.total, f"Trial {p.done} of {p.total}: {p.trial.tokens} tokens, depth "
-               f"{p.trial.depth:.0%}", partial=tuple(trials))
+        report(
+            p.done / p.total,
+            f"Trial {p.done} of {p.total}: {p.trial.tokens} tokens, depth {p.trial.depth:.0%}",
+            partial=tuple(trials),
+        )
     return tuple(trials)
 
 

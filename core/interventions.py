@@ -42,14 +42,17 @@ def heads_switched_off(model: Any, heads: Mapping[int, Iterable[int]]) -> Iterat
     if chosen:  # nothing to switch off needs no anatomy: any model can run the baseline
         a = require(model, "heads")
         g = a.geometry
-        hooks = [Hook(a.output_projection(layer), "forward_pre",
-                      _switch_off(hs, g.n_heads, g.head_dim)) for layer, hs in chosen.items()]
+        hooks = [
+            Hook(a.output_projection(layer), "forward_pre", _switch_off(hs, g.n_heads, g.head_dim))
+            for layer, hs in chosen.items()
+        ]
     with scoped_hooks(*hooks):
         yield
 
 
-def last_logits(model: Any, ids: Iterable[int], heads: Mapping[int, Iterable[int]] | None = None
-                ) -> np.ndarray:
+def last_logits(
+    model: Any, ids: Iterable[int], heads: Mapping[int, Iterable[int]] | None = None
+) -> np.ndarray:
     """Next-token logits after `ids`, with `heads` switched off when given: (vocab,)."""
     input_ids = torch.as_tensor(list(ids))[None]
     with heavy_work(), heads_switched_off(model, heads or {}), torch.inference_mode():
@@ -70,12 +73,16 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return z / z.sum()
 
 
-def next_token_change(base_logits: np.ndarray, ablated_logits: np.ndarray, k: int = 8
-                      ) -> NextTokenChange:
-    p, q = _softmax(np.asarray(base_logits, np.float64)), _softmax(np.asarray(ablated_logits,
-                                                                               np.float64))
+def next_token_change(
+    base_logits: np.ndarray, ablated_logits: np.ndarray, k: int = 8
+) -> NextTokenChange:
+    p, q = (
+        _softmax(np.asarray(base_logits, np.float64)),
+        _softmax(np.asarray(ablated_logits, np.float64)),
+    )
     ids = list(dict.fromkeys([*np.argsort(-p)[:k].tolist(), *np.argsort(-q)[:k].tolist()]))
     ids.sort(key=lambda i: -p[i])
     kl = float(np.sum(p * (np.log2(p + 1e-30) - np.log2(q + 1e-30))))
-    return NextTokenChange(tuple(int(i) for i in ids), p[ids], q[ids], max(kl, 0.0),
-                           int(p.argmax()) != int(q.argmax()))
+    return NextTokenChange(
+        tuple(int(i) for i in ids), p[ids], q[ids], max(kl, 0.0), int(p.argmax()) != int(q.argmax())
+    )

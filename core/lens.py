@@ -73,13 +73,18 @@ class LogitLens:
     @property
     def final_hits(self) -> int:
         """Positions where the last layer's top guess (the model's own) is the real next token."""
-        return sum(a is not None and self.top_tokens[-1][j][0] == a
-                   for j, a in enumerate(self.actual_next))
+        return sum(
+            a is not None and self.top_tokens[-1][j][0] == a for j, a in enumerate(self.actual_next)
+        )
 
 
 def logit_lens(
-    lm: LoadedModel, text: str, start: int | None = None, window: int = LENS_WINDOW,
-    cap: int = TRACE_TOKEN_CAP, k: int = LENS_TOP_K,
+    lm: LoadedModel,
+    text: str,
+    start: int | None = None,
+    window: int = LENS_WINDOW,
+    cap: int = TRACE_TOKEN_CAP,
+    k: int = LENS_TOP_K,
 ) -> LogitLens:
     """The lens over positions [start, start+window); default: the last `window` tokens."""
     pt = prompt_tokens(lm.tokenizer, text, cap)
@@ -108,9 +113,14 @@ def logit_lens(
     text_tokens = token_strings(lm.tokenizer, pt.ids)
     actual = tuple(text_tokens[p + 1] if p + 1 < T else None for p in range(start, stop))
     return LogitLens(
-        tokens=text_tokens, start=start, top_ids=ids, top_probs=probs,
-        top_tokens=decoded, actual_next=actual,
-        residual_norm=rs.hidden.norm(dim=-1).numpy(), final_logits_error=err,
+        tokens=text_tokens,
+        start=start,
+        top_ids=ids,
+        top_probs=probs,
+        top_tokens=decoded,
+        actual_next=actual,
+        residual_norm=rs.hidden.norm(dim=-1).numpy(),
+        final_logits_error=err,
         truncated_from=pt.truncated_from,
     )
 
@@ -120,54 +130,147 @@ def logit_lens(
 # Published configurations, in the keys of each model's Hugging Face config.json. GPT-3 has no
 # config.json: its row is Table 2.1 of Brown et al. (2020), in GPT-2's keys (same architecture).
 PUBLISHED_CONFIGS: tuple[dict[str, Any], ...] = (
-    {"name": "GPT-2 small", "source": "openai-community/gpt2 config.json", "model_type": "gpt2",
-     "n_layer": 12, "n_embd": 768, "n_head": 12, "n_positions": 1024, "vocab_size": 50257},
-    {"name": "GPT-2 medium", "source": "openai-community/gpt2-medium config.json",
-     "model_type": "gpt2", "n_layer": 24, "n_embd": 1024, "n_head": 16, "n_positions": 1024,
-     "vocab_size": 50257},
-    {"name": "GPT-2 large", "source": "openai-community/gpt2-large config.json",
-     "model_type": "gpt2", "n_layer": 36, "n_embd": 1280, "n_head": 20, "n_positions": 1024,
-     "vocab_size": 50257},
-    {"name": "GPT-2 XL", "source": "openai-community/gpt2-xl config.json", "model_type": "gpt2",
-     "n_layer": 48, "n_embd": 1600, "n_head": 25, "n_positions": 1024, "vocab_size": 50257},
-    {"name": "GPT-3 175B", "source": "Brown et al. 2020, 'Language Models are Few-Shot "
-     "Learners', Table 2.1", "model_type": "gpt2", "n_layer": 96, "n_embd": 12288,
-     "n_head": 96, "n_positions": 2048, "vocab_size": 50257},
-    {"name": "Llama-2 7B", "source": "meta-llama/Llama-2-7b-hf config.json", "model_type": "llama",
-     "num_hidden_layers": 32, "hidden_size": 4096, "intermediate_size": 11008,
-     "num_attention_heads": 32, "num_key_value_heads": 32, "vocab_size": 32000,
-     "max_position_embeddings": 4096,
-     "tie_word_embeddings": False},
-    {"name": "Llama-2 13B", "source": "meta-llama/Llama-2-13b-hf config.json",
-     "model_type": "llama", "num_hidden_layers": 40, "hidden_size": 5120,
-     "intermediate_size": 13824, "num_attention_heads": 40, "num_key_value_heads": 40,
-     "vocab_size": 32000, "max_position_embeddings": 4096,
-     "tie_word_embeddings": False},
-    {"name": "Llama-2 70B", "source": "meta-llama/Llama-2-70b-hf config.json",
-     "model_type": "llama", "num_hidden_layers": 80, "hidden_size": 8192,
-     "intermediate_size": 28672, "num_attention_heads": 64, "num_key_value_heads": 8,
-     "vocab_size": 32000, "max_position_embeddings": 4096,
-     "tie_word_embeddings": False},
-    {"name": "Llama-3 8B", "source": "meta-llama/Meta-Llama-3-8B config.json",
-     "model_type": "llama", "num_hidden_layers": 32, "hidden_size": 4096,
-     "intermediate_size": 14336, "num_attention_heads": 32, "num_key_value_heads": 8,
-     "vocab_size": 128256, "max_position_embeddings": 8192,
-     "tie_word_embeddings": False},
-    {"name": "SmolLM2 135M", "source": "HuggingFaceTB/SmolLM2-135M config.json",
-     "model_type": "llama", "num_hidden_layers": 30, "hidden_size": 576,
-     "intermediate_size": 1536, "num_attention_heads": 9, "num_key_value_heads": 3,
-     "vocab_size": 49152, "max_position_embeddings": 8192,
-     "tie_word_embeddings": True},
-    {"name": "SmolLM2 360M", "source": "HuggingFaceTB/SmolLM2-360M config.json",
-     "model_type": "llama", "num_hidden_layers": 32, "hidden_size": 960,
-     "intermediate_size": 2560, "num_attention_heads": 15, "num_key_value_heads": 5,
-     "vocab_size": 49152, "max_position_embeddings": 8192,
-     "tie_word_embeddings": True},
-    {"name": "SmolLM2 1.7B", "source": "HuggingFaceTB/SmolLM2-1.7B config.json",
-     "model_type": "llama", "num_hidden_layers": 24, "hidden_size": 2048,
-     "intermediate_size": 8192, "num_attention_heads": 32, "num_key_value_heads": 32,
-     "vocab_size": 49152, "max_position_embeddings": 8192,
-     "tie_word_embeddings": True},
+    {
+        "name": "GPT-2 small",
+        "source": "openai-community/gpt2 config.json",
+        "model_type": "gpt2",
+        "n_layer": 12,
+        "n_embd": 768,
+        "n_head": 12,
+        "n_positions": 1024,
+        "vocab_size": 50257,
+    },
+    {
+        "name": "GPT-2 medium",
+        "source": "openai-community/gpt2-medium config.json",
+        "model_type": "gpt2",
+        "n_layer": 24,
+        "n_embd": 1024,
+        "n_head": 16,
+        "n_positions": 1024,
+        "vocab_size": 50257,
+    },
+    {
+        "name": "GPT-2 large",
+        "source": "openai-community/gpt2-large config.json",
+        "model_type": "gpt2",
+        "n_layer": 36,
+        "n_embd": 1280,
+        "n_head": 20,
+        "n_positions": 1024,
+        "vocab_size": 50257,
+    },
+    {
+        "name": "GPT-2 XL",
+        "source": "openai-community/gpt2-xl config.json",
+        "model_type": "gpt2",
+        "n_layer": 48,
+        "n_embd": 1600,
+        "n_head": 25,
+        "n_positions": 1024,
+        "vocab_size": 50257,
+    },
+    {
+        "name": "GPT-3 175B",
+        "source": "Brown et al. 2020, 'Language Models are Few-Shot Learners', Table 2.1",
+        "model_type": "gpt2",
+        "n_layer": 96,
+        "n_embd": 12288,
+        "n_head": 96,
+        "n_positions": 2048,
+        "vocab_size": 50257,
+    },
+    {
+        "name": "Llama-2 7B",
+        "source": "meta-llama/Llama-2-7b-hf config.json",
+        "model_type": "llama",
+        "num_hidden_layers": 32,
+        "hidden_size": 4096,
+        "intermediate_size": 11008,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 32,
+        "vocab_size": 32000,
+        "max_position_embeddings": 4096,
+        "tie_word_embeddings": False,
+    },
+    {
+        "name": "Llama-2 13B",
+        "source": "meta-llama/Llama-2-13b-hf config.json",
+        "model_type": "llama",
+        "num_hidden_layers": 40,
+        "hidden_size": 5120,
+        "intermediate_size": 13824,
+        "num_attention_heads": 40,
+        "num_key_value_heads": 40,
+        "vocab_size": 32000,
+        "max_position_embeddings": 4096,
+        "tie_word_embeddings": False,
+    },
+    {
+        "name": "Llama-2 70B",
+        "source": "meta-llama/Llama-2-70b-hf config.json",
+        "model_type": "llama",
+        "num_hidden_layers": 80,
+        "hidden_size": 8192,
+        "intermediate_size": 28672,
+        "num_attention_heads": 64,
+        "num_key_value_heads": 8,
+        "vocab_size": 32000,
+        "max_position_embeddings": 4096,
+        "tie_word_embeddings": False,
+    },
+    {
+        "name": "Llama-3 8B",
+        "source": "meta-llama/Meta-Llama-3-8B config.json",
+        "model_type": "llama",
+        "num_hidden_layers": 32,
+        "hidden_size": 4096,
+        "intermediate_size": 14336,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "vocab_size": 128256,
+        "max_position_embeddings": 8192,
+        "tie_word_embeddings": False,
+    },
+    {
+        "name": "SmolLM2 135M",
+        "source": "HuggingFaceTB/SmolLM2-135M config.json",
+        "model_type": "llama",
+        "num_hidden_layers": 30,
+        "hidden_size": 576,
+        "intermediate_size": 1536,
+        "num_attention_heads": 9,
+        "num_key_value_heads": 3,
+        "vocab_size": 49152,
+        "max_position_embeddings": 8192,
+        "tie_word_embeddings": True,
+    },
+    {
+        "name": "SmolLM2 360M",
+        "source": "HuggingFaceTB/SmolLM2-360M config.json",
+        "model_type": "llama",
+        "num_hidden_layers": 32,
+        "hidden_size": 960,
+        "intermediate_size": 2560,
+        "num_attention_heads": 15,
+        "num_key_value_heads": 5,
+        "vocab_size": 49152,
+        "max_position_embeddings": 8192,
+        "tie_word_embeddings": True,
+    },
+    {
+        "name": "SmolLM2 1.7B",
+        "source": "HuggingFaceTB/SmolLM2-1.7B config.json",
+        "model_type": "llama",
+        "num_hidden_layers": 24,
+        "hidden_size": 2048,
+        "intermediate_size": 8192,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 32,
+        "vocab_size": 49152,
+        "max_position_embeddings": 8192,
+        "tie_word_embeddings": True,
+    },
 )
 
 
@@ -201,8 +304,9 @@ def parameter_count(shape: Geometry) -> ParameterCount:
     embeddings = shape.vocab * d + shape.position_rows * d
     head = 0 if shape.tied else shape.vocab * d
     layers = per_layer * shape.n_layers
-    return ParameterCount(embeddings, per_layer, layers, final, head,
-                          embeddings + layers + final + head)
+    return ParameterCount(
+        embeddings, per_layer, layers, final, head, embeddings + layers + final + head
+    )
 
 
 def config_dict(hf_config: Any) -> dict[str, Any]:

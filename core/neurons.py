@@ -45,12 +45,16 @@ def capture_mlp(model: Any, input_ids: list[int] | tuple[int, ...], layer: int) 
     """One forward pass; the MLP of `layer` as the model computed it (read-only hooks that see
     this thread's forward pass only, removed afterwards: the model is shared)."""
     parts = require(model, "mlp").mlp(layer)
-    with (heavy_work(), torch.inference_mode(),
-          capture_inputs({"in": parts.mlp, "n": parts.down}) as inputs,
-          capture_outputs({"pre": parts.up}) as outputs):
+    with (
+        heavy_work(),
+        torch.inference_mode(),
+        capture_inputs({"in": parts.mlp, "n": parts.down}) as inputs,
+        capture_outputs({"pre": parts.up}) as outputs,
+    ):
         model(torch.tensor([list(input_ids)]))
-    return MlpCapture(*(t[0].float().numpy().copy()
-                        for t in (inputs["in"], outputs["pre"], inputs["n"])))
+    return MlpCapture(
+        *(t[0].float().numpy().copy() for t in (inputs["in"], outputs["pre"], inputs["n"]))
+    )
 
 
 @torch.inference_mode()
@@ -71,12 +75,17 @@ class TopToken:
     activation: float
 
 
-def top_activating(tokens: tuple[str, ...], values: np.ndarray, k: int = 8,
-                   window: int = 4) -> list[TopToken]:
+def top_activating(
+    tokens: tuple[str, ...], values: np.ndarray, k: int = 8, window: int = 4
+) -> list[TopToken]:
     """The k positions where a neuron fires most, with the tokens just before each."""
     order = np.argsort(-values)[:k]
-    return [TopToken(tokens[i], "".join(tokens[max(0, i - window):i]) + f"[{tokens[i]}]",
-                     float(values[i])) for i in order]
+    return [
+        TopToken(
+            tokens[i], "".join(tokens[max(0, i - window) : i]) + f"[{tokens[i]}]", float(values[i])
+        )
+        for i in order
+    ]
 
 
 def strongest_neurons(neurons: np.ndarray, k: int = 5) -> list[tuple[int, float]]:
@@ -118,5 +127,6 @@ def histogram(values: np.ndarray, bins: int = 80, clip: float = 99.9) -> Histogr
     v = values.ravel().astype(np.float64)
     lo, hi = np.percentile(v, [100 - clip, clip])
     counts, edges = np.histogram(np.clip(v, lo, hi), bins=bins, range=(lo, hi))
-    return Histogram(edges, counts, int(v.size), float((v < 0).mean()), float(v.mean()),
-                     float(v.std()))
+    return Histogram(
+        edges, counts, int(v.size), float((v < 0).mean()), float(v.mean()), float(v.std())
+    )

@@ -21,11 +21,14 @@ class Node:
     inputs: tuple[str, ...]
 
 
-def expression_graph(x1: float, x2: float, w1: float, w2: float, b: float,
-                     target: float) -> tuple[Node, ...]:
+def expression_graph(
+    x1: float, x2: float, w1: float, w2: float, b: float, target: float
+) -> tuple[Node, ...]:
     """Forward values and autograd's backward gradients of every node of one neuron's loss."""
-    leaf = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True)
-            for k, v in dict(x1=x1, x2=x2, w1=w1, w2=w2, b=b, y=target).items()}
+    leaf = {
+        k: torch.tensor(v, dtype=torch.float64, requires_grad=True)
+        for k, v in dict(x1=x1, x2=x2, w1=w1, w2=w2, b=b, y=target).items()
+    }
     inner = {}
     inner["x1·w1"] = leaf["x1"] * leaf["w1"]
     inner["x2·w2"] = leaf["x2"] * leaf["w2"]
@@ -37,25 +40,45 @@ def expression_graph(x1: float, x2: float, w1: float, w2: float, b: float,
     for t in inner.values():
         t.retain_grad()
     inner["L"].backward()
-    wiring = {"x1·w1": ("*", ("x1", "w1")), "x2·w2": ("*", ("x2", "w2")),
-              "s": ("+", ("x1·w1", "x2·w2")), "z": ("+", ("s", "b")), "a": ("tanh", ("z",)),
-              "e": ("-", ("a", "y")), "L": ("²", ("e",))}
+    wiring = {
+        "x1·w1": ("*", ("x1", "w1")),
+        "x2·w2": ("*", ("x2", "w2")),
+        "s": ("+", ("x1·w1", "x2·w2")),
+        "z": ("+", ("s", "b")),
+        "a": ("tanh", ("z",)),
+        "e": ("-", ("a", "y")),
+        "L": ("²", ("e",)),
+    }
     nodes = [Node(k, "input", t.item(), t.grad.item(), ()) for k, t in leaf.items()]
-    nodes += [Node(k, wiring[k][0], t.item(), t.grad.item(), wiring[k][1])
-              for k, t in inner.items()]
+    nodes += [
+        Node(k, wiring[k][0], t.item(), t.grad.item(), wiring[k][1]) for k, t in inner.items()
+    ]
     return tuple(nodes)
 
 
-def hand_gradients(x1: float, x2: float, w1: float, w2: float, b: float,
-                   target: float) -> dict[str, float]:
+def hand_gradients(
+    x1: float, x2: float, w1: float, w2: float, b: float, target: float
+) -> dict[str, float]:
     """The same gradients by the chain rule, written out by hand."""
     z = x1 * w1 + x2 * w2 + b
     a = math.tanh(z)
     dl_da = 2 * (a - target)
     dl_dz = dl_da * (1 - a * a)
-    return {"L": 1.0, "e": dl_da, "a": dl_da, "z": dl_dz, "s": dl_dz, "b": dl_dz,
-            "x1·w1": dl_dz, "x2·w2": dl_dz, "w1": dl_dz * x1, "x1": dl_dz * w1,
-            "w2": dl_dz * x2, "x2": dl_dz * w2, "y": -dl_da}
+    return {
+        "L": 1.0,
+        "e": dl_da,
+        "a": dl_da,
+        "z": dl_dz,
+        "s": dl_dz,
+        "b": dl_dz,
+        "x1·w1": dl_dz,
+        "x2·w2": dl_dz,
+        "w1": dl_dz * x1,
+        "x1": dl_dz * w1,
+        "w2": dl_dz * x2,
+        "x2": dl_dz * w2,
+        "y": -dl_da,
+    }
 
 
 # ---- a two-parameter model and its loss surface --------------------------------------------
@@ -105,20 +128,27 @@ class OptimizerPath:
     diverged: bool
 
 
-def optimizer_path(optimizer: str, lr: float, batch_size: int = N_POINTS,
-                   steps: int = 100, seed: int = 0, start: tuple[float, float] = START
-                   ) -> OptimizerPath:
+def optimizer_path(
+    optimizer: str,
+    lr: float,
+    batch_size: int = N_POINTS,
+    steps: int = 100,
+    seed: int = 0,
+    start: tuple[float, float] = START,
+) -> OptimizerPath:
     """Walk the loss surface with torch's own optimiser; stop early if the loss blows up."""
     x, y = regression_data(seed)
     w = torch.tensor(start[0], dtype=torch.float64, requires_grad=True)
     b = torch.tensor(start[1], dtype=torch.float64, requires_grad=True)
-    opt = {"SGD": lambda p: torch.optim.SGD(p, lr=lr),
-           "momentum": lambda p: torch.optim.SGD(p, lr=lr, momentum=0.9),
-           "Adam": lambda p: torch.optim.Adam(p, lr=lr)}[optimizer]([w, b])
+    opt = {
+        "SGD": lambda p: torch.optim.SGD(p, lr=lr),
+        "momentum": lambda p: torch.optim.SGD(p, lr=lr, momentum=0.9),
+        "Adam": lambda p: torch.optim.Adam(p, lr=lr),
+    }[optimizer]([w, b])
     g = torch.Generator().manual_seed(seed + 1)
     points, losses = [start], [float(mse(w, b, x, y).detach())]
     for _ in range(min(steps, STEP_CAP)):
-        idx = torch.randperm(N_POINTS, generator=g)[:max(1, min(batch_size, N_POINTS))]
+        idx = torch.randperm(N_POINTS, generator=g)[: max(1, min(batch_size, N_POINTS))]
         opt.zero_grad()
         mse(w, b, x[idx], y[idx]).backward()
         opt.step()

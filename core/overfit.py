@@ -49,7 +49,6 @@ class FitResult:
     stopped_at: int | None  # index into `steps` of the model early stopping kept, else None
     noise_floor: float  # validation MSE of the true curve itself on these validation points
 
-
     @property
     def final_train(self) -> float:
         return float(self.train_loss[self.stopped_at if self.stopped_at is not None else -1])
@@ -112,6 +111,14 @@ def _fit(c: FitConfig) -> FitResult:
     xc = torch.linspace(0, 1, CURVE_POINTS)[:, None]
     with torch.no_grad():
         fitted = model(xc)[:, 0].numpy()
-    return FitResult(xt[:, 0].numpy(), yt[:, 0].numpy(), xc[:, 0].numpy(), fitted,
-                     np.array(steps), np.array(train_curve), np.array(val_curve),
-                     best_at if c.early_stopping and best_state is not None else None, floor)
+    return FitResult(
+        xt[:, 0].numpy(),
+        yt[:, 0].numpy(),
+        xc[:, 0].numpy(),
+        fitted,
+        np.array(steps),
+        np.array(train_curve),
+        np.array(val_curve),
+        best_at if c.early_stopping and best_state is not None else None,
+        floor,
+    )

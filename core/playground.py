@@ -24,7 +24,19 @@ DATASETS: tuple[str, ...] = ("circle", "xor", "gauss", "spiral")
 FEATURES: tuple[str, ...] = ("x", "y", "x²", "y²", "xy", "sin x", "sin y")
 ACTIVATIONS: tuple[str, ...] = ("tanh", "relu", "sigmoid", "linear")
 REGULARIZATIONS: tuple[str, ...] = ("none", "L1", "L2")
-LEARNING_RATES: tuple[float, ...] = (0.00001, 0.0001, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+LEARNING_RATES: tuple[float, ...] = (
+    0.00001,
+    0.0001,
+    0.001,
+    0.003,
+    0.01,
+    0.03,
+    0.1,
+    0.3,
+    1.0,
+    3.0,
+    10.0,
+)
 REG_RATES: tuple[float, ...] = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 N_POINTS = 500
 DOMAIN = 6.0  # the plane shown is [-6, 6]²
@@ -49,8 +61,15 @@ class PlaygroundConfig:
 
     def structure(self) -> tuple:
         """What changes the data or the network's shape: changing it means a fresh network."""
-        return (self.dataset, self.noise, self.train_ratio, self.features, self.hidden,
-                self.activation, self.seed)
+        return (
+            self.dataset,
+            self.noise,
+            self.train_ratio,
+            self.features,
+            self.hidden,
+            self.activation,
+            self.seed,
+        )
 
 
 # ---- threads -------------------------------------------------------------------------------
@@ -82,6 +101,7 @@ def toy_threads() -> Iterator[None]:
 
 # ---- data ----------------------------------------------------------------------------------
 
+
 def _circle(rng: np.random.Generator, n: int, noise: float) -> tuple[np.ndarray, np.ndarray]:
     radius = 5.0
     pts, labels = [], []
@@ -91,8 +111,11 @@ def _circle(rng: np.random.Generator, n: int, noise: float) -> tuple[np.ndarray,
         xy = np.stack([r * np.sin(a), r * np.cos(a)], 1)
         jitter = rng.uniform(-radius, radius, (n // 2, 2)) * noise
         # as in the Playground: the point stays, its label comes from the jittered position
-        labels.append((np.linalg.norm(xy + jitter, axis=1) < 0.5 * radius).astype(np.float32)
-                      if noise > 0 else np.full(n // 2, inside, np.float32))
+        labels.append(
+            (np.linalg.norm(xy + jitter, axis=1) < 0.5 * radius).astype(np.float32)
+            if noise > 0
+            else np.full(n // 2, inside, np.float32)
+        )
         pts.append(xy)
     return np.concatenate(pts), np.concatenate(labels)
 
@@ -135,8 +158,9 @@ class Dataset:
     y_test: np.ndarray
 
 
-def make_dataset(name: str, noise: int = 0, train_ratio: int = 50, seed: int = 0,
-                 n: int = N_POINTS) -> Dataset:
+def make_dataset(
+    name: str, noise: int = 0, train_ratio: int = 50, seed: int = 0, n: int = N_POINTS
+) -> Dataset:
     """Points and labels for a Playground dataset, shuffled and split into train and test."""
     if name not in _GENERATORS:
         raise ValueError(f"unknown dataset {name!r}")
@@ -152,12 +176,20 @@ def feature_matrix(xy: np.ndarray | torch.Tensor, names: tuple[str, ...]) -> tor
     """The chosen input features of raw (x, y) points: (n, len(names))."""
     t = torch.as_tensor(xy, dtype=torch.float32)
     x, y = t[:, 0], t[:, 1]
-    table = {"x": lambda: x, "y": lambda: y, "x²": lambda: x * x, "y²": lambda: y * y,
-             "xy": lambda: x * y, "sin x": lambda: torch.sin(x), "sin y": lambda: torch.sin(y)}
+    table = {
+        "x": lambda: x,
+        "y": lambda: y,
+        "x²": lambda: x * x,
+        "y²": lambda: y * y,
+        "xy": lambda: x * y,
+        "sin x": lambda: torch.sin(x),
+        "sin y": lambda: torch.sin(y),
+    }
     return torch.stack([table[f]() for f in names], 1)
 
 
 # ---- network -------------------------------------------------------------------------------
+
 
 def activation_module(name: str) -> nn.Module:
     """torch's own layer for the Playground's four; the hand-written formula for the others."""
@@ -165,8 +197,14 @@ def activation_module(name: str) -> nn.Module:
     return builtin[name]() if name in builtin else ActivationModule(name)
 
 
-def build_mlp(n_in: int, hidden: tuple[int, ...], activation: str, seed: int = 0,
-              dropout: float = 0.0, n_out: int = 1) -> nn.Sequential:
+def build_mlp(
+    n_in: int,
+    hidden: tuple[int, ...],
+    activation: str,
+    seed: int = 0,
+    dropout: float = 0.0,
+    n_out: int = 1,
+) -> nn.Sequential:
     """Linear -> activation (-> dropout) per hidden layer, then a linear output of `n_out`."""
     torch.manual_seed(seed)
     layers: list[nn.Module] = []
@@ -192,7 +230,7 @@ EVAL_CHUNK = 200  # rows per forward when evaluating many points, for the same r
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
-    return torch.cat([model(inputs[i:i + EVAL_CHUNK]) for i in range(0, len(inputs), EVAL_CHUNK)])
+    return torch.cat([model(inputs[i : i + EVAL_CHUNK]) for i in range(0, len(inputs), EVAL_CHUNK)])
 
 
 def weight_penalty(model: nn.Module, kind: str) -> torch.Tensor:
@@ -288,7 +326,7 @@ class Playground:
                 return done
             order = torch.randperm(len(self._ytr), generator=self._gen)
             for start in range(0, len(order), b):
-                idx = order[start:start + b]
+                idx = order[start : start + b]
                 self.step(self._xtr[idx], self._ytr[idx])
             self.epoch += 1
             self._record()
@@ -297,8 +335,10 @@ class Playground:
     @torch.no_grad()
     def _record(self) -> None:
         self.model.eval()
-        for x, y, curve in ((self._xtr, self._ytr, self.train_loss),
-                            (self._xte, self._yte, self.test_loss)):
+        for x, y, curve in (
+            (self._xtr, self._ytr, self.train_loss),
+            (self._xte, self._yte, self.test_loss),
+        ):
             curve.append(float(bce_with_logits(predict_logits(self.model, x)[:, 0], y)))
 
     @torch.no_grad()
@@ -321,16 +361,20 @@ class Playground:
         axis = np.linspace(-DOMAIN, DOMAIN, res, dtype=np.float32)
         gx, gy = np.meshgrid(axis, axis)  # rows = y, columns = x
         feats = feature_matrix(np.stack([gx.ravel(), gy.ravel()], 1), self.config.features)
-        chunks = [feats[i:i + EVAL_CHUNK] for i in range(0, len(feats), EVAL_CHUNK)]
+        chunks = [feats[i : i + EVAL_CHUNK] for i in range(0, len(feats), EVAL_CHUNK)]
         per_chunk = [hidden_activations(self.model, c) for c in chunks]
         hidden = [torch.cat([p[k] for p in per_chunk]) for k in range(len(self.config.hidden))]
         out = torch.sigmoid(predict_logits(self.model, feats)[:, 0]).reshape(res, res)
         return Snapshot(
-            epoch=self.epoch, grid=axis, output=out.numpy(),
+            epoch=self.epoch,
+            grid=axis,
+            output=out.numpy(),
             neurons=tuple(h.T.reshape(-1, res, res).numpy() for h in hidden),
             inputs=feats.T.reshape(-1, res, res).numpy(),
-            train_loss=tuple(self.train_loss), test_loss=tuple(self.test_loss),
-            train_accuracy=self.accuracy("train"), test_accuracy=self.accuracy("test"),
+            train_loss=tuple(self.train_loss),
+            test_loss=tuple(self.test_loss),
+            train_accuracy=self.accuracy("train"),
+            test_accuracy=self.accuracy("test"),
         )
 
 

@@ -32,6 +32,7 @@ SAMPLE_PROMPT = "The"
 
 # ---- the corpus as token ids -------------------------------------------------------------------
 
+
 def corpus_text() -> str:
     """Every documentation topic, in name order, separated by blank lines."""
     return "\n\n".join(pydoc_topics().values())
@@ -61,7 +62,10 @@ def char_corpus(text: str | None = None) -> TokenizedCorpus:
     ids = torch.tensor([index[c] for c in text], dtype=torch.long)
     train, val = _split(ids)
     return TokenizedCorpus(
-        "char", train, val, len(chars),
+        "char",
+        train,
+        val,
+        len(chars),
         decode=lambda seq: "".join(chars[i] for i in seq),
         encode=lambda s: [index[c] for c in s if c in index],
         full_vocab=len(chars),
@@ -77,15 +81,20 @@ def bpe_corpus(tokenizer, text: str | None = None) -> TokenizedCorpus:
     ids = torch.tensor([local[t] for t in original], dtype=torch.long)
     train, val = _split(ids)
     return TokenizedCorpus(
-        "bpe", train, val, len(kept),
+        "bpe",
+        train,
+        val,
+        len(kept),
         decode=lambda seq: tokenizer.decode([kept[i] for i in seq]),
-        encode=lambda s: [local[t] for t in tokenizer(s, add_special_tokens=False)["input_ids"]
-                          if t in local],
+        encode=lambda s: [
+            local[t] for t in tokenizer(s, add_special_tokens=False)["input_ids"] if t in local
+        ],
         full_vocab=len(tokenizer),
     )
 
 
 # ---- the model: minGPT's decoder, pre-LayerNorm, its own output layer ------------------------------
+
 
 @dataclass(frozen=True)
 class GPTConfig:
@@ -103,8 +112,9 @@ class Block(nn.Module):
         self.ln1, self.ln2 = nn.LayerNorm(c.d_model), nn.LayerNorm(c.d_model)
         self.qkv = nn.Linear(c.d_model, 3 * c.d_model)
         self.proj = nn.Linear(c.d_model, c.d_model)
-        self.mlp = nn.Sequential(nn.Linear(c.d_model, 4 * c.d_model), nn.GELU(),
-                                 nn.Linear(4 * c.d_model, c.d_model))
+        self.mlp = nn.Sequential(
+            nn.Linear(c.d_model, 4 * c.d_model), nn.GELU(), nn.Linear(4 * c.d_model, c.d_model)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
@@ -152,16 +162,17 @@ class TinyGPT(nn.Module):
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
 
     @torch.no_grad()
-    def sample(self, prompt: list[int], n: int, temperature: float = 0.8,
-               seed: int = 0) -> list[int]:
+    def sample(
+        self, prompt: list[int], n: int, temperature: float = 0.8, seed: int = 0
+    ) -> list[int]:
         """Plain ancestral sampling from this tiny model (not the shared LM's generation door)."""
         g = torch.Generator().manual_seed(seed)
         ids = list(prompt) or [0]
         for _ in range(n):
-            ctx = torch.tensor([ids[-self.config.context:]])
+            ctx = torch.tensor([ids[-self.config.context :]])
             probs = torch.softmax(self(ctx)[0, -1] / temperature, dim=-1)
             ids.append(int(torch.multinomial(probs, 1, generator=g)))
-        return ids[len(prompt):]
+        return ids[len(prompt) :]
 
 
 def parameter_count(model: nn.Module) -> int:
@@ -170,12 +181,14 @@ def parameter_count(model: nn.Module) -> int:
 
 # ---- batches and the learning-rate schedule -----------------------------------------------------
 
-def get_batch(data: torch.Tensor, batch_size: int, context: int,
-              g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+
+def get_batch(
+    data: torch.Tensor, batch_size: int, context: int, g: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Random windows of `context` tokens; the targets are the same windows shifted by one."""
     starts = torch.randint(0, len(data) - context - 1, (batch_size,), generator=g)
-    x = torch.stack([data[s:s + context] for s in starts.tolist()])  # (B, T)
-    y = torch.stack([data[s + 1:s + 1 + context] for s in starts.tolist()])
+    x = torch.stack([data[s : s + context] for s in starts.tolist()])  # (B, T)
+    y = torch.stack([data[s + 1 : s + 1 + context] for s in starts.tolist()])
     return x, y
 
 
@@ -194,6 +207,7 @@ def lr_schedule(lr: float, warmup: int, total: int, min_ratio: float = 0.1) -> l
 
 
 # ---- training ----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -263,17 +277,20 @@ def make_model(corpus: TokenizedCorpus, cfg: TrainConfig) -> TinyGPT:
 
 
 def make_model_for(vocab_size: int, cfg: TrainConfig) -> TinyGPT:
-    return TinyGPT(GPTConfig(vocab_size, cfg.context, cfg.n_layer, cfg.n_head, cfg.d_model),
-                   seed=cfg.seed)
+    return TinyGPT(
+        GPTConfig(vocab_size, cfg.context, cfg.n_layer, cfg.n_head, cfg.d_model), seed=cfg.seed
+    )
 
 
-def train(corpus: TokenizedCorpus, cfg: TrainConfig,
-          report: Report = lambda *a, **k: None) -> TrainLog:
+def train(
+    corpus: TokenizedCorpus, cfg: TrainConfig, report: Report = lambda *a, **k: None
+) -> TrainLog:
     """Train a fresh TinyGPT for `cfg.steps` (at most STEP_CAP) AdamW steps, reporting each."""
     steps = min(cfg.steps, STEP_CAP)
     model = make_model(corpus, cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                            betas=(0.9, 0.95))
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95)
+    )
     g = torch.Generator().manual_seed(cfg.seed)
     evals_train, evals_val = fixed_batches(corpus.train, cfg, 1), fixed_batches(corpus.val, cfg, 2)
     prompt = corpus.encode(SAMPLE_PROMPT)
@@ -284,7 +301,9 @@ def train(corpus: TokenizedCorpus, cfg: TrainConfig,
         if step % cfg.eval_every == 0 or step == steps:
             evals.append(Evaluation(step, evaluate(model, evals_train), evaluate(model, evals_val)))
         if step % cfg.sample_every == 0 or step == steps:
-            samples.append((step, corpus.decode(prompt + model.sample(prompt, SAMPLE_TOKENS, seed=step))))
+            samples.append(
+                (step, corpus.decode(prompt + model.sample(prompt, SAMPLE_TOKENS, seed=step)))
+            )
         if step == steps:
             break
         lr = cfg.lr * lr_factor(step, cfg.warmup, steps, cfg.min_lr_ratio)
@@ -294,26 +313,34 @@ def train(corpus: TokenizedCorpus, cfg: TrainConfig,
         loss = model.loss(x, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        norm = nn.utils.clip_grad_norm_(model.parameters(),
-                                        cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+        norm = nn.utils.clip_grad_norm_(
+            model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
+        )
         opt.step()
         losses.append(loss.item())
         lrs.append(lr)
         norms.append(float(norm))
-        log = replace(log, losses=tuple(losses), lrs=tuple(lrs), grad_norms=tuple(norms),
-                      evals=tuple(evals), samples=tuple(samples),
-                      tokens=(step + 1) * cfg.batch_size * cfg.context,
-                      seconds=time.perf_counter() - t0)
-        report((step + 1) / steps, f"step {step + 1} of {steps} · loss {losses[-1]:.2f}",
-               partial=log)
-    log = replace(log, evals=tuple(evals), samples=tuple(samples),
-                  seconds=time.perf_counter() - t0)
+        log = replace(
+            log,
+            losses=tuple(losses),
+            lrs=tuple(lrs),
+            grad_norms=tuple(norms),
+            evals=tuple(evals),
+            samples=tuple(samples),
+            tokens=(step + 1) * cfg.batch_size * cfg.context,
+            seconds=time.perf_counter() - t0,
+        )
+        report(
+            (step + 1) / steps, f"step {step + 1} of {steps} · loss {losses[-1]:.2f}", partial=log
+        )
+    log = replace(log, evals=tuple(evals), samples=tuple(samples), seconds=time.perf_counter() - t0)
     report(1.0, f"done: validation loss {evals[-1].val:.2f}", partial=log)  # with the last eval
     record_run(log.n_params, cfg, log.seconds)
     return log
 
 
 # ---- a simulated data-parallel step ---------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class DataParallelCheck:
@@ -330,8 +357,9 @@ def _flat_grad(model: nn.Module) -> torch.Tensor:
     return torch.cat([p.grad.reshape(-1) for p in model.parameters()])
 
 
-def data_parallel_check(model: TinyGPT, x: torch.Tensor, y: torch.Tensor,
-                        workers: int) -> DataParallelCheck:
+def data_parallel_check(
+    model: TinyGPT, x: torch.Tensor, y: torch.Tensor, workers: int
+) -> DataParallelCheck:
     """Each worker takes an equal shard of the batch and computes its own mean-loss gradient;
     the all-reduce averages them. That average must equal the full batch's gradient."""
     if x.shape[0] % workers:
@@ -343,13 +371,19 @@ def data_parallel_check(model: TinyGPT, x: torch.Tensor, y: torch.Tensor,
     grads = []
     for w in range(workers):
         model.zero_grad(set_to_none=True)
-        model.loss(x[w * shard:(w + 1) * shard], y[w * shard:(w + 1) * shard]).backward()
+        model.loss(x[w * shard : (w + 1) * shard], y[w * shard : (w + 1) * shard]).backward()
         grads.append(_flat_grad(model).clone())
     model.zero_grad(set_to_none=True)
     averaged = torch.stack(grads).mean(dim=0)  # what an all-reduce (sum, then / workers) gives
-    return DataParallelCheck(workers, shard, full.numel(), tuple(float(g.norm()) for g in grads),
-                             float(full.norm()), float(averaged.norm()),
-                             float((averaged - full).abs().max()))
+    return DataParallelCheck(
+        workers,
+        shard,
+        full.numel(),
+        tuple(float(g.norm()) for g in grads),
+        float(full.norm()),
+        float(averaged.norm()),
+        float((averaged - full).abs().max()),
+    )
 
 
 # ---- memory and communication of parallel training ----------------------------------------------

@@ -72,8 +72,10 @@ def check_template(text: str, special_tokens: Sequence[str] = ()) -> CheckedTemp
     for sp in sorted(set(special_tokens), key=len, reverse=True):
         if sp and sp in text:
             text = text.replace(sp, "")
-            notes.append(f"Removed the special token {sp!r}: typed into a template it would "
-                         "forge the chat structure.")
+            notes.append(
+                f"Removed the special token {sp!r}: typed into a template it would "
+                "forge the chat structure."
+            )
     if len(text) > TEMPLATE_MAX_CHARS:
         text = text[:TEMPLATE_MAX_CHARS]
         notes.append(f"The template was cut to its first {TEMPLATE_MAX_CHARS:,} characters.")
@@ -124,7 +126,9 @@ def chat_messages(cond: Condition, review_text: str, pool: Sequence[Review]) -> 
         messages.append({"role": "system", "content": SYSTEM_PROMPT})
     if cond.technique == "few-shot":
         for ex in few_shot_examples(pool, cond.k, cond.seed):
-            messages.append({"role": "user", "content": cond.template.replace(PLACEHOLDER, ex.text)})
+            messages.append(
+                {"role": "user", "content": cond.template.replace(PLACEHOLDER, ex.text)}
+            )
             messages.append({"role": "assistant", "content": ex.label})
     if cond.technique == "step-by-step":
         fill = fill + "\n" + STEP_BY_STEP
@@ -153,7 +157,7 @@ def split_prompt(tokenizer, cond: Condition, pool: Sequence[Review]) -> tuple[st
     text = render_prompt(tokenizer, chat_messages(cond, _SENTINEL, pool))
     prefix, tail = text.split(_SENTINEL, 1)
     stripped = prefix.rstrip()
-    return stripped, prefix[len(stripped):] + PLACEHOLDER + tail
+    return stripped, prefix[len(stripped) :] + PLACEHOLDER + tail
 
 
 def label_token_ids(tokenizer) -> dict[str, tuple[int, ...]]:
@@ -181,7 +185,7 @@ def read_labels(logits: torch.Tensor, label_ids: dict[str, tuple[int, ...]]) -> 
     probs, start = {}, 0
     for lab in LABELS:
         n = len(label_ids[lab])
-        probs[lab] = float(sub[start:start + n].sum())
+        probs[lab] = float(sub[start : start + n].sum())
         start += n
     mass = float(logits.softmax(-1)[all_ids].sum())
     return LabelRead(probs, mass, int(logits.argmax()))
@@ -230,17 +234,18 @@ def read_tails(lm: LoadedModel, prefix_cache, tails: list[list[int]]) -> torch.T
         cache = copy.deepcopy(prefix_cache)
         cache.batch_repeat_interleave(len(tails))
     with heavy_work(), torch.inference_mode():
-        out = lm.model(batch, cache=cache, use_cache=cache is not None,
-                       logits_to_keep=torch.tensor(keep))
+        out = lm.model(
+            batch, cache=cache, use_cache=cache is not None, logits_to_keep=torch.tensor(keep)
+        )
     logits = out.logits.float()  # (B, len(keep), vocab)
     return torch.stack([logits[b, keep.index(i)] for b, i in enumerate(last)])  # (B, vocab)
 
 
 def _think(lm: LoadedModel, ids: list[int], budget: int) -> list[int]:
     """Greedy thoughts through the one generation door, without the end-of-turn token."""
-    from core.decoding import DecodingSettings, _eos_ids, generate_stream
+    from core.decoding import DecodingSettings, eos_ids, generate_stream
 
-    eos = set(_eos_ids(lm))
+    eos = set(eos_ids(lm))
     out: list[int] = []
     for step in generate_stream(lm, ids, DecodingSettings(temperature=0.0, max_new_tokens=budget)):
         if step.token_id in eos:
@@ -250,8 +255,12 @@ def _think(lm: LoadedModel, ids: list[int], budget: int) -> list[int]:
 
 
 def measure_condition(
-    lm: LoadedModel, cond: Condition, reviews: Sequence[Review], pool: Sequence[Review],
-    report: Report = lambda *a, **k: None, reuse_prefix: bool = True,
+    lm: LoadedModel,
+    cond: Condition,
+    reviews: Sequence[Review],
+    pool: Sequence[Review],
+    report: Report = lambda *a, **k: None,
+    reuse_prefix: bool = True,
 ) -> ConditionResult:
     """Each review's label distribution at the answer position, reusing the shared prefix."""
     tok = lm.tokenizer
@@ -282,8 +291,10 @@ def measure_condition(
             found = [([], logits[j]) for j in range(len(chunk))]
         for i, (thoughts, lg) in zip(chunk, found):
             rows.append((read_labels(lg, label_ids), reviews[i], tails[i], thoughts))
-        report(chunk[-1] / len(reviews) + 1 / len(reviews),
-               f"{cond.technique}: review {chunk[-1] + 1} of {len(reviews)}")
+        report(
+            chunk[-1] / len(reviews) + 1 / len(reviews),
+            f"{cond.technique}: review {chunk[-1] + 1} of {len(reviews)}",
+        )
     extra = len(_encode(tok, AFTER_THINKING)) if thinking else 0
     return ConditionResult(
         condition=cond,
@@ -340,7 +351,11 @@ class Summary:
 
 def summarise(res: ConditionResult) -> Summary:
     return Summary(
-        res.condition.technique, accuracy(res.p_positive, res.truth),
-        float(np.mean(res.mass)), auc(res.p_positive, res.truth), sum(res.prompt_tokens),
-        res.computed_tokens, sum(res.generated_tokens),
+        res.condition.technique,
+        accuracy(res.p_positive, res.truth),
+        float(np.mean(res.mass)),
+        auc(res.p_positive, res.truth),
+        sum(res.prompt_tokens),
+        res.computed_tokens,
+        sum(res.generated_tokens),
     )

@@ -66,7 +66,7 @@ def answers_of(data: PreferenceData) -> list[tuple[str, str]]:
 
 def filler_items(data: PreferenceData, prompts: int = 3) -> list[tuple[str, str]]:
     """Held-out chosen answers with 0, 1, 2 ... sentences of meaningless filler appended."""
-    held = data.pairs[data.n_train:][:prompts]
+    held = data.pairs[data.n_train :][:prompts]
     return [(p.prompt, p.chosen + data.filler * k) for p in held for k in FILLER_REPEATS]
 
 
@@ -88,15 +88,18 @@ def _one(lm: LoadedModel, prompt: str, answer: str) -> tuple[np.ndarray, np.ndar
     with heavy_work(), torch.inference_mode():
         out = lm.model(ids, output_hidden_states=True)
     feature = out.hidden_states[-1][0, last].float().numpy()  # (d,)
-    logits = out.logits[0, first - 1: last].float()  # (answer tokens, V): predicts first..last
-    target = ids[0, first: last + 1]
-    logp = [float(torch.log_softmax(logits / t, -1).gather(1, target[:, None]).sum())
-            for t in TEMPERATURES]
+    logits = out.logits[0, first - 1 : last].float()  # (answer tokens, V): predicts first..last
+    target = ids[0, first : last + 1]
+    logp = [
+        float(torch.log_softmax(logits / t, -1).gather(1, target[:, None]).sum())
+        for t in TEMPERATURES
+    ]
     return feature, np.array(logp), last - first + 1
 
 
-def answer_features(lm: LoadedModel, items: Sequence[tuple[str, str]],
-                    report: Report = lambda *a, **k: None) -> AnswerFeatures:
+def answer_features(
+    lm: LoadedModel, items: Sequence[tuple[str, str]], report: Report = lambda *a, **k: None
+) -> AnswerFeatures:
     feats, logps, tokens = [], [], []
     for i, (prompt, answer) in enumerate(items):
         f, lp, n = _one(lm, prompt, answer)
@@ -130,8 +133,12 @@ class RewardModel:
 
 
 def train_reward_model(
-    features: np.ndarray, train: Sequence[tuple[int, int]], held: Sequence[tuple[int, int]],
-    steps: int = 150, lr: float = 0.02, weight_decay: float = 0.01,
+    features: np.ndarray,
+    train: Sequence[tuple[int, int]],
+    held: Sequence[tuple[int, int]],
+    steps: int = 150,
+    lr: float = 0.02,
+    weight_decay: float = 0.01,
 ) -> RewardModel:
     """Fit w so that w . x_chosen > w . x_rejected; pairs index rows of `features`."""
     used = sorted({i for pair in train for i in pair})
@@ -157,24 +164,32 @@ def train_reward_model(
         final = z @ w
         acc = float((final[c] > final[r]).float().mean())
         bias = -float(final[used].mean())
-    return RewardModel(w.detach().numpy(), mean.numpy(), scale.numpy(), bias, tuple(losses),
-                       tuple(held_acc), acc)
+    return RewardModel(
+        w.detach().numpy(), mean.numpy(), scale.numpy(), bias, tuple(losses), tuple(held_acc), acc
+    )
 
 
 def pair_indices(data: PreferenceData, flipped: Sequence[int] = ()) -> tuple[list, list]:
     """(chosen row, rejected row) for training and held-out pairs; `flipped` swaps a label."""
     flips = set(flipped)
-    pairs = [((2 * i + 1, 2 * i) if i in flips else (2 * i, 2 * i + 1))
-             for i in range(len(data.pairs))]
-    return pairs[: data.n_train], pairs[data.n_train:]
+    pairs = [
+        ((2 * i + 1, 2 * i) if i in flips else (2 * i, 2 * i + 1)) for i in range(len(data.pairs))
+    ]
+    return pairs[: data.n_train], pairs[data.n_train :]
 
 
 # --- best-of-n, its KL, and the KL-penalised optimum ------------------------------------------
 
 
-def sample_answers(lm: LoadedModel, prompt: str, n: int, max_new_tokens: int = 24,
-                   temperature: float = 1.0, seed: int = 0,
-                   report: Report = lambda *a, **k: None) -> tuple[str, ...]:
+def sample_answers(
+    lm: LoadedModel,
+    prompt: str,
+    n: int,
+    max_new_tokens: int = 24,
+    temperature: float = 1.0,
+    seed: int = 0,
+    report: Report = lambda *a, **k: None,
+) -> tuple[str, ...]:
     """n answers drawn through the one generation door, seeds seed, seed+1, ..."""
     ids = encode(lm.tokenizer, render(lm.tokenizer, conversation(prompt), generation_prompt=True))
     eos = lm.model.generation_config.eos_token_id
@@ -196,7 +211,7 @@ def best_of_n_kl_bound(n: int) -> float:
 def best_of_n_distribution(probs: np.ndarray, n: int) -> np.ndarray:
     """Exact best-of-n over outcomes listed from worst to best reward: F(i)^n - F(i-1)^n."""
     cdf = np.cumsum(probs)
-    return np.diff(np.concatenate([[0.0], cdf ** n]))
+    return np.diff(np.concatenate([[0.0], cdf**n]))
 
 
 def kl_divergence(p: np.ndarray, q: np.ndarray) -> float:
@@ -233,11 +248,17 @@ def kl_penalised(rewards: np.ndarray, beta: float) -> Tilted:
 # --- DPO --------------------------------------------------------------------------------------
 
 
-def dpo_losses(policy_chosen: np.ndarray, policy_rejected: np.ndarray,
-               ref_chosen: np.ndarray, ref_rejected: np.ndarray, beta: float) -> np.ndarray:
+def dpo_losses(
+    policy_chosen: np.ndarray,
+    policy_rejected: np.ndarray,
+    ref_chosen: np.ndarray,
+    ref_rejected: np.ndarray,
+    beta: float,
+) -> np.ndarray:
     """Per pair: -log sigmoid(beta * ((pi_c - ref_c) - (pi_r - ref_r))), in log-probabilities."""
-    margin = beta * ((np.asarray(policy_chosen) - ref_chosen)
-                     - (np.asarray(policy_rejected) - ref_rejected))
+    margin = beta * (
+        (np.asarray(policy_chosen) - ref_chosen) - (np.asarray(policy_rejected) - ref_rejected)
+    )
     return np.logaddexp(0.0, -margin)  # softplus(-m) = -log sigmoid(m), stable for large |m|
 
 

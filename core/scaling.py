@@ -72,19 +72,37 @@ def twenty_tokens_rule(flops: float) -> tuple[float, float]:
 # Approaches 2 and 3. Table A3 prints 1.26e+24 for Approach 3's 175B row, a typo for 1.26e25
 # (6ND with its own 12.0T tokens gives 1.26e25).
 TABLE_3_APPROACH_1 = (
-    (400e6, 1.92e19, 8.0e9), (1e9, 1.21e20, 20.2e9), (10e9, 1.23e22, 205.1e9),
-    (67e9, 5.76e23, 1.5e12), (175e9, 3.85e24, 3.7e12), (280e9, 9.90e24, 5.9e12),
-    (520e9, 3.43e25, 11.0e12), (1e12, 1.27e26, 21.2e12), (10e12, 1.30e28, 216.2e12),
+    (400e6, 1.92e19, 8.0e9),
+    (1e9, 1.21e20, 20.2e9),
+    (10e9, 1.23e22, 205.1e9),
+    (67e9, 5.76e23, 1.5e12),
+    (175e9, 3.85e24, 3.7e12),
+    (280e9, 9.90e24, 5.9e12),
+    (520e9, 3.43e25, 11.0e12),
+    (1e12, 1.27e26, 21.2e12),
+    (10e12, 1.30e28, 216.2e12),
 )
 TABLE_A3_APPROACH_2 = (
-    (400e6, 1.84e19, 7.7e9), (1e9, 1.20e20, 20.0e9), (10e9, 1.32e22, 219.5e9),
-    (67e9, 6.88e23, 1.7e12), (175e9, 4.54e24, 4.3e12), (280e9, 1.18e25, 7.1e12),
-    (520e9, 4.19e25, 13.4e12), (1e12, 1.59e26, 26.5e12), (10e12, 1.75e28, 292.0e12),
+    (400e6, 1.84e19, 7.7e9),
+    (1e9, 1.20e20, 20.0e9),
+    (10e9, 1.32e22, 219.5e9),
+    (67e9, 6.88e23, 1.7e12),
+    (175e9, 4.54e24, 4.3e12),
+    (280e9, 1.18e25, 7.1e12),
+    (520e9, 4.19e25, 13.4e12),
+    (1e12, 1.59e26, 26.5e12),
+    (10e12, 1.75e28, 292.0e12),
 )
 TABLE_A3_APPROACH_3 = (
-    (400e6, 2.21e19, 9.2e9), (1e9, 1.62e20, 27.1e9), (10e9, 2.46e22, 410.1e9),
-    (67e9, 1.71e24, 4.1e12), (175e9, 1.26e25, 12.0e12), (280e9, 3.52e25, 20.1e12),
-    (520e9, 1.36e26, 43.5e12), (1e12, 5.65e26, 94.1e12), (10e12, 8.55e28, 1425.5e12),
+    (400e6, 2.21e19, 9.2e9),
+    (1e9, 1.62e20, 27.1e9),
+    (10e9, 2.46e22, 410.1e9),
+    (67e9, 1.71e24, 4.1e12),
+    (175e9, 1.26e25, 12.0e12),
+    (280e9, 3.52e25, 20.1e12),
+    (520e9, 1.36e26, 43.5e12),
+    (1e12, 5.65e26, 94.1e12),
+    (10e12, 8.55e28, 1425.5e12),
 )
 
 
@@ -109,12 +127,14 @@ def known_models(smollm2_params: int | None = None) -> tuple[KnownModel, ...]:
     counted = {c["name"]: parameter_count(geometry(c)).total for c in PUBLISHED_CONFIGS}
     smol = smollm2_params or counted["SmolLM2 135M"]
     return (
-        KnownModel("GPT-3 175B", counted["GPT-3 175B"], 300e9,
-                   "Brown et al. 2020: 300B training tokens"),
+        KnownModel(
+            "GPT-3 175B", counted["GPT-3 175B"], 300e9, "Brown et al. 2020: 300B training tokens"
+        ),
         KnownModel("Chinchilla 70B", 70e9, 1.4e12, "Hoffmann et al. 2022: 70B, 1.4T tokens"),
         KnownModel("Llama 2 7B", counted["Llama-2 7B"], 2e12, "Touvron et al. 2023: 2T tokens"),
-        KnownModel("Llama 3 8B", counted["Llama-3 8B"], 15e12,
-                   "Llama 3 model card: over 15T tokens"),
+        KnownModel(
+            "Llama 3 8B", counted["Llama-3 8B"], 15e12, "Llama 3 model card: over 15T tokens"
+        ),
         KnownModel("SmolLM2-135M", smol, 2e12, "SmolLM2 model card: 2T tokens"),
     )
 
@@ -140,8 +160,9 @@ class TrainingTime:
     cost: float
 
 
-def training_time(flops: float, gpus: int, peak_flops: float, mfu: float,
-                  price_per_gpu_hour: float) -> TrainingTime:
+def training_time(
+    flops: float, gpus: int, peak_flops: float, mfu: float, price_per_gpu_hour: float
+) -> TrainingTime:
     """Wall time = C / (GPUs x peak x MFU): MFU is the share of the peak the run really uses."""
     seconds = flops / (gpus * peak_flops * mfu)
     gpu_hours = seconds * gpus / 3600
@@ -182,10 +203,18 @@ class SweepResult:
 
 def sweep_config(n_layer: int, d_model: int, steps: int) -> pt.TrainConfig:
     heads = max(1, d_model // 16)
-    return pt.TrainConfig(batch_size=SWEEP_BATCH, context=SWEEP_CONTEXT, lr=3e-3,
-                          warmup=max(1, steps // 10), steps=steps, n_layer=n_layer,
-                          n_head=heads, d_model=d_model, eval_every=max(1, steps // 8),
-                          sample_every=10**9)
+    return pt.TrainConfig(
+        batch_size=SWEEP_BATCH,
+        context=SWEEP_CONTEXT,
+        lr=3e-3,
+        warmup=max(1, steps // 10),
+        steps=steps,
+        n_layer=n_layer,
+        n_head=heads,
+        d_model=d_model,
+        eval_every=max(1, steps // 8),
+        sample_every=10**9,
+    )
 
 
 def fit_power_law(compute: np.ndarray, loss: np.ndarray) -> PowerLaw:
@@ -205,9 +234,12 @@ def lower_envelope(runs: tuple[SweepRun, ...]) -> tuple[tuple[float, float], ...
     return tuple(out)
 
 
-def scaling_sweep(corpus: pt.TokenizedCorpus, steps: int,
-                  sizes: tuple[tuple[int, int], ...] | None = None,
-                  report: Report = lambda *a, **k: None) -> SweepResult:
+def scaling_sweep(
+    corpus: pt.TokenizedCorpus,
+    steps: int,
+    sizes: tuple[tuple[int, int], ...] | None = None,
+    report: Report = lambda *a, **k: None,
+) -> SweepResult:
     """Train one tiny GPT per (layers, width) for `steps` steps; validation loss against the
     compute spent so far. `sizes` defaults to SWEEP_SIZES."""
     sizes = SWEEP_SIZES if sizes is None else sizes
@@ -223,10 +255,15 @@ def scaling_sweep(corpus: pt.TokenizedCorpus, steps: int,
 
         log = pt.train(corpus, cfg, inner)
         per_token = training_flops(log.n_params, 1)
-        runs.append(SweepRun(n_layer, d_model, log.n_params,
-                             tuple(per_token * e.step * SWEEP_BATCH * SWEEP_CONTEXT
-                                   for e in log.evals),
-                             tuple(e.val for e in log.evals)))
+        runs.append(
+            SweepRun(
+                n_layer,
+                d_model,
+                log.n_params,
+                tuple(per_token * e.step * SWEEP_BATCH * SWEEP_CONTEXT for e in log.evals),
+                tuple(e.val for e in log.evals),
+            )
+        )
         done += w
     runs_t = tuple(runs)
     frontier = lower_envelope(runs_t)

@@ -187,8 +187,9 @@ def openai_tokenizer(name: str) -> HFTokenizer | OpenAIEncoding:
     return OpenAIEncoding(name)
 
 
-def tokenize(tokenizer: HFTokenizer | OpenAIEncoding, text: str,
-             parse_special: bool = False) -> Tokenized:
+def tokenize(
+    tokenizer: HFTokenizer | OpenAIEncoding, text: str, parse_special: bool = False
+) -> Tokenized:
     """The text's pieces; typed special tokens stay ordinary text unless `parse_special`."""
     ids = tokenizer.encode_special(text) if parse_special else tokenizer.encode(text)
     decoded = tokenizer.decode(ids)
@@ -235,10 +236,12 @@ def restore_digit_split(tokenizer: Any) -> bool:
     current = json.loads(backend.pre_tokenizer.__getstate__())
     if current.get("type") != "ByteLevel":
         return False
-    backend.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Digits(individual_digits=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True),
-    ])
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True),
+        ]
+    )
     return True
 
 
@@ -262,12 +265,14 @@ class ChatTokens:
 _MARK = "\ue000{}\ue001"  # private-use characters no template changes
 
 
-def _segments(tokenizer: Any, messages: list[dict[str, str]], rendered: str
-              ) -> list[tuple[str, bool]] | None:
+def _segments(
+    tokenizer: Any, messages: list[dict[str, str]], rendered: str
+) -> list[tuple[str, bool]] | None:
     """The rendered conversation cut into (text, typed by a user) pieces; None if the
     template changes message text (trims it, say), so contents cannot be located."""
     marked = tokenizer.apply_chat_template(
-        [{**m, "content": _MARK.format(i)} for i, m in enumerate(messages)], tokenize=False)
+        [{**m, "content": _MARK.format(i)} for i, m in enumerate(messages)], tokenize=False
+    )
     segments, start = [], 0
     for i, m in enumerate(messages):
         at = marked.find(_MARK.format(i), start)
@@ -289,8 +294,7 @@ def chat_template_tokens(tokenizer: Any, messages: list[dict[str, str]]) -> Chat
     if not getattr(tokenizer, "chat_template", None):
         return None
     rendered = tokenizer.apply_chat_template(messages, tokenize=False)
-    enc = tokenizer(rendered, add_special_tokens=False, return_offsets_mapping=True,
-                    verbose=False)
+    enc = tokenizer(rendered, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
     ids, offsets = enc["input_ids"], enc["offset_mapping"]
     special_ids = set(tokenizer.all_special_ids) | {
         i for i, t in tokenizer.added_tokens_decoder.items() if t.special
@@ -301,13 +305,22 @@ def chat_template_tokens(tokenizer: Any, messages: list[dict[str, str]]) -> Chat
         if by_user:
             typed.append((pos, pos + len(text)))
         pos += len(text)
-    forged = [i in special_ids and any(a <= s and e <= b for a, b in typed)
-              for i, (s, e) in zip(ids, offsets)]
+    forged = [
+        i in special_ids and any(a <= s and e <= b for a, b in typed)
+        for i, (s, e) in zip(ids, offsets)
+    ]
     safe: list[int] = []
     for text, by_user in segments:
         if text:
-            safe += tokenizer(text, add_special_tokens=False, split_special_tokens=by_user,
-                              verbose=False)["input_ids"]
+            safe += tokenizer(
+                text, add_special_tokens=False, split_special_tokens=by_user, verbose=False
+            )["input_ids"]
     hf = HFTokenizer("chat", tokenizer)
-    return ChatTokens(rendered, tuple(hf.pieces(ids)), tuple(i in special_ids for i in ids),
-                      tuple(forged), tuple(hf.pieces(safe)), tuple(i in special_ids for i in safe))
+    return ChatTokens(
+        rendered,
+        tuple(hf.pieces(ids)),
+        tuple(i in special_ids for i in ids),
+        tuple(forged),
+        tuple(hf.pieces(safe)),
+        tuple(i in special_ids for i in safe),
+    )

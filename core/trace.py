@@ -27,7 +27,9 @@ def prompt_tokens(tokenizer, text: str, cap: int = TRACE_TOKEN_CAP) -> PromptTok
     """Token ids for a prompt, cut to `cap` tokens; an empty prompt becomes one start token."""
     ids = list(tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
     if not ids:
-        start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        start = (
+            tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        )
         ids = [start if start is not None else 0]
     return PromptTokens(tuple(ids[:cap]), len(ids))
 

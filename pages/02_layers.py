@@ -49,9 +49,16 @@ st.markdown(
     "block *after the final norm*, the vector the output head reads, which is why it can look "
     "unlike the block just before it."
 )
-method = st.radio("Similarity", ["cka", "cosine"], horizontal=True, key="layers.similarity",
-                  format_func=lambda m: {"cka": "linear CKA (geometry of all tokens)",
-                                         "cosine": "mean cosine of each token's vectors"}[m])
+method = st.radio(
+    "Similarity",
+    ["cka", "cosine"],
+    horizontal=True,
+    key="layers.similarity",
+    format_func=lambda m: {
+        "cka": "linear CKA (geometry of all tokens)",
+        "cosine": "mean cosine of each token's vectors",
+    }[m],
+)
 lm, text = model_page()
 trace = get_trace(text)
 note_truncation(trace.truncated_from, trace.length)
@@ -59,14 +66,18 @@ if trace.length < 3 and method == "cka":
     st.info("CKA compares token clouds and needs at least three tokens; showing cosine.")
     method = "cosine"
 matrix, n_tokens = cached_layer_similarity(lm.model_id, text, method)
-st.altair_chart(layer_similarity_chart(matrix, f"{matrix.shape[0] - 1} blocks, {n_tokens} tokens"),
-                key="layers.similarity_chart", width="stretch")
+st.altair_chart(
+    layer_similarity_chart(matrix, f"{matrix.shape[0] - 1} blocks, {n_tokens} tokens"),
+    key="layers.similarity_chart",
+    width="stretch",
+)
 adjacent = [float(matrix[i, i + 1]) for i in range(matrix.shape[0] - 1)]
-st.caption(f"Mean similarity of neighbouring layers: {sum(adjacent) / len(adjacent):.3f}; "
-           f"embeddings vs last layer (after the final norm): {matrix[0, -1]:.3f}. The first "
-           "token is left out: models "
-           "park very large activations on it (an 'attention sink') that would swamp the "
-           "comparison.")
+st.caption(
+    f"Mean similarity of neighbouring layers: {sum(adjacent) / len(adjacent):.3f}; "
+    f"embeddings vs last layer (after the final norm): {matrix[0, -1]:.3f}. The first "
+    "token is left out: models "
+    "park very large activations on it (an 'attention sink') that would swamp the "
+    "comparison."
+)
 
-show_code(pgc.Playground.train_epochs, pgc.Playground.step, pgc.build_mlp,
-          neurons.layer_similarity)
+show_code(pgc.Playground.train_epochs, pgc.Playground.step, pgc.build_mlp, neurons.layer_similarity)

@@ -27,11 +27,15 @@ st.markdown(
 )
 
 q = "query-params"
-chosen = st.multiselect("Activations", activations.NAMES,
-                        default=["relu", "gelu", "silu", "sigmoid", "tanh"],
-                        format_func=activations.LABELS.get, key="activations.chosen", bind=q)
-lo, hi = st.slider("Input range", -10.0, 10.0, (-4.0, 4.0), 0.5, key="activations.range",
-                   bind=q)
+chosen = st.multiselect(
+    "Activations",
+    activations.NAMES,
+    default=["relu", "gelu", "silu", "sigmoid", "tanh"],
+    format_func=activations.LABELS.get,
+    key="activations.chosen",
+    bind=q,
+)
+lo, hi = st.slider("Input range", -10.0, 10.0, (-4.0, 4.0), 0.5, key="activations.range", bind=q)
 if hi - lo < 0.5:
     st.info("The range is very narrow; widening it to one unit around its centre.")
     lo, hi = (lo + hi) / 2 - 0.5, (lo + hi) / 2 + 0.5
@@ -57,35 +61,55 @@ if st.session_state.get("activations.trained"):
     st.caption("Interact with anything (for example the range slider) to stop early.")
     rows = []
     for i, name in enumerate(activations.NAMES):
-        progress.progress(i / len(activations.NAMES),
-                          text=f"Training with {activations.LABELS[name]}…")
+        progress.progress(
+            i / len(activations.NAMES), text=f"Training with {activations.LABELS[name]}…"
+        )
         rows.append({"activation": activations.LABELS[name], **cached_activation_run(name)})
     progress.progress(1.0, text="Done.")
     table = pd.DataFrame(rows).sort_values("test loss")
-    st.dataframe(table.style.format({"train loss": "{:.3f}", "test loss": "{:.3f}",
-                                     "test accuracy": "{:.1%}", "seconds": "{:.1f}"}),
-                 hide_index=True, key="activations.table")
+    st.dataframe(
+        table.style.format(
+            {
+                "train loss": "{:.3f}",
+                "test loss": "{:.3f}",
+                "test accuracy": "{:.1%}",
+                "seconds": "{:.1f}",
+            }
+        ),
+        hide_index=True,
+        key="activations.table",
+    )
 else:
-    st.caption(f"Training all eight takes several seconds on a shared machine "
-               f"({COMPARISON_EPOCHS} epochs each).")
+    st.caption(
+        f"Training all eight takes several seconds on a shared machine "
+        f"({COMPARISON_EPOCHS} epochs each)."
+    )
 
 st.subheader("What the real model's neurons receive")
 lm, text = model_page()
 anatomy = require_anatomy(lm, "mlp")
 mlp = anatomy.mlp(0)
 kind, act_name = mlp.kind, type(mlp.act).__name__
-layer = st.slider("Layer", 0, anatomy.n_layers - 1, anatomy.n_layers // 2,
-                  key="activations.layer", bind=q)
+layer = st.slider(
+    "Layer", 0, anatomy.n_layers - 1, anatomy.n_layers // 2, key="activations.layer", bind=q
+)
 tokens, cap, _, total = cached_mlp_capture(lm.model_id, text, layer)
 h = neurons.histogram(cap.preact)
 what = "gate projection" if kind == "gated" else "first MLP projection"
-st.altair_chart(histogram_chart(h, f"layer {layer}: {h.total:,} values ({len(tokens)} tokens × "
-                                   f"{cap.preact.shape[1]:,} neurons)"), key="activations.hist")
-st.caption(f"Inputs to the activation ({act_name}) after the {what}, over the shared prompt's "
-           f"tokens{' (first ' + str(len(tokens)) + ')' if total > len(tokens) else ''}. "
-           f"{h.fraction_negative:.1%} are negative, which the activation squashes towards "
-           f"zero; mean {h.mean:.2f}, standard deviation {h.std:.2f}. The outer 0.1 % on each "
-           "side are gathered in the end bins.")
+st.altair_chart(
+    histogram_chart(
+        h,
+        f"layer {layer}: {h.total:,} values ({len(tokens)} tokens × "
+        f"{cap.preact.shape[1]:,} neurons)",
+    ),
+    key="activations.hist",
+)
+st.caption(
+    f"Inputs to the activation ({act_name}) after the {what}, over the shared prompt's "
+    f"tokens{' (first ' + str(len(tokens)) + ')' if total > len(tokens) else ''}. "
+    f"{h.fraction_negative:.1%} are negative, which the activation squashes towards "
+    f"zero; mean {h.mean:.2f}, standard deviation {h.std:.2f}. The outer 0.1 % on each "
+    "side are gathered in the end bins."
+)
 
-show_code(activations.curves, activations.ActivationModule, neurons.capture_mlp,
-          neurons.histogram)
+show_code(activations.curves, activations.ActivationModule, neurons.capture_mlp, neurons.histogram)

@@ -31,17 +31,28 @@ q = "query-params"
 cols = st.columns(6)
 names = ("x1", "x2", "w1", "w2", "b", "target")
 defaults = (1.0, -2.0, 0.5, 0.8, 0.1, 1.0)
-vals = [c.slider(n, -3.0, 3.0, d, 0.1, key=f"training.{n}", bind=q)
-        for c, n, d in zip(cols, names, defaults, strict=True)]
+vals = [
+    c.slider(n, -3.0, 3.0, d, 0.1, key=f"training.{n}", bind=q)
+    for c, n, d in zip(cols, names, defaults, strict=True)
+]
 nodes = optim.expression_graph(*vals)
 st.graphviz_chart(expression_dot(nodes, graph_colours()))
 hand = optim.hand_gradients(*vals)
-st.caption("Each box: forward value, then the gradient of the loss L = (tanh(x1·w1 + x2·w2 + b) "
-           "- target)² with respect to it, computed by torch's autograd.")
+st.caption(
+    "Each box: forward value, then the gradient of the loss L = (tanh(x1·w1 + x2·w2 + b) "
+    "- target)² with respect to it, computed by torch's autograd."
+)
 with st.expander("Check: autograd against the chain rule by hand"):
-    st.dataframe(pd.DataFrame({"node": [n.name for n in nodes],
-                               "autograd": [n.grad for n in nodes],
-                               "by hand": [hand[n.name] for n in nodes]}), hide_index=True)
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "node": [n.name for n in nodes],
+                "autograd": [n.grad for n in nodes],
+                "by hand": [hand[n.name] for n in nodes],
+            }
+        ),
+        hide_index=True,
+    )
 
 st.subheader("Optimisers on a loss surface")
 st.markdown(
@@ -57,10 +68,24 @@ st.markdown(
     "learning rate per step, however steep or flat the slope."
 )
 o1, o2, o3, o4 = st.columns([1.3, 1, 1, 1])
-chosen = o1.pills("Optimisers", optim.OPTIMIZERS, selection_mode="multi",
-                  default=list(optim.OPTIMIZERS), key="training.optimisers", bind=q) or []
-lr = o2.select_slider("Learning rate", (0.001, 0.003, 0.01, 0.03, 0.05, 0.1, 0.15, 0.2, 0.3,
-                                        0.5, 1.0), 0.05, key="training.lr", bind=q)
+chosen = (
+    o1.pills(
+        "Optimisers",
+        optim.OPTIMIZERS,
+        selection_mode="multi",
+        default=list(optim.OPTIMIZERS),
+        key="training.optimisers",
+        bind=q,
+    )
+    or []
+)
+lr = o2.select_slider(
+    "Learning rate",
+    (0.001, 0.003, 0.01, 0.03, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0),
+    0.05,
+    key="training.lr",
+    bind=q,
+)
 batch = o3.slider("Batch size", 1, optim.N_POINTS, optim.N_POINTS, key="training.batch", bind=q)
 steps = o4.slider("Steps", 10, optim.STEP_CAP, 100, 10, key="training.steps", bind=q)
 paths = {name: cached_optimizer_path(name, lr, batch, steps) for name in chosen}
@@ -76,9 +101,13 @@ def _toggle() -> None:
 
 b1, b2, b3, _ = st.columns([1, 1, 1, 4])
 animating = st.session_state["training.animating"]
-b1.button("Pause" if animating else "Play", on_click=_toggle,
-          icon=":material/pause:" if animating else ":material/play_arrow:",
-          key="training.play", type="primary")
+b1.button(
+    "Pause" if animating else "Play",
+    on_click=_toggle,
+    icon=":material/pause:" if animating else ":material/play_arrow:",
+    key="training.play",
+    type="primary",
+)
 if b2.button("Step", key="training.step"):
     st.session_state["training.animating"] = False
     st.session_state["training.shown"] = min(st.session_state["training.shown"] + 1, steps)
@@ -97,34 +126,54 @@ def surface() -> None:
     shown = min(st.session_state["training.shown"], steps)
     ws, bs, loss = cached_loss_surface()
     left, right = st.columns([4, 3])
-    left.altair_chart(surface_chart(ws, bs, loss, {k: p.points[:shown + 1] for k, p in paths.items()},
-                                    (optim.TRUE_W, optim.TRUE_B)), key="training.surface",
-                      width="stretch")
-    right.altair_chart(path_loss_chart({k: p.losses[:shown + 1] for k, p in paths.items()}),
-                       key="training.curves", width="stretch")
-    st.caption(f"Step {shown} of {steps} (at most {optim.STEP_CAP}); the diamond marks the "
-               "parameters that generated the data.")
+    left.altair_chart(
+        surface_chart(
+            ws,
+            bs,
+            loss,
+            {k: p.points[: shown + 1] for k, p in paths.items()},
+            (optim.TRUE_W, optim.TRUE_B),
+        ),
+        key="training.surface",
+        width="stretch",
+    )
+    right.altair_chart(
+        path_loss_chart({k: p.losses[: shown + 1] for k, p in paths.items()}),
+        key="training.curves",
+        width="stretch",
+    )
+    st.caption(
+        f"Step {shown} of {steps} (at most {optim.STEP_CAP}); the diamond marks the "
+        "parameters that generated the data."
+    )
 
 
 surface()
 for name, p in paths.items():
     if p.diverged:
-        st.warning(f"{name} diverged after {len(p.losses) - 1} steps: at learning rate {lr} "
-                   f"every step overshoots the valley and the loss reached {p.losses[-1]:.3g}.")
+        st.warning(
+            f"{name} diverged after {len(p.losses) - 1} steps: at learning rate {lr} "
+            f"every step overshoots the valley and the loss reached {p.losses[-1]:.3g}."
+        )
     else:
         turns = optim.direction_reversals(p.points)
-        st.caption(f"{name}: loss {p.losses[0]:.3f} → {p.losses[-1]:.4f}; it turned back "
-                   f"(a step more than 90° from the one before) {turns} times in "
-                   f"{len(p.losses) - 1} steps.")
-st.info(f"For this data, full-batch SGD diverges above a learning rate of "
-        f"{optim.divergence_threshold():.3f} (2 divided by the largest curvature of the loss). "
-        "Push the slider past it.")
+        st.caption(
+            f"{name}: loss {p.losses[0]:.3f} → {p.losses[-1]:.4f}; it turned back "
+            f"(a step more than 90° from the one before) {turns} times in "
+            f"{len(p.losses) - 1} steps."
+        )
+st.info(
+    f"For this data, full-batch SGD diverges above a learning rate of "
+    f"{optim.divergence_threshold():.3f} (2 divided by the largest curvature of the loss). "
+    "Push the slider past it."
+)
 
 st.subheader("The same on the Playground network")
-st.markdown("Learning rate and batch size on the network of page 02 (circle data, two hidden "
-            "layers of 4 and 2 tanh neurons): a learning rate of 3 or 10 makes the loss jump "
-            "around or blow up; a tiny one barely moves it.")
+st.markdown(
+    "Learning rate and batch size on the network of page 02 (circle data, two hidden "
+    "layers of 4 and 2 tanh neurons): a learning rate of 3 or 10 makes the loss jump "
+    "around or blow up; a tiny one barely moves it."
+)
 playground("training.pg", show=frozenset({"training"}))
 
-show_code(optim.expression_graph, optim.hand_gradients, optim.optimizer_path,
-          pgc.Playground.step)
+show_code(optim.expression_graph, optim.hand_gradients, optim.optimizer_path, pgc.Playground.step)

@@ -37,9 +37,11 @@ st.markdown(
 
 lm, _ = model_page(prompt=False)
 table, _ = ce.cached_embedding_tables(lm.model_id)
-st.caption(f"{plain_markdown(lm.model_id)}: embedding table of {table.shape[0]:,} tokens x "
-           f"{table.shape[1]} "
-           "dimensions. A word that splits into several tokens is the mean of their rows.")
+st.caption(
+    f"{plain_markdown(lm.model_id)}: embedding table of {table.shape[0]:,} tokens x "
+    f"{table.shape[1]} "
+    "dimensions. A word that splits into several tokens is the mean of their rows."
+)
 
 
 def clean_word(key: str, default: str) -> str:
@@ -53,7 +55,11 @@ def clean_word(key: str, default: str) -> str:
 st.subheader("Word groups in two dimensions")
 groups_text = st.text_area(
     f"Groups, one per line as 'name: word, word, …' (at most {MAX_GROUPS} groups of "
-    f"{MAX_WORDS_PER_GROUP} words)", DEFAULT_GROUPS, key="embeddings.groups", height=130)
+    f"{MAX_WORDS_PER_GROUP} words)",
+    DEFAULT_GROUPS,
+    key="embeddings.groups",
+    height=130,
+)
 points = ce.cached_word_points(lm.model_id, groups_text)
 if len(points) < 3:
     st.warning("Give at least three words (e.g. 'animals: cat, dog, cow'); showing the defaults.")
@@ -67,49 +73,73 @@ with left:
 with right:
     xy = ce.umap_job(lm.model_id, groups_text)
     if xy is None:
-        st.caption("PCA is shown at once. UMAP (fixed seed 42, cosine metric) keeps "
-                   "neighbourhoods rather than directions; it runs on request, once per word "
-                   "list, and the result is shared.")
+        st.caption(
+            "PCA is shown at once. UMAP (fixed seed 42, cosine metric) keeps "
+            "neighbourhoods rather than directions; it runs on request, once per word "
+            "list, and the result is shared."
+        )
     else:
         umap_shown, umap_hidden = ce.labelled_points(points.assign(x=xy[:, 0], y=xy[:, 1]))
         draw_chart(ce.embedding_map_chart(umap_shown, "UMAP (seed 42)"))
         hidden = max(hidden, umap_hidden)
 if hidden:
-    st.caption(f"Words are printed only where they overlap no other word: up to {hidden} of "
-               f"{len(points)} are hidden on a map (hover a point for its word, the colour "
-               "gives its group).")
+    st.caption(
+        f"Words are printed only where they overlap no other word: up to {hidden} of "
+        f"{len(points)} are hidden on a map (hover a point for its word, the colour "
+        "gives its group)."
+    )
 
 st.subheader("Nearest neighbours and analogies")
 c1, c2 = st.columns(2)
 with c1:
-    st.text_input("Word", "king", key="embeddings.word", bind="query-params",
-                  max_chars=MAX_WORD_CHARS)
+    st.text_input(
+        "Word", "king", key="embeddings.word", bind="query-params", max_chars=MAX_WORD_CHARS
+    )
     k = st.slider("How many neighbours", 3, 30, 10, key="embeddings.k", bind="query-params")
     word = clean_word("embeddings.word", "king")
     n_tok = len(word_ids(lm.tokenizer, word))
     nb = ce.cached_neighbours(lm.model_id, word, k)
-    draw_chart(bar_chart(nb, "token", "cosine", f"Closest of all {table.shape[0]:,} "
-                         f"tokens to '{word}' ({n_tok} token{'s' * (n_tok > 1)})"),
-            width="stretch")
+    draw_chart(
+        bar_chart(
+            nb,
+            "token",
+            "cosine",
+            f"Closest of all {table.shape[0]:,} "
+            f"tokens to '{word}' ({n_tok} token{'s' * (n_tok > 1)})",
+        ),
+        width="stretch",
+    )
 with c2:
     a1, a2, a3 = st.columns(3)
     a1.text_input("A", "man", key="embeddings.a", max_chars=MAX_WORD_CHARS)
     a2.text_input("is to B", "king", key="embeddings.b", max_chars=MAX_WORD_CHARS)
     a3.text_input("as C is to ?", "woman", key="embeddings.c", max_chars=MAX_WORD_CHARS)
-    a, b, c = (clean_word(f"embeddings.{x}", d) for x, d in zip("abc", ("man", "king", "woman"),
-                                                              strict=True))
+    a, b, c = (
+        clean_word(f"embeddings.{x}", d)
+        for x, d in zip("abc", ("man", "king", "woman"), strict=True)
+    )
     ranked = ce.cached_analogy(lm.model_id, a, b, c, 10)
-    draw_chart(bar_chart(ranked, "token", "cosine", "B − A + C, closest tokens (inputs left out)"),
-            width="stretch")
-    st.caption("In a small model's input table, analogies often land on a near-synonym of B; "
-               "the ranking shows how close the intended answer came.")
+    draw_chart(
+        bar_chart(ranked, "token", "cosine", "B − A + C, closest tokens (inputs left out)"),
+        width="stretch",
+    )
+    st.caption(
+        "In a small model's input table, analogies often land on a near-synonym of B; "
+        "the ranking shows how close the intended answer came."
+    )
 
 st.subheader("Sentence embeddings (MiniLM)")
-default_sentences = ("The cat sat on the mat.\nA kitten was resting on the rug.\n"
-                     "Stock prices fell sharply today.\nThe market dropped this morning.\n"
-                     "I love pizza.")
-raw = st.text_area(f"Sentences, one per line (at most {MAX_SENTENCES})", default_sentences,
-                   key="embeddings.sentences", height=130)
+default_sentences = (
+    "The cat sat on the mat.\nA kitten was resting on the rug.\n"
+    "Stock prices fell sharply today.\nThe market dropped this morning.\n"
+    "I love pizza."
+)
+raw = st.text_area(
+    f"Sentences, one per line (at most {MAX_SENTENCES})",
+    default_sentences,
+    key="embeddings.sentences",
+    height=130,
+)
 sentences = text_lines(raw)
 if len(sentences) < 2:
     st.info("Give at least two sentences; showing the examples.")
@@ -121,45 +151,79 @@ with s1:
     draw_chart(ce.cosine_matrix_chart(cosine_matrix(vecs), labels, "cosine similarity"), extra=150)
 xy = pca_2d(vecs).xy
 with s2:
-    sentence_points, n_hidden = ce.labelled_points(pd.DataFrame({
-        "x": xy[:, 0], "y": xy[:, 1], "word": [str(i + 1) for i in range(len(sentences))],
-        "group": labels, "tokens": [len(s.split()) for s in sentences]}))
-    draw_chart(ce.embedding_map_chart(sentence_points, "map (PCA)", legend_columns=1),
-               extra=40 + 18 * len(sentences))
+    sentence_points, n_hidden = ce.labelled_points(
+        pd.DataFrame(
+            {
+                "x": xy[:, 0],
+                "y": xy[:, 1],
+                "word": [str(i + 1) for i in range(len(sentences))],
+                "group": labels,
+                "tokens": [len(s.split()) for s in sentences],
+            }
+        )
+    )
+    draw_chart(
+        ce.embedding_map_chart(sentence_points, "map (PCA)", legend_columns=1),
+        extra=40 + 18 * len(sentences),
+    )
     if n_hidden:
-        st.caption(f"{n_hidden} of {len(sentences)} numbers hidden where they would overlap; "
-                   "hover the points.")
+        st.caption(
+            f"{n_hidden} of {len(sentences)} numbers hidden where they would overlap; "
+            "hover the points."
+        )
 
 st.subheader("One word, several sentences: static vs contextual")
 w1, w2 = st.columns([1, 3])
 w1.text_input("Word", "bank", key="embeddings.ctx_word", max_chars=MAX_WORD_CHARS)
 ctx_word = clean_word("embeddings.ctx_word", "bank")
-ctx_default = ("We sat on the river bank and fished.\nShe deposited cash at the bank.\n"
-               "The bank raised its interest rates.\nGrass grew along the muddy bank.")
-ctx_raw = w2.text_area("Sentences containing it", ctx_default, key="embeddings.ctx_sentences",
-                       height=110)
+ctx_default = (
+    "We sat on the river bank and fished.\nShe deposited cash at the bank.\n"
+    "The bank raised its interest rates.\nGrass grew along the muddy bank."
+)
+ctx_raw = w2.text_area(
+    "Sentences containing it", ctx_default, key="embeddings.ctx_sentences", height=110
+)
 ctx_sentences = text_lines(ctx_raw)
 wic = ce.cached_word_in_context(lm.model_id, ctx_word, ctx_sentences)
 if wic.missing:
-    st.warning(f"{len(wic.missing)} sentence(s) do not contain '{plain_markdown(ctx_word)}' as a whole word and "
-               "are left out.")
+    st.warning(
+        f"{len(wic.missing)} sentence(s) do not contain '{plain_markdown(ctx_word)}' as a whole word and "
+        "are left out."
+    )
 if len(wic.sentences) < 2:
-    st.info(f"Need at least two sentences containing '{plain_markdown(ctx_word)}'; showing the bank example.")
+    st.info(
+        f"Need at least two sentences containing '{plain_markdown(ctx_word)}'; showing the bank example."
+    )
     ctx_word, ctx_sentences = "bank", tuple(ctx_default.splitlines())
     wic = ce.cached_word_in_context(lm.model_id, ctx_word, ctx_sentences)
 n_states = wic.contextual.shape[1]
-layer = st.slider("Layer for the contextual vectors", 0, n_states - 1, min(6, n_states - 1),
-                  key="embeddings.layer")
+layer = st.slider(
+    "Layer for the contextual vectors",
+    0,
+    n_states - 1,
+    min(6, n_states - 1),
+    key="embeddings.layer",
+)
 ctx_labels = [f"{i + 1}. {s[:28]}" for i, s in enumerate(wic.sentences)]
 k1, k2 = st.columns(2)
 with k1:
-    draw_chart(ce.cosine_matrix_chart(cosine_matrix(wic.static), ctx_labels,
-                                "static: the embedding-table rows"), extra=150)
+    draw_chart(
+        ce.cosine_matrix_chart(
+            cosine_matrix(wic.static), ctx_labels, "static: the embedding-table rows"
+        ),
+        extra=150,
+    )
 with k2:
-    draw_chart(ce.cosine_matrix_chart(cosine_matrix(wic.contextual[:, layer]), ctx_labels,
-                                f"contextual: hidden state {layer}"), extra=150)
+    draw_chart(
+        ce.cosine_matrix_chart(
+            cosine_matrix(wic.contextual[:, layer]), ctx_labels, f"contextual: hidden state {layer}"
+        ),
+        extra=150,
+    )
 curve = pd.DataFrame({"layer": range(n_states), "mean cosine": agreement_by_layer(wic.contextual)})
 draw_chart(ce.word_in_context_chart(curve, layer), width="stretch")
-st.caption("Layer 0 is the input to the first block (for GPT-2 it already includes the "
-           "position embedding). The last state has the model's final norm applied.")
+st.caption(
+    "Layer 0 is the input to the first block (for GPT-2 it already includes the "
+    "position embedding). The last state has the model's final norm applied."
+)
 show_code(nearest_neighbours, analogy_vector, pca_2d, sentence_embeddings, word_in_context)

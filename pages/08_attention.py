@@ -40,45 +40,70 @@ for key, top in (("attention.layer", g.n_layers - 1), ("attention.head", g.n_hea
 def causal_view() -> None:
     c1, c2 = st.columns([3, 1])
     layer = c1.slider("Layer", 0, g.n_layers - 1, key="attention.layer", bind="query-params")
-    head = c2.selectbox("Head", list(range(g.n_heads)), key="attention.head",
-                        bind="query-params",
-                        help=f"{g.n_heads} query heads; heads in groups of {g.group_size} "
-                             "share one key/value head." if g.group_size > 1 else None)
+    head = c2.selectbox(
+        "Head",
+        list(range(g.n_heads)),
+        key="attention.head",
+        bind="query-params",
+        help=f"{g.n_heads} query heads; heads in groups of {g.group_size} share one key/value head."
+        if g.group_size > 1
+        else None,
+    )
     weights = trace.attentions[layer, head].astype(np.float32)  # (T, T)
-    draw_chart(ca.attention_click_chart(
-        ca.attention_frame(weights, trace.tokens), token_labels(trace.tokens),
-        f"{lm.model_id.split('/')[-1]}, layer {layer}, head {head}: causal"), extra=0)
-    st.caption(f"Nothing above the diagonal: a token sees only what came before it. Click a "
-               "cell of the heatmap to pick the query token; the bars show its row. Rows sum "
-               f"to 1 (here between {weights.sum(1).min():.4f} and {weights.sum(1).max():.4f}). "
-               f"At most the first {ATTENTION_CAP} tokens of the prompt (here {trace.length}). "
-               + thinned_note(trace.length))
+    draw_chart(
+        ca.attention_click_chart(
+            ca.attention_frame(weights, trace.tokens),
+            token_labels(trace.tokens),
+            f"{lm.model_id.split('/')[-1]}, layer {layer}, head {head}: causal",
+        ),
+        extra=0,
+    )
+    st.caption(
+        f"Nothing above the diagonal: a token sees only what came before it. Click a "
+        "cell of the heatmap to pick the query token; the bars show its row. Rows sum "
+        f"to 1 (here between {weights.sum(1).min():.4f} and {weights.sum(1).max():.4f}). "
+        f"At most the first {ATTENTION_CAP} tokens of the prompt (here {trace.length}). "
+        + thinned_note(trace.length)
+    )
 
     st.subheader("The same head, recomputed step by step")
     if not supports(lm.model, "heads"):
-        st.warning(f"{lm.model_id}: this page recomputes heads for Llama-style and GPT-2-style "
-                   "attention modules only; the heatmaps above are the model's own.")
+        st.warning(
+            f"{lm.model_id}: this page recomputes heads for Llama-style and GPT-2-style "
+            "attention modules only; the heatmaps above are the model's own."
+        )
         return
     steps = ca.cached_head_steps(lm.model_id, text, layer, head)
     diff = float(np.abs(steps.weights - weights).max())
     m1, m2, m3 = st.columns(3)
-    m1.metric("max |ours − model|", f"{diff:.1e}",
-              help="The model's attention is stored as float16, hence differences near 1e-4.")
+    m1.metric(
+        "max |ours − model|",
+        f"{diff:.1e}",
+        help="The model's attention is stored as float16, hence differences near 1e-4.",
+    )
     m2.metric("scale", f"{steps.scale:.4f}", help="1/√(head size) for these models")
     m3.metric("key/value head used", steps.kv_head)
-    pos = "RoPE rotates Q and K by each token's position" if steps.rope else (
-        "positions were added to the token embeddings before the first block, so Q and K are "
-        "not rotated")
+    pos = (
+        "RoPE rotates Q and K by each token's position"
+        if steps.rope
+        else (
+            "positions were added to the token embeddings before the first block, so Q and K are "
+            "not rotated"
+        )
+    )
     st.markdown(
         f"From the block's input (the residual stream entering layer {layer}): {steps.norm}, "
         f"then Q = x·W_Q and K = x·W_K for head {head} ({g.head_dim} dimensions each); {pos}. "
         "Scores are Q·Kᵀ times the scale, the causal mask sets the future to -∞, and a softmax "
         "per row gives the weights."
     )
-    draw_panels(ca.head_steps_frame(steps, weights, trace.tokens), "panel",
-                ca.head_step_chart, columns=2)
-    st.caption("Colour: each panel scaled by its largest absolute value (red positive, blue "
-               "negative); hover for the exact numbers. Blank cells are the masked future.")
+    draw_panels(
+        ca.head_steps_frame(steps, weights, trace.tokens), "panel", ca.head_step_chart, columns=2
+    )
+    st.caption(
+        "Colour: each panel scaled by its largest absolute value (red positive, blue "
+        "negative); hover for the exact numbers. Blank cells are the masked future."
+    )
 
 
 @st.fragment
@@ -89,13 +114,20 @@ def encoder_view() -> None:
     enc_layer = e1.selectbox("MiniLM layer", list(range(n_layers)), key="attention.enc_layer")
     enc_head = e2.selectbox("MiniLM head", list(range(n_heads)), key="attention.enc_head")
     weights = enc.attentions[enc_layer, enc_head]
-    draw_chart(ca.attention_click_chart(
-        ca.attention_frame(weights, enc.tokens), token_labels(enc.tokens),
-        f"MiniLM encoder, layer {enc_layer}, head {enc_head}"), extra=0)
-    st.caption(f"MiniLM has its own WordPiece tokens, with [CLS] and [SEP] (capped at "
-               f"{ATTENTION_CAP} too). Cells above the diagonal are filled: it reads both ways, "
-               "which suits understanding a text but not writing one token after another. "
-               + thinned_note(len(enc.tokens)))
+    draw_chart(
+        ca.attention_click_chart(
+            ca.attention_frame(weights, enc.tokens),
+            token_labels(enc.tokens),
+            f"MiniLM encoder, layer {enc_layer}, head {enc_head}",
+        ),
+        extra=0,
+    )
+    st.caption(
+        f"MiniLM has its own WordPiece tokens, with [CLS] and [SEP] (capped at "
+        f"{ATTENTION_CAP} too). Cells above the diagonal are filled: it reads both ways, "
+        "which suits understanding a text but not writing one token after another. "
+        + thinned_note(len(enc.tokens))
+    )
 
 
 left, right = st.columns([3, 2], gap="large")

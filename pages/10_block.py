@@ -26,8 +26,10 @@ lm, text = model_page("block")
 anatomy = cb.cached_block_anatomy(lm.model_id, text)
 totals, rows = cb.cached_parameters(lm.model_id)
 note_truncation(anatomy.truncated_from, len(anatomy.tokens))
-st.caption(f"Runs on at most the first {TRACE_TOKEN_CAP} tokens of the shared prompt (here "
-           f"{len(anatomy.tokens)}).")
+st.caption(
+    f"Runs on at most the first {TRACE_TOKEN_CAP} tokens of the shared prompt (here "
+    f"{len(anatomy.tokens)})."
+)
 n_layers = anatomy.n_layers
 if st.session_state.get("block.layer", 0) > n_layers - 1:  # a smaller model was picked
     st.session_state["block.layer"] = n_layers - 1
@@ -37,29 +39,48 @@ part_params = params_df.groupby("part")["parameters"].sum().to_dict()
 
 @st.fragment
 def one_block() -> None:
-    layer = st.slider("Block (layer)", 0, n_layers - 1, key="block.layer", bind="query-params",
-                      help=f"{lm.model_id} has {n_layers} blocks of this shape.")
+    layer = st.slider(
+        "Block (layer)",
+        0,
+        n_layers - 1,
+        key="block.layer",
+        bind="query-params",
+        help=f"{lm.model_id} has {n_layers} blocks of this shape.",
+    )
     left, right = st.columns([2, 3], gap="large")
     with left:
-        st.markdown(f"**{anatomy.block_class}** number {layer} of {n_layers}, "
-                    f"on {len(anatomy.tokens)} tokens")
+        st.markdown(
+            f"**{anatomy.block_class}** number {layer} of {n_layers}, "
+            f"on {len(anatomy.tokens)} tokens"
+        )
         st.graphviz_chart(cb.block_diagram_dot(anatomy, layer, part_params, graph_colours()))
     with right:
         m1, m2, m3 = st.columns(3)
-        m1.metric("attention |a| / |x|", f"{anatomy.attn_update[layer].mean():.2f}",
-                  help="Mean over tokens of |a| / |x|: how far attention moves the stream.")
-        m2.metric("MLP |m| / |x + a|", f"{anatomy.mlp_update[layer].mean():.2f}",
-                  help="Mean over tokens of |m| / |x + a|.")
-        m3.metric("rebuilt vs model", f"{anatomy.rebuild_error[layer]:.1e}",
-                  help="Largest difference between x + a + MLP(norm2(x + a)), computed here "
-                       "from the captured parts, and the model's own next hidden state.")
+        m1.metric(
+            "attention |a| / |x|",
+            f"{anatomy.attn_update[layer].mean():.2f}",
+            help="Mean over tokens of |a| / |x|: how far attention moves the stream.",
+        )
+        m2.metric(
+            "MLP |m| / |x + a|",
+            f"{anatomy.mlp_update[layer].mean():.2f}",
+            help="Mean over tokens of |m| / |x + a|.",
+        )
+        m3.metric(
+            "rebuilt vs model",
+            f"{anatomy.rebuild_error[layer]:.1e}",
+            help="Largest difference between x + a + MLP(norm2(x + a)), computed here "
+            "from the captured parts, and the model's own next hidden state.",
+        )
         st.altair_chart(cb.stage_chart(cb.stage_frame(anatomy, layer)), width="stretch")
         st.dataframe(cb.stage_stats_frame(anatomy, layer), hide_index=True, width="stretch")
     st.subheader("Update sizes through the whole stack")
     st.altair_chart(cb.update_chart(cb.update_frame(anatomy), layer), width="stretch")
-    st.caption("Median over the prompt's tokens. Small ratios mean a block nudges the stream "
-               "rather than rewriting it: that is what lets dozens of blocks be stacked. The "
-               "dashed line is the block shown above.")
+    st.caption(
+        "Median over the prompt's tokens. Small ratios mean a block nudges the stream "
+        "rather than rewriting it: that is what lets dozens of blocks be stacked. The "
+        "dashed line is the block shown above."
+    )
 
 
 one_block()

@@ -25,8 +25,10 @@ pt = prompt_tokens(lm.tokenizer, text, TRACE_TOKEN_CAP)
 T = len(pt.ids)
 note_truncation(pt.truncated_from, T)
 vocab = lm.config.vocab_size
-st.caption(f"The lens shows {LENS_WINDOW} positions at a time: each cell scores all {vocab:,} "
-           "tokens of the vocabulary, for every layer.")
+st.caption(
+    f"The lens shows {LENS_WINDOW} positions at a time: each cell scores all {vocab:,} "
+    "tokens of the vocabulary, for every layer."
+)
 last_start = max(0, T - LENS_WINDOW)
 if st.session_state.get("full_model.start", 0) > last_start:  # a shorter prompt arrived
     del st.session_state["full_model.start"]  # back to the default: the last window
@@ -35,9 +37,15 @@ if st.session_state.get("full_model.start", 0) > last_start:  # a shorter prompt
 @st.fragment
 def lens_view() -> None:
     if last_start > 0:
-        start = st.slider("First position of the window", 0, last_start, value=last_start,
-                          key="full_model.start", bind="query-params",
-                          help=f"The prompt has {T} tokens; the lens shows {LENS_WINDOW}.")
+        start = st.slider(
+            "First position of the window",
+            0,
+            last_start,
+            value=last_start,
+            key="full_model.start",
+            bind="query-params",
+            help=f"The prompt has {T} tokens; the lens shows {LENS_WINDOW}.",
+        )
     else:
         start = 0
     lens = fm.cached_logit_lens(lm.model_id, text, start, LENS_WINDOW)
@@ -53,9 +61,11 @@ def lens_view() -> None:
     )
     st.subheader("The residual stream grows as blocks add to it")
     st.altair_chart(fm.residual_norm_chart(fm.residual_norm_frame(lens)), width="stretch")
-    st.caption("Length of each token's vector after every block (grey: one line per token, "
-               "orange: median). The final norm rescales it before lm_head, which is why the "
-               "lens applies that norm at every layer.")
+    st.caption(
+        "Length of each token's vector after every block (grey: one line per token, "
+        "orange: median). The final norm rescales it before lm_head, which is why the "
+        "lens applies that norm at every layer."
+    )
 
 
 lens_view()
@@ -69,19 +79,29 @@ with c2:
     loaded = sizes[sizes["loaded"]]
     real = sum(p.numel() for p in lm.model.parameters())
     if len(loaded):
-        st.metric("loaded model, from its config", f"{int(loaded['parameters'].iloc[0]):,}",
-                  help="Same formula as the others, fed the loaded model's config.json.")
+        st.metric(
+            "loaded model, from its config",
+            f"{int(loaded['parameters'].iloc[0]):,}",
+            help="Same formula as the others, fed the loaded model's config.json.",
+        )
         st.caption(f"Counted on the loaded weights: {real:,}.")
     else:
-        st.caption(f"No size formula for this model's family; its weights hold {real:,} "
-                   "parameters.")
+        st.caption(
+            f"No size formula for this model's family; its weights hold {real:,} parameters."
+        )
     st.markdown(
         "Per block: attention 4·d² (fewer with grouped key/value heads), MLP 2·d·d_ff (GPT-2) "
         "or 3·d·d_ff (SwiGLU), plus norms; then vocabulary × d for the embeddings, once more "
         "if lm_head is not tied, and position rows for GPT-2. Hover a bar for its config."
     )
-st.dataframe(sizes.drop(columns=["loaded"]), hide_index=True, width="stretch",
-             column_config={"parameters": st.column_config.NumberColumn(format="localized"),
-                            "billions": st.column_config.NumberColumn(format="%.3f"),
-                            "embeddings %": st.column_config.NumberColumn(format="%.1f")})
+st.dataframe(
+    sizes.drop(columns=["loaded"]),
+    hide_index=True,
+    width="stretch",
+    column_config={
+        "parameters": st.column_config.NumberColumn(format="localized"),
+        "billions": st.column_config.NumberColumn(format="%.3f"),
+        "embeddings %": st.column_config.NumberColumn(format="%.1f"),
+    },
+)
 show_code(logit_lens, geometry, parameter_count)

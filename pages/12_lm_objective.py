@@ -24,9 +24,14 @@ st.markdown(
 
 lm, _ = model_page(prompt=False)
 follow_shared_prompt("lm_objective.text")
-text = st.text_area("Text to score", key="lm_objective.text", max_chars=20_000, height=90,
-                    help="Follows the shared prompt in the sidebar; edits here stay on this page "
-                         "until the shared prompt changes.")
+text = st.text_area(
+    "Text to score",
+    key="lm_objective.text",
+    max_chars=20_000,
+    height=90,
+    help="Follows the shared prompt in the sidebar; edits here stay on this page "
+    "until the shared prompt changes.",
+)
 text = prompt_or_default(text, "The text")
 trace = get_trace(text)
 note_truncation(trace.truncated_from, trace.length)
@@ -41,25 +46,34 @@ def scores() -> None:
         return
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("tokens predicted", f"{s.nats.size}", help="Every token but the first.")
-    m2.metric("loss (mean surprisal)", f"{s.mean_nats:.3f} nats",
-              help="= model(ids, labels=ids).loss, the quantity training minimises.")
-    m3.metric("bits per token", f"{s.mean_bits:.2f}",
-              help="Mean surprisal in bits: the loss divided by ln 2.")
+    m2.metric(
+        "loss (mean surprisal)",
+        f"{s.mean_nats:.3f} nats",
+        help="= model(ids, labels=ids).loss, the quantity training minimises.",
+    )
+    m3.metric(
+        "bits per token",
+        f"{s.mean_bits:.2f}",
+        help="Mean surprisal in bits: the loss divided by ln 2.",
+    )
     m4.metric("perplexity", f"{s.perplexity:,.1f}", help="exp(loss)")
     worst = int(s.positions[int(np.argmax(s.nats))])
     df = lo.surprisal_frame(s)
-    event = st.altair_chart(lo.surprisal_chart(df, worst), on_select="rerun",
-                            key="lm_objective.click", width="stretch")
+    event = st.altair_chart(
+        lo.surprisal_chart(df, worst), on_select="rerun", key="lm_objective.click", width="stretch"
+    )
     picked = lo.picked_position(event, worst)
-    st.caption("Each box is one token, coloured by its surprisal in bits (the first token, grey, "
-               "has nothing before it to be predicted from); text is white or dark, whichever "
-               "reads on its colour. Click a token to see the model's alternatives there; the most "
-               "surprising one is picked to start.")
+    st.caption(
+        "Each box is one token, coloured by its surprisal in bits (the first token, grey, "
+        "has nothing before it to be predicted from); text is white or dark, whichever "
+        "reads on its colour. Click a token to see the model's alternatives there; the most "
+        "surprising one is picked to start."
+    )
     alt_ = alternatives(trace, picked, lo.trace_top_tokens(lm.model_id, trace, picked))
     c1, c2 = st.columns([2, 3], gap="large")
     with c1:
         st.markdown(f"**Position {alt_.position}.** After the text up to here:")
-        token_strip(trace.tokens[max(0, alt_.position - 12):alt_.position])
+        token_strip(trace.tokens[max(0, alt_.position - 12) : alt_.position])
         rank = f"rank {alt_.actual_rank} in its list" if alt_.actual_rank else "not in its top 10"
         st.markdown(
             f"the text continues with {code_span(alt_.actual)}, to which the model gave "
@@ -92,12 +106,17 @@ def game() -> None:
         saved = ((lm.model_id, game_text), new_game(g_trace))
     key, state = saved
     with st.form("lm_objective.form", clear_on_submit=True, border=False):
-        guess = st.text_input("Your guess for the next token", key="lm_objective.guess",
-                              max_chars=100, placeholder="a word or word piece",
-                              help="Spaces and case are ignored; submit it empty if you think "
-                                   "a space or line break comes next.")
-        submitted = st.form_submit_button("Guess", key="lm_objective.submit",
-                                          disabled=state.position >= g_trace.length)
+        guess = st.text_input(
+            "Your guess for the next token",
+            key="lm_objective.guess",
+            max_chars=100,
+            placeholder="a word or word piece",
+            help="Spaces and case are ignored; submit it empty if you think "
+            "a space or line break comes next.",
+        )
+        submitted = st.form_submit_button(
+            "Guess", key="lm_objective.submit", disabled=state.position >= g_trace.length
+        )
     if submitted and state.position < g_trace.length:
         top1 = lo.cached_decode_ids(lm.model_id, (int(g_trace.top_ids[state.position - 1, 0]),))[0]
         state = play(state, g_trace, guess, top1)
@@ -111,8 +130,11 @@ def game() -> None:
     token_strip(g_trace.tokens[: state.position])
     if state.rounds:
         r = state.rounds[-1]
-        you = "you were **right**" if r.player_right else (
-            f"you typed {code_span(r.guess)}, **wrong**")
+        you = (
+            "you were **right**"
+            if r.player_right
+            else (f"you typed {code_span(r.guess)}, **wrong**")
+        )
         model = "**right**" if r.model_right else "**wrong**"
         st.markdown(
             f"The text went on with {code_span(r.actual)}: {you}. The model's guess was "
@@ -120,8 +142,10 @@ def game() -> None:
             f"p = {percent(r.model_prob_of_actual)}."
         )
     if state.position >= g_trace.length:
-        st.success(f"End of the text: you {state.player_score}, the model {state.model_score} "
-                   f"out of {n}. Press 'Start again' or pick another text.")
+        st.success(
+            f"End of the text: you {state.player_score}, the model {state.model_score} "
+            f"out of {n}. Press 'Start again' or pick another text."
+        )
 
 
 game()

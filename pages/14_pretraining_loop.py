@@ -30,50 +30,91 @@ with st.expander("Go deeper: why the first loss is ln(vocabulary)"):
 left, right = st.columns([3, 2], gap="large")
 with left:
     c1, c2 = st.columns(2)
-    kind = c1.radio("Vocabulary", list(cp.TOKENIZATIONS), format_func=cp.TOKENIZATIONS.get,
-                    key="pretraining_loop.kind")
-    steps = c2.slider("Steps", 20, pt.STEP_CAP, 200, 10, key="pretraining_loop.steps", bind=q,
-                      help=f"Capped at {pt.STEP_CAP} steps.")
+    kind = c1.radio(
+        "Vocabulary",
+        list(cp.TOKENIZATIONS),
+        format_func=cp.TOKENIZATIONS.get,
+        key="pretraining_loop.kind",
+    )
+    steps = c2.slider(
+        "Steps",
+        20,
+        pt.STEP_CAP,
+        200,
+        10,
+        key="pretraining_loop.steps",
+        bind=q,
+        help=f"Capped at {pt.STEP_CAP} steps.",
+    )
     c1, c2, c3 = st.columns(3)
-    batch = c1.select_slider("Batch size", [4, 8, 16, 32, 64], 16, key="pretraining_loop.batch",
-                             bind=q)
-    context = c2.select_slider("Context length", [16, 32, 64, 128], 64,
-                               key="pretraining_loop.context", bind=q)
-    clip = c3.select_slider("Clip gradient norm at", [0.0, 0.25, 0.5, 1.0, 2.0, 5.0], 1.0,
-                            format_func=lambda v: "off" if v == 0 else f"{v:g}",
-                            key="pretraining_loop.clip")
+    batch = c1.select_slider(
+        "Batch size", [4, 8, 16, 32, 64], 16, key="pretraining_loop.batch", bind=q
+    )
+    context = c2.select_slider(
+        "Context length", [16, 32, 64, 128], 64, key="pretraining_loop.context", bind=q
+    )
+    clip = c3.select_slider(
+        "Clip gradient norm at",
+        [0.0, 0.25, 0.5, 1.0, 2.0, 5.0],
+        1.0,
+        format_func=lambda v: "off" if v == 0 else f"{v:g}",
+        key="pretraining_loop.clip",
+    )
     c1, c2 = st.columns(2)
-    lr = c1.select_slider("Peak learning rate", [3e-4, 1e-3, 3e-3, 1e-2, 3e-2], 3e-3,
-                          format_func=lambda v: f"{v:g}", key="pretraining_loop.lr")
+    lr = c1.select_slider(
+        "Peak learning rate",
+        [3e-4, 1e-3, 3e-3, 1e-2, 3e-2],
+        3e-3,
+        format_func=lambda v: f"{v:g}",
+        key="pretraining_loop.lr",
+    )
     warmup = c2.slider("Warmup steps", 0, 100, 20, 5, key="pretraining_loop.warmup", bind=q)
 warmup = min(warmup, steps)
 with right:
-    st.altair_chart(cp.schedule_chart(cp.schedule_frame(lr, warmup, steps, 0.1)),
-                    width="stretch")
-    st.caption(f"lr(t) = {lr:g} · t / {warmup} during warmup, then {lr:g} · (0.1 + 0.9 · "
-               "½(1 + cos π·progress)).")
+    st.altair_chart(cp.schedule_chart(cp.schedule_frame(lr, warmup, steps, 0.1)), width="stretch")
+    st.caption(
+        f"lr(t) = {lr:g} · t / {warmup} during warmup, then {lr:g} · (0.1 + 0.9 · "
+        "½(1 + cos π·progress))."
+    )
 
 corpus = cp.corpus_for(kind)
-cfg = pt.TrainConfig(batch_size=batch, context=context, lr=lr, warmup=warmup, steps=steps,
-                     grad_clip=clip, eval_every=max(5, steps // 10), sample_every=max(10, steps // 5))
+cfg = pt.TrainConfig(
+    batch_size=batch,
+    context=context,
+    lr=lr,
+    warmup=warmup,
+    steps=steps,
+    grad_clip=clip,
+    eval_every=max(5, steps // 10),
+    sample_every=max(10, steps // 5),
+)
 n_params = cp.cached_param_count(corpus.vocab_size, cfg.n_layer, cfg.n_head, cfg.d_model, context)
 m1, m2, m3, m4 = st.columns(4)
-m1.metric("vocabulary V", f"{corpus.vocab_size:,}",
-          help=f"of the tokenizer's {corpus.full_vocab:,}" if kind == "bpe" else None)
+m1.metric(
+    "vocabulary V",
+    f"{corpus.vocab_size:,}",
+    help=f"of the tokenizer's {corpus.full_vocab:,}" if kind == "bpe" else None,
+)
 m2.metric("ln V (expected first loss)", f"{math.log(corpus.vocab_size):.3f}")
 m3.metric("parameters", f"{n_params:,}", help="2 layers, d = 128, 4 heads")
 m4.metric("training tokens", f"{len(corpus.train):,}", help=f"+ {len(corpus.val):,} held out")
 if kind == "bpe":
     n_full = cp.cached_param_count(corpus.full_vocab, cfg.n_layer, cfg.n_head, cfg.d_model, context)
-    st.caption(f"The LM's BPE cuts the corpus into {corpus.vocab_size:,} distinct tokens of its "
-               f"{corpus.full_vocab:,}. Renumbering just those shrinks the embedding and output "
-               f"tables: {n_params:,} parameters instead of {n_full:,}, and the 6N FLOPs per "
-               "trained token shrink with them.")
+    st.caption(
+        f"The LM's BPE cuts the corpus into {corpus.vocab_size:,} distinct tokens of its "
+        f"{corpus.full_vocab:,}. Renumbering just those shrinks the embedding and output "
+        f"tables: {n_params:,} parameters instead of {n_full:,}, and the 6N FLOPs per "
+        "trained token shrink with them."
+    )
 
-log = run_job(("pretraining_loop", kind, cp.get_lm().model_id if kind == "bpe" else "", cfg),
-              cp.train_work(corpus, cfg), start_label="Train the tiny GPT",
-              estimate_s=pt.estimate_seconds(n_params, cfg),
-              caps=f"At most {pt.STEP_CAP} steps; one CPU thread.", on_partial=cp.live_view)
+log = run_job(
+    ("pretraining_loop", kind, cp.get_lm().model_id if kind == "bpe" else "", cfg),
+    cp.train_work(corpus, cfg),
+    start_label="Train the tiny GPT",
+    estimate_s=pt.estimate_seconds(n_params, cfg),
+    caps=f"At most {pt.STEP_CAP} steps; one CPU thread.",
+    on_partial=cp.live_view,
+)
 if log is not None:
     cp.show_run(log)
     first, last = log.evals[0], log.evals[-1]

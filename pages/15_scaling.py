@@ -37,26 +37,40 @@ smol = sum(p.numel() for p in lm.model.parameters()) if lm.model_id == EMBEDDED_
 known = sc.known_models(smol)  # SmolLM2's size counted on the loaded model itself
 left, right = st.columns([2, 3], gap="large")
 with left:
-    log_c = st.slider("Compute budget C (log₁₀ FLOPs)", 18.0, 27.0, 23.8, 0.1,
-                      key="scaling.log_c", bind="query-params",
-                      help="10^23.8 ≈ 6e23 FLOPs: Chinchilla's budget.")
+    log_c = st.slider(
+        "Compute budget C (log₁₀ FLOPs)",
+        18.0,
+        27.0,
+        23.8,
+        0.1,
+        key="scaling.log_c",
+        bind="query-params",
+        help="10^23.8 ≈ 6e23 FLOPs: Chinchilla's budget.",
+    )
     budget = 10**log_c
     for label, method in cs.METHODS.items():
         n, d = cs.optimum(method, budget)
         m1, m2 = st.columns(2)
-        m1.metric(f"N, {cs.SHORT[method]}", cp.fmt_params(n),
-                  help=f"{label}: C = 6ND = {budget:.2e} FLOPs")
+        m1.metric(
+            f"N, {cs.SHORT[method]}",
+            cp.fmt_params(n),
+            help=f"{label}: C = 6ND = {budget:.2e} FLOPs",
+        )
         m2.metric("D (tokens)", cp.fmt_params(d), help=f"{d / n:.0f} tokens per parameter")
     n_fit, d_fit = sc.CHINCHILLA.optimal(budget)
-    st.caption(f"Predicted loss at C = {budget:.2e}: **{sc.CHINCHILLA.loss(n_fit, d_fit):.3f}** "
-               f"nats per token with the fit's split, "
-               f"{sc.CHINCHILLA.loss(*sc.twenty_tokens_rule(budget)):.3f} with 20 tokens per "
-               f"parameter. The fit's split is {d_fit / n_fit:.0f} tokens per parameter here; "
-               f"its floor E = {sc.CHINCHILLA.E} is the loss no size removes.")
+    st.caption(
+        f"Predicted loss at C = {budget:.2e}: **{sc.CHINCHILLA.loss(n_fit, d_fit):.3f}** "
+        f"nats per token with the fit's split, "
+        f"{sc.CHINCHILLA.loss(*sc.twenty_tokens_rule(budget)):.3f} with 20 tokens per "
+        f"parameter. The fit's split is {d_fit / n_fit:.0f} tokens per parameter here; "
+        f"its floor E = {sc.CHINCHILLA.E} is the loss no size removes."
+    )
 with right:
     st.altair_chart(cs.isoflop_chart(cs.isoflop_frame(budget)), width="stretch")
-    st.caption("IsoFLOP curves: each line spends one budget; too small a model underfits, too "
-               "big a one sees too few tokens. Red dots are the minima; your budget is thick.")
+    st.caption(
+        "IsoFLOP curves: each line spends one budget; too small a model underfits, too "
+        "big a one sees too few tokens. Red dots are the minima; your budget is thick."
+    )
 c1, c2 = st.columns([3, 2], gap="large")
 with c1:
     st.altair_chart(cs.frontier_chart(cs.frontier_frame(known)), width="stretch")
@@ -74,12 +88,21 @@ st.subheader("How long, and what it costs")
 c1, c2, c3, c4 = st.columns(4)
 gpu = c1.selectbox("GPU", list(sc.GPU_PEAK_FLOPS), key="scaling.gpu")
 gpus = c2.number_input("GPUs", 1, 100_000, 1024, key="scaling.gpus")
-mfu = c3.slider("Utilisation (MFU)", 0.1, 0.7, 0.4, 0.05, key="scaling.mfu",
-                help="Model FLOPs utilisation: the share of peak FLOPs the run really achieves.")
+mfu = c3.slider(
+    "Utilisation (MFU)",
+    0.1,
+    0.7,
+    0.4,
+    0.05,
+    key="scaling.mfu",
+    help="Model FLOPs utilisation: the share of peak FLOPs the run really achieves.",
+)
 price = c4.number_input("$ per GPU-hour", 0.0, 50.0, 2.0, 0.5, key="scaling.price")
 t = sc.training_time(budget, int(gpus), sc.GPU_PEAK_FLOPS[gpu], mfu, price)
-st.markdown(f"{budget:.2e} FLOPs on {gpus:,} × {gpu} at {mfu:.0%} MFU: **{t.seconds / 86400:,.1f} "
-            f"days**, {t.gpu_hours:,.0f} GPU-hours, about **${t.cost:,.0f}**.")
+st.markdown(
+    f"{budget:.2e} FLOPs on {gpus:,} × {gpu} at {mfu:.0%} MFU: **{t.seconds / 86400:,.1f} "
+    f"days**, {t.gpu_hours:,.0f} GPU-hours, about **${t.cost:,.0f}**."
+)
 
 st.subheader("Training memory")
 cp.memory_calculator("scaling")
@@ -93,13 +116,18 @@ st.markdown(
 )
 steps = st.select_slider("Steps per model", [100, 200, 400, 600], 200, key="scaling.sweep_steps")
 corpus = cp.cached_corpus("char", "")
-result = run_job(("scaling", "sweep", steps), cs.sweep_work(steps),
-                 start_label="Train the five models",
-                 estimate_s=cs.sweep_estimate(corpus.vocab_size, steps, sc.SWEEP_SIZES),
-                 caps=f"5 models × {steps} steps (batch {sc.SWEEP_BATCH}, context "
-                      f"{sc.SWEEP_CONTEXT}); one CPU thread.")
+result = run_job(
+    ("scaling", "sweep", steps),
+    cs.sweep_work(steps),
+    start_label="Train the five models",
+    estimate_s=cs.sweep_estimate(corpus.vocab_size, steps, sc.SWEEP_SIZES),
+    caps=f"5 models × {steps} steps (batch {sc.SWEEP_BATCH}, context "
+    f"{sc.SWEEP_CONTEXT}); one CPU thread.",
+)
 if result is not None:
     st.altair_chart(cs.sweep_chart(cs.sweep_frame(result)), width="stretch")
-    st.markdown(f"Fitted frontier: L ≈ {result.law.coefficient:.2f} · C^−{result.law.exponent:.3f}"
-                f" over {len(result.frontier)} frontier points.")
+    st.markdown(
+        f"Fitted frontier: L ≈ {result.law.coefficient:.2f} · C^−{result.law.exponent:.3f}"
+        f" over {len(result.frontier)} frontier points."
+    )
 show_code(sc.CHINCHILLA.optimal, sc.twenty_tokens_rule, sc.scaling_sweep)

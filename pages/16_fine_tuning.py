@@ -23,8 +23,10 @@ st.markdown(
     "a low-rank update BA, only r(d_in + d_out) numbers instead of d_in x d_out."
 )
 if not own_template:
-    st.info(f"{model_id} has no chat template of its own (a base model), so this page uses "
-            "ChatML; its markers are plain text to this tokenizer, not special tokens.")
+    st.info(
+        f"{model_id} has no chat template of its own (a base model), so this page uses "
+        "ChatML; its markers are plain text to this tokenizer, not special tokens."
+    )
 
 problem = ft.template_problem(lm.tokenizer)
 if problem:
@@ -32,32 +34,44 @@ if problem:
     st.stop()
 
 st.subheader("1 · The chat template and the loss mask")
-pick = st.selectbox("A training conversation", range(len(data.examples)), key="fine_tuning.example",
-                    format_func=lambda i: data.examples[i][0])
+pick = st.selectbox(
+    "A training conversation",
+    range(len(data.examples)),
+    key="fine_tuning.example",
+    format_func=lambda i: data.examples[i][0],
+)
 user, answer = data.examples[pick]
 chat = view.cached_masked_chat(model_id, user, answer)
 counted, total = view.cached_dataset_share(model_id)
 m1, m2, m3 = st.columns(3)
 m1.metric("Tokens in this conversation", len(chat.ids))
 m2.metric("Counted by the loss", f"{chat.counted} ({chat.share:.0%})")
-m3.metric(f"Counted over all {len(data.examples)} training chats", f"{counted / total:.0%}",
-          help=f"{counted} of {total} tokens")
+m3.metric(
+    f"Counted over all {len(data.examples)} training chats",
+    f"{counted / total:.0%}",
+    help=f"{counted} of {total} tokens",
+)
 view.mask_strip(model_id, chat)
-st.caption("Orange tokens are targets (the assistant's answer and its end-of-turn token); white "
-           "ones are context the model reads but is never graded on. Hover a token for its role.")
+st.caption(
+    "Orange tokens are targets (the assistant's answer and its end-of-turn token); white "
+    "ones are context the model reads but is never graded on. Hover a token for its role."
+)
 with st.expander("The template as text"):
     st.code(ft.render(lm.tokenizer, ft.conversation(user, answer), False), language=None)
 
 st.subheader("2 · The same request with and without the template")
-request = st.text_input("Request", data.held_out[0], key="fine_tuning.request",
-                        max_chars=ft.REQUEST_CHARS)
+request = st.text_input(
+    "Request", data.held_out[0], key="fine_tuning.request", max_chars=ft.REQUEST_CHARS
+)
 if not request.strip():
     st.info("The request is empty, so this uses a held-out prompt instead.")
     request = data.held_out[0]
 typed = ft.special_tokens_in(lm.tokenizer, request)
 if typed:
-    st.warning(f"Your request contains {', '.join(typed)}: the tokenizer reads typed special "
-               "tokens as real control tokens, so they can fake a turn (prompt injection).")
+    st.warning(
+        f"Your request contains {', '.join(typed)}: the tokenizer reads typed special "
+        "tokens as real control tokens, so they can fake a turn (prompt injection)."
+    )
 compared = view.template_job(model_id, request)
 if compared is not None:
     c1, c2 = st.columns(2)
@@ -67,17 +81,27 @@ if compared is not None:
     c2.text(compared.chat_answer or "(ended at once)")
 
 st.subheader("3 · LoRA: fine-tune a copy on a few examples")
-st.markdown(f"The {len(data.examples)} shipped training chats teach one visible style: "
-            f"*{data.style}* The held-out prompts are never trained on.")
+st.markdown(
+    f"The {len(data.examples)} shipped training chats teach one visible style: "
+    f"*{data.style}* The held-out prompts are never trained on."
+)
 modules = ft.adaptable_modules(lm.model)
 names = [m.name for m in modules]
 c1, c2, c3 = st.columns([1, 2, 1])
-rank = c1.select_slider("Rank r", [1, 2, 4, 8, 16, 32, ft.MAX_RANK], 8, key="fine_tuning.rank",
-                        bind="query-params")
-targets = tuple(c2.multiselect("Adapted matrices (in every block)", names,
-                               list(ft.default_targets(modules)), key="fine_tuning.targets"))
-steps = c3.slider("Training steps", 5, ft.MAX_STEPS, 20, 5, key="fine_tuning.steps",
-                  bind="query-params")
+rank = c1.select_slider(
+    "Rank r", [1, 2, 4, 8, 16, 32, ft.MAX_RANK], 8, key="fine_tuning.rank", bind="query-params"
+)
+targets = tuple(
+    c2.multiselect(
+        "Adapted matrices (in every block)",
+        names,
+        list(ft.default_targets(modules)),
+        key="fine_tuning.targets",
+    )
+)
+steps = c3.slider(
+    "Training steps", 5, ft.MAX_STEPS, 20, 5, key="fine_tuning.steps", bind="query-params"
+)
 layers = len(ft.decoder_layers(lm.model))
 trainable = ft.lora_parameter_formula(lm.model, targets, rank)
 all_params = ft.parameter_total(lm.model)
@@ -93,17 +117,33 @@ st.dataframe(view.lora_frame(modules, targets, rank, layers), hide_index=True, w
 result = view.fine_tune_job(model_id, ft.LoraSettings(rank=rank, targets=targets, steps=steps))
 if result is not None:
     k1, k2, k3, k4 = st.columns(4)
-    k1.metric("Loss", f"{result.losses[-1]:.2f}", f"{result.losses[-1] - result.losses[0]:+.2f}",
-              delta_color="inverse")
-    k2.metric("Trainable (counted by peft)", f"{result.trainable:,}",
-              help="Equals r(d_in + d_out) summed over the adapted matrices.")
-    k3.metric("Adapter kept", f"{result.adapter_bytes / 1e6:.1f} MB",
-              help=f"The copy it trained was {result.copy_bytes / 1e6:,.0f} MB, freed afterwards.")
-    k4.metric("Memory used while training",
-              f"{result.peak_rss_rise / 1e9:.2f} GB" if result.peak_rss_rise else "n/a",
-              help="Rise of this process's resident memory at its peak during the run.")
-    pick = st.selectbox("Held-out prompt", range(len(result.answers)), key="fine_tuning.held",
-                        format_func=lambda i: result.answers[i].prompt)
+    k1.metric(
+        "Loss",
+        f"{result.losses[-1]:.2f}",
+        f"{result.losses[-1] - result.losses[0]:+.2f}",
+        delta_color="inverse",
+    )
+    k2.metric(
+        "Trainable (counted by peft)",
+        f"{result.trainable:,}",
+        help="Equals r(d_in + d_out) summed over the adapted matrices.",
+    )
+    k3.metric(
+        "Adapter kept",
+        f"{result.adapter_bytes / 1e6:.1f} MB",
+        help=f"The copy it trained was {result.copy_bytes / 1e6:,.0f} MB, freed afterwards.",
+    )
+    k4.metric(
+        "Memory used while training",
+        f"{result.peak_rss_rise / 1e9:.2f} GB" if result.peak_rss_rise else "n/a",
+        help="Rise of this process's resident memory at its peak during the run.",
+    )
+    pick = st.selectbox(
+        "Held-out prompt",
+        range(len(result.answers)),
+        key="fine_tuning.held",
+        format_func=lambda i: result.answers[i].prompt,
+    )
     a1, a2 = st.columns(2)
     a1.markdown("**Before** (the shared model)")
     a1.text(result.answers[pick].before or "(ended at once)")
@@ -111,8 +151,10 @@ if result is not None:
     a2.text(result.answers[pick].after or "(ended at once)")
     before = ft.marker_share([a.before for a in result.answers], data.marker)
     after = ft.marker_share([a.after for a in result.answers], data.marker)
-    st.caption(f"Held-out answers using '{data.marker}': {before:.0%} before, {after:.0%} after. "
-               f"Shared model's weights unchanged afterwards: "
-               f"{'yes' if result.shared_unchanged else 'NO'} (hash of sampled tensors).")
+    st.caption(
+        f"Held-out answers using '{data.marker}': {before:.0%} before, {after:.0%} after. "
+        f"Shared model's weights unchanged afterwards: "
+        f"{'yes' if result.shared_unchanged else 'NO'} (hash of sampled tensors)."
+    )
 
 show_code(ft.masked_chat, ft.masked_lm_loss, ft.lora_parameter_formula, ft.lora_copy, ft._train)

@@ -32,24 +32,38 @@ if problem:
     st.stop()
 
 st.subheader("1 · Preference pairs (label them yourself)")
-flipped = tuple(st.multiselect(
-    "Training pairs where you prefer answer B", range(data.n_train), key="rlhf.flipped",
-    format_func=lambda i: f"{i + 1}. {data.pairs[i].prompt}",
-    help="Flip a label and the reward model below retrains on your labels at once."))
+flipped = tuple(
+    st.multiselect(
+        "Training pairs where you prefer answer B",
+        range(data.n_train),
+        key="rlhf.flipped",
+        format_func=lambda i: f"{i + 1}. {data.pairs[i].prompt}",
+        help="Flip a label and the reward model below retrains on your labels at once.",
+    )
+)
 st.dataframe(view.pairs_frame(data, flipped), hide_index=True, width="stretch", height=210)
-st.caption(f"{data.n_train} pairs train the reward model; the last {data.held_out} are held out "
-           f"to test it (their labels stay as shipped). You flipped {len(flipped)} label(s).")
+st.caption(
+    f"{data.n_train} pairs train the reward model; the last {data.held_out} are held out "
+    f"to test it (their labels stay as shipped). You flipped {len(flipped)} label(s)."
+)
 
 st.subheader("2 · A Bradley-Terry reward model")
 features = view.features_job(model_id)
 if features is None:
-    st.info("The reward head reads the LM's last hidden state at each answer's end-of-turn "
-            "token. Press the button to read every answer once; the head then trains instantly.")
+    st.info(
+        "The reward head reads the LM's last hidden state at each answer's end-of-turn "
+        "token. Press the button to read every answer once; the head then trains instantly."
+    )
     st.stop()
 model = view.cached_reward_model(model_id, flipped)
 m1, m2, m3 = st.columns(3)
-m1.metric("Training loss", f"{model.losses[-1]:.3f}", f"{model.losses[-1] - model.losses[0]:+.3f}",
-          delta_color="inverse", help=f"It starts at ln 2 = {math.log(2):.3f} (all rewards 0).")
+m1.metric(
+    "Training loss",
+    f"{model.losses[-1]:.3f}",
+    f"{model.losses[-1] - model.losses[0]:+.3f}",
+    delta_color="inverse",
+    help=f"It starts at ln 2 = {math.log(2):.3f} (all rewards 0).",
+)
 m2.metric("Training pairs ranked right", f"{model.train_accuracy:.0%}")
 m3.metric("Held-out pairs ranked right", f"{model.held_out_accuracy[-1]:.0%}")
 st.altair_chart(view.training_chart(model), width="stretch")
@@ -63,30 +77,41 @@ st.markdown(
     f"Appending one sentence of meaningless filler to a held-out answer changes its reward by "
     f"**{one[0]:+.2f}** on average (raised for {one[1]} of {one[2]}); "
     f"{rlhf.FILLER_REPEATS[-1]} sentences by **{most[0]:+.2f}** (raised for {most[1]} of "
-    f"{most[2]}). " + ("Any rise is reward hacking: the answer got no better."
-                       if max(one[1], most[1]) else "This reward model was not fooled by it."))
+    f"{most[2]}). "
+    + (
+        "Any rise is reward hacking: the answer got no better."
+        if max(one[1], most[1])
+        else "This reward model was not fooled by it."
+    )
+)
 c1, c2 = st.columns(2)
 c1.altair_chart(view.length_chart(answers), width="stretch")
 c2.altair_chart(view.filler_chart(filler), width="stretch")
 with st.expander("The filler sentence"):
     st.text(data.filler.strip())
 
-mine = st.text_area("Score your own answer to the first held-out prompt: "
-                    f"'{data.pairs[data.n_train].prompt}'", "", key="rlhf.mine",
-                    max_chars=rlhf.ANSWER_CHARS, height=80)
+mine = st.text_area(
+    f"Score your own answer to the first held-out prompt: '{data.pairs[data.n_train].prompt}'",
+    "",
+    key="rlhf.mine",
+    max_chars=rlhf.ANSWER_CHARS,
+    height=80,
+)
 if mine.strip():
     got = view.cached_score_features(model_id, data.pairs[data.n_train].prompt, mine)
     st.metric("Reward of your answer", f"{float(model.score(got.features)[0]):+.2f}")
 
 st.subheader("3 · Best-of-n, its KL, and the KL penalty")
-held = [p.prompt for p in data.pairs[data.n_train:]]
+held = [p.prompt for p in data.pairs[data.n_train :]]
 c1, c2 = st.columns([3, 1])
 prompt = c1.selectbox("Prompt", held, key="rlhf.prompt")
 n = c2.slider("n", 1, view.N_MAX, 4, key="rlhf.n", bind="query-params")
 st.altair_chart(view.kl_chart(view.kl_frame(n)), width="stretch")
-st.caption(f"KL(best-of-{n} || policy) = log {n} - {n - 1}/{n} = "
-           f"{rlhf.best_of_n_kl_bound(n):.3f} nats when no two answers tie; the exact value for "
-           "a policy with only 20 possible answers stays just below it.")
+st.caption(
+    f"KL(best-of-{n} || policy) = log {n} - {n - 1}/{n} = "
+    f"{rlhf.best_of_n_kl_bound(n):.3f} nats when no two answers tie; the exact value for "
+    "a policy with only 20 possible answers stays just below it."
+)
 drawn = view.samples_job(model_id, prompt, n, seed=0)
 if drawn is not None:
     samples, feats = drawn
@@ -95,13 +120,16 @@ if drawn is not None:
     for i, (s, r) in enumerate(sorted(zip(samples, rewards), key=lambda x: -x[1])):
         st.text(f"{'best ' if i == 0 else '     '}{r:+6.2f}  {s or '(empty answer)'}")
     st.caption(f"Seed {best} won. The rewards use the head trained above (your labels included).")
-    beta = st.select_slider("KL penalty beta", [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0], 1.0,
-                            key="rlhf.beta")
+    beta = st.select_slider(
+        "KL penalty beta", [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0], 1.0, key="rlhf.beta"
+    )
     point = rlhf.kl_penalised(rewards, beta)
     st.altair_chart(view.drift_chart(view.drift_frame(rewards), point), width="stretch")
-    st.caption(f"The best policy for reward - {beta} x KL reweights these {n} answers by "
-               f"exp(r / beta): expected reward {point.expected_reward:+.2f} at a drift of "
-               f"{point.kl:.3f} nats (at most log {n} = {math.log(n):.3f}).")
+    st.caption(
+        f"The best policy for reward - {beta} x KL reweights these {n} answers by "
+        f"exp(r / beta): expected reward {point.expected_reward:+.2f} at a drift of "
+        f"{point.kl:.3f} nats (at most log {n} = {math.log(n):.3f})."
+    )
 
 st.subheader("4 · DPO on the same pairs")
 dpo_beta = st.slider("DPO beta", 0.05, 1.0, 0.1, 0.05, key="rlhf.dpo_beta")
@@ -109,16 +137,22 @@ t_now = st.select_slider("Policy temperature T", list(rlhf.TEMPERATURES), 1.0, k
 dpo = view.dpo_frame(features, data, flipped, dpo_beta)
 here = float(dpo.loc[dpo["policy temperature"] == t_now, "mean DPO loss"].iloc[0])
 gap = here - math.log(2)
-st.metric("Mean DPO loss at this policy", f"{here:.4f}",
-          None if abs(gap) < 5e-5 else f"{gap:+.4f} vs ln 2", delta_color="inverse")
+st.metric(
+    "Mean DPO loss at this policy",
+    f"{here:.4f}",
+    None if abs(gap) < 5e-5 else f"{gap:+.4f} vs ln 2",
+    delta_color="inverse",
+)
 st.altair_chart(view.dpo_chart(dpo, t_now), width="stretch")
 agree = view.reference_agreement(features, data, flipped)
-st.caption("DPO's loss per pair is -log sigmoid(beta x [(log pi - log ref) of the preferred answer "
-           "minus the same for the other]). The reference is the LM itself; the policy here is "
-           "the same LM sampled at temperature T, its log-probabilities read from one forward "
-           "pass per answer. At T = 1 the policy is the reference and every pair's loss is "
-           f"exactly ln 2. The LM on its own finds the preferred answer more likely in "
-           f"{agree:.0%} of the training pairs"
-           + (": likelihood is not preference." if agree < 0.75 else "."))
+st.caption(
+    "DPO's loss per pair is -log sigmoid(beta x [(log pi - log ref) of the preferred answer "
+    "minus the same for the other]). The reference is the LM itself; the policy here is "
+    "the same LM sampled at temperature T, its log-probabilities read from one forward "
+    "pass per answer. At T = 1 the policy is the reference and every pair's loss is "
+    f"exactly ln 2. The LM on its own finds the preferred answer more likely in "
+    f"{agree:.0%} of the training pairs"
+    + (": likelihood is not preference." if agree < 0.75 else ".")
+)
 
 show_code(rlhf.bradley_terry_loss, rlhf.train_reward_model, rlhf.kl_penalised, rlhf.dpo_losses)

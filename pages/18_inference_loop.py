@@ -35,19 +35,44 @@ pt = prompt_tokens(lm.tokenizer, prompt, PROMPT_CAP)
 note_truncation(pt.truncated_from, len(pt.ids))
 
 c1, c2 = st.columns(2)
-max_new = c1.slider("Tokens to generate", 1, STEP_CAP, 24, key="inference.max_tokens",
-                    bind="query-params", help=f"Capped at {STEP_CAP} so a run takes seconds.")
-temperature = c2.slider("Temperature (0 = greedy)", 0.0, 1.5, 0.0, 0.05,
-                        key="inference.temperature", bind="query-params")
+max_new = c1.slider(
+    "Tokens to generate",
+    1,
+    STEP_CAP,
+    24,
+    key="inference.max_tokens",
+    bind="query-params",
+    help=f"Capped at {STEP_CAP} so a run takes seconds.",
+)
+temperature = c2.slider(
+    "Temperature (0 = greedy)",
+    0.0,
+    1.5,
+    0.0,
+    0.05,
+    key="inference.temperature",
+    bind="query-params",
+)
 settings = DecodingSettings(temperature=temperature, max_new_tokens=max_new, stop_at_eos=True)
 eos = il.eos_ids(lm)
 il.reset_steps((model_id, pt.ids, settings), pt.ids)
 
 b1, b2, b3 = st.columns([1, 1, 4])
-b1.button("Step", key="inference.step", type="primary", disabled=il.finished(settings, eos),
-          help="Generate one more token.", on_click=il.step_once, args=(model_id, settings))
-run_clicked = b2.button("Run", key="inference.run", disabled=il.finished(settings, eos),
-                        help=f"Generate the rest, up to {max_new} tokens, streamed.")
+b1.button(
+    "Step",
+    key="inference.step",
+    type="primary",
+    disabled=il.finished(settings, eos),
+    help="Generate one more token.",
+    on_click=il.step_once,
+    args=(model_id, settings),
+)
+run_clicked = b2.button(
+    "Run",
+    key="inference.run",
+    disabled=il.finished(settings, eos),
+    help=f"Generate the rest, up to {max_new} tokens, streamed.",
+)
 if b3.button("Reset", key="inference.reset"):
     il.reset_steps((model_id, pt.ids, settings), pt.ids, force=True)
 
@@ -56,8 +81,12 @@ out = st.container(border=True)
 out.caption(escape_markdown(lm.tokenizer.decode(list(pt.ids))[-600:]))
 done_text = "".join(s.text for s in st.session_state[il.STEPS])
 if run_clicked:
-    out.write_stream(chain([escape_markdown(done_text)], (
-        escape_markdown(s.text) for s in il.take_steps(model_id, settings, max_new))))
+    out.write_stream(
+        chain(
+            [escape_markdown(done_text)],
+            (escape_markdown(s.text) for s in il.take_steps(model_id, settings, max_new)),
+        )
+    )
     st.rerun()  # redraw the buttons and tables with the finished run
 elif done_text:
     out.markdown(escape_markdown(done_text))
@@ -70,22 +99,36 @@ if steps:
     prefill = steps[0]
     decode = df[df["phase"] == "decode"]
     m1, m2, m3, m4 = st.columns(4)
-    m1.metric("Prefill", f"{prefill.seconds * 1000:.0f} ms",
-              help=f"Read all {len(pt.ids)} prompt tokens in one pass.")
+    m1.metric(
+        "Prefill",
+        f"{prefill.seconds * 1000:.0f} ms",
+        help=f"Read all {len(pt.ids)} prompt tokens in one pass.",
+    )
     m2.metric("Decode, mean per token", f"{decode['ms'].mean():.0f} ms" if len(decode) else "–")
     m3.metric("Last token's probability", f"{steps[-1].prob:.1%}")
-    m4.metric("KV cache now", f"{df['KV cache bytes'].iloc[-1]:,} B",
-              help=f"{df['tokens in cache'].iloc[-1]} tokens × "
-                   f"{geo.cache_bytes_per_token(width):,} B per token")
+    m4.metric(
+        "KV cache now",
+        f"{df['KV cache bytes'].iloc[-1]:,} B",
+        help=f"{df['tokens in cache'].iloc[-1]} tokens × "
+        f"{geo.cache_bytes_per_token(width):,} B per token",
+    )
     ids = st.session_state[il.IDS]
-    token_strip(list(token_strings(lm.tokenizer, ids[len(pt.ids):])),
-                values=[min(1.0, s.prob) for s in steps],
-                titles=[f"p = {s.prob:.3f}" for s in steps])
+    token_strip(
+        list(token_strings(lm.tokenizer, ids[len(pt.ids) :])),
+        values=[min(1.0, s.prob) for s in steps],
+        titles=[f"p = {s.prob:.3f}" for s in steps],
+    )
     st.caption("New tokens, coloured by the probability the model gave them (hover for it).")
     st.altair_chart(il.kv_growth_chart(df), width="stretch")
-    st.dataframe(df, hide_index=True, width="stretch",
-                 column_config={"probability": st.column_config.NumberColumn(format="%.3f"),
-                                "ms": st.column_config.NumberColumn(format="%.1f")})
+    st.dataframe(
+        df,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "probability": st.column_config.NumberColumn(format="%.3f"),
+            "ms": st.column_config.NumberColumn(format="%.1f"),
+        },
+    )
 st.caption(
     f"This model: {geo.n_layers} layers × {geo.n_kv_heads} key/value heads "
     f"(for {geo.n_heads} query heads) × head size {geo.head_dim} × 2 (K and V) × "
@@ -98,12 +141,21 @@ st.subheader("What the cache saves: milliseconds per token, measured")
 
 @st.fragment
 def timing() -> None:
-    n = st.slider("Tokens to time", 8, inf.TIMING_CAP // 2, 16, 8, key="inference.timing_tokens",
-                  help=f"Greedy, with and without the cache; capped at {inf.TIMING_CAP // 2}.")
+    n = st.slider(
+        "Tokens to time",
+        8,
+        inf.TIMING_CAP // 2,
+        16,
+        8,
+        key="inference.timing_tokens",
+        help=f"Greedy, with and without the cache; capped at {inf.TIMING_CAP // 2}.",
+    )
     c = il.token_timings_job(model_id, pt.ids, n)
     if c is None:
-        st.caption("Each run generates the same greedy tokens twice: once reading only the new "
-                   "token per step (with the cache), once re-reading the whole sequence.")
+        st.caption(
+            "Each run generates the same greedy tokens twice: once reading only the new "
+            "token per step (with the cache), once re-reading the whole sequence."
+        )
         return
     k1, k2, k3 = st.columns(3)
     k1.metric("With the cache", f"{c.cached_ms:.0f} ms/token")
@@ -113,8 +165,8 @@ def timing() -> None:
     st.caption(
         "Decode steps only (the prefill is the same for both). Without the cache every step "
         "re-reads the whole sequence, so its cost climbs with the position; with it, each step "
-        "reads one token. Both runs chose " + ("the same tokens." if c.same_tokens else
-                                              "different tokens (numerical noise).")
+        "reads one token. Both runs chose "
+        + ("the same tokens." if c.same_tokens else "different tokens (numerical noise).")
         + f" Measured live on this machine, shared with other users; generation is capped at "
         f"{GENERATION_CAP} tokens everywhere."
     )

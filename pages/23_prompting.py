@@ -33,17 +33,32 @@ lm, model_id = get_lm(), current_model_id()
 reviews, pool = cached_reviews()
 
 c1, c2, c3, c4 = st.columns([3, 1, 1, 1])
-techniques = c1.multiselect("Techniques", list(P.TECHNIQUES), default=list(P.TECHNIQUES),
-                            key="prompting.techniques")
+techniques = c1.multiselect(
+    "Techniques", list(P.TECHNIQUES), default=list(P.TECHNIQUES), key="prompting.techniques"
+)
 k = c2.slider("Few-shot k", 1, len(pool), 3, key="prompting.k", bind="query-params")
-seed = c3.number_input("Example seed", 0, 99, 0, key="prompting.seed",
-                       help="Which examples from the pool, in which order.")
-think = c4.slider("Thinking tokens", 0, 48, 16, 8, key="prompting.think",
-                  help="Step-by-step: greedy tokens the model writes before it is asked for the "
-                       "label (capped at 48 to keep the run under a few minutes).")
+seed = c3.number_input(
+    "Example seed",
+    0,
+    99,
+    0,
+    key="prompting.seed",
+    help="Which examples from the pool, in which order.",
+)
+think = c4.slider(
+    "Thinking tokens",
+    0,
+    48,
+    16,
+    8,
+    key="prompting.think",
+    help="Step-by-step: greedy tokens the model writes before it is asked for the "
+    "label (capped at 48 to keep the run under a few minutes).",
+)
 with st.expander("Edit the prompt template (`{review}` marks where each review goes)"):
-    typed = st.text_area("Template", P.DEFAULT_TEMPLATE, key="prompting.template", height=90,
-                         max_chars=20_000)
+    typed = st.text_area(
+        "Template", P.DEFAULT_TEMPLATE, key="prompting.template", height=90, max_chars=20_000
+    )
 checked = P.check_template(typed, list(getattr(lm.tokenizer, "all_special_tokens", [])))
 for note in checked.notes:
     st.warning(note)
@@ -62,7 +77,7 @@ results = run_job(
     start_label=f"Measure {len(conditions)} technique(s) on {len(reviews)} reviews",
     estimate_s=estimate_seconds(todo, len(reviews)),
     caps=f"{len(todo)} of {len(conditions)} not measured yet with these settings; one forward "
-         "pass per review (the shared prefix is computed once), plus the thinking tokens.",
+    "pass per review (the shared prefix is computed once), plus the thinking tokens.",
 )
 if results is None:
     st.stop()
@@ -70,12 +85,17 @@ if results is None:
 
 @st.fragment
 def scores() -> None:
-    threshold = st.slider("Decision threshold on p(positive)", 0.0, 1.0, 0.5, 0.01,
-                          key="prompting.threshold")
+    threshold = st.slider(
+        "Decision threshold on p(positive)", 0.0, 1.0, 0.5, 0.01, key="prompting.threshold"
+    )
     st.altair_chart(strip_chart(strip_frame(results, reviews), threshold), width="stretch")
     table = summary_frame(results, threshold)
-    st.dataframe(table, hide_index=True, width="stretch", column_config={
-        c: st.column_config.NumberColumn(format="%.2f") for c in table.columns[1:6]})
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        column_config={c: st.column_config.NumberColumn(format="%.2f") for c in table.columns[1:6]},
+    )
     best = table.loc[table["AUC"].idxmax()]
     worst_mass = table.loc[table["mass on label tokens"].idxmin()]
     st.markdown(

@@ -28,10 +28,26 @@ st.markdown(
 get_lm()  # load (or fall back to) the selected model before any probe runs
 model_id = current_model_id()
 
-tabs = st.tabs(["Counting letters", "Adding numbers", "Confident errors", "Made-up entities",
-                "Rephrasing", "Pronouns", "Knowledge cut-off"])
-sections = (counting_section, addition_section, capitals_section, fictions_section,
-            rephrasing_section, pronouns_section, years_section)
+tabs = st.tabs(
+    [
+        "Counting letters",
+        "Adding numbers",
+        "Confident errors",
+        "Made-up entities",
+        "Rephrasing",
+        "Pronouns",
+        "Knowledge cut-off",
+    ]
+)
+sections = (
+    counting_section,
+    addition_section,
+    capitals_section,
+    fictions_section,
+    rephrasing_section,
+    pronouns_section,
+    years_section,
+)
 for tab, section in zip(tabs, sections):
     with tab:
         section(model_id)

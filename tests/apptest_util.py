@@ -48,8 +48,12 @@ def chart_data(at: AppTest, *columns: str, exact: bool = False):
     """The first chart dataset (a pandas DataFrame) that has all these columns (or exactly
     them, with exact=True): find a chart's data by what it holds, never by its position."""
     wanted = set(columns)
-    found = [df for dfs in chart_frames(at) for df in dfs
-             if (set(df.columns) == wanted if exact else wanted <= set(df.columns))]
+    found = [
+        df
+        for dfs in chart_frames(at)
+        for df in dfs
+        if (set(df.columns) == wanted if exact else wanted <= set(df.columns))
+    ]
     if not found:
         shown = [list(df.columns) for dfs in chart_frames(at) for df in dfs]
         raise AssertionError(f"no chart has columns {sorted(wanted)}; charts have {shown}")

@@ -56,8 +56,9 @@ def tiny_hub(lm):
     built = {f"tiny-test/{f}": tiny_lm(f, lm.tokenizer) for f in FAMILIES}
     real = models.load_hub
     patch = pytest.MonkeyPatch()
-    patch.setattr(models, "load_hub",
-                  lambda model_id, **kw: built.get(model_id) or real(model_id, **kw))
+    patch.setattr(
+        models, "load_hub", lambda model_id, **kw: built.get(model_id) or real(model_id, **kw)
+    )
     yield built
     patch.undo()
 
@@ -83,7 +84,8 @@ def check_untouched(shared, reference) -> None:
         for hook in [*module._forward_hooks.values(), *module._forward_pre_hooks.values()]:
             # transformers installs its own output-capturing hooks on first output_attentions
             assert "output_capturing_hook" in getattr(hook, "__qualname__", ""), (
-                f"hook {hook!r} left on {name}")
+                f"hook {hook!r} left on {name}"
+            )
     ref = reference.state_dict()
     for key, value in shared.state_dict().items():
         assert torch.equal(value, ref[key]), f"{key} was changed"

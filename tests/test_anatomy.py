@@ -15,8 +15,12 @@ from core.lens import PUBLISHED_CONFIGS, parameter_count
 
 @pytest.fixture(scope="module")
 def tiny(lm, tiny_gpt2):
-    return {"smollm2": lm, "gpt2": tiny_gpt2, "llama": tiny_lm("llama", lm.tokenizer),
-            "qwen3": tiny_lm("qwen3", lm.tokenizer)}
+    return {
+        "smollm2": lm,
+        "gpt2": tiny_gpt2,
+        "llama": tiny_lm("llama", lm.tokenizer),
+        "qwen3": tiny_lm("qwen3", lm.tokenizer),
+    }
 
 
 # (layers, heads, kv heads, head_dim, d_model, d_ff, family, rotary)
@@ -35,7 +39,14 @@ def test_geometry_and_parts_match_the_model(tiny, name):
     g = a.geometry
     layers, heads, kv, head_dim, d, d_ff, family, rotary = EXPECTED[name]
     assert (g.n_layers, g.n_heads, g.n_kv_heads, g.head_dim, g.d_model, g.d_ff, g.family) == (
-        layers, heads, kv, head_dim, d, d_ff, family)
+        layers,
+        heads,
+        kv,
+        head_dim,
+        d,
+        d_ff,
+        family,
+    )
     assert a.n_layers == layers and a.mlp_width == d_ff
     assert (a.rotary is not None) == rotary
     assert a.head is lm.model.get_output_embeddings()
@@ -54,8 +65,11 @@ def test_cache_bytes_per_token_equals_the_real_cache(tiny, name):
     g = A.geometry(lm.config)
     with torch.inference_mode():
         out = lm.model(torch.tensor([[5, 6, 7, 8, 9]]), use_cache=True)
-    real = sum(t.numel() * t.element_size() for layer in out.past_key_values.layers
-               for t in (layer.keys, layer.values))
+    real = sum(
+        t.numel() * t.element_size()
+        for layer in out.past_key_values.layers
+        for t in (layer.keys, layer.values)
+    )
     assert real == g.kv_cache_bytes(5) == 5 * g.cache_bytes_per_token(4)
 
 
@@ -72,8 +86,18 @@ def test_final_norm_is_what_the_model_applies_last(tiny):
 def test_config_dicts_and_loaded_configs_give_the_same_geometry(lm, tiny):
     smol = next(c for c in PUBLISHED_CONFIGS if c["name"] == "SmolLM2 135M")
     from_dict, loaded = A.geometry(smol), A.geometry(lm.config)
-    for field in ("n_layers", "n_heads", "n_kv_heads", "head_dim", "d_model", "d_ff", "vocab",
-                  "context", "tied", "family"):
+    for field in (
+        "n_layers",
+        "n_heads",
+        "n_kv_heads",
+        "head_dim",
+        "d_model",
+        "d_ff",
+        "vocab",
+        "context",
+        "tied",
+        "family",
+    ):
         assert getattr(from_dict, field) == getattr(loaded, field), field
     gpt2 = A.geometry(tiny["gpt2"].config.to_dict())
     assert gpt2 == A.geometry(tiny["gpt2"].config)
@@ -82,14 +106,18 @@ def test_config_dicts_and_loaded_configs_give_the_same_geometry(lm, tiny):
     for name in ("smollm2", "gpt2", "llama"):
         model = tiny[name].model
         assert parameter_count(A.geometry(model.config)).total == sum(
-            p.numel() for p in model.parameters()), name
+            p.numel() for p in model.parameters()
+        ), name
 
 
-@pytest.mark.parametrize("family, has", [
-    ("gpt_neox", {"decoder", "heads_no", "block_no", "mlp"}),  # parallel attention + MLP
-    ("bloom", {"decoder", "heads_no", "block_no", "mlp_no"}),  # residual added inside parts
-    ("opt", {"decoder", "heads_no", "block_no", "mlp_no"}),  # MLP is fc1/fc2 on the block
-])
+@pytest.mark.parametrize(
+    "family, has",
+    [
+        ("gpt_neox", {"decoder", "heads_no", "block_no", "mlp"}),  # parallel attention + MLP
+        ("bloom", {"decoder", "heads_no", "block_no", "mlp_no"}),  # residual added inside parts
+        ("opt", {"decoder", "heads_no", "block_no", "mlp_no"}),  # MLP is fc1/fc2 on the block
+    ],
+)
 def test_other_decoders_are_found_as_far_as_they_go(family, has):
     model = tiny_model(family, vocab_size=100)
     a = A.anatomy(model)

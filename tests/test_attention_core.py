@@ -25,8 +25,11 @@ TEXT = "The cat sat on the mat. The cat sat on the mat because it was warm."
 
 @pytest.fixture(scope="module")
 def tiny(lm, tiny_gpt2):
-    return {"gpt2": tiny_gpt2, "llama": tiny_lm("llama", lm.tokenizer),
-            "qwen3": tiny_lm("qwen3", lm.tokenizer)}
+    return {
+        "gpt2": tiny_gpt2,
+        "llama": tiny_lm("llama", lm.tokenizer),
+        "qwen3": tiny_lm("qwen3", lm.tokenizer),
+    }
 
 
 def _fp32_reference(model, ids):
@@ -165,8 +168,9 @@ def test_two_sessions_do_not_see_each_others_switch_off(tiny):
         seen["plain"] = model(x).logits[0, -1].numpy()
     # B switches another head off while A's hook is still installed: each hook acts only in
     # its own thread, so neither waits for the other and neither sees the other's change
-    other = threading.Thread(target=lambda: seen.setdefault(
-        "b", I.last_logits(model, ids, {0: [2]})))
+    other = threading.Thread(
+        target=lambda: seen.setdefault("b", I.last_logits(model, ids, {0: [2]}))
+    )
     other.start()
     other.join(30)
     assert "b" in seen and "a" not in seen  # B finished while A still holds its hook
@@ -196,8 +200,12 @@ def test_nearest_neighbours_equal_brute_force_cosine(lm):
         ids = E.word_ids(lm.tokenizer, word)
         vec = E.word_vector(table, ids)
         ours = E.nearest_neighbours(unit, vec, 8, exclude=ids)
-        cos = np.array([row @ vec / (np.linalg.norm(row) * np.linalg.norm(vec) + 1e-30)
-                        for row in table.astype(np.float64)])
+        cos = np.array(
+            [
+                row @ vec / (np.linalg.norm(row) * np.linalg.norm(vec) + 1e-30)
+                for row in table.astype(np.float64)
+            ]
+        )
         cos[list(ids)] = -np.inf
         ref = np.argsort(-cos, kind="stable")[:8]
         assert [n.token_id for n in ours] == ref.tolist()
@@ -213,9 +221,11 @@ def test_analogy_vector_and_pca_against_references(lm):
 
     table = E.embedding_matrix(lm.model)
     a, b, c = (E.word_ids(lm.tokenizer, w) for w in ("man", "king", "woman"))
-    np.testing.assert_allclose(E.analogy_vector(table, a, b, c),
-                               table[list(b)].mean(0) - table[list(a)].mean(0)
-                               + table[list(c)].mean(0), atol=1e-6)
+    np.testing.assert_allclose(
+        E.analogy_vector(table, a, b, c),
+        table[list(b)].mean(0) - table[list(a)].mean(0) + table[list(c)].mean(0),
+        atol=1e-6,
+    )
     x = table[:200].astype(np.float64)
     ours = E.pca_2d(x)
     ref = PCA(n_components=2, svd_solver="full").fit(x)
@@ -233,8 +243,11 @@ def test_parse_groups_caps_and_cleans():
 
 
 def test_sentence_embeddings_batched_equal_one_by_one(encoder):
-    sentences = ["The cat sat on the mat.", "Stock prices fell sharply today, again and again.",
-                 "短い文"]
+    sentences = [
+        "The cat sat on the mat.",
+        "Stock prices fell sharply today, again and again.",
+        "短い文",
+    ]
     batch = E.sentence_embeddings(encoder, sentences)
     single = np.concatenate([E.sentence_embeddings(encoder, [s]) for s in sentences])
     np.testing.assert_allclose(batch, single, atol=1e-5)
@@ -244,8 +257,11 @@ def test_sentence_embeddings_batched_equal_one_by_one(encoder):
 
 
 def test_word_in_context_static_rows_are_equal_and_contextual_differ(lm):
-    sentences = ["We sat on the river bank.", "She went to the bank to get cash.",
-                 "No such word here."]
+    sentences = [
+        "We sat on the river bank.",
+        "She went to the bank to get cash.",
+        "No such word here.",
+    ]
     wic = E.word_in_context(lm, "bank", sentences)
     assert wic.sentences == tuple(sentences[:2]) and wic.missing == (sentences[2],)
     np.testing.assert_array_equal(wic.static[0], wic.static[1])

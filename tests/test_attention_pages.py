@@ -56,14 +56,18 @@ def test_attention_encoder_view_is_bidirectional(attention_page):
     assert (encoder["key"] > encoder["query"]).any()  # MiniLM sees the future
     at.selectbox(key="attention.enc_layer").set_value(3).run()
     assert not at.exception
-    assert not np.allclose(all_chart_data(at, "query", "key", "weight")[1]["weight"],
-                           encoder["weight"])
+    assert not np.allclose(
+        all_chart_data(at, "query", "key", "weight")[1]["weight"], encoder["weight"]
+    )
 
 
-@pytest.mark.parametrize("prompt, expect", [
-    ("   ", "empty"),
-    ("<script>alert(1)</script> $x$ 😀 汉字 שלום \u200b " * 400, "first 64"),
-])
+@pytest.mark.parametrize(
+    "prompt, expect",
+    [
+        ("   ", "empty"),
+        ("<script>alert(1)</script> $x$ 😀 汉字 שלום \u200b " * 400, "first 64"),
+    ],
+)
 def test_attention_bad_prompts_are_handled(attention_page, prompt, expect):
     at = attention_page
     at.session_state["shared.prompt"] = prompt
@@ -114,8 +118,9 @@ def test_embeddings_neighbours_sentences_and_bad_words(lm):
     nb = all_chart_data(at, "token", "id", "cosine")[0]
     table = embedding_matrix(lm.model)
     ids = word_ids(lm.tokenizer, "Paris")
-    cos = unit_rows(table.astype(np.float64)) @ (table[list(ids)].mean(0) /
-                                                 np.linalg.norm(table[list(ids)].mean(0)))
+    cos = unit_rows(table.astype(np.float64)) @ (
+        table[list(ids)].mean(0) / np.linalg.norm(table[list(ids)].mean(0))
+    )
     cos[list(ids)] = -np.inf
     assert nb["id"].tolist() == np.argsort(-cos)[:10].tolist()
     ref = nearest_neighbours(unit_rows(table), table[list(ids)].mean(0), 10, exclude=ids)

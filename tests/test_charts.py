@@ -32,12 +32,14 @@ def _boxes(x, y, labels, shown, side, width, height, char_px=6.6, line_px=14):
     out = []
     for i in np.flatnonzero(shown):
         w = char_px * len(labels[i]) + 8
-        out.append({
-            1: (px[i] + 6, py[i] - line_px / 2, px[i] + 6 + w, py[i] + line_px / 2),
-            -1: (px[i] - 6 - w, py[i] - line_px / 2, px[i] - 6, py[i] + line_px / 2),
-            2: (px[i] - w / 2, py[i] + 6, px[i] + w / 2, py[i] + 6 + line_px),
-            -2: (px[i] - w / 2, py[i] - 6 - line_px, px[i] + w / 2, py[i] - 6),
-        }[int(side[i])])
+        out.append(
+            {
+                1: (px[i] + 6, py[i] - line_px / 2, px[i] + 6 + w, py[i] + line_px / 2),
+                -1: (px[i] - 6 - w, py[i] - line_px / 2, px[i] - 6, py[i] + line_px / 2),
+                2: (px[i] - w / 2, py[i] + 6, px[i] + w / 2, py[i] + 6 + line_px),
+                -2: (px[i] - w / 2, py[i] - 6 - line_px, px[i] + w / 2, py[i] - 6),
+            }[int(side[i])]
+        )
     return out
 
 
@@ -49,7 +51,7 @@ def test_placed_labels_never_overlap_and_crowded_ones_are_hidden():
     assert 0 < shown.sum() < 60  # crowded: some hidden (the page says how many)
     boxes = _boxes(x, y, labels, shown, side, 300, 300)
     for i, a in enumerate(boxes):
-        for b in boxes[i + 1:]:
+        for b in boxes[i + 1 :]:
             assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3])
         assert a[0] >= -2 and a[2] <= 302  # inside the plot
     far = place_labels([0.0, 10.0], [0.0, 10.0], ["a", "b"])[0]
@@ -61,8 +63,10 @@ def test_diagrams_have_a_transparent_background_and_themed_text():
     from core import optim
 
     nodes = optim.expression_graph(1.0, -2.0, 0.5, 0.8, 0.1, 1.0)
-    light, dark = expression_dot(nodes, graph_colours("light")), expression_dot(
-        nodes, graph_colours("dark"))
+    light, dark = (
+        expression_dot(nodes, graph_colours("light")),
+        expression_dot(nodes, graph_colours("dark")),
+    )
     for dot, kind in ((light, "light"), (dark, "dark")):
         assert 'bgcolor="transparent"' in dot
         assert f'fontcolor="{graph_colours(kind)["text"]}"' in dot
@@ -79,8 +83,15 @@ def test_bar_chart_keeps_every_label():
 def test_map_labels_one_per_word_even_with_a_repeated_index():
     from components.embeddings import labelled_points
 
-    df = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0], "y": [0.0, 1.0, 0.0, 1.0],
-                       "word": list("abcd"), "group": list("gghh")}, index=[0, 1, 0, 1])
+    df = pd.DataFrame(
+        {
+            "x": [0.0, 1.0, 2.0, 3.0],
+            "y": [0.0, 1.0, 0.0, 1.0],
+            "word": list("abcd"),
+            "group": list("gghh"),
+        },
+        index=[0, 1, 0, 1],
+    )
     out, hidden = labelled_points(df)
     assert len(out) == 4 and out["word"].tolist() == list("abcd")
     assert hidden == int((out["label_side"] == 0).sum())

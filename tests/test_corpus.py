@@ -8,7 +8,7 @@ from core.corpus import pydoc_paragraphs, pydoc_topics
 def test_snapshot_has_the_python_documentation_topics():
     topics = pydoc_topics()
     assert len(topics) >= 70
-    assert "The \"assert\" statement" in topics["assert"]
+    assert 'The "assert" statement' in topics["assert"]
     assert sum(len(v) for v in topics.values()) > 400_000
 
 

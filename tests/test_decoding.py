@@ -68,8 +68,12 @@ def test_filters_compose_in_transformers_order():
     x = _logits(11)
     s = d.DecodingSettings(temperature=0.8, top_k=40, top_p=0.9, min_p=0.05)
     ref = x.clone()
-    for w in (TemperatureLogitsWarper(0.8), TopKLogitsWarper(40), TopPLogitsWarper(0.9),
-              MinPLogitsWarper(0.05)):
+    for w in (
+        TemperatureLogitsWarper(0.8),
+        TopKLogitsWarper(40),
+        TopPLogitsWarper(0.9),
+        MinPLogitsWarper(0.05),
+    ):
         ref = w(None, ref)
     _same(d.filter_logits(x, s), ref)
 
@@ -94,12 +98,18 @@ def test_beam_search_equals_generate(lm, beams):
     ids = lm.tokenizer("Once upon a time, there was a")["input_ids"]
     ours = d.beam_search(lm, ids, num_beams=beams, max_new_tokens=6)
     with torch.inference_mode():
-        ref = lm.model.generate(torch.tensor([ids]), num_beams=beams, do_sample=False,
-                                max_new_tokens=6, num_return_sequences=beams,
-                                early_stopping=False, length_penalty=1.0,
-                                pad_token_id=lm.tokenizer.eos_token_id)
-    assert list(ours.sequences[0]) == ref[0, len(ids):].tolist()
-    assert {tuple(s) for s in ours.sequences} == {tuple(r[len(ids):].tolist()) for r in ref}
+        ref = lm.model.generate(
+            torch.tensor([ids]),
+            num_beams=beams,
+            do_sample=False,
+            max_new_tokens=6,
+            num_return_sequences=beams,
+            early_stopping=False,
+            length_penalty=1.0,
+            pad_token_id=lm.tokenizer.eos_token_id,
+        )
+    assert list(ours.sequences[0]) == ref[0, len(ids) :].tolist()
+    assert {tuple(s) for s in ours.sequences} == {tuple(r[len(ids) :].tolist()) for r in ref}
     assert len(ours.tree) == beams * 6
 
 
@@ -121,15 +131,22 @@ def test_beam_search_with_eos_equals_generate_and_reads_the_prompt_once(lm):
     ids = lm.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
     ids = list(ids["input_ids"] if hasattr(ids, "keys") else ids)
     rec = Recording(lm.model)
-    ours = d.beam_search(LoadedModel(lm.model_id, rec, lm.tokenizer, lm.source), ids,
-                         num_beams=4, max_new_tokens=14)
+    ours = d.beam_search(
+        LoadedModel(lm.model_id, rec, lm.tokenizer, lm.source), ids, num_beams=4, max_new_tokens=14
+    )
     with torch.inference_mode():
-        ref = lm.model.generate(torch.tensor([ids]), num_beams=4, do_sample=False,
-                                max_new_tokens=14, num_return_sequences=4,
-                                early_stopping=False, length_penalty=1.0,
-                                pad_token_id=lm.tokenizer.eos_token_id)
+        ref = lm.model.generate(
+            torch.tensor([ids]),
+            num_beams=4,
+            do_sample=False,
+            max_new_tokens=14,
+            num_return_sequences=4,
+            early_stopping=False,
+            length_penalty=1.0,
+            pad_token_id=lm.tokenizer.eos_token_id,
+        )
     eos = lm.tokenizer.eos_token_id
-    strip = [tuple(t for t in r[len(ids):].tolist() if t != eos) for r in ref]
+    strip = [tuple(t for t in r[len(ids) :].tolist() if t != eos) for r in ref]
     assert [tuple(t for t in s if t != eos) for s in ours.sequences][0] == strip[0]
     assert rec.shapes[0] == (1, len(ids))  # the prompt is read once...
     assert all(shape[1] == 1 for shape in rec.shapes[1:])  # ...then one token per beam

@@ -44,8 +44,10 @@ def _alone_and_batched(model, prompts_ids):
         alone.append(rec)
     engine, start = Engine(model), threading.Event()
     batched = [[] for _ in prompts_ids]
-    threads = [threading.Thread(target=_greedy, args=(engine, ids, rec, start))
-               for ids, rec in zip(prompts_ids, batched)]
+    threads = [
+        threading.Thread(target=_greedy, args=(engine, ids, rec, start))
+        for ids, rec in zip(prompts_ids, batched)
+    ]
     for t in threads:
         t.start()
     start.set()
@@ -72,7 +74,7 @@ def test_batched_logits_equal_the_plain_model(lm):
     _, batched, _ = _alone_and_batched(lm.model, [lm.tokenizer(PROMPTS[0])["input_ids"], ids])
     greedy = [int(x.argmax()) for x in batched[1]]
     with torch.inference_mode():
-        full = lm.model(torch.tensor([ids + greedy[:-1]])).logits[0, len(ids) - 1:]
+        full = lm.model(torch.tensor([ids + greedy[:-1]])).logits[0, len(ids) - 1 :]
     got = torch.stack(batched[1])
     assert torch.allclose(got, full.float(), atol=2e-3, rtol=0)
 
@@ -101,9 +103,16 @@ def test_seeded_sampling_is_the_same_alone_and_beside_others(lm):
     s = d.DecodingSettings(temperature=1.0, top_k=40, max_new_tokens=12, seed=7)
     ids = lm.tokenizer(PROMPTS[2])["input_ids"]
     alone = [x.token_id for x in d.generate_stream(lm, ids, s)]
-    others = [threading.Thread(target=lambda p=p: list(d.generate_stream(
-        lm, lm.tokenizer(p)["input_ids"], d.DecodingSettings(max_new_tokens=12))))
-        for p in PROMPTS]
+    others = [
+        threading.Thread(
+            target=lambda p=p: list(
+                d.generate_stream(
+                    lm, lm.tokenizer(p)["input_ids"], d.DecodingSettings(max_new_tokens=12)
+                )
+            )
+        )
+        for p in PROMPTS
+    ]
     for t in others:
         t.start()
     together = [x.token_id for x in d.generate_stream(lm, ids, s)]

@@ -125,14 +125,14 @@ def tiny_gpt2_id(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("tiny-gpt2-memo")
     torch.manual_seed(0)
-    GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=2, n_embd=32, n_positions=256)
-                    ).save_pretrained(folder)
+    GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=2, n_embd=32, n_positions=256)).save_pretrained(
+        folder
+    )
     gpt2_tokenizer().tok.save_pretrained(folder)
     return str(folder)
 
 
-def test_thirty_long_prompts_keep_the_trace_cache_under_its_byte_budget(tiny_gpt2_id,
-                                                                        monkeypatch):
+def test_thirty_long_prompts_keep_the_trace_cache_under_its_byte_budget(tiny_gpt2_id, monkeypatch):
     """Thirty distinct prompts longer than the trace cap go through the app's trace cache;
     before, 24 traces stayed whatever their size (1.3 GB for SmolLM2 at 256 tokens). A tiny
     GPT-2 keeps the test cheap: its 128-token trace is about 0.4 MB, the budget holds four."""
@@ -186,14 +186,18 @@ def test_two_sessions_asking_the_same_value_compute_it_once():
 
 def test_a_killed_conversion_is_cleaned_on_the_next_start_and_a_live_one_is_not(cache_copy):
     root, calls = cache_copy
-    code = ("import sys, time; from pathlib import Path; from core import models; "
-            "tmp = models.start_conversion_folder(Path(sys.argv[1])); "
-            "(tmp / 'model.safetensors').write_bytes(bytes(1 << 20)); "
-            "print(tmp, flush=True); time.sleep(60)")
-    killed = subprocess.Popen([sys.executable, "-c", code, str(root)], cwd=ROOT,
-                              stdout=subprocess.PIPE, text=True)
-    live = subprocess.Popen([sys.executable, "-c", code, str(root)], cwd=ROOT,
-                            stdout=subprocess.PIPE, text=True)
+    code = (
+        "import sys, time; from pathlib import Path; from core import models; "
+        "tmp = models.start_conversion_folder(Path(sys.argv[1])); "
+        "(tmp / 'model.safetensors').write_bytes(bytes(1 << 20)); "
+        "print(tmp, flush=True); time.sleep(60)"
+    )
+    killed = subprocess.Popen(
+        [sys.executable, "-c", code, str(root)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    live = subprocess.Popen(
+        [sys.executable, "-c", code, str(root)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
     try:
         killed_dir = Path(killed.stdout.readline().strip())
         live_dir = Path(live.stdout.readline().strip())
@@ -227,8 +231,9 @@ def test_read_only_cache_with_a_valid_conversion_loads_as_usual(cache_copy, monk
     assert not calls and not lm.note
 
 
-def test_read_only_empty_cache_falls_back_to_a_temporary_folder(cache_copy, monkeypatch,
-                                                                tmp_path, pristine_logits):
+def test_read_only_empty_cache_falls_back_to_a_temporary_folder(
+    cache_copy, monkeypatch, tmp_path, pristine_logits
+):
     root, calls = cache_copy
     shutil.rmtree(root)
     root.mkdir()
@@ -246,8 +251,9 @@ def test_read_only_empty_cache_falls_back_to_a_temporary_folder(cache_copy, monk
     assert calls[-1] == models.converted_dir(root) and again.note == ""
 
 
-def test_a_file_where_the_cache_folder_should_be_falls_back(cache_copy, monkeypatch, tmp_path,
-                                                            pristine_logits):
+def test_a_file_where_the_cache_folder_should_be_falls_back(
+    cache_copy, monkeypatch, tmp_path, pristine_logits
+):
     _, calls = cache_copy
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("x")
@@ -264,8 +270,11 @@ def test_nothing_writable_loads_the_gguf_in_memory(cache_copy, monkeypatch, tmp_
     shutil.rmtree(root)
     _read_only(monkeypatch, root, tmp_path / "fallback")
     loaded = []
-    monkeypatch.setattr(models, "_from_gguf", lambda source, eager=True: (
-        loaded.append(source) or (lm.model, lm.tokenizer)))
+    monkeypatch.setattr(
+        models,
+        "_from_gguf",
+        lambda source, eager=True: loaded.append(source) or (lm.model, lm.tokenizer),
+    )
     got = models.load_embedded()
     assert loaded == [models.gguf_path()] and not calls
     assert "GGUF file at every start" in got.note
@@ -318,20 +327,26 @@ def _tensor_span(weights: Path, name: str) -> tuple[int, int]:
 def _nan_in_a_norm_weight(weights: Path) -> None:
     """NaN over a norm weight (read by every forward pass) between two sampled blocks."""
     size = weights.stat().st_size
-    sampled = [max(0, size - models.SAMPLE_BYTES) * i // (models.SAMPLE_BLOCKS - 1)
-               for i in range(models.SAMPLE_BLOCKS)]
+    sampled = [
+        max(0, size - models.SAMPLE_BYTES) * i // (models.SAMPLE_BLOCKS - 1)
+        for i in range(models.SAMPLE_BLOCKS)
+    ]
     start, end = next(
-        (a, b) for a, b in (_tensor_span(weights, f"model.layers.{i}.input_layernorm.weight")
-                            for i in range(30))
-        if not any(s < b and a < s + models.SAMPLE_BYTES for s in sampled))
+        (a, b)
+        for a, b in (
+            _tensor_span(weights, f"model.layers.{i}.input_layernorm.weight") for i in range(30)
+        )
+        if not any(s < b and a < s + models.SAMPLE_BYTES for s in sampled)
+    )
     with open(weights, "r+b") as f:
         f.seek(start)
         f.write(np.full((end - start) // 4, np.nan, np.float32).tobytes())
     assert weights.stat().st_size == size
 
 
-def test_nan_weights_that_slip_past_the_checksum_are_caught_by_the_first_forward(cache_copy,
-                                                                                   pristine_logits):
+def test_nan_weights_that_slip_past_the_checksum_are_caught_by_the_first_forward(
+    cache_copy, pristine_logits
+):
     root, calls = cache_copy
     _nan_in_a_norm_weight(models.converted_dir(root) / models.WEIGHTS)
     assert models.cache_state(models.converted_dir(root)) == "ok"  # the checksum misses it
@@ -369,11 +384,23 @@ def test_a_cache_from_before_checksums_gets_one(cache_copy):
 # ------------------------------------------------------ 6. the model id field --
 
 
-@pytest.mark.parametrize("typed", [
-    "/etc/passwd", "../../etc", "~/.ssh", "..", "a/../b", "a/b/c", "x" * 300, "",
-    "<script>alert(1)</script>", "https://evil.example/model", "[x](https://e.x)",
-    "data",  # a folder in the server's working directory
-])
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "/etc/passwd",
+        "../../etc",
+        "~/.ssh",
+        "..",
+        "a/../b",
+        "a/b/c",
+        "x" * 300,
+        "",
+        "<script>alert(1)</script>",
+        "https://evil.example/model",
+        "[x](https://e.x)",
+        "data",  # a folder in the server's working directory
+    ],
+)
 def test_only_hub_ids_are_accepted(typed, monkeypatch):
     monkeypatch.chdir(ROOT)
     monkeypatch.delenv(models.ALLOW_LOCAL_ENV, raising=False)
@@ -441,8 +468,9 @@ def test_page07_warnings_show_the_typed_word_as_plain_text():
     at.text_input(key="embeddings.ctx_word").set_value(typed).run()
     assert not at.exception, at.exception
     shown = [m.value for m in [*at.warning, *at.info] if "e\\.x" in m.value or "e.x" in m.value]
-    assert len(shown) == 2 and all(plain_markdown(typed) in m and typed not in m
-                                   for m in shown), shown
+    assert len(shown) == 2 and all(plain_markdown(typed) in m and typed not in m for m in shown), (
+        shown
+    )
 
 
 # ------------------------------------------------------------- 7. page 20's Stop --
@@ -483,15 +511,20 @@ def test_needle_estimate_grows_with_the_haystack():
 
     costs = [inf.ForwardCost(n, n / 1000, 0, 0, 0, 0) for n in (32, 64, 128, 256)]
     short = inf.needle_estimate_s([(128, 0.0)], costs)
-    assert short == pytest.approx((128 + inf.NEEDLE_PROMPT_EXTRA) / 1000
-                                  + inf.NEEDLE_NEW_TOKENS * 0.032)
+    assert short == pytest.approx(
+        (128 + inf.NEEDLE_PROMPT_EXTRA) / 1000 + inf.NEEDLE_NEW_TOKENS * 0.032
+    )
     assert inf.needle_estimate_s([(1024, 0.0)], costs) > 2 * short
 
 
 def _fragment_bodies(path: Path) -> list[ast.FunctionDef]:
     tree = ast.parse(path.read_text())
-    return [f for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) and any(
-        "fragment" in ast.unparse(d) for d in f.decorator_list)]
+    return [
+        f
+        for f in ast.walk(tree)
+        if isinstance(f, ast.FunctionDef)
+        and any("fragment" in ast.unparse(d) for d in f.decorator_list)
+    ]
 
 
 def test_no_page_runs_a_job_inside_a_fragment():
@@ -500,8 +533,9 @@ def test_no_page_runs_a_job_inside_a_fragment():
     for page in sorted((ROOT / "pages").glob("*.py")):
         for f in _fragment_bodies(page):
             calls = {ast.unparse(c.func) for c in ast.walk(f) if isinstance(c, ast.Call)}
-            assert not any(c.endswith(("run_job", "needle_probe", "needle_trials"))
-                           for c in calls), (page.name, f.name)
+            assert not any(
+                c.endswith(("run_job", "needle_probe", "needle_trials")) for c in calls
+            ), (page.name, f.name)
     src = (ROOT / "pages" / "20_context_window.py").read_text()
     assert "run_job(" in src and "needle_trials" in src
 

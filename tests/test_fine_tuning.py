@@ -25,8 +25,13 @@ TAGGED = (
 
 
 def _reference_mask(tok, messages):
-    out = tok.apply_chat_template(messages, chat_template=TAGGED, tokenize=True, return_dict=True,
-                                  return_assistant_tokens_mask=True)
+    out = tok.apply_chat_template(
+        messages,
+        chat_template=TAGGED,
+        tokenize=True,
+        return_dict=True,
+        return_assistant_tokens_mask=True,
+    )
     return list(out["input_ids"]), [bool(m) for m in out["assistant_masks"]]
 
 
@@ -36,15 +41,17 @@ def test_loss_mask_equals_transformers_assistant_mask(lm):
     two_turns = [*ft.conversation(*data.examples[0]), *ft.conversation(*data.examples[1])]
     chats = [ft.conversation(u, a) for u, a in data.examples] + [two_turns]
     for messages in chats:
-        assert tok.apply_chat_template(messages, chat_template=TAGGED, tokenize=False) == \
-            ft.render(tok, messages, False)  # the tagged template is the model's own
+        assert tok.apply_chat_template(messages, chat_template=TAGGED, tokenize=False) == ft.render(
+            tok, messages, False
+        )  # the tagged template is the model's own
         got = ft.masked_chat(tok, messages)
         ids, mask = _reference_mask(tok, messages)
         assert list(got.ids) == ids
         assert list(got.mask) == mask
         assert 0 < got.counted < len(got.ids)
     assert sum(ft.masked_chat(tok, two_turns).mask) == sum(
-        ft.masked_chat(tok, ft.conversation(*e)).counted for e in data.examples[:2])
+        ft.masked_chat(tok, ft.conversation(*e)).counted for e in data.examples[:2]
+    )
 
 
 def test_loss_mask_survives_odd_text(lm):
@@ -71,11 +78,19 @@ def _tiny(kind: str):
 
     torch.manual_seed(0)
     if kind == "gpt2":
-        return GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=64,
-                                          n_positions=64)).eval()
-    return LlamaForCausalLM(LlamaConfig(num_hidden_layers=2, num_attention_heads=4,
-                                        num_key_value_heads=2, hidden_size=32,
-                                        intermediate_size=48, vocab_size=64)).eval()
+        return GPT2LMHeadModel(
+            GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=64, n_positions=64)
+        ).eval()
+    return LlamaForCausalLM(
+        LlamaConfig(
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            hidden_size=32,
+            intermediate_size=48,
+            vocab_size=64,
+        )
+    ).eval()
 
 
 @pytest.mark.parametrize("kind", ["llama", "gpt2"])
@@ -87,8 +102,10 @@ def test_lora_count_equals_peft_trainable_parameters(kind, rank):
     modules = ft.adaptable_modules(model)
     targets = tuple(m.name for m in modules)[:3]
     formula = ft.lora_parameter_formula(model, targets, rank)
-    peft_model = get_peft_model(copy.deepcopy(model), LoraConfig(
-        r=rank, target_modules=list(targets), task_type="CAUSAL_LM"))
+    peft_model = get_peft_model(
+        copy.deepcopy(model),
+        LoraConfig(r=rank, target_modules=list(targets), task_type="CAUSAL_LM"),
+    )
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
     assert formula == trainable > 0
 
@@ -110,8 +127,14 @@ def test_fine_tune_lowers_the_loss_and_leaves_the_model_alone(lm):
     before = {k: v.clone() for k, v in tiny.state_dict().items()}
     data = ft.load_data()
     data = ft.FineTuneData(data.examples[:2], data.held_out[:1], data.style, data.marker)
-    s = ft.LoraSettings(rank=4, targets=("self_attn.q_proj", "self_attn.v_proj"), steps=8,
-                        learning_rate=3e-2, batch=2, answer_tokens=3)
+    s = ft.LoraSettings(
+        rank=4,
+        targets=("self_attn.q_proj", "self_attn.v_proj"),
+        steps=8,
+        learning_rate=3e-2,
+        batch=2,
+        answer_tokens=3,
+    )
     seen = []
     result = ft.fine_tune(small, data, s, lambda f, t="", partial=None: seen.append(partial))
     assert result.losses[-1] < result.losses[0]

@@ -41,8 +41,9 @@ def test_activation_values_equal_torch_functional(name):
 def test_hand_derived_derivatives_equal_autograd(name):
     x = X_NO_KINK.clone().requires_grad_(True)
     REFERENCE[name](x).sum().backward()
-    torch.testing.assert_close(activations.ACTIVATIONS[name].df(X_NO_KINK), x.grad,
-                               rtol=1e-7, atol=1e-10)
+    torch.testing.assert_close(
+        activations.ACTIVATIONS[name].df(X_NO_KINK), x.grad, rtol=1e-7, atol=1e-10
+    )
 
 
 def test_toy_neuron_output_and_decision_line():
@@ -50,8 +51,7 @@ def test_toy_neuron_output_and_decision_line():
     g1, g2 = np.meshgrid(plane.grid, plane.grid)
     np.testing.assert_allclose(plane.output, np.tanh(1.5 * g1 - 0.5 * g2 + 0.4))
     assert len(plane.line) > 0
-    np.testing.assert_allclose(1.5 * plane.line[:, 0] - 0.5 * plane.line[:, 1] + 0.4, 0,
-                               atol=1e-9)
+    np.testing.assert_allclose(1.5 * plane.line[:, 0] - 0.5 * plane.line[:, 1] + 0.4, 0, atol=1e-9)
     z, a = activations.neuron(1.0, 2.0, 1.5, -0.5, 0.4, "sigmoid")
     assert z == pytest.approx(0.9) and a == pytest.approx(1 / (1 + math.exp(-0.9)))
     assert len(activations.neuron_plane(0.0, 0.0, 1.0, "relu").line) == 0
@@ -59,15 +59,16 @@ def test_toy_neuron_output_and_decision_line():
 
 # ---- the playground ------------------------------------------------------------------------
 
+
 def test_bce_equals_torch_and_features_follow_their_formulas():
     z, y = torch.randn(50) * 5, (torch.rand(50) > 0.5).float()
-    torch.testing.assert_close(pgc.bce_with_logits(z, y),
-                               F.binary_cross_entropy_with_logits(z, y))
+    torch.testing.assert_close(pgc.bce_with_logits(z, y), F.binary_cross_entropy_with_logits(z, y))
     pts = np.array([[1.0, 2.0], [-0.5, 3.0]], dtype=np.float32)
     m = pgc.feature_matrix(pts, pgc.FEATURES).numpy()
     x, yy = pts[:, 0], pts[:, 1]
-    np.testing.assert_allclose(m, np.stack([x, yy, x * x, yy * yy, x * yy, np.sin(x),
-                                            np.sin(yy)], 1), rtol=1e-6)
+    np.testing.assert_allclose(
+        m, np.stack([x, yy, x * x, yy * yy, x * yy, np.sin(x), np.sin(yy)], 1), rtol=1e-6
+    )
 
 
 @pytest.mark.parametrize("name", pgc.DATASETS)
@@ -86,7 +87,8 @@ def test_l1_l2_penalties_and_one_step_equal_a_manual_sgd_update():
     w = [p.detach().clone() for p in pg.model.parameters()]
     weights = [p for n, p in pg.model.named_parameters() if n.endswith("weight")]
     assert float(pgc.weight_penalty(pg.model, "L1").detach()) == pytest.approx(
-        sum(float(p.detach().abs().sum()) for p in weights))
+        sum(float(p.detach().abs().sum()) for p in weights)
+    )
     xb, yb = pg._xtr[:10], pg._ytr[:10]
     ref = [p.detach().clone().requires_grad_(True) for p in pg.model.parameters()]
     h = torch.tanh(xb @ ref[0].T + ref[1])
@@ -122,14 +124,14 @@ def test_retune_keeps_weights_and_structure_change_is_detected():
 
 
 def test_training_with_hand_features_solves_the_circle_without_hidden_layers():
-    c = pgc.PlaygroundConfig(dataset="circle", features=("x²", "y²"), hidden=(),
-                             learning_rate=0.1)
+    c = pgc.PlaygroundConfig(dataset="circle", features=("x²", "y²"), hidden=(), learning_rate=0.1)
     linear = pgc.train_run(replace(c, features=("x", "y")), 20)
     squares = pgc.train_run(c, 20)
     assert squares.accuracy() > 0.95 > 0.75 > linear.accuracy()
 
 
 # ---- the real model's neurons ----------------------------------------------------------------
+
 
 def test_real_neuron_recomputed_from_layer_input_equals_captured(lm):
     ids = lm.tokenizer("The quick brown fox jumps over the lazy dog.")["input_ids"]
@@ -140,8 +142,12 @@ def test_real_neuron_recomputed_from_layer_input_equals_captured(lm):
     for layer in (0, n_layers - 1):
         cap = neurons.capture_mlp(lm.model, ids, layer)
         assert cap.neurons.shape == (len(ids), lm.config.intermediate_size)
-        np.testing.assert_allclose(neurons.recompute_neurons(lm.model, layer, cap.mlp_input),
-                                   cap.neurons, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(
+            neurons.recompute_neurons(lm.model, layer, cap.mlp_input),
+            cap.neurons,
+            rtol=1e-4,
+            atol=1e-5,
+        )
         # SwiGLU: the neuron is silu(gate) * up, with gate the captured pre-activation
         parts = anatomy.mlp(layer)
         with torch.no_grad():
@@ -159,11 +165,13 @@ def test_gpt2_mlp_neurons_are_gelu_of_c_fc(tiny_gpt2):
     assert anatomy.n_layers == 2 and anatomy.mlp_width == 128
     cap = neurons.capture_mlp(model, [5, 17, 42, 9], 1)
     with torch.no_grad():
-        ref = F.gelu(model.transformer.h[1].mlp.c_fc(torch.from_numpy(cap.mlp_input)),
-                     approximate="tanh")
+        ref = F.gelu(
+            model.transformer.h[1].mlp.c_fc(torch.from_numpy(cap.mlp_input)), approximate="tanh"
+        )
     np.testing.assert_allclose(cap.neurons, ref.numpy(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(neurons.recompute_neurons(model, 1, cap.mlp_input), cap.neurons,
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        neurons.recompute_neurons(model, 1, cap.mlp_input), cap.neurons, rtol=1e-5, atol=1e-6
+    )
 
 
 def _cka_brute_force(a: np.ndarray, b: np.ndarray) -> float:
@@ -184,8 +192,15 @@ def test_layer_similarity_matches_brute_force_cka_and_cosine():
             assert sim[i, j] == pytest.approx(_cka_brute_force(hidden[i], hidden[j]), abs=1e-9)
     assert sim[1, 2] == pytest.approx(1.0)
     cos = neurons.layer_similarity(hidden, "cosine")
-    ref = np.mean([hidden[0, t] @ hidden[3, t] / np.linalg.norm(hidden[0, t])
-                   / np.linalg.norm(hidden[3, t]) for t in range(7)])
+    ref = np.mean(
+        [
+            hidden[0, t]
+            @ hidden[3, t]
+            / np.linalg.norm(hidden[0, t])
+            / np.linalg.norm(hidden[3, t])
+            for t in range(7)
+        ]
+    )
     assert cos[0, 3] == pytest.approx(ref)
 
 
@@ -218,8 +233,9 @@ def test_hand_derived_gradients_equal_autograd(x1, x2, w1, w2, b, y):
 def test_loss_surface_is_the_mse_at_each_grid_point():
     ws, bs, loss = optim.loss_surface(res=11)
     x, y = optim.regression_data()
-    assert loss[4, 7] == pytest.approx(float(optim.mse(torch.tensor(ws[7]),
-                                                       torch.tensor(bs[4]), x, y)))
+    assert loss[4, 7] == pytest.approx(
+        float(optim.mse(torch.tensor(ws[7]), torch.tensor(bs[4]), x, y))
+    )
 
 
 def test_too_large_learning_rate_diverges_and_a_small_one_converges():
@@ -235,12 +251,12 @@ def test_too_large_learning_rate_diverges_and_a_small_one_converges():
 
 # ---- overfitting ---------------------------------------------------------------------------
 
+
 def test_high_capacity_on_few_points_overfits_and_weight_decay_narrows_the_gap():
     gaps = {0.0: [], 0.003: []}
     for seed in (0, 1):
         for decay in gaps:
-            r = overfit.fit(overfit.FitConfig(n_train=15, width=128, weight_decay=decay,
-                                              seed=seed))
+            r = overfit.fit(overfit.FitConfig(n_train=15, width=128, weight_decay=decay, seed=seed))
             gaps[decay].append(r.gap)
             if decay == 0.0:
                 assert r.final_val > 3 * r.final_train
@@ -255,8 +271,15 @@ def test_early_stopping_keeps_the_best_validation_step():
 
 
 def test_playground_overfits_few_noisy_points_and_l2_keeps_test_loss_down():
-    c = pgc.PlaygroundConfig(dataset="gauss", noise=40, train_ratio=10, hidden=(8, 8),
-                             features=pgc.FEATURES, learning_rate=0.1, batch_size=5)
+    c = pgc.PlaygroundConfig(
+        dataset="gauss",
+        noise=40,
+        train_ratio=10,
+        hidden=(8, 8),
+        features=pgc.FEATURES,
+        learning_rate=0.1,
+        batch_size=5,
+    )
     free = pgc.train_run(c, 300)
     assert free.train_loss[-1] < 0.05 and free.test_loss[-1] > 2 * min(free.test_loss)
     l2 = pgc.train_run(replace(c, regularization="L2", reg_rate=0.03), 300)

@@ -28,9 +28,14 @@ def test_greedy_tokens_same_with_cache_without_cache_and_generate(request, which
     n = 12
     cached, uncached = _greedy(lm, ids, n, True), _greedy(lm, ids, n, False)
     with torch.inference_mode():
-        ref = lm.model.generate(torch.tensor([ids]), max_new_tokens=n, min_new_tokens=n,
-                                do_sample=False, pad_token_id=lm.tokenizer.eos_token_id)
-    assert cached == uncached == ref[0, len(ids):].tolist()
+        ref = lm.model.generate(
+            torch.tensor([ids]),
+            max_new_tokens=n,
+            min_new_tokens=n,
+            do_sample=False,
+            pad_token_id=lm.tokenizer.eos_token_id,
+        )
+    assert cached == uncached == ref[0, len(ids) :].tolist()
 
 
 def test_time_per_token_marks_prefill_and_counts_positions(lm):
@@ -65,8 +70,9 @@ def _meta_cache_bytes(config, tokens: int, dtype: torch.dtype) -> int:
 @pytest.mark.parametrize("model", inf.published_models(), ids=lambda m: m.name)
 def test_kv_formula_equals_cache_tensors_of_published_configs(model):
     for dtype, width in ((torch.float32, 4), (torch.bfloat16, 2)):
-        assert _meta_cache_bytes(model.config, 7, dtype) == inf.kv_cache_bytes(model.config, 7,
-                                                                               width)
+        assert _meta_cache_bytes(model.config, 7, dtype) == inf.kv_cache_bytes(
+            model.config, 7, width
+        )
 
 
 def test_published_geometries_read_both_naming_schemes():
@@ -76,7 +82,9 @@ def test_published_geometries_read_both_naming_schemes():
     # Llama-2-7B in fp16 at its 4096-token context: the often-quoted 2 GiB per sequence
     llama2 = next(m for m in inf.published_models() if m.name == "Llama-2-7B")
     assert inf.kv_cache_bytes(llama2.config, 4096, 2) == 2 * 1024**3
-    assert by_name["Llama-3-8B"].cache_bytes_per_token(2) * 4 == by_name["Llama-2-7B"].cache_bytes_per_token(2)
+    assert by_name["Llama-3-8B"].cache_bytes_per_token(2) * 4 == by_name[
+        "Llama-2-7B"
+    ].cache_bytes_per_token(2)
 
 
 @pytest.mark.parametrize("tokens", [1, 9, 40])
@@ -107,8 +115,11 @@ def test_attention_hooks_are_removed(tiny_gpt2):
 
 
 @settings(max_examples=200, deadline=None)
-@given(n=hs.integers(0, 60), budget=hs.integers(0, 80), strategy=hs.sampled_from(["left",
-       "right", "middle"]))
+@given(
+    n=hs.integers(0, 60),
+    budget=hs.integers(0, 80),
+    strategy=hs.sampled_from(["left", "right", "middle"]),
+)
 def test_truncation_keeps_exactly_the_budget(n, budget, strategy):
     ids = list(range(1000, 1000 + n))
     cut = inf.truncate(ids, budget, strategy)
@@ -145,9 +156,17 @@ def test_haystack_hides_the_needle_at_its_depth(lm):
     assert 200 <= start.tokens <= 200 + 16  # at most one filler sentence over
 
 
-@pytest.mark.parametrize("answer,found", [("48213.", True), (" 4 8 2 1 3", True),
-                                          ("48,213", True), ("4821", False), ("no idea", False),
-                                          ("12 48213", False)])
+@pytest.mark.parametrize(
+    "answer,found",
+    [
+        ("48213.", True),
+        (" 4 8 2 1 3", True),
+        ("48,213", True),
+        ("4821", False),
+        ("no idea", False),
+        ("12 48213", False),
+    ],
+)
 def test_recall_reads_the_first_number(answer, found):
     assert inf.recalled(answer, "48213") is found
 
@@ -163,10 +182,13 @@ def test_needle_probe_yields_progress_for_every_trial(lm):
         hay = inf.haystack(lm.tokenizer, p.trial.length, p.trial.depth, p.trial.secret)
         ids = inf.needle_prompt_ids(lm.tokenizer, hay)
         with torch.inference_mode():
-            out = lm.model.generate(torch.tensor([ids]), do_sample=False,
-                                    max_new_tokens=inf.NEEDLE_NEW_TOKENS,
-                                    pad_token_id=lm.tokenizer.eos_token_id)
-        answer = lm.tokenizer.decode([t for t in out[0, len(ids):].tolist() if t not in special])
+            out = lm.model.generate(
+                torch.tensor([ids]),
+                do_sample=False,
+                max_new_tokens=inf.NEEDLE_NEW_TOKENS,
+                pad_token_id=lm.tokenizer.eos_token_id,
+            )
+        answer = lm.tokenizer.decode([t for t in out[0, len(ids) :].tolist() if t not in special])
         assert p.trial.answer == answer.strip()
         assert p.trial.found == inf.recalled(answer, p.trial.secret)
 

@@ -49,9 +49,11 @@ def test_run_streams_the_greedy_continuation_to_the_cap(page18, lm):
     steps = at.session_state["inference.steps"]
     assert len(steps) == 5
     prompt = ids[: len(ids) - 5]
-    ref = [s.token_id for s in generate_stream(lm, prompt, DecodingSettings(temperature=0.0,
-                                                                            max_new_tokens=5))]
-    assert ids[len(prompt):] == ref  # step-by-step + run = one uninterrupted greedy pass
+    ref = [
+        s.token_id
+        for s in generate_stream(lm, prompt, DecodingSettings(temperature=0.0, max_new_tokens=5))
+    ]
+    assert ids[len(prompt) :] == ref  # step-by-step + run = one uninterrupted greedy pass
     assert at.button(key="inference.step").disabled  # the cap is reached
     at.button(key="inference.reset").click().run()
     assert at.session_state["inference.steps"] == []

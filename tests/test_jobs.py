@@ -19,8 +19,14 @@ def _script():
         return sum(range(10))
 
     scale = st.number_input("scale", value=1, key="scale")
-    value = run_job(("test", "sum", scale), work, start_label="Add up", estimate_s=0.5,
-                    caps="At most 5 steps.", on_partial=lambda p: st.write(len(p)))
+    value = run_job(
+        ("test", "sum", scale),
+        work,
+        start_label="Add up",
+        estimate_s=0.5,
+        caps="At most 5 steps.",
+        on_partial=lambda p: st.write(len(p)),
+    )
     st.text(f"value={value}")
 
 

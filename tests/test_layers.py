@@ -33,8 +33,9 @@ def test_the_last_similarity_row_is_the_last_block_after_the_final_norm(lm):
 
     trace = run_trace(lm, "The quick brown fox jumps over the lazy dog.")
     captured = {}
-    handle = lm.model.model.layers[-1].register_forward_hook(lambda m, i, o: captured.setdefault(
-        "out", (o[0] if isinstance(o, tuple) else o).detach()))
+    handle = lm.model.model.layers[-1].register_forward_hook(
+        lambda m, i, o: captured.setdefault("out", (o[0] if isinstance(o, tuple) else o).detach())
+    )
     try:
         with torch.inference_mode():
             lm.model(torch.tensor([trace.ids.tolist()]))

@@ -9,26 +9,48 @@ from apptest_util import chart_frames, open_page
 from core import limits as L
 
 
-@pytest.mark.parametrize("text, want", [
-    (" 3 times in the word.", 3), (" three times.", 3), ("twice", None), (" 12", 12),
-    ("in the word 2 times", 2), ("", None),
-])
+@pytest.mark.parametrize(
+    "text, want",
+    [
+        (" 3 times in the word.", 3),
+        (" three times.", 3),
+        ("twice", None),
+        (" 12", 12),
+        ("in the word 2 times", 2),
+        ("", None),
+    ],
+)
 def test_parse_count(text, want):
     assert L.parse_count(text) == want
 
 
-@pytest.mark.parametrize("text, want", [
-    (" 579", 579), (" 1,234.", 1234), (" 12 345", 12345), ("= 9 because", 9), (" none", None),
-    (" -4", -4),
-])
+@pytest.mark.parametrize(
+    "text, want",
+    [
+        (" 579", 579),
+        (" 1,234.", 1234),
+        (" 12 345", 12345),
+        ("= 9 because", 9),
+        (" none", None),
+        (" -4", -4),
+    ],
+)
 def test_parse_integer(text, want):
     assert L.parse_integer(text) == want
 
 
-@pytest.mark.parametrize("pred, truth, want", [
-    (579, 579, 1.0), (578, 579, 2 / 3), (1579, 579, 1.0), (79, 579, 2 / 3), (None, 579, 0.0),
-    (9, 10, 0.0), (110, 100, 2 / 3),
-])
+@pytest.mark.parametrize(
+    "pred, truth, want",
+    [
+        (579, 579, 1.0),
+        (578, 579, 2 / 3),
+        (1579, 579, 1.0),
+        (79, 579, 2 / 3),
+        (None, 579, 0.0),
+        (9, 10, 0.0),
+        (110, 100, 2 / 3),
+    ],
+)
 def test_digit_accuracy_by_hand(pred, truth, want):
     assert L.digit_accuracy(pred, truth) == pytest.approx(want)
 
@@ -51,8 +73,9 @@ def test_results_recompute_accuracy_from_stored_answers():
     assert c2.accuracy == 0.5
     a = L.AdditionResult(((1, 2, 3), (1, 4, 4), (2, 12, 30)), (" 5", " 9", " 41"))
     assert a.by_digits() == [(1, 0.5, 0.5, 2), (2, 0.0, 0.5, 1)]
-    r = L.RephrasingResult(("yes", "no"), (("a", "b"), ("c", "d")),
-                           (("Yes.", "yes"), ("No", "Yes")))
+    r = L.RephrasingResult(
+        ("yes", "no"), (("a", "b"), ("c", "d")), (("Yes.", "yes"), ("No", "Yes"))
+    )
     assert r.consistent == (True, False) and r.accuracy == 0.75
     f = L.FictionResult(("q1", "q2"), ("It was built in 1902.", "I don't know."))
     assert f.declined == (False, True) and f.fluent_share == 0.5

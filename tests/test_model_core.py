@@ -39,9 +39,12 @@ def _hooks(model) -> list[tuple]:
 
 def _our_hooks(model) -> list:
     """Hooks defined in core/ (transformers adds output-capturing hooks of its own, lazily)."""
-    return [h for m in model.modules()
-            for h in (*m._forward_hooks.values(), *m._forward_pre_hooks.values())
-            if getattr(h, "__module__", "").startswith("core.")]
+    return [
+        h
+        for m in model.modules()
+        for h in (*m._forward_hooks.values(), *m._forward_pre_hooks.values())
+        if getattr(h, "__module__", "").startswith("core.")
+    ]
 
 
 # ---- the block ---------------------------------------------------------------------------
@@ -169,8 +172,11 @@ def _meta_count(cfg: dict) -> int:
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
     keys = {k: v for k, v in cfg.items() if k not in ("name", "source", "model_type")}
-    cls, conf = ((GPT2LMHeadModel, GPT2Config) if cfg["model_type"] == "gpt2"
-                 else (LlamaForCausalLM, LlamaConfig))
+    cls, conf = (
+        (GPT2LMHeadModel, GPT2Config)
+        if cfg["model_type"] == "gpt2"
+        else (LlamaForCausalLM, LlamaConfig)
+    )
     with torch.device("meta"):
         model = cls(conf(**keys))
     return sum(p.numel() for p in model.parameters())
@@ -191,8 +197,9 @@ def test_parameter_formula_matches_the_loaded_models(any_lm):
 
 
 def test_published_sizes_are_the_famous_ones():
-    totals = {c["name"]: core_lens.parameter_count(geometry(c)).total
-              for c in core_lens.PUBLISHED_CONFIGS}
+    totals = {
+        c["name"]: core_lens.parameter_count(geometry(c)).total for c in core_lens.PUBLISHED_CONFIGS
+    }
     assert round(totals["GPT-2 small"] / 1e6) == 124
     assert round(totals["GPT-3 175B"] / 1e9) == 175
     assert round(totals["Llama-2 7B"] / 1e9, 1) == 6.7
@@ -240,8 +247,9 @@ def test_guessing_game_scores_player_and_model(lm):
     top1 = lm.tokenizer.decode([int(trace.top_ids[state.position - 1, 0])])
     state = obj.play(state, trace, "  PARIS ", top1)
     assert state.player_score == 1 and state.rounds[0].actual == " Paris"
-    assert state.model_score == int(int(trace.top_ids[state.position - 2, 0]) == trace.ids[
-        state.position - 1])
+    assert state.model_score == int(
+        int(trace.top_ids[state.position - 2, 0]) == trace.ids[state.position - 1]
+    )
     state = obj.play(state, trace, "definitely wrong", "x")
     assert state.player_score == 1 and len(state.rounds) == 2
     while not obj.game_over(state, trace):

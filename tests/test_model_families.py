@@ -11,8 +11,12 @@ from core.concepts import available_concepts
 
 WARNING = "needs a decoder model"
 # pages that take a model apart, and the families whose layout they cannot read
-TAKES_APART = {"01": ("bert", "bloom", "opt"), "03": ("bert", "bloom", "opt"),
-               "10": ("bert", "gpt_neox", "bloom", "opt"), "11": ("bert",)}
+TAKES_APART = {
+    "01": ("bert", "bloom", "opt"),
+    "03": ("bert", "bloom", "opt"),
+    "10": ("bert", "gpt_neox", "bloom", "opt"),
+    "11": ("bert",),
+}
 PAGES = [c.page_file for c in available_concepts()]
 
 

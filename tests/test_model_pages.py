@@ -37,7 +37,8 @@ def test_block_page_follows_the_layer_slider(lm):
     table = at.dataframe[0].value
     np.testing.assert_allclose(table["mean RMS"], ref.token_rms[7].mean(axis=1), rtol=1e-4)
     assert float(_metric(at, "attention |a| / |x|")) == pytest.approx(
-        ref.attn_update[7].mean(), abs=0.006)
+        ref.attn_update[7].mean(), abs=0.006
+    )
     assert float(_metric(at, "rebuilt vs model")) < 1e-4
     rule = chart_data(at, "layer", exact=True)
     assert int(rule["layer"].iloc[0]) == 7
@@ -50,7 +51,9 @@ def test_block_page_handles_bad_prompts():
     at.text_area(key="sidebar.prompt").set_value("   ").run()
     assert not at.exception
     assert any("empty" in i.value for i in at.info)
-    at.text_area(key="sidebar.prompt").set_value("<script>$x$</script> 🙂 中文 שלום\u200b" * 600).run()
+    at.text_area(key="sidebar.prompt").set_value(
+        "<script>$x$</script> 🙂 中文 שלום\u200b" * 600
+    ).run()
     assert not at.exception
     assert any("first 256" in i.value for i in at.info)
 
@@ -91,7 +94,8 @@ def test_objective_page_loss_equals_the_models_loss(lm):
         loss = float(lm.model(ids, labels=ids).loss)
     assert float(_metric(at, "loss (mean surprisal)").split()[0]) == pytest.approx(loss, abs=6e-4)
     assert float(_metric(at, "perplexity").replace(",", "")) == pytest.approx(
-        math.exp(loss), abs=0.06)  # shown with one decimal
+        math.exp(loss), abs=0.06
+    )  # shown with one decimal
     grid = chart_data(at, "bits")
     assert len(grid) == ids.shape[1]  # every token has its cell, the first one too
     assert np.isnan(grid["bits"].iloc[0]) and grid["bits"].iloc[1:].notna().all()
@@ -100,8 +104,9 @@ def test_objective_page_loss_equals_the_models_loss(lm):
     assert grid.loc[grid["bits"].idxmax(), "ink"] == "#ffffff"
     assert grid.loc[grid["bits"].idxmin(), "ink"] != "#ffffff"
     assert any(f"Position {worst}." in m.value for m in at.markdown)  # picked to start
-    spec = next(s for s in chart_specs(at) if "picked" in str(s.get("params", "")) or
-                "picked" in str(s))
+    spec = next(
+        s for s in chart_specs(at) if "picked" in str(s.get("params", "")) or "picked" in str(s)
+    )
     assert f'"position": {worst}' in str(spec).replace("'", '"')
     at.text_area(key="lm_objective.text").set_value("  ").run()
     assert not at.exception and any("empty" in i.value for i in at.info)

@@ -20,12 +20,18 @@ def test_hub_path_loads_a_local_gpt2_and_everything_runs_on_it(tiny_gpt2_dir, mo
     assert trace.hidden_states.shape == (3, trace.length, 32)
     rows = trace.attentions.astype(np.float32).sum(-1)
     np.testing.assert_allclose(rows, 1.0, atol=1e-2)
-    steps = generate_text(lm, trace.ids.tolist(), DecodingSettings(temperature=0, max_new_tokens=5,
-                                                                   stop_at_eos=False))
+    steps = generate_text(
+        lm, trace.ids.tolist(), DecodingSettings(temperature=0, max_new_tokens=5, stop_at_eos=False)
+    )
     with torch.inference_mode():
-        ref = lm.model.generate(torch.tensor([trace.ids.tolist()]), do_sample=False,
-                                max_new_tokens=5, min_new_tokens=5, pad_token_id=50256)
-    assert [s.token_id for s in steps] == ref[0, trace.length:].tolist()
+        ref = lm.model.generate(
+            torch.tensor([trace.ids.tolist()]),
+            do_sample=False,
+            max_new_tokens=5,
+            min_new_tokens=5,
+            pad_token_id=50256,
+        )
+    assert [s.token_id for s in steps] == ref[0, trace.length :].tolist()
 
 
 def test_unknown_or_bad_ids_raise_model_unavailable(monkeypatch):
@@ -35,8 +41,9 @@ def test_unknown_or_bad_ids_raise_model_unavailable(monkeypatch):
             models.load_hub(bad)
 
 
-def test_conversion_matches_gguf_and_a_damaged_cache_is_rebuilt(tmp_path, monkeypatch,
-                                                                 converted_cache):
+def test_conversion_matches_gguf_and_a_damaged_cache_is_rebuilt(
+    tmp_path, monkeypatch, converted_cache
+):
     """The converted folder gives the same logits as the GGUF loaded directly; truncating a
     file in the cache is detected and the next load rebuilds it."""
     import shutil
@@ -49,8 +56,9 @@ def test_conversion_matches_gguf_and_a_damaged_cache_is_rebuilt(tmp_path, monkey
     messages: list[str] = []
     converted = models.load_embedded(messages.append)
     assert not messages, "a valid cache loads without converting"
-    ref = AutoModelForCausalLM.from_pretrained(str(src.parent), gguf_file=src.name,
-                                               dtype=torch.float32, attn_implementation="eager")
+    ref = AutoModelForCausalLM.from_pretrained(
+        str(src.parent), gguf_file=src.name, dtype=torch.float32, attn_implementation="eager"
+    )
     ids = torch.tensor([converted.tokenizer("The capital of France is")["input_ids"]])
     with torch.inference_mode():
         assert torch.equal(converted.model(ids).logits, ref(ids).logits)

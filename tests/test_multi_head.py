@@ -23,8 +23,12 @@ def test_head_roles_batch_equals_each_seed_alone_on_the_same_texts(lm):
         rows = np.arange(half + 1, 2 * half)
         per_seed.append((*A.pattern_scores(att), att[..., rows, rows - half + 1].mean(-1)))
     prev, sink, self_, ind = (np.stack(x) for x in zip(*per_seed))  # each (S, L, H)
-    for ours, ref in ((roles.previous, prev), (roles.sink, sink), (roles.self_, self_),
-                      (roles.induction, ind)):
+    for ours, ref in (
+        (roles.previous, prev),
+        (roles.sink, sink),
+        (roles.self_, self_),
+        (roles.induction, ind),
+    ):
         np.testing.assert_allclose(ours, ref.mean(0), atol=2e-3)
     np.testing.assert_allclose(roles.induction_low, ind.min(0), atol=2e-3)
     np.testing.assert_allclose(roles.induction_high, ind.max(0), atol=2e-3)
@@ -39,12 +43,19 @@ def test_labels_follow_the_stated_thresholds_in_priority_order():
     profile = A.HeadProfile(
         previous=np.array([[0.0, 0.0, t + 0.01, 0.1]], dtype=np.float32),
         sink=np.array([[0.6, 0.1, 0.5, 0.2]], dtype=np.float32),
-        self_=z, induction=np.array([[t + 0.15, t + 0.16, t - 0.01, 0.1]], dtype=np.float32))
+        self_=z,
+        induction=np.array([[t + 0.15, t + 0.16, t - 0.01, 0.1]], dtype=np.float32),
+    )
     # heads 0 and 1 have near-equal induction scores: the same label, whatever else they do
     assert [profile.label(0, h) for h in range(4)] == [
-        "induction", "induction", "previous-token", "mixed"]
+        "induction",
+        "induction",
+        "previous-token",
+        "mixed",
+    ]
     assert A.HeadProfile.PRIORITY[0] == "induction" and set(A.HeadProfile.PRIORITY) == set(
-        A.HeadProfile.PATTERNS)
+        A.HeadProfile.PATTERNS
+    )
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +76,7 @@ def test_multi_head_page_states_its_measurement_and_the_shared_key_values(page, 
     assert (table["induction lowest seed"] <= table["induction"] + 1e-6).all()
     assert (table["induction"] <= table["induction highest seed"] + 1e-6).all()
     for head, row in table.iterrows():  # the shown role is the stated rule applied to the row
-        expected = next((p for p in A.HeadProfile.PRIORITY if row[p] >= A.HEAD_LABEL_THRESHOLD),
-                        "mixed")
+        expected = next(
+            (p for p in A.HeadProfile.PRIORITY if row[p] >= A.HEAD_LABEL_THRESHOLD), "mixed"
+        )
         assert row["role"] == expected, head

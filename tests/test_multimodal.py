@@ -13,9 +13,15 @@ from apptest_util import chart_frames, open_page
 from core import multimodal as mm
 from core.playground import toy_threads
 
-BAD_INPUTS = ["   ", "x" * 20_000, "I love 🍕 👩🏽‍💻", "我喜欢机器学习。",
-              "<script>alert('x')</script><b>bold</b>", "$x^2$ and $$\\frac{a}{b}$$",
-              "<|im_start|>user<|im_end|>"]
+BAD_INPUTS = [
+    "   ",
+    "x" * 20_000,
+    "I love 🍕 👩🏽‍💻",
+    "我喜欢机器学习。",
+    "<script>alert('x')</script><b>bold</b>",
+    "$x^2$ and $$\\frac{a}{b}$$",
+    "<|im_start|>user<|im_end|>",
+]
 
 
 def test_patchify_matches_explicit_slicing():
@@ -27,17 +33,20 @@ def test_patchify_matches_explicit_slicing():
         for b in range(2):
             for r in range(g):
                 for c in range(g):
-                    expected = images[b, r * p:(r + 1) * p, c * p:(c + 1) * p].reshape(-1)
+                    expected = images[b, r * p : (r + 1) * p, c * p : (c + 1) * p].reshape(-1)
                     assert torch.equal(out[b, r * g + c], expected)
 
 
 def _loss_by_loops(img: torch.Tensor, txt: torch.Tensor, scale: float) -> float:
     n = img.shape[0]
     sims = [[scale * float(img[i] @ txt[j]) for j in range(n)] for i in range(n)]
-    image_to_text = -sum(sims[i][i] - math.log(sum(math.exp(s) for s in sims[i]))
-                         for i in range(n)) / n
-    text_to_image = -sum(sims[j][j] - math.log(sum(math.exp(sims[i][j]) for i in range(n)))
-                         for j in range(n)) / n
+    image_to_text = (
+        -sum(sims[i][i] - math.log(sum(math.exp(s) for s in sims[i])) for i in range(n)) / n
+    )
+    text_to_image = (
+        -sum(sims[j][j] - math.log(sum(math.exp(sims[i][j]) for i in range(n))) for j in range(n))
+        / n
+    )
     return (image_to_text + text_to_image) / 2
 
 
@@ -49,8 +58,9 @@ def test_contrastive_loss_equals_its_formula():
         ours = float(mm.clip_loss(img, txt, torch.tensor(scale, dtype=torch.float64)))
         assert math.isclose(ours, _loss_by_loops(img, txt, scale), rel_tol=1e-9)
         logits = scale * img @ txt.T
-        by_log_softmax = -(logits.log_softmax(1).diagonal().mean()
-                           + logits.log_softmax(0).diagonal().mean()) / 2
+        by_log_softmax = (
+            -(logits.log_softmax(1).diagonal().mean() + logits.log_softmax(0).diagonal().mean()) / 2
+        )
         assert math.isclose(ours, float(by_log_softmax), rel_tol=1e-9)
     # perfect, confident alignment drives the loss to zero; identical embeddings give ln n
     eye = torch.eye(7, 32, dtype=torch.float64)
@@ -89,8 +99,9 @@ def test_short_training_beats_chance(short_run):
 
 def test_temperature_is_learned_or_fixed(caption_vectors):
     with toy_threads():
-        fixed = mm.train_mini_clip(mm.ClipConfig(patch=4, steps=10, learn_temperature=False),
-                                   caption_vectors)
+        fixed = mm.train_mini_clip(
+            mm.ClipConfig(patch=4, steps=10, learn_temperature=False), caption_vectors
+        )
         learned = mm.train_mini_clip(mm.ClipConfig(patch=4, steps=10), caption_vectors)
     assert math.isclose(fixed.temperature, 0.07, rel_tol=1e-6)
     assert not math.isclose(learned.temperature, 0.07, rel_tol=1e-6)
@@ -107,6 +118,7 @@ def test_caption_scores_rank_the_named_digit_first(short_run, encoder):
 
 
 # ---- the page --------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def page():

@@ -86,7 +86,8 @@ def test_empty_text_gives_a_message(tok_page):
 def test_typed_control_tokens_are_text_in_counts_and_injection_in_the_chat(tok_page, lm):
     at = tok_page
     at.selectbox(key="tokenization.example").set_value(
-        "Typed control tokens (prompt injection)").run()
+        "Typed control tokens (prompt injection)"
+    ).run()
     assert not at.exception
     text = at.text_area(key="tokenization.text").value
     assert "<|endoftext|>" in text and "<|im_start|>" in text
@@ -97,8 +98,9 @@ def test_typed_control_tokens_are_text_in_counts_and_injection_in_the_chat(tok_p
     assert 50256 not in [p.id for p in tokenize(openai_tokenizer("gpt2"), text).pieces]
     assert any("encode_ordinary" in w.value for w in at.warning)
     specials = next(d.value for d in at.dataframe if "control ids produced" in d.value.columns)
-    assert "50256 <|endoftext|>" in specials.set_index("tokenizer").loc["gpt2",
-                                                                       "control ids produced"]
+    assert (
+        "50256 <|endoftext|>" in specials.set_index("tokenizer").loc["gpt2", "control ids produced"]
+    )
     start = lm.tokenizer.convert_tokens_to_ids("<|im_start|>")
     assert any(w.value.startswith("Prompt injection") for w in at.warning)
     chat_html = " ".join(h.proto.body for h in at.get("html"))
@@ -183,7 +185,9 @@ def test_side_by_side_is_reproducible_and_greedy_matches_the_core_loop(dec_page,
     at.button(key="decoding.generate").click().run(timeout=600)
     again = pd.DataFrame(at.session_state["decoding.results"][0])
     assert again["output"].tolist() == first["output"].tolist()
-    prompt_ids = lm.tokenizer(at.session_state["shared.prompt"], add_special_tokens=False)["input_ids"]
+    prompt_ids = lm.tokenizer(at.session_state["shared.prompt"], add_special_tokens=False)[
+        "input_ids"
+    ]
     steps = generate_text(lm, prompt_ids, replace(GREEDY, max_new_tokens=6))
     greedy = lm.tokenizer.decode([s.token_id for s in steps], clean_up_tokenization_spaces=False)
     assert first.loc[first.strategy == "Greedy", "output"].iloc[0] == greedy

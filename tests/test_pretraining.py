@@ -33,8 +33,9 @@ def test_bpe_corpus_keeps_only_occurring_ids(lm):
 
 
 def test_initial_loss_is_ln_vocab_and_falls(chars):
-    cfg = pt.TrainConfig(steps=40, batch_size=8, context=32, d_model=64, eval_every=10,
-                         sample_every=20, warmup=5)
+    cfg = pt.TrainConfig(
+        steps=40, batch_size=8, context=32, d_model=64, eval_every=10, sample_every=20, warmup=5
+    )
     partials = []
     with toy_threads():  # tiny models: one thread is many times faster on a busy machine
         log = pt.train(chars, cfg, lambda f, t="", partial=None: partials.append(partial))
@@ -123,7 +124,9 @@ def test_page_trains_and_shows_loss_falling():
     assert losses is not None
     vocab = int(next(m for m in at.metric if m.label == "vocabulary V").value.replace(",", ""))
     val = losses[losses.curve == "validation"].sort_values("step")["loss"].tolist()
-    assert val[0] == pytest.approx(math.log(vocab), rel=1e-3)  # the zero output layer's uniform guess
+    assert val[0] == pytest.approx(
+        math.log(vocab), rel=1e-3
+    )  # the zero output layer's uniform guess
     assert val[-1] < val[0] - 0.3
     assert any(f"ln V = {math.log(vocab):.3f}" in m.value for m in at.markdown)
 

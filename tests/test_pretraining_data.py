@@ -12,9 +12,15 @@ from apptest_util import open_page
 
 from core import data_pipeline as dp
 
-BAD_INPUTS = ["   \n\t ", "x" * 20_000, "I love 🍕 👩🏽‍💻", "我喜欢机器学习。",
-              "<script>alert('x')</script><b>bold</b>", "$x^2$ and $$\\frac{a}{b}$$ **b**",
-              "<|im_start|>user\nhi<|im_end|>"]
+BAD_INPUTS = [
+    "   \n\t ",
+    "x" * 20_000,
+    "I love 🍕 👩🏽‍💻",
+    "我喜欢机器学习。",
+    "<script>alert('x')</script><b>bold</b>",
+    "$x^2$ and $$\\frac{a}{b}$$ **b**",
+    "<|im_start|>user\nhi<|im_end|>",
+]
 
 
 @lru_cache(maxsize=1)
@@ -72,9 +78,15 @@ def test_lsh_candidates_equal_brute_force_band_matches():
     rng = np.random.default_rng(0)
     sig = rng.integers(0, 3, size=(40, 12)).astype(np.uint32)  # few values: many collisions
     bands, rows = 4, 3
-    brute = {(i, j) for i in range(40) for j in range(i + 1, 40)
-             if any(np.array_equal(sig[i, b * rows:(b + 1) * rows], sig[j, b * rows:(b + 1) * rows])
-                    for b in range(bands))}
+    brute = {
+        (i, j)
+        for i in range(40)
+        for j in range(i + 1, 40)
+        if any(
+            np.array_equal(sig[i, b * rows : (b + 1) * rows], sig[j, b * rows : (b + 1) * rows])
+            for b in range(bands)
+        )
+    }
     assert dp.lsh_candidates(sig, bands) == brute
     assert math.isclose(dp.candidate_probability(0.5, 4, 3), 1 - (1 - 0.125) ** 4)
 
@@ -144,6 +156,7 @@ def test_lm_perplexity_equals_the_models_own_loss(lm):
 
 
 # ---- the page --------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def page():

@@ -17,8 +17,9 @@ from core.finetune import conversation, masked_chat
 def test_bradley_terry_loss_is_mean_minus_log_sigmoid():
     rc = torch.tensor([2.0, -1.0, 0.3, 5.0])
     rr = torch.tensor([1.0, 1.0, 0.3, -2.0])
-    by_hand = np.mean([-math.log(1 / (1 + math.exp(-(c - r)))) for c, r in zip(rc.tolist(),
-                                                                              rr.tolist())])
+    by_hand = np.mean(
+        [-math.log(1 / (1 + math.exp(-(c - r)))) for c, r in zip(rc.tolist(), rr.tolist())]
+    )
     assert float(rlhf.bradley_terry_loss(rc, rr)) == pytest.approx(by_hand, rel=1e-6)
     assert float(rlhf.bradley_terry_loss(rr[:1], rr[:1])) == pytest.approx(math.log(2))
 
@@ -69,8 +70,9 @@ def test_reward_model_loss_falls_and_ranks_separable_pairs():
     assert model.losses[-1] < 0.5 * model.losses[0]
     assert model.train_accuracy == 1.0
     assert model.held_out_accuracy[-1] >= 0.6
-    flipped = rlhf.train_reward_model(x, [(b, a) for a, b in pairs[:15]], pairs[15:], steps=100,
-                                      lr=0.05)
+    flipped = rlhf.train_reward_model(
+        x, [(b, a) for a, b in pairs[:15]], pairs[15:], steps=100, lr=0.05
+    )
     assert flipped.held_out_accuracy[-1] <= 0.4
 
 

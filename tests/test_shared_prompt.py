@@ -8,8 +8,11 @@ from streamlit.testing.v1 import AppTest
 
 
 @pytest.mark.parametrize(
-    "page, box", [("pages/06_tokenization.py", "tokenization.text"),
-                  ("pages/12_lm_objective.py", "lm_objective.text")]
+    "page, box",
+    [
+        ("pages/06_tokenization.py", "tokenization.text"),
+        ("pages/12_lm_objective.py", "lm_objective.text"),
+    ],
 )
 def test_page_text_follows_the_sidebar_prompt_without_leaving_the_page(page, box):
     at = open_page(page)

@@ -36,13 +36,17 @@ def reference():
     refs = {}
     for name in ("cl100k_base", "o200k_base"):
         meta = registry.ENCODING_CONSTRUCTORS[name]()
-        refs[name] = tiktoken.Encoding(name, pat_str=meta["pat_str"],
-                                       mergeable_ranks=meta["mergeable_ranks"],
-                                       special_tokens=meta["special_tokens"])
+        refs[name] = tiktoken.Encoding(
+            name,
+            pat_str=meta["pat_str"],
+            mergeable_ranks=meta["mergeable_ranks"],
+            special_tokens=meta["special_tokens"],
+        )
     enc_json, vocab_bpe = _gpt2_files()
     ranks = tiktoken.load.data_gym_to_mergeable_bpe_ranks(str(vocab_bpe), str(enc_json))
-    refs["gpt2"] = tiktoken.Encoding("gpt2", pat_str=GPT2_PAT, mergeable_ranks=ranks,
-                                     special_tokens={"<|endoftext|>": 50256})
+    refs["gpt2"] = tiktoken.Encoding(
+        "gpt2", pat_str=GPT2_PAT, mergeable_ranks=ranks, special_tokens={"<|endoftext|>": 50256}
+    )
     return refs
 
 
@@ -65,7 +69,9 @@ def test_openai_counts_equal_tiktoken_on_samples(reference, name):
         assert ours == reference[name].encode_ordinary(text), text
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(text=TEXT)
 def test_openai_encodings_round_trip_and_match_tiktoken(reference, text):
     for name in ("gpt2", "cl100k_base", "o200k_base"):
@@ -77,11 +83,17 @@ def test_openai_encodings_round_trip_and_match_tiktoken(reference, text):
 # SmolLM2's byte-level vocabulary lacks six control bytes and the lead bytes F1/F2 (code points
 # U+40000 and up, unassigned or private use), so text with those cannot round trip: the page
 # reports it as "no", and this test keeps to the text the vocabulary can spell.
-LM_TEXT = st.text(st.characters(codec="utf-8", max_codepoint=0x3FFFF, exclude_characters="\x04\x06\x13\x14\x16\x1d"),
-                  max_size=200)
+LM_TEXT = st.text(
+    st.characters(
+        codec="utf-8", max_codepoint=0x3FFFF, exclude_characters="\x04\x06\x13\x14\x16\x1d"
+    ),
+    max_size=200,
+)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(text=LM_TEXT)
 def test_lm_tokenizer_round_trips(lm, text):
     from core.tokenization import HFTokenizer
@@ -121,7 +133,9 @@ def test_wordpiece_is_lossy_but_consistent(encoder):
     r = tokenize(wp, "Héllo WORLD")
     assert [p.text for p in r.pieces] == ["hello", "world"]
     assert not r.round_trip
-    assert [p.id for p in r.pieces] == encoder.tokenizer("Héllo WORLD", add_special_tokens=False)["input_ids"]
+    assert [p.id for p in r.pieces] == encoder.tokenizer("Héllo WORLD", add_special_tokens=False)[
+        "input_ids"
+    ]
 
 
 def test_chat_template_marks_special_tokens(lm):
@@ -129,7 +143,8 @@ def test_chat_template_marks_special_tokens(lm):
     specials = [p.text for p, s in zip(chat.pieces, chat.special) if s]
     assert "<|im_start|>" in specials and "<|im_end|>" in specials
     assert chat.rendered == lm.tokenizer.apply_chat_template(
-        [{"role": "user", "content": "Hi"}], tokenize=False)
+        [{"role": "user", "content": "Hi"}], tokenize=False
+    )
 
 
 # --- the BPE trainer ---------------------------------------------------------------------------
@@ -171,7 +186,10 @@ def test_bpe_ties_go_to_the_smallest_token_ids_not_byte_order():
     # byte order would pick b"aa" + b"b" first (b"aa" < b"z"), token id order picks (122, 121)
     model = bpe.train_bpe("aab\naab\naab\nzy\nzy\nzy", 2)
     assert model.merges[0].merged == b"aa" and model.merges[0].new_id == 256
-    assert model.merges[1].count == 3 and (model.merges[1].left, model.merges[1].right) == (b"z", b"y")
+    assert model.merges[1].count == 3 and (model.merges[1].left, model.merges[1].right) == (
+        b"z",
+        b"y",
+    )
     source = open(bpe.__file__, encoding="utf-8").read()  # the comment states the same rule
     assert "smallest token ids" in source and "byte order" not in source
 
@@ -211,8 +229,9 @@ def test_chat_template_shows_typed_control_tokens_as_prompt_injection(lm):
     assert start in [p.id for p in forged]  # typed text became the control token (id 1)
     assert all(s for s, f in zip(chat.special, chat.forged) if f)
     # as the model is fed: the template's string, parsed with special tokens
-    ref = lm.tokenizer.apply_chat_template([{"role": "user", "content": forged_turn}],
-                                           tokenize=True)
+    ref = lm.tokenizer.apply_chat_template(
+        [{"role": "user", "content": forged_turn}], tokenize=True
+    )
     ref = ref["input_ids"] if isinstance(ref, dict) or hasattr(ref, "keys") else ref
     assert [p.id for p in chat.pieces] == list(ref)
     assert sum(chat.safe_special) == sum(chat.special) - 2  # the typed ones stay text
@@ -249,7 +268,8 @@ def test_lm_tokenizer_splits_every_numeral_like_the_original(lm):
     assert pre == SMOLLM2_PRE_TOKENIZER
     for text in NUMERALS:
         assert lm.tokenizer(text, add_special_tokens=False)["input_ids"] == _reference_ids(
-            lm.tokenizer, text), text
+            lm.tokenizer, text
+        ), text
 
 
 def test_converted_cache_alone_lacks_the_digit_rule_and_restore_fixes_it(lm):

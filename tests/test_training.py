@@ -48,10 +48,14 @@ def test_training_page_text_matches_the_paths_at_its_defaults():
     lr = at.select_slider(key="training.lr").value
     assert lr < optim.divergence_threshold()
     sgd = optim.optimizer_path("SGD", lr, optim.N_POINTS, at.slider(key="training.steps").value)
-    mom = optim.optimizer_path("momentum", lr, optim.N_POINTS,
-                               at.slider(key="training.steps").value)
+    mom = optim.optimizer_path(
+        "momentum", lr, optim.N_POINTS, at.slider(key="training.steps").value
+    )
     assert mom.losses[-1] < sgd.losses[-1]  # momentum gets down the floor sooner
-    near = max(x for x in at.select_slider(key="training.lr").options
-               if float(x) < optim.divergence_threshold())
+    near = max(
+        x
+        for x in at.select_slider(key="training.lr").options
+        if float(x) < optim.divergence_threshold()
+    )
     at.select_slider(key="training.lr").set_value(float(near)).run()
     assert _turns(at)["SGD"] >= 10  # close to its limit, SGD zig-zags from wall to wall
