@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from components.charts import HEAT, THINNED_AXIS, matrix_frame
+from components.memo import byte_cached
 from components.models import get_encoder, get_trace, load_model
 from components.tokens import token_labels
 from core import attention as core_attention
@@ -153,7 +154,7 @@ def attention_trace(text: str) -> Trace:
     return get_trace(text, cap=ATTENTION_CAP)
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+@byte_cached()
 def cached_head_steps(model_id: str, text: str, layer: int, head: int) -> HeadSteps:
     trace = get_trace(text, cap=ATTENTION_CAP, model_id=model_id)
     return core_attention.recompute_head(

@@ -11,13 +11,14 @@ import pandas as pd
 import streamlit as st
 
 from components.charts import BLUE, GREY, ORANGE, graph_colours, graph_defaults
+from components.memo import byte_cached
 from components.models import load_model
 from components.tokens import token_axis
 from core import block as core_block
 from core.anatomy import anatomy
 
 
-@st.cache_data(show_spinner="Taking every block apart on the prompt…", max_entries=16, ttl=3600)
+@byte_cached(spinner="Taking every block apart on the prompt…")
 def cached_block_anatomy(model_id: str, text: str) -> core_block.BlockAnatomy:
     return core_block.block_anatomy(load_model(model_id), text)
 

@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from components.charts import BLUE, GREY, ORANGE
+from components.memo import byte_cached
 from components.models import load_model
 from components.tokens import short, token_axis, visible
 from core import lens as core_lens
@@ -17,7 +18,7 @@ from core.anatomy import UnsupportedArchitecture, geometry
 # ---- cached wrappers -----------------------------------------------------------------------
 
 
-@st.cache_data(show_spinner="Reading every layer through the logit lens…", max_entries=24, ttl=3600)
+@byte_cached(spinner="Reading every layer through the logit lens…")
 def cached_logit_lens(model_id: str, text: str, start: int, window: int) -> core_lens.LogitLens:
     return core_lens.logit_lens(load_model(model_id), text, start=start, window=window)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import altair as alt
 import numpy as np
 import pandas as pd
-import streamlit as st
 
+from components.memo import byte_cached
 from components.models import load_model
 from core import neurons
 from core.trace import TRACE_TOKEN_CAP, prompt_tokens, token_strings
@@ -56,7 +56,7 @@ def neuron_plane_chart(plane, probe: tuple[float, float] | None = None) -> alt.C
     return alt.layer(*layers).properties(width=360, height=360)
 
 
-@st.cache_data(max_entries=24, show_spinner="Reading the MLP neurons of that layer…")
+@byte_cached(spinner="Reading the MLP neurons of that layer…")
 def cached_mlp_capture(model_id: str, text: str, layer: int, cap: int = TRACE_TOKEN_CAP):
     """The layer's MLP neurons on a text, and the same neurons recomputed by hand."""
 

@@ -5,6 +5,7 @@ import streamlit as st
 from components import fine_tuning as view
 from components.frame import page_frame, show_code
 from components.models import current_model_id, get_lm
+from components.preamble import require_anatomy
 from core import finetune as ft
 
 page_frame(16)
@@ -85,6 +86,7 @@ st.markdown(
     f"The {len(data.examples)} shipped training chats teach one visible style: "
     f"*{data.style}* The held-out prompts are never trained on."
 )
+require_anatomy(lm, "decoder")  # LoRA goes into the blocks: a model without them stops here
 modules = ft.adaptable_modules(lm.model)
 names = [m.name for m in modules]
 c1, c2, c3 = st.columns([1, 2, 1])

@@ -16,6 +16,7 @@ TAKES_APART = {
     "03": ("bert", "bloom", "opt"),
     "10": ("bert", "gpt_neox", "bloom", "opt"),
     "11": ("bert",),
+    "16": ("bert",),  # the LoRA part adapts the blocks' matrices
 }
 PAGES = [c.page_file for c in available_concepts()]
 

@@ -148,8 +148,14 @@ def _hashed_bag_of_words(enc, texts, report=None, batch=32):
 def test_page(monkeypatch, tmp_path):
     from apptest_util import chart_frames, open_page
 
+    from components import rag as crag
+    from components.jobs import job_store
+
     monkeypatch.setattr(rag, "index_file", lambda s, o: tmp_path / f"index-{s}-{o}.npy")
     monkeypatch.setattr(rag, "embed_texts", _hashed_bag_of_words)
+    crag._index_store.clear()  # an index another test (or the real cache) left in this process
+    for size in (500, 800):
+        job_store().forget(("rag", "index", size, 50))
     monkeypatch.setattr(rag, "ANSWER_TOKENS", 6)
     at = open_page("pages/21_rag.py")
     assert not at.exception, at.exception
