@@ -1,0 +1,98 @@
+"""Generation served to N learners at once: the batched engine against one-at-a-time.
+
+Measured on the server side (threads calling `core.decoding.generate_stream`, as Streamlit's
+session threads do), so the figures are the server's own and not the browsers'. The baseline,
+in the same run, is the same requests served strictly one after the other (the engine
+disabled), which is what the app did before the engine.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+from bench.common import Row, median, note, percentile
+
+NEW_TOKENS = 32
+PROMPT = "Write one sentence about the sea, number {i}:"
+
+
+def _serve(lm, n: int, batched: bool) -> tuple[float, list[float], list[float]]:
+    """(wall seconds, tokens/s per learner, seconds to the first token per learner)."""
+    from core import decoding as d
+
+    os.environ["LLM_EXPLORER_ENGINE"] = "1" if batched else "0"
+    rates, firsts = [0.0] * n, [0.0] * n
+    gate = threading.Semaphore(n if batched else 1)  # one at a time when not batched
+    start = threading.Event()
+
+    def learner(i: int) -> None:
+        ids = lm.tokenizer(PROMPT.format(i=i))["input_ids"]
+        s = d.DecodingSettings(max_new_tokens=NEW_TOKENS, stop_at_eos=False, seed=i)
+        start.wait()
+        t0 = time.perf_counter()
+        with gate:
+            count = 0
+            for step in d.generate_stream(lm, ids, s):
+                if count == 0:
+                    firsts[i] = time.perf_counter() - t0
+                count += 1
+        rates[i] = count / (time.perf_counter() - t0)
+
+    threads = [threading.Thread(target=learner, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    t0 = time.perf_counter()
+    start.set()
+    for t in threads:
+        t.join()
+    os.environ.pop("LLM_EXPLORER_ENGINE", None)
+    return time.perf_counter() - t0, rates, firsts
+
+
+def rows() -> list[Row]:
+    from core.models import load_embedded
+
+    lm = load_embedded()
+    out: list[Row] = []
+    _serve(lm, 1, True)  # warm up
+    for n in (1, 8, 30):
+        note(f"engine: {n} learners, batched and one at a time")
+        wall_b, rates_b, first_b = _serve(lm, n, True)
+        wall_s, rates_s, first_s = _serve(lm, n, False)
+        total_b, total_s = n * NEW_TOKENS / wall_b, n * NEW_TOKENS / wall_s
+        target = "each >= 5 tok/s, total >= 5x" if n == 30 else ""
+        met = ""
+        if n == 30:
+            ok = min(rates_b) >= 5 and total_b >= 5 * total_s
+            met = (
+                "yes" if ok else f"NO (slowest {min(rates_b):.1f} tok/s, {total_b / total_s:.1f}x)"
+            )
+        out.append(
+            Row(
+                f"{n} learners generating {NEW_TOKENS} tokens at once: tokens/s per learner "
+                "(median, slowest)",
+                f"{median(rates_b):.1f}, {min(rates_b):.1f} tok/s (total {total_b:.0f} tok/s)",
+                f"one at a time: {median(rates_s):.1f}, {min(rates_s):.1f} tok/s "
+                f"(total {total_s:.0f} tok/s)",
+                f"{total_b / total_s:.2f}x total",
+                target,
+                met,
+            )
+        )
+        out.append(
+            Row(
+                f"{n} learners: time to first token p50 / p95",
+                f"{percentile(first_b, 0.5):.2f} / {percentile(first_b, 0.95):.2f} s",
+                f"one at a time: {percentile(first_s, 0.5):.2f} / {percentile(first_s, 0.95):.2f} s",
+                f"{percentile(first_s, 0.95) / max(percentile(first_b, 0.95), 1e-9):.1f}x faster p95",
+            )
+        )
+    return out
+
+
+if __name__ == "__main__":
+    from bench.common import table
+
+    print(table(rows()))
