@@ -34,7 +34,7 @@ def _serve(lm, n: int, batched: bool) -> tuple[float, list[float], list[float]]:
         t0 = time.perf_counter()
         with gate:
             count = 0
-            for step in d.generate_stream(lm, ids, s):
+            for _step in d.generate_stream(lm, ids, s):
                 if count == 0:
                     firsts[i] = time.perf_counter() - t0
                 count += 1
