@@ -92,3 +92,19 @@ def write_results(rows: list[Row], header: str, notes: list[str], minutes: float
     text = "\n".join(body)
     RESULTS.write_text(text)
     return text
+
+
+def page_first_render(page_file: str) -> tuple[float, float]:
+    """AppTest render of a page through app.py: the first time in this process (its caches
+    cold, the models already loaded) and a second time (every cache warm), in seconds."""
+    from streamlit.testing.v1 import AppTest
+
+    times = []
+    for _ in range(2):
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600).run()
+        t0 = time.perf_counter()
+        at.switch_page(page_file).run()
+        times.append(time.perf_counter() - t0)
+        if at.exception:
+            raise RuntimeError(str(at.exception[0].message)[:200])
+    return times[0], times[1]

@@ -6,7 +6,7 @@ import time
 
 import torch
 
-from bench.common import Row, note
+from bench.common import Row, note, page_first_render
 
 
 def _train(cfg, vectors):
@@ -15,24 +15,6 @@ def _train(cfg, vectors):
     t0 = time.perf_counter()
     result = mm.train_mini_clip(cfg, vectors)
     return result, time.perf_counter() - t0
-
-
-def _first_render(page_file: str) -> tuple[float, float]:
-    """AppTest render of the page through app.py: the first time in this process (its caches
-    cold, the models already loaded) and a second time (every cache warm)."""
-    from streamlit.testing.v1 import AppTest
-
-    from bench.common import ROOT
-
-    times = []
-    for _ in range(2):
-        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600).run()
-        t0 = time.perf_counter()
-        at.switch_page(page_file).run()
-        times.append(time.perf_counter() - t0)
-        if at.exception:
-            raise RuntimeError(str(at.exception[0].message)[:200])
-    return times[0], times[1]
 
 
 def rows() -> list[Row]:
@@ -76,7 +58,7 @@ def rows() -> list[Row]:
             f"{s2 / s1:.1f}x faster on one",
         )
     )
-    cold, warm = _first_render("pages/24_multimodal.py")
+    cold, warm = page_first_render("pages/24_multimodal.py")
     out.append(
         Row(
             "p24 first render (AppTest, page caches cold, models loaded)",

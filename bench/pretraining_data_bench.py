@@ -4,31 +4,13 @@ from __future__ import annotations
 
 import time
 
-from bench.common import Row, note, seconds
+from bench.common import Row, note, page_first_render, seconds
 
 
 def _timed(fn, *args, **kwargs):
     t0 = time.perf_counter()
     out = fn(*args, **kwargs)
     return out, time.perf_counter() - t0
-
-
-def _first_render(page_file: str) -> tuple[float, float]:
-    """AppTest render of the page through app.py: the first time in this process (its caches
-    cold, the models already loaded) and a second time (every cache warm)."""
-    from streamlit.testing.v1 import AppTest
-
-    from bench.common import ROOT
-
-    times = []
-    for _ in range(2):
-        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600).run()
-        t0 = time.perf_counter()
-        at.switch_page(page_file).run()
-        times.append(time.perf_counter() - t0)
-        if at.exception:
-            raise RuntimeError(str(at.exception[0].message)[:200])
-    return times[0], times[1]
 
 
 def rows() -> list[Row]:
@@ -92,7 +74,7 @@ def rows() -> list[Row]:
             f"{s_lm / len(sample):.2f} s/doc (page estimates 0.12)",
         )
     )
-    cold, warm = _first_render("pages/13_pretraining_data.py")
+    cold, warm = page_first_render("pages/13_pretraining_data.py")
     out.append(
         Row(
             "p13 first render (AppTest, page caches cold, models loaded)",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -244,19 +244,34 @@ def generate_stream(
             else:
                 out = lm.model(torch.tensor([ids]), use_cache=use_cache)
             past = out.cache if use_cache else None
-            logits, view = out.logits[0, -1], None
-            allowed = mask(ids) if mask is not None else None
-            if allowed is not None:
-                logits, view = apply_mask(logits, allowed)
-            token, prob = choose_token(logits, s, ids, gen)
-        seconds = time.perf_counter() - start
-        ids.append(token)
-        text = lm.tokenizer.decode([token], clean_up_tokenization_spaces=False)
-        yield Step(
-            len(ids) - 1, token, text, prob, seconds, n == 0, len(ids) - 1 if use_cache else 0, view
+            step = _next_step(lm, out.logits[0, -1], s, ids, gen, mask)
+        yield replace(
+            step,
+            seconds=time.perf_counter() - start,
+            prefill=n == 0,
+            cached_tokens=step.cached_tokens if use_cache else 0,
         )
-        if s.stop_at_eos and token in eos:
+        if s.stop_at_eos and step.token_id in eos:
             return
+
+
+def _next_step(
+    lm: LoadedModel,
+    logits: torch.Tensor,
+    s: DecodingSettings,
+    ids: list[int],
+    gen: torch.Generator,
+    mask: TokenMask | None,
+) -> Step:
+    """Mask, filter and choose the next token; append it to `ids` (timing filled by caller)."""
+    view = None
+    allowed = mask(ids) if mask is not None else None
+    if allowed is not None:
+        logits, view = apply_mask(logits, allowed)
+    token, prob = choose_token(logits, s, ids, gen)
+    ids.append(token)
+    text = lm.tokenizer.decode([token], clean_up_tokenization_spaces=False)
+    return Step(len(ids) - 1, token, text, prob, 0.0, False, len(ids) - 1, view)
 
 
 def _generate_batched(
@@ -270,15 +285,9 @@ def _generate_batched(
         token: int | None = None
         for n in range(min(s.max_new_tokens, GENERATION_CAP)):
             start = time.perf_counter()
-            logits, view = seq.next_logits(token), None
-            allowed = mask(ids) if mask is not None else None
-            if allowed is not None:
-                logits, view = apply_mask(logits, allowed)
-            token, prob = choose_token(logits, s, ids, gen)
-            seconds = time.perf_counter() - start
-            ids.append(token)
-            text = lm.tokenizer.decode([token], clean_up_tokenization_spaces=False)
-            yield Step(len(ids) - 1, token, text, prob, seconds, n == 0, len(ids) - 1, view)
+            step = _next_step(lm, seq.next_logits(token), s, ids, gen, mask)
+            token = step.token_id
+            yield replace(step, seconds=time.perf_counter() - start, prefill=n == 0)
             if s.stop_at_eos and token in eos:
                 return
     finally:
