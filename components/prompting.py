@@ -64,11 +64,11 @@ def measure_all(model_id: str, conditions: list[P.Condition], report) -> list[P.
     """Each condition once per process; conditions measured before are reused at once."""
     reviews, pool = cached_reviews()
     done, out = _measured(), []
-    todo = missing(model_id, conditions)
+    unmeasured = missing(model_id, conditions)
     for c in conditions:
         if (model_id, c) not in done:
-            n = todo.index(c)
-            sub = lambda f, text="", partial=None, n=n: report((n + f) / len(todo), text)  # noqa: E731
+            n = unmeasured.index(c)
+            sub = lambda f, text="", partial=None, n=n: report((n + f) / len(unmeasured), text)  # noqa: E731
             done[(model_id, c)] = P.measure_condition(load_model(model_id), c, reviews, pool, sub)
         out.append(done[(model_id, c)])
     return out

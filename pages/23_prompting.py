@@ -70,13 +70,13 @@ conditions = [condition_for(t, checked.text, k, int(seed), think) for t in techn
 with st.expander(f"The exact prompt for review 1 under **{techniques[0]}**"):
     prefix, tail = P.split_prompt(lm.tokenizer, conditions[0], pool)
     st.code(prefix + tail.replace(P.PLACEHOLDER, reviews[0].text), language=None)
-todo = missing(model_id, conditions)
+unmeasured = missing(model_id, conditions)
 results = run_job(
     ("prompting", model_id, tuple(conditions)),
     lambda report: measure_all(model_id, conditions, report),
     start_label=f"Measure {len(conditions)} technique(s) on {len(reviews)} reviews",
-    estimate_s=estimate_seconds(todo, len(reviews)),
-    caps=f"{len(todo)} of {len(conditions)} not measured yet with these settings; one forward "
+    estimate_s=estimate_seconds(unmeasured, len(reviews)),
+    caps=f"{len(unmeasured)} of {len(conditions)} not measured yet with these settings; one forward "
     "pass per review (the shared prefix is computed once), plus the thinking tokens.",
 )
 if results is None:
