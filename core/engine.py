@@ -1,36 +1,47 @@
-"""One generation engine per model: every waiting sequence's decode step runs in one batch.
+"""One generation engine per model: every running sequence's decode step runs in one batch.
 
 A class of thirty pressing "Generate" at once is served far better by one forward pass over
 thirty sequences than by thirty passes one after the other: on two cores the weights (about
 540 MB for SmolLM2 in fp32) are read from memory once per step instead of thirty times.
 
-How it works. `core.decoding.generate_stream` opens a `Sequence` here and asks it for the
-next-token logits, handing back the token it chose; choosing (filters, seed, grammar masks)
-stays in the learner's own thread, so every sequence keeps its own settings. A single engine
-thread per model
-  1. reads each new prompt alone (prefill) and joins its KV cache to the batch, left-padded;
-  2. runs one batched decode step for all sequences that are waiting, with an attention mask
-     and explicit position ids, so padding and "holes" are invisible to the model;
-  3. hands each sequence its row of logits.
-A sequence whose learner has not answered yet when a step runs gets a masked hole in its cache
-for that step instead of holding everyone up. Closed sequences leave the batch at once.
+How it works. `core.decoding.generate_stream` opens a `Sequence` here with a `choose` function:
+given the next-token logits of its sequence, it picks the token with that learner's own
+settings, seed and grammar mask, hands the step to the learner's thread through a queue, and
+says whether to go on. A single engine thread per model
+  1. reads the new prompts together (one padded prefill per group of similar lengths) and joins
+     their KV caches to the batch, left-padded;
+  2. runs one batched decode step for every running sequence, with an attention mask and
+     explicit position ids, so padding is invisible to the model;
+  3. calls each sequence's `choose` with its row of logits and feeds the chosen tokens into the
+     next step at once.
+Choosing in the engine thread means no step ever waits for a learner's page to draw its last
+token: a slow browser reads its queue later, and the batch goes on. A sequence that is closed
+(Stop pressed, tab closed) or finished leaves the batch before the next step.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from core.models import heavy_work
 
-GATHER_S = 0.02  # after the first sequence is ready, wait this long for the others to catch up
 IDLE_EXIT_S = 10.0  # the engine thread ends after this long with nothing to do
 MAX_BATCH = 64
+PAD_SLACK = 1.3  # a prefill group may compute at most this many padded tokens per real one
+
+# Given the logits (float32, vocab) after this sequence's last token, return the next token to
+# feed, or None when the sequence is finished. Runs in the engine thread.
+Choose = Callable[[torch.Tensor], "int | None"]
+# Called once when the sequence leaves the engine: None when it finished or was closed.
+Finish = Callable[["BaseException | None"], None]
 
 
 def engine_enabled() -> bool:
@@ -43,34 +54,23 @@ class Sequence:
 
     engine: Engine
     prompt: list[int]
+    choose: Choose
+    finish: Finish
     token: int | None = None  # the token to feed at the next step
-    ready: bool = False  # the learner is waiting for logits
     closed: bool = False
-    joined: bool = False
     valid: int = 0  # real (unmasked) tokens in its cache
-    logits: torch.Tensor | None = None
-    error: BaseException | None = None
-    done: threading.Event = field(default_factory=threading.Event)
-
-    def next_logits(self, token: int | None = None) -> torch.Tensor:
-        """Logits for the next position: after the prompt (token None) or after `token`."""
-        if self.closed:
-            raise RuntimeError("this sequence is closed")
-        self.done.clear()
-        with self.engine.cond:
-            self.token = token
-            self.ready = True
-            self.engine.cond.notify_all()
-        self.done.wait()
-        if self.error is not None:
-            raise RuntimeError(f"generation failed: {self.error}") from self.error
-        assert self.logits is not None
-        return self.logits
+    finished: bool = False
 
     def close(self) -> None:
+        """The learner stopped reading: leave the batch before the next step."""
         with self.engine.cond:
             self.closed = True
             self.engine.cond.notify_all()
+
+    def _end(self, error: BaseException | None = None) -> None:
+        if not self.finished:
+            self.finished, self.closed = True, True
+            self.finish(error)
 
 
 class Engine:
@@ -85,13 +85,14 @@ class Engine:
         self.mask: torch.Tensor | None = None  # (rows, T) 1 where a real token sits
         self.thread: threading.Thread | None = None
         self.steps = 0  # batched decode steps run (for tests and benchmarks)
+        self.prefills = 0  # batched prefill passes run
         self.largest_batch = 0
 
     # -- the learner's side -------------------------------------------------------------------
-    def open(self, prompt: list[int]) -> Sequence:
+    def open(self, prompt: list[int], choose: Choose, finish: Finish) -> Sequence:
         if not prompt:
             raise ValueError("a sequence needs at least one prompt token")
-        seq = Sequence(self, [int(t) for t in prompt])
+        seq = Sequence(self, [int(t) for t in prompt], choose, finish)
         with self.cond:
             self.new.append(seq)
             if self.thread is None or not self.thread.is_alive():
@@ -104,7 +105,7 @@ class Engine:
 
     def active(self) -> int:
         with self.cond:
-            return sum(not s.closed for s in self.rows) + sum(not s.closed for s in self.new)
+            return sum(not s.closed for s in self.rows + self.new)
 
     # -- the engine thread --------------------------------------------------------------------
     def _loop(self) -> None:
@@ -112,37 +113,24 @@ class Engine:
         while True:
             with self.cond:
                 self._drop_closed()
-                work = [s for s in self.new if s.ready] or [s for s in self.rows if s.ready]
-                if not work:
-                    if (
-                        not self.rows
-                        and not self.new
-                        and time.monotonic() - idle_since > IDLE_EXIT_S
-                    ):
+                if not self.rows and not self.new:
+                    if time.monotonic() - idle_since > IDLE_EXIT_S:
                         self.thread = None
                         _forget(self)  # an idle engine must not keep an evicted model alive
                         return
                     self.cond.wait(timeout=0.5)
                     continue
             idle_since = time.monotonic()
-            self._gather()
             try:
                 self._prefill_new()
                 self._decode_step()
-            except Exception as exc:  # noqa: BLE001 (hand any failure to every waiting learner)
+            except Exception as exc:  # noqa: BLE001 (hand any failure to every learner)
                 self._fail_all(exc)
 
-    def _gather(self) -> None:
-        """Give the other learners a moment to hand in their tokens, so fewer holes are made."""
-        deadline = time.monotonic() + GATHER_S
-        with self.cond:
-            while time.monotonic() < deadline:
-                waiting = [s for s in self.rows if not s.ready and not s.closed]
-                if not waiting:
-                    return
-                self.cond.wait(timeout=max(0.0, deadline - time.monotonic()))
-
     def _drop_closed(self) -> None:
+        for seq in self.new + self.rows:
+            if seq.closed:
+                seq._end()
         self.new = [s for s in self.new if not s.closed]
         keep = [i for i, s in enumerate(self.rows) if not s.closed]
         if len(keep) == len(self.rows):
@@ -163,50 +151,56 @@ class Engine:
 
     def _prefill_new(self) -> None:
         with self.cond:
-            batch = [s for s in self.new if s.ready and not s.closed][: MAX_BATCH - len(self.rows)]
-        for seq in batch:
+            waiting = sorted((s for s in self.new if not s.closed), key=lambda s: len(s.prompt))[
+                : max(0, MAX_BATCH - len(self.rows))
+            ]
+        for group in _groups(waiting):
+            width = len(group[-1].prompt)
+            ids = torch.tensor([[0] * (width - len(s.prompt)) + s.prompt for s in group])
+            mask = torch.tensor(
+                [[0] * (width - len(s.prompt)) + [1] * len(s.prompt) for s in group]
+            )
+            positions = (mask.cumsum(1) - 1).clamp(min=0)
+            extra = {"logits_to_keep": 1} if _keeps_logits(self.model) else {}
             with heavy_work(), torch.inference_mode():
-                out = self.model(torch.tensor([seq.prompt]), use_cache=True)
+                out = self.model(
+                    ids, attention_mask=mask, position_ids=positions, use_cache=True, **extra
+                )
+            self.prefills += 1
             with self.cond:
-                self.new.remove(seq)
-                if seq.closed:
-                    continue
-                self._join(seq, out.cache)
+                for seq in group:
+                    self.new.remove(seq)
+                self._join(group, out.cache, mask)
+            for i, seq in enumerate(group):
                 seq.valid = len(seq.prompt)
-                seq.joined = True
-                self._deliver(seq, out.logits[0, -1])
+                self._choose(seq, out.logits[i, -1])
 
-    def _join(self, seq: Sequence, cache: Any) -> None:
-        """Add a prefilled sequence's cache as a new row, left-padding whichever side is shorter."""
-        p = len(seq.prompt)
+    def _join(self, group: list[Sequence], cache: Any, mask: torch.Tensor) -> None:
+        """Add prefilled rows to the batch, left-padding whichever side is shorter."""
         if self.cache is None:
-            self.cache, self.mask, self.rows = cache, torch.ones(1, p, dtype=torch.long), [seq]
+            self.cache, self.mask, self.rows = cache, mask, list(group)
             return
-        t = self.mask.shape[1]
-        if p > t:  # the newcomer is longer: pad every row already here
+        t, p = self.mask.shape[1], mask.shape[1]
+        if p > t:  # the newcomers are longer: pad every row already here
             for layer in self.cache.layers:
                 layer.keys = _pad_left(layer.keys, p - t)
                 layer.values = _pad_left(layer.values, p - t)
-            self.mask = torch.cat(
-                [torch.zeros(len(self.rows), p - t, dtype=torch.long), self.mask], 1
-            )
+            self.mask = torch.cat([self.mask.new_zeros(len(self.rows), p - t), self.mask], 1)
             t = p
         for mine, theirs in zip(self.cache.layers, cache.layers):
             mine.keys = torch.cat([mine.keys, _pad_left(theirs.keys, t - p)], 0)
             mine.values = torch.cat([mine.values, _pad_left(theirs.values, t - p)], 0)
-        row = torch.cat([torch.zeros(t - p, dtype=torch.long), torch.ones(p, dtype=torch.long)])
-        self.mask = torch.cat([self.mask, row[None]], 0)
-        self.rows.append(seq)
+        self.mask = torch.cat([self.mask, torch.cat([mask.new_zeros(len(group), t - p), mask], 1)])
+        self.rows.extend(group)
 
     def _decode_step(self) -> None:
         with self.cond:
+            self._drop_closed()
             rows = list(self.rows)
-            ready = [s.ready and not s.closed and s.token is not None for s in rows]
-        if not any(ready):
+        if not rows:
             return
-        tokens = torch.tensor([[s.token if r else 0] for s, r in zip(rows, ready)])  # (B, 1)
-        step_mask = torch.tensor(ready, dtype=torch.long)[:, None]
-        mask = torch.cat([self.mask, step_mask], 1)  # (B, T + 1)
+        tokens = torch.tensor([[s.token] for s in rows])  # (B, 1)
+        mask = torch.cat([self.mask, self.mask.new_ones(len(rows), 1)], 1)  # (B, T + 1)
         positions = torch.tensor([[s.valid] for s in rows])  # (B, 1) real tokens before it
         with heavy_work(), torch.inference_mode():
             out = self.model(
@@ -219,27 +213,50 @@ class Engine:
         with self.cond:
             self.cache, self.mask = out.cache, mask
             self.steps += 1
-            self.largest_batch = max(self.largest_batch, sum(ready))
-            for i, (seq, r) in enumerate(zip(rows, ready)):
-                if r:
-                    seq.valid += 1
-                    self._deliver(seq, out.logits[i, -1])
+            self.largest_batch = max(self.largest_batch, len(rows))
+        for i, seq in enumerate(rows):
+            seq.valid += 1
+            self._choose(seq, out.logits[i, -1])
 
-    def _deliver(self, seq: Sequence, logits: torch.Tensor) -> None:
-        seq.logits = logits.float().clone()
-        seq.ready = False
-        seq.token = None
-        seq.done.set()
+    def _choose(self, seq: Sequence, logits: torch.Tensor) -> None:
+        """Ask the sequence for its next token; it leaves the batch when it has none."""
+        if seq.closed:
+            return
+        try:
+            seq.token = seq.choose(logits.float())
+        except Exception as exc:  # noqa: BLE001 (one learner's failure is only theirs)
+            seq.token = None
+            with self.cond:
+                seq._end(exc)
+            return
+        if seq.token is None:
+            with self.cond:
+                seq.closed = True
 
     def _fail_all(self, exc: BaseException) -> None:
         with self.cond:
             for seq in self.rows + self.new:
-                if seq.ready:
-                    seq.error = exc
-                    seq.ready = False
-                    seq.done.set()
-                seq.closed = True
+                seq._end(exc)
             self.rows, self.new, self.cache, self.mask = [], [], None, None
+
+
+def _groups(seqs: list[Sequence]) -> list[list[Sequence]]:
+    """Split prompts (sorted by length) into prefill groups that waste little on padding."""
+    groups: list[list[Sequence]] = []
+    for seq in seqs:
+        g = groups[-1] if groups else None
+        if g is not None:
+            real = sum(len(s.prompt) for s in g) + len(seq.prompt)
+            if len(seq.prompt) * (len(g) + 1) <= PAD_SLACK * real + 16:
+                g.append(seq)
+                continue
+        groups.append([seq])
+    return groups
+
+
+def _keeps_logits(model: Any) -> bool:
+    """Whether the model can skip the output layer for all but the last position."""
+    return "logits_to_keep" in inspect.signature(model.forward).parameters
 
 
 def _pad_left(x: torch.Tensor, n: int) -> torch.Tensor:

@@ -163,11 +163,28 @@ def test_drawable_tokens_are_those_a_float32_sampler_can_reach():
     drawable = d.drawable_tokens(cold)
     assert drawable == int((probs > 0).sum()) and 1 < drawable < 200  # no filter removed any
     assert int(torch.isfinite(cold).sum()) == 5000  # what the page counted before
-    draws = torch.multinomial(probs, 20_000, replacement=True, generator=g)
+    draws = torch.tensor([d.sample_token(probs, g) for _ in range(5_000)])
     assert bool((probs[draws] > 0).all())  # nothing outside the drawable set is ever drawn
     view = d.next_token_view(logits, d.DecodingSettings(temperature=0.05))
     assert view.survivors == drawable
     assert d.next_token_view(logits, d.DecodingSettings(temperature=1.0)).survivors == 5000
+
+
+def test_sample_token_draws_the_distribution_it_is_given():
+    """Inverse-CDF draws match the probabilities (chi-square) as torch.multinomial's do."""
+    from scipy.stats import chisquare
+
+    g = torch.Generator().manual_seed(1)
+    probs = torch.tensor([0.5, 0.0, 0.25, 0.125, 0.0625, 0.0625])
+    n = 20_000
+    ours = torch.bincount(torch.tensor([d.sample_token(probs, g) for _ in range(n)]), minlength=6)
+    ref = torch.bincount(torch.multinomial(probs, n, replacement=True, generator=g), minlength=6)
+    assert int(ours[1]) == 0 == int(ref[1])  # a zero-probability token is never drawn
+    keep = probs > 0
+    expected = (probs[keep] * n).numpy()
+    assert chisquare(ours[keep].numpy(), expected).pvalue > 1e-3
+    assert chisquare(ref[keep].numpy(), expected).pvalue > 1e-3
+    assert d.sample_token(torch.tensor([0.0, 0.0, 1.0]), g) == 2
 
 
 def test_entropy_of_a_single_token_is_never_negative_zero():

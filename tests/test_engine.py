@@ -22,18 +22,18 @@ STEPS = 10
 
 
 def _greedy(engine: Engine, ids: list[int], record: list, start: threading.Event | None = None):
+    """Greedy decoding through the engine, recording every row of logits it hands over."""
     if start is not None:
         start.wait()
-    seq = engine.open(ids)
-    token = None
-    try:
-        for _ in range(STEPS):
-            logits = seq.next_logits(token)
-            record.append(logits.clone())
-            token = int(logits.argmax())
-            time.sleep(0.001 * (len(ids) % 3))  # learners answer at different speeds
-    finally:
-        seq.close()
+    done = threading.Event()
+
+    def choose(logits: torch.Tensor) -> int | None:
+        record.append(logits.clone())
+        time.sleep(0.001 * (len(ids) % 3))  # learners' choices take different times
+        return int(logits.argmax()) if len(record) < STEPS else None
+
+    engine.open(ids, choose, lambda error: done.set())
+    assert done.wait(timeout=300)
 
 
 def _alone_and_batched(model, prompts_ids):
