@@ -11,10 +11,11 @@ import pandas as pd
 import streamlit as st
 
 from components.jobs import load_factor, run_job
-from components.models import load_model
+from components.models import load_int8, load_model
 from components.tokens import visible
 from core import inference as inf
 from core.decoding import DecodingSettings, Step, generate_stream
+from core.quantize import int8_available
 
 IDS, STEPS, STREAM, FOR = "inference.ids", "inference.steps", "inference.stream", "inference.for"
 
@@ -29,7 +30,12 @@ def reset_steps(key: tuple, prompt_ids: Sequence[int], force: bool = False) -> N
         ss.pop(STREAM, None)
 
 
-def _stream(model_id: str, settings: DecodingSettings) -> Iterator[Step]:
+def generation_model(model_id: str, fast: bool = False):
+    """The model Step and Run generate with: the shared float32 one, or its int8 copy."""
+    return load_int8(model_id) if fast else load_model(model_id)
+
+
+def _stream(model_id: str, settings: DecodingSettings, fast: bool = False) -> Iterator[Step]:
     """The live generator lives in this session's state, so its KV cache survives between
     Step clicks; if it is gone, a new one starts from the ids so far (a fresh prefill)."""
     ss = st.session_state
@@ -42,14 +48,16 @@ def _stream(model_id: str, settings: DecodingSettings) -> Iterator[Step]:
                 "seed": settings.seed + len(ss[STEPS]),
             }
         )
-        ss[STREAM] = generate_stream(load_model(model_id), list(ss[IDS]), s)
+        ss[STREAM] = generate_stream(generation_model(model_id, fast), list(ss[IDS]), s)
     return ss[STREAM]
 
 
-def take_steps(model_id: str, settings: DecodingSettings, limit: int) -> Iterator[Step]:
+def take_steps(
+    model_id: str, settings: DecodingSettings, limit: int, fast: bool = False
+) -> Iterator[Step]:
     """Advance up to `limit` steps, recording each in session state as it arrives."""
     ss = st.session_state
-    stream = _stream(model_id, settings)
+    stream = _stream(model_id, settings, fast)
     for _ in range(limit):
         step = next(stream, None)
         if step is None:
@@ -60,9 +68,9 @@ def take_steps(model_id: str, settings: DecodingSettings, limit: int) -> Iterato
         yield step
 
 
-def step_once(model_id: str, settings: DecodingSettings) -> None:
+def step_once(model_id: str, settings: DecodingSettings, fast: bool = False) -> None:
     """The Step button's callback: runs before the page redraws, so it shows the new state."""
-    for _ in take_steps(model_id, settings, 1):
+    for _ in take_steps(model_id, settings, 1, fast):
         pass
 
 
@@ -145,7 +153,9 @@ def token_timings_frame(c: inf.CacheComparison) -> pd.DataFrame:
     )
 
 
-def ms_per_token_chart(df: pd.DataFrame) -> alt.Chart:
+def ms_per_token_chart(
+    df: pd.DataFrame, modes: tuple[str, str] = ("with KV cache", "without cache")
+) -> alt.Chart:
     """Measured milliseconds per generated token against its position, both modes."""
     decode = df[df["phase"] == "decode"]
     return (
@@ -163,9 +173,7 @@ def ms_per_token_chart(df: pd.DataFrame) -> alt.Chart:
                 "mode:N",
                 title=None,
                 legend=alt.Legend(orient="top", labelLimit=300),
-                scale=alt.Scale(
-                    domain=["with KV cache", "without cache"], range=["#4C6EF5", "#e8590c"]
-                ),
+                scale=alt.Scale(domain=list(modes), range=["#4C6EF5", "#e8590c"]),
             ),
             tooltip=["mode", "position", alt.Tooltip("ms:Q", format=".1f")],
         )
@@ -189,4 +197,102 @@ def kv_growth_chart(df: pd.DataFrame) -> alt.Chart:
             ],
         )
         .properties(height=220)
+    )
+
+
+def int8_estimate_s(prompt_tokens: int, new_tokens: int) -> float:
+    """Idle-machine seconds for `int8_job`: quantising (~2 s, once), a prefill each, and
+    decode steps of ~45 ms (float32) and ~25 ms (int8), scaled by the machine's load."""
+    prefill = 2 * (0.05 + prompt_tokens / 400)
+    return (2.0 + prefill + new_tokens * (0.045 + 0.025)) * load_factor()
+
+
+def int8_job(model_id: str, ids: tuple[int, ...], new_tokens: int):
+    """Greedy tokens from the float32 model and its int8 copy, timed, behind a button."""
+    from core.quantize import compare_int8
+
+    return run_job(
+        ("inference_loop", "int8", model_id, ids, new_tokens),
+        lambda report: compare_int8(
+            load_model(model_id), load_int8(model_id), ids, new_tokens, report
+        ),
+        start_label=f"Generate {new_tokens} tokens with float32 and with int8 weights",
+        estimate_s=int8_estimate_s(len(ids), new_tokens),
+        caps=f"Greedy, at most {inf.TIMING_CAP} tokens; measured live on this machine, which "
+        "other learners share: the estimate is scaled by its current load.",
+        rerun_label="Measure again",
+    )
+
+
+def int8_frame(c) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "position": t.position,
+                "ms": t.ms,
+                "token_id": t.token_id,
+                "phase": "prefill" if t.prefill else "decode",
+                "mode": mode,
+            }
+            for mode, timings in (("float32 weights", c.fp32), ("int8 weights", c.int8))
+            for t in timings
+        ]
+    )
+
+
+def fast_mode_section(lm, prompt_ids: tuple[int, ...], fast_ok: bool) -> None:
+    """Page 18's last section: int8 weights against float32, measured on the prompt."""
+    st.subheader("Fast mode: 8-bit weights, measured")
+    st.markdown(
+        "A decode step on a CPU mostly waits for the weights to arrive from memory. Storing "
+        "every linear layer's weights as **int8** (one scale per row) instead of float32 reads "
+        "a quarter of the bytes; activations are rounded to int8 on the fly. The price is "
+        "rounding: the logits move a little, and where two tokens were nearly tied, greedy "
+        "decoding can pick the other one and the texts part ways. Embeddings, norms and the KV "
+        "cache stay float32."
+    )
+    if not fast_ok:
+        st.info(
+            "Fast mode is off here: "
+            + (
+                f"most of {lm.model_id}'s weights are not in linear layers (GPT-2 style models "
+                "use Conv1D), so int8 linear layers would change little."
+                if int8_available()
+                else "this torch build has no int8 dynamic quantisation."
+            )
+        )
+        return
+    _fast_mode_measure(lm, prompt_ids)
+
+
+@st.fragment
+def _fast_mode_measure(lm, prompt_ids: tuple[int, ...]) -> None:
+    n = st.slider("Tokens to compare", 8, inf.TIMING_CAP // 2, 24, 8, key="inference.int8_tokens")
+    c = int8_job(lm.model_id, prompt_ids, n)
+    if c is None:
+        return
+    k1, k2, k3, k4 = st.columns(4)
+    k1.metric("float32", f"{c.fp32_ms:.0f} ms/token")
+    k2.metric("int8", f"{c.int8_ms:.0f} ms/token")
+    k3.metric("Speed-up", f"{c.speedup:.2f}×")
+    k4.metric("Same tokens before they differ", f"{c.same_prefix} of {c.tokens}")
+    st.altair_chart(
+        ms_per_token_chart(int8_frame(c), ("float32 weights", "int8 weights")), width="stretch"
+    )
+    t1, t2 = st.columns(2)
+    for col, name, run in ((t1, "float32", c.fp32), (t2, "int8", c.int8)):
+        col.markdown(f"**{name}**")
+        col.text(lm.tokenizer.decode([t.token_id for t in run]))
+    st.caption(
+        "Decode steps only. Both runs are greedy from the same prompt; "
+        + (
+            "they chose the same tokens throughout."
+            if c.same_prefix == c.tokens
+            else f"they agree for {c.same_prefix} token(s), then rounding tips a near tie."
+        )
+        + " Only Step and Run above use fast mode, when it is on; every other page keeps "
+        "float32, because they show the model's internals. int8 rounds each input with one "
+        "scale for the whole batch, so fast-mode answers are computed one learner at a time "
+        "(in a batch, one learner's text would change another's): with a whole class "
+        "generating at once, the batched float32 engine can serve you faster."
     )

@@ -117,3 +117,19 @@ def get_trace(text: str, cap: int = TRACE_TOKEN_CAP, model_id: str | None = None
 @st.cache_resource(show_spinner="Loading all-MiniLM-L6-v2…")
 def get_encoder() -> core_models.LoadedEncoder:
     return core_models.load_encoder()
+
+
+@st.cache_resource(
+    show_spinner="Quantising the model's linear layers to int8 (once, a few seconds)…",
+    max_entries=1,
+)
+def _int8(model_id: str) -> core_models.LoadedModel:
+    from core.quantize import int8_variant
+
+    return int8_variant(load_model(model_id))
+
+
+def load_int8(model_id: str) -> core_models.LoadedModel:
+    """Fast mode's model: the shared model's int8 copy (its own tensors only for the weights)."""
+    load_model(model_id)  # any status box of a first load shows outside the cached call
+    return _int8(model_id)

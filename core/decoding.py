@@ -245,7 +245,7 @@ def generate_stream(
     `mask`, when given, is asked before every choice which tokens may come next (grammar-
     constrained decoding); the others are set to -inf before the decoding filters run.
     """
-    if use_cache and engine_enabled() and input_ids:
+    if use_cache and engine_enabled() and input_ids and batch_invariant(lm.model):
         yield from _generate_batched(lm, input_ids, s, mask)
         return
     ids = [int(i) for i in input_ids]
@@ -269,6 +269,13 @@ def generate_stream(
         )
         if s.stop_at_eos and step.token_id in eos:
             return
+
+
+def batch_invariant(model: torch.nn.Module) -> bool:
+    """Whether a row's logits do not depend on the other rows of a batch. Dynamically
+    quantised (int8) layers round each whole input with one scale, so in a batch one learner's
+    text would change another's: such models generate one learner at a time."""
+    return not any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in model.modules())
 
 
 def _next_step(

@@ -11,6 +11,7 @@ from components.tokens import escape_markdown, token_strip
 from core import inference as inf
 from core.anatomy import geometry
 from core.decoding import GENERATION_CAP, DecodingSettings, generate_stream
+from core.quantize import int8_available, int8_model, linear_share
 from core.trace import prompt_tokens, token_strings
 
 PROMPT_CAP = 256  # prompt tokens this page feeds the model
@@ -34,7 +35,7 @@ width = inf.model_dtype_bytes(lm.model)
 pt = prompt_tokens(lm.tokenizer, prompt, PROMPT_CAP)
 note_truncation(pt.truncated_from, len(pt.ids))
 
-c1, c2 = st.columns(2)
+c1, c2, c3 = st.columns([2, 2, 1.4])
 max_new = c1.slider(
     "Tokens to generate",
     1,
@@ -53,9 +54,19 @@ temperature = c2.slider(
     key="inference.temperature",
     bind="query-params",
 )
+fast_ok = int8_available() and linear_share(lm.model) > 0.5
+fast = fast_ok and c3.toggle(
+    "Fast mode (int8)",
+    key="inference.int8",
+    bind="query-params",
+    disabled=not fast_ok,
+    help="Generate with a copy of the model whose linear layers hold 8-bit integers instead of "
+    "32-bit floats: a quarter of the bytes to read per token. Compare the timings below; the "
+    "last section measures what it changes.",
+)
 settings = DecodingSettings(temperature=temperature, max_new_tokens=max_new, stop_at_eos=True)
 eos = il.eos_ids(lm)
-il.reset_steps((model_id, pt.ids, settings), pt.ids)
+il.reset_steps((model_id, pt.ids, settings, fast), pt.ids)
 
 b1, b2, b3 = st.columns([1, 1, 4])
 b1.button(
@@ -65,7 +76,7 @@ b1.button(
     disabled=il.finished(settings, eos),
     help="Generate one more token.",
     on_click=il.step_once,
-    args=(model_id, settings),
+    args=(model_id, settings, fast),
 )
 run_clicked = b2.button(
     "Run",
@@ -74,7 +85,7 @@ run_clicked = b2.button(
     help=f"Generate the rest, up to {max_new} tokens, streamed.",
 )
 if b3.button("Reset", key="inference.reset"):
-    il.reset_steps((model_id, pt.ids, settings), pt.ids, force=True)
+    il.reset_steps((model_id, pt.ids, settings, fast), pt.ids, force=True)
 
 st.markdown("**Output** (prompt in grey, new tokens streamed as they are chosen)")
 out = st.container(border=True)
@@ -84,7 +95,7 @@ if run_clicked:
     out.write_stream(
         chain(
             [escape_markdown(done_text)],
-            (escape_markdown(s.text) for s in il.take_steps(model_id, settings, max_new)),
+            (escape_markdown(s.text) for s in il.take_steps(model_id, settings, max_new, fast)),
         )
     )
     st.rerun()  # redraw the buttons and tables with the finished run
@@ -104,7 +115,11 @@ if steps:
         f"{prefill.seconds * 1000:.0f} ms",
         help=f"Read all {len(pt.ids)} prompt tokens in one pass.",
     )
-    m2.metric("Decode, mean per token", f"{decode['ms'].mean():.0f} ms" if len(decode) else "–")
+    m2.metric(
+        "Decode, mean per token",
+        f"{decode['ms'].mean():.0f} ms" if len(decode) else "–",
+        help="With int8 weights (fast mode)" if fast else "With float32 weights",
+    )
     m3.metric("Last token's probability", f"{steps[-1].prob:.1%}")
     m4.metric(
         "KV cache now",
@@ -173,4 +188,6 @@ def timing() -> None:
 
 
 timing()
-show_code(generate_stream, inf.kv_cache_bytes, geometry, inf.compare_cache)
+
+il.fast_mode_section(lm, pt.ids, fast_ok)
+show_code(generate_stream, inf.kv_cache_bytes, geometry, inf.compare_cache, int8_model)

@@ -1,0 +1,160 @@
+"""Fast mode: the same model with its linear layers in 8-bit integers (dynamic quantisation).
+
+Every `nn.Linear` weight is stored as int8 with one scale per output row; at run time each
+activation row is quantised on the fly, the matrix product runs in integers, and the result is
+scaled back to float32. The weights are read from memory in a quarter of the bytes, which is
+what a small model's decode step on a CPU waits for. Embeddings, norms and the KV cache stay
+float32, so the copy costs only the int8 weights (about 135 MB for SmolLM2-135M).
+
+The copy shares every tensor that is not quantised with the original model (a shallow clone of
+the module tree), so the original, which other learners are reading, is never touched.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from core.inference import CacheComparison, TokenTiming, time_per_token
+from core.models import LoadedModel
+
+SUFFIX = " · int8"
+
+
+def _shallow_clone(module: nn.Module) -> nn.Module:
+    """A new module tree whose parameters and buffers are the original's tensors."""
+    twin = copy.copy(module)
+    for name, value in vars(module).items():
+        if isinstance(value, dict):  # _parameters, _buffers, _modules, hook dicts: own copies
+            twin.__dict__[name] = type(value)(value) if type(value) is not dict else dict(value)
+    for name, child in module._modules.items():
+        if child is not None:
+            twin._modules[name] = _shallow_clone(child)
+    return twin
+
+
+def int8_available() -> bool:
+    """torch's eager dynamic quantisation (deprecated in favour of torchao, still in 2.13)."""
+    quantization = getattr(getattr(torch, "ao", None), "quantization", None)
+    return hasattr(quantization, "quantize_dynamic") and bool(
+        torch.backends.quantized.supported_engines
+    )
+
+
+def int8_model(model: nn.Module) -> nn.Module:
+    """The model with every linear layer dynamically quantised to int8 (fbgemm / qnnpack)."""
+    twin = _shallow_clone(model)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the deprecation notice points users to torchao
+        return torch.ao.quantization.quantize_dynamic(
+            twin, {nn.Linear}, dtype=torch.qint8, inplace=True
+        )
+
+
+def int8_variant(lm: LoadedModel) -> LoadedModel:
+    """The same model, tokenizer and config with int8 linear layers, named as such."""
+    return LoadedModel(
+        lm.model_id + SUFFIX,
+        int8_model(lm.model),
+        lm.tokenizer,
+        lm.source + ", linear layers dynamically quantised to int8",
+    )
+
+
+def linear_share(model: nn.Module) -> float:
+    """Share of the parameters in `nn.Linear` layers of their own: GPT-2's blocks use Conv1D,
+    and an output head tied to the embedding is counted as the embedding."""
+    embedded = {m.weight.data_ptr() for m in model.modules() if isinstance(m, nn.Embedding)}
+    total = sum(p.numel() for p in model.parameters()) or 1
+    linear = sum(
+        m.weight.numel()
+        for m in model.modules()
+        if isinstance(m, nn.Linear) and m.weight.data_ptr() not in embedded
+    )
+    return min(1.0, linear / total)
+
+
+def is_int8(model: Any) -> bool:
+    return any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in model.modules())
+
+
+def linear_weight_bytes(model: nn.Module) -> tuple[int, int]:
+    """(bytes of the float linear weights, bytes of the same weights as int8 + scales)."""
+    fp = sum(
+        m.weight.numel() * m.weight.element_size()
+        for m in model.modules()
+        if isinstance(m, nn.Linear)
+    )
+    q = sum(
+        m.weight.numel() + m.weight.shape[0] * 8
+        for m in model.modules()
+        if isinstance(m, nn.Linear)
+    )
+    return fp, q
+
+
+# --- what fast mode changes: speed and agreement, measured -----------------------------------
+
+
+@dataclass(frozen=True)
+class QuantComparison:
+    """The same greedy continuation from the float32 model and its int8 copy, timed."""
+
+    fp32: tuple[TokenTiming, ...]
+    int8: tuple[TokenTiming, ...]
+
+    @property
+    def fp32_ms(self) -> float:
+        return CacheComparison._decode_ms(self.fp32)
+
+    @property
+    def int8_ms(self) -> float:
+        return CacheComparison._decode_ms(self.int8)
+
+    @property
+    def speedup(self) -> float:
+        return self.fp32_ms / self.int8_ms
+
+    @property
+    def same_prefix(self) -> int:
+        """Tokens the two runs chose alike before they first differ."""
+        return agreeing_prefix([t.token_id for t in self.fp32], [t.token_id for t in self.int8])
+
+    @property
+    def tokens(self) -> int:
+        return min(len(self.fp32), len(self.int8))
+
+
+def agreeing_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def compare_int8(
+    lm: LoadedModel,
+    lm8: LoadedModel,
+    input_ids: Sequence[int],
+    new_tokens: int,
+    report: Callable[..., None] | None = None,
+) -> QuantComparison:
+    """Greedy tokens from the float32 model, then from the int8 copy, each step timed."""
+
+    def half(offset: float, label: str) -> Callable[..., None] | None:
+        if report is None:
+            return None
+        return lambda f, text="": report(offset + f / 2, f"{label}: {text}")
+
+    return QuantComparison(
+        time_per_token(lm, input_ids, new_tokens, True, half(0.0, "float32")),
+        time_per_token(lm8, input_ids, new_tokens, True, half(0.5, "int8")),
+    )
