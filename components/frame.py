@@ -14,6 +14,9 @@ from streamlit.errors import StreamlitPageNotFoundError
 from components.state import DEFAULT_PROMPT, MODEL_KEY, PROMPT_KEY
 from core import model_ids
 from core.concepts import Concept, available_concepts, by_section, concept
+from core.memory import keep_memory_low
+
+keep_memory_low()  # once per server process: two malloc arenas, freed pages trimmed
 
 PROMPT_MAX_CHARS = 20_000
 URL_PROMPT_MAX_CHARS = 1_000  # longer prompts stay out of the link (browsers cap URL length)

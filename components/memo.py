@@ -9,13 +9,12 @@ a new value evicts the least recently used ones until the total fits. A value is
 even when several sessions ask for it at the same moment, and a page that still holds an
 evicted value keeps it until its run ends (eviction only forgets it).
 
-The budget is `LLM_EXPLORER_CACHE_MB` megabytes (default 320): with the model's 540 MB and
-torch's own memory, the server stays within Streamlit Community Cloud's 2.7 GB.
+The budget is `LLM_EXPLORER_CACHE_MB` megabytes (default 192): with the model's 540 MB,
+torch's own memory and the pages' tokenizers and indexes, the server stays under 1.5 GB.
 """
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import functools
 import os
@@ -28,9 +27,11 @@ from typing import Any, TypeVar
 import numpy as np
 import streamlit as st
 
+from core.memory import trim
+
 F = TypeVar("F", bound=Callable[..., Any])
 BUDGET_ENV = "LLM_EXPLORER_CACHE_MB"
-DEFAULT_BUDGET_MB = 320
+DEFAULT_BUDGET_MB = 192
 _OBJECT_OVERHEAD = 64  # bytes counted for any small object we do not look inside
 
 
@@ -72,20 +73,7 @@ def nbytes(value: Any, _seen: set[int] | None = None) -> int:
 def _release_freed_memory() -> None:
     """Hand freed heap pages back to the system (glibc keeps them otherwise, so RSS would stay
     high after an eviction). A no-op where glibc's malloc_trim is missing."""
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
-
-
-def _malloc_trim() -> Callable[[int], int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return None
-
-
-_MALLOC_TRIM = _malloc_trim()
+    trim()
 
 
 class ByteBudget:

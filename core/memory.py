@@ -1,0 +1,65 @@
+"""Keeping the server's memory down: fewer malloc arenas, freed pages handed back to the OS.
+
+glibc gives each thread that allocates its own arena (up to 8 per core), and Streamlit runs
+every script run in a new thread, so freed memory is scattered over many arenas and the
+process's RSS stays at its high-water mark. Two arenas are enough for a server whose heavy
+work is serialised, and a daemon thread calls `malloc_trim` every few seconds so that pages
+freed after a forward pass, a training run or an evicted cache entry go back to the system.
+Both are no-ops where glibc is absent (macOS, musl).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import threading
+import time
+
+M_ARENA_MAX = -8  # mallopt parameter number in glibc's malloc.h
+ARENAS = 2
+TRIM_EVERY_S = 5.0
+
+_started = False
+_lock = threading.Lock()
+
+
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    if not name:
+        return None
+    try:
+        libc = ctypes.CDLL(name)
+        libc.malloc_trim  # noqa: B018 (raises AttributeError outside glibc)
+        libc.mallopt  # noqa: B018
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+def trim() -> bool:
+    """Hand freed heap pages back to the OS now; True if glibc did release some."""
+    libc = _libc()
+    return bool(libc and libc.malloc_trim(0))
+
+
+def keep_memory_low(arenas: int = ARENAS, every_s: float = TRIM_EVERY_S) -> bool:
+    """Limit malloc arenas and start the trimming thread (once per process)."""
+    global _started
+    with _lock:
+        if _started:
+            return True
+        libc = _libc()
+        if libc is None:
+            return False
+        libc.mallopt(M_ARENA_MAX, arenas)
+        threading.Thread(
+            target=_trim_loop, args=(every_s,), name="malloc-trim", daemon=True
+        ).start()
+        _started = True
+        return True
+
+
+def _trim_loop(every_s: float) -> None:
+    while True:
+        time.sleep(every_s)
+        trim()
