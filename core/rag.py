@@ -138,11 +138,16 @@ def dense_scores(emb: np.ndarray, query_vec: np.ndarray) -> np.ndarray:
 TOKEN_RE = re.compile(r"(?u)\b\w\w+\b")  # bm25s's default token pattern
 
 
-@lru_cache(maxsize=1)
-def _stopwords() -> frozenset[str]:
-    from bm25s.stopwords import STOPWORDS_EN
+# bm25s's English stopword list (bm25s.stopwords.STOPWORDS_EN; a test checks they are equal).
+# Copied rather than imported: importing bm25s costs the server about 56 MB for 33 words.
+STOPWORDS_EN = frozenset(
+    "a an and are as at be but by for if in into is it no not of on or such that the their "
+    "then there these they this to was will with".split()
+)
 
-    return frozenset(STOPWORDS_EN)
+
+def _stopwords() -> frozenset[str]:
+    return STOPWORDS_EN
 
 
 def bm25_tokens(text: str) -> list[str]:

@@ -174,3 +174,14 @@ def test_caption_box_survives_bad_input(page, text):
         assert any("Type a caption" in i.value for i in at.info)
     if len(text) > 2000:
         assert at.warning
+
+
+def test_digit_snapshot_equals_scikit_learns_split():
+    ours, ref = mm.digit_data(), mm.sklearn_digit_split(0)
+    for a, b in (
+        (ours.x_train, ref.x_train),
+        (ours.y_train, ref.y_train),
+        (ours.x_test, ref.x_test),
+        (ours.y_test, ref.y_test),
+    ):
+        assert a.dtype == b.dtype and np.array_equal(a, b)

@@ -33,6 +33,12 @@ def test_bigger_chunks_give_fewer_chunks_that_never_cross_topics():
         assert rag.pydoc_topics()[c.topic][c.start : c.end] == c.text
 
 
+def test_stopwords_are_bm25s_list():
+    from bm25s.stopwords import STOPWORDS_EN
+
+    assert rag.STOPWORDS_EN == frozenset(STOPWORDS_EN)
+
+
 def test_bm25_equals_bm25s_scores_and_ranking():
     import bm25s
 
