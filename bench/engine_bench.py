@@ -18,6 +18,16 @@ NEW_TOKENS = 32
 PROMPT = "Write one sentence about the sea, number {i}:"
 
 
+def _rss() -> int:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+PEAK = [0]  # highest RSS of this process (the server's model and engine) while serving
+
+
 def _serve(lm, n: int, batched: bool) -> tuple[float, list[float], list[float]]:
     """(wall seconds, tokens/s per learner, seconds to the first token per learner)."""
     from core import decoding as d
@@ -43,10 +53,21 @@ def _serve(lm, n: int, batched: bool) -> tuple[float, list[float], list[float]]:
     threads = [threading.Thread(target=learner, args=(i,)) for i in range(n)]
     for t in threads:
         t.start()
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            PEAK[0] = max(PEAK[0], _rss())
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     t0 = time.perf_counter()
     start.set()
     for t in threads:
         t.join()
+    done.set()
+    sampler.join()
     os.environ.pop("LLM_EXPLORER_ENGINE", None)
     return time.perf_counter() - t0, rates, firsts
 
@@ -57,6 +78,7 @@ def rows() -> list[Row]:
     lm = load_embedded()
     out: list[Row] = []
     _serve(lm, 1, True)  # warm up
+    idle = _rss()
     for n in (1, 8, 30):
         note(f"engine: {n} learners, batched and one at a time")
         wall_b, rates_b, first_b = _serve(lm, n, True)
@@ -89,6 +111,14 @@ def rows() -> list[Row]:
                 f"{percentile(first_s, 0.95) / max(percentile(first_b, 0.95), 1e-9):.1f}x faster p95",
             )
         )
+    out.append(
+        Row(
+            "RSS of the process serving them (model + engine), peak during the 1/8/30 runs",
+            f"{PEAK[0] / 1e6:,.0f} MB",
+            f"model loaded, idle: {idle / 1e6:,.0f} MB",
+            f"+{(PEAK[0] - idle) / 1e6:,.0f} MB for 30 KV caches and threads",
+        )
+    )
     return out
 
 

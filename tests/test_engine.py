@@ -136,3 +136,47 @@ def tiny_gpt2_lm(tmp_path_factory):
             return {"input_ids": list(text.encode())}
 
     return LoadedModel("tiny-gpt2", model, Tok(), "test")
+
+
+def test_a_failing_choice_ends_only_its_own_sequence(lm):
+    engine = Engine(lm.model)
+    ids = lm.tokenizer(PROMPTS[0])["input_ids"]
+    results: dict[str, object] = {}
+    done = {k: threading.Event() for k in ("bad", "good")}
+    good: list = []
+
+    def bad_choose(logits):
+        raise ValueError("a grammar mask broke")
+
+    def good_choose(logits):
+        good.append(int(logits.argmax()))
+        return good[-1] if len(good) < STEPS else None
+
+    def finisher(name):
+        def finish(error):
+            results[name] = error
+            done[name].set()
+
+        return finish
+
+    engine.open(ids, bad_choose, finisher("bad"))
+    engine.open(ids, good_choose, finisher("good"))
+    assert done["bad"].wait(300) and done["good"].wait(300)
+    assert isinstance(results["bad"], ValueError)
+    assert results["good"] is None and len(good) == STEPS
+
+
+def test_prefill_groups_waste_little_on_padding():
+    from core.engine import PAD_SLACK, _groups
+
+    class S:
+        def __init__(self, n):
+            self.prompt = [1] * n
+
+    seqs = [S(n) for n in (3, 4, 5, 5, 6, 40, 44, 300)]
+    groups = _groups(seqs)
+    assert [len(s.prompt) for g in groups for s in g] == [3, 4, 5, 5, 6, 40, 44, 300]
+    for g in groups:
+        real = sum(len(s.prompt) for s in g)
+        assert len(g[-1].prompt) * len(g) <= PAD_SLACK * real + 16
+    assert len(groups[-1]) == 1  # the long prompt is read alone
