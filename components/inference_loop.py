@@ -134,7 +134,8 @@ def token_timings_job(
     )
 
 
-def token_timings_frame(c: inf.CacheComparison) -> pd.DataFrame:
+def timings_frame(runs: dict[str, Sequence[inf.TokenTiming]]) -> pd.DataFrame:
+    """One row per timed token of each named run (the chart's "mode")."""
     return pd.DataFrame(
         [
             {
@@ -144,13 +145,14 @@ def token_timings_frame(c: inf.CacheComparison) -> pd.DataFrame:
                 "phase": "prefill" if t.prefill else "decode",
                 "mode": mode,
             }
-            for mode, timings in (
-                ("with KV cache", c.with_cache),
-                ("without cache", c.without_cache),
-            )
+            for mode, timings in runs.items()
             for t in timings
         ]
     )
+
+
+def token_timings_frame(c: inf.CacheComparison) -> pd.DataFrame:
+    return timings_frame({"with KV cache": c.with_cache, "without cache": c.without_cache})
 
 
 def ms_per_token_chart(
@@ -225,19 +227,7 @@ def int8_job(model_id: str, ids: tuple[int, ...], new_tokens: int):
 
 
 def int8_frame(c) -> pd.DataFrame:
-    return pd.DataFrame(
-        [
-            {
-                "position": t.position,
-                "ms": t.ms,
-                "token_id": t.token_id,
-                "phase": "prefill" if t.prefill else "decode",
-                "mode": mode,
-            }
-            for mode, timings in (("float32 weights", c.fp32), ("int8 weights", c.int8))
-            for t in timings
-        ]
-    )
+    return timings_frame({"float32 weights": c.fp32, "int8 weights": c.int8})
 
 
 def fast_mode_section(lm, prompt_ids: tuple[int, ...], fast_ok: bool) -> None:

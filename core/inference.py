@@ -140,6 +140,12 @@ def time_per_token(
     return tuple(out)
 
 
+def decode_ms(timings: Sequence[TokenTiming]) -> float:
+    """Mean milliseconds per decode step, the prefill left out."""
+    ms = [t.ms for t in timings if not t.prefill]
+    return sum(ms) / len(ms) if ms else float("nan")
+
+
 @dataclass(frozen=True)
 class CacheComparison:
     """The same greedy continuation timed with and without the KV cache."""
@@ -147,19 +153,14 @@ class CacheComparison:
     with_cache: tuple[TokenTiming, ...]
     without_cache: tuple[TokenTiming, ...]
 
-    @staticmethod
-    def _decode_ms(timings: Sequence[TokenTiming]) -> float:
-        ms = [t.ms for t in timings if not t.prefill]
-        return sum(ms) / len(ms) if ms else float("nan")
-
     @property
     def cached_ms(self) -> float:
         """Mean milliseconds per decode step (the prefill left out) with the cache."""
-        return self._decode_ms(self.with_cache)
+        return decode_ms(self.with_cache)
 
     @property
     def uncached_ms(self) -> float:
-        return self._decode_ms(self.without_cache)
+        return decode_ms(self.without_cache)
 
     @property
     def speedup(self) -> float:

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from core.inference import CacheComparison, TokenTiming, time_per_token
+from core.inference import TokenTiming, decode_ms, time_per_token
 from core.models import LoadedModel
 
 SUFFIX = " · int8"
@@ -111,11 +111,11 @@ class QuantComparison:
 
     @property
     def fp32_ms(self) -> float:
-        return CacheComparison._decode_ms(self.fp32)
+        return decode_ms(self.fp32)
 
     @property
     def int8_ms(self) -> float:
-        return CacheComparison._decode_ms(self.int8)
+        return decode_ms(self.int8)
 
     @property
     def speedup(self) -> float:
