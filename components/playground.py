@@ -30,8 +30,8 @@ STREAMLIT_REDRAW_S = 0.01
 
 def pause_after(work_s: float, share: float = PLAY_CPU_SHARE) -> float:
     """Seconds to rest after a redraw that took `work_s` of the server's CPU, so that work
-    stays at most `share` of the wall time. The redraw timer keeps firing meanwhile, but a timed redraw
-    that comes during a run waits for it (rest included) to end."""
+    stays at most `share` of the wall time. The redraw timer keeps firing meanwhile, but a
+    timed redraw that comes during a run waits for it (rest included) to end."""
     return max(0.0, work_s) * (1 - share) / share
 
 
@@ -205,7 +205,7 @@ def _loss_spec(cap: int | None, title: str) -> str:
 
 def loss_spec(cap: int | None = None, title: str = "loss (binary cross-entropy)") -> dict:
     """loss_chart's Vega-Lite spec without its data, built once per (cap, title): Altair
-    validates a spec against its schema on every to_dict (16 ms here), which a redraw five
+    validates a spec against its schema on every to_dict (16 ms here), which a redraw several
     times a second should not pay, and an unchanged spec lets the browser update only the
     data instead of re-embedding the chart."""
     return json.loads(_loss_spec(cap, title))

@@ -57,3 +57,56 @@ def test_layers_page_says_what_is_true():
     assert "tanh output" in text and "squared error" in text
     assert "after the final norm" in text
     assert any("after the final norm" in c.value for c in at.caption)
+
+
+def test_loss_frame_thins_the_curves_and_marks_only_the_latest_epoch():
+    from components.playground import loss_frame
+
+    train = tuple(1 / (1 + e) for e in range(300))
+    test = tuple(float("inf") if e == 7 else 2 / (1 + e) for e in range(300))
+    df = loss_frame(train, test)
+    for split, curve in (("train", train), ("test", test)):
+        rows = df[df["set"] == split]
+        assert rows["epoch"].iloc[0] == 0 and rows["epoch"].iloc[-1] == 299
+        assert len(rows) <= 150
+        np.testing.assert_array_equal(rows["loss"], [curve[e] for e in rows["epoch"]])
+        assert rows["last"].tolist() == [e == 299 for e in rows["epoch"]]
+    assert np.isfinite(df["loss"]).all()  # a diverged epoch is left out, not drawn at infinity
+    one = loss_frame((0.7,), (0.8,))  # epoch 0 alone: both points are the latest
+    assert one["last"].all() and len(one) == 2
+
+
+def test_loss_spec_is_the_altair_chart_without_its_data_and_ignores_the_epoch():
+    from components.playground import loss_chart, loss_frame, loss_spec
+
+    early = loss_frame((0.7, 0.6), (0.7, 0.65))
+    late = loss_frame(tuple(np.linspace(0.7, 0.1, 120)), tuple(np.linspace(0.7, 0.2, 120)))
+    for df in (early, late):
+        spec = loss_chart(df, 300).to_dict()
+        spec.pop("data")
+        spec.pop("datasets")
+        assert spec == loss_spec(300)  # the same chart, so the paused view is unchanged
+    spec = loss_spec(300)
+    assert "data" not in spec and "datasets" not in spec
+    assert {"filter": "datum.last"} in spec["layer"][1]["transform"]
+    spec["layer"].clear()  # a caller's change must not reach the next redraw's spec
+    assert loss_spec(300)["layer"]
+
+
+def test_freezing_keeps_objects_from_the_collector_but_still_frees_them():
+    import gc
+    import weakref
+
+    from core.models import freeze_long_lived
+
+    class Thing:
+        pass
+
+    kept, freed = Thing(), Thing()
+    kept.me, freed.me = kept, freed  # reference cycles, the kind only the collector frees
+    gone = weakref.ref(freed)
+    freed.me = None  # ...unless the cycle is broken: then the reference count frees it
+    assert freeze_long_lived() > 0
+    assert not any(o is kept for o in gc.get_objects())  # a full collection skips it
+    del freed
+    assert gone() is None
