@@ -110,8 +110,9 @@ def _play_share(paced: bool, seconds: float = 6.0) -> tuple[float, float, int]:
         work = time.thread_time() - cpu_began
         busy += work
         redraws += 1
-        rest = cp.pause_after(work + cp.STREAMLIT_REDRAW_S) if paced else 0.0
         wall = time.perf_counter() - began
+        cpu = work + cp.streamlit_cpu(len(snap.neurons) + 2)  # the page's pictures
+        rest = cp.pause_after(cpu, wall) if paced else 0.0
         time.sleep(max(rest, cp.REDRAW_S - wall))  # the timer fires again after REDRAW_S
     wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
     return cpu / wall, busy / wall, redraws

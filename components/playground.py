@@ -22,17 +22,26 @@ REDRAW_S = 0.15  # while playing, a redraw is requested every 150 ms (at most 6.
 TRAIN_BUDGET_S = 0.03  # training time per redraw, so the redraw rate holds on a busy machine
 TEST_RING = "#7048e8"  # violet: reads on the orange/white/blue plane and on either theme
 PLAY_CPU_SHARE = 0.35  # while playing, a session's redraws use at most this share of a core
-# Streamlit's own CPU per redraw outside the fragment (starting the rerun, sending the elements,
-# serving the pictures): 9 ms measured by bench/playground_bench.py on a busy 2-core machine.
-# The fragment cannot time it, so the pacing adds this estimate to the work it can time.
-STREAMLIT_REDRAW_S = 0.01
+# Streamlit's own CPU per redraw outside the fragment, which the fragment cannot time: starting
+# the rerun and sending the elements, plus serving each picture to the browser. On a busy
+# 2-core machine bench/playground_bench.py measured 9 ms a redraw with 4 pictures and 16 ms
+# with 8; the pacing adds this estimate to the work it times itself.
+STREAMLIT_RERUN_S = 0.002
+STREAMLIT_PICTURE_S = 0.002
 
 
-def pause_after(work_s: float, share: float = PLAY_CPU_SHARE) -> float:
-    """Seconds to rest after a redraw that took `work_s` of the server's CPU, so that work
-    stays at most `share` of the wall time. The redraw timer keeps firing meanwhile, but a
+def streamlit_cpu(pictures: int) -> float:
+    """Estimated CPU seconds Streamlit spends on a redraw with this many pictures, outside it."""
+    return STREAMLIT_RERUN_S + STREAMLIT_PICTURE_S * pictures
+
+
+def pause_after(cpu_s: float, clock_s: float | None = None, share: float = PLAY_CPU_SHARE) -> float:
+    """Seconds to rest after a redraw that used `cpu_s` of the server's CPU and took `clock_s`
+    on the clock (the same by default), so that the CPU stays at most `share` of the wall time
+    from this redraw's start to the next one's. The redraw timer keeps firing meanwhile, but a
     timed redraw that comes during a run waits for it (rest included) to end."""
-    return max(0.0, work_s) * (1 - share) / share
+    clock = max(0.0, cpu_s) if clock_s is None else clock_s
+    return max(0.0, max(0.0, cpu_s) / share - clock)
 
 
 ORANGE_BLUE = alt.Scale(
@@ -370,7 +379,9 @@ def _buttons(prefix: str, pg: pgc.Playground, cap: int) -> None:
     )
 
 
-def _draw(prefix: str, pg: pgc.Playground, cap: int, show_test: bool, playing: bool) -> None:
+def _draw(prefix: str, pg: pgc.Playground, cap: int, show_test: bool, playing: bool) -> int:
+    """The network, the plane, the metrics and the loss curves; returns how many pictures it
+    sent (each one the browser fetches from the server)."""
     snap = pg.snapshot()
     if pg.diverged:
         st.warning("The loss became infinite: the learning rate is too large. Lower it and reset.")
@@ -405,6 +416,7 @@ def _draw(prefix: str, pg: pgc.Playground, cap: int, show_test: bool, playing: b
     st.vega_lite_chart(
         loss_frame(snap.train_loss, snap.test_loss), loss_spec(cap), key=f"{prefix}.loss"
     )
+    return 1 + layers + (1 if playing else 0)
 
 
 ALL_CONTROLS = frozenset({"data", "features", "network", "training", "regularization"})
@@ -437,20 +449,21 @@ def playground(
                 st.session_state[playing_key] = False
                 st.rerun()  # the whole page, so the timer stops and Play comes back
         cpu_trained = time.thread_time()
-        _draw(prefix, pg, cap, show_test, now_playing)
+        pictures = _draw(prefix, pg, cap, show_test, now_playing)
         if now_playing:
             count = st.session_state[f"{prefix}.redraws"] = (
                 st.session_state.get(f"{prefix}.redraws", 0) + 1
             )
             # The share of a core is CPU time: on a busy machine the clock also counts the
-            # time this thread waited for a core, and pacing by it would slow Play for nothing.
+            # time this thread waited for a core, which is rest for the server already.
             cpu_done = time.thread_time()
-            rest = pause_after(cpu_done - cpu_start + STREAMLIT_REDRAW_S)
+            cpu = cpu_done - cpu_start + streamlit_cpu(pictures)
+            rest = pause_after(cpu, time.perf_counter() - start)
             st.caption(
                 f"Redraw {count}: training {1000 * (cpu_trained - cpu_start):.0f} ms and "
                 f"drawing {1000 * (cpu_done - cpu_trained):.0f} ms of the server's CPU "
                 f"({1000 * (time.perf_counter() - start):.0f} ms on the clock; Streamlit "
-                f"adds about {1000 * STREAMLIT_REDRAW_S:.0f} ms), then at least "
+                f"adds about {1000 * streamlit_cpu(pictures):.0f} ms), then at least "
                 f"{1000 * rest:.0f} ms of rest."
             )
             time.sleep(rest)  # pacing: one learner's Play never holds a whole core

@@ -110,3 +110,15 @@ def test_freezing_keeps_objects_from_the_collector_but_still_frees_them():
     assert not any(o is kept for o in gc.get_objects())  # a full collection skips it
     del freed
     assert gone() is None
+
+
+def test_play_pacing_counts_streamlits_own_work_per_picture():
+    from components.playground import PLAY_CPU_SHARE, pause_after, streamlit_cpu
+
+    assert streamlit_cpu(8) > streamlit_cpu(4) > streamlit_cpu(0) > 0
+    for work, pictures in ((0.02, 4), (0.09, 8)):
+        total = work + streamlit_cpu(pictures)  # the fragment's CPU and Streamlit's around it
+        for clock in (total, 2 * total, 5 * total):  # on a busy machine the clock runs ahead
+            rest = pause_after(total, clock)
+            assert total / (clock + rest) <= PLAY_CPU_SHARE + 1e-9
+        assert pause_after(total, 5 * total) == 0  # waiting for a core was rest enough
