@@ -187,7 +187,9 @@ def measure_play(
             t0, s0, b0 = time.perf_counter(), _cpu([server]), _cpu(chrome)
             page.wait_for_timeout(seconds * 1000 / 2)
             if screenshot is not None:
-                page.get_by_text(re.compile(r"^Redraw \d+:")).scroll_into_view_if_needed()
+                page.locator("[data-testid='stMetric']").first.evaluate(
+                    "m => m.scrollIntoView({block: 'center'})"
+                )  # the plane, the network and the metrics
                 page.screenshot(path=str(screenshot))
             page.wait_for_timeout(seconds * 1000 / 2)
             wall = time.perf_counter() - t0

@@ -66,12 +66,14 @@ def neuron_image(values: np.ndarray) -> np.ndarray:
 
 
 def montage(images: list[np.ndarray], gap: int = 6) -> np.ndarray:
-    """Small heatmaps stacked top to bottom with white gaps: one picture per layer, so an
-    animation frame costs the browser a few image fetches instead of dozens."""
+    """Small RGB heatmaps stacked top to bottom as one RGBA picture per layer, so an animation
+    frame costs the browser a few image fetches instead of dozens. The gaps are transparent:
+    the page's own background shows through them in the light and the dark theme."""
     h, w = images[0].shape[:2]
-    out = np.full((len(images) * (h + gap) - gap, w, 3), 255, np.uint8)
+    out = np.zeros((len(images) * (h + gap) - gap, w, 4), np.uint8)
     for i, img in enumerate(images):
-        out[i * (h + gap) : i * (h + gap) + h] = img
+        out[i * (h + gap) : i * (h + gap) + h, :, :3] = img
+        out[i * (h + gap) : i * (h + gap) + h, :, 3] = 255
     return out
 
 
@@ -457,14 +459,18 @@ def playground(
             # The share of a core is CPU time: on a busy machine the clock also counts the
             # time this thread waited for a core, which is rest for the server already.
             cpu_done = time.thread_time()
-            cpu = cpu_done - cpu_start + streamlit_cpu(pictures)
-            rest = pause_after(cpu, time.perf_counter() - start)
+            clock = time.perf_counter() - start
+            rest = pause_after(cpu_done - cpu_start + streamlit_cpu(pictures), clock)
             st.caption(
                 f"Redraw {count}: training {1000 * (cpu_trained - cpu_start):.0f} ms and "
                 f"drawing {1000 * (cpu_done - cpu_trained):.0f} ms of the server's CPU "
-                f"({1000 * (time.perf_counter() - start):.0f} ms on the clock; Streamlit "
-                f"adds about {1000 * streamlit_cpu(pictures):.0f} ms), then at least "
-                f"{1000 * rest:.0f} ms of rest."
+                f"({1000 * clock:.0f} ms on the clock; Streamlit "
+                f"adds about {1000 * streamlit_cpu(pictures):.0f} ms), "
+                + (
+                    f"then {1000 * rest:.0f} ms of rest."
+                    if rest >= 0.0005
+                    else f"and no rest: that CPU is under {PLAY_CPU_SHARE:.0%} of the clock."
+                )
             )
             time.sleep(rest)  # pacing: one learner's Play never holds a whole core
 

@@ -122,3 +122,20 @@ def test_play_pacing_counts_streamlits_own_work_per_picture():
             rest = pause_after(total, clock)
             assert total / (clock + rest) <= PLAY_CPU_SHARE + 1e-9
         assert pause_after(total, 5 * total) == 0  # waiting for a core was rest enough
+
+
+def test_montage_stacks_neurons_with_transparent_gaps():
+    from components.playground import heat_rgb, montage
+
+    a = heat_rgb(np.array([[-1.0, 0.0], [0.5, 1.0]]))  # (2, 2, 3)
+    b = heat_rgb(np.array([[1.0, 1.0], [-1.0, -0.5]]))
+    out = montage([a, b], gap=3)
+    assert out.shape == (2 + 3 + 2, 2, 4) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[:2, :, :3], a)
+    np.testing.assert_array_equal(out[5:, :, :3], b)
+    assert (out[:2, :, 3] == 255).all() and (out[5:, :, 3] == 255).all()
+    assert (out[2:5] == 0).all()  # the gap: fully transparent, any theme shows through
+    # heat_rgb itself: blue at +1, orange at -1, white at 0, the plane's top row first
+    np.testing.assert_array_equal(a[1, 0], [245, 147, 34])  # -1 (bottom-left of the plane)
+    np.testing.assert_array_equal(a[1, 1], [255, 255, 255])
+    np.testing.assert_array_equal(a[0, 1], [8, 119, 189])  # +1 (top-right)
