@@ -2,9 +2,10 @@
 of a server core one learner's Play costs (issue 9: at least 5 redraws a second; issue 13.8: at
 most 35 % of a core).
 
-The baseline is the page as it was before the redraw was reworked (commit BASELINE, the
-Altair loss chart and one st.image per layer re-sent every redraw), served from a `git
-archive` of that commit in the same run, in the same browser, on the same machine.
+The baseline is the page as it was before the redraw was reworked (commit BASELINE: Streamlit's
+full garbage collection after every fragment rerun scanning the loaded model's 470,000 objects,
+the loss chart's spec validated by Altair every redraw, rest paced by the clock), served from a
+`git archive` of that commit in the same run, in the same browser, on the same machine.
 
 `python -m bench.playground_bench` prints the table; `--now [--dark]`, `--deep` and
 `--baseline` measure one case and save a screenshot while playing in /tmp.
@@ -77,7 +78,7 @@ class PlayRun:
     epochs: int  # epochs the Epoch metric advanced
     seconds: float
     server_share: float  # CPU seconds of the server / wall seconds
-    browser_share: float  # CPU seconds of Chromium (all its processes) / wall seconds
+    browser_share: float  # CPU seconds of Chromium and Playwright's driver / wall seconds
     captions: tuple[str, ...]  # the page's own "Redraw N: training .. ms, drawing .. ms" lines
 
     @property
@@ -164,8 +165,9 @@ def measure_play(
     screenshot: Path | None = None,
     query: str = "",
 ) -> PlayRun:
-    """Open page 02 at 1280x720, press Play, watch for `seconds`: distinct pictures shown,
-    epochs advanced, CPU of the server and of the browser over the same window."""
+    """Open page 02 at 1280x720, press Play, watch for `seconds`: redraws shown (the Epoch
+    metric changing), epochs advanced, CPU of the server and of the browser (Chromium and
+    Playwright's driver) over the same window."""
     from playwright.sync_api import sync_playwright
 
     proc, url = _start_server(root)
