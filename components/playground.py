@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import time
 from dataclasses import replace
 
@@ -16,17 +18,30 @@ from core import playground as pgc
 NEG = np.array([245, 147, 34], dtype=np.float32)  # TensorFlow Playground's orange
 POS = np.array([8, 119, 189], dtype=np.float32)  # and blue
 WHITE = np.array([255, 255, 255], dtype=np.float32)
-REDRAW_S = 0.2  # while playing, a redraw is requested five times a second
-TRAIN_BUDGET_S = 0.05  # training time per redraw, so the redraw rate holds on a busy machine
+REDRAW_S = 0.15  # while playing, a redraw is requested every 150 ms (at most 6.7 a second)
+TRAIN_BUDGET_S = 0.03  # training time per redraw, so the redraw rate holds on a busy machine
 TEST_RING = "#7048e8"  # violet: reads on the orange/white/blue plane and on either theme
 PLAY_CPU_SHARE = 0.35  # while playing, a session's redraws use at most this share of a core
+# Streamlit's own CPU per redraw outside the fragment, which the fragment cannot time: starting
+# the rerun and sending the elements, plus serving each picture to the browser. On a busy
+# 2-core machine bench/playground_bench.py measured 9 ms a redraw with 4 pictures and 16 ms
+# with 8; the pacing adds this estimate to the work it times itself.
+STREAMLIT_RERUN_S = 0.002
+STREAMLIT_PICTURE_S = 0.002
 
 
-def pause_after(work_s: float, share: float = PLAY_CPU_SHARE) -> float:
-    """Seconds to rest after a redraw that took `work_s` of server time, so that work stays at
-    most `share` of the wall time. The redraw timer keeps firing meanwhile, but a timed redraw
-    that comes during a run waits for it (rest included) to end."""
-    return max(0.0, work_s) * (1 - share) / share
+def streamlit_cpu(pictures: int) -> float:
+    """Estimated CPU seconds Streamlit spends on a redraw with this many pictures, outside it."""
+    return STREAMLIT_RERUN_S + STREAMLIT_PICTURE_S * pictures
+
+
+def pause_after(cpu_s: float, clock_s: float | None = None, share: float = PLAY_CPU_SHARE) -> float:
+    """Seconds to rest after a redraw that used `cpu_s` of the server's CPU and took `clock_s`
+    on the clock (the same by default), so that the CPU stays at most `share` of the wall time
+    from this redraw's start to the next one's. The redraw timer keeps firing meanwhile, but a
+    timed redraw that comes during a run waits for it (rest included) to end."""
+    clock = max(0.0, cpu_s) if clock_s is None else clock_s
+    return max(0.0, max(0.0, cpu_s) / share - clock)
 
 
 ORANGE_BLUE = alt.Scale(
@@ -51,12 +66,14 @@ def neuron_image(values: np.ndarray) -> np.ndarray:
 
 
 def montage(images: list[np.ndarray], gap: int = 6) -> np.ndarray:
-    """Small heatmaps stacked top to bottom with white gaps: one picture per layer, so an
-    animation frame costs the browser a few image fetches instead of dozens."""
+    """Small RGB heatmaps stacked top to bottom as one RGBA picture per layer, so an animation
+    frame costs the browser a few image fetches instead of dozens. The gaps are transparent:
+    the page's own background shows through them in the light and the dark theme."""
     h, w = images[0].shape[:2]
-    out = np.full((len(images) * (h + gap) - gap, w, 3), 255, np.uint8)
+    out = np.zeros((len(images) * (h + gap) - gap, w, 4), np.uint8)
     for i, img in enumerate(images):
-        out[i * (h + gap) : i * (h + gap) + h] = img
+        out[i * (h + gap) : i * (h + gap) + h, :, :3] = img
+        out[i * (h + gap) : i * (h + gap) + h, :, 3] = 255
     return out
 
 
@@ -155,23 +172,27 @@ def boundary_chart(
     return (heat + points).resolve_scale(color="independent").properties(height=320)
 
 
-def loss_chart(
-    train: tuple[float, ...],
-    test: tuple[float, ...],
-    cap: int | None = None,
-    title: str = "loss (binary cross-entropy)",
-) -> alt.LayerChart:
-    """Train and test loss per epoch; the latest values are dots, so the chart shows something
-    from epoch 0 (a line needs two epochs)."""
+def loss_frame(train: tuple[float, ...], test: tuple[float, ...]) -> pd.DataFrame:
+    """Train and test loss per epoch, thinned to at most 150 epochs per curve (the first and
+    the latest always kept); `last` marks the latest epoch, drawn as a dot."""
     keep = np.unique(np.linspace(0, len(train) - 1, min(len(train), 150)).astype(int))
-    tr, te = np.asarray(train)[keep], np.asarray(test)[keep]
     df = pd.concat(
         [
-            pd.DataFrame({"epoch": keep, "loss": tr, "set": "train"}),
-            pd.DataFrame({"epoch": keep, "loss": te, "set": "test"}),
-        ]
+            pd.DataFrame({"epoch": keep, "loss": np.asarray(train)[keep], "set": "train"}),
+            pd.DataFrame({"epoch": keep, "loss": np.asarray(test)[keep], "set": "test"}),
+        ],
+        ignore_index=True,
     )
-    df = df[np.isfinite(df["loss"])]
+    df["last"] = df["epoch"] == keep[-1]
+    return df[np.isfinite(df["loss"])]
+
+
+def loss_chart(
+    df: pd.DataFrame, cap: int | None = None, title: str = "loss (binary cross-entropy)"
+) -> alt.LayerChart:
+    """Train and test loss per epoch; the latest values are dots, so the chart shows something
+    from epoch 0 (a line needs two epochs). The dots come from the data (`last`), so the spec
+    stays the same while the curves grow."""
     x_scale = alt.Scale(domain=[0, cap]) if cap else alt.Undefined
     base = alt.Chart(df, title=alt.Title(title, fontSize=12)).encode(
         x=alt.X("epoch:Q", scale=x_scale),
@@ -181,8 +202,24 @@ def loss_chart(
         ),
         tooltip=["set", "epoch", alt.Tooltip("loss:Q", format=".3f")],
     )
-    last = base.transform_filter(f"datum.epoch == {int(keep[-1])}").mark_circle(size=50)
+    last = base.transform_filter("datum.last").mark_circle(size=50)
     return (base.mark_line() + last).properties(height=180)
+
+
+@functools.lru_cache(maxsize=16)
+def _loss_spec(cap: int | None, title: str) -> str:
+    spec = loss_chart(loss_frame((1.0,), (1.0,)), cap, title).to_dict()
+    for k in ("data", "datasets"):
+        spec.pop(k, None)
+    return json.dumps(spec)
+
+
+def loss_spec(cap: int | None = None, title: str = "loss (binary cross-entropy)") -> dict:
+    """loss_chart's Vega-Lite spec without its data, built once per (cap, title): Altair
+    validates a spec against its schema on every to_dict (16 ms here), which a redraw several
+    times a second should not pay, and an unchanged spec lets the browser update only the
+    data instead of re-embedding the chart."""
+    return json.loads(_loss_spec(cap, title))
 
 
 # ---- the playground widget ----------------------------------------------------------------
@@ -344,14 +381,16 @@ def _buttons(prefix: str, pg: pgc.Playground, cap: int) -> None:
     )
 
 
-def _draw(prefix: str, pg: pgc.Playground, cap: int, show_test: bool, playing: bool) -> None:
+def _draw(prefix: str, pg: pgc.Playground, cap: int, show_test: bool, playing: bool) -> int:
+    """The network, the plane, the metrics and the loss curves; returns how many pictures it
+    sent (each one the browser fetches from the server)."""
     snap = pg.snapshot()
     if pg.diverged:
         st.warning("The loss became infinite: the learning rate is too large. Lower it and reset.")
     layers = len(snap.neurons)
     cols = st.columns([1] * (1 + layers) + [max(3, layers + 1), 1.3])
     with cols[-1]:  # beside the plane, so the first screen holds controls and picture
-        st.metric("Epoch", f"{snap.epoch} / {cap}")
+        st.metric(f"Epoch (of {cap})", snap.epoch)  # "123 / 300" would not fit the column
         st.metric("Training loss", f"{snap.train_loss[-1]:.3f}")
         st.metric("Test loss", f"{snap.test_loss[-1]:.3f}")
         st.metric("Training accuracy", f"{snap.train_accuracy:.1%}")
@@ -376,7 +415,10 @@ def _draw(prefix: str, pg: pgc.Playground, cap: int, show_test: bool, playing: b
                 key=f"{prefix}.boundary",
                 width="stretch",
             )
-    st.altair_chart(loss_chart(snap.train_loss, snap.test_loss, cap), key=f"{prefix}.loss")
+    st.vega_lite_chart(
+        loss_frame(snap.train_loss, snap.test_loss), loss_spec(cap), key=f"{prefix}.loss"
+    )
+    return 1 + layers + (1 if playing else 0)
 
 
 ALL_CONTROLS = frozenset({"data", "features", "network", "training", "regularization"})
@@ -399,7 +441,7 @@ def playground(
     @st.fragment(run_every=REDRAW_S if playing else None)
     def live() -> None:
         now_playing = st.session_state.get(playing_key, False)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.thread_time()
         if now_playing:
             pg.train_epochs(
                 min(st.session_state.get(f"{prefix}.speed", 3), cap - pg.epoch),
@@ -408,17 +450,27 @@ def playground(
             if pg.epoch >= cap or pg.diverged:
                 st.session_state[playing_key] = False
                 st.rerun()  # the whole page, so the timer stops and Play comes back
-        trained = time.perf_counter()
-        _draw(prefix, pg, cap, show_test, now_playing)
+        cpu_trained = time.thread_time()
+        pictures = _draw(prefix, pg, cap, show_test, now_playing)
         if now_playing:
             count = st.session_state[f"{prefix}.redraws"] = (
                 st.session_state.get(f"{prefix}.redraws", 0) + 1
             )
-            rest = pause_after(time.perf_counter() - start)
+            # The share of a core is CPU time: on a busy machine the clock also counts the
+            # time this thread waited for a core, which is rest for the server already.
+            cpu_done = time.thread_time()
+            clock = time.perf_counter() - start
+            rest = pause_after(cpu_done - cpu_start + streamlit_cpu(pictures), clock)
             st.caption(
-                f"Redraw {count}: training {1000 * (trained - start):.0f} ms, drawing "
-                f"{1000 * (time.perf_counter() - trained):.0f} ms (the server's side), "
-                f"then {1000 * rest:.0f} ms of rest."
+                f"Redraw {count}: training {1000 * (cpu_trained - cpu_start):.0f} ms and "
+                f"drawing {1000 * (cpu_done - cpu_trained):.0f} ms of the server's CPU "
+                f"({1000 * clock:.0f} ms on the clock; Streamlit "
+                f"adds about {1000 * streamlit_cpu(pictures):.0f} ms), "
+                + (
+                    f"then {1000 * rest:.0f} ms of rest."
+                    if rest >= 0.0005
+                    else f"and no rest: that CPU is under {PLAY_CPU_SHARE:.0%} of the clock."
+                )
             )
             time.sleep(rest)  # pacing: one learner's Play never holds a whole core
 
@@ -426,9 +478,9 @@ def playground(
     st.caption(
         f"Each run stops by itself after {cap} epochs (an epoch is one pass over the "
         f"training points, in mini-batches). While playing, the network trains up to "
-        f"{st.session_state.get(f'{prefix}.speed', 3)} epochs (about "
-        f"{TRAIN_BUDGET_S * 1000:.0f} ms) between redraws, at most "
-        f"{1 / REDRAW_S:.0f} redraws a second, resting between them so that one "
-        f"learner's Play uses at most {PLAY_CPU_SHARE:.0%} of a server core."
+        f"{st.session_state.get(f'{prefix}.speed', 3)} epochs between redraws (fewer when "
+        f"they pass {TRAIN_BUDGET_S * 1000:.0f} ms), at most {1 / REDRAW_S:.1f} redraws a "
+        f"second, resting after each so that one learner's Play uses at most "
+        f"{PLAY_CPU_SHARE:.0%} of a server core."
     )
     return pg

@@ -48,18 +48,18 @@ def test_layers_page_xor_needs_a_hidden_layer_and_play_animates():
     assert not at.exception
     at.button(key="layers.play").click().run()
     assert at.session_state["layers.playing"]
-    first = int(_metrics(at)["Epoch"].split()[0])
+    first = int(_metrics(at)["Epoch (of 300)"].split()[0])
     at.run()
-    assert int(_metrics(at)["Epoch"].split()[0]) > first
+    assert int(_metrics(at)["Epoch (of 300)"].split()[0]) > first
     at.button(key="layers.play").click().run()  # pause
-    paused = _metrics(at)["Epoch"]
+    paused = _metrics(at)["Epoch (of 300)"]
     at.run()
-    assert _metrics(at)["Epoch"] == paused
+    assert _metrics(at)["Epoch (of 300)"] == paused
 
     at.selectbox(key="layers.dataset").set_value("xor").run()
     at.slider(key="layers.depth").set_value(0).run()
     at.button(key="layers.finish").click().run()
-    assert _metrics(at)["Epoch"].startswith("300")
+    assert _metrics(at)["Epoch (of 300)"].startswith("300")
     assert _percent(_metrics(at)["Test accuracy"]) < 0.75  # a straight line cannot do XOR
 
     at.slider(key="layers.depth").set_value(1).run()

@@ -57,3 +57,85 @@ def test_layers_page_says_what_is_true():
     assert "tanh output" in text and "squared error" in text
     assert "after the final norm" in text
     assert any("after the final norm" in c.value for c in at.caption)
+
+
+def test_loss_frame_thins_the_curves_and_marks_only_the_latest_epoch():
+    from components.playground import loss_frame
+
+    train = tuple(1 / (1 + e) for e in range(300))
+    test = tuple(float("inf") if e == 7 else 2 / (1 + e) for e in range(300))
+    df = loss_frame(train, test)
+    for split, curve in (("train", train), ("test", test)):
+        rows = df[df["set"] == split]
+        assert rows["epoch"].iloc[0] == 0 and rows["epoch"].iloc[-1] == 299
+        assert len(rows) <= 150
+        np.testing.assert_array_equal(rows["loss"], [curve[e] for e in rows["epoch"]])
+        assert rows["last"].tolist() == [e == 299 for e in rows["epoch"]]
+    assert np.isfinite(df["loss"]).all()  # a diverged epoch is left out, not drawn at infinity
+    one = loss_frame((0.7,), (0.8,))  # epoch 0 alone: both points are the latest
+    assert one["last"].all() and len(one) == 2
+
+
+def test_loss_spec_is_the_altair_chart_without_its_data_and_ignores_the_epoch():
+    from components.playground import loss_chart, loss_frame, loss_spec
+
+    early = loss_frame((0.7, 0.6), (0.7, 0.65))
+    late = loss_frame(tuple(np.linspace(0.7, 0.1, 120)), tuple(np.linspace(0.7, 0.2, 120)))
+    for df in (early, late):
+        spec = loss_chart(df, 300).to_dict()
+        spec.pop("data")
+        spec.pop("datasets")
+        assert spec == loss_spec(300)  # the same chart, so the paused view is unchanged
+    spec = loss_spec(300)
+    assert "data" not in spec and "datasets" not in spec
+    assert {"filter": "datum.last"} in spec["layer"][1]["transform"]
+    spec["layer"].clear()  # a caller's change must not reach the next redraw's spec
+    assert loss_spec(300)["layer"]
+
+
+def test_freezing_keeps_objects_from_the_collector_but_still_frees_them():
+    import gc
+    import weakref
+
+    from core.models import freeze_long_lived
+
+    class Thing:
+        pass
+
+    kept, freed = Thing(), Thing()
+    kept.me, freed.me = kept, freed  # reference cycles, the kind only the collector frees
+    gone = weakref.ref(freed)
+    freed.me = None  # ...unless the cycle is broken: then the reference count frees it
+    assert freeze_long_lived() > 0
+    assert not any(o is kept for o in gc.get_objects())  # a full collection skips it
+    del freed
+    assert gone() is None
+
+
+def test_play_pacing_counts_streamlits_own_work_per_picture():
+    from components.playground import PLAY_CPU_SHARE, pause_after, streamlit_cpu
+
+    assert streamlit_cpu(8) > streamlit_cpu(4) > streamlit_cpu(0) > 0
+    for work, pictures in ((0.02, 4), (0.09, 8)):
+        total = work + streamlit_cpu(pictures)  # the fragment's CPU and Streamlit's around it
+        for clock in (total, 2 * total, 5 * total):  # on a busy machine the clock runs ahead
+            rest = pause_after(total, clock)
+            assert total / (clock + rest) <= PLAY_CPU_SHARE + 1e-9
+        assert pause_after(total, 5 * total) == 0  # waiting for a core was rest enough
+
+
+def test_montage_stacks_neurons_with_transparent_gaps():
+    from components.playground import heat_rgb, montage
+
+    a = heat_rgb(np.array([[-1.0, 0.0], [0.5, 1.0]]))  # (2, 2, 3)
+    b = heat_rgb(np.array([[1.0, 1.0], [-1.0, -0.5]]))
+    out = montage([a, b], gap=3)
+    assert out.shape == (2 + 3 + 2, 2, 4) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[:2, :, :3], a)
+    np.testing.assert_array_equal(out[5:, :, :3], b)
+    assert (out[:2, :, 3] == 255).all() and (out[5:, :, 3] == 255).all()
+    assert (out[2:5] == 0).all()  # the gap: fully transparent, any theme shows through
+    # heat_rgb itself: blue at +1, orange at -1, white at 0, the plane's top row first
+    np.testing.assert_array_equal(a[1, 0], [245, 147, 34])  # -1 (bottom-left of the plane)
+    np.testing.assert_array_equal(a[1, 1], [255, 255, 255])
+    np.testing.assert_array_equal(a[0, 1], [8, 119, 189])  # +1 (top-right)
