@@ -125,6 +125,10 @@ def umap_2d(x: np.ndarray, seed: int = UMAP_SEED) -> Projection:
     """UMAP with a fixed seed (the import compiles numba code: tens of seconds the first time)."""
     import umap  # lazy: importing it alone takes about 12 s
 
+    from core.models import freeze_after_import
+
+    freeze_after_import("umap")  # its ~100k objects would add ~80 ms to every rerun's collection
+
     n_neighbors = max(2, min(15, x.shape[0] - 1))
     reducer = umap.UMAP(
         n_components=2,

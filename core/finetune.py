@@ -367,6 +367,10 @@ def lora_copy(model: Any, s: LoraSettings) -> Any:
     """A deep copy of `model` with LoRA injected: get_peft_model rewrites what it is given."""
     from peft import LoraConfig, get_peft_model
 
+    from core.models import freeze_after_import
+
+    freeze_after_import("peft")  # keeps every later rerun's garbage collection short
+
     transposed = any(type(m).__name__ == "Conv1D" for m in model.modules())  # GPT-2 layout
     config = LoraConfig(
         r=s.rank,

@@ -325,6 +325,16 @@ def freeze_long_lived() -> int:
     return gc.get_freeze_count()
 
 
+_FROZEN_AFTER: set[str] = set()
+
+
+def freeze_after_import(module: str) -> None:
+    """After a heavy lazy import (umap, peft), freeze once so later reruns skip its objects."""
+    if module not in _FROZEN_AFTER:
+        _FROZEN_AFTER.add(module)
+        freeze_long_lived()
+
+
 def _finish(model: Any, tokenizer: Any) -> tuple[Any, Any]:
     model.eval()
     model.requires_grad_(False)
