@@ -117,20 +117,34 @@ def graph_defaults(c: dict[str, str]) -> str:
     )
 
 
-def draw_chart(chart: alt.TopLevelMixin, extra: int = 70, width: str = "stretch", **kwargs):
-    """st.altair_chart sized to fit its column: stretched to the column's width (axes and
-    legend included) with the spec's own height plus `extra` pixels for axes and legends (a
-    layered chart left to Streamlit's "content" height can collapse to 0 px when stretched).
-    `width="content"` keeps the spec's own size (only for charts known to be narrow). Other
-    keyword arguments (key, on_select) go to st.altair_chart, whose result is returned."""
+# Text marks without a colour of their own (bar values, point labels) are black in Vega, which
+# vanishes on the dark theme: `fitted` gives them the theme's text colour.
+TEXT_INK = {"light": "#31333f", "dark": "#e6e9ef"}
+
+
+def fitted(chart: alt.TopLevelMixin, theme: str | None = None) -> alt.TopLevelMixin:
+    """The chart as `draw_chart` sends it: stretched to its column's width only ("fit-x"), so
+    the plot keeps its own height and axes, titles and legends are added around it (Streamlit's
+    default "fit" squeezes them into the declared height: a short chart with a legend collapsed
+    to a few pixels); unstyled text in the reader's theme (default: as the browser reports it)."""
+    return chart.properties(
+        autosize=alt.AutoSizeParams(type="fit-x", contains="padding")
+    ).configure_text(color=TEXT_INK[theme or theme_type()])
+
+
+def draw_chart(chart: alt.TopLevelMixin, width: str = "stretch", where=None, **kwargs):
+    """st.altair_chart (or `where.altair_chart`, e.g. a column) sized to fit its column: the
+    chart's width stretched to the column (axes and legend included), its height its own plus
+    what its axes and legends need. `width="content"` keeps the spec's own size (only for charts
+    known to be narrow). Other keyword arguments (key, on_select) go to st.altair_chart, whose
+    result is returned. Every chart of the app goes through here (a test checks)."""
+    target = where if where is not None else st
     if width == "content":
-        return st.altair_chart(
-            chart.properties(autosize=alt.AutoSizeParams(type="pad")), width="content", **kwargs
+        chart = chart.properties(autosize=alt.AutoSizeParams(type="pad"))
+        return target.altair_chart(
+            chart.configure_text(color=TEXT_INK[theme_type()]), width="content", **kwargs
         )
-    h = getattr(chart, "height", alt.Undefined)
-    return st.altair_chart(
-        chart, width=width, height=int(h) + extra if isinstance(h, int) else "content", **kwargs
-    )
+    return target.altair_chart(fitted(chart), width=width, height="content", **kwargs)
 
 
 def draw_panels(
@@ -148,8 +162,7 @@ def draw_panels(
     for start in range(0, len(names), columns):
         cols = st.columns(columns, gap=gap)
         for col, name in zip(cols, names[start : start + columns], strict=False):
-            with col:
-                st.altair_chart(build(df[df[panel] == name], name), width="stretch")
+            draw_chart(build(df[df[panel] == name], name), where=col)
 
 
 def thinned_note(n_labels: int, what: str = "tokens") -> str:

@@ -207,6 +207,13 @@ def budget_chart(prompt_tokens: int, context: int, budget: int) -> alt.LayerChar
     return (bars + text).properties(height=140)
 
 
+NEEDLE_ROW_PX = 40  # one haystack length per row: room for a line of answer text
+NEEDLE_NOTE = (
+    "Each cell prints the model's answer; an answer longer than its cell is cut with '…' "
+    "(on a narrow screen most are): hover a cell for the whole answer, the secret and the time."
+)
+
+
 def needle_chart(trials: Sequence[inf.NeedleTrial]) -> alt.LayerChart:
     """Recall by needle depth (x) and haystack length (y): found = filled cell."""
     data = pd.DataFrame(
@@ -240,4 +247,5 @@ def needle_chart(trials: Sequence[inf.NeedleTrial]) -> alt.LayerChart:
         text=alt.Text("answer:N"),
         color=alt.condition("datum.recall > 0.5", alt.value("#ffffff"), alt.value("#222222")),
     )
-    return (cells + labels).properties(height=60 + 45 * data["length"].nunique())
+    # a fixed row height: rows never shrink below one line of text, however many lengths
+    return (cells + labels).properties(height=alt.Step(NEEDLE_ROW_PX))

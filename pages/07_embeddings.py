@@ -148,7 +148,7 @@ vecs = ce.cached_sentence_embeddings(sentences)
 labels = [f"{i + 1}. {s[:28]}" for i, s in enumerate(sentences)]
 s1, s2 = st.columns([3, 2])
 with s1:
-    draw_chart(ce.cosine_matrix_chart(cosine_matrix(vecs), labels, "cosine similarity"), extra=150)
+    draw_chart(ce.cosine_matrix_chart(cosine_matrix(vecs), labels, "cosine similarity"))
 xy = pca_2d(vecs).xy
 with s2:
     sentence_points, n_hidden = ce.labelled_points(

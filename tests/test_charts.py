@@ -107,3 +107,57 @@ def test_each_map_label_is_drawn_by_exactly_one_layer():
         assert all(f.startswith("datum.label_side == ") for f in filters)
         drawn = [f for f in filters if int(f.split("==")[1]) == side]
         assert len(drawn) == (0 if side == 0 else 1)
+
+
+# Files whose charts other branches are rewriting at the time of writing: they still call
+# st.altair_chart directly and are converted to draw_chart when those branches merge.
+NOT_YET_CONVERTED = {
+    "pages/02_layers.py",
+    "pages/18_inference_loop.py",
+    "components/playground.py",
+    "components/inference_loop.py",
+}
+
+
+def test_fitted_charts_keep_their_own_height_and_theme_their_text():
+    import altair as alt
+
+    from components.charts import TEXT_INK, fitted
+
+    bars = alt.Chart(pd.DataFrame({"n": [1, 2]})).mark_bar().encode(x="n:Q")
+    layered = (bars + bars.mark_text()).properties(height=90)
+    for theme in ("light", "dark"):
+        spec = fitted(layered, theme).to_dict()
+        # fit-x: the declared height is the plot's; axes and legends are added around it
+        # (Streamlit's default "fit" squeezed them into 90 px and the bars vanished)
+        assert spec["autosize"]["type"] == "fit-x"
+        assert spec["height"] == 90
+        assert spec["config"]["text"]["color"] == TEXT_INK[theme]
+    assert TEXT_INK["light"] != TEXT_INK["dark"]
+
+
+def test_every_chart_is_drawn_through_draw_chart():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    direct = [
+        str(f.relative_to(root))
+        for folder in ("pages", "components")
+        for f in sorted((root / folder).glob("*.py"))
+        if ".altair_chart(" in f.read_text()
+        and str(f.relative_to(root)) not in NOT_YET_CONVERTED | {"components/charts.py"}
+    ]
+    assert not direct, f"st.altair_chart called directly (use charts.draw_chart): {direct}"
+
+
+def test_needle_rows_keep_a_readable_height_for_any_number_of_lengths():
+    from components.context_window import NEEDLE_ROW_PX, needle_chart
+    from core.inference import NeedleTrial
+
+    trials = [
+        NeedleTrial(n, n, d, "12345", "The secret number is 12345.", d < 0.5, 1.0)
+        for n in (128, 256, 512, 1024, 2048)
+        for d in (0.0, 0.25, 0.5, 0.75, 1.0)
+    ]
+    spec = needle_chart(trials).to_dict()
+    assert spec["height"] == {"step": NEEDLE_ROW_PX} and NEEDLE_ROW_PX >= 24
