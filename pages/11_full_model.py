@@ -58,7 +58,7 @@ def lens_view() -> None:
         f"probability; hover for the top 5 and the token that really follows. Top row "
         f"(layer {n_layers}) = the model's output: it guessed {right} of {known} next tokens "
         f"right here. Largest difference between that row's logits and the model's: "
-        f"{lens.final_logits_error:.1e}."
+        f"{lens.final_logits_error:.1e}. {fm.LENS_NARROW_NOTE}"
     )
     st.subheader("The residual stream grows as blocks add to it")
     draw_chart(fm.residual_norm_chart(fm.residual_norm_frame(lens)))

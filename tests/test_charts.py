@@ -161,3 +161,24 @@ def test_needle_rows_keep_a_readable_height_for_any_number_of_lengths():
     ]
     spec = needle_chart(trials).to_dict()
     assert spec["height"] == {"step": NEEDLE_ROW_PX} and NEEDLE_ROW_PX >= 24
+
+
+def test_logit_lens_cells_drop_words_when_too_narrow_and_thin_their_axis():
+    from components.full_model import LENS_CELL_MIN_PX, lens_chart
+
+    df = pd.DataFrame(
+        {
+            "layer": [0, 0, 1, 1],
+            "position": ["0 a", "1 b"] * 2,
+            "order": [0, 1] * 2,
+            "p": [0.1, 0.9, 0.5, 1.0],
+            "cell": ["a\n10%", "b\n90%", "c\n50%", "d\n100%"],
+            "next in text": ["b", "c"] * 2,
+            "top 1": ["x"] * 4,
+        }
+    )
+    df["ink"] = ink_for(df["p"].to_numpy(), "blues", (0.0, 1.0))
+    rect, text = lens_chart(df).to_dict()["layer"]
+    assert f"bandwidth('x') >= {LENS_CELL_MIN_PX}" in text["mark"]["opacity"]["expr"]
+    assert rect["encoding"]["x"]["axis"]["labelOverlap"] == "parity"
+    assert "datum.ink" in text["encoding"]["color"]["condition"]["test"]  # ink follows the scale
