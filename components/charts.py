@@ -165,6 +165,14 @@ def draw_panels(
             draw_chart(build(df[df[panel] == name], name), where=col)
 
 
+def fitting_columns(labels, char_px: float = 6.5, entry_px: float = 34) -> alt.ExprRef:
+    """Legend `columns` for a bottom legend that never runs past the plot's right edge: as many
+    entries of the longest label as fit in the plot's width (Vega's `width` signal, known only
+    in the browser), at least one. A fixed count that fits a desktop is cut on a phone."""
+    widest = max((len(str(x)) for x in labels), default=1) * char_px + entry_px
+    return alt.expr(f"max(1, floor(width / {widest:.0f}))")
+
+
 def thinned_note(n_labels: int, what: str = "tokens") -> str:
     """The sentence that goes under a chart using `THINNED_AXIS` with `n_labels` labels."""
     return (

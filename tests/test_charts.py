@@ -182,3 +182,20 @@ def test_logit_lens_cells_drop_words_when_too_narrow_and_thin_their_axis():
     assert f"bandwidth('x') >= {LENS_CELL_MIN_PX}" in text["mark"]["opacity"]["expr"]
     assert rect["encoding"]["x"]["axis"]["labelOverlap"] == "parity"
     assert "datum.ink" in text["encoding"]["color"]["condition"]["test"]  # ink follows the scale
+
+
+def test_map_words_use_the_theme_text_colour_and_dots_the_group():
+    from components.embeddings import embedding_map_chart
+
+    df = pd.DataFrame({"x": [0.0], "y": [0.0], "word": ["a"], "group": ["g"], "tokens": [1]})
+    dots, *words = embedding_map_chart(df.assign(label_side=1), "t").to_dict()["layer"]
+    assert dots["encoding"]["color"]["field"] == "group"
+    assert all("color" not in w.get("encoding", {}) for w in words)
+
+
+def test_bottom_legends_take_as_many_columns_as_fit_the_plot():
+    from components.charts import fitting_columns
+
+    expr = fitting_columns(["1.0e+19", "1.0e+25"], char_px=6, entry_px=30).to_dict()["expr"]
+    assert expr == "max(1, floor(width / 72))"  # 7 characters of 6 px plus symbol and gap
+    assert "/ 192)" in fitting_columns(["Chinchilla fit (Approach 3)"], 6, 30).to_dict()["expr"]
