@@ -201,6 +201,14 @@ def scheme_colour(scheme: str, t: float) -> str:
     return "#" + "".join(f"{round(v * 255):02x}" for v in rgb)
 
 
+def ink_on(colour: str) -> str:
+    """White or near-black text, whichever contrasts more with a cell filled with `colour`
+    ('#rrggbb')."""
+    lum = _luminance(_hex_rgb(colour))
+    # contrast ratio against white (L=1) and against the dark ink (L~0.016)
+    return LIGHT_INK if (1.05 / (lum + 0.05)) > ((lum + 0.05) / 0.066) else DARK_INK
+
+
 def ink_for(values: np.ndarray, scheme: str, domain: tuple[float, float]) -> list[str]:
     """Text colour per value for cells filled from `scheme` over `domain` (the same scale the
     chart uses): white or near-black, whichever contrasts more with that cell's fill."""
@@ -211,9 +219,7 @@ def ink_for(values: np.ndarray, scheme: str, domain: tuple[float, float]) -> lis
         if not np.isfinite(v):
             out.append(DARK_INK)
             continue
-        lum = _luminance(_hex_rgb(scheme_colour(scheme, (v - lo) / span)))
-        # contrast ratio against white (L=1) and against the dark ink (L~0.016)
-        out.append(LIGHT_INK if (1.05 / (lum + 0.05)) > ((lum + 0.05) / 0.066) else DARK_INK)
+        out.append(ink_on(scheme_colour(scheme, (v - lo) / span)))
     return out
 
 

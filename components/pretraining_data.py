@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components.charts import draw_chart
+from components.charts import draw_chart, ink_on
 from core import data_pipeline as dp
 
 STAGE_ORDER = list(dp.STAGES)
@@ -109,9 +109,14 @@ def funnel_chart(df: pd.DataFrame) -> alt.Chart:
             "measure:N", scale=MEASURE_COLOURS, title=None, legend=alt.Legend(orient="top")
         )
     )
-    labels = base.mark_text(align="right", dx=-3, fontSize=10, color="white").encode(
-        text=alt.Text("kept:Q", format=",")
-    )  # inside the bar: readable in both themes
+    # inside the bar, in the ink that reads on that bar's colour (white on orange did not)
+    inks = [ink_on(c) for c in MEASURE_COLOURS.range]
+    labels = base.mark_text(align="right", dx=-3, fontSize=10).encode(
+        text=alt.Text("kept:Q", format=","),
+        color=alt.condition(
+            f"datum.measure == '{MEASURES[0]}'", alt.value(inks[0]), alt.value(inks[1])
+        ),
+    )
     return (bars + labels).properties(height=alt.Step(13))
 
 

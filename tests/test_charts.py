@@ -199,3 +199,17 @@ def test_bottom_legends_take_as_many_columns_as_fit_the_plot():
     expr = fitting_columns(["1.0e+19", "1.0e+25"], char_px=6, entry_px=30).to_dict()["expr"]
     assert expr == "max(1, floor(width / 72))"  # 7 characters of 6 px plus symbol and gap
     assert "/ 192)" in fitting_columns(["Chinchilla fit (Approach 3)"], 6, 30).to_dict()["expr"]
+
+
+def test_bar_labels_take_the_ink_that_reads_on_their_bar():
+    from components.charts import ink_on
+    from components.pretraining_data import MEASURE_COLOURS, MEASURES, funnel_chart
+
+    assert ink_on("#f08c00") == DARK_INK and ink_on("#1c7ed6") == LIGHT_INK
+    df = pd.DataFrame(
+        {"stage": ["raw", "raw"], "measure": MEASURES, "share": [1.0, 1.0], "kept": [9, 99]}
+    )
+    _, labels = funnel_chart(df).to_dict()["layer"]
+    colour = labels["encoding"]["color"]
+    assert colour["condition"]["value"] == ink_on(MEASURE_COLOURS.range[0])
+    assert colour["value"] == ink_on(MEASURE_COLOURS.range[1]) == DARK_INK  # not white on orange
