@@ -213,3 +213,14 @@ def test_bar_labels_take_the_ink_that_reads_on_their_bar():
     colour = labels["encoding"]["color"]
     assert colour["condition"]["value"] == ink_on(MEASURE_COLOURS.range[0])
     assert colour["value"] == ink_on(MEASURE_COLOURS.range[1]) == DARK_INK  # not white on orange
+
+
+def test_token_chips_start_from_the_theme_background_and_keep_readable_ink():
+    from components.charts import ink_on
+    from components.tokens import token_strip_html
+
+    for theme, neutral in (("light", "#ffffff"), ("dark", "#343a40")):
+        html = token_strip_html(["a", "b", "c"], values=[0.0, 1.0, -1.0], theme=theme)
+        assert f"background:{neutral}" in html  # no white chip on the dark theme
+        for bg in (neutral, "#e8590c" if theme == "dark" else "#ff8737"):
+            assert f"background:{bg};color:{ink_on(bg)}" in html
