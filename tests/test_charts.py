@@ -224,3 +224,27 @@ def test_token_chips_start_from_the_theme_background_and_keep_readable_ink():
         assert f"background:{neutral}" in html  # no white chip on the dark theme
         for bg in (neutral, "#e8590c" if theme == "dark" else "#ff8737"):
             assert f"background:{bg};color:{ink_on(bg)}" in html
+
+
+def test_rag_rank_cells_print_in_the_ink_of_their_colour():
+    import json
+
+    from components.rag import rank_chart
+
+    df = pd.DataFrame(
+        {
+            "chunk": list("abc"),
+            "id": [1, 2, 3],
+            "method": ["BM25"] * 3,
+            "rank": [1, 30, 900],
+            "score": [1.0, 0.5, 0.1],
+            "in top k": [True, True, True],
+        }
+    )
+    spec = rank_chart(df).to_dict()
+    rows = {r["rank"]: r["ink"] for r in next(iter(spec["datasets"].values()))}
+    assert rows[1] == DARK_INK  # rank 1 is viridis' bright yellow: white did not read
+    assert rows[900] == LIGHT_INK  # the worst rank is dark purple
+    top = spec["layer"][0]["encoding"]["x"]["axis"]
+    assert top["labelOverlap"] is False  # every method keeps its column name
+    assert "datum.ink" in json.dumps(spec["layer"][1]["encoding"]["color"])
