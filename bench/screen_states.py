@@ -1,8 +1,9 @@
 """Screenshots of states the first render does not show, at the same four views as
 `bench.screens`: page 20 after the needle-in-a-haystack job has run, page 09 with heads
-switched off. `python -m bench.screen_states [port]` starts its own server from this checkout
-(port 8642 unless given), drives each state in headless Chromium and writes
-`<slug>_<state>_<view>.png` to bench/out/screens/. Nothing is asserted.
+switched off. `python -m bench.screen_states [port] [state ...]` starts its own server from
+this checkout (port 8642 unless given; states: needle, heads_off, all unless given), drives
+each state in headless Chromium and writes `<slug>_<state>_<view>.png` to bench/out/screens/.
+Nothing is asserted.
 
 The needle job runs once, at the first view (its result is then shared with every later
 session, as the page promises); the heads are switched off again in every view's session.
@@ -46,7 +47,8 @@ def heads_off(page, heads: tuple[int, ...] = (0, 3, 5)) -> None:
     box = page.locator("[data-testid='stMultiSelect']", has_text="to switch off").first
     for h in heads:
         box.locator("input").click()
-        page.get_by_role("option", name=str(h), exact=True).first.click()
+        box.locator("input").fill(str(h))  # the dropdown filters to that head; Enter picks it
+        page.keyboard.press("Enter")
         page.keyboard.press("Escape")
         _settle(page)
     page.locator("[data-testid='stMetric']", has_text="KL").first.wait_for(timeout=600_000)
@@ -56,7 +58,7 @@ def heads_off(page, heads: tuple[int, ...] = (0, 3, 5)) -> None:
 STATES = (("context_window", "needle", needle_done), ("multi_head", "heads_off", heads_off))
 
 
-def main(port: int = 8642) -> None:
+def main(port: int = 8642, only: tuple[str, ...] = ()) -> None:
     from playwright.sync_api import sync_playwright
 
     OUT.mkdir(parents=True, exist_ok=True)
@@ -77,6 +79,8 @@ def main(port: int = 8642) -> None:
                 args=["--headless", "--no-sandbox", "--disable-gpu"],
             )
             for slug, state, drive in STATES:
+                if only and state not in only:
+                    continue
                 for name, viewport, scheme in VIEWS:
                     page = browser.new_page(viewport=viewport, color_scheme=scheme)
                     t0 = time.perf_counter()
@@ -94,4 +98,4 @@ def main(port: int = 8642) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 8642)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 8642, tuple(sys.argv[2:]))

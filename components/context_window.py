@@ -10,6 +10,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from components.charts import fitting_columns
 from components.jobs import finished_result, load_factor, run_job
 from components.models import load_model
 from components.tokens import visible
@@ -175,7 +176,12 @@ def kv_models_chart(points: Sequence[inf.KvPoint]) -> alt.Chart:
                 "GB:Q", title="KV cache per sequence (GB, log scale)", scale=alt.Scale(type="log")
             ),
             color=alt.Color(
-                "model:N", title=None, legend=alt.Legend(orient="right", labelLimit=300)
+                "model:N",
+                title=None,
+                # below the plot: at the right it left a phone's plot 100 px wide
+                legend=alt.Legend(
+                    orient="bottom", columns=fitting_columns(data["model"].unique()), labelLimit=300
+                ),
             ),
             tooltip=["model", "tokens", alt.Tooltip("GB:Q", format=".4f")],
         )
@@ -232,7 +238,12 @@ def needle_chart(trials: Sequence[inf.NeedleTrial]) -> alt.LayerChart:
         ]
     )
     base = alt.Chart(data).encode(
-        x=alt.X("depth:N", title="needle depth in the haystack", sort=alt.SortField("d")),
+        x=alt.X(
+            "depth:N",
+            title="needle depth in the haystack",
+            sort=alt.SortField("d"),
+            axis=alt.Axis(labelAngle=0),
+        ),
         y=alt.Y("length:O", title="haystack length (tokens)", sort="descending"),
     )
     cells = base.mark_rect(stroke="white").encode(
