@@ -3,11 +3,13 @@ multiples that fit, readable text on coloured cells, long-form frames of matrice
 Chart builders elsewhere are pure `data -> alt.Chart`.
 
 Fitting: Streamlit does not tell the script how wide a column is, so charts are sized by the
-browser. `draw_chart` stretches single, layered and simply stacked (vconcat) charts to their
-column (Streamlit autosizes them with the axes and legend inside the box); a Vega facet keeps its
+browser. Every chart goes through `draw_chart`, which stretches single, layered and simply
+stacked (vconcat) charts to their column's width only, keeping the plot's own height (axes and
+legends added around it), and gives unstyled text the theme's colour; a Vega facet keeps its
 fixed size and runs past a narrow column, so `draw_panels` draws one stretched chart per panel
 in Streamlit columns instead (they stack on a phone). Category axes that can hold more labels
-than fit use `THINNED_AXIS` and say so with `thinned_note`.
+than fit use `THINNED_AXIS` and say so with `thinned_note`; bottom legends take
+`fitting_columns`; text on a coloured cell takes `ink_for` / `ink_on`.
 """
 
 from __future__ import annotations
