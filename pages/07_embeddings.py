@@ -164,7 +164,6 @@ with s2:
     )
     draw_chart(
         ce.embedding_map_chart(sentence_points, "map (PCA)", legend_columns=1),
-        extra=40 + 18 * len(sentences),
     )
     if n_hidden:
         st.caption(
@@ -211,14 +210,12 @@ with k1:
         ce.cosine_matrix_chart(
             cosine_matrix(wic.static), ctx_labels, "static: the embedding-table rows"
         ),
-        extra=150,
     )
 with k2:
     draw_chart(
         ce.cosine_matrix_chart(
             cosine_matrix(wic.contextual[:, layer]), ctx_labels, f"contextual: hidden state {layer}"
         ),
-        extra=150,
     )
 curve = pd.DataFrame({"layer": range(n_states), "mean cosine": agreement_by_layer(wic.contextual)})
 draw_chart(ce.word_in_context_chart(curve, layer), width="stretch")

@@ -248,3 +248,19 @@ def test_rag_rank_cells_print_in_the_ink_of_their_colour():
     top = spec["layer"][0]["encoding"]["x"]["axis"]
     assert top["labelOverlap"] is False  # every method keeps its column name
     assert "datum.ink" in json.dumps(spec["layer"][1]["encoding"]["color"])
+
+
+def test_draw_chart_calls_pass_only_what_it_takes():
+    import ast
+    from pathlib import Path
+
+    allowed = {"width", "where", "key", "on_select", "selection_mode"}
+    root = Path(__file__).resolve().parent.parent
+    bad = []
+    for f in [*(root / "pages").glob("*.py"), *(root / "components").glob("*.py")]:
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "draw_chart":
+                bad += [
+                    f"{f.name}:{node.lineno} {k.arg}" for k in node.keywords if k.arg not in allowed
+                ]
+    assert not bad, bad
