@@ -137,7 +137,12 @@ def rank_chart(df: pd.DataFrame) -> alt.Chart:
             "method:N",
             title=None,
             # every method named (cut with '…' in a narrow column), none hidden
-            axis=alt.Axis(orient="top", labelAngle=0, labelOverlap=False, labelLimit=110),
+            axis=alt.Axis(
+                orient="top",
+                labelAngle=0,
+                labelOverlap=False,
+                labelLimit=alt.expr("bandwidth('x') - 8"),  # each name within its column
+            ),
             sort=list(METHOD_LABELS.values()),
         ),
         tooltip=["chunk", "method", "rank", alt.Tooltip("score:Q", format=".4f")],
