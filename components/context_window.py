@@ -242,7 +242,7 @@ def needle_chart(trials: Sequence[inf.NeedleTrial]) -> alt.LayerChart:
             "depth:N",
             title="needle depth in the haystack",
             sort=alt.SortField("d"),
-            axis=alt.Axis(labelAngle=0),
+            axis=alt.Axis(labelAngle=0, labelAlign="center"),
         ),
         y=alt.Y("length:O", title="haystack length (tokens)", sort="descending"),
     )

@@ -140,6 +140,7 @@ def rank_chart(df: pd.DataFrame) -> alt.Chart:
             axis=alt.Axis(
                 orient="top",
                 labelAngle=0,
+                labelAlign="center",  # the theme's default started each name at its band's centre
                 labelOverlap=False,
                 labelLimit=alt.expr("bandwidth('x') - 8"),  # each name within its column
             ),

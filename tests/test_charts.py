@@ -248,6 +248,7 @@ def test_rag_rank_cells_print_in_the_ink_of_their_colour():
     top = spec["layer"][0]["encoding"]["x"]["axis"]
     assert top["labelOverlap"] is False  # every method keeps its column name
     assert "bandwidth('x')" in top["labelLimit"]["expr"]  # ... cut to its own column
+    assert top["labelAlign"] == "center"
     assert "datum.ink" in json.dumps(spec["layer"][1]["encoding"]["color"])
 
 
