@@ -3,11 +3,13 @@ multiples that fit, readable text on coloured cells, long-form frames of matrice
 Chart builders elsewhere are pure `data -> alt.Chart`.
 
 Fitting: Streamlit does not tell the script how wide a column is, so charts are sized by the
-browser. `draw_chart` stretches single, layered and simply stacked (vconcat) charts to their
-column (Streamlit autosizes them with the axes and legend inside the box); a Vega facet keeps its
+browser. Every chart goes through `draw_chart`, which stretches single, layered and simply
+stacked (vconcat) charts to their column's width only, keeping the plot's own height (axes and
+legends added around it), and gives unstyled text the theme's colour; a Vega facet keeps its
 fixed size and runs past a narrow column, so `draw_panels` draws one stretched chart per panel
 in Streamlit columns instead (they stack on a phone). Category axes that can hold more labels
-than fit use `THINNED_AXIS` and say so with `thinned_note`.
+than fit use `THINNED_AXIS` and say so with `thinned_note`; bottom legends take
+`fitting_columns`; text on a coloured cell takes `ink_for` / `ink_on`.
 """
 
 from __future__ import annotations
@@ -60,6 +62,17 @@ SCHEMES = {
         "#2171b5",
         "#08519c",
         "#08306b",
+    ],
+    "viridis": [
+        "#440154",
+        "#472c7a",
+        "#3b518b",
+        "#2c718e",
+        "#21908d",
+        "#27ad81",
+        "#5cc863",
+        "#aadc32",
+        "#fde725",
     ],
 }
 DARK_INK, LIGHT_INK = "#222222", "#ffffff"
@@ -117,20 +130,34 @@ def graph_defaults(c: dict[str, str]) -> str:
     )
 
 
-def draw_chart(chart: alt.TopLevelMixin, extra: int = 70, width: str = "stretch", **kwargs):
-    """st.altair_chart sized to fit its column: stretched to the column's width (axes and
-    legend included) with the spec's own height plus `extra` pixels for axes and legends (a
-    layered chart left to Streamlit's "content" height can collapse to 0 px when stretched).
-    `width="content"` keeps the spec's own size (only for charts known to be narrow). Other
-    keyword arguments (key, on_select) go to st.altair_chart, whose result is returned."""
+# Text marks without a colour of their own (bar values, point labels) are black in Vega, which
+# vanishes on the dark theme: `fitted` gives them the theme's text colour.
+TEXT_INK = {"light": "#31333f", "dark": "#e6e9ef"}
+
+
+def fitted(chart: alt.TopLevelMixin, theme: str | None = None) -> alt.TopLevelMixin:
+    """The chart as `draw_chart` sends it: stretched to its column's width only ("fit-x"), so
+    the plot keeps its own height and axes, titles and legends are added around it (Streamlit's
+    default "fit" squeezes them into the declared height: a short chart with a legend collapsed
+    to a few pixels); unstyled text in the reader's theme (default: as the browser reports it)."""
+    return chart.properties(
+        autosize=alt.AutoSizeParams(type="fit-x", contains="padding")
+    ).configure_text(color=TEXT_INK[theme or theme_type()])
+
+
+def draw_chart(chart: alt.TopLevelMixin, width: str = "stretch", where=None, **kwargs):
+    """st.altair_chart (or `where.altair_chart`, e.g. a column) sized to fit its column: the
+    chart's width stretched to the column (axes and legend included), its height its own plus
+    what its axes and legends need. `width="content"` keeps the spec's own size (only for charts
+    known to be narrow). Other keyword arguments (key, on_select) go to st.altair_chart, whose
+    result is returned. Every chart of the app goes through here (a test checks)."""
+    target = where if where is not None else st
     if width == "content":
-        return st.altair_chart(
-            chart.properties(autosize=alt.AutoSizeParams(type="pad")), width="content", **kwargs
+        chart = chart.properties(autosize=alt.AutoSizeParams(type="pad"))
+        return target.altair_chart(
+            chart.configure_text(color=TEXT_INK[theme_type()]), width="content", **kwargs
         )
-    h = getattr(chart, "height", alt.Undefined)
-    return st.altair_chart(
-        chart, width=width, height=int(h) + extra if isinstance(h, int) else "content", **kwargs
-    )
+    return target.altair_chart(fitted(chart), width=width, height="content", **kwargs)
 
 
 def draw_panels(
@@ -148,8 +175,15 @@ def draw_panels(
     for start in range(0, len(names), columns):
         cols = st.columns(columns, gap=gap)
         for col, name in zip(cols, names[start : start + columns], strict=False):
-            with col:
-                st.altair_chart(build(df[df[panel] == name], name), width="stretch")
+            draw_chart(build(df[df[panel] == name], name), where=col)
+
+
+def fitting_columns(labels, char_px: float = 6.5, entry_px: float = 34) -> alt.ExprRef:
+    """Legend `columns` for a bottom legend that never runs past the plot's right edge: as many
+    entries of the longest label as fit in the plot's width (Vega's `width` signal, known only
+    in the browser), at least one. A fixed count that fits a desktop is cut on a phone."""
+    widest = max((len(str(x)) for x in labels), default=1) * char_px + entry_px
+    return alt.expr(f"max(1, floor(width / {widest:.0f}))")
 
 
 def thinned_note(n_labels: int, what: str = "tokens") -> str:
@@ -180,6 +214,14 @@ def scheme_colour(scheme: str, t: float) -> str:
     return "#" + "".join(f"{round(v * 255):02x}" for v in rgb)
 
 
+def ink_on(colour: str) -> str:
+    """White or near-black text, whichever contrasts more with a cell filled with `colour`
+    ('#rrggbb')."""
+    lum = _luminance(_hex_rgb(colour))
+    # contrast ratio against white (L=1) and against the dark ink (L~0.016)
+    return LIGHT_INK if (1.05 / (lum + 0.05)) > ((lum + 0.05) / 0.066) else DARK_INK
+
+
 def ink_for(values: np.ndarray, scheme: str, domain: tuple[float, float]) -> list[str]:
     """Text colour per value for cells filled from `scheme` over `domain` (the same scale the
     chart uses): white or near-black, whichever contrasts more with that cell's fill."""
@@ -190,9 +232,7 @@ def ink_for(values: np.ndarray, scheme: str, domain: tuple[float, float]) -> lis
         if not np.isfinite(v):
             out.append(DARK_INK)
             continue
-        lum = _luminance(_hex_rgb(scheme_colour(scheme, (v - lo) / span)))
-        # contrast ratio against white (L=1) and against the dark ink (L~0.016)
-        out.append(LIGHT_INK if (1.05 / (lum + 0.05)) > ((lum + 0.05) / 0.066) else DARK_INK)
+        out.append(ink_on(scheme_colour(scheme, (v - lo) / span)))
     return out
 
 

@@ -10,6 +10,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from components.charts import fitting_columns
 from components.jobs import finished_result, load_factor, run_job
 from components.models import load_model
 from components.tokens import visible
@@ -175,7 +176,12 @@ def kv_models_chart(points: Sequence[inf.KvPoint]) -> alt.Chart:
                 "GB:Q", title="KV cache per sequence (GB, log scale)", scale=alt.Scale(type="log")
             ),
             color=alt.Color(
-                "model:N", title=None, legend=alt.Legend(orient="right", labelLimit=300)
+                "model:N",
+                title=None,
+                # below the plot: at the right it left a phone's plot 100 px wide
+                legend=alt.Legend(
+                    orient="bottom", columns=fitting_columns(data["model"].unique()), labelLimit=300
+                ),
             ),
             tooltip=["model", "tokens", alt.Tooltip("GB:Q", format=".4f")],
         )
@@ -207,6 +213,13 @@ def budget_chart(prompt_tokens: int, context: int, budget: int) -> alt.LayerChar
     return (bars + text).properties(height=140)
 
 
+NEEDLE_ROW_PX = 40  # one haystack length per row: room for a line of answer text
+NEEDLE_NOTE = (
+    "Each cell prints the model's answer; an answer longer than its cell is cut with '…' "
+    "(on a narrow screen most are): hover a cell for the whole answer, the secret and the time."
+)
+
+
 def needle_chart(trials: Sequence[inf.NeedleTrial]) -> alt.LayerChart:
     """Recall by needle depth (x) and haystack length (y): found = filled cell."""
     data = pd.DataFrame(
@@ -225,7 +238,12 @@ def needle_chart(trials: Sequence[inf.NeedleTrial]) -> alt.LayerChart:
         ]
     )
     base = alt.Chart(data).encode(
-        x=alt.X("depth:N", title="needle depth in the haystack", sort=alt.SortField("d")),
+        x=alt.X(
+            "depth:N",
+            title="needle depth in the haystack",
+            sort=alt.SortField("d"),
+            axis=alt.Axis(labelAngle=0, labelAlign="center"),
+        ),
         y=alt.Y("length:O", title="haystack length (tokens)", sort="descending"),
     )
     cells = base.mark_rect(stroke="white").encode(
@@ -240,4 +258,5 @@ def needle_chart(trials: Sequence[inf.NeedleTrial]) -> alt.LayerChart:
         text=alt.Text("answer:N"),
         color=alt.condition("datum.recall > 0.5", alt.value("#ffffff"), alt.value("#222222")),
     )
-    return (cells + labels).properties(height=60 + 45 * data["length"].nunique())
+    # a fixed row height: rows never shrink below one line of text, however many lengths
+    return (cells + labels).properties(height=alt.Step(NEEDLE_ROW_PX))

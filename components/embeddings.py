@@ -139,7 +139,10 @@ def embedding_map_chart(df: pd.DataFrame, title: str, legend_columns: int = 3) -
     by the page."""
     if "label_side" not in df:
         df = df.assign(label_side=1)
-    base = alt.Chart(df, title=title).encode(
+    # words in the theme's text colour (charts.fitted): in their group's colour the pale ones
+    # (light blue, pink) did not read on white, the dark ones not on the dark theme; the dot
+    # beside each word carries the group
+    words = alt.Chart(df, title=title).encode(
         x=alt.X(
             "x:Q",
             axis=alt.Axis(labels=False, ticks=False),
@@ -152,34 +155,36 @@ def embedding_map_chart(df: pd.DataFrame, title: str, legend_columns: int = 3) -
             title=None,
             scale=alt.Scale(zero=False, nice=False, padding=12),
         ),
+        tooltip=["group", "word", "tokens"],
+    )
+    dots = words.mark_circle(size=70).encode(
         color=alt.Color(
             "group:N",
             title="group",
             legend=alt.Legend(orient="bottom", columns=legend_columns, labelLimit=260),
         ),
-        tooltip=["group", "word", "tokens"],
     )
     right = (
-        base.transform_filter("datum.label_side == 1")
+        words.transform_filter("datum.label_side == 1")
         .mark_text(dx=7, align="left", fontSize=11)
         .encode(text="word:N")
     )
     left = (
-        base.transform_filter("datum.label_side == -1")
+        words.transform_filter("datum.label_side == -1")
         .mark_text(dx=-7, align="right", fontSize=11)
         .encode(text="word:N")
     )
     above = (
-        base.transform_filter("datum.label_side == 2")
+        words.transform_filter("datum.label_side == 2")
         .mark_text(dy=-12, align="center", fontSize=11)
         .encode(text="word:N")
     )
     below = (
-        base.transform_filter("datum.label_side == -2")
+        words.transform_filter("datum.label_side == -2")
         .mark_text(dy=12, align="center", fontSize=11)
         .encode(text="word:N")
     )
-    return (base.mark_circle(size=70) + right + left + above + below).properties(height=360)
+    return (dots + right + left + above + below).properties(height=360)
 
 
 def labelled_points(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
@@ -229,7 +234,7 @@ def word_in_context_chart(df: pd.DataFrame, layer: int) -> alt.LayerChart:
             y=alt.Y(
                 "mean cosine:Q",
                 scale=alt.Scale(domain=[0, 1]),
-                title="mean cosine between the word's vectors",
+                title="mean cosine of its vectors",  # the full phrase ran off the chart
             ),
             tooltip=["layer", alt.Tooltip("mean cosine:Q", format=".3f")],
         )

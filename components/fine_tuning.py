@@ -6,6 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from components.charts import draw_chart
 from components.jobs import finished_result, run_job
 from components.models import load_model
 from components.tokens import token_strip
@@ -100,7 +101,7 @@ def fine_tune_job(model_id: str, s: ft.LoraSettings) -> ft.FineTuneResult | None
     slot = st.empty()
 
     def draw(losses: tuple[float, ...]) -> None:
-        slot.altair_chart(loss_chart(losses), width="stretch")
+        draw_chart(loss_chart(losses), where=slot)
 
     def work(report: ft.Report) -> ft.FineTuneResult:
         before = cached_before_answers(model_id, s.answer_tokens, report)

@@ -161,13 +161,15 @@ def sidebar() -> None:
     _init_state()
     with st.sidebar:
         st.page_link("app.py", label="LLM Explorer: home", icon=":material/home:")
+        # the model and the shared prompt first: below 25 links they were off a projector's
+        # first screen (1280x720)
+        _model_picker()
+        _prompt_box()
+        st.divider()
         for section, concepts in by_section(available_concepts()).items():
             st.caption(section.upper())
             for c in concepts:
                 safe_page_link(c.page_file, label=c.label)
-        st.divider()
-        _model_picker()
-        _prompt_box()
     _prompt_in_url()
 
 

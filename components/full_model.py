@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components.charts import BLUE, GREY, ORANGE
+from components.charts import BLUE, GREY, ORANGE, ink_encoding, ink_for
 from components.memo import byte_cached
 from components.models import load_model
 from components.tokens import short, token_axis, visible
@@ -82,7 +82,16 @@ def lens_frame(lens: core_lens.LogitLens) -> pd.DataFrame:
             for r in range(len(row_tokens[j])):
                 cell[f"top {r + 1}"] = f"{visible(row_tokens[j][r])}  {row_probs[j][r]:.1%}"
             rows.append(cell)
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    df["ink"] = ink_for(df["p"].to_numpy(), "blues", (0.0, 1.0))
+    return df
+
+
+LENS_CELL_MIN_PX = 40  # narrower cells drop their words (8 monospace characters at 9 px)
+LENS_NARROW_NOTE = (
+    "On a narrow screen the cells are too small for their words: they keep only their shade, "
+    "and the token axis shows every other label (or fewer); hover a cell for its guesses."
+)
 
 
 def lens_chart(df: pd.DataFrame) -> alt.Chart:
@@ -92,7 +101,8 @@ def lens_chart(df: pd.DataFrame) -> alt.Chart:
         "position:N",
         sort=alt.SortField("order"),
         title="reading position (its token)",
-        axis=alt.Axis(labelAngle=-40, orient="top", labelLimit=120, labelOverlap=False),
+        # a phone cannot print 16 slanted tokens: every other one (or fewer), said in the caption
+        axis=alt.Axis(labelAngle=-40, orient="top", labelLimit=120, labelOverlap="parity"),
     )
     y = alt.Y("layer:O", sort="descending", title="layer (0 = embeddings)")
     rect = (
@@ -102,19 +112,29 @@ def lens_chart(df: pd.DataFrame) -> alt.Chart:
             x=x,
             y=y,
             color=alt.Color(
-                "p:Q", title="top-1 probability", scale=alt.Scale(scheme="blues", domain=[0, 1])
+                "p:Q",
+                title="top-1 probability",
+                scale=alt.Scale(scheme="blues", domain=[0, 1]),
+                legend=alt.Legend(orient="top", direction="horizontal"),  # the width is the cells'
             ),
             tooltip=tips,
         )
     )
     text = (
         alt.Chart(df)
-        .mark_text(fontSize=9, font="monospace", lineBreak="\n", lineHeight=10)
+        .mark_text(
+            fontSize=9,
+            font="monospace",
+            lineBreak="\n",
+            lineHeight=10,
+            # words only in cells wide enough to print them (not on a phone): never a smear
+            opacity=alt.expr(f"bandwidth('x') >= {LENS_CELL_MIN_PX} ? 1 : 0"),
+        )
         .encode(
             x=x,
             y=y,
             text="cell:N",
-            color=alt.condition("datum.p > 0.55", alt.value("white"), alt.value("#222")),
+            color=ink_encoding(),  # white or dark, whichever reads on the cell's blue
             tooltip=tips,
         )
     )
@@ -153,7 +173,7 @@ def model_sizes_chart(df: pd.DataFrame) -> alt.Chart:
     # bars on a log axis have no zero to start from: draw from a floor below the smallest
     floor = 10 ** np.floor(np.log10(max(1.0, float(df["parameters"].min()))))
     base = alt.Chart(df.assign(floor=floor)).encode(
-        y=alt.Y("model:N", sort="x", title=None, axis=alt.Axis(labelLimit=260, labelOverlap=False)),
+        y=alt.Y("model:N", sort="x", title=None, axis=alt.Axis(labelLimit=200, labelOverlap=False)),
         color=alt.condition("datum.loaded", alt.value(ORANGE), alt.value(BLUE)),
         tooltip=[
             "model",
@@ -167,7 +187,12 @@ def model_sizes_chart(df: pd.DataFrame) -> alt.Chart:
             "source",
         ],
     )
-    x = alt.X("parameters:Q", scale=alt.Scale(type="log"), title="parameters (log scale)")
+    x = alt.X(
+        "parameters:Q",
+        scale=alt.Scale(type="log"),
+        title="parameters (log scale)",
+        axis=alt.Axis(format="~s"),  # 100M, 10G, 1T: short enough not to collide on a phone
+    )
     bars = base.mark_bar(height=14).encode(x=x, x2="floor:Q")
     labels = base.mark_text(align="left", dx=4, color="#444").encode(
         x=x, text=alt.Text("parameters:Q", format=".3s")

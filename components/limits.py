@@ -6,6 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from components.charts import draw_chart
 from components.frame import safe_page_link
 from components.jobs import run_job
 from components.models import load_model
@@ -214,7 +215,7 @@ def addition_section(model_id: str) -> None:
     )
     if res is not None:
         df = addition_frame(res)
-        st.altair_chart(addition_chart(df), width="stretch")
+        draw_chart(addition_chart(df))
         st.dataframe(df, hide_index=True, width="stretch")
         with st.expander("Every sum and the model's answer"):
             st.dataframe(
@@ -266,7 +267,7 @@ def capitals_section(model_id: str) -> None:
             if len(wrong)
             else "No wrong answers on this list."
         )
-        st.altair_chart(confidence_chart(df), width="stretch")
+        draw_chart(confidence_chart(df))
         st.dataframe(df, hide_index=True, width="stretch")
     links(("pages/19_decoding.py", "Where the probabilities come from (19)"))
 
@@ -347,7 +348,7 @@ def pronouns_section(model_id: str) -> None:
         f"{n} occupations, one forward pass each.",
     )
     if res is not None:
-        st.altair_chart(pronoun_chart(res), width="stretch")
+        draw_chart(pronoun_chart(res))
         st.caption(
             f"p(he) + p(she) ranges from {min(res.pronoun_mass):.0%} to "
             f"{max(res.pronoun_mass):.0%} of the whole next-token distribution."
@@ -374,7 +375,7 @@ def years_section(model_id: str) -> None:
         f"{len(L.YEAR_PROMPTS)} prompts x {len(L.YEARS)} candidate years, batched.",
     )
     if res is not None:
-        st.altair_chart(years_chart(res), width="stretch")
+        draw_chart(years_chart(res))
         st.markdown(
             " · ".join(f"`{p}` → most likely **{res.mode(i)}**" for i, p in enumerate(res.prompts))
         )

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components.charts import HEAT, ORANGE
+from components.charts import HEAT, ORANGE, fitting_columns
 from components.models import get_trace, load_model
 from core import attention as core_attention
 from core import interventions
@@ -85,7 +85,7 @@ def head_map_chart(df: pd.DataFrame, layer: int) -> alt.LayerChart:
                 scale=alt.Scale(
                     domain=roles, range=["#1f77b4", "#7f7f7f", "#2ca02c", "#d62728", "#eeeeee"]
                 ),
-                legend=alt.Legend(orient="bottom", columns=3, title=None),
+                legend=alt.Legend(orient="bottom", columns=fitting_columns(roles), title=None),
             ),
             opacity=alt.Opacity(
                 "strength:Q", scale=alt.Scale(domain=[0, 1], range=[0.25, 1]), legend=None

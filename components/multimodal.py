@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from components.charts import draw_chart
 from core import multimodal as mm
 from core.embeddings import MAX_SENTENCE_TOKENS
 
@@ -167,8 +168,8 @@ def accuracy_chart(df: pd.DataFrame, steps: int) -> alt.Chart:
 def draw_curves(curve: mm.Curve, steps: int, floor: float | None = None) -> None:
     loss, acc = curve_frames(curve)
     c1, c2 = st.columns(2)
-    c1.altair_chart(loss_chart(loss, steps, floor), width="stretch")
-    c2.altair_chart(accuracy_chart(acc, steps), width="stretch")
+    draw_chart(loss_chart(loss, steps, floor), where=c1)
+    draw_chart(accuracy_chart(acc, steps), where=c2)
 
 
 def similarity_frame(matrix: np.ndarray, digits: np.ndarray) -> pd.DataFrame:
@@ -298,7 +299,7 @@ def results_section(result: mm.ClipResult) -> None:
         caption="The matrix's rows: the first test image of each digit, 0 to 9. A good "
         "model has the largest cosine of every row on the diagonal.",
     )
-    st.altair_chart(similarity_chart(similarity_frame(matrix, data.y_test[rows])), width="content")
+    draw_chart(similarity_chart(similarity_frame(matrix, data.y_test[rows])), width="content")
 
 
 def caption_search(result: mm.ClipResult, text: str) -> None:
@@ -313,7 +314,7 @@ def caption_search(result: mm.ClipResult, text: str) -> None:
         caption="The 10 closest test images, best first: "
         + ", ".join(f"{data.y_test[i]} ({scores[i]:.2f})" for i in top),
     )
-    st.altair_chart(per_digit_chart(per_digit_frame(scores, data.y_test)), width="stretch")
+    draw_chart(per_digit_chart(per_digit_frame(scores, data.y_test)))
     st.caption(
         f"The model trained on only {len(mm.all_captions())} captions; MiniLM puts new "
         "wordings near ones it knows and the text tower follows, but words it never "

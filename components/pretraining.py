@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
+from components.charts import draw_chart
 from components.models import get_lm
 from core import pretraining as pt
 from core.anatomy import geometry
@@ -166,7 +167,7 @@ def live_view(log: pt.TrainLog) -> None:
         f"{last.val:.3f}" if last else "–",
         help=f"at step {last.step}" if last else None,
     )
-    st.altair_chart(loss_chart(loss_frame(log), log.ln_vocab, log.steps_planned), width="stretch")
+    draw_chart(loss_chart(loss_frame(log), log.ln_vocab, log.steps_planned))
     if log.samples:
         step, text = log.samples[-1]
         st.caption(
@@ -303,7 +304,7 @@ def memory_calculator(prefix: str, tiny_params: int | None = None) -> None:
     )
     mem = pt.memory_plan(plan)
     per_param = sum(pt.BYTES_PER_PARAM[precision])
-    st.altair_chart(memory_chart(memory_frame(mem), gpu_gb), width="stretch")
+    draw_chart(memory_chart(memory_frame(mem), gpu_gb))
     fits = "fits" if mem.total <= gpu_gb * 1e9 else "does **not** fit"
     st.markdown(
         f"**{name}**: {params:,} parameters × {per_param} bytes = {_size(params * per_param)} of "
@@ -348,7 +349,7 @@ def data_parallel_demo(kind: str) -> None:
         f"over all {n_params_text(check)} numbers: **{check.max_abs_diff:.1e}** (float32 "
         "rounding), so every worker takes the same update one big machine would."
     )
-    st.altair_chart(dp_chart(dp_frame(check)), width="stretch")
+    draw_chart(dp_chart(dp_frame(check)))
     st.caption(
         "Each worker's own gradient differs (it saw other text); their average matches "
         "the full batch's."

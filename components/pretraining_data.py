@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from components.charts import draw_chart, ink_on
 from core import data_pipeline as dp
 
 STAGE_ORDER = list(dp.STAGES)
@@ -108,9 +109,14 @@ def funnel_chart(df: pd.DataFrame) -> alt.Chart:
             "measure:N", scale=MEASURE_COLOURS, title=None, legend=alt.Legend(orient="top")
         )
     )
-    labels = base.mark_text(align="right", dx=-3, fontSize=10, color="white").encode(
-        text=alt.Text("kept:Q", format=",")
-    )  # inside the bar: readable in both themes
+    # inside the bar, in the ink that reads on that bar's colour (white on orange did not)
+    inks = [ink_on(c) for c in MEASURE_COLOURS.range]
+    labels = base.mark_text(align="right", dx=-3, fontSize=10).encode(
+        text=alt.Text("kept:Q", format=","),
+        color=alt.condition(
+            f"datum.measure == '{MEASURES[0]}'", alt.value(inks[0]), alt.value(inks[1])
+        ),
+    )
     return (bars + labels).properties(height=alt.Step(13))
 
 
@@ -383,13 +389,13 @@ def minhash_section(t: dp.Thresholds, result: dp.PipelineResult) -> None:
         f"{t.jaccard:.2f} were dropped."
     )
     c1, c2 = st.columns(2)
-    c1.altair_chart(s_curve_chart(s_curve_frame(t.bands, rows), t.jaccard, check), width="stretch")
+    draw_chart(s_curve_chart(s_curve_frame(t.bands, rows), t.jaccard, check), where=c1)
     c1.caption(
         "Chance that a pair becomes a candidate, 1 − (1 − s^r)^b; orange ticks: the "
         "true Jaccard of each injected near-duplicate with its original; red: the "
         "threshold."
     )
-    c2.altair_chart(jaccard_chart(jaccard_frame(check)), width="stretch")
+    draw_chart(jaccard_chart(jaccard_frame(check)), where=c2)
     c2.caption(
         f"MinHash estimate against exact Jaccard for {len(check.true)} pairs: mean "
         f"absolute error {check.mean_abs_error:.3f} with {t.num_perm} permutations "
@@ -447,7 +453,7 @@ def mixture_section(
         weights = dict.fromkeys(dp.SOURCES, 1)
     df = mixture_frame(dp.mixture_plan(have, weights, budget))
     c1, c2 = st.columns([3, 2])
-    c1.altair_chart(mixture_chart(df, 4.0), width="stretch")
+    draw_chart(mixture_chart(df, 4.0), where=c1)
     c2.dataframe(
         df,
         hide_index=True,
@@ -471,8 +477,8 @@ def perplexity_section(scored: dp.PerplexityResult) -> None:
     df = perplexity_frame(scored)
     med = median_table(df)
     c1, c2 = st.columns(2)
-    c1.altair_chart(perplexity_chart(df, "LM"), width="stretch")
-    c2.altair_chart(perplexity_chart(df, "character n-gram"), width="stretch")
+    draw_chart(perplexity_chart(df, "LM"), where=c1)
+    draw_chart(perplexity_chart(df, "character n-gram"), where=c2)
     lm_b, lm_c = med.loc["boilerplate", "LM"], med.loc["clean", "LM"]
     ng_b, ng_c = med.loc["boilerplate", "character n-gram"], med.loc["clean", "character n-gram"]
     lm_word = "more fluent than" if lm_b < lm_c else "less fluent than"

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from components.charts import DARK_INK, LIGHT_INK, ink_for
 from components.jobs import run_job
 from components.models import get_encoder, load_model
 from core import rag
@@ -125,12 +126,24 @@ def retrieval_frame(r: Retrieval, chunks: Sequence[Chunk], k: int) -> pd.DataFra
 
 def rank_chart(df: pd.DataFrame) -> alt.Chart:
     """Chunks (rows) by method (columns): the rank each method gives; top-k cells coloured."""
+    # the text ink follows the cell's colour on the same reversed log scale (white on yellow,
+    # the best ranks, did not read)
+    lo, hi = float(df["rank"].min()), float(df["rank"].max())
+    t = np.log(df["rank"].to_numpy(dtype=float) / lo) / (np.log(hi / lo) if hi > lo else 1.0)
+    df = df.assign(ink=ink_for(1.0 - t, "viridis", (0.0, 1.0)))
     base = alt.Chart(df).encode(
         y=alt.Y("chunk:N", title=None, sort=alt.SortField("id"), axis=alt.Axis(labelLimit=260)),
         x=alt.X(
             "method:N",
             title=None,
-            axis=alt.Axis(orient="top", labelAngle=0),
+            # every method named (cut with '…' in a narrow column), none hidden
+            axis=alt.Axis(
+                orient="top",
+                labelAngle=0,
+                labelAlign="center",  # the theme's default started each name at its band's centre
+                labelOverlap=False,
+                labelLimit=alt.expr("bandwidth('x') - 8"),  # each name within its column
+            ),
             sort=list(METHOD_LABELS.values()),
         ),
         tooltip=["chunk", "method", "rank", alt.Tooltip("score:Q", format=".4f")],
@@ -143,7 +156,13 @@ def rank_chart(df: pd.DataFrame) -> alt.Chart:
     )
     text = base.mark_text(fontWeight="bold").encode(
         text=alt.Text("rank:Q"),
-        color=alt.condition(alt.datum["in top k"], alt.value("white"), alt.value("gray")),
+        color=alt.ColorValue(
+            value="gray",  # faded cells outside the top k
+            condition=[
+                {"test": f"datum['in top k'] && datum.ink == '{LIGHT_INK}'", "value": LIGHT_INK},
+                {"test": "datum['in top k']", "value": DARK_INK},
+            ],
+        ),
     )
     return (cells + text).properties(height=alt.Step(22))
 

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from components.charts import fitting_columns
 from components.pretraining import cached_corpus, fmt_params
 from core import pretraining as pt
 from core import scaling as sc
@@ -88,7 +89,7 @@ def isoflop_chart(df: pd.DataFrame) -> alt.Chart:
             title="budget C (FLOPs)",
             sort=None,
             scale=alt.Scale(scheme="viridis"),
-            legend=alt.Legend(orient="bottom", columns=4),
+            legend=alt.Legend(orient="bottom", columns=fitting_columns(df["budget"].unique())),
         ),
         strokeWidth=alt.condition("datum.selected", alt.value(4), alt.value(1.5)),
     )
@@ -156,7 +157,9 @@ def frontier_chart(df: pd.DataFrame) -> alt.Chart:
         "what:N",
         title=None,
         scale=FRONTIER_COLORS,
-        legend=alt.Legend(orient="bottom", columns=2, labelLimit=320),
+        legend=alt.Legend(
+            orient="bottom", columns=fitting_columns(df["what"].unique()), labelLimit=320
+        ),
     )
     tip = [
         "what",
@@ -286,7 +289,11 @@ def sweep_chart(df: pd.DataFrame) -> alt.Chart:
                 "model:N",
                 title="model",
                 sort=None,
-                legend=alt.Legend(orient="bottom", columns=3, labelLimit=260),
+                legend=alt.Legend(
+                    orient="bottom",
+                    columns=fitting_columns(df[df.kind == "run"]["model"].unique()),
+                    labelLimit=260,
+                ),
             ),
             tooltip=[
                 "model",

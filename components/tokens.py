@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 import streamlit as st
 
+from components.charts import ink_on, theme_type
+
 # Colour-blind-friendly pastel cycle for telling neighbouring tokens apart.
 PALETTE = ("#cfe2ff", "#ffe3b3", "#d3f9d8", "#ffd6e7", "#e5dbff", "#c5f6fa", "#fff3bf")
 
@@ -33,14 +35,22 @@ def visible(text: str) -> str:
     return "".join(out) or "∅"
 
 
-def _heat(value: float) -> str:
-    """A white-to-orange (positive) or white-to-blue (negative) background for value in [-1, 1]."""
+# Heat chips start from the page's own background at 0, so a neutral token is no white panel on
+# the dark theme: (zero, full orange, full blue) per theme.
+HEAT_ENDS = {
+    "light": ((255, 255, 255), (255, 135, 55), (55, 135, 255)),
+    "dark": ((52, 58, 64), (232, 89, 12), (76, 110, 245)),
+}
+
+
+def _heat(value: float, theme: str = "light") -> str:
+    """A background for value in [-1, 1]: the theme's neutral at 0, towards orange (positive)
+    or blue (negative)."""
     v = max(-1.0, min(1.0, float(value)))
-    if v >= 0:
-        r, g, b = 255, int(255 - 120 * v), int(255 - 200 * v)
-    else:
-        r, g, b = int(255 + 200 * v), int(255 + 120 * v), 255
-    return f"rgb({r},{g},{b})"
+    zero, pos, neg = HEAT_ENDS[theme]
+    end = pos if v >= 0 else neg
+    r, g, b = (round(z + (e - z) * abs(v)) for z, e in zip(zero, end, strict=True))
+    return f"#{r:02x}{g:02x}{b:02x}"
 
 
 def token_strip_html(
@@ -48,20 +58,23 @@ def token_strip_html(
     ids: Sequence[int] | None = None,
     values: Sequence[float] | None = None,
     titles: Sequence[str] | None = None,
+    theme: str = "light",
 ) -> str:
-    """HTML for a row of token chips. `values` in [-1, 1] colour by heat, else a cycle."""
+    """HTML for a row of token chips. `values` in [-1, 1] colour by heat (from the `theme`'s
+    neutral), else a pastel cycle; the text takes whichever ink reads on its chip."""
     chips = []
     for i, tok in enumerate(tokens):
-        bg = _heat(values[i]) if values is not None else PALETTE[i % len(PALETTE)]
+        bg = _heat(values[i], theme) if values is not None else PALETTE[i % len(PALETTE)]
+        ink = ink_on(bg)
         title = html.escape(titles[i], quote=True) if titles is not None else ""
         sub = (
-            f"<span style='display:block;font-size:0.7em;color:#555'>{int(ids[i])}</span>"
+            f"<span style='display:block;font-size:0.7em;opacity:0.7'>{int(ids[i])}</span>"
             if ids is not None
             else ""
         )
         chips.append(
             f"<span title='{title}' style='display:inline-block;margin:2px;padding:1px 4px;"
-            f"border-radius:4px;background:{bg};color:#111;font-family:monospace;"
+            f"border-radius:4px;background:{bg};color:{ink};font-family:monospace;"
             f"white-space:pre;text-align:center;line-height:1.25'>"
             f"{html.escape(visible(tok))}{sub}</span>"
         )
@@ -69,7 +82,7 @@ def token_strip_html(
 
 
 def token_strip(tokens: Sequence[str], **kwargs) -> None:
-    st.html(token_strip_html(tokens, **kwargs))
+    st.html(token_strip_html(tokens, theme=theme_type(), **kwargs))
 
 
 def token_labels(tokens: tuple[str, ...] | list[str]) -> list[str]:

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.neurons import cached_mlp_capture, neuron_plane_chart
 from components.preamble import model_page, note_truncation, require_anatomy
@@ -42,7 +43,7 @@ with c2:
         rf"= {z:.3f}"
     )
     st.latex(rf"f(x) = {activations.ACTIVATIONS[act].formula} \qquad a = f({z:.3f}) = {a:.4f}")
-    st.altair_chart(
+    draw_chart(
         neuron_plane_chart(activations.neuron_plane(w1, w2, b, act), (x1, x2)), key="neuron.plane"
     )
     st.caption(

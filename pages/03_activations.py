@@ -10,6 +10,7 @@ from components.activations import (
     cached_activation_run,
     histogram_chart,
 )
+from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.neurons import cached_mlp_capture
 from components.preamble import model_page, require_anatomy
@@ -43,8 +44,8 @@ if not chosen:
     st.info("Pick at least one activation to draw.")
 curves = activations.curves(tuple(chosen), lo, hi)
 left, right = st.columns(2)
-left.altair_chart(activation_curves_chart(curves, False), key="activations.values")
-right.altair_chart(activation_curves_chart(curves, True), key="activations.derivatives")
+draw_chart(activation_curves_chart(curves, False), key="activations.values", where=left)
+draw_chart(activation_curves_chart(curves, True), key="activations.derivatives", where=right)
 st.caption("Derivatives are the hand-derived formulas (the tests check them against autograd).")
 
 st.subheader("The same network, trained with each activation")
@@ -96,7 +97,7 @@ layer = st.slider(
 tokens, cap, _, total = cached_mlp_capture(lm.model_id, text, layer)
 h = neurons.histogram(cap.preact)
 what = "gate projection" if kind == "gated" else "first MLP projection"
-st.altair_chart(
+draw_chart(
     histogram_chart(
         h,
         f"layer {layer}: {h.total:,} values ({len(tokens)} tokens × "

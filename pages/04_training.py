@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from components.charts import graph_colours
+from components.charts import draw_chart, graph_colours
 from components.frame import page_frame, show_code
 from components.playground import playground
 from components.training import (
@@ -126,7 +126,7 @@ def surface() -> None:
     shown = min(st.session_state["training.shown"], steps)
     ws, bs, loss = cached_loss_surface()
     left, right = st.columns([4, 3])
-    left.altair_chart(
+    draw_chart(
         surface_chart(
             ws,
             bs,
@@ -135,12 +135,12 @@ def surface() -> None:
             (optim.TRUE_W, optim.TRUE_B),
         ),
         key="training.surface",
-        width="stretch",
+        where=left,
     )
-    right.altair_chart(
+    draw_chart(
         path_loss_chart({k: p.losses[: shown + 1] for k, p in paths.items()}),
         key="training.curves",
-        width="stretch",
+        where=right,
     )
     st.caption(
         f"Step {shown} of {steps} (at most {optim.STEP_CAP}); the diamond marks the "

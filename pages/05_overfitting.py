@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.overfitting import cached_fit, fit_chart, gap_chart
 from components.playground import playground
@@ -64,8 +65,8 @@ config = overfit.FitConfig(
 )
 result = cached_fit(config)
 left, right = st.columns(2)
-left.altair_chart(fit_chart(result), key="overfitting.fit", width="stretch")
-right.altair_chart(gap_chart(result), key="overfitting.gap", width="stretch")
+draw_chart(fit_chart(result), key="overfitting.fit", where=left)
+draw_chart(gap_chart(result), key="overfitting.gap", where=right)
 m = st.columns(4)
 m[0].metric("Training MSE", f"{result.final_train:.4f}")
 m[1].metric("Validation MSE", f"{result.final_val:.4f}")

@@ -5,6 +5,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from components.charts import draw_chart
 from components.frame import follow_shared_prompt, page_frame, show_code
 from components.models import get_prompt
 from components.tokenization import (
@@ -62,7 +63,7 @@ if not text.strip():
     st.info("Only whitespace: tokenizers still turn spaces and newlines into tokens.")
 
 results = tokenize_all(text)
-st.altair_chart(token_count_chart(results, len(text)), width="stretch")
+draw_chart(token_count_chart(results, len(text)))
 
 summary = pd.DataFrame(
     {

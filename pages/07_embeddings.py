@@ -148,7 +148,7 @@ vecs = ce.cached_sentence_embeddings(sentences)
 labels = [f"{i + 1}. {s[:28]}" for i, s in enumerate(sentences)]
 s1, s2 = st.columns([3, 2])
 with s1:
-    draw_chart(ce.cosine_matrix_chart(cosine_matrix(vecs), labels, "cosine similarity"), extra=150)
+    draw_chart(ce.cosine_matrix_chart(cosine_matrix(vecs), labels, "cosine similarity"))
 xy = pca_2d(vecs).xy
 with s2:
     sentence_points, n_hidden = ce.labelled_points(
@@ -164,7 +164,6 @@ with s2:
     )
     draw_chart(
         ce.embedding_map_chart(sentence_points, "map (PCA)", legend_columns=1),
-        extra=40 + 18 * len(sentences),
     )
     if n_hidden:
         st.caption(
@@ -211,14 +210,12 @@ with k1:
         ce.cosine_matrix_chart(
             cosine_matrix(wic.static), ctx_labels, "static: the embedding-table rows"
         ),
-        extra=150,
     )
 with k2:
     draw_chart(
         ce.cosine_matrix_chart(
             cosine_matrix(wic.contextual[:, layer]), ctx_labels, f"contextual: hidden state {layer}"
         ),
-        extra=150,
     )
 curve = pd.DataFrame({"layer": range(n_states), "mean cosine": agreement_by_layer(wic.contextual)})
 draw_chart(ce.word_in_context_chart(curve, layer), width="stretch")

@@ -56,7 +56,6 @@ def causal_view() -> None:
             token_labels(trace.tokens),
             f"{lm.model_id.split('/')[-1]}, layer {layer}, head {head}: causal",
         ),
-        extra=0,
     )
     st.caption(
         f"Nothing above the diagonal: a token sees only what came before it. Click a "
@@ -120,7 +119,6 @@ def encoder_view() -> None:
             token_labels(enc.tokens),
             f"MiniLM encoder, layer {enc_layer}, head {enc_head}",
         ),
-        extra=0,
     )
     st.caption(
         f"MiniLM has its own WordPiece tokens, with [CLS] and [SEP] (capped at "

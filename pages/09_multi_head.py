@@ -71,7 +71,7 @@ def heads_view() -> None:
             "**Every head of every layer, by measured role** (the box marks this layer; "
             "paler = weaker)"
         )
-        draw_chart(mh.head_map_chart(mh.profile_frame(profile), layer), extra=50)
+        draw_chart(mh.head_map_chart(mh.profile_frame(profile), layer))
     with c2:
         order = ", then ".join(HeadProfile.PRIORITY)
         st.markdown(

@@ -3,7 +3,7 @@ from __future__ import annotations
 import streamlit as st
 
 from components import block as cb
-from components.charts import graph_colours
+from components.charts import draw_chart, graph_colours
 from components.frame import page_frame, show_code
 from components.preamble import model_page, note_truncation
 from core.block import block_anatomy, model_parameters, rebuild_block
@@ -72,10 +72,10 @@ def one_block() -> None:
             help="Largest difference between x + a + MLP(norm2(x + a)), computed here "
             "from the captured parts, and the model's own next hidden state.",
         )
-        st.altair_chart(cb.stage_chart(cb.stage_frame(anatomy, layer)), width="stretch")
+        draw_chart(cb.stage_chart(cb.stage_frame(anatomy, layer)))
         st.dataframe(cb.stage_stats_frame(anatomy, layer), hide_index=True, width="stretch")
     st.subheader("Update sizes through the whole stack")
-    st.altair_chart(cb.update_chart(cb.update_frame(anatomy), layer), width="stretch")
+    draw_chart(cb.update_chart(cb.update_frame(anatomy), layer))
     st.caption(
         "Median over the prompt's tokens. Small ratios mean a block nudges the stream "
         "rather than rewriting it: that is what lets dozens of blocks be stacked. The "
@@ -88,7 +88,7 @@ one_block()
 st.subheader("Parameters per sub-module")
 c1, c2 = st.columns([2, 3], gap="large")
 with c1:
-    st.altair_chart(cb.params_chart(params_df), width="stretch")
+    draw_chart(cb.params_chart(params_df))
 with c2:
     st.dataframe(params_df, hide_index=True, width="stretch")
     share = 100 * totals.per_block * totals.n_blocks / totals.total

@@ -3,6 +3,7 @@ from __future__ import annotations
 import streamlit as st
 
 from components import full_model as fm
+from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.preamble import model_page, note_truncation
 from core.anatomy import geometry
@@ -50,17 +51,17 @@ def lens_view() -> None:
         start = 0
     lens = fm.cached_logit_lens(lm.model_id, text, start, LENS_WINDOW)
     n_layers = lens.top_ids.shape[0] - 1
-    st.altair_chart(fm.lens_chart(fm.lens_frame(lens)), width="stretch")
+    draw_chart(fm.lens_chart(fm.lens_frame(lens)))
     right, known = lens.final_hits, lens.known_next
     st.caption(
         f"Each cell: the top guess for the token after that position, shaded by its "
         f"probability; hover for the top 5 and the token that really follows. Top row "
         f"(layer {n_layers}) = the model's output: it guessed {right} of {known} next tokens "
         f"right here. Largest difference between that row's logits and the model's: "
-        f"{lens.final_logits_error:.1e}."
+        f"{lens.final_logits_error:.1e}. {fm.LENS_NARROW_NOTE}"
     )
     st.subheader("The residual stream grows as blocks add to it")
-    st.altair_chart(fm.residual_norm_chart(fm.residual_norm_frame(lens)), width="stretch")
+    draw_chart(fm.residual_norm_chart(fm.residual_norm_frame(lens)))
     st.caption(
         "Length of each token's vector after every block (grey: one line per token, "
         "orange: median). The final norm rescales it before lm_head, which is why the "
@@ -74,7 +75,7 @@ st.subheader("Model sizes, computed from their configurations")
 sizes = fm.cached_model_sizes(lm.model_id)
 c1, c2 = st.columns([3, 2], gap="large")
 with c1:
-    st.altair_chart(fm.model_sizes_chart(sizes), width="stretch")
+    draw_chart(fm.model_sizes_chart(sizes))
 with c2:
     loaded = sizes[sizes["loaded"]]
     real = sum(p.numel() for p in lm.model.parameters())

@@ -4,6 +4,7 @@ import numpy as np
 import streamlit as st
 
 from components import lm_objective as lo
+from components.charts import draw_chart
 from components.frame import follow_shared_prompt, page_frame, show_code
 from components.models import get_trace
 from components.preamble import model_page, note_truncation, prompt_or_default
@@ -59,9 +60,7 @@ def scores() -> None:
     m4.metric("perplexity", f"{s.perplexity:,.1f}", help="exp(loss)")
     worst = int(s.positions[int(np.argmax(s.nats))])
     df = lo.surprisal_frame(s)
-    event = st.altair_chart(
-        lo.surprisal_chart(df, worst), on_select="rerun", key="lm_objective.click", width="stretch"
-    )
+    event = draw_chart(lo.surprisal_chart(df, worst), on_select="rerun", key="lm_objective.click")
     picked = lo.picked_position(event, worst)
     st.caption(
         "Each box is one token, coloured by its surprisal in bits (the first token, grey, "
@@ -81,7 +80,7 @@ def scores() -> None:
             f"{alt_.actual_bits:.2f} bits."
         )
     with c2:
-        st.altair_chart(lo.alternatives_chart(lo.alternatives_frame(alt_)), width="stretch")
+        draw_chart(lo.alternatives_chart(lo.alternatives_frame(alt_)))
         st.caption("The model's 10 most likely next tokens there; orange is the text's own.")
 
 

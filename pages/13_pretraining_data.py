@@ -3,6 +3,7 @@
 import streamlit as st
 
 from components import pretraining_data as pdv
+from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.jobs import run_job
 from components.models import get_lm
@@ -114,7 +115,7 @@ result = pdv.cached_pipeline(t)
 recall = dp.recall_table(docs, result)
 
 left, right = st.columns([1, 1])
-left.altair_chart(pdv.funnel_chart(pdv.funnel_frame(result, tokens)), width="stretch")
+draw_chart(pdv.funnel_chart(pdv.funnel_frame(result, tokens)), where=left)
 right.dataframe(
     pdv.recall_frame(recall),
     hide_index=True,

@@ -5,6 +5,7 @@ import math
 import streamlit as st
 
 from components import pretraining as cp
+from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.jobs import run_job
 from core import pretraining as pt
@@ -71,7 +72,7 @@ with left:
     warmup = c2.slider("Warmup steps", 0, 100, 20, 5, key="pretraining_loop.warmup", bind=q)
 warmup = min(warmup, steps)
 with right:
-    st.altair_chart(cp.schedule_chart(cp.schedule_frame(lr, warmup, steps, 0.1)), width="stretch")
+    draw_chart(cp.schedule_chart(cp.schedule_frame(lr, warmup, steps, 0.1)))
     st.caption(
         f"lr(t) = {lr:g} · t / {warmup} during warmup, then {lr:g} · (0.1 + 0.9 · "
         "½(1 + cos π·progress))."
@@ -129,7 +130,7 @@ if log is not None:
         for step, text in log.samples:
             st.caption(f"step {step}")
             st.text(text)
-        st.altair_chart(cp.grad_norm_chart(cp.grad_norm_frame(log), clip), width="stretch")
+        draw_chart(cp.grad_norm_chart(cp.grad_norm_frame(log), clip))
         st.caption("Each step's gradient norm before clipping; the red line is the clip level.")
 
 st.subheader("Data parallel: one step on several workers")

@@ -4,6 +4,7 @@ import streamlit as st
 
 from components import pretraining as cp
 from components import scaling as cs
+from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.jobs import run_job
 from components.models import get_lm
@@ -66,14 +67,14 @@ with left:
         f"its floor E = {sc.CHINCHILLA.E} is the loss no size removes."
     )
 with right:
-    st.altair_chart(cs.isoflop_chart(cs.isoflop_frame(budget)), width="stretch")
+    draw_chart(cs.isoflop_chart(cs.isoflop_frame(budget)))
     st.caption(
         "IsoFLOP curves: each line spends one budget; too small a model underfits, too "
         "big a one sees too few tokens. Red dots are the minima; your budget is thick."
     )
 c1, c2 = st.columns([3, 2], gap="large")
 with c1:
-    st.altair_chart(cs.frontier_chart(cs.frontier_frame(known)), width="stretch")
+    draw_chart(cs.frontier_chart(cs.frontier_frame(known)))
 with c2:
     st.markdown(
         "**Who trained how.** The lines are the compute-optimal N and D for budgets 1e18 to "
@@ -125,7 +126,7 @@ result = run_job(
     f"{sc.SWEEP_CONTEXT}); one CPU thread.",
 )
 if result is not None:
-    st.altair_chart(cs.sweep_chart(cs.sweep_frame(result)), width="stretch")
+    draw_chart(cs.sweep_chart(cs.sweep_frame(result)))
     st.markdown(
         f"Fitted frontier: L ≈ {result.law.coefficient:.2f} · C^−{result.law.exponent:.3f}"
         f" over {len(result.frontier)} frontier points."

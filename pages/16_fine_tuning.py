@@ -54,7 +54,7 @@ m3.metric(
 )
 view.mask_strip(model_id, chat)
 st.caption(
-    "Orange tokens are targets (the assistant's answer and its end-of-turn token); white "
+    "Orange tokens are targets (the assistant's answer and its end-of-turn token); plain "
     "ones are context the model reads but is never graded on. Hover a token for its role."
 )
 with st.expander("The template as text"):

@@ -5,6 +5,7 @@ import math
 import streamlit as st
 
 from components import rlhf as view
+from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.models import current_model_id, get_lm
 from core import finetune as ft
@@ -66,7 +67,7 @@ m1.metric(
 )
 m2.metric("Training pairs ranked right", f"{model.train_accuracy:.0%}")
 m3.metric("Held-out pairs ranked right", f"{model.held_out_accuracy[-1]:.0%}")
-st.altair_chart(view.training_chart(model), width="stretch")
+draw_chart(view.training_chart(model))
 
 answers = view.answers_frame(features, model, data, flipped)
 corr = rlhf.correlation(answers["tokens"], answers["reward"])
@@ -85,8 +86,8 @@ st.markdown(
     )
 )
 c1, c2 = st.columns(2)
-c1.altair_chart(view.length_chart(answers), width="stretch")
-c2.altair_chart(view.filler_chart(filler), width="stretch")
+draw_chart(view.length_chart(answers), where=c1)
+draw_chart(view.filler_chart(filler), where=c2)
 with st.expander("The filler sentence"):
     st.text(data.filler.strip())
 
@@ -106,7 +107,7 @@ held = [p.prompt for p in data.pairs[data.n_train :]]
 c1, c2 = st.columns([3, 1])
 prompt = c1.selectbox("Prompt", held, key="rlhf.prompt")
 n = c2.slider("n", 1, view.N_MAX, 4, key="rlhf.n", bind="query-params")
-st.altair_chart(view.kl_chart(view.kl_frame(n)), width="stretch")
+draw_chart(view.kl_chart(view.kl_frame(n)))
 st.caption(
     f"KL(best-of-{n} || policy) = log {n} - {n - 1}/{n} = "
     f"{rlhf.best_of_n_kl_bound(n):.3f} nats when no two answers tie; the exact value for "
@@ -124,7 +125,7 @@ if drawn is not None:
         "KL penalty beta", [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0], 1.0, key="rlhf.beta"
     )
     point = rlhf.kl_penalised(rewards, beta)
-    st.altair_chart(view.drift_chart(view.drift_frame(rewards), point), width="stretch")
+    draw_chart(view.drift_chart(view.drift_frame(rewards), point))
     st.caption(
         f"The best policy for reward - {beta} x KL reweights these {n} answers by "
         f"exp(r / beta): expected reward {point.expected_reward:+.2f} at a drift of "
@@ -143,7 +144,7 @@ st.metric(
     None if abs(gap) < 5e-5 else f"{gap:+.4f} vs ln 2",
     delta_color="inverse",
 )
-st.altair_chart(view.dpo_chart(dpo, t_now), width="stretch")
+draw_chart(view.dpo_chart(dpo, t_now))
 agree = view.reference_agreement(features, data, flipped)
 st.caption(
     "DPO's loss per pair is -log sigmoid(beta x [(log pi - log ref) of the preferred answer "

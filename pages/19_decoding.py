@@ -3,6 +3,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from components.charts import draw_chart
 from components.decoding import (
     PAGE_DEFAULTS,
     beam_tree_chart,
@@ -150,7 +151,7 @@ def distribution() -> None:
         delta_color="off",
     )
     m4.metric("Top token's probability", f"{max(view.filtered):.1%}")
-    st.altair_chart(distribution_chart(view, labels), width="stretch")
+    draw_chart(distribution_chart(view, labels))
     st.caption(
         f"The {TOP_SHOWN} most likely next tokens before filtering. Faded bars were removed; the "
         "blue bars are what sampling actually draws from, renormalised."
@@ -218,7 +219,7 @@ if "decoding.results" in st.session_state:
         "**The beam search tree.** Each column is one generated token; each row a beam "
         "kept at that step, joined to the beam it extended. The winning path is pink."
     )
-    st.altair_chart(beam_tree_chart(result, lm.tokenizer), width="stretch")
+    draw_chart(beam_tree_chart(result, lm.tokenizer))
     st.dataframe(
         pd.DataFrame(
             {

@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from components import context_window as cw
+from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.jobs import run_job
 from components.models import get_prompt
@@ -64,7 +65,7 @@ m1.metric("Prompt tokens", f"{len(ids):,}")
 m2.metric("Context length", f"{context:,}", help="From the model's config.")
 m3.metric("Share of the window", f"{len(ids) / context:.2%}")
 m4.metric("Tokens kept / dropped", f"{len(cut.kept):,} / {cut.dropped:,}")
-st.altair_chart(cw.budget_chart(len(ids), context, budget), width="stretch")
+draw_chart(cw.budget_chart(len(ids), context, budget))
 if len(ids) > context:
     st.warning(
         f"This prompt is longer than the model's {context:,}-token context: "
@@ -106,8 +107,8 @@ def cost() -> None:
         f2.caption("Measured on request: one pass per length.")
         return
     a, b = st.columns(2)
-    a.altair_chart(cw.forward_time_chart(df), width="stretch")
-    b.altair_chart(cw.memory_chart(df), width="stretch")
+    draw_chart(cw.forward_time_chart(df), where=a)
+    draw_chart(cw.memory_chart(df), where=b)
     match = bool(
         (df.scores_bytes == df.scores_formula).all() and (df.kv_bytes == df.kv_formula).all()
     )
@@ -144,9 +145,7 @@ def kv_sizes() -> None:
     models = list(inf.published_models())
     if not any(m.name.split(" ")[0] in model_id for m in models):
         models.append(inf.PublishedModel(f"{model_id} (selected)", "its loaded config", lm.config))
-    st.altair_chart(
-        cw.kv_models_chart(inf.kv_memory_curve(models, inf.DTYPE_BYTES[dtype])), width="stretch"
-    )
+    draw_chart(cw.kv_models_chart(inf.kv_memory_curve(models, inf.DTYPE_BYTES[dtype])))
     table = pd.DataFrame(
         [
             {
@@ -218,12 +217,13 @@ def needle() -> None:
         estimate_s=estimate,
         caps=f"At most {inf.NEEDLE_TRIALS_CAP} trials and {inf.NEEDLE_LENGTH_CAP} tokens per "
         "haystack; the estimate comes from the forward passes measured above.",
-        on_partial=lambda done: st.altair_chart(cw.needle_chart(done), width="stretch"),
+        on_partial=lambda done: draw_chart(cw.needle_chart(done)),
     )
     if trials:
         found = sum(t.found for t in trials)
         st.metric("Recall", f"{found / len(trials):.0%}", help=f"{found} of {len(trials)} trials")
-        st.altair_chart(cw.needle_chart(trials), width="stretch")
+        draw_chart(cw.needle_chart(trials))
+        st.caption(cw.NEEDLE_NOTE)
     else:
         st.caption(
             "Press the button: the model answers each trial live, and Stop ends the run "

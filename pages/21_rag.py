@@ -3,6 +3,7 @@ from __future__ import annotations
 import streamlit as st
 
 from components import rag as view
+from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.models import current_model_id, get_lm
 from core import rag
@@ -81,7 +82,7 @@ best = list(r.orders)[-1]  # hybrid when the index exists, else BM25
 st.subheader("Which chunks each method retrieves")
 df = view.retrieval_frame(r, chunks, k)
 g1, g2 = st.columns([3, 2])
-g1.altair_chart(view.rank_chart(df), width="stretch")
+draw_chart(view.rank_chart(df), where=g1)
 g1.caption(
     f"Every chunk that any method puts in its top {k}; the number is its rank among all "
     f"{len(chunks):,} chunks for that method (faded: outside that method's top {k})."
@@ -143,7 +144,7 @@ if out is not None:
 st.subheader(f"Recall@k on {len(qs)} labelled questions")
 result = view.cached_recall(model_id, size, overlap, emb is not None)
 rdf = view.recall_frame(result)
-st.altair_chart(view.recall_chart(rdf), width="stretch")
+draw_chart(view.recall_chart(rdf))
 st.dataframe(
     rdf.pivot_table(
         index=["k", "context tokens"], columns="method", values="recall@k"

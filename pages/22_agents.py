@@ -6,6 +6,7 @@ import json
 import streamlit as st
 
 from components import agents as view
+from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.models import current_model_id, get_lm
 from core import agents, calculator, decoding
@@ -92,7 +93,7 @@ if run is not None:
         df = view.mask_frame(step, lm.tokenizer)
         if len(df):
             vocab = step.tokens[0].masked.vocab
-            st.altair_chart(view.mask_chart(df, vocab), width="stretch")
+            draw_chart(view.mask_chart(df, vocab))
             st.caption(
                 f"Orange bars: positions where the grammar overruled the model's first "
                 f"choice ({int(df['forced'].sum())} of {len(df)}). Where one token is "

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.jobs import run_job
 from components.models import current_model_id, get_lm
@@ -88,7 +89,7 @@ def scores() -> None:
     threshold = st.slider(
         "Decision threshold on p(positive)", 0.0, 1.0, 0.5, 0.01, key="prompting.threshold"
     )
-    st.altair_chart(strip_chart(strip_frame(results, reviews), threshold), width="stretch")
+    draw_chart(strip_chart(strip_frame(results, reviews), threshold))
     table = summary_frame(results, threshold)
     st.dataframe(
         table,

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from components import multimodal as mmv
+from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.jobs import finished_result, run_job
 from components.tokens import token_strip
@@ -36,8 +37,8 @@ image, digit = data.x_test[int(index)], int(data.y_test[int(index)])
 text = mm.caption(int(template), digit)
 n_patches = (mm.IMAGE_SIDE // patch) ** 2
 left, mid, right = st.columns([1, 2, 2])
-left.altair_chart(mmv.image_chart(mmv.image_frame(image, patch), patch))
-mid.altair_chart(mmv.tokens_chart(mmv.tokens_frame(image, patch)), width="stretch")
+draw_chart(mmv.image_chart(mmv.image_frame(image, patch), patch), where=left)
+draw_chart(mmv.tokens_chart(mmv.tokens_frame(image, patch)), where=mid)
 mid.caption(
     f"{n_patches} image tokens: each column is one {patch}×{patch} patch "
     f"({patch * patch} pixel values), read left to right, top to bottom."

@@ -82,3 +82,13 @@ def test_unavailable_hub_model_falls_back_with_a_message(monkeypatch):
     assert not at.exception
     assert at.session_state["shared.model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert any("distilgpt2" in w.value for w in at.sidebar.warning)
+
+
+def test_sidebar_shows_the_model_and_shared_prompt_before_the_page_list():
+    # On a projector (1280x720) the 25 page links fill the first screen: the prompt must come
+    # first to be seen without scrolling the sidebar.
+    at = AppTest.from_file(APP, default_timeout=240).run()
+    kinds = [getattr(k, "type", "") for k in at.sidebar.children.values()]
+    assert kinds.index("text_area") < kinds.index("caption")  # before the first section
+    assert kinds.index("selectbox") < kinds.index("caption")
+    assert kinds.count("page_link") >= 2
