@@ -10,6 +10,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from components.charts import draw_chart
 from components.jobs import load_factor, run_job
 from components.models import load_int8, load_model
 from components.tokens import visible
@@ -266,9 +267,7 @@ def _fast_mode_measure(lm, prompt_ids: tuple[int, ...]) -> None:
     k2.metric("int8", f"{c.int8_ms:.0f} ms/token")
     k3.metric("Speed-up", f"{c.speedup:.2f}×")
     k4.metric("Same tokens before they differ", f"{c.same_prefix} of {c.tokens}")
-    st.altair_chart(
-        ms_per_token_chart(int8_frame(c), ("float32 weights", "int8 weights")), width="stretch"
-    )
+    draw_chart(ms_per_token_chart(int8_frame(c), ("float32 weights", "int8 weights")))
     t1, t2 = st.columns(2)
     for col, name, run in ((t1, "float32", c.fp32), (t2, "int8", c.int8)):
         col.markdown(f"**{name}**")

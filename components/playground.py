@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from components.charts import draw_chart
 from core import playground as pgc
 
 NEG = np.array([245, 147, 34], dtype=np.float32)  # TensorFlow Playground's orange
@@ -153,7 +154,7 @@ def boundary_chart(
         )
     points = (
         alt.Chart(pd.concat(frames))
-        .mark_point(filled=True, size=28)
+        .mark_point(filled=True, size=28, clip=True)  # noisy points beyond ±6 stay inside
         .encode(
             x="x:Q",
             y="y:Q",
@@ -410,7 +411,7 @@ def _draw(prefix: str, pg: pgc.Playground, cap: int, show_test: bool, playing: b
                 caption="x and y from -6 to 6; white rings: training, violet: test points",
             )
         else:
-            st.altair_chart(
+            draw_chart(
                 boundary_chart(snap.output, snap.grid, pg.data, show_test),
                 key=f"{prefix}.boundary",
                 width="stretch",

@@ -4,6 +4,7 @@ import math
 
 import streamlit as st
 
+from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.layers import cached_layer_similarity, layer_similarity_chart
 from components.models import get_trace
@@ -66,7 +67,7 @@ if trace.length < 3 and method == "cka":
     st.info("CKA compares token clouds and needs at least three tokens; showing cosine.")
     method = "cosine"
 matrix, n_tokens = cached_layer_similarity(lm.model_id, text, method)
-st.altair_chart(
+draw_chart(
     layer_similarity_chart(matrix, f"{matrix.shape[0] - 1} blocks, {n_tokens} tokens"),
     key="layers.similarity_chart",
     width="stretch",

@@ -5,6 +5,7 @@ from itertools import chain
 import streamlit as st
 
 from components import inference_loop as il
+from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.preamble import model_page, note_truncation
 from components.tokens import escape_markdown, token_strip
@@ -134,7 +135,7 @@ if steps:
         titles=[f"p = {s.prob:.3f}" for s in steps],
     )
     st.caption("New tokens, coloured by the probability the model gave them (hover for it).")
-    st.altair_chart(il.kv_growth_chart(df), width="stretch")
+    draw_chart(il.kv_growth_chart(df))
     st.dataframe(
         df,
         hide_index=True,
@@ -176,7 +177,7 @@ def timing() -> None:
     k1.metric("With the cache", f"{c.cached_ms:.0f} ms/token")
     k2.metric("Without the cache", f"{c.uncached_ms:.0f} ms/token")
     k3.metric("Speed-up", f"{c.speedup:.2f}×")
-    st.altair_chart(il.ms_per_token_chart(il.token_timings_frame(c)), width="stretch")
+    draw_chart(il.ms_per_token_chart(il.token_timings_frame(c)))
     st.caption(
         "Decode steps only (the prefill is the same for both). Without the cache every step "
         "re-reads the whole sequence, so its cost climbs with the position; with it, each step "

@@ -111,12 +111,7 @@ def test_each_map_label_is_drawn_by_exactly_one_layer():
 
 # Files whose charts other branches are rewriting at the time of writing: they still call
 # st.altair_chart directly and are converted to draw_chart when those branches merge.
-NOT_YET_CONVERTED = {
-    "pages/02_layers.py",
-    "pages/18_inference_loop.py",
-    "components/playground.py",
-    "components/inference_loop.py",
-}
+NOT_YET_CONVERTED: set[str] = set()
 
 
 def test_fitted_charts_keep_their_own_height_and_theme_their_text():

@@ -139,3 +139,15 @@ def test_montage_stacks_neurons_with_transparent_gaps():
     np.testing.assert_array_equal(a[1, 0], [245, 147, 34])  # -1 (bottom-left of the plane)
     np.testing.assert_array_equal(a[1, 1], [255, 255, 255])
     np.testing.assert_array_equal(a[0, 1], [8, 119, 189])  # +1 (top-right)
+
+
+def test_boundary_points_never_leave_the_plot_frame():
+    from components import playground as cp
+    from core import playground as pgc
+
+    pg = pgc.Playground(pgc.PlaygroundConfig(dataset="spiral", noise=50))
+    snap = pg.snapshot()
+    spec = cp.boundary_chart(snap.output, snap.grid, pg.data).to_dict()
+    heat, points = spec["layer"]
+    assert heat["encoding"]["x"]["scale"]["domain"] == [-6, 6]
+    assert points["mark"]["clip"] is True  # points beyond the ±6 domain are cut at the frame
