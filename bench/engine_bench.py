@@ -73,6 +73,28 @@ def _serve(lm, n: int, batched: bool) -> tuple[float, list[float], list[float]]:
 
 
 def rows() -> list[Row]:
+    """Measured in a fresh process, so its RSS is the model and the engine's alone (`make
+    bench` runs the other parts in its own process first)."""
+    import json
+    import subprocess
+    import sys
+
+    from bench.common import ROOT
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.engine_bench", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    for line in proc.stdout.splitlines():
+        if line.startswith("ROWS "):
+            return [Row(**r) for r in json.loads(line[5:])]
+    raise RuntimeError(f"engine bench failed: {proc.stderr[-800:]}")
+
+
+def _measure() -> list[Row]:
     from core.models import load_embedded
 
     # Load in a thread that then ends, as a Streamlit session's script thread does: a thread
@@ -131,6 +153,14 @@ def rows() -> list[Row]:
 
 
 if __name__ == "__main__":
+    import dataclasses
+    import json
+    import sys
+
     from bench.common import table
 
-    print(table(rows()))
+    measured = _measure()
+    if "--json" in sys.argv:
+        print("ROWS " + json.dumps([dataclasses.asdict(r) for r in measured]))
+    else:
+        print(table(measured))

@@ -236,11 +236,12 @@ def fast_mode_section(lm, prompt_ids: tuple[int, ...], fast_ok: bool) -> None:
     st.subheader("Fast mode: 8-bit weights, measured")
     st.markdown(
         "A decode step on a CPU mostly waits for the weights to arrive from memory. Storing "
-        "every linear layer's weights as **int8** (one scale per row) instead of float32 reads "
-        "a quarter of the bytes; activations are rounded to int8 on the fly. The price is "
-        "rounding: the logits move a little, and where two tokens were nearly tied, greedy "
-        "decoding can pick the other one and the texts part ways. Embeddings, norms and the KV "
-        "cache stay float32."
+        "the linear layers' weights as **int8** (one scale per matrix) instead of float32 "
+        "reads a quarter of the bytes; activations are rounded to int8 on the fly. The price "
+        "is rounding: the logits move, and where two tokens were nearly tied, greedy decoding "
+        "picks the other one and from there the two texts part ways (the measurement below "
+        "says after how many tokens). The MLP's output projections, whose inputs carry the "
+        "largest outliers, stay float32, as do embeddings, norms and the KV cache."
     )
     if not fast_ok:
         st.info(

@@ -61,9 +61,9 @@ fast = fast_ok and c3.toggle(
     key="inference.int8",
     bind="query-params",
     disabled=not fast_ok,
-    help="Generate with a copy of the model whose linear layers hold 8-bit integers instead of "
-    "32-bit floats: a quarter of the bytes to read per token. Compare the timings below; the "
-    "last section measures what it changes.",
+    help="Generate with a copy of the model whose linear layers (all but the MLP's output "
+    "projections) hold 8-bit integers instead of 32-bit floats: far fewer bytes to read per "
+    "token. Compare the timings below; the last section measures what it changes.",
 )
 settings = DecodingSettings(temperature=temperature, max_new_tokens=max_new, stop_at_eos=True)
 eos = il.eos_ids(lm)
