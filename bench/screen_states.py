@@ -1,7 +1,7 @@
 """Screenshots of states the first render does not show, at the same four views as
 `bench.screens`: page 20 after the needle-in-a-haystack job has run, page 09 with heads
-switched off. `python -m bench.screen_states [port] [state ...]` starts its own server from
-this checkout (port 8642 unless given; states: needle, heads_off, all unless given), drives
+switched off, page 18 with fast mode on and its comparison run. `python -m bench.screen_states [port] [state ...]` starts its own server from
+this checkout (port 8642 unless given; states: needle, heads_off, fast_mode, all unless given), drives
 each state in headless Chromium and writes `<slug>_<state>_<view>.png` to bench/out/screens/.
 Nothing is asserted.
 
@@ -55,7 +55,26 @@ def heads_off(page, heads: tuple[int, ...] = (0, 3, 5)) -> None:
     _settle(page)
 
 
-STATES = (("context_window", "needle", needle_done), ("multi_head", "heads_off", heads_off))
+def fast_mode(page) -> None:
+    """Page 18: fast mode on, Run, then the float32/int8 comparison job."""
+    page.get_by_text("Fast mode (int8)").first.click()
+    _settle(page)
+    page.get_by_role("button", name="Run", exact=True).first.click()
+    _settle(page)
+    start = page.get_by_role("button", name=re.compile(r"^Generate \d+ tokens with float32"))
+    same = page.locator("[data-testid='stMetric']", has_text="Same tokens")
+    if not same.count() and start.count():
+        start.first.click()
+        page.wait_for_timeout(2000)
+    same.first.wait_for(timeout=JOB_TIMEOUT_MS)
+    _settle(page)
+
+
+STATES = (
+    ("context_window", "needle", needle_done),
+    ("multi_head", "heads_off", heads_off),
+    ("inference_loop", "fast_mode", fast_mode),
+)
 
 
 def main(port: int = 8642, only: tuple[str, ...] = ()) -> None:

@@ -221,7 +221,7 @@ def int8_job(model_id: str, ids: tuple[int, ...], new_tokens: int):
         ),
         start_label=f"Generate {new_tokens} tokens with float32 and with int8 weights",
         estimate_s=int8_estimate_s(len(ids), new_tokens),
-        caps=f"Greedy, at most {inf.TIMING_CAP} tokens; measured live on this machine, which "
+        caps=f"Greedy, at most {inf.TIMING_CAP // 2} tokens; measured live on this machine, which "
         "other learners share: the estimate is scaled by its current load.",
         rerun_label="Measure again",
     )
@@ -278,6 +278,8 @@ def _fast_mode_measure(lm, prompt_ids: tuple[int, ...]) -> None:
         + (
             "they chose the same tokens throughout."
             if c.same_prefix == c.tokens
+            else "they differ from the first token on: rounding tipped a near tie."
+            if c.same_prefix == 0
             else f"they agree for {c.same_prefix} token(s), then rounding tips a near tie."
         )
         + " Only Step and Run above use fast mode, when it is on; every other page keeps "
