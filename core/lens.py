@@ -25,7 +25,7 @@ from core.trace import TRACE_TOKEN_CAP, prompt_tokens, token_strings
 # window of this many positions at a time.
 LENS_WINDOW = 16
 LENS_TOP_K = 5
-LENS_CHUNK = 128
+LENS_CHUNK = 32  # lens rows per pass over the unembedding: (32, vocab) logits, ~6 MB, at a time
 
 
 @dataclass(frozen=True)
