@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import threading
 import time
 
@@ -23,16 +24,22 @@ _started = False
 _lock = threading.Lock()
 
 
+@functools.lru_cache(maxsize=1)
 def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
-    if not name:
-        return None
+    """glibc, looked up once: `ctypes.util.find_library` runs `ldconfig` in a subprocess, and
+    forking a 1.2 GB server every few seconds costs time (and doubles its RSS for a moment)."""
     try:
-        libc = ctypes.CDLL(name)
-        libc.malloc_trim  # noqa: B018 (raises AttributeError outside glibc)
-        libc.mallopt  # noqa: B018
-    except (OSError, AttributeError):
-        return None
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        name = ctypes.util.find_library("c")
+        if not name:
+            return None
+        try:
+            libc = ctypes.CDLL(name)
+        except OSError:
+            return None
+    if not (hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt")):
+        return None  # not glibc (macOS, musl)
     return libc
 
 
