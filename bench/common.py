@@ -25,6 +25,18 @@ class Row:
     met: str = ""  # "yes", "NO (...)" or ""
 
 
+def process_rss() -> int:
+    """This process's resident memory in bytes (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def seconds(x: float) -> str:
     return f"{x:.2f} s"
 

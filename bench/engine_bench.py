@@ -12,17 +12,10 @@ import os
 import threading
 import time
 
-from bench.common import Row, median, note, percentile
+from bench.common import Row, median, note, percentile, process_rss
 
 NEW_TOKENS = 32
 PROMPT = "Write one sentence about the sea, number {i}:"
-
-
-def _rss() -> int:
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 PEAK = [0]  # highest RSS of this process (the server's model and engine) while serving
@@ -57,7 +50,7 @@ def _serve(lm, n: int, batched: bool) -> tuple[float, list[float], list[float]]:
 
     def sample() -> None:
         while not done.is_set():
-            PEAK[0] = max(PEAK[0], _rss())
+            PEAK[0] = max(PEAK[0], process_rss())
             time.sleep(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -108,7 +101,7 @@ def _measure() -> list[Row]:
     lm = box[0]
     out: list[Row] = []
     _serve(lm, 1, True)  # warm up
-    idle = _rss()
+    idle = process_rss()
     for n in (1, 8, 30):
         note(f"engine: {n} learners, batched and one at a time")
         wall_b, rates_b, first_b = _serve(lm, n, True)

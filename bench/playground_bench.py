@@ -27,6 +27,7 @@ from pathlib import Path
 
 import psutil
 
+from bench.app_bench import cpu_seconds, free_port
 from bench.common import ROOT, Row, median, note
 
 BASELINE = "e7e937f"  # main before the redraw rework (one image per layer, Altair loss chart)
@@ -105,27 +106,8 @@ def redraw_ms(caption: str) -> tuple[float, float, float]:
     return tuple(float(m.group(1)) if m else float("nan") for m in (train, draw, rest))
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _cpu(procs: list[psutil.Process]) -> float:
-    total = 0.0
-    for p in procs:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
-
-
 def _start_server(root: Path) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+    port = free_port()
     cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port)]
     cmd += ["--server.headless", "true", "--server.address", "127.0.0.1"]
     env = {**os.environ, "PYTHONPATH": str(root)}
@@ -186,7 +168,7 @@ def measure_play(
             page.get_by_role("button", name="Play").click()
             page.get_by_text("Redraw 1:").wait_for(timeout=60_000)
             page.evaluate(WATCH_JS)
-            t0, s0, b0 = time.perf_counter(), _cpu([server]), _cpu(chrome)
+            t0, s0, b0 = time.perf_counter(), cpu_seconds([server]), cpu_seconds(chrome)
             page.wait_for_timeout(seconds * 1000 / 2)
             if screenshot is not None:
                 page.locator("[data-testid='stMetric']").first.evaluate(
@@ -195,7 +177,7 @@ def measure_play(
                 page.screenshot(path=str(screenshot))
             page.wait_for_timeout(seconds * 1000 / 2)
             wall = time.perf_counter() - t0
-            s1, b1 = _cpu([server]), _cpu(chrome)
+            s1, b1 = cpu_seconds([server]), cpu_seconds(chrome)
             seen = page.evaluate(
                 "() => { clearInterval(window.__watch); return [window.__epochs, window.__pictures, window.__captions]; }"
             )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 
-from bench.common import Row, mb, note
+from bench.common import Row, mb, note, process_rss
 
 NEW_TOKENS = 32
 PROMPTS = (
@@ -24,13 +24,6 @@ PROMPTS = (
     "Once upon a time, in a small village,",
     "SELECT name FROM users WHERE",
 )
-
-
-def _rss() -> int:
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def _greedy(lm, prompt: str) -> tuple[list[int], float]:
@@ -54,12 +47,12 @@ def rows() -> list[Row]:
 
     lm = load_embedded()
     _greedy(lm, PROMPTS[0])  # warm up
-    before = _rss()
+    before = process_rss()
     note("fast mode: quantising the linear layers to int8")
     t0 = time.perf_counter()
     lm8 = int8_variant(lm)
     quantise_s = time.perf_counter() - t0
-    added = _rss() - before
+    added = process_rss() - before
     _greedy(lm8, PROMPTS[0])
     same = total = prefix = 0
     rates32, rates8 = [], []
