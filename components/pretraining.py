@@ -60,7 +60,7 @@ def show_run(log: pt.TrainLog) -> None:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def cached_param_count(vocab: int, n_layer: int, n_head: int, d_model: int, context: int) -> int:
-    return pt.parameter_count(pt.TinyGPT(pt.GPTConfig(vocab, context, n_layer, n_head, d_model)))
+    return pt.config_parameter_count(pt.GPTConfig(vocab, context, n_layer, n_head, d_model))
 
 
 @st.cache_resource(show_spinner="Computing each worker's gradient…", max_entries=8)

@@ -20,7 +20,7 @@ import random
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -443,36 +443,39 @@ def shingle_hashes(shingle_set: Sequence[str] | set[str]) -> np.ndarray:
     return _fmix32(np.frombuffer(raw, dtype="<u4").astype(np.uint32))
 
 
-def _hashes_per_set(sets: Sequence[set[str]]) -> list[np.ndarray]:
-    """Each distinct shingle is hashed once: most 5-grams recur across documents."""
-    vocab: dict[str, int] = {}
-    ids = [
-        np.fromiter((vocab.setdefault(s, len(vocab)) for s in one), np.int64, len(one))
-        for one in sets
-    ]
-    table = shingle_hashes(list(vocab))
-    return [table[i] for i in ids]
-
-
 def minhash_signatures(
-    sets: Sequence[set[str]], num_perm: int, seed: int = 1, chunk: int = 40_000
+    sets: Iterable[Collection[str]], num_perm: int, seed: int = 1, chunk: int = 8_192
 ) -> np.ndarray:
-    """One row of num_perm minimum permuted hashes per set: (n, num_perm) uint32."""
+    """One row of num_perm minimum permuted hashes per set: (n, num_perm) uint32.
+
+    The sets are read one at a time (a generator serves), and their hashes are reduced in
+    blocks of about `chunk` shingles, so memory stays at a few MB whatever the corpus size."""
     a, b = permutations(num_perm, seed)
-    hashes = _hashes_per_set(sets)
-    out = np.full((len(sets), num_perm), np.uint32(0xFFFFFFFF), dtype=np.uint32)
-    start = 0
-    while start < len(sets):  # stack documents into chunks so one numpy op covers many
-        stop, size = start, 0
-        while stop < len(sets) and (size == 0 or size + len(hashes[stop]) <= chunk):
-            size += len(hashes[stop])
-            stop += 1
-        flat = np.concatenate(hashes[start:stop])  # (S,)
+    rows: list[np.ndarray] = []
+    pending: list[np.ndarray] = []
+
+    def reduce_pending() -> None:
+        flat = np.concatenate(pending)  # (S,) the block's hashes, document after document
         phv = flat[:, None] * a[None, :] + b[None, :]  # (S, num_perm), wraps mod 2^32
-        offsets = np.cumsum([0] + [len(h) for h in hashes[start : stop - 1]])
-        out[start:stop] = np.minimum.reduceat(phv, offsets, axis=0)
-        start = stop
-    return out
+        offsets = np.cumsum([0] + [len(h) for h in pending[:-1]])
+        rows.append(np.minimum.reduceat(phv, offsets, axis=0))
+        pending.clear()
+
+    size = 0
+    for one in sets:
+        hashes = shingle_hashes(one)
+        if not len(hashes):
+            raise ValueError("an empty shingle set has no MinHash")
+        if pending and size + len(hashes) > chunk:
+            reduce_pending()
+            size = 0
+        pending.append(hashes)
+        size += len(hashes)
+    if pending:
+        reduce_pending()
+    if not rows:
+        return np.empty((0, num_perm), dtype=np.uint32)
+    return np.concatenate(rows).astype(np.uint32, copy=False)
 
 
 def estimated_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> float:
@@ -538,20 +541,28 @@ class JaccardCheck:
 
 def minhash_check(
     docs: Sequence[Doc],
-    sets: Sequence[set[str]],
+    k: int,
     signatures: np.ndarray,
     n_random: int = 200,
     seed: int = 0,
 ) -> JaccardCheck:
-    """MinHash estimates against exact Jaccard: every injected near-duplicate with its original,
-    plus random pairs (mostly dissimilar) to cover the low end."""
+    """MinHash estimates against exact Jaccard of the k-shingle sets: every injected
+    near-duplicate with its original, plus random pairs (mostly dissimilar) to cover the low
+    end. Only the documents in a pair are shingled."""
     row = {d.id: i for i, d in enumerate(docs)}
     pairs = [
         (row[d.origin], row[d.id], "near-duplicate pair") for d in docs if d.kind == "near_dup"
     ]
     rng = random.Random(seed)
     pairs += [(*rng.sample(range(len(docs)), 2), "random pair") for _ in range(n_random)]
-    true = np.array([jaccard(sets[i], sets[j]) for i, j, _ in pairs])
+    sets: dict[int, set[str]] = {}
+
+    def shingled(i: int) -> set[str]:
+        if i not in sets:
+            sets[i] = shingles(docs[i].text, k)
+        return sets[i]
+
+    true = np.array([jaccard(shingled(i), shingled(j)) for i, j, _ in pairs])
     est = np.array([estimated_jaccard(signatures[i], signatures[j]) for i, j, _ in pairs])
     return JaccardCheck(tuple(p[2] for p in pairs), true, est)
 
@@ -632,7 +643,7 @@ def run_pipeline(
     """Every stage in order; `signatures` and `stats` (one per doc, in order) may be
     precomputed, since neither depends on the thresholds."""
     if signatures is None:
-        signatures = minhash_signatures([shingles(d.text, t.shingle) for d in docs], t.num_perm)
+        signatures = minhash_signatures((shingles(d.text, t.shingle) for d in docs), t.num_perm)
     if stats is None:
         stats = [doc_stats(d.text) for d in docs]
     row_of = {d.id: i for i, d in enumerate(docs)}

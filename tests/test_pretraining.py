@@ -32,6 +32,14 @@ def test_bpe_corpus_keeps_only_occurring_ids(lm):
     assert c.decode(torch.cat([c.train, c.val]).tolist()) == lm.tokenizer.decode(ids)
 
 
+def test_corpus_tokenized_in_pieces_equals_the_whole_text(lm):
+    text = pt.corpus_text()
+    pieces = [p for p in pt.PIECE_BOUNDARY.split(text) if p]
+    assert len(pieces) > pt.PIECES_PER_CALL  # several calls, so the joins are exercised
+    whole = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert pt.tokenize_in_pieces(lm.tokenizer, text) == whole
+
+
 def test_initial_loss_is_ln_vocab_and_falls(chars):
     cfg = pt.TrainConfig(
         steps=40, batch_size=8, context=32, d_model=64, eval_every=10, sample_every=20, warmup=5
@@ -81,6 +89,29 @@ def test_data_parallel_average_equals_full_batch_gradient(chars, workers):
     assert check.max_abs_diff < 1e-6
     assert check.averaged_grad_norm == pytest.approx(check.full_grad_norm, rel=1e-5)
     assert len(set(round(n, 6) for n in check.worker_grad_norms)) == workers  # shards differ
+    # reference: autograd's gradient of each shard, flattened, stacked and averaged
+    params = list(model.parameters())
+    shard = 8 // workers
+
+    def flat_grad(xs, ys):
+        return torch.cat([g.reshape(-1) for g in torch.autograd.grad(model.loss(xs, ys), params)])
+
+    grads = [
+        flat_grad(x[w * shard : (w + 1) * shard], y[w * shard : (w + 1) * shard])
+        for w in range(workers)
+    ]
+    full = flat_grad(x, y)
+    assert check.n_values == full.numel()
+    assert check.full_grad_norm == pytest.approx(float(full.norm()), rel=1e-5)
+    assert check.worker_grad_norms == pytest.approx([float(g.norm()) for g in grads], rel=1e-5)
+    assert check.averaged_grad_norm == pytest.approx(
+        float(torch.stack(grads).mean(0).norm()), rel=1e-5
+    )
+
+
+def test_parameter_count_on_meta_equals_the_built_model(chars):
+    cfg = pt.GPTConfig(chars.vocab_size, context=16, n_layer=2, n_head=2, d_model=32)
+    assert pt.config_parameter_count(cfg) == pt.parameter_count(pt.TinyGPT(cfg))
 
 
 def test_adamw_fp32_is_sixteen_bytes_per_parameter(chars):

@@ -67,7 +67,7 @@ def test_minhash_equals_datasketch_bit_for_bit():
 
 def test_minhash_estimates_track_exact_jaccard():
     docs, _, sets, sig = _run()
-    check = dp.minhash_check(docs, sets, sig)
+    check = dp.minhash_check(docs, dp.Thresholds().shingle, sig)
     assert check.mean_abs_error < 0.05
     assert np.corrcoef(check.true, check.estimated)[0, 1] > 0.95
     near = np.array(check.pair) == "near-duplicate pair"
