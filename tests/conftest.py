@@ -36,11 +36,11 @@ def tiny_gpt2(lm):
 @pytest.fixture(scope="session")
 def tiny_gpt2_dir(tmp_path_factory, tiny_gpt2):
     """The same tiny GPT-2 saved like a hub repo, with the real gpt2 tokenizer."""
-    from core.tokenization import gpt2_tokenizer
+    from reference_tokenizers import hf_gpt2
 
     folder = tmp_path_factory.mktemp("tiny-gpt2")
     tiny_gpt2.model.save_pretrained(folder)
-    gpt2_tokenizer().tok.save_pretrained(folder)
+    hf_gpt2().tok.save_pretrained(folder)
     return folder
 
 

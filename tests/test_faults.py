@@ -119,16 +119,15 @@ def test_budget_evicts_least_recently_used_first():
 @pytest.fixture(scope="module")
 def tiny_gpt2_id(tmp_path_factory):
     """A randomly initialised 2-layer GPT-2 saved to a folder (loaded as the operator allows)."""
+    from reference_tokenizers import hf_gpt2
     from transformers import GPT2Config, GPT2LMHeadModel
-
-    from core.tokenization import gpt2_tokenizer
 
     folder = tmp_path_factory.mktemp("tiny-gpt2-memo")
     torch.manual_seed(0)
     GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=2, n_embd=32, n_positions=256)).save_pretrained(
         folder
     )
-    gpt2_tokenizer().tok.save_pretrained(folder)
+    hf_gpt2().tok.save_pretrained(folder)
     return str(folder)
 
 

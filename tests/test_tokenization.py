@@ -1,16 +1,15 @@
-"""Tokenizers against references: OpenAI's tiktoken, the GGUF's own tokenizer, known ids."""
+"""Tokenizers against references: other implementations of OpenAI's encodings (the app uses
+tiktoken), the GGUF's own tokenizer, known ids."""
 
 from __future__ import annotations
 
 import pytest
-import tiktoken
-import tiktoken.load
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from reference_tokenizers import reference_encoding
 
 from core import bpe
 from core.tokenization import (
-    _gpt2_files,
     chat_template_tokens,
     openai_tokenizer,
     tokenize,
@@ -30,24 +29,8 @@ TEXT = st.text(min_size=0, max_size=200)
 
 @pytest.fixture(scope="module")
 def reference():
-    """tiktoken (OpenAI's implementation) built from the same rank files, offline."""
-    from bpe_openai import registry
-
-    refs = {}
-    for name in ("cl100k_base", "o200k_base"):
-        meta = registry.ENCODING_CONSTRUCTORS[name]()
-        refs[name] = tiktoken.Encoding(
-            name,
-            pat_str=meta["pat_str"],
-            mergeable_ranks=meta["mergeable_ranks"],
-            special_tokens=meta["special_tokens"],
-        )
-    enc_json, vocab_bpe = _gpt2_files()
-    ranks = tiktoken.load.data_gym_to_mergeable_bpe_ranks(str(vocab_bpe), str(enc_json))
-    refs["gpt2"] = tiktoken.Encoding(
-        "gpt2", pat_str=GPT2_PAT, mergeable_ranks=ranks, special_tokens={"<|endoftext|>": 50256}
-    )
-    return refs
+    """Other implementations of the same encodings (`reference_tokenizers`)."""
+    return {name: reference_encoding(name) for name in ("gpt2", "cl100k_base", "o200k_base")}
 
 
 @pytest.mark.parametrize(
@@ -63,7 +46,7 @@ def test_known_ids(name, text, ids):
 
 
 @pytest.mark.parametrize("name", ["gpt2", "cl100k_base", "o200k_base"])
-def test_openai_counts_equal_tiktoken_on_samples(reference, name):
+def test_openai_counts_equal_the_reference_on_samples(reference, name):
     for text in SAMPLES:
         ours = [p.id for p in tokenize(openai_tokenizer(name), text).pieces]
         assert ours == reference[name].encode_ordinary(text), text
@@ -73,7 +56,7 @@ def test_openai_counts_equal_tiktoken_on_samples(reference, name):
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(text=TEXT)
-def test_openai_encodings_round_trip_and_match_tiktoken(reference, text):
+def test_openai_encodings_round_trip_and_match_the_reference(reference, text):
     for name in ("gpt2", "cl100k_base", "o200k_base"):
         r = tokenize(openai_tokenizer(name), text)
         assert r.round_trip, (name, text)
