@@ -21,7 +21,6 @@ token: a slow browser reads its queue later, and the batch goes on. A sequence t
 
 from __future__ import annotations
 
-import inspect
 import os
 import threading
 import time
@@ -31,7 +30,7 @@ from typing import Any
 
 import torch
 
-from core.models import heavy_work
+from core.models import heavy_work, keeps_logits
 
 IDLE_EXIT_S = 10.0  # the engine thread ends after this long with nothing to do
 MAX_BATCH = 64
@@ -161,7 +160,7 @@ class Engine:
                 [[0] * (width - len(s.prompt)) + [1] * len(s.prompt) for s in group]
             )
             positions = (mask.cumsum(1) - 1).clamp(min=0)
-            extra = {"logits_to_keep": 1} if _keeps_logits(self.model) else {}
+            extra = {"logits_to_keep": 1} if keeps_logits(self.model) else {}
             with heavy_work(), torch.inference_mode():
                 out = self.model(
                     ids, attention_mask=mask, position_ids=positions, use_cache=True, **extra
@@ -252,11 +251,6 @@ def _groups(seqs: list[Sequence]) -> list[list[Sequence]]:
                 continue
         groups.append([seq])
     return groups
-
-
-def _keeps_logits(model: Any) -> bool:
-    """Whether the model can skip the output layer for all but the last position."""
-    return "logits_to_keep" in inspect.signature(model.forward).parameters
 
 
 def _pad_left(x: torch.Tensor, n: int) -> torch.Tensor:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import importlib.util
+import inspect
 import json
 import os
 import re
@@ -376,6 +377,11 @@ def _from_gguf(source: Path, eager: bool = True) -> tuple[Any, Any]:
         str(source.parent), gguf_file=source.name, dtype=torch.float32, **extra
     )
     return _finish(model, tokenizer)
+
+
+def keeps_logits(model: Any) -> bool:
+    """Whether the model can skip the output layer for all but the last position."""
+    return "logits_to_keep" in inspect.signature(model.forward).parameters
 
 
 def first_forward_is_finite(model: Any, tokenizer: Any) -> bool:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from core.models import LoadedModel, heavy_work
+from core.models import LoadedModel, heavy_work, keeps_logits
 
 TRACE_TOKEN_CAP = 256  # attention maps grow as T², so traces stop here (pages say so)
 TOP_K = 10
@@ -67,26 +68,78 @@ def token_strings(tokenizer, ids) -> tuple[str, ...]:
     return tuple(tokenizer.decode([int(i)], clean_up_tokenization_spaces=False) for i in ids)
 
 
+LOGIT_CHUNK = 32  # positions scored at a time: (32, vocab) logits, 6 MB for SmolLM2
+
+
 def run_trace(lm: LoadedModel, text: str, cap: int = TRACE_TOKEN_CAP) -> Trace:
+    """One forward pass with attentions and hidden states. The output layer runs on the last
+    position only; the other positions' scores come from the final hidden states through the
+    same layer, a few positions at a time (`position_scores`). For a 256-token prompt this keeps
+    the pass's peak at about 150 MB instead of 300: the (T, vocab) logits and their
+    log-softmax, 50 MB each, and a float32 stack of the attentions never exist."""
     pt = prompt_tokens(lm.tokenizer, text, cap)
     input_ids = torch.tensor([pt.ids])
+    keep = {"logits_to_keep": 1} if keeps_logits(lm.model) else {}
     with heavy_work(), torch.inference_mode():
-        out = lm.model(input_ids, output_attentions=True, output_hidden_states=True)
-    logits = out.logits[0].float()  # (T, vocab)
-    logprobs = torch.log_softmax(logits, dim=-1)
-    token_lp = torch.full((len(pt.ids),), float("nan"))
-    if len(pt.ids) > 1:
-        token_lp[1:] = logprobs[:-1].gather(1, input_ids[0, 1:, None])[:, 0]
-    top = logprobs.topk(min(TOP_K, logits.shape[-1]), dim=-1)
-    attn = torch.stack([a[0] for a in out.attentions]) if out.attentions else torch.empty(0)
+        out = lm.model(input_ids, output_attentions=True, output_hidden_states=True, **keep)
+        last = out.logits[0, -1].float().clone()
+        attn = _stack_half(out.attentions)
+        hidden = torch.stack([h[0] for h in out.hidden_states])
+        del out
+        token_lp, top_ids, top_probs = position_scores(lm, input_ids[0], hidden[-1], last)
     return Trace(
         ids=_readonly(np.asarray(pt.ids, dtype=np.int64)),
         tokens=token_strings(lm.tokenizer, pt.ids),
-        attentions=_readonly(attn.to(torch.float16).numpy()),  # (L, H, T, T)
-        hidden_states=_readonly(torch.stack([h[0] for h in out.hidden_states]).numpy()),
-        last_logits=_readonly(logits[-1].numpy().copy()),
+        attentions=_readonly(attn.numpy()),  # (L, H, T, T)
+        hidden_states=_readonly(hidden.numpy()),
+        last_logits=_readonly(last.numpy()),
         token_logprobs=_readonly(token_lp.numpy()),
-        top_ids=_readonly(top.indices.to(torch.int32).numpy()),
-        top_probs=_readonly(top.values.exp().numpy()),
+        top_ids=_readonly(top_ids.to(torch.int32).numpy()),
+        top_probs=_readonly(top_probs.numpy()),
         truncated_from=pt.truncated_from,
     )
+
+
+def _stack_half(attentions: tuple[torch.Tensor, ...] | None) -> torch.Tensor:
+    """(L, H, T, T) float16, filled layer by layer (no float32 copy of the whole stack)."""
+    if not attentions:
+        return torch.empty(0, dtype=torch.float16)
+    first = attentions[0][0]
+    out = torch.empty((len(attentions), *first.shape), dtype=torch.float16)
+    for i, a in enumerate(attentions):
+        out[i] = a[0]
+    return out
+
+
+def position_scores(
+    lm: LoadedModel, ids: torch.Tensor, final_hidden: torch.Tensor, last_logits: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """log p(token t | tokens < t) for each position (nan at t=0), and each position's TOP_K
+    next-token ids and probabilities, LOGIT_CHUNK positions at a time.
+
+    The logits come from the output layer applied to the final hidden states, which is what the
+    model does, unless its last row differs from the model's own last logits (a model that
+    scales or caps its logits after the output layer): then from one more full pass."""
+    T = int(ids.shape[0])
+    head = lm.model.get_output_embeddings() if hasattr(lm.model, "get_output_embeddings") else None
+    logits_of: Callable[[slice], torch.Tensor]
+    if head is not None and torch.allclose(
+        head(final_hidden[-1:]).float()[0], last_logits, rtol=1e-4, atol=1e-4
+    ):
+        logits_of = lambda rows: head(final_hidden[rows]).float()  # noqa: E731
+    else:
+        full = lm.model(ids[None]).logits[0].float()
+        logits_of = lambda rows: full[rows]  # noqa: E731
+    token_lp = torch.full((T,), float("nan"))
+    k = min(TOP_K, int(last_logits.shape[-1]))
+    top_ids = torch.empty((T, k), dtype=torch.long)
+    top_probs = torch.empty((T, k))
+    for start in range(0, T, LOGIT_CHUNK):
+        rows = slice(start, min(T, start + LOGIT_CHUNK))
+        logprobs = torch.log_softmax(logits_of(rows), dim=-1)
+        top = logprobs.topk(k, dim=-1)
+        top_ids[rows], top_probs[rows] = top.indices, top.values.exp()
+        nxt = ids[rows.start + 1 : rows.stop + 1]  # the token each position was followed by
+        n = int(nxt.shape[0])
+        token_lp[rows.start + 1 : rows.start + 1 + n] = logprobs[:n].gather(1, nxt[:, None])[:, 0]
+    return token_lp, top_ids, top_probs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 
@@ -255,3 +256,45 @@ def test_guessing_game_scores_player_and_model(lm):
     while not obj.game_over(state, trace):
         state = obj.play(state, trace, "", "")
     assert obj.play(state, trace, "x", "x") == state  # nothing after the last token
+
+
+# ---- the trace's per-position scores, chunked --------------------------------------------------
+
+
+def _full_logit_reference(lm, trace):
+    with torch.inference_mode():
+        logits = lm.model(torch.tensor([trace.ids.tolist()])).logits[0].double()
+    return torch.softmax(logits, -1), logits
+
+
+def test_trace_scores_equal_the_models_full_logits(any_lm):
+    text = " ".join(["The capital of France is Paris, and the capital of Spain is Madrid."] * 6)
+    trace = run_trace(any_lm, text)
+    assert trace.length > 40  # more than one chunk of positions
+    probs, logits = _full_logit_reference(any_lm, trace)
+    np.testing.assert_allclose(trace.last_logits, logits[-1].numpy(), rtol=1e-4, atol=1e-4)
+    ref = probs.topk(trace.top_ids.shape[1], dim=-1)
+    np.testing.assert_allclose(trace.top_probs, ref.values.numpy(), rtol=1e-3, atol=1e-6)
+    picked = np.take_along_axis(probs.numpy(), trace.top_ids.astype(np.int64), 1)
+    np.testing.assert_allclose(picked, ref.values.numpy(), rtol=1e-3, atol=1e-6)  # ties aside
+
+
+def test_trace_scores_follow_logits_changed_after_the_output_layer(tiny_gpt2, monkeypatch):
+    """A model that scales its logits after lm_head (as Gemma caps them): the head alone would
+    give other scores, so the trace falls back to the model's own logits."""
+    model = tiny_gpt2.model
+    forward = model.forward
+
+    @functools.wraps(forward)  # keeps the signature: logits_to_keep is still accepted
+    def scaled(*args, **kwargs):
+        out = forward(*args, **kwargs)
+        out.logits = out.logits * 3.0
+        return out
+
+    monkeypatch.setattr(model, "forward", scaled)
+    trace = run_trace(tiny_gpt2, "Hello there, general Kenobi. " * 8)
+    probs, logits = _full_logit_reference(tiny_gpt2, trace)
+    np.testing.assert_allclose(trace.last_logits, logits[-1].numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        trace.top_probs, probs.topk(trace.top_ids.shape[1], -1).values.numpy(), rtol=1e-3
+    )
