@@ -836,8 +836,15 @@ def lm_prefix_perplexities(
         inp = torch.tensor([x + [pad] * (width - len(x)) for x in chunk])  # (B, T)
         mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in chunk])
         with heavy_work(), torch.inference_mode():
-            logits = lm.model(input_ids=inp, attention_mask=mask).logits.float()  # (B, T, V)
-        logp = torch.log_softmax(logits[:, :-1], -1).gather(-1, inp[:, 1:, None])[..., 0]
+            logits = lm.model(input_ids=inp, attention_mask=mask).logits  # (B, T, V)
+        # one row's log-softmax at a time: the batch's would double its 50 MB of logits
+        logp = torch.stack(
+            [
+                torch.log_softmax(row[:-1].float(), -1).gather(-1, x[1:, None])[:, 0]
+                for row, x in zip(logits, inp, strict=True)
+            ]
+        )  # (B, T-1)
+        del logits
         m = mask[:, 1:].float()
         nll = -(logp * m).sum(1) / m.sum(1).clamp(min=1)
         for x, v in zip(chunk, nll.tolist(), strict=True):

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from core.engine import engine_enabled, engine_for
-from core.models import LoadedModel, heavy_work
+from core.models import LoadedModel, heavy_work, last_only
 
 GENERATION_CAP = 256  # new tokens, whatever a page asks for
 
@@ -256,9 +256,11 @@ def generate_stream(
         start = time.perf_counter()
         with heavy_work(), torch.inference_mode():
             if use_cache and past is not None:
-                out = lm.model(torch.tensor([ids[-1:]]), cache=past, use_cache=True)
+                out = lm.model(
+                    torch.tensor([ids[-1:]]), cache=past, use_cache=True, **last_only(lm.model)
+                )
             else:
-                out = lm.model(torch.tensor([ids]), use_cache=use_cache)
+                out = lm.model(torch.tensor([ids]), use_cache=use_cache, **last_only(lm.model))
             past = out.cache if use_cache else None
             step = _next_step(lm, out.logits[0, -1], s, ids, gen, mask)
         yield replace(

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from core.models import heavy_work, keeps_logits
+from core.models import heavy_work, last_only
 
 IDLE_EXIT_S = 10.0  # the engine thread ends after this long with nothing to do
 MAX_BATCH = 64
@@ -160,7 +160,7 @@ class Engine:
                 [[0] * (width - len(s.prompt)) + [1] * len(s.prompt) for s in group]
             )
             positions = (mask.cumsum(1) - 1).clamp(min=0)
-            extra = {"logits_to_keep": 1} if keeps_logits(self.model) else {}
+            extra = last_only(self.model)
             with heavy_work(), torch.inference_mode():
                 out = self.model(
                     ids, attention_mask=mask, position_ids=positions, use_cache=True, **extra

@@ -20,7 +20,7 @@ import torch
 
 from core.anatomy import require
 from core.hooks import Hook, scoped_hooks
-from core.models import heavy_work
+from core.models import heavy_work, last_only
 
 
 def _switch_off(heads: tuple[int, ...], n_heads: int, head_dim: int):
@@ -56,7 +56,7 @@ def last_logits(
     """Next-token logits after `ids`, with `heads` switched off when given: (vocab,)."""
     input_ids = torch.as_tensor(list(ids))[None]
     with heavy_work(), heads_switched_off(model, heads or {}), torch.inference_mode():
-        return model(input_ids).logits[0, -1].float().numpy().copy()
+        return model(input_ids, **last_only(model)).logits[0, -1].float().numpy().copy()
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import torch
 
 from core.anatomy import Geometry, UnsupportedArchitecture, anatomy
 from core.hooks import capture_outputs
-from core.models import LoadedModel, heavy_work
+from core.models import LoadedModel, heavy_work, keeps_logits
 from core.trace import TRACE_TOKEN_CAP, prompt_tokens, token_strings
 
 # Each lens cell projects a d-vector onto the whole vocabulary (49,152 rows for SmolLM2), for
@@ -31,15 +31,20 @@ LENS_CHUNK = 32  # lens rows per pass over the unembedding: (32, vocab) logits, 
 @dataclass(frozen=True)
 class ResidualStream:
     hidden: torch.Tensor  # (layers+1, T, d): embeddings, then each block's raw (pre-norm) output
-    logits: torch.Tensor  # (T, vocab) the model's own logits
+    logits: torch.Tensor  # (T - start, vocab) the model's own logits from position `start` on
 
 
-def residual_stream(lm: LoadedModel, input_ids: torch.Tensor) -> ResidualStream:
+def residual_stream(lm: LoadedModel, input_ids: torch.Tensor, start: int = 0) -> ResidualStream:
+    """The residual stream at every position; the output layer only from `start` on (the
+    lens's window), not over the whole prompt (50 MB of logits at 256 tokens)."""
     last_block = anatomy(lm.model).blocks[-1]  # its raw output is what the final norm reads
+    T = int(input_ids.shape[-1])
+    keep = {"logits_to_keep": T - start} if start > 0 and keeps_logits(lm.model) else {}
     with heavy_work(), torch.inference_mode(), capture_outputs({"last": last_block}) as got:
-        out = lm.model(input_ids, output_hidden_states=True)
+        out = lm.model(input_ids, output_hidden_states=True, **keep)
     hidden = torch.stack([*(h[0] for h in out.hidden_states[:-1]), got["last"][0]])
-    return ResidualStream(hidden=hidden, logits=out.logits[0].float())
+    logits = out.logits[0, -(T - start) :].float()
+    return ResidualStream(hidden=hidden, logits=logits)
 
 
 def lens_logits(lm: LoadedModel, hidden: torch.Tensor) -> torch.Tensor:
@@ -91,7 +96,7 @@ def logit_lens(
     T = len(pt.ids)
     start = max(0, T - window) if start is None else min(max(0, start), max(0, T - 1))
     stop = min(T, start + window)
-    rs = residual_stream(lm, torch.tensor([pt.ids]))
+    rs = residual_stream(lm, torch.tensor([pt.ids]), start)
     window_hidden = rs.hidden[:, start:stop]  # (layers+1, W, d)
     flat = window_hidden.reshape(-1, window_hidden.shape[-1])  # (layers+1)*W rows
     top_i, top_p = [], []
@@ -103,7 +108,7 @@ def logit_lens(
             top_i.append(top.indices)
             top_p.append(top.values)
         last = lens_logits(lm, rs.hidden[-1, start:stop])
-    err = float((last - rs.logits[start:stop]).abs().max())
+    err = float((last - rs.logits[: stop - start]).abs().max())
     shape = (*window_hidden.shape[:2], -1)
     ids = torch.cat(top_i).reshape(shape).numpy()  # (layers+1, W, k)
     probs = torch.cat(top_p).reshape(shape).numpy()

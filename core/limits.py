@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from core.decoding import DecodingSettings, eos_ids, generate_stream
-from core.models import LoadedModel, heavy_work
+from core.models import LoadedModel, heavy_work, last_only
 
 Report = Callable[..., None]
 _NUMBER_WORDS = {
@@ -64,7 +64,7 @@ def greedy_answer(lm: LoadedModel, ids: Sequence[int], max_new: int) -> Answer:
 
 def next_token_probs(lm: LoadedModel, ids: Sequence[int]) -> torch.Tensor:
     with heavy_work(), torch.inference_mode():
-        logits = lm.model(torch.tensor([list(ids)])).logits[0, -1]
+        logits = lm.model(torch.tensor([list(ids)]), **last_only(lm.model)).logits[0, -1]
     return logits.float().softmax(-1)  # (vocab,)
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from core.models import LoadedModel, heavy_work, keeps_logits
+from core.models import LoadedModel, heavy_work, last_only
 
 TRACE_TOKEN_CAP = 256  # attention maps grow as T², so traces stop here (pages say so)
 TOP_K = 10
@@ -79,9 +79,10 @@ def run_trace(lm: LoadedModel, text: str, cap: int = TRACE_TOKEN_CAP) -> Trace:
     log-softmax, 50 MB each, and a float32 stack of the attentions never exist."""
     pt = prompt_tokens(lm.tokenizer, text, cap)
     input_ids = torch.tensor([pt.ids])
-    keep = {"logits_to_keep": 1} if keeps_logits(lm.model) else {}
     with heavy_work(), torch.inference_mode():
-        out = lm.model(input_ids, output_attentions=True, output_hidden_states=True, **keep)
+        out = lm.model(
+            input_ids, output_attentions=True, output_hidden_states=True, **last_only(lm.model)
+        )
         last = out.logits[0, -1].float().clone()
         attn = _stack_half(out.attentions)
         hidden = torch.stack([h[0] for h in out.hidden_states])
