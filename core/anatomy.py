@@ -345,6 +345,12 @@ def _blocks_of(model: Any) -> tuple[Any, ...]:
     return tuple(_path(model, _BLOCK_PATHS[i])) if i >= 0 else ()
 
 
+def attention_modules(model: Any) -> tuple[Any, ...]:
+    """Each block's attention module (self_attn, attn, ...), or () when a block has none."""
+    found = [_first_attr(block, _ATTN) for block in _blocks_of(model)]
+    return tuple(f[1] for f in found) if found and all(found) else ()
+
+
 def require(model: Any, *needs: str) -> Anatomy:
     """`anatomy(model).require(*needs)`: the one check a page makes before taking a model apart."""
     return anatomy(model).require(*needs)

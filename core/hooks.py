@@ -33,6 +33,7 @@ class Hook:
     module: Any  # a torch.nn.Module
     kind: Kind
     fn: Callable[..., Any]
+    prepend: bool = False  # run before the hooks already installed (transformers' recorders)
 
 
 def _only_in(owner: int, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -53,9 +54,9 @@ def scoped_hooks(*hooks: Hook) -> Iterator[None]:
         for h in hooks:
             wrapped = _only_in(owner, h.fn)
             if h.kind == "forward":
-                handles.append(h.module.register_forward_hook(wrapped))
+                handles.append(h.module.register_forward_hook(wrapped, prepend=h.prepend))
             elif h.kind == "forward_pre":
-                handles.append(h.module.register_forward_pre_hook(wrapped))
+                handles.append(h.module.register_forward_pre_hook(wrapped, prepend=h.prepend))
             else:
                 raise ValueError(f"unknown hook kind {h.kind!r}")
         yield

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
+from core.anatomy import attention_modules
+from core.hooks import Hook, scoped_hooks
 from core.models import LoadedModel, heavy_work, last_only
 
 TRACE_TOKEN_CAP = 256  # attention maps grow as T², so traces stop here (pages say so)
@@ -75,16 +78,18 @@ def run_trace(lm: LoadedModel, text: str, cap: int = TRACE_TOKEN_CAP) -> Trace:
     """One forward pass with attentions and hidden states. The output layer runs on the last
     position only; the other positions' scores come from the final hidden states through the
     same layer, a few positions at a time (`position_scores`). For a 256-token prompt this keeps
-    the pass's peak at about 150 MB instead of 300: the (T, vocab) logits and their
-    log-softmax, 50 MB each, and a float32 stack of the attentions never exist."""
+    the pass's peak at about 100 MB instead of 330: the (T, vocab) logits and their
+    log-softmax, 50 MB each, never exist, and the attentions are kept in float16 as each layer
+    produces them (`HalfAttention`)."""
     pt = prompt_tokens(lm.tokenizer, text, cap)
     input_ids = torch.tensor([pt.ids])
-    with heavy_work(), torch.inference_mode():
+    half = HalfAttention(attention_modules(lm.model))
+    with heavy_work(), torch.inference_mode(), scoped_hooks(*half.hooks()):
         out = lm.model(
             input_ids, output_attentions=True, output_hidden_states=True, **last_only(lm.model)
         )
         last = out.logits[0, -1].float().clone()
-        attn = _stack_half(out.attentions)
+        attn = half.result(out.attentions)
         hidden = torch.stack([h[0] for h in out.hidden_states])
         del out
         token_lp, top_ids, top_probs = position_scores(lm, input_ids[0], hidden[-1], last)
@@ -99,6 +104,45 @@ def run_trace(lm: LoadedModel, text: str, cap: int = TRACE_TOKEN_CAP) -> Trace:
         top_probs=_readonly(top_probs.numpy()),
         truncated_from=pt.truncated_from,
     )
+
+
+class HalfAttention:
+    """Attention weights kept in float16 as each layer produces them: a hook placed before
+    transformers' own recorder copies the layer's weights into one (L, H, T, T) float16 buffer
+    and passes a view of it on, so the float32 weights of a layer are freed as soon as the
+    layer is done (70 MB for SmolLM2 at 256 tokens never exist together)."""
+
+    def __init__(self, modules: tuple[Any, ...]) -> None:
+        self.modules = modules
+        self.index = {id(m): i for i, m in enumerate(modules)}
+        self.buffer: torch.Tensor | None = None
+
+    def _keep(self, module: Any, _args: Any, output: Any) -> Any:
+        if not isinstance(output, tuple) or len(output) < 2 or output[1] is None:
+            return None
+        weights = output[1]  # (1, H, T, T)
+        if self.buffer is None:
+            shape = (len(self.modules), *weights.shape[1:])
+            self.buffer = torch.empty(shape, dtype=torch.float16)
+        i = self.index[id(module)]
+        self.buffer[i] = weights[0]
+        return (output[0], self.buffer[i : i + 1], *output[2:])
+
+    def hooks(self) -> list[Hook]:
+        return [Hook(m, "forward", self._keep, prepend=True) for m in self.modules]
+
+    def result(self, recorded: tuple[torch.Tensor, ...] | None) -> torch.Tensor:
+        """The buffer when what transformers recorded is the buffer's layers; otherwise (a model
+        whose recorded weights come from elsewhere) the recorded weights, in float16."""
+        buf = self.buffer
+        if (
+            buf is not None
+            and recorded
+            and len(recorded) == len(buf)
+            and all(a.data_ptr() == buf[i].data_ptr() for i, a in enumerate(recorded))
+        ):
+            return buf
+        return _stack_half(recorded)
 
 
 def _stack_half(attentions: tuple[torch.Tensor, ...] | None) -> torch.Tensor:

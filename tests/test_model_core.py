@@ -298,3 +298,20 @@ def test_trace_scores_follow_logits_changed_after_the_output_layer(tiny_gpt2, mo
     np.testing.assert_allclose(
         trace.top_probs, probs.topk(trace.top_ids.shape[1], -1).values.numpy(), rtol=1e-3
     )
+
+
+def test_trace_attentions_are_the_models_own_in_float16(any_lm):
+    from core.anatomy import attention_modules
+    from core.hooks import scoped_hooks
+    from core.trace import HalfAttention
+
+    trace = run_trace(any_lm, TEXT)
+    ids = torch.tensor([trace.ids.tolist()])
+    with torch.inference_mode():
+        plain = any_lm.model(ids, output_attentions=True).attentions
+    ref = torch.stack([a[0] for a in plain]).to(torch.float16).numpy()
+    np.testing.assert_array_equal(trace.attentions, ref)
+    half = HalfAttention(attention_modules(any_lm.model))
+    with torch.inference_mode(), scoped_hooks(*half.hooks()):
+        out = any_lm.model(ids, output_attentions=True)
+    assert half.result(out.attentions) is half.buffer  # kept layer by layer, no float32 stack
