@@ -151,12 +151,12 @@ def head_step_chart(df: pd.DataFrame, panel: str) -> alt.Chart:
 
 
 def attention_trace(text: str) -> Trace:
-    return get_trace(text, cap=ATTENTION_CAP)
+    return get_trace(text, cap=ATTENTION_CAP, attentions=True)
 
 
 @byte_cached()
 def cached_head_steps(model_id: str, text: str, layer: int, head: int) -> HeadSteps:
-    trace = get_trace(text, cap=ATTENTION_CAP, model_id=model_id)
+    trace = get_trace(text, cap=ATTENTION_CAP, model_id=model_id, attentions=True)
     return core_attention.recompute_head(
         load_model(model_id).model, trace.hidden_states[layer], layer, head
     )

@@ -101,17 +101,22 @@ def get_prompt() -> str:
 
 
 @byte_cached(spinner="Running the model over the prompt…")
-def _trace(model_id: str, text: str, cap: int) -> Trace:
+def _trace(model_id: str, text: str, cap: int, attentions: bool = False) -> Trace:
     # Shared read-only objects, not st.cache_data: a trace holds tens of MB of arrays, and
     # cache_data would unpickle a fresh copy on every rerun of every slider move. The byte
     # budget (components.memo) bounds all traces together, whatever their lengths.
-    return run_trace(load_model(model_id), text, cap)
+    return run_trace(load_model(model_id), text, cap, attentions=attentions)
 
 
-def get_trace(text: str, cap: int = TRACE_TOKEN_CAP, model_id: str | None = None) -> Trace:
+def get_trace(
+    text: str, cap: int = TRACE_TOKEN_CAP, model_id: str | None = None, attentions: bool = False
+) -> Trace:
+    """The shared prompt's trace. Attention maps only when asked for (pages 08 and 09, at
+    ATTENTION_CAP tokens): at 256 tokens they would be 35 MB of the trace's 53 MB, and the
+    pages that read long traces (02, 12, 19) never look at them."""
     model_id = model_id or current_model_id()
     load_model(model_id)
-    return _trace(model_id, text, cap)
+    return _trace(model_id, text, cap, attentions)
 
 
 @st.cache_resource(show_spinner="Loading all-MiniLM-L6-v2…")

@@ -154,7 +154,7 @@ def cached_profile(model_id: str) -> HeadProfile:
 def cached_ablation(
     model_id: str, text: str, layer: int, heads: tuple[int, ...]
 ) -> interventions.NextTokenChange:
-    trace = get_trace(text, cap=ATTENTION_CAP, model_id=model_id)
+    trace = get_trace(text, cap=ATTENTION_CAP, model_id=model_id, attentions=True)
     model = load_model(model_id).model
     ablated = interventions.last_logits(model, trace.ids.tolist(), {layer: heads})
     return interventions.next_token_change(trace.last_logits, ablated)

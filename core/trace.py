@@ -44,11 +44,12 @@ class Trace:
     each in the smallest dtype that draws the same picture; only the last position keeps a
     full-vocabulary row (sampling filters need all of it), the others keep their top TOP_K.
     A 256-token SmolLM2 trace is about 53 MB: 35 MB of attention, 18 MB of hidden states
-    (kept in float32: page 08 recomputes a head from them and shows the difference)."""
+    (kept in float32: page 08 recomputes a head from them and shows the difference); without
+    attention maps, which only the attention pages ask for, about 19 MB."""
 
     ids: np.ndarray  # (T,)
     tokens: tuple[str, ...]  # each token decoded on its own
-    attentions: np.ndarray  # (layers, heads, T, T) float16
+    attentions: np.ndarray  # (layers, heads, T, T) float16; empty unless asked for
     hidden_states: np.ndarray  # (layers+1, T, d) float32: embeddings, then each block's output
     # (the last one after the final norm, as transformers returns it)
     last_logits: np.ndarray  # (vocab,) float32: the next-token logits after the prompt
@@ -74,22 +75,27 @@ def token_strings(tokenizer, ids) -> tuple[str, ...]:
 LOGIT_CHUNK = 32  # positions scored at a time: (32, vocab) logits, 6 MB for SmolLM2
 
 
-def run_trace(lm: LoadedModel, text: str, cap: int = TRACE_TOKEN_CAP) -> Trace:
+def run_trace(
+    lm: LoadedModel, text: str, cap: int = TRACE_TOKEN_CAP, attentions: bool = True
+) -> Trace:
     """One forward pass with attentions and hidden states. The output layer runs on the last
     position only; the other positions' scores come from the final hidden states through the
     same layer, a few positions at a time (`position_scores`). For a 256-token prompt this keeps
     the pass's peak at about 100 MB instead of 330: the (T, vocab) logits and their
     log-softmax, 50 MB each, never exist, and the attentions are kept in float16 as each layer
-    produces them (`HalfAttention`)."""
+    produces them (`HalfAttention`). Without `attentions`, `Trace.attentions` is empty."""
     pt = prompt_tokens(lm.tokenizer, text, cap)
     input_ids = torch.tensor([pt.ids])
-    half = HalfAttention(attention_modules(lm.model))
+    half = HalfAttention(attention_modules(lm.model) if attentions else ())
     with heavy_work(), torch.inference_mode(), scoped_hooks(*half.hooks()):
         out = lm.model(
-            input_ids, output_attentions=True, output_hidden_states=True, **last_only(lm.model)
+            input_ids,
+            output_attentions=attentions,
+            output_hidden_states=True,
+            **last_only(lm.model),
         )
         last = out.logits[0, -1].float().clone()
-        attn = half.result(out.attentions)
+        attn = half.result(out.attentions) if attentions else torch.empty(0, dtype=torch.float16)
         hidden = torch.stack([h[0] for h in out.hidden_states])
         del out
         token_lp, top_ids, top_probs = position_scores(lm, input_ids[0], hidden[-1], last)

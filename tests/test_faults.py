@@ -146,12 +146,12 @@ def test_thirty_long_prompts_keep_the_trace_cache_under_its_byte_budget(tiny_gpt
     try:
         for i in range(30):
             text = f"Prompt {i}: " + " ".join(f"word{i * 97 + j}" for j in range(150))
-            trace = cm._trace(tiny_gpt2_id, text, cap)
+            trace = cm._trace(tiny_gpt2_id, text, cap, True)  # with attention: the largest
             assert trace.length == cap and trace.truncated_from > cap
             assert trace.attentions.dtype == np.float16 and trace.top_ids.dtype == np.int32
             sizes.append(memo.nbytes(trace))
             assert memo.STORE.total <= memo.STORE.budget
-        assert cm._trace(tiny_gpt2_id, text, cap) is trace  # the latest is still cached
+        assert cm._trace(tiny_gpt2_id, text, cap, True) is trace  # the latest is still cached
         kept = [k for k in memo.STORE.sizes() if k[0] == "components.models._trace"]
         assert 0 < len(kept) < 30 and len(kept) * min(sizes) <= memo.STORE.budget
         assert sum(sizes) > 5 * memo.STORE.budget  # an entry count would have kept them all
