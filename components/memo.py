@@ -79,6 +79,11 @@ def _release_freed_memory() -> None:
     trim()
 
 
+def _family(key: Hashable) -> Hashable:
+    """The function a key belongs to: byte_cached keys start with the function's name."""
+    return key[0] if isinstance(key, tuple) and key else key
+
+
 class ByteBudget:
     """Values by key, their sizes, and one total kept under `budget` bytes (LRU eviction)."""
 
@@ -87,6 +92,7 @@ class ByteBudget:
         self._lock = threading.Lock()
         self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
         self._computing: dict[Hashable, threading.Lock] = {}
+        self._last_size: dict[Hashable, int] = {}  # by function: its latest value's size
         self.total = 0
         self.evictions = 0
 
@@ -103,21 +109,38 @@ class ByteBudget:
     def put(self, key: Hashable, value: Any) -> int:
         """Store `value` (unless it alone exceeds the budget); returns its size in bytes."""
         size = nbytes(value)
-        evicted = False
         with self._lock:
             if key in self._items:
                 self.total -= self._items.pop(key)[1]
             if size <= self.budget:
                 self._items[key] = (value, size)
                 self.total += size
-            while self.total > self.budget and self._items:
-                _, (_, old) = self._items.popitem(last=False)
-                self.total -= old
-                self.evictions += 1
-                evicted = True
+            self._last_size[_family(key)] = size
+            evicted = self._evict_above(self.budget)
         if evicted:
             _release_freed_memory()
         return size
+
+    def make_room(self, key: Hashable) -> None:
+        """Before a value for `key` is computed: evict least recently used entries until one
+        more value the size of its function's latest would fit. The evicted entries are freed
+        before the new one's work allocates, not after it, so the peak is lower by about one
+        entry (a 256-token trace: 19 MB)."""
+        with self._lock:
+            need = self._last_size.get(_family(key), 0)
+            evicted = self._evict_above(max(0, self.budget - need))
+        if evicted:
+            _release_freed_memory()
+
+    def _evict_above(self, limit: int) -> bool:
+        """Drop least recently used entries until the total is at most `limit` (lock held)."""
+        evicted = False
+        while self.total > limit and self._items:
+            _, (_, old) = self._items.popitem(last=False)
+            self.total -= old
+            self.evictions += 1
+            evicted = True
+        return evicted
 
     def clear(self, prefix: Hashable | None = None) -> None:
         with self._lock:
@@ -162,7 +185,7 @@ def byte_cached(spinner: str | None = None, store: ByteBudget | None = None) -> 
 
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            target = store or STORE
+            target = store if store is not None else STORE
             key = (name, args, tuple(sorted(kwargs.items())))
             found, value = target.get(key)
             if found:
@@ -172,6 +195,7 @@ def byte_cached(spinner: str | None = None, store: ByteBudget | None = None) -> 
                     found, value = target.get(key)
                     if found:
                         return value
+                    target.make_room(key)
                     if spinner:
                         with st.spinner(spinner):
                             value = func(*args, **kwargs)
@@ -182,7 +206,7 @@ def byte_cached(spinner: str | None = None, store: ByteBudget | None = None) -> 
             finally:
                 target.done_computing(key)
 
-        wrapper.clear = lambda: (store or STORE).clear(name)  # type: ignore[attr-defined]
+        wrapper.clear = lambda: (store if store is not None else STORE).clear(name)  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     return decorate

@@ -184,7 +184,7 @@ def _probe_attentions(model: Any, half: int, seeds: Sequence[int]) -> np.ndarray
     """Attention on one repeated random sequence per seed, in one batch: (S, L, H, 2h, 2h)."""
     ids = np.stack([repeated_random_ids(int(model.config.vocab_size), half, s) for s in seeds])
     with heavy_work(), torch.inference_mode():
-        out = model(torch.as_tensor(ids), output_attentions=True)
+        out = model(torch.as_tensor(ids), output_attentions=True, use_cache=False)
     return torch.stack(out.attentions, 1).float().numpy()
 
 

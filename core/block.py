@@ -68,7 +68,7 @@ def run_block_capture(
             modules[f"{i}.{role}"] = module
         modules[f"{i}.out"] = block
     with heavy_work(), torch.inference_mode(), capture_outputs(modules) as got:
-        out = model(input_ids, output_hidden_states=True)
+        out = model(input_ids, output_hidden_states=True, use_cache=False)
     hidden = tuple(h[0] for h in out.hidden_states)  # layers+1 tensors (T, d)
     return hidden, {k: v[0] for k, v in got.items()}
 

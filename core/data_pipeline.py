@@ -836,7 +836,7 @@ def lm_prefix_perplexities(
         inp = torch.tensor([x + [pad] * (width - len(x)) for x in chunk])  # (B, T)
         mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in chunk])
         with heavy_work(), torch.inference_mode():
-            logits = lm.model(input_ids=inp, attention_mask=mask).logits  # (B, T, V)
+            logits = lm.model(input_ids=inp, attention_mask=mask, use_cache=False).logits
         # one row's log-softmax at a time: the batch's would double its 50 MB of logits
         logp = torch.stack(
             [

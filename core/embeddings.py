@@ -210,7 +210,7 @@ def word_in_context(lm: Any, word: str, sentences: list[str]) -> WordInContext:
             continue
         ids = lm.tokenizer(sentence, add_special_tokens=False)["input_ids"][:MAX_SENTENCE_TOKENS]
         with heavy_work(), torch.inference_mode():
-            out = lm.model(torch.tensor([ids]), output_hidden_states=True)
+            out = lm.model(torch.tensor([ids]), output_hidden_states=True, use_cache=False)
         hs = torch.stack([h[0] for h in out.hidden_states])  # (L+1, T, d)
         found.append(sentence)
         static.append(table[[ids[i] for i in span]].mean(0).detach().float().numpy())

@@ -397,7 +397,8 @@ def _train(
     for step, batch in enumerate(batches):
         ids, attn, mask = _tensors(batch, pad)
         with heavy_work():  # per step, so other learners' pages run between steps
-            loss = masked_lm_loss(peft_model(input_ids=ids, attention_mask=attn).logits, ids, mask)
+            out = peft_model(input_ids=ids, attention_mask=attn, use_cache=False)
+            loss = masked_lm_loss(out.logits, ids, mask)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

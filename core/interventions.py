@@ -56,7 +56,13 @@ def last_logits(
     """Next-token logits after `ids`, with `heads` switched off when given: (vocab,)."""
     input_ids = torch.as_tensor(list(ids))[None]
     with heavy_work(), heads_switched_off(model, heads or {}), torch.inference_mode():
-        return model(input_ids, **last_only(model)).logits[0, -1].float().numpy().copy()
+        return (
+            model(input_ids, use_cache=False, **last_only(model))
+            .logits[0, -1]
+            .float()
+            .numpy()
+            .copy()
+        )
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ def residual_stream(lm: LoadedModel, input_ids: torch.Tensor, start: int = 0) ->
     T = int(input_ids.shape[-1])
     keep = {"logits_to_keep": T - start} if start > 0 and keeps_logits(lm.model) else {}
     with heavy_work(), torch.inference_mode(), capture_outputs({"last": last_block}) as got:
-        out = lm.model(input_ids, output_hidden_states=True, **keep)
+        out = lm.model(input_ids, output_hidden_states=True, use_cache=False, **keep)
     hidden = torch.stack([*(h[0] for h in out.hidden_states[:-1]), got["last"][0]])
     logits = out.logits[0, -(T - start) :].float()
     return ResidualStream(hidden=hidden, logits=logits)

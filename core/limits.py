@@ -64,7 +64,9 @@ def greedy_answer(lm: LoadedModel, ids: Sequence[int], max_new: int) -> Answer:
 
 def next_token_probs(lm: LoadedModel, ids: Sequence[int]) -> torch.Tensor:
     with heavy_work(), torch.inference_mode():
-        logits = lm.model(torch.tensor([list(ids)]), **last_only(lm.model)).logits[0, -1]
+        logits = lm.model(torch.tensor([list(ids)]), use_cache=False, **last_only(lm.model)).logits[
+            0, -1
+        ]
     return logits.float().softmax(-1)  # (vocab,)
 
 
@@ -577,7 +579,9 @@ def continuation_logprobs(
     rows = [list(prompt_ids) + list(c) + [pad] * (width - len(c)) for c in continuations]
     mask = [[1] * (len(prompt_ids) + len(c)) + [0] * (width - len(c)) for c in continuations]
     with heavy_work(), torch.inference_mode():
-        logits = lm.model(torch.tensor(rows), attention_mask=torch.tensor(mask)).logits
+        logits = lm.model(
+            torch.tensor(rows), attention_mask=torch.tensor(mask), use_cache=False
+        ).logits
     logp = logits.float().log_softmax(-1)  # (batch, T, vocab)
     out = []
     for b, c in enumerate(continuations):

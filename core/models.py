@@ -394,7 +394,7 @@ def first_forward_is_finite(model: Any, tokenizer: Any) -> bool:
     """One short forward pass: damaged weights of the right size show up as NaN or inf."""
     ids = tokenizer("The quick brown fox", add_special_tokens=False)["input_ids"] or [0]
     with torch.inference_mode():
-        logits = model(torch.tensor([ids]), **last_only(model)).logits
+        logits = model(torch.tensor([ids]), use_cache=False, **last_only(model)).logits
     return bool(torch.isfinite(logits).all())
 
 

@@ -51,7 +51,7 @@ def capture_mlp(model: Any, input_ids: list[int] | tuple[int, ...], layer: int) 
         capture_inputs({"in": parts.mlp, "n": parts.down}) as inputs,
         capture_outputs({"pre": parts.up}) as outputs,
     ):
-        model(torch.tensor([list(input_ids)]))
+        model(torch.tensor([list(input_ids)]), use_cache=False)
     return MlpCapture(
         *(t[0].float().numpy().copy() for t in (inputs["in"], outputs["pre"], inputs["n"]))
     )

@@ -86,7 +86,7 @@ def _one(lm: LoadedModel, prompt: str, answer: str) -> tuple[np.ndarray, np.ndar
     first = last - min(chat.counted, ANSWER_TOKEN_CAP) + 1
     ids = torch.tensor([chat.ids[: last + 1]])
     with heavy_work(), torch.inference_mode():
-        out = lm.model(ids, output_hidden_states=True)
+        out = lm.model(ids, output_hidden_states=True, use_cache=False)
     feature = out.hidden_states[-1][0, last].float().numpy()  # (d,)
     logits = out.logits[0, first - 1 : last].float()  # (answer tokens, V): predicts first..last
     target = ids[0, first : last + 1]

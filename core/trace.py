@@ -93,6 +93,7 @@ def run_trace(
             input_ids,
             output_attentions=attentions,
             output_hidden_states=True,
+            use_cache=False,  # no KV cache for one pass: 12 MB at 256 tokens
             **last_only(lm.model),
         )
         last = out.logits[0, -1].float().clone()
@@ -180,7 +181,7 @@ def position_scores(
     ):
         logits_of = lambda rows: head(final_hidden[rows]).float()  # noqa: E731
     else:
-        full = lm.model(ids[None]).logits[0].float()
+        full = lm.model(ids[None], use_cache=False).logits[0].float()
         logits_of = lambda rows: full[rows]  # noqa: E731
     token_lp = torch.full((T,), float("nan"))
     k = min(TOP_K, int(last_logits.shape[-1]))

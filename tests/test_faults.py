@@ -116,6 +116,27 @@ def test_budget_evicts_least_recently_used_first():
     assert "huge" not in store.sizes()  # too large alone: returned, never stored
 
 
+def test_room_is_made_before_a_new_value_is_computed():
+    """A full cache frees the least recently used entries before the next value of the same
+    function is computed, so the old and the new never sit in memory together."""
+    from components.memo import ByteBudget, byte_cached
+
+    store = ByteBudget(budget=3_500)
+    seen_while_computing = []
+
+    @byte_cached(store=store)
+    def make(i: int) -> np.ndarray:
+        seen_while_computing.append(store.total)
+        return np.zeros(1000, np.uint8)
+
+    for i in range(6):
+        make(i)
+    entry = store.sizes()[next(iter(store.sizes()))]
+    assert seen_while_computing[0] == 0 and max(seen_while_computing) <= store.budget - entry
+    assert len(store) == 3 and store.total <= store.budget
+    assert make(5) is make(5)  # the latest is cached
+
+
 @pytest.fixture(scope="module")
 def tiny_gpt2_id(tmp_path_factory):
     """A randomly initialised 2-layer GPT-2 saved to a folder (loaded as the operator allows)."""
