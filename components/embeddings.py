@@ -3,15 +3,12 @@ context; cached wrappers around core.embeddings."""
 
 from __future__ import annotations
 
-import sys
-
 import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
 
 from components.charts import ink_encoding, ink_for, matrix_frame, place_labels
-from components.jobs import load_factor, run_job
 from components.models import get_encoder, load_model
 from components.tokens import visible
 from core import embeddings as core_emb
@@ -23,9 +20,13 @@ def cached_embedding_tables(model_id: str) -> tuple[np.ndarray, np.ndarray]:
     return table, np.linalg.norm(table, axis=1)  # (vocab,) row lengths, not a second table
 
 
+NEIGHBOURS_KEPT_K = 5
+
+
 @st.cache_data(max_entries=32, show_spinner=False)
 def cached_word_points(model_id: str, groups_text: str) -> pd.DataFrame:
-    """One row per word: group, word, its tokens, and its PCA coordinates."""
+    """One row per word: group, word, its tokens, its PCA and t-SNE coordinates; in `attrs`, PCA's
+    explained variance and how many nearest neighbours each map keeps."""
     table, _ = cached_embedding_tables(model_id)
     tok = load_model(model_id).tokenizer
     rows = []
@@ -37,54 +38,18 @@ def cached_word_points(model_id: str, groups_text: str) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     if len(df) >= 2:
         vecs = np.stack([core_emb.word_vector(table, ids) for ids in df["ids"]])
-        proj = core_emb.pca_2d(vecs)
+        proj, tsne = core_emb.pca_2d(vecs), core_emb.tsne_2d(vecs)  # t-SNE: 0.1 s at most
         df["x"], df["y"] = proj.xy[:, 0], proj.xy[:, 1]
+        df["tsne_x"], df["tsne_y"] = tsne.xy[:, 0], tsne.xy[:, 1]
         df.attrs["explained"] = proj.explained
+        k = min(NEIGHBOURS_KEPT_K, len(df) - 1)
+        df.attrs["kept"] = {
+            "k": k,
+            "pca": core_emb.neighbours_kept(vecs, proj.xy, k),
+            "tsne": core_emb.neighbours_kept(vecs, tsne.xy, k),
+            "perplexity": core_emb.tsne_perplexity(len(df)),
+        }
     return df.drop(columns=["ids"]) if len(df) else df
-
-
-def _group_vectors(model_id: str, groups_text: str) -> np.ndarray:
-    table, _ = cached_embedding_tables(model_id)
-    tok = load_model(model_id).tokenizer
-    return np.stack(
-        [
-            core_emb.word_vector(table, core_emb.word_ids(tok, w))
-            for _, words in core_emb.parse_groups(groups_text)
-            for w in words
-            if core_emb.word_ids(tok, w)
-        ]
-    )
-
-
-def umap_estimate_s() -> float:
-    """Seconds a UMAP of a few dozen words takes here: importing umap-learn compiles numba code
-    (about 12 s idle) and the first fit compiles more (about 15 s); later fits take a second
-    or two. Scaled by how loaded the machine is right now."""
-    base = 2.0 if "umap" in sys.modules else 30.0
-    return base * load_factor(cap=4.0)  # 130 s was seen on a 2-core machine at load 20
-
-
-def umap_job(model_id: str, groups_text: str) -> np.ndarray | None:
-    """UMAP of the word groups behind a button (`components.jobs.run_job`), shared by all."""
-
-    def work(report) -> np.ndarray:
-        report(0.02, "importing umap-learn (numba compiles it the first time)")
-        import umap  # noqa: F401  (lazy, slow: the import itself is the first half of the wait)
-
-        report(0.5, "fitting UMAP (fixed seed 42, cosine metric)")
-        xy = core_emb.umap_2d(_group_vectors(model_id, groups_text)).xy
-        report(1.0, "done")
-        return xy
-
-    return run_job(
-        ("embeddings", "umap", model_id, groups_text),
-        work,
-        start_label="Compute UMAP for these words",
-        estimate_s=umap_estimate_s(),
-        caps=f"At most {core_emb.MAX_GROUPS} groups of {core_emb.MAX_WORDS_PER_GROUP} "
-        "words; the estimate is scaled by how busy this machine is right now.",
-        rerun_label=None,
-    )
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

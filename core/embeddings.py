@@ -17,7 +17,6 @@ MAX_WORDS_PER_GROUP = 16
 MAX_WORD_CHARS = 40
 MAX_SENTENCES = 12
 MAX_SENTENCE_TOKENS = 64
-UMAP_SEED = 42
 
 DEFAULT_GROUPS = (
     "animals: cat, dog, horse, cow, lion, tiger, rabbit, sheep\n"
@@ -106,7 +105,7 @@ def analogy_vector(
 @dataclass(frozen=True)
 class Projection:
     xy: np.ndarray  # (n, 2)
-    explained: tuple[float, float]  # PCA: share of variance per axis; UMAP: (nan, nan)
+    explained: tuple[float, float]  # PCA: share of variance per axis; t-SNE: (nan, nan)
 
 
 def pca_2d(x: np.ndarray) -> Projection:
@@ -121,23 +120,116 @@ def pca_2d(x: np.ndarray) -> Projection:
     return Projection(xy, (float(var[0]), float(var[1])))
 
 
-def umap_2d(x: np.ndarray, seed: int = UMAP_SEED) -> Projection:
-    """UMAP with a fixed seed (the import compiles numba code: tens of seconds the first time)."""
-    import umap  # lazy: importing it alone takes about 12 s
+EPS = float(np.finfo(np.float64).eps)
 
-    from core.models import freeze_after_import
 
-    freeze_after_import("umap")  # its ~100k objects would add ~80 ms to every rerun's collection
+def tsne_perplexity(n: int) -> float:
+    """About a third of the other points count as neighbours, 30 at most (t-SNE's usual value),
+    2 at least; always below n, as t-SNE requires."""
+    return float(min(30.0, max(2.0, (n - 1) / 3)))
 
-    n_neighbors = max(2, min(15, x.shape[0] - 1))
-    reducer = umap.UMAP(
-        n_components=2,
-        n_neighbors=n_neighbors,
-        metric="cosine",
-        random_state=seed,
-        init="random" if x.shape[0] < 6 else "spectral",
-    )
-    return Projection(np.asarray(reducer.fit_transform(x)), (float("nan"), float("nan")))
+
+def conditional_probabilities(d: np.ndarray, perplexity: float, steps: int = 100) -> np.ndarray:
+    """p(j | i) proportional to exp(-beta_i d_ij), each row's beta found by bisection so that the
+    row's entropy is log(perplexity) nats, every row at once (scikit-learn's search)."""
+    n = d.shape[0]
+    target = np.log(perplexity)
+    beta = np.ones(n)
+    lo, hi = np.full(n, -np.inf), np.full(n, np.inf)
+    off = ~np.eye(n, dtype=bool)
+    p = np.zeros_like(d)
+    for _ in range(steps):
+        p = np.where(off, np.exp(-d * beta[:, None]), 0.0)
+        total = np.maximum(p.sum(1), EPS)
+        entropy = np.log(total) + beta * (d * p).sum(1) / total
+        p /= total[:, None]
+        diff = entropy - target
+        if np.all(np.abs(diff) <= 1e-5):
+            break
+        up = diff > 0  # too flat: sharpen (larger beta)
+        lo = np.where(up, beta, lo)
+        hi = np.where(up, hi, beta)
+        beta = np.where(
+            up,
+            np.where(np.isinf(hi), beta * 2, (beta + hi) / 2),
+            np.where(np.isinf(lo), beta / 2, (beta + lo) / 2),
+        )
+    return p
+
+
+def joint_probabilities(d: np.ndarray, perplexity: float) -> np.ndarray:
+    """t-SNE's symmetric P: (p(j|i) + p(i|j)) / 2n, an (n, n) matrix summing to 1."""
+    cond = conditional_probabilities(d.astype(np.float32).astype(np.float64), perplexity)
+    p = cond + cond.T
+    p /= max(float(p.sum()), EPS)
+    np.fill_diagonal(p, 0.0)
+    return np.maximum(p, EPS) * ~np.eye(len(p), dtype=bool)
+
+
+def kl_divergence(p: np.ndarray, y: np.ndarray) -> float:
+    """KL(P || Q) of a 2-D map y, Q from a Student-t kernel (t-SNE's cost)."""
+    w = 1.0 / (1.0 + ((y[:, None, :] - y[None, :, :]) ** 2).sum(-1))
+    np.fill_diagonal(w, 0.0)
+    q = np.maximum(w / w.sum(), EPS)
+    mask = ~np.eye(len(p), dtype=bool)
+    return float((p[mask] * np.log(np.maximum(p[mask], EPS) / q[mask])).sum())
+
+
+def tsne_gradient(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """d KL(P || Q) / d y = 4 sum_j (p_ij - q_ij) (1 + |y_i - y_j|^2)^-1 (y_i - y_j): (n, 2)."""
+    sq = (y**2).sum(1)
+    w = 1.0 / (1.0 + np.maximum(sq[:, None] + sq[None, :] - 2.0 * (y @ y.T), 0.0))
+    np.fill_diagonal(w, 0.0)
+    q = np.maximum(w / w.sum(), EPS)
+    m = (p - q) * w
+    return 4.0 * (m.sum(1)[:, None] * y - m @ y)
+
+
+def tsne_2d(x: np.ndarray, iterations: int = 1000) -> Projection:
+    """Exact t-SNE with cosine distances, as scikit-learn's `TSNE(method="exact")` runs it: PCA
+    start scaled to 1e-4, 250 steps of early exaggeration (P x 12, momentum 0.5), then momentum
+    0.8, adaptive gains, learning rate max(n / 48, 50). Deterministic: no random start.
+
+    In numpy, so the page needs no extra library: UMAP (umap-learn) kept about 300 MB of numba
+    and pynndescent code in the server after its first use, and took 10 s to start."""
+    x = np.asarray(x, dtype=np.float64)
+    n = x.shape[0]
+    if n < 3:
+        return Projection(pca_2d(x).xy, (float("nan"), float("nan")))
+    u = unit_rows(x)
+    d = np.clip(1.0 - u @ u.T, 0.0, 2.0)
+    p = joint_probabilities(d, tsne_perplexity(n))
+    y = pca_2d(x).xy
+    y = y / max(float(np.std(y[:, 0])), EPS) * 1e-4
+    update, gains = np.zeros_like(y), np.ones_like(y)
+    rate = max(n / 12.0 / 4.0, 50.0)
+    for step in range(iterations):
+        exaggerated = step < 250
+        if step == 250:  # a fresh start of the descent, as scikit-learn's second phase makes
+            update, gains = np.zeros_like(y), np.ones_like(y)
+        grad = tsne_gradient(p * 12.0 if exaggerated else p, y)
+        opposed = update * grad < 0.0  # the step keeps its direction: grow its gain
+        gains = np.clip(np.where(opposed, gains + 0.2, gains * 0.8), 0.01, None)
+        update = (0.5 if exaggerated else 0.8) * update - rate * gains * grad
+        y = y + update
+    return Projection(y, (float("nan"), float("nan")))
+
+
+def neighbours_kept(x: np.ndarray, xy: np.ndarray, k: int = 5) -> float:
+    """Share of each point's k nearest neighbours (cosine, in the full space) that are also among
+    its k nearest on the 2-D map (Euclidean): 1 when the map keeps every neighbourhood."""
+    n = x.shape[0]
+    k = min(k, n - 1)
+    if k < 1:
+        return 1.0
+    u = unit_rows(np.asarray(x, dtype=np.float64))
+    far = -(u @ u.T)  # cosine distance up to a constant: the same order
+    d2 = ((xy[:, None, :] - xy[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(far, np.inf)
+    np.fill_diagonal(d2, np.inf)
+    high = np.argsort(far, axis=1, kind="stable")[:, :k]
+    low = np.argsort(d2, axis=1, kind="stable")[:, :k]
+    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(high, low, strict=True)]))
 
 
 def cosine_matrix(x: np.ndarray) -> np.ndarray:

@@ -330,7 +330,7 @@ _FROZEN_AFTER: set[str] = set()
 
 
 def freeze_after_import(module: str) -> None:
-    """After a heavy lazy import (umap, peft), freeze once so later reruns skip its objects."""
+    """After a heavy lazy import (peft), freeze once so later reruns skip its objects."""
     if module not in _FROZEN_AFTER:
         _FROZEN_AFTER.add(module)
         freeze_long_lived()

@@ -20,6 +20,7 @@ from core.embeddings import (
     pca_2d,
     sentence_embeddings,
     text_lines,
+    tsne_2d,
     word_ids,
     word_in_context,
 )
@@ -65,23 +66,34 @@ if len(points) < 3:
     st.warning("Give at least three words (e.g. 'animals: cat, dog, cow'); showing the defaults.")
     groups_text = DEFAULT_GROUPS
     points = ce.cached_word_points(lm.model_id, groups_text)
+kept = points.attrs["kept"]
 left, right = st.columns(2)
 with left:
     ev = points.attrs.get("explained", (0.0, 0.0))
     shown, hidden = ce.labelled_points(points)
-    draw_chart(ce.embedding_map_chart(shown, f"PCA: {ev[0]:.0%} + {ev[1]:.0%} of the variance"))
-with right:
-    xy = ce.umap_job(lm.model_id, groups_text)
-    if xy is None:
-        st.caption(
-            "PCA is shown at once. UMAP (fixed seed 42, cosine metric) keeps "
-            "neighbourhoods rather than directions; it runs on request, once per word "
-            "list, and the result is shared."
+    draw_chart(
+        ce.embedding_map_chart(
+            shown,
+            f"PCA: {ev[0]:.0%} + {ev[1]:.0%} of the variance, {kept['pca']:.0%} of neighbours kept",
         )
-    else:
-        umap_shown, umap_hidden = ce.labelled_points(points.assign(x=xy[:, 0], y=xy[:, 1]))
-        draw_chart(ce.embedding_map_chart(umap_shown, "UMAP (seed 42)"))
-        hidden = max(hidden, umap_hidden)
+    )
+with right:
+    tsne_shown, tsne_hidden = ce.labelled_points(
+        points.assign(x=points["tsne_x"], y=points["tsne_y"])
+    )
+    draw_chart(ce.embedding_map_chart(tsne_shown, f"t-SNE: {kept['tsne']:.0%} of neighbours kept"))
+    hidden = max(hidden, tsne_hidden)
+better = (
+    "more" if kept["tsne"] > kept["pca"] else "no more" if kept["tsne"] == kept["pca"] else "fewer"
+)
+st.caption(
+    f"PCA keeps the two directions along which the vectors vary most; t-SNE (perplexity "
+    f"{kept['perplexity']:.0f}, cosine distances, no random start) moves the points until "
+    f"each one's nearest words stay near it. Of each word's {kept['k']} nearest words in the "
+    f"full {table.shape[1]} dimensions, the PCA map keeps {kept['pca']:.0%} among its "
+    f"{kept['k']} nearest on the map, t-SNE {kept['tsne']:.0%}: {better} neighbourhoods. "
+    "Distances between the clusters of a t-SNE map mean little."
+)
 if hidden:
     st.caption(
         f"Words are printed only where they overlap no other word: up to {hidden} of "
@@ -223,4 +235,4 @@ st.caption(
     "Layer 0 is the input to the first block (for GPT-2 it already includes the "
     "position embedding). The last state has the model's final norm applied."
 )
-show_code(nearest_neighbours, analogy_vector, pca_2d, sentence_embeddings, word_in_context)
+show_code(nearest_neighbours, analogy_vector, pca_2d, tsne_2d, sentence_embeddings, word_in_context)

@@ -233,6 +233,64 @@ def test_analogy_vector_and_pca_against_references(lm):
     np.testing.assert_allclose(ours.explained, ref.explained_variance_ratio_, atol=1e-9)
 
 
+def _default_group_vectors(lm) -> np.ndarray:
+    table = E.embedding_matrix(lm.model).astype(np.float64)
+    words = [w for _, ws in E.parse_groups(E.DEFAULT_GROUPS) for w in ws]
+    return np.stack([E.word_vector(table, E.word_ids(lm.tokenizer, w)) for w in words])
+
+
+def test_tsne_equals_scikit_learn(lm):
+    """The same P as scikit-learn's (its perplexity search, cosine distances), the same cost and
+    gradient, and a map about as good as scikit-learn's exact t-SNE from the same start."""
+    from scipy.spatial.distance import squareform
+    from sklearn.manifold import TSNE
+    from sklearn.manifold._t_sne import _joint_probabilities, _kl_divergence
+
+    x = _default_group_vectors(lm)
+    u = E.unit_rows(x)
+    d = np.clip(1.0 - u @ u.T, 0.0, 2.0)
+    perplexity = E.tsne_perplexity(len(x))
+    ours = E.joint_probabilities(d, perplexity)
+    ref = squareform(_joint_probabilities(d.astype(np.float32), perplexity, 0))
+    np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-9)
+    y = np.random.default_rng(0).normal(size=(len(x), 2))
+    kl, grad = _kl_divergence(y.ravel(), squareform(ours, checks=False), 1, len(x), 2)
+    assert E.kl_divergence(ours, y) == pytest.approx(kl, rel=1e-9)
+    np.testing.assert_allclose(E.tsne_gradient(ours, y), grad.reshape(-1, 2), rtol=1e-7, atol=1e-12)
+    # the whole descent: t-SNE's cost has many local minima and scikit-learn descends in
+    # float32, so the maps differ; ours must reach about as low a cost from the same start
+    start = E.pca_2d(x).xy
+    start = start / np.std(start[:, 0]) * 1e-4
+    sk = TSNE(
+        2,
+        perplexity=perplexity,
+        metric="cosine",
+        method="exact",
+        init=start.astype(np.float32),
+        learning_rate="auto",
+        max_iter=1000,
+    ).fit(x)
+    assert E.kl_divergence(ours, E.tsne_2d(x).xy) < 1.3 * sk.kl_divergence_
+
+
+def test_neighbours_kept_equals_brute_force_and_tsne_keeps_more_than_pca(lm):
+    """The page's claim at its defaults: t-SNE keeps more of each word's nearest words."""
+    from sklearn.manifold import trustworthiness
+    from sklearn.neighbors import NearestNeighbors
+
+    x = _default_group_vectors(lm)
+    maps = {"pca": E.pca_2d(x).xy, "tsne": E.tsne_2d(x).xy}
+    k = 5
+    high = NearestNeighbors(n_neighbors=k + 1, metric="cosine").fit(x).kneighbors(x)[1][:, 1:]
+    for xy in maps.values():
+        low = NearestNeighbors(n_neighbors=k + 1).fit(xy).kneighbors(xy)[1][:, 1:]
+        ref = np.mean([len(set(a) & set(b)) / k for a, b in zip(high, low, strict=True)])
+        assert E.neighbours_kept(x, xy, k) == pytest.approx(ref, abs=1 / len(x) / k + 1e-9)
+    assert E.neighbours_kept(x, maps["tsne"], k) > E.neighbours_kept(x, maps["pca"], k)
+    trust = {m: trustworthiness(x, xy, n_neighbors=k, metric="cosine") for m, xy in maps.items()}
+    assert trust["tsne"] > trust["pca"]
+
+
 def test_parse_groups_caps_and_cleans():
     text = "\n".join(f"g{i}: " + ", ".join(f"w{i}_{j}" for j in range(40)) for i in range(20))
     groups = E.parse_groups(text + "\n<script>x</script>: 😀, 汉字, שלום, ,,")

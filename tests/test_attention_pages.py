@@ -103,9 +103,24 @@ def test_embeddings_neighbours_sentences_and_bad_words(lm):
 
     at = open_page("pages/07_embeddings.py")
     assert not at.exception, at.exception
-    # UMAP waits for its button (no fit on first render); PCA words never overlap
-    assert any(b.label.startswith("Compute UMAP for these words (about") for b in at.button)
-    assert not any("UMAP (seed" in str(spec) for spec in chart_specs(at))
+    # PCA and t-SNE at once; the figures in the titles and the caption are the computed ones
+    from core.embeddings import neighbours_kept, parse_groups, pca_2d, tsne_2d, word_vector
+
+    vecs = np.stack(
+        [
+            word_vector(embedding_matrix(lm.model), word_ids(lm.tokenizer, w))
+            for _, ws in parse_groups(at.text_area(key="embeddings.groups").value)
+            for w in ws
+        ]
+    )
+    kept = {
+        m: neighbours_kept(vecs, f(vecs).xy, 5) for m, f in (("pca", pca_2d), ("tsne", tsne_2d))
+    }
+    titles = " ".join(str(spec) for spec in chart_specs(at))
+    assert f"t-SNE: {kept['tsne']:.0%} of neighbours kept" in titles
+    assert f"{kept['pca']:.0%} of neighbours kept" in titles
+    assert kept["tsne"] > kept["pca"]
+    assert any("more neighbourhoods" in c.value for c in at.caption)
     pca = all_chart_data(at, "x", "y", "word", "label_side")[0]
     hidden = int((pca["label_side"] == 0).sum())
     if hidden:
