@@ -97,7 +97,9 @@ def cached_word_in_context(
     return core_emb.word_in_context(load_model(model_id), word, list(sentences))
 
 
-def embedding_map_chart(df: pd.DataFrame, title: str, legend_columns: int = 3) -> alt.LayerChart:
+def embedding_map_chart(
+    df: pd.DataFrame, title: str | list[str], legend_columns: int = 3
+) -> alt.LayerChart:
     """Points coloured by group; a word is printed beside its point only where it overlaps no
     other word or point (`label_side` from `charts.place_labels`; rows without it are all
     labelled on the right; 2 above, -2 below): the hidden ones are in the tooltip and counted

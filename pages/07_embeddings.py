@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -74,25 +75,29 @@ with left:
     draw_chart(
         ce.embedding_map_chart(
             shown,
-            f"PCA: {ev[0]:.0%} + {ev[1]:.0%} of the variance, {kept['pca']:.0%} of neighbours kept",
+            [
+                f"PCA: {ev[0]:.0%} + {ev[1]:.0%} of the variance",
+                f"{kept['pca']:.0%} of neighbours kept",
+            ],
         )
     )
 with right:
     tsne_shown, tsne_hidden = ce.labelled_points(
         points.assign(x=points["tsne_x"], y=points["tsne_y"])
     )
-    draw_chart(ce.embedding_map_chart(tsne_shown, f"t-SNE: {kept['tsne']:.0%} of neighbours kept"))
+    draw_chart(
+        ce.embedding_map_chart(tsne_shown, ["t-SNE", f"{kept['tsne']:.0%} of neighbours kept"])
+    )
     hidden = max(hidden, tsne_hidden)
-better = (
-    "more" if kept["tsne"] > kept["pca"] else "no more" if kept["tsne"] == kept["pca"] else "fewer"
-)
+better = {1: "more", 0: "as many", -1: "fewer"}[int(np.sign(kept["tsne"] - kept["pca"]))]
 st.caption(
     f"PCA keeps the two directions along which the vectors vary most; t-SNE (perplexity "
     f"{kept['perplexity']:.0f}, cosine distances, no random start) moves the points until "
     f"each one's nearest words stay near it. Of each word's {kept['k']} nearest words in the "
     f"full {table.shape[1]} dimensions, the PCA map keeps {kept['pca']:.0%} among its "
-    f"{kept['k']} nearest on the map, t-SNE {kept['tsne']:.0%}: {better} neighbourhoods. "
-    "Distances between the clusters of a t-SNE map mean little."
+    f"{kept['k']} nearest on the map and the t-SNE map {kept['tsne']:.0%}: t-SNE keeps "
+    f"{better} of the neighbourhoods. Distances between the clusters of a t-SNE map mean "
+    "little."
 )
 if hidden:
     st.caption(

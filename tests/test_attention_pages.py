@@ -117,10 +117,10 @@ def test_embeddings_neighbours_sentences_and_bad_words(lm):
         m: neighbours_kept(vecs, f(vecs).xy, 5) for m, f in (("pca", pca_2d), ("tsne", tsne_2d))
     }
     titles = " ".join(str(spec) for spec in chart_specs(at))
-    assert f"t-SNE: {kept['tsne']:.0%} of neighbours kept" in titles
-    assert f"{kept['pca']:.0%} of neighbours kept" in titles
+    assert f"['t-SNE', '{kept['tsne']:.0%} of neighbours kept']" in titles
+    assert f"'{kept['pca']:.0%} of neighbours kept']" in titles
     assert kept["tsne"] > kept["pca"]
-    assert any("more neighbourhoods" in c.value for c in at.caption)
+    assert any("t-SNE keeps more of the neighbourhoods" in c.value for c in at.caption)
     pca = all_chart_data(at, "x", "y", "word", "label_side")[0]
     hidden = int((pca["label_side"] == 0).sum())
     if hidden:
