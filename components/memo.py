@@ -9,11 +9,11 @@ a new value evicts the least recently used ones until the total fits. A value is
 even when several sessions ask for it at the same moment, and a page that still holds an
 evicted value keeps it until its run ends (eviction only forgets it).
 
-The budget is `LLM_EXPLORER_CACHE_MB` megabytes (default 96): five traces of 256-token prompts
-(19 MB each), or about fourteen attention traces at 64 tokens (7 MB), or dozens of short
+The budget is `LLM_EXPLORER_CACHE_MB` megabytes (default 64): three traces of 256-token
+prompts (19 MB each), about nine attention traces at 64 tokens (7 MB), or dozens of short
 prompts. With the model's 540 MB, torch's own memory and the pages' tokenizers and indexes, a
-full cache leaves the server at about 1.45 GB after every page has been opened
-(bench/server_bench.py).
+full cache leaves the server at about 1.45 GB after every page has been opened, and room for a
+second model on a 2.7 GB host (bench/server_bench.py).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from core.memory import trim
 
 F = TypeVar("F", bound=Callable[..., Any])
 BUDGET_ENV = "LLM_EXPLORER_CACHE_MB"
-DEFAULT_BUDGET_MB = 96
+DEFAULT_BUDGET_MB = 64
 _OBJECT_OVERHEAD = 64  # bytes counted for any small object we do not look inside
 
 
