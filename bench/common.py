@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
 import socket
 import statistics
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +26,23 @@ class Row:
     ratio: str = ""
     target: str = ""
     met: str = ""  # "yes", "NO (...)" or ""
+
+
+def run_child(args: list[str], tag: str, what: str, timeout: float = 3600, env=None):
+    """Run `python args...` from the repository root in a fresh process and return the JSON
+    printed after `tag` (e.g. "RESULT ") on one line of its output."""
+    proc = subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+    )
+    for line in proc.stdout.splitlines():
+        if line.startswith(tag):
+            return json.loads(line[len(tag) :])
+    raise RuntimeError(f"{what} failed: {proc.stderr[-800:]}")
 
 
 def process_rss() -> int:

@@ -12,7 +12,7 @@ import os
 import threading
 import time
 
-from bench.common import Row, median, note, percentile, process_rss
+from bench.common import Row, median, note, percentile, process_rss, run_child
 
 NEW_TOKENS = 32
 PROMPT = "Write one sentence about the sea, number {i}:"
@@ -68,23 +68,8 @@ def _serve(lm, n: int, batched: bool) -> tuple[float, list[float], list[float]]:
 def rows() -> list[Row]:
     """Measured in a fresh process, so its RSS is the model and the engine's alone (`make
     bench` runs the other parts in its own process first)."""
-    import json
-    import subprocess
-    import sys
-
-    from bench.common import ROOT
-
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.engine_bench", "--json"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=3600,
-    )
-    for line in proc.stdout.splitlines():
-        if line.startswith("ROWS "):
-            return [Row(**r) for r in json.loads(line[5:])]
-    raise RuntimeError(f"engine bench failed: {proc.stderr[-800:]}")
+    rows = run_child(["-m", "bench.engine_bench", "--json"], "ROWS ", "engine bench")
+    return [Row(**r) for r in rows]
 
 
 def _measure() -> list[Row]:

@@ -3,14 +3,11 @@ heavy-work queue (issue 13, items 1 and 8)."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 import threading
 import time
 
-from bench.common import ROOT, Row, mb, note
+from bench.common import Row, mb, note, run_child
 
 PROMPTS = 30
 
@@ -47,18 +44,7 @@ print('RESULT ' + json.dumps({'before': before, 'after': after, 'held': memo.STO
 
 
 def _trace_run(cap: int) -> dict:
-    out = subprocess.run(
-        [sys.executable, "-c", _RUN, str(cap)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=3600,
-        env={**os.environ},
-    )
-    for line in out.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[7:])
-    raise RuntimeError(f"trace run failed: {out.stderr[-800:]}")
+    return run_child(["-c", _RUN, str(cap)], "RESULT ", "trace run")
 
 
 def trace_memory(cap: int = 256) -> list[Row]:

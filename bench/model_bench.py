@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 
-from bench.common import ROOT, Row, note, seconds
+from bench.common import Row, note, run_child, seconds
 
 _LOAD = (
     "import json, time\n"
@@ -22,19 +18,8 @@ _LOAD = (
 
 def _timed_load(cache_dir: str) -> float:
     """Load the embedded model in a fresh process using `cache_dir` as its cache."""
-    env = {**os.environ, "LLM_EXPLORER_CACHE": cache_dir}
-    out = subprocess.run(
-        [sys.executable, "-c", _LOAD],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    for line in out.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return float(json.loads(line[7:])["seconds"])
-    raise RuntimeError(f"load failed: {out.stderr[-500:]}")
+    env = {"LLM_EXPLORER_CACHE": cache_dir}
+    return float(run_child(["-c", _LOAD], "RESULT ", "load", timeout=600, env=env)["seconds"])
 
 
 def model_load() -> list[Row]:

@@ -12,12 +12,7 @@ cores, are in `app_bench`.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
-from bench.common import ROOT, Row, mb, median, note
+from bench.common import Row, mb, median, note, run_child
 
 TARGET_S, TARGET_MEDIAN_S, TARGET_RSS = 3.0, 1.5, 1.5e9
 PROMPTS = 30  # distinct 256-token prompts that fill the trace cache after the tour
@@ -63,18 +58,7 @@ print('RESULT ' + json.dumps({'loaded': loaded, 'pages': out, 'peak': tour_peak,
 
 
 def _run() -> dict:
-    proc = subprocess.run(
-        [sys.executable, "-c", _RUN.replace("N_PROMPTS", str(PROMPTS))],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=3600,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    for line in proc.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[7:])
-    raise RuntimeError(f"server bench failed: {proc.stderr[-800:]}")
+    return run_child(["-c", _RUN.replace("N_PROMPTS", str(PROMPTS))], "RESULT ", "server bench")
 
 
 def rows() -> list[Row]:
