@@ -177,8 +177,12 @@ def _encoding_spec(name: str) -> dict[str, Any]:
     from bpe_openai import registry
 
     spec = dict(registry.ENCODING_CONSTRUCTORS[name]())
-    for loader in [registry._load_mergeable_ranks, *registry.ENCODING_CONSTRUCTORS.values()]:
-        loader.cache_clear()  # the rank dict (~20 MB) is not kept twice
+    for loader in [
+        getattr(registry, "_load_mergeable_ranks", None),
+        *registry.ENCODING_CONSTRUCTORS.values(),
+    ]:
+        if hasattr(loader, "cache_clear"):
+            loader.cache_clear()  # the rank dict (~20 MB) is not kept twice
     spec.pop("name", None)
     return spec
 
