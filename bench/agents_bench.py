@@ -8,8 +8,8 @@ from bench.common import Row, note, seconds
 def rows() -> list[Row]:
     from bench.rag_bench import first_render
     from core import agents
-    from core.decoding import DecodingSettings
-    from core.models import load_embedded
+    from core.runtime.generation import DecodingSettings
+    from core.runtime.models import load_embedded
 
     out: list[Row] = []
     note("agents: first render of page 22")

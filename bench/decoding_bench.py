@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 from bench.common import Row, note
+from core.runtime import generation
 
 NEW_TOKENS = 24
 BEAMS = 3
@@ -19,7 +20,7 @@ def rows() -> list[Row]:
     import torch
 
     from core import decoding as d
-    from core.models import load_embedded
+    from core.runtime.models import load_embedded
 
     lm = load_embedded()
     ids = lm.tokenizer(PROMPT)["input_ids"]
@@ -43,15 +44,17 @@ def rows() -> list[Row]:
     same = list(ours.sequences[0]) == ref[0, len(ids) :].tolist()
 
     samplers = {
-        "greedy": d.DecodingSettings(temperature=0.0, max_new_tokens=NEW_TOKENS, seed=0),
-        "top-k 40": d.DecodingSettings(top_k=40, max_new_tokens=NEW_TOKENS, seed=0),
-        "top-p 0.8": d.DecodingSettings(top_p=0.8, max_new_tokens=NEW_TOKENS, seed=0),
-        "temperature 1.3": d.DecodingSettings(temperature=1.3, max_new_tokens=NEW_TOKENS, seed=0),
-        "min-p 0.1": d.DecodingSettings(min_p=0.1, max_new_tokens=NEW_TOKENS, seed=0),
+        "greedy": generation.DecodingSettings(temperature=0.0, max_new_tokens=NEW_TOKENS, seed=0),
+        "top-k 40": generation.DecodingSettings(top_k=40, max_new_tokens=NEW_TOKENS, seed=0),
+        "top-p 0.8": generation.DecodingSettings(top_p=0.8, max_new_tokens=NEW_TOKENS, seed=0),
+        "temperature 1.3": generation.DecodingSettings(
+            temperature=1.3, max_new_tokens=NEW_TOKENS, seed=0
+        ),
+        "min-p 0.1": generation.DecodingSettings(min_p=0.1, max_new_tokens=NEW_TOKENS, seed=0),
     }
     t0 = time.perf_counter()
     for s in samplers.values():
-        list(d.generate_stream(lm, ids, s))
+        list(generation.generate_stream(lm, ids, s))
     sample_s = time.perf_counter() - t0
     return [
         Row(

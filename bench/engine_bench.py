@@ -13,6 +13,7 @@ import threading
 import time
 
 from bench.common import Row, median, note, percentile, process_rss, run_child
+from core.runtime import generation
 
 NEW_TOKENS = 32
 PROMPT = "Write one sentence about the sea, number {i}:"
@@ -23,7 +24,6 @@ PEAK = [0]  # highest RSS of this process (the server's model and engine) while 
 
 def _serve(lm, n: int, batched: bool) -> tuple[float, list[float], list[float]]:
     """(wall seconds, tokens/s per learner, seconds to the first token per learner)."""
-    from core import decoding as d
 
     os.environ["LLM_EXPLORER_ENGINE"] = "1" if batched else "0"
     rates, firsts = [0.0] * n, [0.0] * n
@@ -32,12 +32,12 @@ def _serve(lm, n: int, batched: bool) -> tuple[float, list[float], list[float]]:
 
     def learner(i: int) -> None:
         ids = lm.tokenizer(PROMPT.format(i=i))["input_ids"]
-        s = d.DecodingSettings(max_new_tokens=NEW_TOKENS, stop_at_eos=False, seed=i)
+        s = generation.DecodingSettings(max_new_tokens=NEW_TOKENS, stop_at_eos=False, seed=i)
         start.wait()
         t0 = time.perf_counter()
         with gate:
             count = 0
-            for _step in d.generate_stream(lm, ids, s):
+            for _step in generation.generate_stream(lm, ids, s):
                 if count == 0:
                     firsts[i] = time.perf_counter() - t0
                 count += 1
@@ -73,7 +73,7 @@ def rows() -> list[Row]:
 
 
 def _measure() -> list[Row]:
-    from core.models import load_embedded
+    from core.runtime.models import load_embedded
 
     # Load in a thread that then ends, as a Streamlit session's script thread does: a thread
     # that ran torch keeps an OpenMP team alive, and with more OpenMP threads than cores GNU

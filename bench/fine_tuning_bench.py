@@ -10,8 +10,8 @@ from bench.common import Row, mb, note, seconds
 def rows(steps: int = 4) -> list[Row]:
     import torch
 
-    from core import finetune as ft
-    from core.models import heavy_work, load_embedded
+    from core import fine_tuning as ft
+    from core.runtime.models import heavy_work, load_embedded
 
     lm = load_embedded()
     data = ft.load_data()

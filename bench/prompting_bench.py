@@ -25,7 +25,7 @@ def first_render(page: str) -> float:
 
 def rows() -> list[Row]:
     from core import prompting as P
-    from core.models import load_embedded
+    from core.runtime.models import load_embedded
 
     lm = load_embedded()
     test, pool = P.load_reviews()

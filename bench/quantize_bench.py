@@ -28,7 +28,7 @@ PROMPTS = (
 
 def _greedy(lm, prompt: str) -> tuple[list[int], float]:
     """Greedy tokens and the decode rate (tokens/s after the first)."""
-    from core.decoding import DecodingSettings, generate_stream
+    from core.runtime.generation import DecodingSettings, generate_stream
 
     ids = lm.tokenizer(prompt)["input_ids"]
     s = DecodingSettings(temperature=0.0, max_new_tokens=NEW_TOKENS, stop_at_eos=False)
@@ -42,8 +42,9 @@ def _greedy(lm, prompt: str) -> tuple[list[int], float]:
 
 
 def rows() -> list[Row]:
-    from core.models import load_embedded
-    from core.quantize import agreeing_prefix, int8_variant
+    from core.inference_loop import agreeing_prefix
+    from core.runtime.models import load_embedded
+    from core.runtime.quantize import int8_variant
 
     lm = load_embedded()
     _greedy(lm, PROMPTS[0])  # warm up

@@ -29,7 +29,7 @@ def first_render(page: str) -> tuple[float, float]:
 
 def rows() -> list[Row]:
     from core import rag
-    from core.models import load_embedded, load_encoder
+    from core.runtime.models import load_embedded, load_encoder
 
     out: list[Row] = []
     note("rag: first render of page 21")

@@ -11,8 +11,8 @@ def rows(answers: int = 8, n: int = 4) -> list[Row]:
     import torch
 
     from core import rlhf
-    from core.finetune import conversation, encode, render
-    from core.models import heavy_work, load_embedded
+    from core.fine_tuning import conversation, encode, render
+    from core.runtime.models import heavy_work, load_embedded
 
     lm = load_embedded()
     data = rlhf.load_pairs()

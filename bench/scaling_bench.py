@@ -8,9 +8,9 @@ from bench.common import Row, note
 
 
 def rows(steps: int = 100) -> list[Row]:
-    from core import pretraining as pt
+    from core import pretraining_loop as pt
     from core import scaling as sc
-    from core.playground import toy_threads
+    from core.layers import toy_threads
 
     corpus = pt.char_corpus()
     estimate = 0.0

@@ -49,7 +49,7 @@ for c in available_concepts():
 tour_peak = peak[0]
 # then the worst a class adds on top: the byte-budgeted cache filled with long prompts' traces
 from components import memo
-from core.models import EMBEDDED_ID
+from core.runtime.models import EMBEDDED_ID
 for i in range(N_PROMPTS):
     cm._trace(EMBEDDED_ID, f'Prompt {i}: ' + ' '.join(f'word{i * 97 + j}' for j in range(300)), 256)
 full = {'rss': rss(), 'held': memo.STORE.total, 'budget': memo.STORE.budget, 'peak': peak[0]}

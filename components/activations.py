@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import playground as pgc
+from core import layers as pgc
 from core.activations import LABELS
 
 

@@ -14,7 +14,7 @@ from components.models import load_model
 from components.tokens import visible
 from core import agents
 from core.agents import AgentRun, AgentScore, AgentStep
-from core.decoding import DecodingSettings
+from core.runtime.generation import DecodingSettings
 
 TOKENS_PER_S = 15.0  # greedy decoding on an idle 2-core machine, with the prompt's prefill
 TOKENS_PER_CALL = 35  # a typical constrained action; the budget caps it at CALL_BUDGET

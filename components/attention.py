@@ -18,7 +18,7 @@ from components.models import get_encoder, get_trace, load_model
 from components.tokens import token_labels
 from core import attention as core_attention
 from core.attention import ATTENTION_CAP, HeadSteps
-from core.trace import Trace
+from core.inspect.trace import Trace
 
 # Channel objects, not strings or dicts: Altair validates those against the schema on every
 # redraw, which alone cost ~0.2 s per layer change here.

@@ -15,7 +15,7 @@ from components.memo import byte_cached
 from components.models import load_model
 from components.tokens import token_axis
 from core import block as core_block
-from core.anatomy import anatomy
+from core.inspect.anatomy import anatomy
 
 
 @byte_cached(spinner="Taking every block apart on the prompt…")

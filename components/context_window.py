@@ -14,7 +14,8 @@ from components.charts import fitting_columns
 from components.jobs import finished_result, load_factor, run_job
 from components.models import load_model
 from components.tokens import visible
-from core import inference as inf
+from core import context_window
+from core import inference_loop as inf
 
 # --- cached measurements ----------------------------------------------------------------------
 
@@ -23,12 +24,14 @@ def forward_costs(model_id: str, longest: int, report=None) -> pd.DataFrame:
     """One forward pass at 32, 64, ... tokens of filler up to `longest`, each measured;
     `report(fraction, text)` after each length when given (weighted by its token count)."""
     lm = load_model(model_id)
-    lengths = inf.sweep_lengths(inf.context_length(lm.config), longest)
-    ids = inf.filler_ids(lm.tokenizer, max(lengths))
-    inf.forward_cost(lm, ids[:16])  # warm-up: the first call pays one-off allocation costs
+    lengths = context_window.sweep_lengths(inf.context_length(lm.config), longest)
+    ids = context_window.filler_ids(lm.tokenizer, max(lengths))
+    context_window.forward_cost(
+        lm, ids[:16]
+    )  # warm-up: the first call pays one-off allocation costs
     rows, done, total = [], 0, sum(lengths)
     for n in lengths:
-        rows.append(asdict(inf.forward_cost(lm, ids[:n])))
+        rows.append(asdict(context_window.forward_cost(lm, ids[:n])))
         done += n
         if report is not None:
             report(done / total, f"{n} tokens measured")
@@ -39,7 +42,7 @@ def forward_estimate_s(model_id: str, longest: int) -> float:
     """Idle-machine seconds for the sweep on a ~135M model on 2 cores (about 300 tokens a
     second per forward pass, plus a fixed cost per pass), scaled by the current load."""
     lm = load_model(model_id)
-    lengths = inf.sweep_lengths(inf.context_length(lm.config), longest)
+    lengths = context_window.sweep_lengths(inf.context_length(lm.config), longest)
     return (sum(lengths) / 300 + 0.3 * (len(lengths) + 1)) * load_factor()
 
 
@@ -55,8 +58,8 @@ def cached_forward_costs(model_id: str, longest: int, run: int = 0) -> pd.DataFr
     width = inf.model_dtype_bytes(lm.model)
     factor = load_factor()
     rows = []
-    for n in inf.sweep_lengths(inf.context_length(lm.config), longest):
-        scores = inf.attention_scores_formula(lm.config, n, width)
+    for n in context_window.sweep_lengths(inf.context_length(lm.config), longest):
+        scores = context_window.attention_scores_formula(lm.config, n, width)
         kv = inf.kv_cache_bytes(lm.config, n, width)
         rows.append(
             {
@@ -220,7 +223,7 @@ NEEDLE_NOTE = (
 )
 
 
-def needle_chart(trials: Sequence[inf.NeedleTrial]) -> alt.LayerChart:
+def needle_chart(trials: Sequence[context_window.NeedleTrial]) -> alt.LayerChart:
     """Recall by needle depth (x) and haystack length (y): found = filled cell."""
     data = pd.DataFrame(
         [

@@ -10,7 +10,8 @@ import streamlit as st
 
 from components.models import load_model
 from components.tokens import visible
-from core.decoding import BeamResult, DecodingSettings, NextTokenView, beam_search, generate_text
+from core.decoding import BeamResult, NextTokenView, beam_search
+from core.runtime.generation import DecodingSettings, generate_text
 
 # The sliders' starting values: each of the five strategies is a different sampler here (with
 # temperature 1 and top-p 1, "top-p", "temperature" and "all your filters" would be the same).

@@ -10,7 +10,7 @@ from components.charts import draw_chart
 from components.jobs import finished_result, run_job
 from components.models import load_model
 from components.tokens import token_strip
-from core import finetune as ft
+from core import fine_tuning as ft
 
 # Seconds per training step of the default batch (4 short chats, ~58 tokens each): 2.4 CPU-s
 # measured on one core (far longer on a busy machine); refined by every finished run here.

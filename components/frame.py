@@ -12,9 +12,9 @@ import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 
 from components.state import DEFAULT_PROMPT, MODEL_KEY, PROMPT_KEY
-from core import model_ids
 from core.concepts import Concept, available_concepts, by_section, concept
-from core.memory import keep_memory_low
+from core.runtime import model_ids
+from core.runtime.memory import keep_memory_low
 
 keep_memory_low()  # once per server process: two malloc arenas, freed pages trimmed
 
@@ -94,7 +94,7 @@ def _check_selected_model() -> None:
     if model_id == model_ids.EMBEDDED_ID:
         return
     from components.models import load_model  # imports torch: only when a hub model is picked
-    from core.models import ModelUnavailable
+    from core.runtime.models import ModelUnavailable
 
     try:
         load_model(model_id)

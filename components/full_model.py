@@ -12,8 +12,9 @@ from components.charts import BLUE, GREY, ORANGE, ink_encoding, ink_for
 from components.memo import byte_cached
 from components.models import load_model
 from components.tokens import short, token_axis, visible
-from core import lens as core_lens
-from core.anatomy import UnsupportedArchitecture, geometry
+from core import full_model as core_lens
+from core.inspect.anatomy import UnsupportedArchitecture, geometry
+from core.shared import published
 
 # ---- cached wrappers -----------------------------------------------------------------------
 
@@ -29,9 +30,9 @@ def cached_model_sizes(model_id: str) -> pd.DataFrame:
     lm = load_model(model_id)
     rows = []
     configs = [
-        *core_lens.PUBLISHED_CONFIGS,
+        *published.PUBLISHED_CONFIGS,
         {
-            **core_lens.config_dict(lm.config),
+            **published.config_dict(lm.config),
             "name": f"{model_id} (loaded)",
             "source": "the loaded model's own config",
         },
@@ -39,7 +40,7 @@ def cached_model_sizes(model_id: str) -> pd.DataFrame:
     for cfg in configs:
         try:
             shape = geometry(cfg)
-            count = core_lens.parameter_count(shape)
+            count = published.parameter_count(shape)
         except UnsupportedArchitecture:
             continue  # a hub model of another family: no formula for it
         rows.append(

@@ -14,9 +14,9 @@ from components.charts import draw_chart
 from components.jobs import load_factor, run_job
 from components.models import load_int8, load_model
 from components.tokens import visible
-from core import inference as inf
-from core.decoding import DecodingSettings, Step, generate_stream
-from core.quantize import int8_available
+from core import inference_loop as inf
+from core.runtime.generation import DecodingSettings, Step, generate_stream
+from core.runtime.quantize import int8_available
 
 IDS, STEPS, STREAM, FOR = "inference.ids", "inference.steps", "inference.stream", "inference.for"
 
@@ -212,7 +212,7 @@ def int8_estimate_s(prompt_tokens: int, new_tokens: int) -> float:
 
 def int8_job(model_id: str, ids: tuple[int, ...], new_tokens: int):
     """Greedy tokens from the float32 model and its int8 copy, timed, behind a button."""
-    from core.quantize import compare_int8
+    from core.inference_loop import compare_int8
 
     return run_job(
         ("inference_loop", "int8", model_id, ids, new_tokens),

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from components.models import get_trace
-from core.neurons import layer_similarity
+from core.neuron import layer_similarity
 
 
 def layer_similarity_chart(matrix: np.ndarray, title: str) -> alt.Chart:

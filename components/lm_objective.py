@@ -12,7 +12,7 @@ from components.charts import BLUE, GREY, ORANGE, ink_encoding, ink_for
 from components.models import load_model
 from components.tokens import short, visible
 from core import lm_objective as obj
-from core.trace import Trace, token_strings
+from core.inspect.trace import Trace, token_strings
 
 SURPRISAL_PARAM = "picked"
 

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import numpy as np
 import streamlit as st
 
-from core.memory import trim
+from core.runtime.memory import trim
 
 F = TypeVar("F", bound=Callable[..., Any])
 BUDGET_ENV = "LLM_EXPLORER_CACHE_MB"

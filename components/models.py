@@ -8,8 +8,8 @@ import streamlit as st
 
 from components.memo import byte_cached
 from components.state import DEFAULT_PROMPT, MODEL_KEY, PROMPT_KEY  # noqa: F401 (re-exported)
-from core import models as core_models
-from core.trace import TRACE_TOKEN_CAP, Trace, run_trace
+from core.inspect.trace import TRACE_TOKEN_CAP, Trace, run_trace
+from core.runtime import models as core_models
 
 # Hub ids that failed recently: offline, the picker must not retry on every rerun.
 _FAILED: dict[str, tuple[float, str]] = {}
@@ -129,7 +129,7 @@ def get_encoder() -> core_models.LoadedEncoder:
     max_entries=1,
 )
 def _int8(model_id: str) -> core_models.LoadedModel:
-    from core.quantize import int8_variant
+    from core.runtime.quantize import int8_variant
 
     return int8_variant(load_model(model_id))
 

@@ -11,8 +11,8 @@ import streamlit as st
 from components.charts import HEAT, ORANGE, fitting_columns
 from components.models import get_trace, load_model
 from core import attention as core_attention
-from core import interventions
 from core.attention import ATTENTION_CAP, HeadProfile
+from core.inspect import interventions
 
 
 def small_multiples_frame(layer_attn: np.ndarray, head_titles: list[str]) -> pd.DataFrame:

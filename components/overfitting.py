@@ -6,7 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from core.overfit import fit, truth
+from core.overfitting import fit, truth
 
 
 @st.cache_data(max_entries=64, show_spinner="Fitting…")

@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from components.charts import draw_chart
-from core import playground as pgc
+from core import layers as pgc
 
 NEG = np.array([245, 147, 34], dtype=np.float32)  # TensorFlow Playground's orange
 POS = np.array([8, 119, 189], dtype=np.float32)  # and blue

@@ -5,7 +5,7 @@
     note_truncation(trace.truncated_from, trace.length)
 
 `model_page(*needs)` returns the picked model and the shared prompt (or the default sentence,
-with a note, when the prompt is blank). With `needs` it first asks `core.anatomy` whether the
+with a note, when the prompt is blank). With `needs` it first asks `core.inspect.anatomy` whether the
 model has what the page takes apart ("decoder": blocks, final norm and head; "heads":
 recomputable attention heads; "block": a sequential pre-norm block; "mlp": a known MLP
 layout); a model without them gets one warning and the page stops there, never a traceback.
@@ -17,9 +17,9 @@ import streamlit as st
 
 from components.models import get_lm, get_prompt
 from components.state import DEFAULT_PROMPT
-from core.anatomy import Anatomy, UnsupportedArchitecture, require
-from core.models import LoadedModel
-from core.trace import TRACE_TOKEN_CAP
+from core.inspect.anatomy import Anatomy, UnsupportedArchitecture, require
+from core.inspect.trace import TRACE_TOKEN_CAP
+from core.runtime.models import LoadedModel
 
 DECODER_HINT = "Pick SmolLM2 (embedded) or a GPT-2 in the sidebar."
 

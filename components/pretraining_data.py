@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from components.charts import draw_chart, ink_on
-from core import data_pipeline as dp
+from core import pretraining_data as dp
 
 STAGE_ORDER = list(dp.STAGES)
 MEASURES = ["documents", "tokens"]

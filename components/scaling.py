@@ -8,10 +8,10 @@ import pandas as pd
 import streamlit as st
 
 from components.charts import fitting_columns
-from components.pretraining import cached_corpus, fmt_params
-from core import pretraining as pt
+from components.pretraining_loop import cached_corpus, fmt_params
+from core import pretraining_loop as pt
 from core import scaling as sc
-from core.playground import toy_threads
+from core.layers import toy_threads
 
 ISOFLOP_BUDGETS = (1e19, 1e20, 1e21, 1e22, 1e23, 1e24, 1e25)
 METHODS = {"20 tokens per parameter": "rule", "Chinchilla fit (Approach 3)": "fit"}

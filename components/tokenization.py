@@ -7,13 +7,13 @@ import pandas as pd
 import streamlit as st
 
 from components.models import get_lm
-from core import bpe
-from core.models import encoder_path
+from core.runtime.models import encoder_path
 from core.tokenization import (
     OPENAI_ENCODINGS,
     ChatTokens,
     HFTokenizer,
     Tokenized,
+    bpe,
     chat_template_tokens,
     openai_tokenizer,
     tokenize,

@@ -8,8 +8,8 @@ import pandas as pd
 import streamlit as st
 
 from components.charts import graph_colours, graph_defaults
-from core import playground as pgc
-from core.optim import loss_surface, optimizer_path
+from core import layers as pgc
+from core.training import loss_surface, optimizer_path
 
 
 def expression_dot(nodes, colours: dict[str, str] | None = None) -> str:

@@ -1,6 +1,6 @@
 """Attention, taken apart: one head recomputed step by step, and heads measured by what they do.
 
-Nothing here assumes one architecture: `core.anatomy` says where each part is. Two families
+Nothing here assumes one architecture: `core.inspect.anatomy` says where each part is. Two families
 are recomputed from their own modules: Llama-style (`self_attn` with q/k/v/o_proj, RMSNorm,
 RoPE, grouped-query attention) and GPT-2-style (`attn` with one fused Conv1D `c_attn`,
 LayerNorm, learned positions added before the first block, so no rotation inside attention).
@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.anatomy import Anatomy, Geometry, require
-from core.models import heavy_work
+from core.inspect.anatomy import Anatomy, Geometry, require
+from core.runtime.models import heavy_work
 
 ATTENTION_CAP = 64  # tokens in attention views: T x T heatmaps stay readable and quick
 INDUCTION_HALF = 16  # length of the random sequence that is repeated once for induction

@@ -2,8 +2,8 @@
 
 A pre-norm decoder block is  x -> norm1 -> attention -> +x -> norm2 -> MLP -> +  . Llama calls the
 parts input_layernorm / self_attn / post_attention_layernorm / mlp, GPT-2 calls them ln_1 / attn /
-ln_2 / mlp; `core.anatomy` finds them by name on the loaded model. Sub-module outputs are
-read with `core.hooks.capture_outputs` (this thread's forward pass only, removed in `finally`).
+ln_2 / mlp; `core.inspect.anatomy` finds them by name on the loaded model. Sub-module outputs are
+read with `core.inspect.hooks.capture_outputs` (this thread's forward pass only, removed in `finally`).
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.anatomy import anatomy, require
-from core.hooks import capture_outputs
-from core.models import LoadedModel, heavy_work
-from core.trace import TRACE_TOKEN_CAP, prompt_tokens, token_strings
+from core.inspect.anatomy import anatomy, require
+from core.inspect.hooks import capture_outputs
+from core.inspect.trace import TRACE_TOKEN_CAP, prompt_tokens, token_strings
+from core.runtime.models import LoadedModel, heavy_work
 
 STAGES: tuple[str, ...] = (
     "block input x",

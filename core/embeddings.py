@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.models import heavy_work
+from core.runtime.models import heavy_work
 
 MAX_GROUPS = 8
 MAX_WORDS_PER_GROUP = 16

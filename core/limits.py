@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
-from core.decoding import DecodingSettings, eos_ids, generate_stream
-from core.models import LoadedModel, heavy_work, last_only
+from core.runtime.generation import DecodingSettings, eos_ids, generate_stream
+from core.runtime.models import LoadedModel, heavy_work, last_only
 
 Report = Callable[..., None]
 _NUMBER_WORDS = {

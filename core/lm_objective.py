@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from core.trace import Trace
+from core.inspect.trace import Trace
 
 LN2 = math.log(2.0)
 

@@ -14,11 +14,12 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+
+from core.shared.corpus import DATA as DATA_DIR
 
 DIGIT_WORDS: tuple[str, ...] = (
     "zero",
@@ -53,7 +54,7 @@ class DigitData:
     y_test: np.ndarray
 
 
-DIGITS_FILE = Path(__file__).resolve().parent.parent / "data" / "digits_split.npz"
+DIGITS_FILE = DATA_DIR / "digits_split.npz"
 
 
 @lru_cache(maxsize=1)

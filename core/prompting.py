@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.models import LoadedModel, heavy_work
+from core.runtime.models import LoadedModel, heavy_work
+from core.shared.corpus import DATA as DATA_DIR
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "reviews.json"
+DATA = DATA_DIR / "reviews.json"
 LABELS: tuple[str, str] = ("positive", "negative")
 PLACEHOLDER = "{review}"
 TEMPLATE_MAX_CHARS = 1_000
@@ -243,7 +244,7 @@ def read_tails(lm: LoadedModel, prefix_cache, tails: list[list[int]]) -> torch.T
 
 def _think(lm: LoadedModel, ids: list[int], budget: int) -> list[int]:
     """Greedy thoughts through the one generation door, without the end-of-turn token."""
-    from core.decoding import DecodingSettings, eos_ids, generate_stream
+    from core.runtime.generation import DecodingSettings, eos_ids, generate_stream
 
     eos = set(eos_ids(lm))
     out: list[int] = []

@@ -1,6 +1,6 @@
 """Retrieval-augmented generation: chunk the documents, embed them, retrieve, assemble, answer.
 
-The corpus is the shipped snapshot of Python's documentation (`core.corpus.pydoc_topics`).
+The corpus is the shipped snapshot of Python's documentation (`core.shared.corpus.pydoc_topics`).
 Dense retrieval embeds chunks with MiniLM the way sentence-transformers does (mean pooling over
 the attention mask, then L2 normalisation), so a dot product is the cosine. Sparse retrieval is
 BM25 (Lucene variant, bm25s's defaults) in a few lines of numpy/scipy; the hybrid fuses both
@@ -22,9 +22,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from core.corpus import DATA, pydoc_topics
-from core.decoding import GREEDY, DecodingSettings, generate_stream
-from core.models import LoadedEncoder, LoadedModel, cache_root, heavy_work
+from core.runtime.generation import GREEDY, DecodingSettings, generate_stream
+from core.runtime.models import LoadedEncoder, LoadedModel, cache_root, heavy_work
+from core.shared.corpus import DATA, pydoc_topics
 
 Report = Callable[..., None]
 QUESTIONS_FILE = DATA / "rag_questions.json"

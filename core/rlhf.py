@@ -20,11 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.decoding import DecodingSettings, generate_stream
-from core.finetune import conversation, encode, masked_chat, render
-from core.models import LoadedModel, heavy_work
+from core.fine_tuning import conversation, encode, masked_chat, render
+from core.runtime.generation import DecodingSettings, generate_stream
+from core.runtime.models import LoadedModel, heavy_work
+from core.shared.corpus import DATA as DATA_DIR
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "preference_pairs.json"
+DATA = DATA_DIR / "preference_pairs.json"
 Report = Callable[..., None]
 TEMPERATURES = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 1.75, 2.0)  # policies for DPO
 ANSWER_TOKEN_CAP = 256  # tokens of an answer read by the reward model

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core import pretraining as pt
+from core import pretraining_loop as pt
 
 Report = Callable[..., None]
 
@@ -120,9 +120,9 @@ class KnownModel:
 
 def known_models(smollm2_params: int | None = None) -> tuple[KnownModel, ...]:
     """Published sizes and training tokens. Parameter counts come from the published configs
-    through core.lens's formula; SmolLM2's from the loaded model itself when given."""
-    from core.anatomy import geometry
-    from core.lens import PUBLISHED_CONFIGS, parameter_count
+    through core.full_model's formula; SmolLM2's from the loaded model itself when given."""
+    from core.inspect.anatomy import geometry
+    from core.shared.published import PUBLISHED_CONFIGS, parameter_count
 
     counted = {c["name"]: parameter_count(geometry(c)).total for c in PUBLISHED_CONFIGS}
     smol = smollm2_params or counted["SmolLM2 135M"]

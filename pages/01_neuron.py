@@ -6,10 +6,11 @@ import streamlit as st
 
 from components.charts import draw_chart
 from components.frame import page_frame, show_code
-from components.neurons import cached_mlp_capture, neuron_plane_chart
+from components.neuron import cached_mlp_capture, neuron_plane_chart
 from components.preamble import model_page, note_truncation, require_anatomy
 from components.tokens import token_strip, visible
-from core import activations, neurons
+from core import activations
+from core import neuron as neurons
 
 page_frame()
 st.markdown(

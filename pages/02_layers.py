@@ -10,8 +10,8 @@ from components.layers import cached_layer_similarity, layer_similarity_chart
 from components.models import get_trace
 from components.playground import playground
 from components.preamble import model_page, note_truncation
-from core import neurons
-from core import playground as pgc
+from core import layers as pgc
+from core import neuron as neurons
 
 page_frame()
 st.markdown(

@@ -12,9 +12,10 @@ from components.activations import (
 )
 from components.charts import draw_chart
 from components.frame import page_frame, show_code
-from components.neurons import cached_mlp_capture
+from components.neuron import cached_mlp_capture
 from components.preamble import model_page, require_anatomy
-from core import activations, neurons
+from core import activations
+from core import neuron as neurons
 
 page_frame()
 st.markdown(

@@ -13,8 +13,8 @@ from components.training import (
     path_loss_chart,
     surface_chart,
 )
-from core import optim
-from core import playground as pgc
+from core import layers as pgc
+from core import training as optim
 
 page_frame()
 st.markdown(

@@ -6,8 +6,8 @@ from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.overfitting import cached_fit, fit_chart, gap_chart
 from components.playground import playground
-from core import overfit
-from core import playground as pgc
+from core import layers as pgc
+from core import overfitting as overfit
 
 page_frame()
 st.markdown(

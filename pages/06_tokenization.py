@@ -17,8 +17,7 @@ from components.tokenization import (
     tokenize_all,
 )
 from components.tokens import token_strip
-from core import bpe
-from core.tokenization import HFTokenizer, chat_template_tokens, tokenize
+from core.tokenization import HFTokenizer, bpe, chat_template_tokens, tokenize
 
 page_frame()
 

@@ -8,8 +8,8 @@ from components.charts import draw_chart, draw_panels, thinned_note
 from components.frame import page_frame, show_code
 from components.preamble import model_page, note_truncation
 from components.tokens import token_labels
-from core.anatomy import geometry, supports
 from core.attention import ATTENTION_CAP, encoder_attention, recompute_head
+from core.inspect.anatomy import geometry, supports
 
 page_frame()
 st.markdown(

@@ -10,7 +10,6 @@ from components.charts import draw_chart, draw_panels
 from components.frame import page_frame, show_code
 from components.preamble import model_page, note_truncation
 from components.tokens import visible
-from core.anatomy import geometry, supports
 from core.attention import (
     ATTENTION_CAP,
     HEAD_LABEL_THRESHOLD,
@@ -19,7 +18,8 @@ from core.attention import (
     head_roles,
     pattern_scores,
 )
-from core.interventions import heads_switched_off, next_token_change
+from core.inspect.anatomy import geometry, supports
+from core.inspect.interventions import heads_switched_off, next_token_change
 
 page_frame()
 lm, text = model_page()

@@ -7,8 +7,8 @@ from components.charts import draw_chart, graph_colours
 from components.frame import page_frame, show_code
 from components.preamble import model_page, note_truncation
 from core.block import block_anatomy, model_parameters, rebuild_block
-from core.hooks import capture_outputs
-from core.trace import TRACE_TOKEN_CAP
+from core.inspect.hooks import capture_outputs
+from core.inspect.trace import TRACE_TOKEN_CAP
 
 page_frame()
 st.markdown(

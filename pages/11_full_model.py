@@ -6,9 +6,10 @@ from components import full_model as fm
 from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.preamble import model_page, note_truncation
-from core.anatomy import geometry
-from core.lens import LENS_WINDOW, logit_lens, parameter_count
-from core.trace import TRACE_TOKEN_CAP, prompt_tokens
+from core.full_model import LENS_WINDOW, logit_lens
+from core.inspect.anatomy import geometry
+from core.inspect.trace import TRACE_TOKEN_CAP, prompt_tokens
+from core.shared.published import parameter_count
 
 page_frame()
 st.markdown(

@@ -9,8 +9,8 @@ from components.frame import follow_shared_prompt, page_frame, show_code
 from components.models import get_trace
 from components.preamble import model_page, note_truncation, prompt_or_default
 from components.tokens import code_span, percent, token_strip
+from core.inspect.trace import TRACE_TOKEN_CAP
 from core.lm_objective import GAME_TEXTS, alternatives, new_game, play, surprisal
-from core.trace import TRACE_TOKEN_CAP
 
 page_frame()
 st.markdown(

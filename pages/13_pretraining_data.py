@@ -7,7 +7,7 @@ from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.jobs import run_job
 from components.models import get_lm
-from core import data_pipeline as dp
+from core import pretraining_data as dp
 
 page_frame(13)
 st.markdown(

@@ -8,7 +8,7 @@ from components import pretraining as cp
 from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.jobs import run_job
-from core import pretraining as pt
+from core import pretraining_loop as pt
 
 page_frame(14)
 q = "query-params"  # main controls go into the URL: a shareable link

@@ -9,7 +9,7 @@ from components.frame import page_frame, show_code
 from components.jobs import run_job
 from components.models import get_lm
 from core import scaling as sc
-from core.model_ids import EMBEDDED_ID
+from core.runtime.model_ids import EMBEDDED_ID
 
 page_frame(15)
 st.markdown(

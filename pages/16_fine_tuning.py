@@ -6,7 +6,7 @@ from components import fine_tuning as view
 from components.frame import page_frame, show_code
 from components.models import current_model_id, get_lm
 from components.preamble import require_anatomy
-from core import finetune as ft
+from core import fine_tuning as ft
 
 page_frame(16)
 lm = get_lm()

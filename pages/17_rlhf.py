@@ -8,7 +8,7 @@ from components import rlhf as view
 from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.models import current_model_id, get_lm
-from core import finetune as ft
+from core import fine_tuning as ft
 from core import rlhf
 
 page_frame(17)

@@ -9,11 +9,11 @@ from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.preamble import model_page, note_truncation
 from components.tokens import escape_markdown, token_strip
-from core import inference as inf
-from core.anatomy import geometry
-from core.decoding import GENERATION_CAP, DecodingSettings, generate_stream
-from core.quantize import int8_available, int8_model, linear_share
-from core.trace import prompt_tokens, token_strings
+from core import inference_loop as inf
+from core.inspect.anatomy import geometry
+from core.inspect.trace import prompt_tokens, token_strings
+from core.runtime.generation import GENERATION_CAP, DecodingSettings, generate_stream
+from core.runtime.quantize import int8_available, int8_model, linear_share
 
 PROMPT_CAP = 256  # prompt tokens this page feeds the model
 STEP_CAP = 64  # new tokens per run, at most

@@ -16,8 +16,9 @@ from components.decoding import (
 from components.frame import page_frame, show_code
 from components.models import current_model_id, get_lm, get_prompt, get_trace
 from components.preamble import note_truncation
-from core import decoding
-from core.decoding import DecodingSettings, next_token_view
+from core.decoding import next_token_view
+from core.runtime import generation
+from core.runtime.generation import DecodingSettings
 
 page_frame()
 
@@ -240,4 +241,4 @@ else:
         "then beam search. About as many seconds as new tokens on two cores."
     )
 
-show_code(decoding.filter_logits, decoding.apply_top_p, decoding.generate_stream)
+show_code(generation.filter_logits, generation.apply_top_p, generation.generate_stream)

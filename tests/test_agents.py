@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from core import agents
-from core.calculator import calculate
-from core.decoding import DecodingSettings, generate_stream
+from core.agents.calculator import calculate
+from core.runtime.generation import DecodingSettings, generate_stream
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -83,7 +83,7 @@ def test_calculator_computes_arithmetic_right():
 
 
 def test_no_eval_or_exec_in_the_tool_code():
-    for module in ("core/calculator.py", "core/agents.py"):
+    for module in ("core/agents/calculator.py", "core/agents.py"):
         tree = ast.parse((ROOT / module).read_text())
         called = {
             n.func.id

@@ -1,4 +1,4 @@
-"""core/anatomy.py against the models' own configs and modules: SmolLM2, a tiny GPT-2, a tiny
+"""core/inspect/anatomy.py against the models' own configs and modules: SmolLM2, a tiny GPT-2, a tiny
 Llama with grouped-query attention, a tiny Qwen3 (q/k norms, head_dim != d_model / heads), and
 the families it must refuse with one UnsupportedArchitecture."""
 
@@ -8,9 +8,9 @@ import pytest
 import torch
 from tiny_models import tiny_lm, tiny_model
 
-from core import anatomy as A
-from core import models
-from core.lens import PUBLISHED_CONFIGS, parameter_count
+from core.inspect import anatomy as A
+from core.runtime import models
+from core.shared.published import PUBLISHED_CONFIGS, parameter_count
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Reference checks for core/attention.py, core/interventions.py and core/embeddings.py.
+"""Reference checks for core/attention.py, core/inspect/interventions.py and core/embeddings.py.
 
 References: the model's own attention (fp32), a weight-zeroed copy of the model for head
 switch-off, brute-force cosine rankings, scikit-learn's PCA, one-by-one encoding.
@@ -16,9 +16,9 @@ from tiny_models import tiny_lm
 
 from core import attention as A
 from core import embeddings as E
-from core import interventions as I
-from core.anatomy import geometry, require
-from core.trace import run_trace
+from core.inspect import interventions as I
+from core.inspect.anatomy import geometry, require
+from core.inspect.trace import run_trace
 
 TEXT = "The cat sat on the mat. The cat sat on the mat because it was warm."
 

@@ -60,7 +60,7 @@ def test_placed_labels_never_overlap_and_crowded_ones_are_hidden():
 
 def test_diagrams_have_a_transparent_background_and_themed_text():
     from components.training import expression_dot
-    from core import optim
+    from core import training as optim
 
     nodes = optim.expression_graph(1.0, -2.0, 0.5, 0.8, 0.1, 1.0)
     light, dark = (
@@ -147,7 +147,7 @@ def test_every_chart_is_drawn_through_draw_chart():
 
 def test_needle_rows_keep_a_readable_height_for_any_number_of_lengths():
     from components.context_window import NEEDLE_ROW_PX, needle_chart
-    from core.inference import NeedleTrial
+    from core.context_window import NeedleTrial
 
     trials = [
         NeedleTrial(n, n, d, "12345", "The secret number is 12345.", d < 0.5, 1.0)

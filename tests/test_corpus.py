@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.corpus import pydoc_paragraphs, pydoc_topics
+from core.shared.corpus import pydoc_paragraphs, pydoc_topics
 
 
 def test_snapshot_has_the_python_documentation_topics():

@@ -13,6 +13,7 @@ from transformers.generation.logits_process import (
 )
 
 from core import decoding as d
+from core.runtime import generation
 
 PROMPT = "The capital of France is"
 
@@ -32,28 +33,28 @@ def _same(ours: torch.Tensor, ref: torch.Tensor) -> None:
 @pytest.mark.parametrize("t", [0.3, 0.7, 1.5])
 def test_temperature_matches_transformers(seed, t):
     x = _logits(seed)
-    _same(d.apply_temperature(x, t), TemperatureLogitsWarper(t)(None, x.clone()))
+    _same(generation.apply_temperature(x, t), TemperatureLogitsWarper(t)(None, x.clone()))
 
 
 @pytest.mark.parametrize("seed", range(5))
 @pytest.mark.parametrize("k", [1, 5, 50, 499])
 def test_top_k_matches_transformers(seed, k):
     x = _logits(seed)
-    _same(d.apply_top_k(x, k), TopKLogitsWarper(k)(None, x.clone()))
+    _same(generation.apply_top_k(x, k), TopKLogitsWarper(k)(None, x.clone()))
 
 
 @pytest.mark.parametrize("seed", range(5))
 @pytest.mark.parametrize("p", [0.05, 0.5, 0.9, 0.99])
 def test_top_p_matches_transformers(seed, p):
     x = _logits(seed)
-    _same(d.apply_top_p(x, p), TopPLogitsWarper(p)(None, x.clone()))
+    _same(generation.apply_top_p(x, p), TopPLogitsWarper(p)(None, x.clone()))
 
 
 @pytest.mark.parametrize("seed", range(5))
 @pytest.mark.parametrize("m", [0.01, 0.1, 0.5])
 def test_min_p_matches_transformers(seed, m):
     x = _logits(seed)
-    _same(d.apply_min_p(x, m), MinPLogitsWarper(m)(None, x.clone()))
+    _same(generation.apply_min_p(x, m), MinPLogitsWarper(m)(None, x.clone()))
 
 
 @pytest.mark.parametrize("penalty", [0.8, 1.3, 2.0])
@@ -61,12 +62,12 @@ def test_repetition_penalty_matches_transformers(penalty):
     x = _logits(7)[:1]
     context = [3, 17, 17, 200, 499]
     ref = RepetitionPenaltyLogitsProcessor(penalty)(torch.tensor([context]), x.clone())
-    _same(d.apply_repetition_penalty(x, context, penalty), ref)
+    _same(generation.apply_repetition_penalty(x, context, penalty), ref)
 
 
 def test_filters_compose_in_transformers_order():
     x = _logits(11)
-    s = d.DecodingSettings(temperature=0.8, top_k=40, top_p=0.9, min_p=0.05)
+    s = generation.DecodingSettings(temperature=0.8, top_k=40, top_p=0.9, min_p=0.05)
     ref = x.clone()
     for w in (
         TemperatureLogitsWarper(0.8),
@@ -75,21 +76,21 @@ def test_filters_compose_in_transformers_order():
         MinPLogitsWarper(0.05),
     ):
         ref = w(None, ref)
-    _same(d.filter_logits(x, s), ref)
+    _same(generation.filter_logits(x, s), ref)
 
 
 def test_higher_temperature_raises_entropy():
     x = _logits(3)[0]
-    cold = d.next_token_view(x, d.DecodingSettings(temperature=0.5))
-    hot = d.next_token_view(x, d.DecodingSettings(temperature=1.5))
+    cold = d.next_token_view(x, generation.DecodingSettings(temperature=0.5))
+    hot = d.next_token_view(x, generation.DecodingSettings(temperature=1.5))
     assert hot.entropy_after > cold.entropy_after
 
 
 def test_one_seed_gives_one_output(lm):
     ids = lm.tokenizer(PROMPT)["input_ids"]
-    s = d.DecodingSettings(temperature=1.2, top_k=50, max_new_tokens=8, seed=42)
-    a = [x.token_id for x in d.generate_stream(lm, ids, s)]
-    b = [x.token_id for x in d.generate_stream(lm, ids, s)]
+    s = generation.DecodingSettings(temperature=1.2, top_k=50, max_new_tokens=8, seed=42)
+    a = [x.token_id for x in generation.generate_stream(lm, ids, s)]
+    b = [x.token_id for x in generation.generate_stream(lm, ids, s)]
     assert a == b
 
 
@@ -114,7 +115,7 @@ def test_beam_search_equals_generate(lm, beams):
 
 
 def test_beam_search_with_eos_equals_generate_and_reads_the_prompt_once(lm):
-    from core.models import LoadedModel
+    from core.runtime.models import LoadedModel
 
     class Recording:  # delegates to the shared model, recording each call's input shape
         def __init__(self, model):
@@ -158,16 +159,16 @@ def test_beam_search_with_eos_equals_generate_and_reads_the_prompt_once(lm):
 def test_drawable_tokens_are_those_a_float32_sampler_can_reach():
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(5000, generator=g) * 4
-    cold = d.filter_logits(logits, d.DecodingSettings(temperature=0.05))
+    cold = generation.filter_logits(logits, generation.DecodingSettings(temperature=0.05))
     probs = cold.softmax(-1)
     drawable = d.drawable_tokens(cold)
     assert drawable == int((probs > 0).sum()) and 1 < drawable < 200  # no filter removed any
     assert int(torch.isfinite(cold).sum()) == 5000  # what the page counted before
-    draws = torch.tensor([d.sample_token(probs, g) for _ in range(5_000)])
+    draws = torch.tensor([generation.sample_token(probs, g) for _ in range(5_000)])
     assert bool((probs[draws] > 0).all())  # nothing outside the drawable set is ever drawn
-    view = d.next_token_view(logits, d.DecodingSettings(temperature=0.05))
+    view = d.next_token_view(logits, generation.DecodingSettings(temperature=0.05))
     assert view.survivors == drawable
-    assert d.next_token_view(logits, d.DecodingSettings(temperature=1.0)).survivors == 5000
+    assert d.next_token_view(logits, generation.DecodingSettings(temperature=1.0)).survivors == 5000
 
 
 def test_sample_token_draws_the_distribution_it_is_given():
@@ -177,14 +178,16 @@ def test_sample_token_draws_the_distribution_it_is_given():
     g = torch.Generator().manual_seed(1)
     probs = torch.tensor([0.5, 0.0, 0.25, 0.125, 0.0625, 0.0625])
     n = 20_000
-    ours = torch.bincount(torch.tensor([d.sample_token(probs, g) for _ in range(n)]), minlength=6)
+    ours = torch.bincount(
+        torch.tensor([generation.sample_token(probs, g) for _ in range(n)]), minlength=6
+    )
     ref = torch.bincount(torch.multinomial(probs, n, replacement=True, generator=g), minlength=6)
     assert int(ours[1]) == 0 == int(ref[1])  # a zero-probability token is never drawn
     keep = probs > 0
     expected = (probs[keep] * n).numpy()
     assert chisquare(ours[keep].numpy(), expected).pvalue > 1e-3
     assert chisquare(ref[keep].numpy(), expected).pvalue > 1e-3
-    assert d.sample_token(torch.tensor([0.0, 0.0, 1.0]), g) == 2
+    assert generation.sample_token(torch.tensor([0.0, 0.0, 1.0]), g) == 2
 
 
 def test_entropy_of_a_single_token_is_never_negative_zero():
@@ -196,21 +199,21 @@ def test_entropy_of_a_single_token_is_never_negative_zero():
     assert h == 0.0 and str(h) == "0.0"
     assert fixed(h) == "0.00" and fixed(-0.0) == "0.00" and fixed(-0.004) == "0.00"
     assert fixed(-0.004, signed=True) == "+0.00" and fixed(-0.5, signed=True) == "-0.50"
-    view = d.next_token_view(torch.randn(50), d.GREEDY)
+    view = d.next_token_view(torch.randn(50), generation.GREEDY)
     assert view.survivors == 1 and fixed(view.entropy_after) == "0.00"
 
 
 def test_repetition_penalty_covers_generated_tokens(lm):
     """The help text says generated tokens are penalised too: the context grows each step."""
     ids = lm.tokenizer("one two one two one two", add_special_tokens=False)["input_ids"]
-    s = d.DecodingSettings(temperature=0, repetition_penalty=2.0, max_new_tokens=3)
-    steps = d.generate_text(lm, ids, s)
+    s = generation.DecodingSettings(temperature=0, repetition_penalty=2.0, max_new_tokens=3)
+    steps = generation.generate_text(lm, ids, s)
     with torch.inference_mode():
         logits = lm.model(torch.tensor([ids + [steps[0].token_id]])).logits[0, -1]
-    expected = int(d.filter_logits(logits, s, ids + [steps[0].token_id]).argmax())
+    expected = int(generation.filter_logits(logits, s, ids + [steps[0].token_id]).argmax())
     assert steps[1].token_id == expected
     neg = torch.tensor([-2.0, 3.0])
-    assert d.apply_repetition_penalty(neg, [0, 1], 2.0).tolist() == [-4.0, 1.5]
+    assert generation.apply_repetition_penalty(neg, [0, 1], 2.0).tolist() == [-4.0, 1.5]
 
 
 def test_page_defaults_make_every_strategy_a_different_sampler():

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from core import decoding as d
-from core.engine import Engine
+from core.runtime import generation
+from core.runtime.engine import Engine
 
 PROMPTS = [
     "The capital of France is",
@@ -90,7 +91,7 @@ def test_absolute_position_models_batch_correctly(tiny_gpt2_lm):
 
 def test_a_learner_who_stops_gives_the_row_back(lm):
     ids = lm.tokenizer(PROMPTS[0])["input_ids"]
-    stream = d.generate_stream(lm, ids, d.DecodingSettings(max_new_tokens=50))
+    stream = generation.generate_stream(lm, ids, generation.DecodingSettings(max_new_tokens=50))
     next(stream)
     next(stream)
     engine = d.engine_for(lm.model)
@@ -100,14 +101,14 @@ def test_a_learner_who_stops_gives_the_row_back(lm):
 
 
 def test_seeded_sampling_is_the_same_alone_and_beside_others(lm):
-    s = d.DecodingSettings(temperature=1.0, top_k=40, max_new_tokens=12, seed=7)
+    s = generation.DecodingSettings(temperature=1.0, top_k=40, max_new_tokens=12, seed=7)
     ids = lm.tokenizer(PROMPTS[2])["input_ids"]
-    alone = [x.token_id for x in d.generate_stream(lm, ids, s)]
+    alone = [x.token_id for x in generation.generate_stream(lm, ids, s)]
     others = [
         threading.Thread(
             target=lambda p=p: list(
-                d.generate_stream(
-                    lm, lm.tokenizer(p)["input_ids"], d.DecodingSettings(max_new_tokens=12)
+                generation.generate_stream(
+                    lm, lm.tokenizer(p)["input_ids"], generation.DecodingSettings(max_new_tokens=12)
                 )
             )
         )
@@ -115,7 +116,7 @@ def test_seeded_sampling_is_the_same_alone_and_beside_others(lm):
     ]
     for t in others:
         t.start()
-    together = [x.token_id for x in d.generate_stream(lm, ids, s)]
+    together = [x.token_id for x in generation.generate_stream(lm, ids, s)]
     for t in others:
         t.join(timeout=300)
     assert together == alone
@@ -125,7 +126,7 @@ def test_seeded_sampling_is_the_same_alone_and_beside_others(lm):
 def tiny_gpt2_lm(tmp_path_factory):
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from core.models import LoadedModel
+    from core.runtime.models import LoadedModel
 
     torch.manual_seed(0)
     cfg = GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=50257, n_positions=128)
@@ -167,7 +168,7 @@ def test_a_failing_choice_ends_only_its_own_sequence(lm):
 
 
 def test_prefill_groups_waste_little_on_padding():
-    from core.engine import PAD_SLACK, _groups
+    from core.runtime.engine import PAD_SLACK, _groups
 
     class S:
         def __init__(self, n):

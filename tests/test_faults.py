@@ -25,7 +25,8 @@ import pytest
 import torch
 from test_models import copying_conversion
 
-from core import models
+from core import context_window
+from core.runtime import models
 
 ROOT = Path(__file__).resolve().parent.parent
 REAL_MKDIR, REAL_OPEN = os.mkdir, os.open
@@ -502,7 +503,7 @@ class StopPressed(Exception):
 
 def test_needle_job_stops_within_a_trial_when_its_report_raises(lm, monkeypatch):
     """Streamlit's Stop raises inside the next `report`; no token may be generated after it."""
-    from core import inference as inf
+    from core import inference_loop as inf
 
     steps = []
     real = inf.generate_stream
@@ -521,20 +522,20 @@ def test_needle_job_stops_within_a_trial_when_its_report_raises(lm, monkeypatch)
             raise StopPressed
 
     with pytest.raises(StopPressed):
-        inf.needle_trials(lm, [64], [0.0, 0.5, 1.0], seed=3, report=report)
+        context_window.needle_trials(lm, [64], [0.0, 0.5, 1.0], seed=3, report=report)
     assert len(steps) == 2 and reports[-1][1].startswith("Trial 1 of 3")
     assert 0 < reports[-1][0] < 1 / 3
 
 
 def test_needle_estimate_grows_with_the_haystack():
-    from core import inference as inf
+    from core import inference_loop as inf
 
-    costs = [inf.ForwardCost(n, n / 1000, 0, 0, 0, 0) for n in (32, 64, 128, 256)]
-    short = inf.needle_estimate_s([(128, 0.0)], costs)
+    costs = [context_window.ForwardCost(n, n / 1000, 0, 0, 0, 0) for n in (32, 64, 128, 256)]
+    short = context_window.needle_estimate_s([(128, 0.0)], costs)
     assert short == pytest.approx(
-        (128 + inf.NEEDLE_PROMPT_EXTRA) / 1000 + inf.NEEDLE_NEW_TOKENS * 0.032
+        (128 + context_window.NEEDLE_PROMPT_EXTRA) / 1000 + inf.NEEDLE_NEW_TOKENS * 0.032
     )
-    assert inf.needle_estimate_s([(1024, 0.0)], costs) > 2 * short
+    assert context_window.needle_estimate_s([(1024, 0.0)], costs) > 2 * short
 
 
 def _fragment_bodies(path: Path) -> list[ast.FunctionDef]:

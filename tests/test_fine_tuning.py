@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from core import finetune as ft
+from core import fine_tuning as ft
 
 # SmolLM2's ChatML template with the assistant's answer and end marker tagged as `generation`,
 # so transformers can compute its own assistant mask (the shipped template has no such tag).
@@ -118,7 +118,7 @@ def test_lora_count_on_smollm_is_the_measured_figure(lm):
 
 
 def test_fine_tune_lowers_the_loss_and_leaves_the_model_alone(lm):
-    from core.models import LoadedModel
+    from core.runtime.models import LoadedModel
 
     tiny = _tiny("llama")
     tiny.config.vocab_size = 64

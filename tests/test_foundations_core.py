@@ -12,9 +12,12 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core import activations, neurons, optim, overfit
-from core import playground as pgc
-from core.anatomy import require
+from core import activations
+from core import layers as pgc
+from core import neuron as neurons
+from core import overfitting as overfit
+from core import training as optim
+from core.inspect.anatomy import require
 
 X = torch.linspace(-6, 6, 241, dtype=torch.float64)
 X_NO_KINK = X[X.abs() > 1e-6]  # ReLU-like functions have no derivative at 0

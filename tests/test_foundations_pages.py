@@ -8,7 +8,7 @@ import re
 import numpy as np
 from apptest_util import chart_data, chart_frames, chart_specs, open_page
 
-from core import optim
+from core import training as optim
 
 
 def _metrics(at) -> dict[str, str]:

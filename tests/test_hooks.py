@@ -1,4 +1,4 @@
-"""core/hooks.py: hooks live only inside their block, and see only their own thread."""
+"""core/inspect/hooks.py: hooks live only inside their block, and see only their own thread."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import torch
 from conftest import check_untouched
 from tiny_models import tiny_model
 
-from core import neurons
-from core.hooks import Hook, capture_inputs, capture_outputs, scoped_hooks
+from core import neuron as neurons
+from core.inspect.hooks import Hook, capture_inputs, capture_outputs, scoped_hooks
 
 
 @pytest.fixture(scope="module")

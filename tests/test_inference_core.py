@@ -1,4 +1,4 @@
-"""core.inference against references: model.generate, the cache tensors the model returns,
+"""core.inference_loop against references: model.generate, the cache tensors the model returns,
 the attention weights it builds, transformers' own tokenizer truncation, brute force."""
 
 from __future__ import annotations
@@ -8,9 +8,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
-from core import inference as inf
-from core.anatomy import geometry
-from core.decoding import DecodingSettings, generate_stream
+from core import context_window
+from core import inference_loop as inf
+from core.inspect.anatomy import geometry
+from core.runtime.generation import DecodingSettings, generate_stream
 
 PROMPT = "The capital of France is"
 
@@ -89,14 +90,14 @@ def test_published_geometries_read_both_naming_schemes():
 
 @pytest.mark.parametrize("tokens", [1, 9, 40])
 def test_forward_cost_memory_equals_formulas_gpt2(tiny_gpt2, tokens):
-    cost = inf.forward_cost(tiny_gpt2, list(range(100, 100 + tokens)))
+    cost = context_window.forward_cost(tiny_gpt2, list(range(100, 100 + tokens)))
     assert cost.kv_bytes == cost.kv_formula == 2 * 2 * 4 * 8 * tokens * 4
     assert cost.scores_bytes == cost.scores_formula == 4 * tokens * tokens * 4
 
 
 def test_forward_cost_memory_equals_formulas_llama(lm):
-    ids = inf.filler_ids(lm.tokenizer, 48)
-    cost = inf.forward_cost(lm, ids)
+    ids = context_window.filler_ids(lm.tokenizer, 48)
+    cost = context_window.forward_cost(lm, ids)
     assert cost.tokens == 48
     assert cost.kv_bytes == cost.kv_formula
     assert cost.scores_bytes == cost.scores_formula == lm.config.num_attention_heads * 48**2 * 4
@@ -108,7 +109,7 @@ def test_attention_hooks_are_removed(tiny_gpt2):
 
     before = count()
     with pytest.raises(RuntimeError):
-        with inf.attention_score_bytes(tiny_gpt2.model):
+        with context_window.attention_score_bytes(tiny_gpt2.model):
             assert count() > before
             raise RuntimeError("a failing forward")
     assert count() == before
@@ -122,7 +123,7 @@ def test_attention_hooks_are_removed(tiny_gpt2):
 )
 def test_truncation_keeps_exactly_the_budget(n, budget, strategy):
     ids = list(range(1000, 1000 + n))
-    cut = inf.truncate(ids, budget, strategy)
+    cut = context_window.truncate(ids, budget, strategy)
     assert len(cut.kept) == min(budget, n)
     assert cut.dropped == n - len(cut.kept)
     assert list(cut.kept) == [ids[i] for i in cut.kept_positions]
@@ -138,18 +139,18 @@ def test_truncation_matches_the_tokenizers_own(lm, side):
         ref = lm.tokenizer(text, add_special_tokens=False, truncation=True, max_length=5)
     finally:
         lm.tokenizer.truncation_side = old
-    assert list(inf.truncate(ids, 5, side).kept) == ref["input_ids"]
+    assert list(context_window.truncate(ids, 5, side).kept) == ref["input_ids"]
 
 
 def test_middle_truncation_keeps_both_ends():
-    cut = inf.truncate(list(range(10)), 5, "middle")
+    cut = context_window.truncate(list(range(10)), 5, "middle")
     assert cut.kept == (0, 1, 2, 8, 9)
 
 
 def test_haystack_hides_the_needle_at_its_depth(lm):
     tok = lm.tokenizer
-    start = inf.haystack(tok, 200, 0.0, "12345")
-    end = inf.haystack(tok, 200, 1.0, "12345")
+    start = context_window.haystack(tok, 200, 0.0, "12345")
+    end = context_window.haystack(tok, 200, 1.0, "12345")
     assert start.text.startswith("The secret number is 12345.")
     assert end.text.endswith("The secret number is 12345.")
     assert start.tokens == len(tok(start.text, add_special_tokens=False)["input_ids"])
@@ -168,19 +169,19 @@ def test_haystack_hides_the_needle_at_its_depth(lm):
     ],
 )
 def test_recall_reads_the_first_number(answer, found):
-    assert inf.recalled(answer, "48213") is found
+    assert context_window.recalled(answer, "48213") is found
 
 
 def test_needle_probe_yields_progress_for_every_trial(lm):
-    grid = inf.needle_grid([64, 10**6], [0.0, 1.0], lm.config.max_position_embeddings)
+    grid = context_window.needle_grid([64, 10**6], [0.0, 1.0], lm.config.max_position_embeddings)
     assert grid == [(64, 0.0), (64, 1.0)]  # the over-long length is dropped, not run
-    progress = list(inf.needle_probe(lm, [64], [0.0, 1.0]))
+    progress = list(context_window.needle_probe(lm, [64], [0.0, 1.0]))
     assert [(p.done, p.total) for p in progress] == [(1, 2), (2, 2)]
     assert progress[0].trial.secret != progress[1].trial.secret  # a new number per trial
     special = set(lm.tokenizer.all_special_ids)
     for p in progress:  # reference: the same prompt answered by model.generate, greedily
-        hay = inf.haystack(lm.tokenizer, p.trial.length, p.trial.depth, p.trial.secret)
-        ids = inf.needle_prompt_ids(lm.tokenizer, hay)
+        hay = context_window.haystack(lm.tokenizer, p.trial.length, p.trial.depth, p.trial.secret)
+        ids = context_window.needle_prompt_ids(lm.tokenizer, hay)
         with torch.inference_mode():
             out = lm.model.generate(
                 torch.tensor([ids]),
@@ -190,8 +191,8 @@ def test_needle_probe_yields_progress_for_every_trial(lm):
             )
         answer = lm.tokenizer.decode([t for t in out[0, len(ids) :].tolist() if t not in special])
         assert p.trial.answer == answer.strip()
-        assert p.trial.found == inf.recalled(answer, p.trial.secret)
+        assert p.trial.found == context_window.recalled(answer, p.trial.secret)
 
 
 def test_filler_ids_exact_length(lm):
-    assert len(inf.filler_ids(lm.tokenizer, 333)) == 333
+    assert len(context_window.filler_ids(lm.tokenizer, 333)) == 333

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from apptest_util import all_chart_data, chart_data, chart_specs, open_page
 
-from core import inference as inf
-from core.anatomy import geometry
-from core.decoding import DecodingSettings, generate_stream
+from core import inference_loop as inf
+from core.inspect.anatomy import geometry
+from core.runtime.generation import DecodingSettings, generate_stream
 
 P18 = "pages/18_inference_loop.py"
 P20 = "pages/20_context_window.py"

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from apptest_util import open_page
 
-from core import playground as pgc
+from core import layers as pgc
 
 
 def _xor(hidden: tuple[int, ...], seed: int) -> pgc.Playground:
@@ -29,7 +29,7 @@ def test_xor_without_hidden_layer_stays_at_coin_flip_loss_but_not_at_chance_accu
 
 
 def test_the_last_similarity_row_is_the_last_block_after_the_final_norm(lm):
-    from core.trace import run_trace
+    from core.inspect.trace import run_trace
 
     trace = run_trace(lm, "The quick brown fox jumps over the lazy dog.")
     captured = {}
@@ -97,7 +97,7 @@ def test_freezing_keeps_objects_from_the_collector_but_still_frees_them():
     import gc
     import weakref
 
-    from core.models import freeze_long_lived
+    from core.runtime.models import freeze_long_lived
 
     class Thing:
         pass
@@ -143,7 +143,7 @@ def test_montage_stacks_neurons_with_transparent_gaps():
 
 def test_boundary_points_never_leave_the_plot_frame():
     from components import playground as cp
-    from core import playground as pgc
+    from core import layers as pgc
 
     pg = pgc.Playground(pgc.PlaygroundConfig(dataset="spiral", noise=50))
     snap = pg.snapshot()

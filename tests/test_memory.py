@@ -1,4 +1,4 @@
-"""core.memory: handing freed pages back must not fork the server."""
+"""core.runtime.memory: handing freed pages back must not fork the server."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from core import memory
+from core.runtime import memory
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,7 +33,7 @@ def test_trim_never_starts_a_subprocess(monkeypatch):
 _FRAGMENT = """
 import sys
 import numpy as np
-from core import memory
+from core.runtime import memory
 
 def rss():
     for line in open('/proc/self/status'):

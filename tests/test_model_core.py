@@ -1,4 +1,4 @@
-"""core.block, core.lens, core.lm_objective against references, on SmolLM2 and a tiny GPT-2."""
+"""core.block, core.full_model, core.lm_objective against references, on SmolLM2 and a tiny GPT-2."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ import pytest
 import torch
 
 from core import block as core_block
-from core import lens as core_lens
+from core import full_model as core_lens
 from core import lm_objective as obj
-from core.anatomy import anatomy, geometry, require
-from core.hooks import capture_outputs
-from core.models import LoadedModel
-from core.trace import run_trace
+from core.inspect.anatomy import anatomy, geometry, require
+from core.inspect.hooks import capture_outputs
+from core.inspect.trace import run_trace
+from core.runtime.models import LoadedModel
+from core.shared import published
 
 TEXT = "The capital of France is Paris, and the capital of Italy is Rome."
 
@@ -183,15 +184,15 @@ def _meta_count(cfg: dict) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-@pytest.mark.parametrize("cfg", core_lens.PUBLISHED_CONFIGS, ids=lambda c: c["name"])
+@pytest.mark.parametrize("cfg", published.PUBLISHED_CONFIGS, ids=lambda c: c["name"])
 def test_parameter_formula_matches_transformers_for_every_published_config(cfg):
-    count = core_lens.parameter_count(geometry(cfg))
+    count = published.parameter_count(geometry(cfg))
     assert count.total == _meta_count(cfg)
 
 
 def test_parameter_formula_matches_the_loaded_models(any_lm):
-    cfg = core_lens.config_dict(any_lm.config)
-    count = core_lens.parameter_count(geometry(cfg))
+    cfg = published.config_dict(any_lm.config)
+    count = published.parameter_count(geometry(cfg))
     assert count.total == sum(p.numel() for p in any_lm.model.parameters())
     mp = core_block.model_parameters(any_lm.model)
     assert (count.per_layer, count.embeddings) == (mp.per_block, mp.embeddings)
@@ -199,7 +200,7 @@ def test_parameter_formula_matches_the_loaded_models(any_lm):
 
 def test_published_sizes_are_the_famous_ones():
     totals = {
-        c["name"]: core_lens.parameter_count(geometry(c)).total for c in core_lens.PUBLISHED_CONFIGS
+        c["name"]: published.parameter_count(geometry(c)).total for c in published.PUBLISHED_CONFIGS
     }
     assert round(totals["GPT-2 small"] / 1e6) == 124
     assert round(totals["GPT-3 175B"] / 1e9) == 175
@@ -301,9 +302,9 @@ def test_trace_scores_follow_logits_changed_after_the_output_layer(tiny_gpt2, mo
 
 
 def test_trace_attentions_are_the_models_own_in_float16(any_lm):
-    from core.anatomy import attention_modules
-    from core.hooks import scoped_hooks
-    from core.trace import HalfAttention
+    from core.inspect.anatomy import attention_modules
+    from core.inspect.hooks import scoped_hooks
+    from core.inspect.trace import HalfAttention
 
     trace = run_trace(any_lm, TEXT)
     ids = torch.tensor([trace.ids.tolist()])

@@ -11,8 +11,8 @@ from apptest_util import chart_data, chart_specs, open_page
 
 from components.tokens import short
 from core.block import block_anatomy
-from core.lens import LENS_WINDOW
-from core.trace import run_trace
+from core.full_model import LENS_WINDOW
+from core.inspect.trace import run_trace
 
 BLOCK, FULL, OBJ = "pages/10_block.py", "pages/11_full_model.py", "pages/12_lm_objective.py"
 LONG = " ".join(f"word{i} and then" for i in range(40))  # about 120+ tokens

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from core import models
-from core.decoding import DecodingSettings, generate_text
-from core.trace import run_trace
+from core.inspect.trace import run_trace
+from core.runtime import models
+from core.runtime.generation import DecodingSettings, generate_text
 
 
 def test_hub_path_loads_a_local_gpt2_and_everything_runs_on_it(tiny_gpt2_dir, monkeypatch):

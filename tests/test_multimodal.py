@@ -11,7 +11,7 @@ import torch
 from apptest_util import chart_frames, open_page
 
 from core import multimodal as mm
-from core.playground import toy_threads
+from core.layers import toy_threads
 
 BAD_INPUTS = [
     "   ",

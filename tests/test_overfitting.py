@@ -7,7 +7,7 @@ import math
 import numpy as np
 from apptest_util import open_page
 
-from core import overfit
+from core import overfitting as overfit
 
 
 def test_noise_floor_is_the_truths_own_loss_on_these_validation_points():

@@ -164,7 +164,7 @@ def test_top_k_top_p_min_p_remove_tokens(dec_page):
 def test_side_by_side_is_reproducible_and_greedy_matches_the_core_loop(dec_page, lm):
     from dataclasses import replace
 
-    from core.decoding import GREEDY, generate_text
+    from core.runtime.generation import GREEDY, generate_text
 
     at = dec_page
     _reset_to_defaults(at)

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from core import pretraining as pt
-from core.playground import toy_threads
+from core import pretraining_loop as pt
+from core.layers import toy_threads
 
 SMALL_TEXT_CHARS = 40_000
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from apptest_util import open_page
 
-from core import data_pipeline as dp
+from core import pretraining_data as dp
 
 BAD_INPUTS = [
     "   \n\t ",

@@ -10,8 +10,9 @@ import pytest
 import torch
 from apptest_util import all_chart_data, open_page
 
-from core import quantize as qz
-from core.decoding import DecodingSettings, generate_stream
+from core import inference_loop
+from core.runtime import quantize as qz
+from core.runtime.generation import DecodingSettings, generate_stream
 
 PROMPT = "The capital of France is"
 
@@ -57,7 +58,7 @@ def test_gpt2_style_conv1d_layers_are_not_linear():
 
 
 def test_the_one_door_generates_with_the_int8_copy_one_learner_at_a_time(lm, lm8):
-    from core.decoding import batch_invariant
+    from core.runtime.generation import batch_invariant
 
     assert batch_invariant(lm.model) and not batch_invariant(lm8.model)
     ids = lm8.tokenizer(PROMPT)["input_ids"]
@@ -71,9 +72,9 @@ def test_the_one_door_generates_with_the_int8_copy_one_learner_at_a_time(lm, lm8
 
 
 def test_agreeing_prefix():
-    assert qz.agreeing_prefix([1, 2, 3], [1, 2, 4]) == 2
-    assert qz.agreeing_prefix([1, 2], [1, 2]) == 2
-    assert qz.agreeing_prefix([], [1]) == 0
+    assert inference_loop.agreeing_prefix([1, 2, 3], [1, 2, 4]) == 2
+    assert inference_loop.agreeing_prefix([1, 2], [1, 2]) == 2
+    assert inference_loop.agreeing_prefix([], [1]) == 0
 
 
 def test_page18_fast_mode_generates_and_measures(lm, lm8):
@@ -108,4 +109,4 @@ def test_page18_fast_mode_generates_and_measures(lm, lm8):
             lm8, prompt, DecodingSettings(temperature=0.0, max_new_tokens=8, stop_at_eos=False)
         )
     ]
-    assert same == f"{qz.agreeing_prefix(fp_ids, q_ids)} of 8"
+    assert same == f"{inference_loop.agreeing_prefix(fp_ids, q_ids)} of 8"

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from core import rlhf
-from core.finetune import conversation, masked_chat
+from core.fine_tuning import conversation, masked_chat
 
 
 def test_bradley_terry_loss_is_mean_minus_log_sigmoid():

@@ -74,8 +74,8 @@ def test_power_law_fit_recovers_its_parameters():
 
 
 def test_sweep_loss_falls_with_compute():
-    from core import pretraining as pt
-    from core.playground import toy_threads
+    from core import pretraining_loop as pt
+    from core.layers import toy_threads
 
     corpus = pt.char_corpus(pt.corpus_text()[:60_000])
     with toy_threads():  # tiny models: one thread is many times faster on a busy machine

@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference_tokenizers import reference_encoding
 
-from core import bpe
 from core.tokenization import (
+    bpe,
     chat_template_tokens,
     openai_tokenizer,
     tokenize,
@@ -94,7 +94,7 @@ def test_converted_tokenizer_equals_the_gguf_tokenizer(lm):
     """The cache's tokenizer must split text exactly as the GGUF file's own tokenizer does."""
     from transformers import AutoTokenizer
 
-    from core.models import gguf_path
+    from core.runtime.models import gguf_path
 
     path = gguf_path()
     ref = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
@@ -258,7 +258,7 @@ def test_lm_tokenizer_splits_every_numeral_like_the_original(lm):
 def test_converted_cache_alone_lacks_the_digit_rule_and_restore_fixes_it(lm):
     from transformers import AutoTokenizer
 
-    from core.models import converted_dir
+    from core.runtime.models import converted_dir
     from core.tokenization import restore_digit_split
 
     bare = AutoTokenizer.from_pretrained(str(converted_dir()))

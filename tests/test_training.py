@@ -7,7 +7,7 @@ import re
 import numpy as np
 from apptest_util import open_page
 
-from core import optim
+from core import training as optim
 
 
 def test_direction_reversals_counts_turns_back():

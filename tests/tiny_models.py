@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from core.models import LoadedModel
+from core.runtime.models import LoadedModel
 
 VOCAB = 50257  # GPT-2's: SmolLM2's 49,152 ids and the gpt2 tokenizer's all fit
 

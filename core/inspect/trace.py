@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.anatomy import attention_modules
-from core.hooks import Hook, scoped_hooks
-from core.models import LoadedModel, heavy_work, last_only
+from core.inspect.anatomy import attention_modules
+from core.inspect.hooks import Hook, scoped_hooks
+from core.runtime.models import LoadedModel, heavy_work, last_only
 
 TRACE_TOKEN_CAP = 256  # attention maps grow as T², so traces stop here (pages say so)
 TOP_K = 10

@@ -1,4 +1,4 @@
-"""Model ids, kept apart from core.models so the home page can name them without importing torch."""
+"""Model ids, kept apart from core.runtime.models so the home page can name them without importing torch."""
 
 from __future__ import annotations
 

@@ -23,11 +23,12 @@ from typing import Any
 
 import torch
 
-from core.anatomy import anatomy
-from core.decoding import DecodingSettings, generate_stream
-from core.models import LoadedModel, heavy_work
+from core.inspect.anatomy import anatomy
+from core.runtime.generation import DecodingSettings, generate_stream
+from core.runtime.models import LoadedModel, heavy_work
+from core.shared.corpus import DATA as DATA_DIR
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "finetune_pirate.json"
+DATA = DATA_DIR / "finetune_pirate.json"
 Report = Callable[..., None]
 
 # ChatML, for tokenizers that bring no chat template of their own (GPT-2 and other base models).
@@ -367,7 +368,7 @@ def lora_copy(model: Any, s: LoraSettings) -> Any:
     """A deep copy of `model` with LoRA injected: get_peft_model rewrites what it is given."""
     from peft import LoraConfig, get_peft_model
 
-    from core.models import freeze_after_import
+    from core.runtime.models import freeze_after_import
 
     freeze_after_import("peft")  # keeps every later rerun's garbage collection short
 

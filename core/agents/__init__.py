@@ -23,10 +23,10 @@ import numpy as np
 import torch
 
 from core import rag
-from core.calculator import calculate
-from core.corpus import DATA
-from core.decoding import DecodingSettings, Step, generate_stream
-from core.models import LoadedModel
+from core.agents.calculator import calculate
+from core.runtime.generation import DecodingSettings, Step, generate_stream
+from core.runtime.models import LoadedModel
+from core.shared.corpus import DATA
 
 TOOLS = ("calculator", "search", "date", "final_answer")
 THOUGHT_MAX = 60  # characters: maxLength in the schema

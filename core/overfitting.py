@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from core.playground import build_mlp, toy_threads
+from core.layers import build_mlp, toy_threads
 
 N_VALIDATION = 100
 EVAL_EVERY = 5  # steps between two measurements of the curves

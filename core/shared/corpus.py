@@ -12,7 +12,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parent.parent / "data"
+DATA = Path(__file__).resolve().parents[2] / "data"
 PYDOC_FILE = DATA / "pydoc_topics.json"
 
 

@@ -1,10 +1,10 @@
 """Scoped interventions on the shared model: switching attention heads off.
 
 The model object is shared by every session of the app, so an intervention must never leak.
-It goes through `core.hooks.scoped_hooks`: the hook is registered on entry and removed in
+It goes through `core.inspect.hooks.scoped_hooks`: the hook is registered on entry and removed in
 `finally`, and it acts only on forward passes made by the thread that installed it (Streamlit
 runs each session's script in its own thread), so another session's forward pass that runs
-meanwhile passes through unchanged. Callers take `core.models.heavy_work()` around the
+meanwhile passes through unchanged. Callers take `core.runtime.models.heavy_work()` around the
 forward pass, as for any other forward pass; no other lock is involved.
 """
 
@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.anatomy import require
-from core.hooks import Hook, scoped_hooks
-from core.models import heavy_work, last_only
+from core.inspect.anatomy import require
+from core.inspect.hooks import Hook, scoped_hooks
+from core.runtime.models import heavy_work, last_only
 
 
 def _switch_off(heads: tuple[int, ...], n_heads: int, head_dim: int):

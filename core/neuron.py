@@ -1,6 +1,6 @@
 """Real neurons of a causal LM's MLP blocks, for Llama-style (gated SwiGLU) and GPT-2-style
 (c_fc -> GELU -> c_proj) models: capture with scoped hooks, recompute by hand, compare layers.
-Where the MLP's parts are is `core.anatomy`'s business (`anatomy(model).mlp(layer)`).
+Where the MLP's parts are is `core.inspect.anatomy`'s business (`anatomy(model).mlp(layer)`).
 
 A "neuron" is one unit of the MLP's hidden layer: the input to the output projection
 (down_proj / c_proj), i.e. act(gate(x)) * up(x) for Llama, act(c_fc(x)) for GPT-2.
@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.anatomy import require
-from core.hooks import capture_inputs, capture_outputs
-from core.models import heavy_work
+from core.inspect.anatomy import require
+from core.inspect.hooks import capture_inputs, capture_outputs
+from core.runtime.models import heavy_work
 
 # A few varied sentences: a neuron's top-activating tokens are looked for here and in the prompt.
 REFERENCE_TEXT = (

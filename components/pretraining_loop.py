@@ -12,10 +12,10 @@ import torch
 
 from components.charts import draw_chart
 from components.models import get_lm
-from core import pretraining as pt
-from core.anatomy import geometry
-from core.lens import PUBLISHED_CONFIGS, parameter_count
-from core.playground import toy_threads
+from core import pretraining_loop as pt
+from core.inspect.anatomy import geometry
+from core.layers import toy_threads
+from core.shared.published import PUBLISHED_CONFIGS, parameter_count
 
 TOKENIZATIONS = {"bpe": "BPE: the LM's tokens that occur in the corpus", "char": "Characters"}
 LOSS_COLORS = alt.Scale(
