@@ -9,8 +9,8 @@ from components.models import current_model_id, get_lm
 from components.prompting import (
     cached_reviews,
     condition_for,
-    estimate_seconds,
     measure_all,
+    measure_estimate_s,
     missing,
     strip_chart,
     strip_frame,
@@ -76,7 +76,7 @@ results = run_job(
     ("prompting", model_id, tuple(conditions)),
     lambda report: measure_all(model_id, conditions, report),
     start_label=f"Measure {len(conditions)} technique(s) on {len(reviews)} reviews",
-    estimate_s=estimate_seconds(unmeasured, len(reviews)),
+    estimate_s=measure_estimate_s(unmeasured, len(reviews)),
     caps=f"{len(unmeasured)} of {len(conditions)} not measured yet with these settings; one forward "
     "pass per review (the shared prefix is computed once), plus the thinking tokens.",
 )

@@ -218,3 +218,58 @@ def test_base_model_without_template_falls_back_to_chatml(lm):
     assert text == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n"
     chat = ft.masked_chat(tok, ft.conversation("Hi", "Hello!"))
     assert lm.tokenizer.decode([i for i, m in zip(chat.ids, chat.mask) if m]) == "Hello!<|im_end|>"
+
+
+def _tiny_setup(lm):
+    from core.runtime.models import LoadedModel
+
+    tiny = _tiny("llama")
+    small = LoadedModel("tiny", tiny, _ModTokenizer(copy.copy(lm.tokenizer), 64), "test")
+    data = ft.load_data()
+    data = ft.FineTuneData(data.examples[:2], data.held_out[:2], data.style, data.marker)
+    s = ft.LoraSettings(rank=2, targets=("self_attn.q_proj",), steps=4, batch=2, answer_tokens=3)
+    return small, data, s
+
+
+def test_original_answers_are_part_of_the_fine_tunes_turn_and_move_the_bar(lm):
+    """The one-at-a-time lock is held from the original model's answers on (a second learner
+    sees the busy note from the first second), and those answers move the bar off 0."""
+    small, data, s = _tiny_setup(lm)
+    held_during_before = []
+    reports: list[tuple[float, str]] = []
+
+    def before(report):
+        held_during_before.append(ft.FINE_TUNE_LOCK.locked())
+        return ft.held_out_answers(small, data, s.answer_tokens, report)
+
+    ft.fine_tune(small, data, s, lambda f, t="", partial=None: reports.append((f, t)), before)
+    assert held_during_before == [True]
+    original = [f for f, t in reports if "(original model)" in t]
+    training = [f for f, t in reports if t.startswith("Step ")]
+    assert original and max(original) > 0  # the bar moves during the first phase
+    assert max(original) <= min(training)
+    fractions = [f for f, _ in reports]
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
+    assert not ft.FINE_TUNE_LOCK.locked()
+
+
+def test_two_different_fine_tunes_in_one_process():
+    """The second fine-tune of a server process used to crash with CacheReplayClosureError: the
+    original answers were an st.cache_resource whose body moved the first run's progress bar."""
+    from apptest_util import open_page
+
+    at = open_page("pages/16_fine_tuning.py")
+    at.select_slider(key="fine_tuning.rank").set_value(1).run()
+    for steps in (5, 10):
+        at.slider(key="fine_tuning.steps").set_value(steps).run()
+        start = [b for b in at.button if b.label.startswith("Fine-tune a copy with LoRA")]
+        assert start, [b.label for b in at.button]
+        start[0].click().run()
+        assert not at.exception, at.exception
+        shown = {m.label: m.value for m in at.metric}
+        assert "Loss" in shown, shown
+    other = open_page("pages/16_fine_tuning.py")  # a second learner, other settings
+    other.select_slider(key="fine_tuning.rank").set_value(2).run()
+    other.slider(key="fine_tuning.steps").set_value(5).run()
+    [b for b in other.button if b.label.startswith("Fine-tune a copy")][0].click().run()
+    assert not other.exception, other.exception
