@@ -203,6 +203,12 @@ def test_page_shows_mask_and_fine_tunes_a_copy():
     losses = chart_frames(at)[-1][0]["loss"]
     assert len(losses) == 5 and losses.iloc[-1] < losses.iloc[0]
     assert any("unchanged afterwards: yes" in c.value for c in at.caption)
+    # A second fine-tune with other settings in the same process (it used to crash with
+    # CacheReplayClosureError: see test_second_fine_tune_with_other_settings_in_the_same_process).
+    at.slider(key="fine_tuning.steps").set_value(10).run()
+    [b for b in at.button if b.label.startswith("Fine-tune a copy with LoRA")][0].click().run()
+    assert not at.exception, at.exception
+    assert len(chart_frames(at)[-1][0]["loss"]) == 10
 
 
 def test_base_model_without_template_falls_back_to_chatml(lm):
@@ -253,23 +259,47 @@ def test_original_answers_are_part_of_the_fine_tunes_turn_and_move_the_bar(lm):
     assert not ft.FINE_TUNE_LOCK.locked()
 
 
-def test_two_different_fine_tunes_in_one_process():
-    """The second fine-tune of a server process used to crash with CacheReplayClosureError: the
-    original answers were an st.cache_resource whose body moved the first run's progress bar."""
-    from apptest_util import open_page
+@pytest.fixture(scope="module")
+def tiny_gpt2_folder(tmp_path_factory):
+    """A randomly initialised 2-layer GPT-2 with GPT-2's tokenizer, saved to a folder."""
+    from reference_tokenizers import hf_gpt2
+    from transformers import GPT2Config, GPT2LMHeadModel
 
-    at = open_page("pages/16_fine_tuning.py")
-    at.select_slider(key="fine_tuning.rank").set_value(1).run()
-    for steps in (5, 10):
-        at.slider(key="fine_tuning.steps").set_value(steps).run()
-        start = [b for b in at.button if b.label.startswith("Fine-tune a copy with LoRA")]
-        assert start, [b.label for b in at.button]
-        start[0].click().run()
+    folder = tmp_path_factory.mktemp("tiny-gpt2-fine-tune")
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=2, n_embd=32, n_positions=256)).save_pretrained(
+        folder
+    )
+    hf_gpt2().tok.save_pretrained(folder)
+    return str(folder)
+
+
+def _fine_tune_twice_script(model_id: str):
+    import streamlit as st
+
+    from components import fine_tuning as view
+    from core import fine_tuning as ft
+
+    steps = st.number_input("steps", 1, 20, 2, key="steps")
+    s = ft.LoraSettings(rank=1, targets=("attn.c_attn",), steps=int(steps), batch=2)
+    result = view.fine_tune_job(model_id, s)
+    st.text(f"losses={len(result.losses) if result else None}")
+
+
+def test_second_fine_tune_with_other_settings_in_the_same_process(tiny_gpt2_folder, monkeypatch):
+    """Fails before the fix with CacheReplayClosureError on the second run: the original
+    model's answers were an st.cache_resource whose body moved the first run's progress bar."""
+    from streamlit.testing.v1 import AppTest
+
+    from core.runtime import models
+
+    monkeypatch.setenv(models.ALLOW_LOCAL_ENV, "1")
+    at = AppTest.from_function(
+        _fine_tune_twice_script, args=(tiny_gpt2_folder,), default_timeout=120
+    )
+    at.run()
+    for steps in (2, 3):
+        at.number_input(key="steps").set_value(steps).run()
+        [b for b in at.button if b.label.startswith("Fine-tune a copy")][0].click().run()
         assert not at.exception, at.exception
-        shown = {m.label: m.value for m in at.metric}
-        assert "Loss" in shown, shown
-    other = open_page("pages/16_fine_tuning.py")  # a second learner, other settings
-    other.select_slider(key="fine_tuning.rank").set_value(2).run()
-    other.slider(key="fine_tuning.steps").set_value(5).run()
-    [b for b in other.button if b.label.startswith("Fine-tune a copy")][0].click().run()
-    assert not other.exception, other.exception
+        assert f"losses={steps}" in [t.value for t in at.text]
