@@ -21,7 +21,7 @@ TOKENS_PER_CALL = 35  # a typical constrained action; the budget caps it at CALL
 EVAL_STEPS = 1  # as the issue measured it: one call, its observation, then the final answer
 
 
-def loop_estimate(max_steps: int) -> float:
+def agent_estimate_s(max_steps: int) -> float:
     return (max_steps * TOKENS_PER_CALL + agents.ANSWER_TOKENS) / TOKENS_PER_S
 
 
@@ -71,7 +71,7 @@ def agent_job(
         key,
         work,
         start_label="Run the agent",
-        estimate_s=loop_estimate(max_steps),
+        estimate_s=agent_estimate_s(max_steps),
         caps=f"At most {max_steps} actions of {agents.CALL_BUDGET} tokens each, then "
         f"a final answer of at most {agents.ANSWER_TOKENS} tokens.",
     )
@@ -100,7 +100,7 @@ def eval_job(model_id: str) -> tuple[tuple[AgentRun, ...], tuple[AgentRun, ...]]
         ("agents", "eval", model_id, today.isoformat()),
         work,
         start_label=f"Measure on {len(qs)} questions, constrained and free",
-        estimate_s=2 * len(qs) * loop_estimate(EVAL_STEPS),
+        estimate_s=2 * len(qs) * agent_estimate_s(EVAL_STEPS),
         caps=f"{len(qs)} questions x 2 modes, greedy, {EVAL_STEPS} action then the final answer.",
     )
 

@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from components.charts import fitting_columns
-from components.jobs import finished_result, load_factor, run_job
+from components.jobs import finished_result, run_job
 from components.models import load_model
 from components.tokens import visible
 from core import context_window
@@ -40,23 +40,21 @@ def forward_costs(model_id: str, longest: int, report=None) -> pd.DataFrame:
 
 def forward_estimate_s(model_id: str, longest: int) -> float:
     """Idle-machine seconds for the sweep on a ~135M model on 2 cores (about 300 tokens a
-    second per forward pass, plus a fixed cost per pass), scaled by the current load."""
+    second per forward pass, plus a fixed cost per pass)."""
     lm = load_model(model_id)
     lengths = context_window.sweep_lengths(inf.context_length(lm.config), longest)
-    return (sum(lengths) / 300 + 0.3 * (len(lengths) + 1)) * load_factor()
+    return sum(lengths) / 300 + 0.3 * (len(lengths) + 1)
 
 
 def cached_forward_costs(model_id: str, longest: int, run: int = 0) -> pd.DataFrame:
     """Forward costs for estimates (the needle probe's): the sweep's shared measurement when it
-    has run with these settings, else the idle-machine model of `forward_estimate_s` scaled by
-    the current load, with the byte columns from their formulas. Never runs the model, so a
+    has run with these settings, else the idle-machine model of `forward_estimate_s`, with the byte columns from their formulas. Never runs the model, so a
     first render stays quick. `run` is accepted for older callers and ignored."""
     done = finished_result(("context_window", "forward", model_id, longest))
     if done is not None:
         return done.value
     lm = load_model(model_id)
     width = inf.model_dtype_bytes(lm.model)
-    factor = load_factor()
     rows = []
     for n in context_window.sweep_lengths(inf.context_length(lm.config), longest):
         scores = context_window.attention_scores_formula(lm.config, n, width)
@@ -64,7 +62,7 @@ def cached_forward_costs(model_id: str, longest: int, run: int = 0) -> pd.DataFr
         rows.append(
             {
                 "tokens": n,
-                "seconds": (n / 300 + 0.3) * factor,
+                "seconds": n / 300 + 0.3,
                 "scores_bytes": scores,
                 "scores_formula": scores,
                 "kv_bytes": kv,

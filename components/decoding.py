@@ -6,12 +6,12 @@ from dataclasses import dataclass, replace
 
 import altair as alt
 import pandas as pd
-import streamlit as st
 
+from components.jobs import Report, run_job
 from components.models import load_model
 from components.tokens import visible
 from core.decoding import BeamResult, NextTokenView, beam_search
-from core.runtime.generation import DecodingSettings, generate_text
+from core.runtime.generation import DecodingSettings, generate_stream
 
 # The sliders' starting values: each of the five strategies is a different sampler here (with
 # temperature 1 and top-p 1, "top-p", "temperature" and "all your filters" would be the same).
@@ -111,12 +111,21 @@ def _describe(s: DecodingSettings) -> str:
     )
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def cached_strategy(
-    model_id: str, ids: tuple[int, ...], name: str, s: DecodingSettings
+# Idle-machine seconds per generated token (bench/decoding_bench.py, 24 tokens: the five
+# samplers 5.49 s, beam search of width 3 2.3 s); the job store corrects them from real runs.
+SAMPLER_TOKEN_S = 0.046
+BEAM_TOKEN_S = 0.032
+
+
+def strategy_output(
+    lm, ids: tuple[int, ...], name: str, s: DecodingSettings, report: Report | None = None
 ) -> StrategyOutput:
-    lm = load_model(model_id)
-    steps = generate_text(lm, ids, s)
+    """One strategy's continuation; `report(share, text)` after each token."""
+    steps = []
+    for step in generate_stream(lm, list(ids), s):
+        steps.append(step)
+        if report is not None:
+            report(len(steps) / max(1, s.max_new_tokens), f"{name}: {len(steps)} tokens")
     text = lm.tokenizer.decode(
         [x.token_id for x in steps], skip_special_tokens=False, clean_up_tokenization_spaces=False
     )
@@ -124,9 +133,55 @@ def cached_strategy(
     return StrategyOutput(name, _describe(s), text, len(steps), mean)
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def cached_beam(model_id: str, ids: tuple[int, ...], beams: int, new_tokens: int) -> BeamResult:
-    return beam_search(load_model(model_id), ids, beams, new_tokens)
+def side_by_side_estimate_s(runs: int, new_tokens: int, beams: int) -> float:
+    return new_tokens * (runs * SAMPLER_TOKEN_S + beams * BEAM_TOKEN_S)
+
+
+def side_by_side_job(
+    model_id: str, ids: tuple[int, ...], s: DecodingSettings, beams: int
+) -> tuple[list[dict], BeamResult] | None:
+    """Every sampler from the same seed, then beam search, behind a button (progress, Stop, one
+    result shared by every learner): (one row per strategy, the beam search), or None."""
+    plan = strategies(s, s.top_k, s.top_p)
+    parts = len(plan) + 1
+
+    def work(report: Report) -> tuple[list[dict], BeamResult]:
+        lm = load_model(model_id)
+        rows = []
+        for i, (name, settings) in enumerate(plan.items()):
+            sub = lambda f, text="", partial=None, i=i: report((i + f) / parts, text)  # noqa: E731
+            out = strategy_output(lm, ids, name, settings, sub)
+            rows.append(
+                {
+                    "strategy": out.strategy,
+                    "output": out.text,
+                    "tokens": out.tokens,
+                    "mean p of chosen tokens": round(out.mean_prob, 3),
+                    "settings": out.settings,
+                }
+            )
+        report(len(plan) / parts, f"Beam search, width {beams}")
+        result = beam_search(lm, ids, beams, s.max_new_tokens)
+        rows.append(
+            {
+                "strategy": f"Beam search (width {beams})",
+                "output": lm.tokenizer.decode(
+                    list(result.sequences[0]), clean_up_tokenization_spaces=False
+                ),
+                "tokens": len(result.sequences[0]),
+                "mean p of chosen tokens": None,
+                "settings": f"best of {len(result.sequences)} by length-normalised log p",
+            }
+        )
+        return rows, result
+
+    return run_job(
+        ("decoding", "side_by_side", model_id, ids, tuple(plan.items()), beams),
+        work,
+        start_label="Generate side by side",
+        estimate_s=side_by_side_estimate_s(len(plan), s.max_new_tokens, beams),
+        caps=f"{len(plan)} samplers and beam search, {s.max_new_tokens} new tokens each.",
+    )
 
 
 def beam_tree_chart(result: BeamResult, tokenizer) -> alt.Chart:

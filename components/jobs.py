@@ -313,6 +313,23 @@ class _Progress:
         _draw_after_stop(draw)
 
 
+def stopped_by_header() -> bool:
+    """Inside `except StopException`: True when the run was stopped with no new run taking its
+    place (Streamlit's header Stop), False when a click started a new run (fast reruns stop the
+    old run the same way). Reads Streamlit's session table; True when it cannot tell."""
+    try:
+        from streamlit.runtime import Runtime
+
+        ctx = get_script_run_ctx(suppress_warning=True)
+        if ctx is None or not Runtime.exists():
+            return True
+        info = Runtime.instance()._session_mgr.get_session_info(ctx.session_id)
+        runner = getattr(info.session, "_scriptrunner", None) if info else None
+        return runner is not None and getattr(runner, "_requests", None) is ctx.script_requests
+    except Exception:  # noqa: BLE001 - private internals moved: assume the header's Stop
+        return True
+
+
 def _draw_after_stop(draw: Callable[[], None]) -> None:
     ctx = get_script_run_ctx(suppress_warning=True)
     if ctx is None:

@@ -17,6 +17,12 @@ from core.embeddings import MAX_SENTENCE_TOKENS
 # between patch sizes (64 tokens ~3.5x, 4 tokens ~0.7x the 16-token cost) were measured here
 # (bench/multimodal_bench.py), on a loaded machine where every step took 2-3x longer.
 MS_PER_STEP = {1: 60.0, 2: 17.0, 4: 12.0}
+
+
+def training_estimate_s(steps: int, patch: int) -> float:
+    return steps * MS_PER_STEP[patch] / 1000 + 0.5
+
+
 CAPTION_CHAR_CAP = 2_000
 
 

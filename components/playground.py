@@ -12,8 +12,10 @@ import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
+from streamlit.runtime.scriptrunner_utils.exceptions import StopException
 
 from components.charts import draw_chart
+from components.jobs import stopped_by_header
 from core import layers as pgc
 
 NEG = np.array([245, 147, 34], dtype=np.float32)  # TensorFlow Playground's orange
@@ -207,7 +209,7 @@ def loss_chart(
     return (base.mark_line() + last).properties(height=180)
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=16)  # tiny and bounded: a few kB of JSON per (cap, title)
 def _loss_spec(cap: int | None, title: str) -> str:
     spec = loss_chart(loss_frame((1.0,), (1.0,)), cap, title).to_dict()
     for k in ("data", "datasets"):
@@ -441,6 +443,18 @@ def playground(
 
     @st.fragment(run_every=REDRAW_S if playing else None)
     def live() -> None:
+        if playing and not st.session_state.get(playing_key, False):
+            st.rerun()  # stopped since the timer started (Pause, the cap, the header's Stop)
+        try:
+            _live()
+            if st.session_state.get(playing_key, False):
+                st.empty()  # after the rest: a point where the header's Stop is seen here
+        except StopException:
+            if stopped_by_header():  # end Play, as Pause does (a click's new run plays on)
+                st.session_state[playing_key] = False
+            raise
+
+    def _live() -> None:
         now_playing = st.session_state.get(playing_key, False)
         start, cpu_start = time.perf_counter(), time.thread_time()
         if now_playing:

@@ -21,6 +21,10 @@ LM_S_PER_DOC = 0.12
 PREVIEW_CHARS = 160
 
 
+def perplexity_estimate_s(documents: int) -> float:
+    return 1.0 + documents * LM_S_PER_DOC
+
+
 # ---- cached wrappers -----------------------------------------------------------------------
 
 

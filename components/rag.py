@@ -25,6 +25,8 @@ METHOD_LABELS = {"dense": "Dense (MiniLM cosine)", "bm25": "BM25", "hybrid": "Hy
 
 @st.cache_resource(show_spinner=False)
 def _index_store() -> dict[tuple[int, int], np.ndarray]:
+    """A per-process resource under the caching rule: one index per chunk setting the page's
+    sliders allow, each read from disk or built once, kept for every learner."""
     return {}
 
 
@@ -60,10 +62,9 @@ def index_job(size: int, overlap: int) -> np.ndarray | None:
         ("rag", "index", size, overlap),
         work,
         start_label=f"Embed the {n:,} chunks with MiniLM",
-        estimate_s=rag.estimate_embed_seconds(n, size),
+        estimate_s=rag.embed_estimate_s(n, size),
         caps="Once per chunk setting: the index is kept in memory for every learner "
-        "and on disk for the next start. The estimate is for an idle 2-core "
-        "machine.",
+        "and on disk for the next start. The estimate counts how busy the server is.",
         rerun_label=None,
     )
 
@@ -232,6 +233,11 @@ def chunks_html(chunks: Sequence[Chunk], ids: Sequence[int], overlap: int) -> st
 # --- answers ---------------------------------------------------------------------------------
 
 
+def answers_estimate_s(prompt_tokens: int) -> float:
+    """Two greedy answers at about 19 tokens/s and their prompts' prefill, idle machine."""
+    return 2 * rag.ANSWER_TOKENS / 19 + prompt_tokens / 400
+
+
 def answers_job(
     model_id: str, question: str, context: tuple[str, ...], key: tuple, prompt_tokens: int
 ):
@@ -250,7 +256,7 @@ def answers_job(
         ("rag", "answers", model_id, question, context, *key),
         work,
         start_label="Answer with and without retrieval",
-        estimate_s=2 * rag.ANSWER_TOKENS / 19 + prompt_tokens / 400,
+        estimate_s=answers_estimate_s(prompt_tokens),
         caps=f"Greedy, at most {rag.ANSWER_TOKENS} new tokens per answer, through the "
         "one generation "
         "door.",

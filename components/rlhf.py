@@ -19,6 +19,16 @@ ANSWER_SECONDS = 0.35
 TOKEN_SECONDS = 0.08
 SAMPLE_TOKENS = 24
 N_MAX = 16
+
+
+def reading_estimate_s(answers: int) -> float:
+    return answers * ANSWER_SECONDS
+
+
+def sampling_estimate_s(n: int) -> float:
+    return n * (SAMPLE_TOKENS * TOKEN_SECONDS + ANSWER_SECONDS)
+
+
 # L2 penalty of the reward head: 576 features and 24 pairs overfit without it (training loss
 # 0.02, rewards spread over +-20); 0.3 kept 7 of 8 held-out pairs right with rewards within +-8.
 WEIGHT_DECAY = 0.3
@@ -61,7 +71,7 @@ def features_job(model_id: str) -> rlhf.AnswerFeatures | None:
         _features_key(model_id),
         work,
         start_label="Read every answer with the LM",
-        estimate_s=len(items) * ANSWER_SECONDS,
+        estimate_s=reading_estimate_s(len(items)),
         caps=f"{len(items)} answers (the pairs, plus filler variants), one forward pass "
         f"each, at most {rlhf.ANSWER_TOKEN_CAP} answer tokens.",
         rerun_label=None,
@@ -219,7 +229,7 @@ def samples_job(
         ("rlhf", "samples", model_id, prompt, n, seed),
         work,
         start_label=f"Draw {n} answers",
-        estimate_s=n * (SAMPLE_TOKENS * TOKEN_SECONDS + ANSWER_SECONDS),
+        estimate_s=sampling_estimate_s(n),
         caps=f"Temperature 1, at most {SAMPLE_TOKENS} tokens each, seeds {seed}-"
         f"{seed + n - 1}; n at most {N_MAX}.",
         rerun_label=None,

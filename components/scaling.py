@@ -221,11 +221,11 @@ def cached_sweep_params(vocab_size: int, sizes: tuple[tuple[int, int], ...]) -> 
     return tuple(pt.parameter_count(pt.make_model_for(vocab_size, c)) for c in configs)
 
 
-def sweep_estimate(vocab_size: int, steps: int, sizes: tuple[tuple[int, int], ...]) -> float:
+def sweep_estimate_s(vocab_size: int, steps: int, sizes: tuple[tuple[int, int], ...]) -> float:
     """The button's estimate: each model's arithmetic and fixed costs (core's estimate)."""
     params = cached_sweep_params(vocab_size, sizes)
     return sum(
-        pt.estimate_seconds(n, sc.sweep_config(n_layer, d_model, steps))
+        pt.training_estimate_s(n, sc.sweep_config(n_layer, d_model, steps))
         for n, (n_layer, d_model) in zip(params, sizes)
     )
 

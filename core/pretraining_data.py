@@ -111,7 +111,7 @@ class Doc:
 # ---- the sample corpus ---------------------------------------------------------------------
 
 
-@lru_cache(maxsize=1)
+@lru_cache(maxsize=1)  # a parsed data file: a per-process constant
 def junk_material() -> dict:
     return json.loads(JUNK_FILE.read_text(encoding="utf-8"))
 

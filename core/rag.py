@@ -62,7 +62,7 @@ def chunk_text(topic: str, text: str, size: int, overlap: int, first_id: int = 0
         start += step
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=8)  # bounded: eight chunk settings of one 1 MB corpus, text only
 def corpus_chunks(size: int, overlap: int) -> tuple[Chunk, ...]:
     """Every topic of the shipped documentation, chunked; chunks never cross two topics."""
     chunks: list[Chunk] = []
@@ -201,7 +201,7 @@ def bm25_scores(index: BM25Index, query: str) -> np.ndarray:
     return index.weights[:, ids] @ np.array([counts[i] for i in ids], dtype=np.float64)
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=4)  # bounded: four sparse BM25 indexes of the same corpus
 def corpus_bm25(size: int, overlap: int) -> BM25Index:
     return bm25_index([c.text for c in corpus_chunks(size, overlap)])
 
@@ -260,7 +260,7 @@ class Question:
     answer: str  # a short string a right answer contains
 
 
-@lru_cache(maxsize=1)
+@lru_cache(maxsize=1)  # a parsed data file: a per-process constant
 def labelled_questions() -> tuple[Question, ...]:
     items = json.loads(QUESTIONS_FILE.read_text(encoding="utf-8"))["questions"]
     return tuple(Question(**q) for q in items)
@@ -417,6 +417,6 @@ def mean_chunk_chars(size: int, overlap: int) -> float:
     return float(np.mean([len(c.text) for c in corpus_chunks(size, overlap)]))
 
 
-def estimate_embed_seconds(n_chunks: int, size: int) -> float:
+def embed_estimate_s(n_chunks: int, size: int) -> float:
     """About 27-42 chunks/s on two cores for 300-800 characters (measured); longer is slower."""
     return n_chunks / max(48.0 - size / 30.0, 15.0) + 2.0

@@ -170,7 +170,7 @@ with ppl_tab:
         ("pretraining_data", "perplexity", lm.model_id, per_kind, 32),
         lambda report: dp.score_perplexities(lm, lm.model_id, docs, sample, report),
         start_label=f"Score {len(sample)} documents with both models",
-        estimate_s=1.0 + len(sample) * pdv.LM_S_PER_DOC,
+        estimate_s=pdv.perplexity_estimate_s(len(sample)),
         caps=f"{len(sample)} documents, the first 32 tokens of each.",
     )
     if scored is not None:

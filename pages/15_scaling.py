@@ -121,7 +121,7 @@ result = run_job(
     ("scaling", "sweep", steps),
     cs.sweep_work(steps),
     start_label="Train the five models",
-    estimate_s=cs.sweep_estimate(corpus.vocab_size, steps, sc.SWEEP_SIZES),
+    estimate_s=cs.sweep_estimate_s(corpus.vocab_size, steps, sc.SWEEP_SIZES),
     caps=f"5 models × {steps} steps (batch {sc.SWEEP_BATCH}, context "
     f"{sc.SWEEP_CONTEXT}); one CPU thread.",
 )

@@ -155,7 +155,6 @@ st.caption(
 st.subheader("What the cache saves: milliseconds per token, measured")
 
 
-@st.fragment
 def timing() -> None:
     n = st.slider(
         "Tokens to time",

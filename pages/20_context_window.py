@@ -92,7 +92,6 @@ st.markdown("**What the model then sees**")
 st.text(lm.tokenizer.decode(list(cut.kept))[:4000] or "(nothing)")
 
 
-@st.fragment
 def cost() -> None:
     st.subheader("Forward time and memory against length, measured")
     f1, f2 = st.columns([3, 1])

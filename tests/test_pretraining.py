@@ -167,14 +167,3 @@ def test_page_trains_and_shows_loss_falling():
     assert "Each of 2 workers" in dp
     diff = float(dp.split("**")[1])
     assert diff < 1e-6
-
-
-def test_estimate_follows_the_last_run():
-    cfg = pt.TrainConfig()
-    formula = pt.estimate_seconds(1_000_000, cfg, calibrated=False)
-    saved = pt._observed_slowdown[0]
-    try:
-        pt.record_run(1_000_000, cfg, 3 * formula)
-        assert pt.estimate_seconds(1_000_000, cfg) == pytest.approx(3 * formula)
-    finally:
-        pt._observed_slowdown[0] = saved

@@ -15,6 +15,7 @@ import json
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -134,8 +135,12 @@ def parse_action(text: str) -> tuple[dict | None, str]:
 
 # --- grammar-constrained decoding with llguidance --------------------------------------------
 
+# A per-process resource kept outside the caching rule's Streamlit caches because core never
+# imports streamlit: at most LL_KEEP tokenizers' views (one per loaded model), each checked to
+# belong to the very tokenizer object asking (an id alone can be reused after a model is freed).
 _LL_LOCK = threading.Lock()
-_LL_TOKENIZERS: dict[int, object] = {}
+_LL_TOKENIZERS: dict[int, tuple[weakref.ref, object]] = {}
+LL_KEEP = 4
 
 
 def ll_tokenizer(lm: LoadedModel) -> object:
@@ -144,14 +149,19 @@ def ll_tokenizer(lm: LoadedModel) -> object:
 
     with _LL_LOCK:
         key = id(lm.tokenizer)
-        if key not in _LL_TOKENIZERS:
-            _LL_TOKENIZERS[key] = llguidance.hf.from_tokenizer(
+        found = _LL_TOKENIZERS.get(key)
+        if found is None or found[0]() is not lm.tokenizer:
+            view = llguidance.hf.from_tokenizer(
                 lm.tokenizer, n_vocab=int(lm.model.config.vocab_size)
             )
-        return _LL_TOKENIZERS[key]
+            _LL_TOKENIZERS.pop(key, None)
+            while len(_LL_TOKENIZERS) >= LL_KEEP:
+                del _LL_TOKENIZERS[next(iter(_LL_TOKENIZERS))]  # the oldest
+            _LL_TOKENIZERS[key] = (weakref.ref(lm.tokenizer), view)
+        return _LL_TOKENIZERS[key][1]
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=4)  # tiny and bounded: a grammar string per schema (there is one)
 def action_grammar(schema_json: str = json.dumps(ACTION_SCHEMA)) -> str:
     import llguidance
 
@@ -345,7 +355,7 @@ class AgentQuestion:
     expected: str  # a string a right final answer contains ("{today}" is filled in)
 
 
-@lru_cache(maxsize=1)
+@lru_cache(maxsize=1)  # a parsed data file: a per-process constant
 def agent_questions() -> tuple[AgentQuestion, ...]:
     items = json.loads(QUESTIONS_FILE.read_text(encoding="utf-8"))["questions"]
     return tuple(AgentQuestion(**q) for q in items)
