@@ -278,3 +278,50 @@ def test_callgraph_follows_calls_into_components():
     page = graph.modules["pages.16_fine_tuning"]
     assert ("components.jobs", "run_job") in graph.reach(page, page.tree)
     assert time.time() > 0
+
+
+def test_estimate_functions_share_one_name_pattern():
+    """Nine estimate functions had three naming styles (estimate_seconds, sweep_estimate,
+    timing_estimate_s): every one is now `<what>_estimate_s`, and only components.jobs turns an
+    estimate into words."""
+    graph = CallGraph()
+    names = [
+        (mod.name, f.name)
+        for mod in graph.modules.values()
+        for f in ast.walk(mod.tree)
+        if isinstance(f, ast.FunctionDef) and "estimat" in f.name
+    ]
+    odd = [
+        n
+        for n in names
+        if not n[1].endswith("_estimate_s") and n[1] not in ("estimate_text", "estimated_jaccard")
+    ]
+    assert len(names) >= 15 and not odd, odd
+
+
+def _play_script():
+    import streamlit as st
+
+    from components import playground
+
+    playground.playground("pg")
+
+
+def test_header_stop_ends_play(monkeypatch):
+    """Streamlit's header Stop during Play raised StopException in the redraw and the timer
+    started the next one: Play went on. Now the stop ends Play, as the page's Pause does."""
+    from streamlit.runtime.scriptrunner_utils.exceptions import StopException
+
+    from components import playground
+
+    real = playground._draw
+
+    def stopped_draw(*args, **kwargs):
+        real(*args, **kwargs)
+        raise StopException()  # what the next st call raises after the header's Stop
+
+    at = AppTest.from_function(_play_script, default_timeout=60).run()
+    at.session_state["pg.playing"] = True  # as the Play button's callback sets it
+    monkeypatch.setattr(playground, "_draw", stopped_draw)
+    at.run()
+    assert at.session_state["pg.playing"] is False

@@ -194,6 +194,7 @@ def test_side_by_side_is_reproducible_and_greedy_matches_the_core_loop(dec_page,
     assert all(out.strip() in shown for out in first["output"] if out.strip())
     ids = _side_by_side()[1]
     assert ids.sequences  # beam search returned sequences and a tree chart was drawn
+    at.run()  # the next rerun offers to run it again
     _start(at, "Run again").click().run()  # forget the shared result...
     _start(at, "Generate side by side").click().run(timeout=600)  # ...and generate again
     again = pd.DataFrame(_side_by_side()[0])
