@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from components.charts import draw_chart
-from components.jobs import finished_result, run_job, shared_step
+from components.jobs import after_stop, finished_result, run_job, shared_step
 from components.models import load_model
 from components.tokens import token_strip
 from core import fine_tuning as ft
@@ -118,9 +118,8 @@ def fine_tune_job(model_id: str, s: ft.LoraSettings) -> ft.FineTuneResult | None
                 report,
                 lambda rep: before_answers(model_id, s.answer_tokens, rep),
             )
-        finally:
-            if st.session_state.get(RUNNING) is mine:  # not a newer run's mark
-                del st.session_state[RUNNING]
+        finally:  # (after a Stop, only a helper thread may still touch session state)
+            after_stop(lambda: _unmark(mine))
 
     busy_note(finished_result(_key(model_id, s)) is None)
     result = run_job(
@@ -136,6 +135,11 @@ def fine_tune_job(model_id: str, s: ft.LoraSettings) -> ft.FineTuneResult | None
     if result is not None:
         draw(result.losses)
     return result
+
+
+def _unmark(mine: object) -> None:
+    if st.session_state.get(RUNNING) is mine:  # not a newer run's mark
+        del st.session_state[RUNNING]
 
 
 def busy_note(not_done: bool) -> None:

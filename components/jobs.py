@@ -310,7 +310,7 @@ class _Progress:
             self.bar.progress(self.record.fraction, text=f"{message}. Nothing was kept.")
             stop_slot.empty()
 
-        _draw_after_stop(draw)
+        after_stop(draw)
 
 
 def stopped_by_header() -> bool:
@@ -330,11 +330,16 @@ def stopped_by_header() -> bool:
         return True
 
 
-def _draw_after_stop(draw: Callable[[], None]) -> None:
+def after_stop(fn: Callable[[], None]) -> None:
+    """Run `fn` (a last message, a session-state write) for a stopped run. After a Stop,
+    Streamlit raises StopException again at every st call of the stopped script thread, session
+    state included, so `fn` runs in a helper thread carrying the run's context, which Streamlit
+    lets through; waits for it (at most 2 s). Harmless when nothing was stopped."""
     ctx = get_script_run_ctx(suppress_warning=True)
     if ctx is None:
+        fn()
         return
-    helper = threading.Thread(target=_quietly, args=(draw,), daemon=True)
+    helper = threading.Thread(target=_quietly, args=(fn,), daemon=True)
     add_script_run_ctx(helper, ctx)
     helper.start()
     helper.join(timeout=2.0)

@@ -15,7 +15,7 @@ import streamlit as st
 from streamlit.runtime.scriptrunner_utils.exceptions import StopException
 
 from components.charts import draw_chart
-from components.jobs import stopped_by_header
+from components.jobs import after_stop, stopped_by_header
 from core import layers as pgc
 
 NEG = np.array([245, 147, 34], dtype=np.float32)  # TensorFlow Playground's orange
@@ -451,7 +451,7 @@ def playground(
                 st.empty()  # after the rest: a point where the header's Stop is seen here
         except StopException:
             if stopped_by_header():  # end Play, as Pause does (a click's new run plays on)
-                st.session_state[playing_key] = False
+                after_stop(lambda: st.session_state.update({playing_key: False}))
             raise
 
     def _live() -> None:

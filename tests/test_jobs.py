@@ -317,8 +317,13 @@ def test_header_stop_ends_play(monkeypatch):
     real = playground._draw
 
     def stopped_draw(*args, **kwargs):
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+
         real(*args, **kwargs)
-        raise StopException()  # what the next st call raises after the header's Stop
+        # The header's Stop: every later st call of this run raises StopException, session
+        # state included (a plain write in the except block was lost that way).
+        get_script_run_ctx().script_requests.request_stop()
+        raise StopException()
 
     at = AppTest.from_function(_play_script, default_timeout=60).run()
     at.session_state["pg.playing"] = True  # as the Play button's callback sets it
