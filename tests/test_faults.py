@@ -502,17 +502,15 @@ class StopPressed(Exception):
 
 def test_needle_job_stops_within_a_trial_when_its_report_raises(lm, monkeypatch):
     """Streamlit's Stop raises inside the next `report`; no token may be generated after it."""
-    from core import inference_loop as inf
-
     steps = []
-    real = inf.generate_stream
+    real = context_window.generate_stream
 
     def counting(*args, **kwargs):
         for step in real(*args, **kwargs):
             steps.append(step)
             yield step
 
-    monkeypatch.setattr(inf, "generate_stream", counting)
+    monkeypatch.setattr(context_window, "generate_stream", counting)  # where the probe calls it
     reports = []
 
     def report(fraction, text="", partial=None):
