@@ -18,7 +18,12 @@ from core import inference_loop as inf
 from core.runtime.generation import DecodingSettings, Step, generate_stream
 from core.runtime.quantize import int8_available
 
-IDS, STEPS, STREAM, FOR = "inference.ids", "inference.steps", "inference.stream", "inference.for"
+IDS, STEPS, STREAM, FOR = (
+    "inference_loop.ids",
+    "inference_loop.steps",
+    "inference_loop.stream",
+    "inference_loop.for",
+)
 
 
 def reset_steps(key: tuple, prompt_ids: Sequence[int], force: bool = False) -> None:
@@ -259,7 +264,9 @@ def fast_mode_section(lm, prompt_ids: tuple[int, ...], fast_ok: bool) -> None:
 
 @st.fragment
 def _fast_mode_measure(lm, prompt_ids: tuple[int, ...]) -> None:
-    n = st.slider("Tokens to compare", 8, inf.TIMING_CAP // 2, 24, 8, key="inference.int8_tokens")
+    n = st.slider(
+        "Tokens to compare", 8, inf.TIMING_CAP // 2, 24, 8, key="inference_loop.int8_tokens"
+    )
     c = int8_job(lm.model_id, prompt_ids, n)
     if c is None:
         return

@@ -1,3 +1,5 @@
+"""06 Tokenization: text split into the tokenizer's sub-word pieces, BPE learned live, ids and costs."""
+
 from __future__ import annotations
 
 from pathlib import Path

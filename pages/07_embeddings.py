@@ -1,3 +1,5 @@
+"""07 Embeddings: the LM's token vectors in two dimensions, neighbours, analogies, sentence and contextual embeddings."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,3 +1,5 @@
+"""08 The Attention Mechanism: one head's weights on the prompt, and the same head recomputed step by step."""
+
 from __future__ import annotations
 
 import numpy as np

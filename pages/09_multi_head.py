@@ -1,3 +1,5 @@
+"""09 Multi-Head Attention: every head of a layer side by side, heads switched off, grouped-query attention."""
+
 from __future__ import annotations
 
 import numpy as np

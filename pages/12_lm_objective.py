@@ -1,3 +1,5 @@
+"""12 The Language Modeling Objective: next-token probabilities and the loss on each token, then your own guess."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -9,7 +9,7 @@ from components.jobs import run_job
 from components.models import get_lm
 from core import pretraining_data as dp
 
-page_frame(13)
+page_frame()
 st.markdown(
     "A model learns whatever its training text contains, so web-scale corpora pass a "
     "**filtering pipeline** first: keep one language, drop what does not read like prose "

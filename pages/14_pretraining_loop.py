@@ -1,3 +1,5 @@
+"""14 The Pre-training Loop: a small LM trained live (batches, loss, update), and parallel training's costs."""
+
 from __future__ import annotations
 
 import math
@@ -10,7 +12,7 @@ from components.frame import page_frame, show_code
 from components.jobs import run_job
 from core import pretraining_loop as pt
 
-page_frame(14)
+page_frame()
 q = "query-params"  # main controls go into the URL: a shareable link
 st.markdown(
     "Pre-training is one loop: cut random windows of text into a **batch**, run the model "

@@ -1,3 +1,5 @@
+"""16 Fine-tuning & Instruction Tuning: the chat template and loss mask, and LoRA trained on a few examples."""
+
 from __future__ import annotations
 
 import streamlit as st
@@ -8,7 +10,7 @@ from components.models import current_model_id, get_lm
 from components.preamble import require_anatomy
 from core import fine_tuning as ft
 
-page_frame(16)
+page_frame()
 lm = get_lm()
 model_id = current_model_id()
 data = view.cached_data()

@@ -1,3 +1,5 @@
+"""17 RLHF: preference pairs, a Bradley-Terry reward model, best-of-n with its KL, and DPO."""
+
 from __future__ import annotations
 
 import math
@@ -11,7 +13,7 @@ from components.models import current_model_id, get_lm
 from core import fine_tuning as ft
 from core import rlhf
 
-page_frame(17)
+page_frame()
 lm = get_lm()
 model_id = current_model_id()
 data = view.cached_pairs()

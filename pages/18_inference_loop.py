@@ -1,3 +1,5 @@
+"""18 The Inference Loop: generation one token at a time, with and without the KV cache, timed."""
+
 from __future__ import annotations
 
 from itertools import chain
@@ -42,7 +44,7 @@ max_new = c1.slider(
     1,
     STEP_CAP,
     24,
-    key="inference.max_tokens",
+    key="inference_loop.max_tokens",
     bind="query-params",
     help=f"Capped at {STEP_CAP} so a run takes seconds.",
 )
@@ -52,13 +54,13 @@ temperature = c2.slider(
     1.5,
     0.0,
     0.05,
-    key="inference.temperature",
+    key="inference_loop.temperature",
     bind="query-params",
 )
 fast_ok = int8_available() and linear_share(lm.model) > 0.5
 fast = fast_ok and c3.toggle(
     "Fast mode (int8)",
-    key="inference.int8",
+    key="inference_loop.int8",
     bind="query-params",
     disabled=not fast_ok,
     help="Generate with a copy of the model whose linear layers (all but the MLP's output "
@@ -72,7 +74,7 @@ il.reset_steps((model_id, pt.ids, settings, fast), pt.ids)
 b1, b2, b3 = st.columns([1, 1, 4])
 b1.button(
     "Step",
-    key="inference.step",
+    key="inference_loop.step",
     type="primary",
     disabled=il.finished(settings, eos),
     help="Generate one more token.",
@@ -81,11 +83,11 @@ b1.button(
 )
 run_clicked = b2.button(
     "Run",
-    key="inference.run",
+    key="inference_loop.run",
     disabled=il.finished(settings, eos),
     help=f"Generate the rest, up to {max_new} tokens, streamed.",
 )
-if b3.button("Reset", key="inference.reset"):
+if b3.button("Reset", key="inference_loop.reset"):
     il.reset_steps((model_id, pt.ids, settings, fast), pt.ids, force=True)
 
 st.markdown("**Output** (prompt in grey, new tokens streamed as they are chosen)")
@@ -163,7 +165,7 @@ def timing() -> None:
         inf.TIMING_CAP // 2,
         16,
         8,
-        key="inference.timing_tokens",
+        key="inference_loop.timing_tokens",
         help=f"Greedy, with and without the cache; capped at {inf.TIMING_CAP // 2}.",
     )
     c = il.token_timings_job(model_id, pt.ids, n)

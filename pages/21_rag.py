@@ -1,3 +1,5 @@
+"""21 RAG: chunks retrieved by several methods, the assembled prompt, answers with and without it, recall@k."""
+
 from __future__ import annotations
 
 import streamlit as st
@@ -8,7 +10,7 @@ from components.frame import page_frame, show_code
 from components.models import current_model_id, get_lm
 from core import rag
 
-page_frame(21)
+page_frame()
 
 st.markdown(
     "A small model does not know most facts, and a big one cannot know your documents. "

@@ -1,3 +1,5 @@
+"""22 AI Agents & Tool Use: the model calling a calculator in a loop, constrained against free decoding."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -13,7 +15,7 @@ from core import agents
 from core.agents import calculator
 from core.runtime import generation
 
-page_frame(22)
+page_frame()
 
 st.markdown(
     "An **agent** is a model in a loop: it writes an *action* (a thought, a tool name and the "

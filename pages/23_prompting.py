@@ -1,3 +1,5 @@
+"""23 Prompt Engineering: the same task under several prompt styles, compared on the model's answers."""
+
 from __future__ import annotations
 
 import streamlit as st
@@ -18,7 +20,7 @@ from components.prompting import (
 )
 from core import prompting as P
 
-page_frame(23)
+page_frame()
 st.markdown(
     "The same model answers the same task better or worse depending only on **how it is asked**. "
     "Here SmolLM2 labels 30 one-line reviews as positive or negative, asked four ways: "

@@ -1,3 +1,5 @@
+"""25 What LLMs Can't Do (Yet): probes of reasoning, grounding and reliability run on the model."""
+
 from __future__ import annotations
 
 import streamlit as st
@@ -15,7 +17,7 @@ from components.limits import (
 from components.models import current_model_id, get_lm
 from core import limits as L
 
-page_frame(25)
+page_frame()
 st.markdown(
     "A language model predicts the next token. Everything it seems to *do* (count, add, know "
     "facts, admit ignorance) is a side effect of that, and the side effects fail in ways you can "
