@@ -14,7 +14,8 @@ from components.limits import (
     rephrasing_section,
     years_section,
 )
-from components.models import current_model_id, get_lm
+from components.models import current_model_id
+from components.preamble import model_page
 from core import limits as L
 
 page_frame()
@@ -27,7 +28,7 @@ st.markdown(
     "the measured failures, not examples picked to look bad. Each probe links to the page that "
     "explains its cause."
 )
-get_lm()  # load (or fall back to) the selected model before any probe runs
+model_page(prompt=False)  # load (or fall back to) the selected model before any probe runs
 model_id = current_model_id()
 
 tabs = st.tabs(
