@@ -300,7 +300,6 @@ def test_estimate_functions_share_one_name_pattern():
 
 
 def _play_script():
-    import streamlit as st
 
     from components import playground
 
