@@ -53,7 +53,7 @@ from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ct
 from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 from streamlit.runtime.scriptrunner_utils.script_run_context import in_cached_function
 
-from components.memo import ByteBudget
+from components.memo import ByteBudget, KeyedLocks
 from core.runtime.models import HEAVY_WORK
 
 T = TypeVar("T")
@@ -81,7 +81,8 @@ class JobStore:
 
     def __init__(self, budget: int, max_entries: int = MAX_RESULTS) -> None:
         self.results = ByteBudget(budget, max_entries=max_entries, keep_newest=True)
-        self.locks = self.results.locks
+        self.locks = self.results.locks  # one per job running: what `running` counts
+        self.step_locks = KeyedLocks()  # shared steps run inside jobs: not jobs of their own
         self._ratios: dict[Hashable, deque[float]] = {}  # one short deque per kind of job
         self._ratio_lock = threading.Lock()
 
@@ -144,7 +145,7 @@ def shared_step(key: Hashable, compute: Callable[[], T]) -> T:
     done = store.get(key)
     if done is not None:
         return done.value
-    with store.locks.holding(key):
+    with store.step_locks.holding(key):
         done = store.get(key)
         if done is not None:
             return done.value

@@ -329,3 +329,17 @@ def test_header_stop_ends_play(monkeypatch):
     monkeypatch.setattr(playground, "_draw", stopped_draw)
     at.run()
     assert at.session_state["pg.playing"] is False
+
+
+def test_a_shared_step_inside_a_job_is_not_counted_as_another_job(monkeypatch):
+    from components import jobs
+
+    store = jobs.JobStore(budget=10_000)
+    monkeypatch.setattr(jobs, "job_store", lambda: store)
+    seen = []
+    with store.locks.holding(("page", "job")):
+        value = jobs.shared_step(
+            ("page", "step"), lambda: seen.append(jobs.others_running(("page", "job"))) or 7
+        )
+    assert value == 7 and seen == [0]
+    assert jobs.shared_step(("page", "step"), lambda: 8) == 7  # computed once, then shared
