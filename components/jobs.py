@@ -18,7 +18,7 @@ called inside a job never goes through `st.cache_data`/`st.cache_resource` with 
 
 Stopping. The page's Stop button and Streamlit's own header Stop both end the run at its next
 progress report (Streamlit raises `StopException` there; with a click the next run has already
-started). `run_job` catches it, writes "Stopped at 37 % after 12 s" where the bar was, and the
+started). `run_job` catches it, writes "Stopped at 37% after 12 s" where the bar was, and the
 next run of the page says the same above the start button.
 
 Estimates. Callers pass `estimate_s`, the seconds the work takes on an idle machine (named
