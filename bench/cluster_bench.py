@@ -366,9 +366,9 @@ def routing(learners: list[Learner]) -> tuple[int, dict[str, int]]:
     return len(one), dict(sorted(per.items()))
 
 
-async def drill(sessions: int, new_tokens: int, victim: str, seeds: range) -> dict:
+async def drill(sessions: int, new_tokens: int, seeds: range) -> dict:
     """Learners open the page through the balancer and press Generate; once they are
-    generating, `victim` is killed (SIGKILL: a crash, not a drain)."""
+    generating, the replica holding most of them is killed (SIGKILL: a crash, not a drain)."""
     go = asyncio.Event()
     learners = [Learner(i, s) for i, s in enumerate(seeds)]
     tasks = [asyncio.create_task(learner_session(PORT, x, new_tokens, go)) for x in learners]
@@ -377,6 +377,8 @@ async def drill(sessions: int, new_tokens: int, victim: str, seeds: range) -> di
         if time.perf_counter() > deadline:
             break
         await asyncio.sleep(0.2)
+    _, per = routing(learners)
+    victim = max(per, key=per.get)
     go.set()
     await asyncio.sleep(1.5)  # everyone's Generate is in; generation is under way
     os.kill(replica_pid(victim), signal.SIGKILL)
@@ -447,12 +449,9 @@ def measure(sessions: int, new_tokens: int) -> tuple[list[Row], list[str]]:
         stot1 = {n: int(r["stot"]) for n, r in server_stats(socket_path()).items()}
         after_rss = {n: rss(replica_pid(n)) for n in names}
         one, per = routing(hall_l)
-        victim = max(per, key=per.get) if per else "r2"
         drill_sessions = max(REPLICAS, sessions // 2)
-        note(f"fault drill: {drill_sessions} learners, then {victim} is killed")
-        fault = asyncio.run(
-            drill(drill_sessions, new_tokens, victim, range(3000, 3000 + drill_sessions))
-        )
+        note(f"fault drill: {drill_sessions} learners, then one replica is killed")
+        fault = asyncio.run(drill(drill_sessions, new_tokens, range(3000, 3000 + drill_sessions)))
         note(f"drill: {fault}")
         status = server_stats(socket_path())
     finally:
