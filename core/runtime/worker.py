@@ -122,7 +122,12 @@ def _call(header: dict[str, Any], arrays: dict[str, np.ndarray]) -> bytes:
         module, _, name = str(header["fn"]).partition(":")
         fn = getattr(importlib.import_module(module), name)
         result = fn(**arrays, **header.get("kwargs", {}))
-        meta = {"ok": True, "seconds": time.perf_counter() - t0, "peak_mb": peak_rss_mb()}
+        meta = {
+            "ok": True,
+            "seconds": time.perf_counter() - t0,
+            "cpu_s": time.process_time(),  # the child's CPU time since it started
+            "peak_mb": peak_rss_mb(),
+        }
         return encode(meta, {k: np.asarray(v) for k, v in result.items()})
     except Exception as exc:  # the parent turns it into WorkerError; the child keeps serving
         return encode({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
@@ -183,6 +188,7 @@ class Worker:
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0  # children started so far (a test and the bench read it)
         self.last_peak_mb = 0.0  # the child's peak memory at its last answer
+        self.last_header: dict[str, Any] = {}  # the last answer's header (seconds, cpu_s)
 
     @property
     def pid(self) -> int | None:
@@ -273,6 +279,7 @@ class Worker:
         if not header.get("ok"):
             raise WorkerError(str(header.get("error", "unknown error")))
         self.last_peak_mb = float(header.get("peak_mb", 0.0))
+        self.last_header = header
         return result
 
     def stop(self) -> None:
