@@ -66,7 +66,7 @@ def cached_word_points(model_id: str, groups_text: str) -> pd.DataFrame:
         proj = core_emb.pca_2d(vecs)
         df["x"], df["y"] = proj.xy[:, 0], proj.xy[:, 1]
         df.attrs["explained"] = proj.explained
-        k = min(NEIGHBOURS_KEPT_K, len(df) - 1)
+        k = core_emb.kept_k(len(df), NEIGHBOURS_KEPT_K)
         df.attrs["kept"] = {"k": k, "pca": core_emb.neighbours_kept(vecs, proj.xy, k)}
     return df.drop(columns=["ids"]) if len(df) else df
 
@@ -300,7 +300,8 @@ def map_settings(
         "clusters apart, many show more of the overall layout. **min_dist**: how close UMAP "
         "may pack points; small gives tight clumps, large spreads them evenly. "
         "**perplexity**: t-SNE's effective number of neighbours; small favours local detail, "
-        "large the broad structure. Both are cut to the number of points minus one."
+        "large the broad structure. n_neighbors and perplexity are cut to the number of points "
+        "minus one."
     )
     return MapSettings(nn, md, perp)
 
@@ -378,7 +379,12 @@ def kept_sentence(maps: core_emb.Maps, what: str, d: int) -> str:
     """One caption that says what the three maps keep, from the computed figures."""
     kept = maps.kept
     names = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
-    best = max(kept, key=kept.get)
+    top = max(kept.values())
+    best = [names[m] for m, v in kept.items() if f"{v:.0%}" == f"{top:.0%}"]
+    if len(best) == len(kept):
+        verdict = "they keep as many"
+    else:
+        verdict = " and ".join(best) + (" keeps" if len(best) == 1 else " keep") + " the most"
     parts = ", ".join(f"{names[m]} {v:.0%}" for m, v in kept.items())
     umap_part = (
         f"; UMAP used n_neighbors {maps.n_neighbors}, min_dist {maps.min_dist:g}"
@@ -387,10 +393,19 @@ def kept_sentence(maps: core_emb.Maps, what: str, d: int) -> str:
     )
     return (
         f"Of each {what}'s {maps.k} nearest {what}s in the full {d} dimensions, each map keeps "
-        f"among its {maps.k} nearest on the map: {parts}; {names[best]} keeps the most. t-SNE "
+        f"among its {maps.k} nearest on the map: {parts}; {verdict}. t-SNE "
         f"used perplexity {maps.perplexity:g}{umap_part}. Distances between clusters mean "
         "little on t-SNE and UMAP maps."
     )
+
+
+# Streamlit's categorical colours (what the Altair maps use), light and dark
+THEME_COLOURS = {
+    "light": ["#0068c9", "#83c9ff", "#ff2b2b", "#ffabab", "#29b09d", "#7defa1", "#ff8700",
+              "#ffd16a", "#6d3fc0", "#d5dae5"],
+    "dark": ["#83c9ff", "#0068c9", "#ffabab", "#ff2b2b", "#7defa1", "#29b09d", "#ffd16a",
+             "#ff8700", "#6d3fc0", "#d5dae5"],
+}  # fmt: skip
 
 
 def map_3d(points: pd.DataFrame, xyz: np.ndarray) -> None:
@@ -399,13 +414,10 @@ def map_3d(points: pd.DataFrame, xyz: np.ndarray) -> None:
 
     from components.charts import theme_type
 
-    xyz = xyz - np.median(xyz, axis=0)
-    xyz = xyz / max(float(np.percentile(np.abs(xyz), 90)), 1e-9) * 100  # most points in ±100
+    lo, hi = xyz.min(axis=0), xyz.max(axis=0)
+    xyz = (xyz - (lo + hi) / 2) / max(float((hi - lo).max()), 1e-9) * 200  # inside ±100
     groups = sorted(points["group"].unique())  # Vega's order: the colours of the 2-D maps
-    palette = [
-        "#0068c9", "#83c9ff", "#ff2b2b", "#ffabab", "#29b09d", "#ff8700", "#ffd16a", "#6d3fc0",
-    ]  # fmt: skip
-    rgb = [[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in palette]
+    rgb = [[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in THEME_COLOURS[theme_type()]]
     df = points[["word", "group"]].assign(
         position=list(xyz.tolist()),
         color=[rgb[groups.index(g) % len(rgb)] for g in points["group"]],
@@ -423,7 +435,7 @@ def map_3d(points: pd.DataFrame, xyz: np.ndarray) -> None:
             get_pixel_offset=[0, -14],
         ),
     ]
-    view = pdk.ViewState(target=[0, 0, 0], rotation_orbit=30, rotation_x=15, zoom=0.9)
+    view = pdk.ViewState(target=[0, 0, 0], rotation_orbit=30, rotation_x=15, zoom=1.0)
     deck = pdk.Deck(
         layers=layers,
         views=[pdk.View(type="OrbitView", controller=True)],

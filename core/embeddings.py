@@ -264,10 +264,19 @@ def import_umap() -> Any:
             if getattr(decorator, "_llm_explorer_caching", False):
                 return decorator
 
+            def attempt(make: Any) -> Any:
+                try:
+                    return make({"cache": True})
+                except RuntimeError:  # numba cannot cache this one (no source file): compile
+                    return make({})
+
             @functools.wraps(decorator)
             def wrapper(*args: Any, **kwargs: Any) -> Any:
-                kwargs.setdefault("cache", True)
-                return decorator(*args, **kwargs)
+                if "cache" in kwargs:
+                    return decorator(*args, **kwargs)
+                if args and callable(args[0]) and not isinstance(args[0], str):  # bare @njit
+                    return attempt(lambda c: decorator(*args, **kwargs, **c))
+                return lambda fn: attempt(lambda c: decorator(*args, **kwargs, **c)(fn))
 
             wrapper._llm_explorer_caching = True  # type: ignore[attr-defined]
             return wrapper
@@ -308,6 +317,12 @@ def umap_layout(
         )
         out[f"d{dim}"] = reducer.fit_transform(x).astype(np.float64)
     return out
+
+
+def kept_k(n: int, k: int = 5) -> int:
+    """How many nearest neighbours `neighbours_kept` checks for n points: k, but at most half
+    of the others (with 6 points, 5 neighbours are all the others: every map keeps 100 %)."""
+    return max(1, min(k, (n - 1) // 2))
 
 
 def neighbours_kept(x: np.ndarray, xy: np.ndarray, k: int = 5) -> float:
@@ -365,7 +380,7 @@ def projection_maps(
         report(0.1, "UMAP (umap-learn, in its helper process)")
         got = umap_call(x, nn, float(min_dist))
         umap2, umap3 = got["d2"], got["d3"]
-    k = min(k, n - 1)
+    k = kept_k(n, k)
     kept = {"pca": neighbours_kept(x, pca_2d(x).xy, k), "tsne": neighbours_kept(x, tsne, k)}
     if umap2 is not None:
         kept["umap"] = neighbours_kept(x, umap2, k)

@@ -118,9 +118,10 @@ def test_projection_maps_report_what_they_used(points):
 
     maps = E.projection_maps(points[:6], fake_umap, n_neighbors=50, perplexity=30)
     assert calls == [(6, 5, 0.1)] and maps.perplexity == 5 and maps.n_neighbors == 5
-    assert maps.kept["umap"] == E.neighbours_kept(points[:6], points[:6, :2], 5)
+    assert maps.k == 2  # half of the 5 others: with all 5, every map keeps 100 %
+    assert maps.kept["umap"] == E.neighbours_kept(points[:6], points[:6, :2], 2)
     assert maps.kept["tsne"] == E.neighbours_kept(
-        points[:6], E.tsne_2d(points[:6], perplexity=5).xy, 5
+        points[:6], E.tsne_2d(points[:6], perplexity=5).xy, 2
     )
     few = E.projection_maps(points[:4], fake_umap)
     assert few.umap is None and "umap" not in few.kept and len(calls) == 1
