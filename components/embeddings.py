@@ -319,7 +319,7 @@ def _umap_in_helper(report: object) -> object:
             on_wait=waiting,
             n_neighbors=n_neighbors,
             min_dist=min_dist,
-            dims=[2, 3],
+            dims=[2],
         )
 
     return call
@@ -399,53 +399,6 @@ def kept_sentence(maps: core_emb.Maps, what: str, d: int) -> str:
     )
 
 
-# Streamlit's categorical colours (what the Altair maps use), light and dark
-THEME_COLOURS = {
-    "light": ["#0068c9", "#83c9ff", "#ff2b2b", "#ffabab", "#29b09d", "#7defa1", "#ff8700",
-              "#ffd16a", "#6d3fc0", "#d5dae5"],
-    "dark": ["#83c9ff", "#0068c9", "#ffabab", "#ff2b2b", "#7defa1", "#29b09d", "#ffd16a",
-             "#ff8700", "#6d3fc0", "#d5dae5"],
-}  # fmt: skip
-
-
-def map_3d(points: pd.DataFrame, xyz: np.ndarray) -> None:
-    """The 3-D UMAP map as a turnable point cloud (pydeck, which Streamlit ships)."""
-    import pydeck as pdk
-
-    from components.charts import theme_type
-
-    lo, hi = xyz.min(axis=0), xyz.max(axis=0)
-    xyz = (xyz - (lo + hi) / 2) / max(float((hi - lo).max()), 1e-9) * 200  # inside ±100
-    groups = sorted(points["group"].unique())  # Vega's order: the colours of the 2-D maps
-    rgb = [[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in THEME_COLOURS[theme_type()]]
-    df = points[["word", "group"]].assign(
-        position=list(xyz.tolist()),
-        color=[rgb[groups.index(g) % len(rgb)] for g in points["group"]],
-    )
-    ink = [250, 250, 250] if theme_type() == "dark" else [20, 20, 20]
-    layers = [
-        pdk.Layer("PointCloudLayer", df, get_position="position", get_color="color", point_size=8),
-        pdk.Layer(
-            "TextLayer",
-            df,
-            get_position="position",
-            get_text="word",
-            get_color=ink,
-            get_size=14,
-            get_pixel_offset=[0, -14],
-        ),
-    ]
-    view = pdk.ViewState(target=[0, 0, 0], rotation_orbit=30, rotation_x=15, zoom=1.0)
-    deck = pdk.Deck(
-        layers=layers,
-        views=[pdk.View(type="OrbitView", controller=True)],
-        initial_view_state=view,
-        map_style=None,
-        tooltip={"text": "{word} ({group})"},
-    )
-    st.pydeck_chart(deck, height=420)
-
-
 # ------------------------------------------------------------------------------ sections --
 
 
@@ -459,7 +412,7 @@ def clean_word(key: str, default: str) -> str:
 
 
 def word_map_section(model_id: str, d: int) -> None:
-    """Word groups: PCA at once; t-SNE and UMAP side by side from one button; 3-D on demand."""
+    """Word groups: PCA at once; t-SNE and UMAP side by side from one button."""
     st.subheader("Word groups on a map")
     left, right = st.columns([3, 2])
     groups_text = right.text_area(
@@ -497,10 +450,6 @@ def word_map_section(model_id: str, d: int) -> None:
     if maps is not None:
         hidden = max(hidden, map_pair(points, maps))
         st.caption(kept_sentence(maps, "word", d))
-        if maps.umap_3d is not None and st.toggle(
-            "UMAP in 3-D (drag to turn it)", key="embeddings.3d"
-        ):
-            map_3d(points, maps.umap_3d)
     if hidden:
         st.caption(
             f"Words are printed only where they overlap no other word: up to {hidden} of "

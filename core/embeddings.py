@@ -1,5 +1,5 @@
 """Embeddings: the LM's input vectors for words, their neighbours, analogies, projections to 2-D
-and 3-D (PCA, t-SNE, UMAP), MiniLM sentence vectors, and one word's vector in different contexts,
+(PCA, t-SNE, UMAP), MiniLM sentence vectors, and one word's vector in different contexts,
 layer by layer.
 
 torch and the model layer are imported inside the functions that run a model: the UMAP helper
@@ -349,7 +349,6 @@ class Maps:
 
     tsne: np.ndarray  # (n, 2)
     umap: np.ndarray | None  # (n, 2); None below UMAP_MIN_POINTS
-    umap_3d: np.ndarray | None  # (n, 3)
     perplexity: float
     n_neighbors: int
     min_dist: float
@@ -374,17 +373,17 @@ def projection_maps(
     perp = min(float(perplexity), n - 1.0)
     report(0.02, "t-SNE (numpy, in the server)")
     tsne = tsne_2d(x, perplexity=perp).xy
-    umap2 = umap3 = None
+    umap2 = None
     nn = umap_neighbours(n, n_neighbors)
     if n >= UMAP_MIN_POINTS:
         report(0.1, "UMAP (umap-learn, in its helper process)")
         got = umap_call(x, nn, float(min_dist))
-        umap2, umap3 = got["d2"], got["d3"]
+        umap2 = got["d2"]
     k = kept_k(n, k)
     kept = {"pca": neighbours_kept(x, pca_2d(x).xy, k), "tsne": neighbours_kept(x, tsne, k)}
     if umap2 is not None:
         kept["umap"] = neighbours_kept(x, umap2, k)
-    return Maps(tsne, umap2, umap3, perp, nn, float(min_dist), k, kept)
+    return Maps(tsne, umap2, perp, nn, float(min_dist), k, kept)
 
 
 def cosine_matrix(x: np.ndarray) -> np.ndarray:

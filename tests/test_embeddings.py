@@ -114,7 +114,7 @@ def test_projection_maps_report_what_they_used(points):
 
     def fake_umap(x, n_neighbors, min_dist):
         calls.append((len(x), n_neighbors, min_dist))
-        return {"d2": x[:, :2], "d3": x[:, :3]}
+        return {"d2": x[:, :2]}
 
     maps = E.projection_maps(points[:6], fake_umap, n_neighbors=50, perplexity=30)
     assert calls == [(6, 5, 0.1)] and maps.perplexity == 5 and maps.n_neighbors == 5
