@@ -19,6 +19,7 @@ from components.charts import (
     matrix_frame,
     place_labels,
 )
+from components.frame import plain_markdown
 from components.jobs import load_factor, run_job
 from components.models import get_encoder, load_model
 from components.tokens import visible
@@ -557,3 +558,62 @@ def sentence_section() -> None:
             f"{n_hidden} of {len(sentences)} numbers hidden where they would overlap; "
             "hover the points."
         )
+
+
+def contextual_section(lm) -> None:
+    """One word in several sentences: its static rows against its contextual vectors, by layer."""
+    w1, w2 = st.columns([1, 3])
+    w1.text_input("Word", "bank", key="embeddings.ctx_word", max_chars=core_emb.MAX_WORD_CHARS)
+    ctx_word = clean_word("embeddings.ctx_word", "bank")
+    ctx_default = (
+        "We sat on the river bank and fished.\nShe deposited cash at the bank.\n"
+        "The bank raised its interest rates.\nGrass grew along the muddy bank."
+    )
+    ctx_raw = w2.text_area(
+        "Sentences containing it", ctx_default, key="embeddings.ctx_sentences", height=110
+    )
+    ctx_sentences = core_emb.text_lines(ctx_raw)
+    wic = cached_word_in_context(lm.model_id, ctx_word, ctx_sentences)
+    if wic.missing:
+        st.warning(
+            f"{len(wic.missing)} sentence(s) do not contain '{plain_markdown(ctx_word)}' as a whole word and "
+            "are left out."
+        )
+    if len(wic.sentences) < 2:
+        st.info(
+            f"Need at least two sentences containing '{plain_markdown(ctx_word)}'; showing the bank example."
+        )
+        ctx_word, ctx_sentences = "bank", tuple(ctx_default.splitlines())
+        wic = cached_word_in_context(lm.model_id, ctx_word, ctx_sentences)
+    n_states = wic.contextual.shape[1]
+    layer = st.slider(
+        "Layer for the contextual vectors",
+        0,
+        n_states - 1,
+        min(6, n_states - 1),
+        key="embeddings.layer",
+    )
+    ctx_labels = [f"{i + 1}. {s[:28]}" for i, s in enumerate(wic.sentences)]
+    k1, k2 = st.columns(2)
+    with k1:
+        draw_chart(
+            cosine_matrix_chart(
+                core_emb.cosine_matrix(wic.static), ctx_labels, "static: the embedding-table rows"
+            ),
+        )
+    with k2:
+        draw_chart(
+            cosine_matrix_chart(
+                core_emb.cosine_matrix(wic.contextual[:, layer]),
+                ctx_labels,
+                f"contextual: hidden state {layer}",
+            ),
+        )
+    curve = pd.DataFrame(
+        {"layer": range(n_states), "mean cosine": core_emb.agreement_by_layer(wic.contextual)}
+    )
+    draw_chart(word_in_context_chart(curve, layer), width="stretch")
+    st.caption(
+        "Layer 0 is the input to the first block (for GPT-2 it already includes the "
+        "position embedding). The last state has the model's final norm applied."
+    )

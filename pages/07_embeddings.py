@@ -1,22 +1,19 @@
+"""07 Embeddings: the LM's token vectors on maps (PCA, t-SNE, UMAP), a vocabulary search with
+nearest neighbours, analogies, sentence and contextual embeddings."""
+
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from components import embeddings as ce
-from components.charts import draw_chart
 from components.frame import page_frame, plain_markdown, show_code
 from components.preamble import model_page
 from core.embeddings import (
-    MAX_WORD_CHARS,
-    agreement_by_layer,
     analogy_vector,
-    cosine_matrix,
     find_tokens,
     nearest_neighbours,
     pca_2d,
     sentence_embeddings,
-    text_lines,
     tsne_2d,
     umap_layout,
     word_in_context,
@@ -50,57 +47,7 @@ ce.neighbours_section(lm.model_id, table.shape[0])
 ce.sentence_section()
 
 st.subheader("One word, several sentences: static vs contextual")
-w1, w2 = st.columns([1, 3])
-w1.text_input("Word", "bank", key="embeddings.ctx_word", max_chars=MAX_WORD_CHARS)
-ctx_word = ce.clean_word("embeddings.ctx_word", "bank")
-ctx_default = (
-    "We sat on the river bank and fished.\nShe deposited cash at the bank.\n"
-    "The bank raised its interest rates.\nGrass grew along the muddy bank."
-)
-ctx_raw = w2.text_area(
-    "Sentences containing it", ctx_default, key="embeddings.ctx_sentences", height=110
-)
-ctx_sentences = text_lines(ctx_raw)
-wic = ce.cached_word_in_context(lm.model_id, ctx_word, ctx_sentences)
-if wic.missing:
-    st.warning(
-        f"{len(wic.missing)} sentence(s) do not contain '{plain_markdown(ctx_word)}' as a whole word and "
-        "are left out."
-    )
-if len(wic.sentences) < 2:
-    st.info(
-        f"Need at least two sentences containing '{plain_markdown(ctx_word)}'; showing the bank example."
-    )
-    ctx_word, ctx_sentences = "bank", tuple(ctx_default.splitlines())
-    wic = ce.cached_word_in_context(lm.model_id, ctx_word, ctx_sentences)
-n_states = wic.contextual.shape[1]
-layer = st.slider(
-    "Layer for the contextual vectors",
-    0,
-    n_states - 1,
-    min(6, n_states - 1),
-    key="embeddings.layer",
-)
-ctx_labels = [f"{i + 1}. {s[:28]}" for i, s in enumerate(wic.sentences)]
-k1, k2 = st.columns(2)
-with k1:
-    draw_chart(
-        ce.cosine_matrix_chart(
-            cosine_matrix(wic.static), ctx_labels, "static: the embedding-table rows"
-        ),
-    )
-with k2:
-    draw_chart(
-        ce.cosine_matrix_chart(
-            cosine_matrix(wic.contextual[:, layer]), ctx_labels, f"contextual: hidden state {layer}"
-        ),
-    )
-curve = pd.DataFrame({"layer": range(n_states), "mean cosine": agreement_by_layer(wic.contextual)})
-draw_chart(ce.word_in_context_chart(curve, layer), width="stretch")
-st.caption(
-    "Layer 0 is the input to the first block (for GPT-2 it already includes the "
-    "position embedding). The last state has the model's final norm applied."
-)
+ce.contextual_section(lm)
 show_code(
     nearest_neighbours,
     find_tokens,
