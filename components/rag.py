@@ -170,11 +170,22 @@ def rank_chart(df: pd.DataFrame) -> alt.Chart:
 def recall_frame(result: RecallResult) -> pd.DataFrame:
     rows = []
     for m, values in result.recall.items():
-        for k, v, tokens in zip(result.ks, values, result.context_tokens):
+        for k, v, tokens in zip(result.ks, values, result.context_tokens[m]):
             rows.append(
                 {"method": METHOD_LABELS[m], "k": k, "recall@k": v, "context tokens": round(tokens)}
             )
     return pd.DataFrame(rows)
+
+
+def recall_table(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per k: each method's recall@k and the context tokens its own top k cost."""
+    wide = df.pivot_table(index="k", columns="method", values=["recall@k", "context tokens"])
+    methods = list(dict.fromkeys(df["method"]))
+    out = pd.DataFrame(index=wide.index)
+    for m in methods:
+        out[f"{m}: recall@k"] = [f"{v:.0%}" for v in wide[("recall@k", m)]]
+        out[f"{m}: context tokens"] = [f"{round(v):,}" for v in wide[("context tokens", m)]]
+    return out.reset_index()
 
 
 def recall_chart(df: pd.DataFrame) -> alt.Chart:

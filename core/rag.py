@@ -285,7 +285,7 @@ class RecallResult:
     ks: tuple[int, ...]
     recall: dict[str, tuple[float, ...]]  # method -> recall@k for each k
     first_gold_rank: dict[str, tuple[int, ...]]  # method -> rank (1-based) per question
-    context_tokens: tuple[float, ...]  # mean LM tokens of the top-k chunks, per k (BM25's)
+    context_tokens: dict[str, tuple[float, ...]]  # method -> mean LM tokens of its top k, per k
 
 
 def recall_at_k(
@@ -330,17 +330,23 @@ def evaluate_recall(
         recall[m] = recall_at_k(orders, golds, ks)
         ranks[m] = tuple(first_gold_rank(o, g) for o, g in zip(orders, golds))
     lengths: dict[int, int] = {}
-    context = []
-    for k in ks:
-        per_q = [
-            sum(
-                lengths.setdefault(int(i), count_tokens(chunks[int(i)].text))
-                for i in r.orders["bm25"][:k]
+    context: dict[str, tuple[float, ...]] = {}
+    for m in recall:
+        context[m] = tuple(
+            float(
+                np.mean(
+                    [
+                        sum(
+                            lengths.setdefault(int(i), count_tokens(chunks[int(i)].text))
+                            for i in r.orders[m][:k]
+                        )
+                        for r in results
+                    ]
+                )
             )
-            for r in results
-        ]
-        context.append(float(np.mean(per_q)))
-    return RecallResult(size, overlap, tuple(ks), recall, ranks, tuple(context))
+            for k in ks
+        )
+    return RecallResult(size, overlap, tuple(ks), recall, ranks, context)
 
 
 # --- prompt and answer -----------------------------------------------------------------------

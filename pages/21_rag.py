@@ -145,16 +145,12 @@ st.subheader(f"Recall@k on {len(qs)} labelled questions")
 result = view.cached_recall(model_id, size, overlap, emb is not None)
 rdf = view.recall_frame(result)
 draw_chart(view.recall_chart(rdf))
-st.dataframe(
-    rdf.pivot_table(
-        index=["k", "context tokens"], columns="method", values="recall@k"
-    ).style.format("{:.0%}"),
-    width="stretch",
-)
+st.dataframe(view.recall_table(rdf), hide_index=True, width="stretch")
 st.caption(
     "A question counts as retrieved at k when any of its gold chunks (those overlapping a "
     "phrase written for it that occurs verbatim in the documents) is in the top k. "
-    "Context tokens: the SmolLM2 tokens of the top-k chunks, mean over the questions."
+    f"Context tokens: the {model_id.split('/')[-1]} tokens of each method's own top-k chunks, mean over "
+    "the questions."
     + ("" if emb is not None else " Dense and hybrid appear once the index is built.")
 )
 show_code(

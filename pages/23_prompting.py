@@ -35,7 +35,11 @@ reviews, pool = cached_reviews()
 
 c1, c2, c3, c4 = st.columns([3, 1, 1, 1])
 techniques = c1.multiselect(
-    "Techniques", list(P.TECHNIQUES), default=list(P.TECHNIQUES), key="prompting.techniques"
+    "Techniques",
+    list(P.TECHNIQUES),
+    default=list(P.TECHNIQUES),
+    key="prompting.techniques",
+    bind="query-params",
 )
 k = c2.slider("Few-shot k", 1, len(pool), 3, key="prompting.k", bind="query-params")
 seed = c3.number_input(
