@@ -6,9 +6,11 @@ import streamlit as st
 from components.charts import draw_chart
 from components.decoding import (
     PAGE_DEFAULTS,
+    beam_lines,
     beam_tree_chart,
     cached_beam,
     cached_strategy,
+    continuation,
     distribution_chart,
     fixed,
     strategies,
@@ -164,7 +166,8 @@ distribution()
 st.subheader("Strategies side by side")
 st.markdown(
     "Each strategy continues the same prompt from the **same random seed**, using the "
-    "sliders above (top-k 50 when top-k is off). Same seed, same settings: same text."
+    "sliders above (top-k 50 when top-k is off). Same seed, same settings: same text. "
+    "“…” stands for the prompt, so a continuation's first space shows."
 )
 g1, g2, g3 = st.columns(3)
 n_runs = len(strategies(current_settings(), 0, 1.0)) + 1  # the samplers, then beam search
@@ -214,27 +217,21 @@ if "decoding.results" in st.session_state:
     rows, result = st.session_state["decoding.results"]
     for row in rows:
         st.markdown(f"**{row['strategy']}** · {row['tokens']} tokens")
-        st.text(row["output"] or "(stopped at once: the first token chosen was end-of-text)")
+        st.text(
+            continuation(row["output"])
+            or "(stopped at once: the first token chosen was end-of-text)"
+        )
     st.dataframe(pd.DataFrame(rows).drop(columns="output"), hide_index=True, width="stretch")
     st.markdown(
         "**The beam search tree.** Each column is one generated token; each row a beam "
         "kept at that step, joined to the beam it extended. The winning path is pink."
     )
     draw_chart(beam_tree_chart(result, lm.tokenizer))
-    st.dataframe(
-        pd.DataFrame(
-            {
-                "rank": range(1, len(result.sequences) + 1),
-                "sequence": [
-                    lm.tokenizer.decode(list(s), clean_up_tokenization_spaces=False)
-                    for s in result.sequences
-                ],
-                "length-normalised log p": [round(x, 3) for x in result.scores],
-            }
-        ),
-        hide_index=True,
-        width="stretch",
-    )
+    shared, lines = beam_lines(result, lm.tokenizer)
+    st.markdown(f"**The {len(lines)} finished beams**, best first. They start the same way:")
+    st.text(continuation(shared) or "(no shared start)")
+    st.markdown("then part (… is the prompt and the shared start):")
+    st.text("\n".join(lines))
 else:
     st.caption(
         f"Press the button to run all {n_runs}: the {n_runs - 1} sampling strategies, "
