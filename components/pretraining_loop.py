@@ -83,6 +83,21 @@ def schedule_frame(lr: float, warmup: int, steps: int, min_ratio: float) -> pd.D
     return pd.DataFrame({"step": range(len(sched)), "learning rate": sched})
 
 
+def schedule_caption(lr: float, warmup: int, steps: int, min_ratio: float = 0.1) -> str:
+    """The schedule `core.pretraining_loop.lr_factor` follows, as a formula for these settings
+    (with no warmup there is no warmup phase to divide by)."""
+    floor = f"{min_ratio:g} + {1 - min_ratio:g}"
+    if warmup <= 0:
+        return (
+            f"No warmup: lr(t) = {lr:g} · ({floor} · ½(1 + cos(π · t / {steps}))) from the "
+            "first step."
+        )
+    return (
+        f"lr(t) = {lr:g} · t / {warmup} during warmup, then {lr:g} · ({floor} · "
+        f"½(1 + cos(π · (t − {warmup}) / {max(1, steps - warmup)}))."
+    )
+
+
 def schedule_chart(df: pd.DataFrame) -> alt.Chart:
     return (
         alt.Chart(df)

@@ -4,7 +4,7 @@ import math
 
 import streamlit as st
 
-from components import pretraining as cp
+from components import pretraining_loop as cp
 from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.jobs import run_job
@@ -73,10 +73,7 @@ with left:
 warmup = min(warmup, steps)
 with right:
     draw_chart(cp.schedule_chart(cp.schedule_frame(lr, warmup, steps, 0.1)))
-    st.caption(
-        f"lr(t) = {lr:g} · t / {warmup} during warmup, then {lr:g} · (0.1 + 0.9 · "
-        "½(1 + cos π·progress))."
-    )
+    st.caption(cp.schedule_caption(lr, warmup, steps))
 
 corpus = cp.corpus_for(kind)
 cfg = pt.TrainConfig(

@@ -178,3 +178,22 @@ def test_estimate_follows_the_last_run():
         assert pt.estimate_seconds(1_000_000, cfg) == pytest.approx(3 * formula)
     finally:
         pt._observed_slowdown[0] = saved
+
+
+def test_schedule_caption_states_the_schedule_without_dividing_by_zero_warmup():
+    import math
+
+    from components.pretraining_loop import schedule_caption
+
+    none = schedule_caption(3e-4, 0, 200)
+    assert "/ 0" not in none and "warmup" in none.lower()  # "t / 0 during warmup" before
+    assert "π · t / 200" in none
+    # the formula it states is the one the loop follows
+    for t in (0, 50, 199):
+        stated = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t / 200))
+        assert pt.lr_factor(t, 0, 200, 0.1) == pytest.approx(stated)
+    some = schedule_caption(3e-3, 20, 200)
+    assert "t / 20 during warmup" in some and "(t − 20) / 180" in some
+    for t in (20, 110, 199):
+        stated = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (t - 20) / 180))
+        assert pt.lr_factor(t, 20, 200, 0.1) == pytest.approx(stated)
