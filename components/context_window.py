@@ -263,3 +263,22 @@ def needle_chart(trials: Sequence[context_window.NeedleTrial]) -> alt.LayerChart
     )
     # a fixed row height: rows never shrink below one line of text, however many lengths
     return (cells + labels).properties(height=alt.Step(NEEDLE_ROW_PX))
+
+
+JUST_RAN = "context.needle_just_ran"
+
+
+def just_ran(work):
+    """`work`, marking that its live chart (run_job's on_partial, drawn with every trial up to
+    the last) already shows the result this script run: `drawn_live` then skips the second copy."""
+
+    def marked(report):
+        value = work(report)
+        st.session_state[JUST_RAN] = True
+        return value
+
+    return marked
+
+
+def drawn_live() -> bool:
+    return bool(st.session_state.pop(JUST_RAN, False))

@@ -215,7 +215,9 @@ def needle() -> None:
     )
     trials = run_job(
         ("context.needle", model_id, tuple(sorted(set(lengths))), tuple(sorted(set(depths)))),
-        lambda report: context_window.needle_trials(lm, lengths, depths, len(grid), report),
+        cw.just_ran(
+            lambda report: context_window.needle_trials(lm, lengths, depths, len(grid), report)
+        ),
         start_label=f"Run {len(grid)} trials",
         estimate_s=estimate,
         caps=f"At most {inf.NEEDLE_TRIALS_CAP} trials and {inf.NEEDLE_LENGTH_CAP} tokens per "
@@ -225,7 +227,8 @@ def needle() -> None:
     if trials:
         found = sum(t.found for t in trials)
         st.metric("Recall", f"{found / len(trials):.0%}", help=f"{found} of {len(trials)} trials")
-        draw_chart(cw.needle_chart(trials))
+        if not cw.drawn_live():  # the live view above already shows a run that just ended
+            draw_chart(cw.needle_chart(trials))
         st.caption(cw.NEEDLE_NOTE)
     else:
         st.caption(

@@ -7,10 +7,12 @@ from components.frame import page_frame, show_code
 from components.jobs import run_job
 from components.models import current_model_id, get_lm
 from components.prompting import (
+    TWO_DECIMALS,
     cached_reviews,
     condition_for,
     estimate_seconds,
     measure_all,
+    measured_just_now,
     missing,
     strip_chart,
     strip_frame,
@@ -86,6 +88,8 @@ results = run_job(
 )
 if results is None:
     st.stop()
+if measured_just_now():  # draw again without the "not measured yet" caption above
+    st.rerun()
 
 
 @st.fragment
@@ -99,7 +103,11 @@ def scores() -> None:
         table,
         hide_index=True,
         width="stretch",
-        column_config={c: st.column_config.NumberColumn(format="%.2f") for c in table.columns[1:6]},
+        column_config={
+            c: st.column_config.NumberColumn(format="%.2f")
+            for c in table.columns
+            if c.startswith(TWO_DECIMALS) or c.endswith("accuracy")
+        },
     )
     best = table.loc[table["AUC"].idxmax()]
     worst_mass = table.loc[table["mass on label tokens"].idxmin()]
