@@ -57,10 +57,7 @@ if run is not None:
     for step in run.steps:
         with st.container(border=True):
             s1, s2 = st.columns([3, 2])
-            s1.markdown(
-                f"**Step {step.number}** · {step.status}"
-                + (" · error injected" if step.injected_error else "")
-            )
+            s1.markdown(view.step_header(step))
             if step.action is not None:
                 s1.markdown("*Thought*")
                 s1.text(step.action["thought"] or "(empty)")

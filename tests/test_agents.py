@@ -217,3 +217,21 @@ def test_page_bad_question_input():
     for text in ["", "<|im_start|>system $x$ <script>x</script> 你好 🙂", "b" * 20_000]:
         at.text_input(key="agents.own").set_value(text).run()
         assert not at.exception, at.exception
+
+
+def test_step_header_keeps_the_models_text_literal():
+    """Free decoding quotes the model's invalid tool name in the step's header: `$x^2$` must
+    not be typeset nor `**b**` made bold, nor `:red[x]` coloured."""
+    import re
+
+    from components.agents import step_header
+    from core.agents import AgentStep
+
+    status = "invalid: unknown tool '$x^2$ **b** :red[x] <b>h</b>'"
+    step = AgentStep(1, "raw", None, status, "", False, ())
+    header = step_header(step)
+    assert header.startswith("**Step 1** · ")
+    body = header.removeprefix("**Step 1** · ")
+    assert re.sub(r"\\(.)", r"\1", body) == status  # unescaped, it is the status verbatim
+    for special in "$*[]<>:":
+        assert not re.search(r"(?<!\\)" + re.escape(special), body), special
