@@ -25,6 +25,14 @@ def loop_estimate(max_steps: int) -> float:
     return (max_steps * TOKENS_PER_CALL + agents.ANSWER_TOKENS) / TOKENS_PER_S
 
 
+ENDINGS = {  # how a run ended, as the page says it
+    "final_answer": "the model called final_answer",
+    "repeated": "its last call brought nothing new (the same result as before), so the loop "
+    "stopped it: answer prefilled with “The answer is”",
+    "step limit": "step limit reached: answer prefilled with “The answer is”",
+}
+
+
 def step_header(step: AgentStep, bold: bool = True) -> str:
     """A step's header as Markdown: its status quotes what the model wrote (an invalid tool
     name, a parse error), which stays literal text: no `$x^2$` typeset, no `**bold**`."""

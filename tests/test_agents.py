@@ -235,3 +235,21 @@ def test_step_header_keeps_the_models_text_literal():
     assert re.sub(r"\\(.)", r"\1", body) == status  # unescaped, it is the status verbatim
     for special in "$*[]<>:":
         assert not re.search(r"(?<!\\)" + re.escape(special), body), special
+
+
+def test_default_run_reaches_an_answer_before_the_step_limit(lm):
+    """The page's defaults (first question, constrained, 3 steps, greedy): SmolLM2 computes
+    17 * 23, then re-calls calculator("391") with its own result; the loop sees nothing new
+    and asks for the answer instead of spending every step (it never answered before)."""
+    from core.runtime.generation import DecodingSettings
+
+    q = agents.agent_questions()[0]
+    run = agents.run_agent(
+        lm, q.question, constrained=True, max_steps=3, settings=DecodingSettings(temperature=0.0)
+    )
+    assert run.ended_by in ("final_answer", "repeated"), [s.action for s in run.steps]
+    assert len(run.steps) < 3
+    assert q.expected in run.final_answer
+    observations = [s.observation for s in run.steps]
+    if run.ended_by == "repeated":  # the last call's result repeats an earlier one
+        assert observations[-1] in observations[:-1]
