@@ -235,3 +235,24 @@ def test_context_tokens_are_counted_over_each_methods_own_top_k(monkeypatch):
         ]
         assert res.context_tokens[m] == pytest.approx(want)
     assert res.context_tokens["dense"] != res.context_tokens["bm25"]
+
+
+def test_at_the_defaults_retrieval_turns_a_wrong_answer_right(lm):
+    """The page opens on a question the model gets wrong alone and right with BM25's top 3
+    (500-character chunks, 50 overlap, the page's defaults before the dense index exists);
+    on its first question retrieval made the answer worse."""
+    from apptest_util import open_page
+
+    at = open_page("pages/21_rag.py")
+    assert at.selectbox(key="rag.pick").value == rag.DEFAULT_QUESTION
+    size, overlap, k = (
+        at.select_slider(key="rag.size").value,
+        at.select_slider(key="rag.overlap").value,
+        at.slider(key="rag.k").value,
+    )
+    gold = next(q for q in rag.labelled_questions() if q.question == rag.DEFAULT_QUESTION)
+    chunks = rag.corpus_chunks(size, overlap)
+    order = rag.retrieve(gold.question, rag.corpus_bm25(size, overlap), None, None).orders["bm25"]
+    context = tuple(chunks[int(i)].text for i in order[:k])
+    assert rag.contains_answer(rag.answer(lm, gold.question, context).text, gold.answer)
+    assert not rag.contains_answer(rag.answer(lm, gold.question, ()).text, gold.answer)
