@@ -34,6 +34,7 @@ with left:
     kind = c1.radio(
         "Vocabulary",
         list(cp.TOKENIZATIONS),
+        index=list(cp.TOKENIZATIONS).index(cp.DEFAULT_KIND),
         format_func=cp.TOKENIZATIONS.get,
         key="pretraining_loop.kind",
     )

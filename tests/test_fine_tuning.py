@@ -218,3 +218,16 @@ def test_base_model_without_template_falls_back_to_chatml(lm):
     assert text == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n"
     chat = ft.masked_chat(tok, ft.conversation("Hi", "Hello!"))
     assert lm.tokenizer.decode([i for i, m in zip(chat.ids, chat.mask) if m]) == "Hello!<|im_end|>"
+
+
+def test_bare_text_that_stops_at_once_is_shown_forced_past_its_end_of_turn(lm):
+    """On the default request SmolLM2 ends the bare text at once (an empty answer): the page
+    then also shows the continuation with end-of-turn forbidden, so there is text to read."""
+    request = ft.load_data().held_out[0]
+    got = ft.compare_template(lm, request, max_new_tokens=8)
+    if got.plain_answer.strip():  # a model that does continue bare text needs no second try
+        assert got.plain_forced == ""
+        return
+    assert got.plain_forced.strip()
+    ids = lm.tokenizer(got.plain_forced, add_special_tokens=False)["input_ids"]
+    assert not set(ids) & set(lm.tokenizer.all_special_ids)
