@@ -180,12 +180,7 @@ def escape_fields(spec):
         else:
             out[key] = escape_fields(value)
     field = spec.get("field")
-    if (
-        isinstance(field, str)
-        and out["field"] != field
-        and "type" in spec
-        and "title" not in spec
-    ):
+    if isinstance(field, str) and out["field"] != field and "type" in spec and "title" not in spec:
         out["title"] = field
     return out
 

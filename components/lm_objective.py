@@ -196,9 +196,7 @@ def game_section(lm, text: str) -> None:
     if state.rounds:
         r = state.rounds[-1]
         you = (
-            "you were **right**"
-            if r.player_right
-            else (f"you typed {quoted(r.guess)}, **wrong**")
+            "you were **right**" if r.player_right else (f"you typed {quoted(r.guess)}, **wrong**")
         )
         model = "**right**" if r.model_right else "**wrong**"
         st.markdown(

@@ -349,7 +349,10 @@ def test_field_names_with_quotes_dots_and_brackets_reach_vega_as_one_column():
                 x=alt.X("model's answer:Q"),
                 y=alt.Y("plain:N", sort=alt.EncodingSortField("accuracy at 0.5", op="sum")),
                 color="x[0]:Q",
-                tooltip=[alt.Tooltip("back\\slash", type="quantitative"), alt.Tooltip('say "hi":Q')],
+                tooltip=[
+                    alt.Tooltip("back\\slash", type="quantitative"),
+                    alt.Tooltip('say "hi":Q'),
+                ],
             )
         )
         folded = alt.Chart(df).transform_fold(["accuracy at 0.5", "x[0]"]).mark_point()
