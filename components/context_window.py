@@ -396,7 +396,9 @@ def needle_section(lm, context: int) -> None:
             tuple(sorted(set(lengths))),
             tuple(sorted(set(depths))),
         ),
-        lambda report: context_window.needle_trials(lm, lengths, depths, len(grid), report),
+        just_ran(
+            lambda report: context_window.needle_trials(lm, lengths, depths, len(grid), report)
+        ),
         start_label=f"Run {len(grid)} trials",
         estimate_s=estimate,
         caps=f"At most {inf.NEEDLE_TRIALS_CAP} trials and {inf.NEEDLE_LENGTH_CAP} tokens per "
@@ -406,10 +408,30 @@ def needle_section(lm, context: int) -> None:
     if trials:
         found = sum(t.found for t in trials)
         st.metric("Recall", f"{found / len(trials):.0%}", help=f"{found} of {len(trials)} trials")
-        draw_chart(needle_chart(trials))
+        if not drawn_live():  # the live view above already shows a run that just ended
+            draw_chart(needle_chart(trials))
         st.caption(NEEDLE_NOTE)
     else:
         st.caption(
             "Press the button: the model answers each trial live, and Stop ends the run "
             "within the trial it is on."
         )
+
+
+JUST_RAN = "context.needle_just_ran"
+
+
+def just_ran(work):
+    """`work`, marking that its live chart (run_job's on_partial, drawn with every trial up to
+    the last) already shows the result this script run: `drawn_live` then skips the second copy."""
+
+    def marked(report):
+        value = work(report)
+        st.session_state[JUST_RAN] = True
+        return value
+
+    return marked
+
+
+def drawn_live() -> bool:
+    return bool(st.session_state.pop(JUST_RAN, False))

@@ -186,6 +186,33 @@ def side_by_side_job(
     )
 
 
+PROMPT_MARK = "…"  # stands for the prompt before a continuation
+
+
+def continuation(text: str) -> str:
+    """A continuation as `st.text` shows it, after "…" for the prompt: Streamlit strips a
+    text's leading whitespace, and a continuation's first space is part of what was chosen."""
+    return PROMPT_MARK + text if text else ""
+
+
+def beam_lines(result: BeamResult, tokenizer) -> tuple[str, list[str]]:
+    """The beams' shared start and each beam from where they part, so the texts that a table
+    cell would cut at the same width read apart: (shared start, one line per beam)."""
+    seqs = [list(s) for s in result.sequences]
+    common = 0
+    while seqs and all(len(s) > common for s in seqs) and len({s[common] for s in seqs}) == 1:
+        common += 1
+    if len(seqs) == 1:
+        common = 0
+    decode = lambda ids: tokenizer.decode(ids, clean_up_tokenization_spaces=False)  # noqa: E731
+    shared = decode(seqs[0][:common]) if seqs else ""
+    lines = [
+        f"{rank}. (log p per token {score:.3f}) {PROMPT_MARK}{decode(s[common:]) or '(ends here)'}"
+        for rank, (s, score) in enumerate(zip(seqs, result.scores), start=1)
+    ]
+    return shared, lines
+
+
 def beam_tree_chart(result: BeamResult, tokenizer) -> alt.Chart:
     """Every kept beam at every step; lines join a token to the beam it extended."""
     nodes = pd.DataFrame(
@@ -201,6 +228,7 @@ def beam_tree_chart(result: BeamResult, tokenizer) -> alt.Chart:
         ]
     )
     nodes["best"] = best_path_flags(result)
+    steps = int(nodes["step"].max()) + 1
     edges = []
     for n in result.tree:
         if n.step > 0:
@@ -225,7 +253,9 @@ def beam_tree_chart(result: BeamResult, tokenizer) -> alt.Chart:
     )
     points = (
         alt.Chart(nodes)
-        .mark_text(fontSize=12, fontWeight="bold")
+        # a label is never wider than its column (it overlapped its neighbours at 24 tokens);
+        # the tooltip holds the whole token
+        .mark_text(fontSize=12, fontWeight="bold", limit=alt.expr(f"max(8, width / {steps} - 4)"))
         .encode(
             x=base_x,
             y=alt.Y("beam:Q", scale=alt.Scale(reverse=True)),
@@ -364,24 +394,18 @@ def results_section(lm, rows: list[dict], result: BeamResult) -> None:
     """Each strategy's text, their table, the beam search tree and its ranked sequences."""
     for row in rows:
         st.markdown(f"**{row['strategy']}** · {row['tokens']} tokens")
-        st.text(row["output"] or "(stopped at once: the first token chosen was end-of-text)")
+        st.text(
+            continuation(row["output"])
+            or "(stopped at once: the first token chosen was end-of-text)"
+        )
     st.dataframe(pd.DataFrame(rows).drop(columns="output"), hide_index=True, width="stretch")
     st.markdown(
         "**The beam search tree.** Each column is one generated token; each row a beam "
         "kept at that step, joined to the beam it extended. The winning path is pink."
     )
     draw_chart(beam_tree_chart(result, lm.tokenizer))
-    st.dataframe(
-        pd.DataFrame(
-            {
-                "rank": range(1, len(result.sequences) + 1),
-                "sequence": [
-                    lm.tokenizer.decode(list(s), clean_up_tokenization_spaces=False)
-                    for s in result.sequences
-                ],
-                "length-normalised log p": [round(x, 3) for x in result.scores],
-            }
-        ),
-        hide_index=True,
-        width="stretch",
-    )
+    shared, lines = beam_lines(result, lm.tokenizer)
+    st.markdown(f"**The {len(lines)} finished beams**, best first. They start the same way:")
+    st.text(continuation(shared) or "(no shared start)")
+    st.markdown("then part (… is the prompt and the shared start):")
+    st.text("\n".join(lines))

@@ -190,6 +190,10 @@ def loss_frame(train: tuple[float, ...], test: tuple[float, ...]) -> pd.DataFram
     return df[np.isfinite(df["loss"])]
 
 
+LOSS_DOT_AREA = 50  # px²: a circle of radius 4 px
+LOSS_DOT_PAD = 8  # px of domain above the highest loss and below the lowest
+
+
 def loss_chart(
     df: pd.DataFrame, cap: int | None = None, title: str = "loss (binary cross-entropy)"
 ) -> alt.LayerChart:
@@ -199,13 +203,15 @@ def loss_chart(
     x_scale = alt.Scale(domain=[0, cap]) if cap else alt.Undefined
     base = alt.Chart(df, title=alt.Title(title, fontSize=12)).encode(
         x=alt.X("epoch:Q", scale=x_scale),
-        y=alt.Y("loss:Q", title="loss"),
+        # padding: the domain grows by a dot's radius and more, so the dot of the highest loss
+        # (at epoch 0, the only values) is drawn inside the plot, not half above its top
+        y=alt.Y("loss:Q", title="loss", scale=alt.Scale(zero=True, padding=LOSS_DOT_PAD)),
         color=alt.Color(
             "set:N", scale=alt.Scale(domain=["train", "test"], range=["#868e96", "#e8590c"])
         ),
         tooltip=["set", "epoch", alt.Tooltip("loss:Q", format=".3f")],
     )
-    last = base.transform_filter("datum.last").mark_circle(size=50)
+    last = base.transform_filter("datum.last").mark_circle(size=LOSS_DOT_AREA)
     return (base.mark_line() + last).properties(height=180)
 
 

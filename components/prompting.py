@@ -76,7 +76,17 @@ def measure_all(model_id: str, conditions: list[P.Condition], report) -> list[P.
                 ),
             )
         )
+    st.session_state[JUST_MEASURED] = True
     return out
+
+
+JUST_MEASURED = "prompting.just_measured"
+
+
+def measured_just_now() -> bool:
+    """True once after a run of `measure_all` in this session: the page then draws itself
+    again, so the button's caption ("4 of 4 not measured yet") does not outlive the run."""
+    return bool(st.session_state.pop(JUST_MEASURED, False))
 
 
 def summary_frame(results: list[P.ConditionResult], threshold: float) -> pd.DataFrame:
@@ -88,7 +98,17 @@ def summary_frame(results: list[P.ConditionResult], threshold: float) -> pd.Data
             {
                 "technique": s.technique,
                 "accuracy at 0.5": s.accuracy,
-                f"accuracy at {threshold:.2f}": P.accuracy(r.p_positive, r.truth, threshold),
+                # the slider's own column only when it is not the fixed 0.5 above (two columns
+                # read "accuracy at 0.5" and "accuracy at 0.50" at the default)
+                **(
+                    {}
+                    if round(threshold, 2) == 0.5
+                    else {
+                        f"accuracy at your threshold {threshold:.2f}": P.accuracy(
+                            r.p_positive, r.truth, threshold
+                        )
+                    }
+                ),
                 "best cut's accuracy": best_acc,
                 "AUC": s.auc,
                 "mass on label tokens": s.label_mass,
@@ -98,6 +118,9 @@ def summary_frame(results: list[P.ConditionResult], threshold: float) -> pd.Data
             }
         )
     return pd.DataFrame(rows)
+
+
+TWO_DECIMALS = ("accuracy", "AUC", "mass")  # summary columns shown with two decimals
 
 
 def strip_frame(results: list[P.ConditionResult], reviews: tuple[P.Review, ...]) -> pd.DataFrame:

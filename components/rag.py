@@ -171,11 +171,22 @@ def rank_chart(df: pd.DataFrame) -> alt.Chart:
 def recall_frame(result: RecallResult) -> pd.DataFrame:
     rows = []
     for m, values in result.recall.items():
-        for k, v, tokens in zip(result.ks, values, result.context_tokens):
+        for k, v, tokens in zip(result.ks, values, result.context_tokens[m]):
             rows.append(
                 {"method": METHOD_LABELS[m], "k": k, "recall@k": v, "context tokens": round(tokens)}
             )
     return pd.DataFrame(rows)
+
+
+def recall_table(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per k: each method's recall@k and the context tokens its own top k cost."""
+    wide = df.pivot_table(index="k", columns="method", values=["recall@k", "context tokens"])
+    methods = list(dict.fromkeys(df["method"]))
+    out = pd.DataFrame(index=wide.index)
+    for m in methods:
+        out[f"{m}: recall@k"] = [f"{v:.0%}" for v in wide[("recall@k", m)]]
+        out[f"{m}: context tokens"] = [f"{round(v):,}" for v in wide[("context tokens", m)]]
+    return out.reset_index()
 
 
 def recall_chart(df: pd.DataFrame) -> alt.Chart:
@@ -269,16 +280,12 @@ def recall_section(model_id: str, size: int, overlap: int, has_index: bool) -> N
     result = cached_recall(model_id, size, overlap, has_index)
     rdf = recall_frame(result)
     draw_chart(recall_chart(rdf))
-    st.dataframe(
-        rdf.pivot_table(
-            index=["k", "context tokens"], columns="method", values="recall@k"
-        ).style.format("{:.0%}"),
-        width="stretch",
-    )
+    st.dataframe(recall_table(rdf), hide_index=True, width="stretch")
     st.caption(
         "A question counts as retrieved at k when any of its gold chunks (those overlapping a "
         "phrase written for it that occurs verbatim in the documents) is in the top k. "
-        "Context tokens: the SmolLM2 tokens of the top-k chunks, mean over the questions."
+        f"Context tokens: the {model_id.split('/')[-1]} tokens of each method's own top-k "
+        "chunks, mean over the questions."
         + ("" if has_index else " Dense and hybrid appear once the index is built.")
     )
 

@@ -53,6 +53,54 @@ def pairs_frame(data: rlhf.PreferenceData, flipped: tuple[int, ...]) -> pd.DataF
     )
 
 
+CHOICES, CURSOR = "rlhf.choices", "rlhf.cursor"  # {pair index: "A" | "B"}, the pair shown
+
+
+def _choose(i: int, side: str, n: int) -> None:
+    st.session_state.setdefault(CHOICES, {})[i] = side
+    st.session_state[CURSOR] = min(i + 1, n - 1)
+
+
+def _move(step: int, n: int) -> None:
+    st.session_state[CURSOR] = max(0, min(n - 1, st.session_state.get(CURSOR, 0) + step))
+
+
+def labelling_cards(data: rlhf.PreferenceData) -> tuple[int, ...]:
+    """One training pair at a time as two answer cards side by side (stacked on a phone), each
+    with its button; returns the pairs the learner prefers B in. Unlabelled pairs keep the
+    shipped label (A)."""
+    n = data.n_train
+    choices: dict[int, str] = st.session_state.setdefault(CHOICES, {})
+    i = min(max(0, int(st.session_state.get(CURSOR, 0))), n - 1)
+    pair = data.pairs[i]
+    done = sum(1 for k in choices if k < n)
+    st.progress(done / n, text=f"Labelled {done} of {n} training pairs")
+    with st.container(border=True):
+        mine = choices.get(i)
+        st.markdown(
+            f"**Pair {i + 1} of {n}**"
+            + (f" · you preferred {mine}" if mine else " · not labelled yet (shipped: A)")
+        )
+        st.text(pair.prompt)
+        a, b = st.columns(2)
+        for col, side, text in ((a, "A", pair.chosen), (b, "B", pair.rejected)):
+            with col.container(border=True):
+                st.caption(f"Answer {side}")
+                st.text(text)
+                st.button(
+                    f"{side} is better",
+                    key=f"rlhf.pick{side}",
+                    on_click=_choose,
+                    args=(i, side, n),
+                    type="primary" if mine == side else "secondary",
+                    width="stretch",
+                )
+        p, q = st.columns(2)
+        p.button("← Previous pair", key="rlhf.prev", on_click=_move, args=(-1, n), disabled=i == 0)
+        q.button("Next pair →", key="rlhf.next", on_click=_move, args=(1, n), disabled=i == n - 1)
+    return tuple(sorted(k for k, side in choices.items() if side == "B" and k < n))
+
+
 def _features_key(model_id: str) -> tuple:
     return ("rlhf", "features", model_id, rlhf.DATA.stat().st_mtime_ns)
 

@@ -309,14 +309,22 @@ def greedy_answer(
     max_new_tokens: int = ANSWER_TOKENS,
     templated: bool = True,
     on_token: Callable[[int], None] | None = None,
+    may_stop: bool = True,
 ) -> str:
     """A greedy answer through the one generation door, with or without the chat template;
-    `on_token(n)` after each of its n tokens (a progress report, a point where Stop acts)."""
+    `on_token(n)` after each of its n tokens (a progress report, a point where Stop acts);
+    `may_stop=False` forbids the special tokens (end of turn, end of text) at every step."""
     text = render(lm.tokenizer, conversation(user), generation_prompt=True) if templated else user
     ids = encode(lm.tokenizer, text)
     s = DecodingSettings(temperature=0.0, max_new_tokens=max_new_tokens)
+    mask = None
+    if not may_stop:
+        allowed = torch.ones(lm.model.config.vocab_size, dtype=torch.bool)
+        special = set(_stop_ids(lm)) | set(getattr(lm.tokenizer, "all_special_ids", []))
+        allowed[[i for i in special if i < allowed.shape[0]]] = False
+        mask = lambda _ids: allowed  # noqa: E731
     out: list[int] = []
-    for step in generate_stream(lm, ids, s):
+    for step in generate_stream(lm, ids, s, mask=mask):
         out.append(step.token_id)
         if on_token is not None:
             on_token(len(out))
@@ -504,6 +512,9 @@ class TemplateComparison:
     chat_prompt: str
     plain_answer: str
     chat_answer: str
+    # bare text once more with every end-of-turn/end-of-text token forbidden: an instruct
+    # model's first choice on bare text is often to stop at once, which shows nothing
+    plain_forced: str = ""
 
 
 def compare_template(
@@ -515,11 +526,15 @@ def compare_template(
     """The same request as bare text and wrapped in the chat template, answered greedily."""
     report(0.0, "Without the template")
     plain = greedy_answer(lm, request, max_new_tokens, templated=False)
-    report(0.5, "With the template")
+    forced = ""
+    if not plain.strip():
+        report(0.3, "Without the template, its end-of-turn forbidden")
+        forced = greedy_answer(lm, request, max_new_tokens, templated=False, may_stop=False)
+    report(0.6, "With the template")
     chat = greedy_answer(lm, request, max_new_tokens, templated=True)
     report(1.0, "Done")
     return TemplateComparison(
-        request, request, render(lm.tokenizer, conversation(request), True), plain, chat
+        request, request, render(lm.tokenizer, conversation(request), True), plain, chat, forced
     )
 
 

@@ -285,7 +285,7 @@ class RecallResult:
     ks: tuple[int, ...]
     recall: dict[str, tuple[float, ...]]  # method -> recall@k for each k
     first_gold_rank: dict[str, tuple[int, ...]]  # method -> rank (1-based) per question
-    context_tokens: tuple[float, ...]  # mean LM tokens of the top-k chunks, per k (BM25's)
+    context_tokens: dict[str, tuple[float, ...]]  # method -> mean LM tokens of its top k, per k
 
 
 def recall_at_k(
@@ -330,18 +330,30 @@ def evaluate_recall(
         recall[m] = recall_at_k(orders, golds, ks)
         ranks[m] = tuple(first_gold_rank(o, g) for o, g in zip(orders, golds))
     lengths: dict[int, int] = {}
-    context = []
-    for k in ks:
-        per_q = [
-            sum(
-                lengths.setdefault(int(i), count_tokens(chunks[int(i)].text))
-                for i in r.orders["bm25"][:k]
+    context: dict[str, tuple[float, ...]] = {}
+    for m in recall:
+        context[m] = tuple(
+            float(
+                np.mean(
+                    [
+                        sum(
+                            lengths.setdefault(int(i), count_tokens(chunks[int(i)].text))
+                            for i in r.orders[m][:k]
+                        )
+                        for r in results
+                    ]
+                )
             )
-            for r in results
-        ]
-        context.append(float(np.mean(per_q)))
-    return RecallResult(size, overlap, tuple(ks), recall, ranks, tuple(context))
+            for k in ks
+        )
+    return RecallResult(size, overlap, tuple(ks), recall, ranks, context)
 
+
+# The question the page opens on: measured with SmolLM2-135M-Instruct (greedy, BM25 top 3 of
+# 500-character chunks with 50 of overlap), it answers wrongly alone ("n * (n + 1) / 2") and
+# rightly with the retrieved chunks ("floor division by 2^n"); on the first question, "What
+# happens when the pass statement is executed?", retrieval made the answer worse.
+DEFAULT_QUESTION = "How is a right shift by n bits defined?"
 
 # --- prompt and answer -----------------------------------------------------------------------
 

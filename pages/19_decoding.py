@@ -61,7 +61,8 @@ distribution_section(lm, trace, context_ids)
 st.subheader("Strategies side by side")
 st.markdown(
     "Each strategy continues the same prompt from the **same random seed**, using the "
-    "sliders above (top-k 50 when top-k is off). Same seed, same settings: same text."
+    "sliders above (top-k 50 when top-k is off). Same seed, same settings: same text. "
+    "“…” stands for the prompt, so a continuation's first space shows."
 )
 g1, g2, g3 = st.columns(3)
 n_runs = len(strategies(current_settings(), 0, 1.0)) + 1  # the samplers, then beam search

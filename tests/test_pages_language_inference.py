@@ -190,8 +190,11 @@ def test_side_by_side_is_reproducible_and_greedy_matches_the_core_loop(dec_page,
     assert len(first) == runs == 6 and len(at.dataframe[0].value) == runs
     # at the page's default sliders the five samplers differ, so their texts differ too
     assert first["output"][:5].nunique() == 5, first["output"].tolist()
-    shown = [t.value.strip() for t in at.text]
-    assert all(out.strip() in shown for out in first["output"] if out.strip())
+    # each continuation exactly as generated, after "…" for the prompt: its leading space kept
+    # (st.text strips a text's leading whitespace, so the bare output lost it)
+    shown = [t.value for t in at.text]
+    assert all("…" + out.rstrip() in shown for out in first["output"] if out.strip())
+    assert any(out.startswith(" ") for out in first["output"])
     ids = _side_by_side()[1]
     assert ids.sequences  # beam search returned sequences and a tree chart was drawn
     at.run()  # the next rerun offers to run it again

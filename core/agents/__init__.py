@@ -217,7 +217,7 @@ class AgentRun:
     constrained: bool
     steps: tuple[AgentStep, ...]
     final_answer: str
-    ended_by: str  # "final_answer", "step limit"
+    ended_by: str  # "final_answer", "repeated", "step limit"
     seconds: float
     mask_seconds: float
 
@@ -294,7 +294,10 @@ def run_agent(
     today: dt.date | None = None,
     on_step: Callable[[AgentStep], None] | None = None,
 ) -> AgentRun:
-    """The loop: act, observe, repeat until final_answer or the step limit."""
+    """The loop: act, observe, repeat until final_answer, a call that brings nothing new
+    (its observation repeats an earlier one: a small model re-calls calculator("391") with its
+    own result until the step limit), or the step limit. Both of the last two end with the
+    answer prefilled with 'The answer is'."""
     s = settings or DecodingSettings(temperature=0.0)
     s = replace(s, max_new_tokens=CALL_BUDGET)
     messages = agent_messages(question)
@@ -318,6 +321,26 @@ def run_agent(
         steps.append(step)
         if on_step is not None:
             on_step(step)
+        repeated = (
+            action is not None
+            and action["tool"] != "final_answer"
+            and not injected
+            and observation in [s.observation for s in steps[:-1]]
+        )
+        if repeated:
+            messages = messages + [
+                {"role": "assistant", "content": text},
+                {"role": "user", "content": f"Observation: {observation}"},
+            ]
+            return AgentRun(
+                question,
+                constrained,
+                tuple(steps),
+                final_answer(lm, messages),
+                "repeated",
+                time.perf_counter() - start,
+                mask_s,
+            )
         if action is not None and action["tool"] == "final_answer":
             answer = action["input"]
             return AgentRun(
