@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 import torch
 
-from core.runtime.generation import DecodingSettings, eos_ids, generate_stream
+from core.runtime.generation import DecodingSettings, generate_stream
 from core.runtime.models import LoadedModel, heavy_work, last_only
+from core.shared.chat import eos_ids, user_prompt_ids
 
 Report = Callable[..., None]
 _NUMBER_WORDS = {
@@ -28,18 +29,6 @@ _NUMBER_WORDS = {
 
 
 # --- prompts and greedy answers --------------------------------------------------------------
-
-
-def chat_ids(tokenizer, user: str, prefill: str = "") -> list[int]:
-    """The chat prompt for one user message, with the assistant's answer started by `prefill`."""
-    if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
-        )
-    else:
-        text = f"Question: {user}\nAnswer:"
-        prefill = (" " + prefill) if prefill else ""
-    return list(tokenizer(text + prefill, add_special_tokens=False)["input_ids"])
 
 
 @dataclass(frozen=True)
@@ -215,7 +204,7 @@ def probe_counting(
     answers, pieces = [], []
     for n, w in enumerate(words):
         user, prefill = counting_prompt(w, letter, spelled)
-        answers.append(greedy_answer(lm, chat_ids(lm.tokenizer, user, prefill), 6).text)
+        answers.append(greedy_answer(lm, user_prompt_ids(lm.tokenizer, user, prefill), 6).text)
         shown = spell_out(w) if spelled else w
         ids = lm.tokenizer(f'"{shown}"', add_special_tokens=False)["input_ids"]
         pieces.append(tuple(lm.tokenizer.decode([i]) for i in ids))
@@ -273,7 +262,7 @@ def probe_addition(
     problems = addition_problems(max_digits, per_digit, seed)
     answers = []
     for n, (d, a, b) in enumerate(problems):
-        ids = chat_ids(lm.tokenizer, f"What is {a} + {b}?", f"{a} + {b} =")
+        ids = user_prompt_ids(lm.tokenizer, f"What is {a} + {b}?", f"{a} + {b} =")
         answers.append(greedy_answer(lm, ids, d + 3).text)
         report((n + 1) / len(problems), f"{d}-digit sums: {n + 1} of {len(problems)}")
     return AdditionResult(tuple(problems), tuple(answers))
@@ -329,7 +318,7 @@ def probe_capitals(
 ) -> FactResult:
     rows = []
     for n, (country, city) in enumerate(pairs):
-        ids = chat_ids(
+        ids = user_prompt_ids(
             lm.tokenizer, f"What is the capital of {country}?", f"The capital of {country} is"
         )
         probs = next_token_probs(lm, ids)
@@ -381,7 +370,7 @@ def probe_fictions(
 ) -> FictionResult:
     answers = []
     for n, q in enumerate(questions):
-        answers.append(greedy_answer(lm, chat_ids(lm.tokenizer, q), max_new).text)
+        answers.append(greedy_answer(lm, user_prompt_ids(lm.tokenizer, q), max_new).text)
         report((n + 1) / len(questions), f"question {n + 1} of {len(questions)}")
     return FictionResult(tuple(questions), tuple(answers))
 
@@ -493,7 +482,7 @@ def probe_rephrasing(
     for _gold, questions in items:
         row = []
         for q in questions:
-            row.append(greedy_answer(lm, chat_ids(lm.tokenizer, q + YES_NO), 3).text)
+            row.append(greedy_answer(lm, user_prompt_ids(lm.tokenizer, q + YES_NO), 3).text)
             done += 1
             report(done / total, f"paraphrase {done} of {total}")
         answers.append(tuple(row))

@@ -10,6 +10,7 @@ from components.jobs import run_job
 from components.models import get_lm
 from core import scaling as sc
 from core.runtime.model_ids import EMBEDDED_ID
+from core.shared.published import count_parameters
 
 page_frame(15)
 st.markdown(
@@ -34,7 +35,7 @@ with st.expander("Go deeper: the closed form, and why unrounded exponents matter
     )
 
 lm = get_lm()
-smol = sum(p.numel() for p in lm.model.parameters()) if lm.model_id == EMBEDDED_ID else None
+smol = count_parameters(lm.model) if lm.model_id == EMBEDDED_ID else None
 known = sc.known_models(smol)  # SmolLM2's size counted on the loaded model itself
 left, right = st.columns([2, 3], gap="large")
 with left:

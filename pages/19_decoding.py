@@ -19,6 +19,7 @@ from components.preamble import note_truncation
 from core.decoding import next_token_view
 from core.runtime import generation
 from core.runtime.generation import DecodingSettings
+from core.shared.chat import has_template, render
 
 page_frame()
 
@@ -46,13 +47,11 @@ if not prompt.strip():
 use_chat = st.toggle(
     "Wrap the prompt in the chat template (as a user message)",
     key="decoding.chat",
-    disabled=not getattr(lm.tokenizer, "chat_template", None),
+    disabled=not has_template(lm.tokenizer),
 )
 text = prompt
 if use_chat:
-    text = lm.tokenizer.apply_chat_template(
-        [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-    )
+    text = render(lm.tokenizer, [{"role": "user", "content": prompt}])
 trace = get_trace(text)
 note_truncation(trace.truncated_from, trace.length)
 context_ids = tuple(int(i) for i in trace.ids)

@@ -44,8 +44,8 @@ def test_the_last_similarity_row_is_the_last_block_after_the_final_norm(lm):
     block_out = captured["out"][0]  # (T, d) the last block's output, before the final norm
     with torch.inference_mode():
         normed = lm.model.model.norm(block_out).numpy()
-    np.testing.assert_allclose(trace.hidden_states[-1], normed, rtol=1e-4, atol=1e-3)
-    assert not np.allclose(trace.hidden_states[-1], block_out.numpy(), atol=1.0)
+    np.testing.assert_allclose(trace.normed[-1], normed, rtol=1e-4, atol=1e-3)
+    assert not np.allclose(trace.normed[-1], block_out.numpy(), atol=1.0)
 
 
 def test_layers_page_says_what_is_true():

@@ -58,10 +58,10 @@ def test_hidden_states_last_already_has_the_final_norm(any_lm):
     rs = core_lens.residual_stream(any_lm, ids)
     with torch.inference_mode():
         out = any_lm.model(ids, output_hidden_states=True)
-        normed = anatomy(any_lm.model).final_norm(rs.hidden[-1])
+        normed = anatomy(any_lm.model).final_norm(rs.residual[-1])
     assert torch.allclose(out.hidden_states[-1][0], normed, atol=1e-5)
-    assert not torch.allclose(out.hidden_states[-1][0], rs.hidden[-1], atol=1e-3)
-    assert torch.equal(rs.hidden[:-1], torch.stack([h[0] for h in out.hidden_states[:-1]]))
+    assert not torch.allclose(out.hidden_states[-1][0], rs.residual[-1], atol=1e-3)
+    assert torch.equal(rs.residual[:-1], torch.stack([h[0] for h in out.hidden_states[:-1]]))
 
 
 def test_block_rebuilt_from_its_parts_equals_the_next_hidden_state(any_lm):

@@ -15,6 +15,7 @@ import torch
 
 from core.runtime.engine import engine_enabled, engine_for
 from core.runtime.models import LoadedModel, heavy_work, last_only
+from core.shared.chat import eos_ids
 
 GENERATION_CAP = 256  # new tokens, whatever a page asks for
 
@@ -288,15 +289,6 @@ def _generate_batched(
             yield item
     finally:
         seq.close()  # a learner who stops or leaves gives the batch its row back at once
-
-
-def eos_ids(lm: LoadedModel) -> list[int]:
-    eos = lm.model.generation_config.eos_token_id
-    if eos is None:
-        eos = lm.tokenizer.eos_token_id
-    if eos is None:
-        return []
-    return [eos] if isinstance(eos, int) else list(eos)
 
 
 def generate_text(lm: LoadedModel, input_ids: Sequence[int], s: DecodingSettings) -> list[Step]:
