@@ -42,9 +42,10 @@ def cached_stats() -> tuple[dp.DocStats, ...]:
 
 
 @st.cache_resource(show_spinner="Filtering…", max_entries=64)
-def cached_pipeline(t: dp.Thresholds) -> dp.PipelineResult:
+def cached_pipeline(t: dp.Pipeline) -> dp.PipelineResult:
+    near = t.step("near dedup")
     return dp.run_pipeline(
-        cached_corpus(), t, cached_signatures(t.shingle, t.num_perm), cached_stats()
+        cached_corpus(), t, cached_signatures(near.shingle, near.num_perm), cached_stats()
     )
 
 
@@ -368,7 +369,8 @@ def dropped_table(docs: tuple[dp.Doc, ...], result: dp.PipelineResult) -> None:
     st.dataframe(df, hide_index=True, width="stretch", height=320)
 
 
-def minhash_section(t: dp.Thresholds, result: dp.PipelineResult) -> None:
+def minhash_section(pipeline: dp.Pipeline, result: dp.PipelineResult) -> None:
+    t = pipeline.step("near dedup")
     rows = t.num_perm // t.bands
     check = cached_minhash_check(t.shingle, t.num_perm)
     st.markdown(
@@ -510,7 +512,7 @@ def perplexity_section(scored: dp.PerplexityResult) -> None:
     )
 
 
-def own_text_section(t: dp.Thresholds) -> None:
+def own_text_section(pipeline: dp.Pipeline) -> None:
     text = st.text_area(
         "A document to run through the rules",
         key="pretraining_data.own",
@@ -523,11 +525,7 @@ def own_text_section(t: dp.Thresholds) -> None:
         st.info("Type or paste a document to see which rules it passes.")
         return
     lang, share = dp.language_of(text)
-    verdicts = [
-        ("language", dp.language_reason(text, t)),
-        ("quality", dp.quality_reason(text, t)),
-        ("repetition", dp.repetition_reason(text, t)),
-    ]
+    verdicts = [(s.name, s.reason(text)) for s in pipeline.steps if isinstance(s, dp.RuleFilter)]
     stats = dp.quality_stats(text) | dp.repetition_stats(text)
     st.text(f"Detected: {lang} (English share of stop words {share:.0%})")
     for stage, why in verdicts:
