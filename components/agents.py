@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Sequence
 
 import altair as alt
@@ -176,12 +175,6 @@ def mask_chart(df: pd.DataFrame, vocab: int) -> alt.VConcatChart:
         .properties(height=150)
     )
     return alt.vconcat(allowed, probs).resolve_scale(color="independent")
-
-
-def step_json(step: AgentStep) -> str:
-    if step.action is not None:
-        return json.dumps(step.action, ensure_ascii=False, indent=1)
-    return step.raw or "(nothing)"
 
 
 def score_frame(scores: Sequence[AgentScore]) -> pd.DataFrame:

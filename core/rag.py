@@ -398,10 +398,6 @@ def contains_answer(text: str, expected: str) -> bool:
     return expected.lower() in text.lower()
 
 
-def mean_chunk_chars(size: int, overlap: int) -> float:
-    return float(np.mean([len(c.text) for c in corpus_chunks(size, overlap)]))
-
-
 def estimate_embed_seconds(n_chunks: int, size: int) -> float:
     """About 27-42 chunks/s on two cores for 300-800 characters (measured); longer is slower."""
     return n_chunks / max(48.0 - size / 30.0, 15.0) + 2.0

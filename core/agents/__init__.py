@@ -183,10 +183,6 @@ class GrammarMask:
         self.seconds += time.perf_counter() - start
         return torch.from_numpy(allowed)
 
-    @property
-    def accepting(self) -> bool:
-        return self.matcher.is_accepting() or self.matcher.is_stopped()
-
 
 # --- the loop --------------------------------------------------------------------------------
 
