@@ -17,7 +17,7 @@ from core.runtime.generation import DecodingSettings
 
 TOKENS_PER_S = 15.0  # greedy decoding on an idle 2-core machine, with the prompt's prefill
 TOKENS_PER_CALL = 35  # a typical constrained action; the budget caps it at CALL_BUDGET
-EVAL_STEPS = 1  # as the issue measured it: one call, its observation, then the final answer
+EVAL_STEPS = 1  # as the evaluation measures it: one call, its observation, then the final answer
 
 
 def loop_estimate(max_steps: int) -> float:

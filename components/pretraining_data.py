@@ -15,7 +15,7 @@ STAGE_ORDER = list(dp.STAGES)
 MEASURES = ["documents", "tokens"]
 MEASURE_COLOURS = alt.Scale(domain=MEASURES, range=["#1c7ed6", "#f08c00"])
 KIND_ORDER = list(dp.KINDS)
-# SmolLM2 over 32 tokens: about 12 CPU-seconds per 100 documents (issue 10's measurement on an
+# SmolLM2 over 32 tokens: about 12 CPU-seconds per 100 documents (measured on an
 # idle 2-core machine); heavily loaded machines are far slower (see bench/results.md).
 LM_S_PER_DOC = 0.12
 PREVIEW_CHARS = 160

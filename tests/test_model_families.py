@@ -1,5 +1,5 @@
 """Every page, with a tiny random model of every family the picker can load: each page works or
-shows the app's own "needs a decoder model" warning, never a traceback (issue 13, item 4)."""
+shows the app's own "needs a decoder model" warning, never a traceback."""
 
 from __future__ import annotations
 
