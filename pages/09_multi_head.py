@@ -10,16 +10,16 @@ from components.charts import draw_chart, draw_panels
 from components.frame import page_frame, show_code
 from components.preamble import model_page, note_truncation
 from components.tokens import visible
-from core.attention import (
-    ATTENTION_CAP,
+from core.attention import ATTENTION_CAP
+from core.inspect.anatomy import geometry, supports
+from core.inspect.interventions import heads_switched_off, next_token_change
+from core.multi_head import (
     HEAD_LABEL_THRESHOLD,
     INDUCTION_HALF,
     HeadProfile,
     head_roles,
     pattern_scores,
 )
-from core.inspect.anatomy import geometry, supports
-from core.inspect.interventions import heads_switched_off, next_token_change
 
 page_frame()
 lm, text = model_page()

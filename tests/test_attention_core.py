@@ -16,6 +16,7 @@ from tiny_models import tiny_lm
 
 from core import attention as A
 from core import embeddings as E
+from core import multi_head as MH
 from core.inspect import interventions as I
 from core.inspect.anatomy import geometry, require
 from core.inspect.trace import run_trace
@@ -80,20 +81,20 @@ def test_pattern_scores_match_loops_and_recognise_pure_patterns():
     t = 7
     raw = np.tril(rng.random((2, 3, t, t)))
     att = raw / raw.sum(-1, keepdims=True)
-    for ours, ref in zip(A.pattern_scores(att), _brute_patterns(att), strict=True):
+    for ours, ref in zip(MH.pattern_scores(att), _brute_patterns(att), strict=True):
         np.testing.assert_allclose(ours, ref, atol=1e-6)
     prev = np.eye(t, k=-1)[None, None].copy()
     prev[..., 0, 0] = 1
-    p, s, me = A.pattern_scores(prev)
+    p, s, me = MH.pattern_scores(prev)
     assert p[0, 0] == 1 and s[0, 0] == 0 and me[0, 0] == 0
-    profile = A.head_profile(prev, np.zeros((1, 1)))
+    profile = MH.head_profile(prev, np.zeros((1, 1)))
     assert profile.label(0, 0) == "previous-token"
 
 
 def test_induction_is_measured_on_a_repeated_sequence(lm):
-    ids = A.repeated_random_ids(lm.config.vocab_size, 10, seed=3)
+    ids = MH.repeated_random_ids(lm.config.vocab_size, 10, seed=3)
     assert len(set(ids[:10].tolist())) == 10 and np.array_equal(ids[:10], ids[10:])
-    scores = A.induction_scores(lm.model)
+    scores = MH.induction_scores(lm.model)
     assert scores.shape == (lm.config.num_hidden_layers, lm.config.num_attention_heads)
     # a trained model has induction heads; a head attending uniformly would score ~1/T
     assert scores.max() > 0.5

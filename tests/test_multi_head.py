@@ -8,20 +8,20 @@ import pytest
 import torch
 from apptest_util import open_page
 
-from core import attention as A
+from core import multi_head as MH
 
 
 def test_head_roles_batch_equals_each_seed_alone_on_the_same_texts(lm):
     half, seeds = 8, 3
-    roles = A.head_roles(lm.model, half=half, seeds=seeds)
+    roles = MH.head_roles(lm.model, half=half, seeds=seeds)
     per_seed = []
     for s in range(seeds):  # reference: one forward pass per sequence
-        ids = A.repeated_random_ids(lm.config.vocab_size, half, s)
+        ids = MH.repeated_random_ids(lm.config.vocab_size, half, s)
         with torch.inference_mode():
             out = lm.model(torch.as_tensor(ids)[None], output_attentions=True)
         att = torch.stack([a[0] for a in out.attentions]).float().numpy()  # (L, H, 2h, 2h)
         rows = np.arange(half + 1, 2 * half)
-        per_seed.append((*A.pattern_scores(att), att[..., rows, rows - half + 1].mean(-1)))
+        per_seed.append((*MH.pattern_scores(att), att[..., rows, rows - half + 1].mean(-1)))
     prev, sink, self_, ind = (np.stack(x) for x in zip(*per_seed))  # each (S, L, H)
     for ours, ref in (
         (roles.previous, prev),
@@ -38,9 +38,9 @@ def test_head_roles_batch_equals_each_seed_alone_on_the_same_texts(lm):
 
 
 def test_labels_follow_the_stated_thresholds_in_priority_order():
-    t = A.HEAD_LABEL_THRESHOLD
+    t = MH.HEAD_LABEL_THRESHOLD
     z = np.zeros((1, 4), dtype=np.float32)
-    profile = A.HeadProfile(
+    profile = MH.HeadProfile(
         previous=np.array([[0.0, 0.0, t + 0.01, 0.1]], dtype=np.float32),
         sink=np.array([[0.6, 0.1, 0.5, 0.2]], dtype=np.float32),
         self_=z,
@@ -53,8 +53,8 @@ def test_labels_follow_the_stated_thresholds_in_priority_order():
         "previous-token",
         "mixed",
     ]
-    assert A.HeadProfile.PRIORITY[0] == "induction" and set(A.HeadProfile.PRIORITY) == set(
-        A.HeadProfile.PATTERNS
+    assert MH.HeadProfile.PRIORITY[0] == "induction" and set(MH.HeadProfile.PRIORITY) == set(
+        MH.HeadProfile.PATTERNS
     )
 
 
@@ -70,13 +70,13 @@ def test_multi_head_page_states_its_measurement_and_the_shared_key_values(page, 
     group = lm.config.num_attention_heads // lm.config.num_key_value_heads
     assert f"each group of {group} query heads reads the same keys and values" in text
     assert "own small W_Q, W_K and W_V" not in text
-    assert f"on {A.INDUCTION_SEEDS} random sequences" in text
-    assert f"{A.HEAD_LABEL_THRESHOLD:.0%}" in text and "not your prompt" in text
+    assert f"on {MH.INDUCTION_SEEDS} random sequences" in text
+    assert f"{MH.HEAD_LABEL_THRESHOLD:.0%}" in text and "not your prompt" in text
     table = next(d.value for d in at.dataframe if "induction lowest seed" in d.value.columns)
     assert (table["induction lowest seed"] <= table["induction"] + 1e-6).all()
     assert (table["induction"] <= table["induction highest seed"] + 1e-6).all()
     for head, row in table.iterrows():  # the shown role is the stated rule applied to the row
         expected = next(
-            (p for p in A.HeadProfile.PRIORITY if row[p] >= A.HEAD_LABEL_THRESHOLD), "mixed"
+            (p for p in MH.HeadProfile.PRIORITY if row[p] >= MH.HEAD_LABEL_THRESHOLD), "mixed"
         )
         assert row["role"] == expected, head
