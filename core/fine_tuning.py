@@ -144,10 +144,10 @@ def masked_chat(tokenizer: Any, messages: Sequence[dict[str, str]]) -> MaskedCha
 def template_problem(tokenizer: Any) -> str | None:
     """Why this tokenizer's chat template cannot give a loss mask, or None when it can."""
     try:
-        chat = masked_chat(tokenizer, conversation("Hi", "Hello!"))
+        masked = masked_chat(tokenizer, conversation("Hi", "Hello!"))
     except Exception as exc:  # a template may raise anything (jinja errors, role checks...)
         return f"Its chat template cannot be split into turns ({str(exc)[:200]})."
-    return None if chat.counted else "Its chat template leaves no assistant tokens to train on."
+    return None if masked.counted else "Its chat template leaves no assistant tokens to train on."
 
 
 def masked_lm_loss(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
