@@ -145,11 +145,11 @@ def test_filler_ids_exact_length(lm):
 
 def test_budget_and_strategy_decide_what_the_model_sees(page20, lm):
     at = page20
-    at.slider(key="context.budget").set_value(5).run()
+    at.slider(key="context_window.budget").set_value(5).run()
     assert _metric(at, "Tokens kept / dropped").startswith("5 / ")
     seen = {}
     for strategy in ("left", "right", "middle"):
-        at.radio(key="context.strategy").set_value(strategy).run()
+        at.radio(key="context_window.strategy").set_value(strategy).run()
         assert not at.exception, at.exception
         seen[strategy] = at.text[0].value
     ids = lm.tokenizer(at.session_state["shared.prompt"], add_special_tokens=False)["input_ids"]
@@ -161,7 +161,7 @@ def test_budget_and_strategy_decide_what_the_model_sees(page20, lm):
 def test_forward_sweep_waits_for_its_button(page20):
     at = page20
     assert not all_chart_data(at, "how")  # no forward pass on first render
-    at.select_slider(key="context.longest").set_value(128).run()
+    at.select_slider(key="context_window.longest").set_value(128).run()
     _start(at, "Measure forward passes up to 128 tokens")
     assert set(chart_data(at, "how")["tokens"]) == {32, 64, 128}
 
@@ -190,15 +190,15 @@ def test_kv_chart_follows_the_configs_and_the_dtype(page20):
     row = bf16[(bf16["model"] == "Llama-2-7B") & (bf16["tokens"] == 4096)]
     assert row["GB"].iloc[0] == inf.kv_cache_bytes(llama2.config, 4096, 2) / 1e9
     assert bf16[bf16["model"] == "GPT-2 small (124M)"]["tokens"].max() == 1024
-    at.radio(key="context.dtype").set_value("float32").run()
+    at.radio(key="context_window.dtype").set_value("float32").run()
     fp32 = kv_frame()
     assert (fp32["GB"].to_numpy() == 2 * bf16["GB"].to_numpy()).all()
 
 
 def test_needle_probe_runs_as_a_job_and_charts_each_trial(page20):
     at = page20
-    at.multiselect(key="context.needle_lengths").set_value([128]).run()
-    at.multiselect(key="context.needle_depths").set_value([0.0, 1.0]).run()
+    at.multiselect(key="context_window.needle_lengths").set_value([128]).run()
+    at.multiselect(key="context_window.needle_depths").set_value([0.0, 1.0]).run()
     start = [b for b in at.button if b.label.startswith("Run 2 trials")]
     assert start and "(about " in start[0].label  # an estimate from the measured passes
     start[0].click().run()

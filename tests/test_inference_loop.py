@@ -43,7 +43,7 @@ def _metric(at, label: str) -> str:
 def page18():
     at = open_page(P18)
     assert not at.exception, at.exception
-    at.slider(key="inference.max_tokens").set_value(5).run()
+    at.slider(key="inference_loop.max_tokens").set_value(5).run()
     return at
 
 
@@ -111,11 +111,11 @@ def test_published_geometries_read_both_naming_schemes():
 
 def test_step_shows_prefill_then_decode_and_the_cache_growing(page18, lm):
     at = page18
-    at.button(key="inference.step").click().run()
-    at.button(key="inference.step").click().run()
+    at.button(key="inference_loop.step").click().run()
+    at.button(key="inference_loop.step").click().run()
     assert not at.exception, at.exception
-    steps = at.session_state["inference.steps"]
-    ids = at.session_state["inference.ids"]
+    steps = at.session_state["inference_loop.steps"]
+    ids = at.session_state["inference_loop.ids"]
     assert [s.prefill for s in steps] == [True, False]
     prompt_len = len(ids) - 2
     assert [s.cached_tokens for s in steps] == [prompt_len, prompt_len + 1]
@@ -127,10 +127,10 @@ def test_step_shows_prefill_then_decode_and_the_cache_growing(page18, lm):
 
 def test_run_streams_the_greedy_continuation_to_the_cap(page18, lm):
     at = page18
-    at.button(key="inference.run").click().run()
+    at.button(key="inference_loop.run").click().run()
     assert not at.exception, at.exception
-    ids = at.session_state["inference.ids"]
-    steps = at.session_state["inference.steps"]
+    ids = at.session_state["inference_loop.ids"]
+    steps = at.session_state["inference_loop.steps"]
     assert len(steps) == 5
     prompt = ids[: len(ids) - 5]
     ref = [
@@ -138,15 +138,15 @@ def test_run_streams_the_greedy_continuation_to_the_cap(page18, lm):
         for s in generate_stream(lm, prompt, DecodingSettings(temperature=0.0, max_new_tokens=5))
     ]
     assert ids[len(prompt) :] == ref  # step-by-step + run = one uninterrupted greedy pass
-    assert at.button(key="inference.step").disabled  # the cap is reached
-    at.button(key="inference.reset").click().run()
-    assert at.session_state["inference.steps"] == []
+    assert at.button(key="inference_loop.step").disabled  # the cap is reached
+    at.button(key="inference_loop.reset").click().run()
+    assert at.session_state["inference_loop.steps"] == []
 
 
 def test_timing_waits_for_its_button_and_positions_are_whole_numbers(page18):
     at = page18
     assert not all_chart_data(at, "mode")  # first render measures nothing
-    at.slider(key="inference.timing_tokens").set_value(8).run()
+    at.slider(key="inference_loop.timing_tokens").set_value(8).run()
     _start(at, "Time 8 tokens with and without the cache")
     spec = next(s for s in chart_specs(at) if "mode" in str(s))
     assert spec["encoding"]["x"]["axis"]["format"] == "d"  # "17", never "17.0"
@@ -172,8 +172,8 @@ def test_hostile_prompt_is_shown_as_text():
     at.session_state["shared.prompt"] = "<script>alert(1)</script> costs $x$ 🙂 مرحبا 中文\u200b"
     at.run()
     at.switch_page(P18).run()
-    at.slider(key="inference.max_tokens").set_value(2).run()
-    at.button(key="inference.step").click().run()
+    at.slider(key="inference_loop.max_tokens").set_value(2).run()
+    at.button(key="inference_loop.step").click().run()
     assert not at.exception, at.exception
     shown = " ".join(m.value for m in at.caption)
     assert r"\<script\>" in shown and r"\$x\$" in shown
