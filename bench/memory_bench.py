@@ -1,5 +1,5 @@
 """Memory and fairness: the trace cache under its byte budget, Play's share of a core, and the
-heavy-work queue (issue 13, items 1 and 8)."""
+heavy-work queue."""
 
 from __future__ import annotations
 

@@ -18,14 +18,14 @@ def _best(fn, repeats: int = 3) -> float:
 
 
 def rows() -> list[Row]:
-    from core import attention as A
+    from core import multi_head as MH
     from core.runtime.models import load_embedded
 
     model = load_embedded().model
-    seeds = A.INDUCTION_SEEDS
-    batched = _best(lambda: A.head_roles(model))
-    one = _best(lambda: A.induction_scores(model, half=24, seed=0))  # the page before: 48 tokens
-    separate = _best(lambda: [A.induction_scores(model, seed=s) for s in range(seeds)], 1)
+    seeds = MH.INDUCTION_SEEDS
+    batched = _best(lambda: MH.head_roles(model))
+    one = _best(lambda: MH.induction_scores(model, half=24, seed=0))  # the page before: 48 tokens
+    separate = _best(lambda: [MH.induction_scores(model, seed=s) for s in range(seeds)], 1)
     return [
         Row(
             f"page 09 head roles, {seeds} seeds in one batch",

@@ -1,6 +1,6 @@
 """Page 02's Play in a real browser: how many redraws a second the learner sees, and the share
-of a server core one learner's Play costs (issue 9: at least 5 redraws a second; issue 13.8: at
-most 35 % of a core).
+of a server core one learner's Play costs (the targets: at least 5 redraws a second, at most 35 % of
+a core).
 
 The baseline is the page as it was before the redraw was reworked (commit BASELINE: Streamlit's
 full garbage collection after every fragment rerun scanning the loaded model's 470,000 objects,

@@ -19,11 +19,11 @@ def rows() -> list[Row]:
     from core import pretraining_data as dp
     from core.runtime.models import load_embedded
 
-    t = dp.Thresholds()
+    t = dp.PIPELINE.step("near dedup")
     c0 = time.process_time()
     docs = dp.sample_corpus()
     sets = [dp.shingles(d.text, t.shingle) for d in docs]
-    dp.run_pipeline(docs, t, dp.minhash_signatures(sets, t.num_perm))
+    dp.run_pipeline(docs, dp.PIPELINE, dp.minhash_signatures(sets, t.num_perm))
     cpu = time.process_time() - c0  # one thread: CPU seconds = wall time on an idle core
     sets, s_shingles = _timed(lambda: [dp.shingles(d.text, t.shingle) for d in docs])
     sig, s_ours = _timed(dp.minhash_signatures, sets, t.num_perm)
@@ -35,7 +35,7 @@ def rows() -> list[Row]:
 
     _, s_ds = _timed(with_datasketch)
     stats, s_stats = _timed(lambda: [dp.doc_stats(d.text) for d in docs])
-    result, s_pipe = _timed(dp.run_pipeline, docs, t, sig, stats)
+    result, s_pipe = _timed(dp.run_pipeline, docs, dp.PIPELINE, sig, stats)
     _, s_exact = _timed(dp.exact_duplicates, [d.text for d in docs])
     total = s_shingles + s_ours + s_stats + s_pipe
     note(f"pipeline kept {len(result.kept[-1])} of {len(docs)} documents")

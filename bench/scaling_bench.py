@@ -11,6 +11,7 @@ def rows(steps: int = 100) -> list[Row]:
     from core import pretraining_loop as pt
     from core import scaling as sc
     from core.layers import toy_threads
+    from core.shared.published import count_parameters
 
     corpus = pt.char_corpus()
     estimate = 0.0
@@ -19,7 +20,7 @@ def rows(steps: int = 100) -> list[Row]:
         model = pt.TinyGPT(
             pt.GPTConfig(corpus.vocab_size, cfg.context, n_layer, cfg.n_head, d_model)
         )
-        estimate += pt.training_estimate_s(pt.parameter_count(model), cfg)
+        estimate += pt.training_estimate_s(count_parameters(model), cfg)
     note(f"scaling: the mini sweep, 5 models x {steps} steps")
     t = time.perf_counter()
     with toy_threads():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Sequence
 
 import altair as alt
@@ -18,7 +17,7 @@ from core.runtime.generation import DecodingSettings
 
 TOKENS_PER_S = 15.0  # greedy decoding on an idle 2-core machine, with the prompt's prefill
 TOKENS_PER_CALL = 35  # a typical constrained action; the budget caps it at CALL_BUDGET
-EVAL_STEPS = 1  # as the issue measured it: one call, its observation, then the final answer
+EVAL_STEPS = 1  # as the evaluation measures it: one call, its observation, then the final answer
 
 
 def agent_estimate_s(max_steps: int) -> float:
@@ -193,12 +192,6 @@ def mask_chart(df: pd.DataFrame, vocab: int) -> alt.VConcatChart:
         .properties(height=150)
     )
     return alt.vconcat(allowed, probs).resolve_scale(color="independent")
-
-
-def step_json(step: AgentStep) -> str:
-    if step.action is not None:
-        return json.dumps(step.action, ensure_ascii=False, indent=1)
-    return step.raw or "(nothing)"
 
 
 def score_frame(scores: Sequence[AgentScore]) -> pd.DataFrame:

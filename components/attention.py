@@ -158,7 +158,7 @@ def attention_trace(text: str) -> Trace:
 def cached_head_steps(model_id: str, text: str, layer: int, head: int) -> HeadSteps:
     trace = get_trace(text, cap=ATTENTION_CAP, model_id=model_id, attentions=True)
     return core_attention.recompute_head(
-        load_model(model_id).model, trace.hidden_states[layer], layer, head
+        load_model(model_id).model, trace.normed[layer], layer, head
     )
 
 

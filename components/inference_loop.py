@@ -82,13 +82,6 @@ def step_once(model_id: str, settings: DecodingSettings, fast: bool = False) -> 
         pass
 
 
-def eos_ids(lm) -> set[int]:
-    """End-of-sequence ids from the generation config (an int or a list) and the tokenizer."""
-    eos = lm.model.generation_config.eos_token_id
-    ids = set(eos) if isinstance(eos, (list, tuple)) else {eos}
-    return {int(i) for i in ids | {lm.tokenizer.eos_token_id} if i is not None}
-
-
 def finished(settings: DecodingSettings, eos: set[int]) -> bool:
     ss = st.session_state
     steps = ss.get(STEPS, [])

@@ -36,5 +36,5 @@ def cached_layer_similarity(model_id: str, text: str, method: str) -> tuple[np.n
     trace = get_trace(text, model_id=model_id)
     # The first position carries huge "attention sink" activations that would swamp the
     # comparison; it is left out whenever enough tokens remain.
-    hidden = trace.hidden_states[:, 1:] if trace.length > 3 else trace.hidden_states
+    hidden = trace.normed[:, 1:] if trace.length > 3 else trace.normed
     return layer_similarity(hidden, method), hidden.shape[1]

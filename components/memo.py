@@ -9,7 +9,8 @@ the results of long jobs in `components.jobs`' store, which is a `ByteBudget` to
 (a parsed data file, a lookup table), with a comment saying so.
 
 Streamlit's own caches count entries (24 traces, 64 results...), but one trace of a 256-token
-prompt is about 19 MB, so thirty prompts took the server past 2.5 GB. `byte_cached` is a
+prompt is about 19 MB (54 MB with attention maps), so thirty prompts took the server past 2.5 GB.
+`byte_cached` is a
 drop-in for `st.cache_resource` on functions whose results are read-only data: every wrapped
 function shares one `ByteBudget`, each value is measured with `nbytes` when stored, and storing
 a new value evicts the least recently used ones until the total fits. A value is computed once
@@ -17,8 +18,8 @@ even when several sessions ask for it at the same moment, and a page that still 
 evicted value keeps it until its run ends (eviction only forgets it).
 
 The budget is `LLM_EXPLORER_CACHE_MB` megabytes (default 64): three traces of 256-token
-prompts (19 MB each), about nine attention traces at 64 tokens (7 MB), or dozens of short
-prompts. With the model's 540 MB, torch's own memory and the pages' tokenizers and indexes, a
+prompts (19 MB each, without attention maps), about nine attention traces at 64 tokens (7 MB
+each: pages 08 and 09 cap their prompts there), or dozens of short prompts. With the model's 540 MB, torch's own memory and the pages' tokenizers and indexes, a
 full cache leaves the server at about 1.45 GB after every page has been opened, and room for a
 second model on a 2.7 GB host (bench/server_bench.py).
 """

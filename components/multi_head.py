@@ -11,10 +11,11 @@ import streamlit as st
 from components.charts import HEAT, ORANGE, draw_chart, draw_panels, fitting_columns
 from components.models import get_trace, load_model
 from components.tokens import visible
-from core import attention as core_attention
-from core.attention import ATTENTION_CAP, HEAD_LABEL_THRESHOLD, INDUCTION_HALF, HeadProfile
+from core import multi_head as core_multi_head
+from core.attention import ATTENTION_CAP
 from core.inspect import interventions
 from core.inspect.anatomy import supports
+from core.multi_head import HEAD_LABEL_THRESHOLD, INDUCTION_HALF, HeadProfile
 
 
 def small_multiples_frame(layer_attn: np.ndarray, head_titles: list[str]) -> pd.DataFrame:
@@ -149,7 +150,7 @@ def gqa_chart(n_heads: int, n_kv_heads: int) -> alt.Chart:
 
 @st.cache_data(max_entries=4, show_spinner="Measuring every head on repeated random sequences…")
 def cached_profile(model_id: str) -> HeadProfile:
-    return core_attention.head_roles(load_model(model_id).model)
+    return core_multi_head.head_roles(load_model(model_id).model)
 
 
 @st.cache_data(max_entries=64, show_spinner="Running the model with heads switched off…")

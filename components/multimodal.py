@@ -13,7 +13,7 @@ from core import multimodal as mm
 from core.embeddings import MAX_SENTENCE_TOKENS
 
 # Estimated cost of one training step (batch 64, evaluation every 20 steps included) on one
-# idle core: 300 steps at patch 2 took about 5 s in the measurement behind issue 11; the ratios
+# idle core: 300 steps at patch 2 took about 5 s when first measured; the ratios
 # between patch sizes (64 tokens ~3.5x, 4 tokens ~0.7x the 16-token cost) were measured here
 # (bench/multimodal_bench.py), on a loaded machine where every step took 2-3x longer.
 MS_PER_STEP = {1: 60.0, 2: 17.0, 4: 12.0}

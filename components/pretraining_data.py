@@ -15,7 +15,7 @@ STAGE_ORDER = list(dp.STAGES)
 MEASURES = ["documents", "tokens"]
 MEASURE_COLOURS = alt.Scale(domain=MEASURES, range=["#1c7ed6", "#f08c00"])
 KIND_ORDER = list(dp.KINDS)
-# SmolLM2 over 32 tokens: about 12 CPU-seconds per 100 documents (issue 10's measurement on an
+# SmolLM2 over 32 tokens: about 12 CPU-seconds per 100 documents (measured on an
 # idle 2-core machine); heavily loaded machines are far slower (see bench/results.md).
 LM_S_PER_DOC = 0.12
 PREVIEW_CHARS = 160
@@ -46,9 +46,10 @@ def cached_stats() -> tuple[dp.DocStats, ...]:
 
 
 @st.cache_resource(show_spinner="Filtering…", max_entries=64)
-def cached_pipeline(t: dp.Thresholds) -> dp.PipelineResult:
+def cached_pipeline(t: dp.Pipeline) -> dp.PipelineResult:
+    near = t.step("near dedup")
     return dp.run_pipeline(
-        cached_corpus(), t, cached_signatures(t.shingle, t.num_perm), cached_stats()
+        cached_corpus(), t, cached_signatures(near.shingle, near.num_perm), cached_stats()
     )
 
 
@@ -410,7 +411,8 @@ def lost_text(docs: tuple[dp.Doc, ...], result: dp.PipelineResult) -> str:
     return f"{total} real paragraphs" + (": " + " and ".join(parts) if parts else "")
 
 
-def minhash_section(t: dp.Thresholds, result: dp.PipelineResult) -> None:
+def minhash_section(pipeline: dp.Pipeline, result: dp.PipelineResult) -> None:
+    t = pipeline.step("near dedup")
     rows = t.num_perm // t.bands
     check = cached_minhash_check(t.shingle, t.num_perm)
     st.markdown(
@@ -551,7 +553,7 @@ def perplexity_section(scored: dp.PerplexityResult) -> None:
     )
 
 
-def own_text_section(t: dp.Thresholds) -> None:
+def own_text_section(pipeline: dp.Pipeline) -> None:
     text = st.text_area(
         "A document to run through the rules",
         key="pretraining_data.own",
@@ -564,11 +566,7 @@ def own_text_section(t: dp.Thresholds) -> None:
         st.info("Type or paste a document to see which rules it passes.")
         return
     lang, share = dp.language_of(text)
-    verdicts = [
-        ("language", dp.language_reason(text, t)),
-        ("quality", dp.quality_reason(text, t)),
-        ("repetition", dp.repetition_reason(text, t)),
-    ]
+    verdicts = [(s.name, s.reason(text)) for s in pipeline.steps if isinstance(s, dp.RuleFilter)]
     stats = dp.quality_stats(text) | dp.repetition_stats(text)
     st.text(f"Detected: {lang} (English share of stop words {share:.0%})")
     for stage, why in verdicts:
@@ -579,19 +577,27 @@ def own_text_section(t: dp.Thresholds) -> None:
     st.code(masked[:2000] + ("…" if len(masked) > 2000 else ""), language=None, wrap_lines=True)
 
 
-def settings_panel() -> dp.Thresholds:
+def settings_panel() -> dp.Pipeline:
     """The pipeline's thresholds as sliders (the MinHash ones in an expander)."""
-    d, q, k = dp.Thresholds(), "query-params", "pretraining_data"
+    lang, qual, rep = dp.LanguageFilter(), dp.QualityFilter(), dp.RepetitionFilter()
+    dedup = dp.NearDedup()  # the steps at their default thresholds
+    q, k = "query-params", "pretraining_data"
     c1, c2, c3, c4 = st.columns(4)
     min_english = c1.slider(
-        "Min English share of stop words", 0.0, 1.0, d.min_english, 0.05, key=f"{k}.english", bind=q
+        "Min English share of stop words",
+        0.0,
+        1.0,
+        lang.min_english,
+        0.05,
+        key=f"{k}.english",
+        bind=q,
     )
-    min_words = c1.slider("Min words", 0, 60, d.min_words, key=f"{k}.min_words", bind=q)
+    min_words = c1.slider("Min words", 0, 60, qual.min_words, key=f"{k}.min_words", bind=q)
     max_symbols = c2.slider(
         "Max symbol share",
         0.05,
         1.0,
-        d.max_symbol_ratio,
+        qual.max_symbol_ratio,
         0.05,
         key=f"{k}.symbols",
         bind=q,
@@ -601,20 +607,20 @@ def settings_panel() -> dp.Thresholds:
         "Min English stop-word share",
         0.0,
         0.4,
-        d.min_stopword_ratio,
+        qual.min_stopword_ratio,
         0.01,
         key=f"{k}.stop",
         bind=q,
         help="Running prose is full of 'the', 'of', 'is'; lists, code and spam are not.",
     )
     max_caps = c3.slider(
-        "Max words in capitals", 0.05, 1.0, d.max_caps_ratio, 0.05, key=f"{k}.caps", bind=q
+        "Max words in capitals", 0.05, 1.0, qual.max_caps_ratio, 0.05, key=f"{k}.caps", bind=q
     )
     max_boiler = c3.slider(
         "Max boilerplate lines",
         0.0,
         1.0,
-        d.max_boilerplate_lines,
+        qual.max_boilerplate_lines,
         0.05,
         key=f"{k}.boiler",
         bind=q,
@@ -625,22 +631,22 @@ def settings_panel() -> dp.Thresholds:
         "Near-duplicate Jaccard",
         0.3,
         1.0,
-        d.jaccard,
+        dedup.jaccard,
         0.05,
         key=f"{k}.jaccard",
         bind=q,
         help="LSH candidate pairs whose MinHash estimate of the Jaccard "
         "similarity reaches this are duplicates; the later one is dropped.",
     )
-    shingle = c4.slider("Shingle size (characters)", 2, 9, d.shingle, key=f"{k}.shingle")
+    shingle = c4.slider("Shingle size (characters)", 2, 9, dedup.shingle, key=f"{k}.shingle")
     with st.expander("MinHash and repetition settings"):
         r1, r2, r3, r4, r5 = st.columns(5)
         num_perm = r1.select_slider(
-            "MinHash permutations", (16, 32, 64, 128, 256), d.num_perm, key=f"{k}.perm", bind=q
+            "MinHash permutations", (16, 32, 64, 128, 256), dedup.num_perm, key=f"{k}.perm", bind=q
         )
         band_options = [b for b in (1, 2, 4, 8, 16, 32, 64, 128, 256) if b <= num_perm]
-        if st.session_state.setdefault(f"{k}.bands", d.bands) not in band_options:
-            st.session_state[f"{k}.bands"] = min(d.bands, num_perm)  # fewer bands than rows
+        if st.session_state.setdefault(f"{k}.bands", dedup.bands) not in band_options:
+            st.session_state[f"{k}.bands"] = min(dedup.bands, num_perm)  # fewer bands than rows
         bands = r2.select_slider(
             "LSH bands",
             band_options,
@@ -650,27 +656,17 @@ def settings_panel() -> dp.Thresholds:
             "matches exactly.",
         )
         dup_lines = r3.slider(
-            "Max repeated lines", 0.0, 1.0, d.max_dup_lines, 0.05, key=f"{k}.lines"
+            "Max repeated lines", 0.0, 1.0, rep.max_dup_lines, 0.05, key=f"{k}.lines"
         )
         top2 = r4.slider(
-            "Max share of the top word pair", 0.05, 1.0, d.max_top_bigram, 0.05, key=f"{k}.top2"
+            "Max share of the top word pair", 0.05, 1.0, rep.max_top_bigram, 0.05, key=f"{k}.top2"
         )
         dup5 = r5.slider(
-            "Max share in repeated 5-grams", 0.05, 1.0, d.max_dup_5gram, 0.05, key=f"{k}.dup5"
+            "Max share in repeated 5-grams", 0.05, 1.0, rep.max_dup_5gram, 0.05, key=f"{k}.dup5"
         )
-    t = dp.Thresholds(
-        min_english,
-        min_words,
-        max_symbols,
-        min_stop,
-        max_caps,
-        max_boiler,
-        dup_lines,
-        top2,
-        dup5,
-        shingle,
-        num_perm,
-        bands,
-        near,
+    return dp.PIPELINE.with_steps(
+        dp.LanguageFilter(min_english),
+        dp.QualityFilter(min_words, max_symbols, min_stop, max_caps, max_boiler),
+        dp.RepetitionFilter(dup_lines, top2, dup5),
+        dp.NearDedup(shingle, num_perm, bands, near),
     )
-    return t

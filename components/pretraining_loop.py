@@ -15,7 +15,7 @@ from components.models import get_lm
 from core import pretraining_loop as pt
 from core.inspect.anatomy import geometry
 from core.layers import toy_threads
-from core.shared.published import PUBLISHED_CONFIGS, parameter_count
+from core.shared.published import PUBLISHED_CONFIGS, count_parameters, parameter_count
 
 TOKENIZATIONS = {"bpe": "BPE: the LM's tokens that occur in the corpus", "char": "Characters"}
 # The page opens on characters: in the default 200 steps the validation loss falls from
@@ -239,7 +239,7 @@ def model_presets(tiny_params: int | None = None) -> dict[str, tuple[int, int, i
     layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layer", 1)
     width = getattr(cfg, "hidden_size", None) or getattr(cfg, "n_embd", 1)
     out[f"{lm.model_id} (loaded)"] = (
-        sum(p.numel() for p in lm.model.parameters()),
+        count_parameters(lm.model),
         int(layers),
         int(width),
     )

@@ -16,6 +16,7 @@ from components.jobs import run_job
 from components.models import get_encoder, load_model
 from core import rag
 from core.rag import Chunk, RecallResult, Retrieval
+from core.shared.corpus import corpus_source
 
 METHOD_LABELS = {"dense": "Dense (MiniLM cosine)", "bm25": "BM25", "hybrid": "Hybrid (RRF)"}
 
@@ -96,9 +97,9 @@ def cached_recall(model_id: str, size: int, overlap: int, dense: bool) -> Recall
     )
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def cached_token_count(model_id: str, text: str) -> int:
-    return len(load_model(model_id).tokenizer(text, add_special_tokens=False)["input_ids"])
+def corpus_caption() -> None:
+    """Where the documents come from, and their licence."""
+    st.caption(f"Documents: {corpus_source()}.")
 
 
 # --- frames and charts -----------------------------------------------------------------------

@@ -14,6 +14,7 @@ from components.pretraining_loop import cached_corpus, fmt_params
 from core import pretraining_loop as pt
 from core import scaling as sc
 from core.layers import toy_threads
+from core.shared.published import count_parameters
 
 ISOFLOP_BUDGETS = (1e19, 1e20, 1e21, 1e22, 1e23, 1e24, 1e25)
 METHODS = {"20 tokens per parameter": "rule", "Chinchilla fit (Approach 3)": "fit"}
@@ -257,7 +258,7 @@ def known_models_frame(known: tuple[sc.KnownModel, ...]) -> pd.DataFrame:
 @st.cache_data(show_spinner=False, max_entries=8)
 def cached_sweep_params(vocab_size: int, sizes: tuple[tuple[int, int], ...]) -> tuple[int, ...]:
     configs = [sc.sweep_config(n_layer, d_model, 1) for n_layer, d_model in sizes]
-    return tuple(pt.parameter_count(pt.make_model_for(vocab_size, c)) for c in configs)
+    return tuple(count_parameters(pt.make_model_for(vocab_size, c)) for c in configs)
 
 
 def sweep_estimate_s(vocab_size: int, steps: int, sizes: tuple[tuple[int, int], ...]) -> float:

@@ -18,6 +18,7 @@ from core.inspect.anatomy import anatomy, require
 from core.inspect.hooks import capture_outputs
 from core.inspect.trace import TRACE_TOKEN_CAP, prompt_tokens, token_strings
 from core.runtime.models import LoadedModel, heavy_work
+from core.shared.published import count_parameters
 
 STAGES: tuple[str, ...] = (
     "block input x",
@@ -155,10 +156,10 @@ def model_parameters(model: Any) -> ModelParameters:
     embeddings = sum(p.numel() for p in a.base.parameters() if id(p) not in inside)
     return ModelParameters(
         embeddings=embeddings,
-        per_block=sum(p.numel() for p in layers[0].parameters()),
+        per_block=count_parameters(layers[0]),
         n_blocks=len(layers),
-        final_norm=sum(p.numel() for p in norm.parameters()),
+        final_norm=count_parameters(norm),
         lm_head=0 if tied else head.numel(),
         tied=tied,
-        total=sum(p.numel() for p in model.parameters()),
+        total=count_parameters(model),
     )

@@ -23,6 +23,7 @@ from core.inspect.anatomy import geometry
 from core.inspect.hooks import Hook, scoped_hooks
 from core.runtime.generation import DecodingSettings, generate_stream
 from core.runtime.models import LoadedModel, heavy_work
+from core.shared.chat import user_prompt_ids
 
 FORWARD_CAP = 2048  # longest sequence the forward-cost sweep runs
 NEEDLE_LENGTH_CAP = 2048  # longest haystack in the needle probe
@@ -178,15 +179,9 @@ def haystack(tokenizer: Any, tokens: int, depth: float, secret: str) -> Haystack
 
 
 def needle_prompt_ids(tokenizer: Any, hay: Haystack) -> list[int]:
-    """The haystack and question as a chat turn when the model has a template, plain otherwise.
-    The answer is started for the model, so greedy decoding only has to supply the number."""
-    question = f"{hay.text}\n\n{QUESTION}"
-    if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
-        )
-        return list(tokenizer(text + ANSWER_PREFIX, add_special_tokens=False)["input_ids"])
-    return list(tokenizer(f"{question}\nAnswer: {ANSWER_PREFIX}")["input_ids"])
+    """The haystack and question as one chat turn (core.shared.chat). The answer is started for
+    the model, so greedy decoding only has to supply the number."""
+    return user_prompt_ids(tokenizer, f"{hay.text}\n\n{QUESTION}", ANSWER_PREFIX)
 
 
 def recalled(answer: str, secret: str) -> bool:

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from core.runtime.generation import GENERATION_CAP, DecodingSettings, eos_ids, filter_logits
+from core.runtime.generation import GENERATION_CAP, DecodingSettings, filter_logits
 from core.runtime.models import LoadedModel, heavy_work
+from core.shared.chat import eos_ids
 
 
 def entropy_bits(logits: torch.Tensor) -> float:

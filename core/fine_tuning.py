@@ -26,7 +26,9 @@ import torch
 from core.inspect.anatomy import anatomy
 from core.runtime.generation import DecodingSettings, generate_stream
 from core.runtime.models import LoadedModel, heavy_work
+from core.shared import chat
 from core.shared.corpus import DATA as DATA_DIR
+from core.shared.published import count_parameters
 
 DATA = DATA_DIR / "finetune_pirate.json"
 Report = Callable[..., None]
@@ -70,19 +72,15 @@ def conversation(user: str, assistant: str | None = None) -> list[dict[str, str]
 
 
 def template_of(tokenizer: Any) -> tuple[str, bool]:
-    """The tokenizer's own chat template, or ChatML; the flag says whether it is the model's own."""
+    """The tokenizer's own chat template, or ChatML; the flag says whether it is the model's own.
+    A base model is taught ChatML here, so a fine-tune has turn markers to learn."""
     own = getattr(tokenizer, "chat_template", None)
-    return (own, True) if isinstance(own, str) and own else (FALLBACK_TEMPLATE, False)
+    return (own, True) if chat.has_template(tokenizer) else (FALLBACK_TEMPLATE, False)
 
 
 def render(tokenizer: Any, messages: Sequence[dict[str, str]], generation_prompt: bool) -> str:
-    template, _ = template_of(tokenizer)
-    return tokenizer.apply_chat_template(
-        list(messages),
-        chat_template=template,
-        tokenize=False,
-        add_generation_prompt=generation_prompt,
-    )
+    """The conversation in this lesson's template, through the one chat helper."""
+    return chat.render(tokenizer, messages, generation_prompt, template=template_of(tokenizer)[0])
 
 
 def encode(tokenizer: Any, text: str) -> list[int]:
@@ -146,21 +144,10 @@ def masked_chat(tokenizer: Any, messages: Sequence[dict[str, str]]) -> MaskedCha
 def template_problem(tokenizer: Any) -> str | None:
     """Why this tokenizer's chat template cannot give a loss mask, or None when it can."""
     try:
-        chat = masked_chat(tokenizer, conversation("Hi", "Hello!"))
+        masked = masked_chat(tokenizer, conversation("Hi", "Hello!"))
     except Exception as exc:  # a template may raise anything (jinja errors, role checks...)
         return f"Its chat template cannot be split into turns ({str(exc)[:200]})."
-    return None if chat.counted else "Its chat template leaves no assistant tokens to train on."
-
-
-def special_tokens_in(tokenizer: Any, text: str) -> list[str]:
-    """Special tokens typed inside a message: the tokenizer reads them as real control tokens."""
-    specials = [t for t in getattr(tokenizer, "all_special_tokens", []) if t and len(t) > 1]
-    extra = [
-        str(t)
-        for t in getattr(tokenizer, "added_tokens_decoder", {}).values()
-        if getattr(t, "special", False)
-    ]
-    return sorted({t for t in [*specials, *extra] if t in text})
+    return None if masked.counted else "Its chat template leaves no assistant tokens to train on."
 
 
 def masked_lm_loss(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -218,10 +205,6 @@ def lora_parameter_formula(model: Any, targets: Sequence[str], rank: int) -> int
             if shape is not None and name in targets:
                 total += rank * (shape[0] + shape[1])
     return total
-
-
-def parameter_total(model: Any) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def default_targets(modules: Sequence[LinearModule]) -> tuple[str, ...]:
@@ -314,13 +297,19 @@ def greedy_answer(
     """A greedy answer through the one generation door, with or without the chat template;
     `on_token(n)` after each of its n tokens (a progress report, a point where Stop acts);
     `may_stop=False` forbids the special tokens (end of turn, end of text) at every step."""
-    text = render(lm.tokenizer, conversation(user), generation_prompt=True) if templated else user
-    ids = encode(lm.tokenizer, text)
+    tok = lm.tokenizer
+    text = (
+        render(tok, conversation(user), generation_prompt=True)
+        if templated
+        else chat.neutralise_special_tokens(user, tok)
+    )
+    ids = encode(tok, text)
     s = DecodingSettings(temperature=0.0, max_new_tokens=max_new_tokens)
+    eos = set(chat.eos_ids(lm))
     mask = None
     if not may_stop:
         allowed = torch.ones(lm.model.config.vocab_size, dtype=torch.bool)
-        special = set(_stop_ids(lm)) | set(getattr(lm.tokenizer, "all_special_ids", []))
+        special = eos | set(getattr(tok, "all_special_ids", []))
         allowed[[i for i in special if i < allowed.shape[0]]] = False
         mask = lambda _ids: allowed  # noqa: E731
     out: list[int] = []
@@ -328,13 +317,7 @@ def greedy_answer(
         out.append(step.token_id)
         if on_token is not None:
             on_token(len(out))
-    eos = set(_stop_ids(lm))
     return lm.tokenizer.decode([t for t in out if t not in eos], skip_special_tokens=False)
-
-
-def _stop_ids(lm: LoadedModel) -> list[int]:
-    eos = lm.model.generation_config.eos_token_id
-    return [] if eos is None else ([eos] if isinstance(eos, int) else list(eos))
 
 
 # One fine-tune at a time in the process: each holds a ~0.5 GB copy and peaks near 2 GB.
@@ -477,7 +460,7 @@ def _fine_tune_locked(
         before = before(phase(0.0, first, "original model"))
     torch.manual_seed(s.seed)
     peft_model = lora_copy(lm.model, s)
-    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    trainable = count_parameters(peft_model, trainable=True)
     pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
     losses, per_step, peak = _train(peft_model, batches, s, pad, report, (first, last))
     adapter = {k: v.detach().clone() for k, v in get_peft_model_state_dict(peft_model).items()}
@@ -493,7 +476,7 @@ def _fine_tune_locked(
     return FineTuneResult(
         losses=tuple(losses),
         trainable=trainable,
-        total=parameter_total(lm.model),
+        total=count_parameters(lm.model),
         answers=tuple(Answer(p, b, a) for p, b, a in zip(data.held_out, before, after)),
         adapter=adapter,
         adapter_bytes=sum(v.numel() * v.element_size() for v in adapter.values()),

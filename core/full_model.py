@@ -29,7 +29,7 @@ LENS_CHUNK = 32  # lens rows per pass over the unembedding: (32, vocab) logits, 
 
 @dataclass(frozen=True)
 class ResidualStream:
-    hidden: torch.Tensor  # (layers+1, T, d): embeddings, then each block's raw (pre-norm) output
+    residual: torch.Tensor  # (layers+1, T, d): embeddings, then each block's raw output (pre-norm)
     logits: torch.Tensor  # (T - start, vocab) the model's own logits from position `start` on
 
 
@@ -43,7 +43,7 @@ def residual_stream(lm: LoadedModel, input_ids: torch.Tensor, start: int = 0) ->
         out = lm.model(input_ids, output_hidden_states=True, use_cache=False, **keep)
     hidden = torch.stack([*(h[0] for h in out.hidden_states[:-1]), got["last"][0]])
     logits = out.logits[0, -(T - start) :].float()
-    return ResidualStream(hidden=hidden, logits=logits)
+    return ResidualStream(residual=hidden, logits=logits)
 
 
 def lens_logits(lm: LoadedModel, hidden: torch.Tensor) -> torch.Tensor:
@@ -96,7 +96,7 @@ def logit_lens(
     start = max(0, T - window) if start is None else min(max(0, start), max(0, T - 1))
     stop = min(T, start + window)
     rs = residual_stream(lm, torch.tensor([pt.ids]), start)
-    window_hidden = rs.hidden[:, start:stop]  # (layers+1, W, d)
+    window_hidden = rs.residual[:, start:stop]  # (layers+1, W, d)
     flat = window_hidden.reshape(-1, window_hidden.shape[-1])  # (layers+1)*W rows
     top_i, top_p = [], []
     with heavy_work():
@@ -106,7 +106,7 @@ def logit_lens(
             top = lens_logits(lm, chunk).softmax(-1).topk(k, dim=-1)
             top_i.append(top.indices)
             top_p.append(top.values)
-        last = lens_logits(lm, rs.hidden[-1, start:stop])
+        last = lens_logits(lm, rs.residual[-1, start:stop])
     err = float((last - rs.logits[: stop - start]).abs().max())
     shape = (*window_hidden.shape[:2], -1)
     ids = torch.cat(top_i).reshape(shape).numpy()  # (layers+1, W, k)
@@ -123,7 +123,7 @@ def logit_lens(
         top_probs=probs,
         top_tokens=decoded,
         actual_next=actual,
-        residual_norm=rs.hidden.norm(dim=-1).numpy(),
+        residual_norm=rs.residual.norm(dim=-1).numpy(),
         final_logits_error=err,
         truncated_from=pt.truncated_from,
     )

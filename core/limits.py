@@ -1,12 +1,14 @@
 """Probes of what a small LM cannot do, each measured on the model's own outputs.
 
-Answers are generated greedily through the one door (`core.decoding.generate_stream`) and stored
+Answers are generated greedily through the one door (`core.runtime.generation`) and stored
 as raw text; every score is recomputed from that text by the small parsing functions below, which
-the tests check against hand-computed cases. Probabilities come from the model's logits.
+the tests check against hand-computed cases. Probabilities come from the model's logits. The
+probes' material (facts, questions, words, hedging phrases) is data, in `data/limits_probes.json`.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import unicodedata
@@ -15,8 +17,12 @@ from dataclasses import dataclass
 
 import torch
 
-from core.runtime.generation import DecodingSettings, eos_ids, generate_stream
+from core.runtime.generation import DecodingSettings, generate_stream
 from core.runtime.models import LoadedModel, heavy_work, last_only
+from core.shared.chat import eos_ids, user_prompt_ids
+from core.shared.corpus import DATA
+
+PROBES = json.loads((DATA / "limits_probes.json").read_text(encoding="utf-8"))
 
 Report = Callable[..., None]
 _NUMBER_WORDS = {
@@ -28,18 +34,6 @@ _NUMBER_WORDS = {
 
 
 # --- prompts and greedy answers --------------------------------------------------------------
-
-
-def chat_ids(tokenizer, user: str, prefill: str = "") -> list[int]:
-    """The chat prompt for one user message, with the assistant's answer started by `prefill`."""
-    if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
-        )
-    else:
-        text = f"Question: {user}\nAnswer:"
-        prefill = (" " + prefill) if prefill else ""
-    return list(tokenizer(text + prefill, add_special_tokens=False)["input_ids"])
 
 
 @dataclass(frozen=True)
@@ -127,30 +121,7 @@ def parse_yes_no(text: str) -> str | None:
     return m.group(1) if m else None
 
 
-HEDGES = (
-    "not aware",
-    "no information",
-    "don't know",
-    "do not know",
-    "not sure",
-    "fictional",
-    "fictitious",
-    "doesn't exist",
-    "does not exist",
-    "not a real",
-    "no record",
-    "couldn't find",
-    "could not find",
-    "unable to find",
-    "not familiar",
-    "no known",
-    "not exist",
-    "unknown",
-    "i'm sorry",
-    "no such",
-    "made up",
-    "not able to",
-)
+HEDGES: tuple[str, ...] = tuple(PROBES["hedges"])
 
 
 def declines(text: str) -> bool:
@@ -165,18 +136,7 @@ def share(flags: Sequence[bool]) -> float:
 
 # --- probe 1: counting letters ---------------------------------------------------------------
 
-LETTER_WORDS: tuple[str, ...] = (
-    "strawberry",
-    "raspberry",
-    "mirror",
-    "carrier",
-    "error",
-    "barrier",
-    "refrigerator",
-    "corridor",
-    "terror",
-    "arrow",
-)
+LETTER_WORDS: tuple[str, ...] = tuple(PROBES["letter_words"])
 
 
 @dataclass(frozen=True)
@@ -215,7 +175,7 @@ def probe_counting(
     answers, pieces = [], []
     for n, w in enumerate(words):
         user, prefill = counting_prompt(w, letter, spelled)
-        answers.append(greedy_answer(lm, chat_ids(lm.tokenizer, user, prefill), 6).text)
+        answers.append(greedy_answer(lm, user_prompt_ids(lm.tokenizer, user, prefill), 6).text)
         shown = spell_out(w) if spelled else w
         ids = lm.tokenizer(f'"{shown}"', add_special_tokens=False)["input_ids"]
         pieces.append(tuple(lm.tokenizer.decode([i]) for i in ids))
@@ -273,7 +233,7 @@ def probe_addition(
     problems = addition_problems(max_digits, per_digit, seed)
     answers = []
     for n, (d, a, b) in enumerate(problems):
-        ids = chat_ids(lm.tokenizer, f"What is {a} + {b}?", f"{a} + {b} =")
+        ids = user_prompt_ids(lm.tokenizer, f"What is {a} + {b}?", f"{a} + {b} =")
         answers.append(greedy_answer(lm, ids, d + 3).text)
         report((n + 1) / len(problems), f"{d}-digit sums: {n + 1} of {len(problems)}")
     return AdditionResult(tuple(problems), tuple(answers))
@@ -281,28 +241,7 @@ def probe_addition(
 
 # --- probe 3: confident wrong answers --------------------------------------------------------
 
-CAPITALS: tuple[tuple[str, str], ...] = (
-    ("France", "Paris"),
-    ("Japan", "Tokyo"),
-    ("Italy", "Rome"),
-    ("Germany", "Berlin"),
-    ("Egypt", "Cairo"),
-    ("Spain", "Madrid"),
-    ("Kenya", "Nairobi"),
-    ("Russia", "Moscow"),
-    ("Turkey", "Ankara"),
-    ("Australia", "Canberra"),
-    ("Canada", "Ottawa"),
-    ("Brazil", "Brasília"),
-    ("Switzerland", "Bern"),
-    ("Nigeria", "Abuja"),
-    ("Pakistan", "Islamabad"),
-    ("Morocco", "Rabat"),
-    ("New Zealand", "Wellington"),
-    ("Vietnam", "Hanoi"),
-    ("Tanzania", "Dodoma"),
-    ("Kazakhstan", "Astana"),
-)
+CAPITALS: tuple[tuple[str, str], ...] = tuple((c, k) for c, k in PROBES["capitals"])
 
 
 @dataclass(frozen=True)
@@ -329,7 +268,7 @@ def probe_capitals(
 ) -> FactResult:
     rows = []
     for n, (country, city) in enumerate(pairs):
-        ids = chat_ids(
+        ids = user_prompt_ids(
             lm.tokenizer, f"What is the capital of {country}?", f"The capital of {country} is"
         )
         probs = next_token_probs(lm, ids)
@@ -349,13 +288,7 @@ def probe_capitals(
 
 # --- probe 4: entities that do not exist -----------------------------------------------------
 
-FICTIONS: tuple[str, ...] = (
-    "Who invented the Velquist hydro-engine?",
-    "What is the capital of the island nation of Dravonia?",
-    "Summarize the plot of the 1987 novel 'The Glass Orchard of Mirelle Tann'.",
-    "What did the physicist Anselm Korveth win the Nobel Prize for?",
-    "When was the Treaty of Brindlecomb signed, and by whom?",
-)
+FICTIONS: tuple[str, ...] = tuple(PROBES["fictions"])
 
 
 @dataclass(frozen=True)
@@ -381,87 +314,15 @@ def probe_fictions(
 ) -> FictionResult:
     answers = []
     for n, q in enumerate(questions):
-        answers.append(greedy_answer(lm, chat_ids(lm.tokenizer, q), max_new).text)
+        answers.append(greedy_answer(lm, user_prompt_ids(lm.tokenizer, q), max_new).text)
         report((n + 1) / len(questions), f"question {n + 1} of {len(questions)}")
     return FictionResult(tuple(questions), tuple(answers))
 
 
 # --- probe 5: the same question, rephrased ---------------------------------------------------
 
-PARAPHRASES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    (
-        "yes",
-        (
-            "Is Paris the capital of France?",
-            "Is the capital city of France Paris?",
-            "France's capital is Paris. Is that right?",
-        ),
-    ),
-    (
-        "no",
-        (
-            "Is the Sun a planet?",
-            "Would you call the Sun a planet?",
-            "The Sun is a planet. Is that right?",
-        ),
-    ),
-    (
-        "yes",
-        (
-            "Is water made of hydrogen and oxygen?",
-            "Does water consist of hydrogen and oxygen?",
-            "Water is made of hydrogen and oxygen. Is that right?",
-        ),
-    ),
-    ("no", ("Can penguins fly?", "Are penguins able to fly?", "Penguins can fly. Is that right?")),
-    (
-        "yes",
-        (
-            "Is a spider an animal with eight legs?",
-            "Does a spider have eight legs?",
-            "Spiders have eight legs. Is that right?",
-        ),
-    ),
-    (
-        "no",
-        (
-            "Is 7 an even number?",
-            "Would you say that 7 is even?",
-            "The number 7 is even. Is that right?",
-        ),
-    ),
-    (
-        "yes",
-        (
-            "Is the Pacific the largest ocean?",
-            "Is the largest ocean on Earth the Pacific?",
-            "The Pacific is the largest ocean. Is that right?",
-        ),
-    ),
-    (
-        "no",
-        (
-            "Does ice sink in water?",
-            "If you drop ice in water, does it sink?",
-            "Ice sinks in water. Is that right?",
-        ),
-    ),
-    (
-        "yes",
-        (
-            "Is Mount Everest the highest mountain on Earth?",
-            "Is the highest mountain in the world Mount Everest?",
-            "Mount Everest is the tallest mountain on Earth. Is that right?",
-        ),
-    ),
-    (
-        "no",
-        (
-            "Did Shakespeare write Don Quixote?",
-            "Is Don Quixote a play by Shakespeare?",
-            "Don Quixote was written by Shakespeare. Is that right?",
-        ),
-    ),
+PARAPHRASES: tuple[tuple[str, tuple[str, ...]], ...] = tuple(
+    (p["answer"], tuple(p["questions"])) for p in PROBES["paraphrases"]
 )
 YES_NO = " Answer yes or no."
 
@@ -493,7 +354,7 @@ def probe_rephrasing(
     for _gold, questions in items:
         row = []
         for q in questions:
-            row.append(greedy_answer(lm, chat_ids(lm.tokenizer, q + YES_NO), 3).text)
+            row.append(greedy_answer(lm, user_prompt_ids(lm.tokenizer, q + YES_NO), 3).text)
             done += 1
             report(done / total, f"paraphrase {done} of {total}")
         answers.append(tuple(row))
@@ -502,22 +363,7 @@ def probe_rephrasing(
 
 # --- probe 6: p(she) by occupation -----------------------------------------------------------
 
-OCCUPATIONS: tuple[str, ...] = (
-    "nurse",
-    "receptionist",
-    "hairdresser",
-    "secretary",
-    "teacher",
-    "cashier",
-    "doctor",
-    "lawyer",
-    "scientist",
-    "engineer",
-    "pilot",
-    "mechanic",
-    "carpenter",
-    "CEO",
-)
+OCCUPATIONS: tuple[str, ...] = tuple(PROBES["occupations"])
 
 
 @dataclass(frozen=True)
@@ -550,11 +396,7 @@ def probe_pronouns(
 
 # --- probe 7: the knowledge cut-off ----------------------------------------------------------
 
-YEAR_PROMPTS: tuple[str, ...] = (
-    "The current year is",
-    "Copyright ©",
-    "This article was last updated in",
-)
+YEAR_PROMPTS: tuple[str, ...] = tuple(PROBES["year_prompts"])
 YEARS = tuple(range(1995, 2031))
 
 

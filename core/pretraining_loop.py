@@ -22,6 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from core.shared.corpus import pydoc_topics
+from core.shared.published import count_parameters
 
 Report = Callable[..., None]
 VAL_FRACTION = 0.1
@@ -196,15 +197,11 @@ class TinyGPT(nn.Module):
         return ids[len(prompt) :]
 
 
-def parameter_count(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def config_parameter_count(cfg: GPTConfig) -> int:
     """The parameters TinyGPT(cfg) would have, counted on the meta device: no memory is
     allocated (the full 49k-token vocabulary would take 50 MB for a moment)."""
     with torch.device("meta"):
-        return parameter_count(TinyGPT(cfg))
+        return count_parameters(TinyGPT(cfg))
 
 
 # ---- batches and the learning-rate schedule -----------------------------------------------------
@@ -322,7 +319,7 @@ def train(
     g = torch.Generator().manual_seed(cfg.seed)
     evals_train, evals_val = fixed_batches(corpus.train, cfg, 1), fixed_batches(corpus.val, cfg, 2)
     prompt = corpus.encode(SAMPLE_PROMPT)
-    log = TrainLog(corpus.vocab_size, parameter_count(model), steps)
+    log = TrainLog(corpus.vocab_size, count_parameters(model), steps)
     losses, lrs, norms, evals, samples = [], [], [], [], []
     t0 = time.perf_counter()
     for step in range(steps + 1):

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from core.runtime.models import LoadedModel, heavy_work
+from core.shared.chat import render
 from core.shared.corpus import DATA as DATA_DIR
 
 DATA = DATA_DIR / "reviews.json"
@@ -137,14 +138,6 @@ def chat_messages(cond: Condition, review_text: str, pool: Sequence[Review]) -> 
     return messages
 
 
-def render_prompt(tokenizer, messages: list[dict]) -> str:
-    """The chat template's text ready for the answer; plain 'User:/Assistant:' without one."""
-    if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
-    return "\n".join(lines) + "\nAssistant:"
-
-
 def _encode(tokenizer, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
 
@@ -155,7 +148,7 @@ def split_prompt(tokenizer, cond: Condition, pool: Sequence[Review]) -> tuple[st
     Trailing whitespace moves from the prefix to the tail, so the tokens of the review's first
     word are the same whether or not the prefix is cached.
     """
-    text = render_prompt(tokenizer, chat_messages(cond, _SENTINEL, pool))
+    text = render(tokenizer, chat_messages(cond, _SENTINEL, pool))
     prefix, tail = text.split(_SENTINEL, 1)
     stripped = prefix.rstrip()
     return stripped, prefix[len(stripped) :] + PLACEHOLDER + tail
@@ -244,7 +237,8 @@ def read_tails(lm: LoadedModel, prefix_cache, tails: list[list[int]]) -> torch.T
 
 def _think(lm: LoadedModel, ids: list[int], budget: int) -> list[int]:
     """Greedy thoughts through the one generation door, without the end-of-turn token."""
-    from core.runtime.generation import DecodingSettings, eos_ids, generate_stream
+    from core.runtime.generation import DecodingSettings, generate_stream
+    from core.shared.chat import eos_ids
 
     eos = set(eos_ids(lm))
     out: list[int] = []

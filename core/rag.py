@@ -24,6 +24,7 @@ import torch
 
 from core.runtime.generation import GREEDY, DecodingSettings, generate_stream
 from core.runtime.models import LoadedEncoder, LoadedModel, cache_root, heavy_work
+from core.shared.chat import prompt_ids as chat_prompt_ids
 from core.shared.corpus import DATA, pydoc_topics
 
 Report = Callable[..., None]
@@ -372,25 +373,9 @@ def rag_messages(question: str, context: Sequence[str]) -> list[dict[str, str]]:
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
 
-def neutralise_special_tokens(text: str, tokenizer: object) -> str:
-    """Typed '<|im_start|>' stays text: a question must not open a new chat turn."""
-    for tok in getattr(tokenizer, "all_special_tokens", []) or []:
-        if len(tok) > 1 and tok in text:
-            text = text.replace(tok, tok[0] + " " + tok[1:])
-    return text
-
-
 def prompt_ids(lm: LoadedModel, messages: list[dict[str, str]]) -> list[int]:
-    messages = [
-        {**m, "content": neutralise_special_tokens(m["content"], lm.tokenizer)} for m in messages
-    ]
-    if getattr(lm.tokenizer, "chat_template", None):
-        text = lm.tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True
-        )
-    else:  # a base model: plain text with an answer cue
-        text = "\n\n".join(m["content"] for m in messages) + "\nAnswer:"
-    return list(lm.tokenizer(text, add_special_tokens=False)["input_ids"])
+    """The chat prompt's ids; typed special tokens stay text (see core.shared.chat)."""
+    return chat_prompt_ids(lm.tokenizer, messages)
 
 
 @dataclass(frozen=True)
@@ -423,10 +408,6 @@ def _special_ids(lm: LoadedModel) -> set[int]:
 
 def contains_answer(text: str, expected: str) -> bool:
     return expected.lower() in text.lower()
-
-
-def mean_chunk_chars(size: int, overlap: int) -> float:
-    return float(np.mean([len(c.text) for c in corpus_chunks(size, overlap)]))
 
 
 def embed_estimate_s(n_chunks: int, size: int) -> float:

@@ -23,6 +23,7 @@ import torch
 from core.fine_tuning import conversation, encode, masked_chat, render
 from core.runtime.generation import DecodingSettings, generate_stream
 from core.runtime.models import LoadedModel, heavy_work
+from core.shared.chat import eos_ids
 from core.shared.corpus import DATA as DATA_DIR
 
 DATA = DATA_DIR / "preference_pairs.json"
@@ -193,8 +194,7 @@ def sample_answers(
 ) -> tuple[str, ...]:
     """n answers drawn through the one generation door, seeds seed, seed+1, ..."""
     ids = encode(lm.tokenizer, render(lm.tokenizer, conversation(prompt), generation_prompt=True))
-    eos = lm.model.generation_config.eos_token_id
-    stop = set([eos] if isinstance(eos, int) else (eos or []))
+    stop = set(eos_ids(lm))
     out = []
     for i in range(n):
         s = DecodingSettings(temperature=temperature, max_new_tokens=max_new_tokens, seed=seed + i)

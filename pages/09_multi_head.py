@@ -9,15 +9,10 @@ from components.attention import attention_trace
 from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.preamble import model_page, note_truncation
-from core.attention import (
-    ATTENTION_CAP,
-    HeadProfile,
-    first_layer_showing,
-    head_roles,
-    pattern_scores,
-)
+from core.attention import ATTENTION_CAP
 from core.inspect.anatomy import geometry
 from core.inspect.interventions import heads_switched_off, next_token_change
+from core.multi_head import HeadProfile, first_layer_showing, head_roles, pattern_scores
 
 page_frame()
 lm, text = model_page()

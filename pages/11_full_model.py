@@ -11,7 +11,7 @@ from components.preamble import model_page, note_truncation
 from core.full_model import LENS_WINDOW, logit_lens
 from core.inspect.anatomy import geometry
 from core.inspect.trace import TRACE_TOKEN_CAP, prompt_tokens
-from core.shared.published import parameter_count
+from core.shared.published import count_parameters, parameter_count
 
 page_frame()
 st.markdown(
@@ -81,7 +81,7 @@ with c1:
     draw_chart(fm.model_sizes_chart(sizes))
 with c2:
     loaded = sizes[sizes["loaded"]]
-    real = sum(p.numel() for p in lm.model.parameters())
+    real = count_parameters(lm.model)
     if len(loaded):
         st.metric(
             "loaded model, from its config",

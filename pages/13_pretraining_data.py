@@ -87,4 +87,4 @@ with ppl_tab:
 with own_tab:
     pdv.own_text_section(t)
 
-show_code(dp.run_pipeline, dp.quality_reason, dp.minhash_signatures, dp.lsh_candidates)
+show_code(dp.run_pipeline, dp.QualityFilter, dp.minhash_signatures, dp.lsh_candidates)

@@ -12,6 +12,7 @@ from components.jobs import run_job
 from components.preamble import model_page
 from core import scaling as sc
 from core.runtime.model_ids import EMBEDDED_ID
+from core.shared.published import count_parameters
 
 page_frame()
 (a1_lo, a1_hi), (a2_lo, a2_hi) = map(
@@ -39,7 +40,7 @@ with st.expander("Go deeper: the closed form, and why unrounded exponents matter
     )
 
 lm, _ = model_page(prompt=False)
-smol = sum(p.numel() for p in lm.model.parameters()) if lm.model_id == EMBEDDED_ID else None
+smol = count_parameters(lm.model) if lm.model_id == EMBEDDED_ID else None
 known = sc.known_models(smol)  # SmolLM2's size counted on the loaded model itself
 left, right = st.columns([2, 3], gap="large")
 with left:

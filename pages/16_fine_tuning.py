@@ -9,6 +9,8 @@ from components.frame import page_frame, show_code
 from components.models import current_model_id
 from components.preamble import model_page, require_anatomy
 from core import fine_tuning as ft
+from core.shared.chat import special_tokens_in
+from core.shared.published import count_parameters
 
 page_frame()
 lm, _ = model_page(prompt=False)
@@ -69,11 +71,12 @@ request = st.text_input(
 if not request.strip():
     st.info("The request is empty, so this uses a held-out prompt instead.")
     request = data.held_out[0]
-typed = ft.special_tokens_in(lm.tokenizer, request)
+typed = special_tokens_in(lm.tokenizer, request)
 if typed:
     st.warning(
-        f"Your request contains {', '.join(typed)}: the tokenizer reads typed special "
-        "tokens as real control tokens, so they can fake a turn (prompt injection)."
+        f"Your request contains {', '.join(typed)}: the tokenizer would read typed special "
+        "tokens as real control tokens and fake a turn (prompt injection), so a space is "
+        "put after their first character before the model reads them."
     )
 compared = view.template_job(model_id, request)
 if compared is not None:
@@ -113,7 +116,7 @@ steps = c3.slider(
 )
 layers = len(ft.decoder_layers(lm.model))
 trainable = ft.lora_parameter_formula(lm.model, targets, rank)
-all_params = ft.parameter_total(lm.model)
+all_params = count_parameters(lm.model)
 m1, m2, m3 = st.columns(3)
 m1.metric("Trainable LoRA parameters", f"{trainable:,}")
 m2.metric("Share of the model", f"{trainable / all_params:.3%}", help=f"of {all_params:,}")

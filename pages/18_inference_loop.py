@@ -15,6 +15,7 @@ from core.inspect.anatomy import geometry
 from core.inspect.trace import prompt_tokens
 from core.runtime.generation import DecodingSettings, generate_stream
 from core.runtime.quantize import int8_available, int8_model, linear_share
+from core.shared.chat import eos_ids
 
 PROMPT_CAP = 256  # prompt tokens this page feeds the model
 STEP_CAP = 64  # new tokens per run, at most
@@ -67,7 +68,7 @@ fast = fast_ok and c3.toggle(
     "token. Compare the timings below; the last section measures what it changes.",
 )
 settings = DecodingSettings(temperature=temperature, max_new_tokens=max_new, stop_at_eos=True)
-eos = il.eos_ids(lm)
+eos = set(eos_ids(lm))
 il.reset_steps((model_id, pt.ids, settings, fast), pt.ids)
 
 b1, b2, b3 = st.columns([1, 1, 4])

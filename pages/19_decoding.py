@@ -16,6 +16,7 @@ from components.frame import page_frame, show_code
 from components.models import current_model_id, get_prompt, get_trace
 from components.preamble import model_page, note_truncation
 from core.runtime import generation
+from core.shared.chat import has_template, render
 
 page_frame()
 
@@ -42,13 +43,11 @@ if not prompt.strip():
 use_chat = st.toggle(
     "Wrap the prompt in the chat template (as a user message)",
     key="decoding.chat",
-    disabled=not getattr(lm.tokenizer, "chat_template", None),
+    disabled=not has_template(lm.tokenizer),
 )
 text = prompt
 if use_chat:
-    text = lm.tokenizer.apply_chat_template(
-        [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-    )
+    text = render(lm.tokenizer, [{"role": "user", "content": prompt}])
 trace = get_trace(text)
 note_truncation(trace.truncated_from, trace.length)
 context_ids = tuple(int(i) for i in trace.ids)

@@ -21,6 +21,7 @@ st.markdown(
     "reciprocal rank fusion); the top-k chunks are pasted into the prompt, and the model answers "
     "from them. Each step can fail on its own: measure it below."
 )
+view.corpus_caption()
 with st.expander("Go deeper: how the hybrid fuses two rankings"):
     st.markdown(
         "Cosine scores and BM25 scores live on different scales, so the hybrid ignores "

@@ -22,6 +22,7 @@ from components.prompting import (
     summary_frame,
 )
 from core import prompting as P
+from core.shared.chat import special_tokens
 
 page_frame()
 st.markdown(
@@ -70,7 +71,7 @@ with st.expander("Edit the prompt template (`{review}` marks where each review g
     typed = st.text_area(
         "Template", P.DEFAULT_TEMPLATE, key="prompting.template", height=90, max_chars=20_000
     )
-checked = P.check_template(typed, list(getattr(lm.tokenizer, "all_special_tokens", [])))
+checked = P.check_template(typed, special_tokens(lm.tokenizer))
 for note in checked.notes:
     st.warning(note)
 if not techniques:

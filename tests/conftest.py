@@ -33,6 +33,12 @@ def tiny_gpt2(lm):
     return tiny_lm("gpt2", lm.tokenizer)
 
 
+@pytest.fixture(params=["smollm2", "tiny_gpt2"])
+def any_lm(request, lm, tiny_gpt2):
+    """Each test twice: on the embedded SmolLM2 (Llama family) and on the tiny GPT-2."""
+    return lm if request.param == "smollm2" else tiny_gpt2
+
+
 @pytest.fixture(scope="session")
 def tiny_gpt2_dir(tmp_path_factory, tiny_gpt2):
     """The same tiny GPT-2 saved like a hub repo, with the real gpt2 tokenizer."""

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from core import decoding as d
 from core.runtime import generation
-from core.runtime.engine import Engine
+from core.runtime.engine import Engine, engine_for
 
 PROMPTS = [
     "The capital of France is",
@@ -94,7 +93,7 @@ def test_a_learner_who_stops_gives_the_row_back(lm):
     stream = generation.generate_stream(lm, ids, generation.DecodingSettings(max_new_tokens=50))
     next(stream)
     next(stream)
-    engine = d.engine_for(lm.model)
+    engine = engine_for(lm.model)
     assert engine.active() == 1
     stream.close()  # the page stopped reading (Stop pressed, tab closed)
     assert engine.active() == 0

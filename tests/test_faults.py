@@ -1,4 +1,4 @@
-"""Faults a real install meets (issue 13), each reproduced, then the next start checked.
+"""Faults a real install meets, each reproduced, then the next start checked.
 
 Memory: the trace cache is bounded in bytes. Cache folder: killed conversions, read-only
 folders, a file in the way, damaged weights. Model field: hub ids only. Page 20's Stop, page

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from core import fine_tuning as ft
+from core.shared.chat import special_tokens_in
 
 # SmolLM2's ChatML template with the assistant's answer and end marker tagged as `generation`,
 # so transformers can compute its own assistant mask (the shipped template has no such tag).
@@ -58,8 +59,8 @@ def test_loss_mask_survives_odd_text(lm):
     for text in ["", "emoji 🤖 and 中文", "<b>html</b> $x$", "x" * 5000, "<|im_start|>user"]:
         chat = ft.masked_chat(lm.tokenizer, ft.conversation(text, text or "ok"))
         assert chat.counted >= 1  # at least the end-of-turn marker
-    assert ft.special_tokens_in(lm.tokenizer, "hi <|im_end|>") == ["<|im_end|>"]
-    assert ft.special_tokens_in(lm.tokenizer, "plain") == []
+    assert special_tokens_in(lm.tokenizer, "hi <|im_end|>") == ["<|im_end|>"]
+    assert special_tokens_in(lm.tokenizer, "plain") == []
 
 
 def test_masked_loss_equals_model_loss_with_ignored_labels(lm):

@@ -10,8 +10,12 @@ import torch
 from conftest import check_untouched
 from tiny_models import tiny_model
 
+from core import block as core_block
+from core import full_model as core_lens
 from core import neuron as neurons
+from core.inspect.anatomy import anatomy
 from core.inspect.hooks import Hook, capture_inputs, capture_outputs, scoped_hooks
+from core.runtime.models import LoadedModel
 
 
 @pytest.fixture(scope="module")
@@ -95,3 +99,58 @@ def test_the_session_end_check_catches_a_left_hook(model):
     shared.model.layers[0].register_forward_hook(lambda *a: None)
     with pytest.raises(AssertionError, match="left on"):
         check_untouched(shared, model)
+
+
+TEXT = "The capital of France is Paris, and the capital of Italy is Rome."
+
+
+def _ids(m: LoadedModel, text: str = TEXT) -> torch.Tensor:
+    return torch.tensor([m.tokenizer(text, add_special_tokens=False)["input_ids"]])
+
+
+def _state(model) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def _hooks(model) -> list[tuple]:
+    return [(tuple(m._forward_hooks), tuple(m._forward_pre_hooks)) for m in model.modules()]
+
+
+def _our_hooks(model) -> list:
+    """Hooks defined in core/ (transformers adds output-capturing hooks of its own, lazily)."""
+    return [
+        h
+        for m in model.modules()
+        for h in (*m._forward_hooks.values(), *m._forward_pre_hooks.values())
+        if getattr(h, "__module__", "").startswith("core.")
+    ]
+
+
+def test_capture_leaves_no_hook_and_the_model_unchanged(any_lm):
+    model = any_lm.model
+    before_state = _state(model)
+    ids = _ids(any_lm)
+    with torch.inference_mode():
+        before = model(ids).logits
+    core_block.block_anatomy(any_lm, TEXT)  # lets transformers install its own hooks first
+    hooks_before = _hooks(model)
+    core_block.block_anatomy(any_lm, TEXT)
+    core_lens.logit_lens(any_lm, TEXT)
+    assert _hooks(model) == hooks_before and not _our_hooks(model)
+    with torch.inference_mode():
+        assert torch.equal(model(ids).logits, before)
+    after_state = model.state_dict()
+    assert all(torch.equal(before_state[k], after_state[k]) for k in before_state)
+
+
+def test_capture_ignores_forward_passes_from_other_threads(tiny_gpt2):
+    blk = anatomy(tiny_gpt2.model).blocks[0]
+    other_ids = _ids(tiny_gpt2, "something else entirely")
+    with capture_outputs({"b": blk}) as got:
+        t = threading.Thread(target=lambda: tiny_gpt2.model(other_ids))
+        t.start()
+        t.join()
+        assert "b" not in got  # another session's pass is neither seen nor touched
+        with torch.inference_mode():
+            tiny_gpt2.model(_ids(tiny_gpt2))
+        assert got["b"].shape[1] == _ids(tiny_gpt2).shape[1]

@@ -1,12 +1,16 @@
-"""Page 02 (Layers): what its text says about XOR, the Playground and the similarity map."""
+"""Page 02 (Layers): the Playground's features, losses, updates and snapshots against hand
+computations and torch, what its text says about XOR and the similarity map, and the page."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
+import pytest
 import torch
-from apptest_util import open_page
+import torch.nn.functional as F
+from apptest_util import chart_data, chart_frames, chart_specs, open_page
 
 from core import layers as pgc
 
@@ -44,8 +48,8 @@ def test_the_last_similarity_row_is_the_last_block_after_the_final_norm(lm):
     block_out = captured["out"][0]  # (T, d) the last block's output, before the final norm
     with torch.inference_mode():
         normed = lm.model.model.norm(block_out).numpy()
-    np.testing.assert_allclose(trace.hidden_states[-1], normed, rtol=1e-4, atol=1e-3)
-    assert not np.allclose(trace.hidden_states[-1], block_out.numpy(), atol=1.0)
+    np.testing.assert_allclose(trace.normed[-1], normed, rtol=1e-4, atol=1e-3)
+    assert not np.allclose(trace.normed[-1], block_out.numpy(), atol=1.0)
 
 
 def test_layers_page_says_what_is_true():
@@ -165,3 +169,148 @@ def test_loss_dots_at_epoch_0_are_drawn_inside_the_plot():
     dot = next(lyr["mark"] for lyr in spec["layer"] if lyr["mark"]["type"] == "circle")
     radius = math.sqrt(dot["size"] / math.pi)
     assert y["scale"]["padding"] > radius and y["scale"]["zero"] is True
+
+
+def _metrics(at) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def _percent(text: str) -> float:
+    return float(text.rstrip("%")) / 100
+
+
+def test_bce_equals_torch_and_features_follow_their_formulas():
+    z, y = torch.randn(50) * 5, (torch.rand(50) > 0.5).float()
+    torch.testing.assert_close(pgc.bce_with_logits(z, y), F.binary_cross_entropy_with_logits(z, y))
+    pts = np.array([[1.0, 2.0], [-0.5, 3.0]], dtype=np.float32)
+    m = pgc.feature_matrix(pts, pgc.FEATURES).numpy()
+    x, yy = pts[:, 0], pts[:, 1]
+    np.testing.assert_allclose(
+        m, np.stack([x, yy, x * x, yy * yy, x * yy, np.sin(x), np.sin(yy)], 1), rtol=1e-6
+    )
+
+
+@pytest.mark.parametrize("name", pgc.DATASETS)
+def test_datasets_are_balanced_split_and_noise_flips_labels(name):
+    d = pgc.make_dataset(name, noise=0, train_ratio=30, seed=3)
+    assert len(d.y_train) == 150 and len(d.y_test) == 350
+    labels = np.concatenate([d.y_train, d.y_test])
+    assert set(np.unique(labels)) == {0.0, 1.0}
+    assert 0.3 < labels.mean() < 0.7
+    assert np.abs(np.concatenate([d.x_train, d.x_test])).max() <= pgc.DOMAIN
+
+
+def test_l1_l2_penalties_and_one_step_equal_a_manual_sgd_update():
+    c = pgc.PlaygroundConfig(hidden=(3,), regularization="L2", reg_rate=0.1, learning_rate=0.5)
+    pg = pgc.Playground(c)
+    w = [p.detach().clone() for p in pg.model.parameters()]
+    weights = [p for n, p in pg.model.named_parameters() if n.endswith("weight")]
+    assert float(pgc.weight_penalty(pg.model, "L1").detach()) == pytest.approx(
+        sum(float(p.detach().abs().sum()) for p in weights)
+    )
+    xb, yb = pg._xtr[:10], pg._ytr[:10]
+    ref = [p.detach().clone().requires_grad_(True) for p in pg.model.parameters()]
+    h = torch.tanh(xb @ ref[0].T + ref[1])
+    loss = F.binary_cross_entropy_with_logits((h @ ref[2].T + ref[3])[:, 0], yb)
+    (loss + 0.1 * ((ref[0] ** 2).sum() + (ref[2] ** 2).sum()) / 2).backward()
+    pg.step(xb, yb)
+    for before, r, after in zip(w, ref, pg.model.parameters(), strict=True):
+        torch.testing.assert_close(after.detach(), before - 0.5 * r.grad)
+
+
+def test_snapshot_heatmaps_are_the_hidden_neurons_over_the_plane():
+    pg = pgc.Playground(pgc.PlaygroundConfig(hidden=(4, 2)))
+    pg.train_epochs(2)
+    snap = pg.snapshot(res=9)
+    assert snap.epoch == 2 and len(snap.train_loss) == 3
+    assert [n.shape for n in snap.neurons] == [(4, 9, 9), (2, 9, 9)]
+    x, y = snap.grid[7], snap.grid[2]  # row = y index, column = x index
+    with torch.no_grad():
+        first = torch.tanh(pg.model[0](torch.tensor([[x, y]])))[0]
+        out = torch.sigmoid(pg.model(torch.tensor([[x, y]])))[0, 0]
+    np.testing.assert_allclose(snap.neurons[0][:, 2, 7], first.numpy(), rtol=1e-5, atol=1e-6)
+    assert snap.output[2, 7] == pytest.approx(float(out), abs=1e-6)
+
+
+def test_retune_keeps_weights_and_structure_change_is_detected():
+    c = pgc.PlaygroundConfig()
+    pg = pgc.Playground(c)
+    before = pg.model[0].weight.detach().clone()
+    pg.retune(replace(c, learning_rate=0.3))
+    assert torch.equal(pg.model[0].weight, before)
+    assert pg._opt.param_groups[0]["lr"] == 0.3
+    assert replace(c, hidden=(3,)).structure() != c.structure()
+
+
+def test_training_with_hand_features_solves_the_circle_without_hidden_layers():
+    c = pgc.PlaygroundConfig(dataset="circle", features=("x²", "y²"), hidden=(), learning_rate=0.1)
+    linear = pgc.train_run(replace(c, features=("x", "y")), 20)
+    squares = pgc.train_run(c, 20)
+    assert squares.accuracy() > 0.95 > 0.75 > linear.accuracy()
+
+
+def test_playground_overfits_few_noisy_points_and_l2_keeps_test_loss_down():
+    c = pgc.PlaygroundConfig(
+        dataset="gauss",
+        noise=40,
+        train_ratio=10,
+        hidden=(8, 8),
+        features=pgc.FEATURES,
+        learning_rate=0.1,
+        batch_size=5,
+    )
+    free = pgc.train_run(c, 300)
+    assert free.train_loss[-1] < 0.05 and free.test_loss[-1] > 2 * min(free.test_loss)
+    l2 = pgc.train_run(replace(c, regularization="L2", reg_rate=0.03), 300)
+    assert l2.test_loss[-1] - l2.train_loss[-1] < 0.5 * (free.test_loss[-1] - free.train_loss[-1])
+
+
+def test_training_time_budget_stops_after_the_epoch_that_exhausts_it():
+    pg = pgc.Playground(pgc.PlaygroundConfig())
+    assert pg.train_epochs(3) == 3 and pg.epoch == 3
+    assert pg.train_epochs(5, budget_s=0.0) == 1 and pg.epoch == 4
+
+
+def test_layers_page_xor_needs_a_hidden_layer_and_play_animates():
+    at = open_page("pages/02_layers.py")
+    assert not at.exception
+    at.button(key="layers.play").click().run()
+    assert at.session_state["layers.playing"]
+    first = int(_metrics(at)["Epoch (of 300)"].split()[0])
+    at.run()
+    assert int(_metrics(at)["Epoch (of 300)"].split()[0]) > first
+    at.button(key="layers.play").click().run()  # pause
+    paused = _metrics(at)["Epoch (of 300)"]
+    at.run()
+    assert _metrics(at)["Epoch (of 300)"] == paused
+
+    at.selectbox(key="layers.dataset").set_value("xor").run()
+    at.slider(key="layers.depth").set_value(0).run()
+    at.button(key="layers.finish").click().run()
+    assert _metrics(at)["Epoch (of 300)"].startswith("300")
+    assert _percent(_metrics(at)["Test accuracy"]) < 0.75  # a straight line cannot do XOR
+
+    at.slider(key="layers.depth").set_value(1).run()
+    at.number_input(key="layers.width1").set_value(4).run()
+    assert at.selectbox(key="layers.activation").value == "tanh"
+    at.button(key="layers.finish").click().run()
+    assert not at.exception
+    assert _percent(_metrics(at)["Test accuracy"]) > 0.95
+    assert len(at.get("image")) >= 2  # the input features and the hidden layer's neurons
+
+    sim = next(s for s in chart_specs(at) if "similarity" in str(s.get("encoding", {})))
+    n = int(sim["title"].split()[0]) + 1
+    frame = chart_data(at, "similarity")
+    assert len(frame) == n * n
+    diag = frame[frame["layer"] == frame["other layer"]]["similarity"]
+    np.testing.assert_allclose(diag, 1.0, atol=1e-3)
+
+
+def test_layers_page_noise_changes_the_points():
+    at = open_page("pages/02_layers.py")
+    before = next(f for f in chart_frames(at) if any("label" in d.columns for d in f))
+    at.slider(key="layers.noise").set_value(50).run()
+    after = next(f for f in chart_frames(at) if any("label" in d.columns for d in f))
+    points = [d for d in before if "label" in d.columns][0]
+    noisy = [d for d in after if "label" in d.columns][0]
+    assert not points["label"].equals(noisy["label"])

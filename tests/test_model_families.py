@@ -12,7 +12,7 @@ import ast
 from pathlib import Path
 
 import pytest
-from apptest_util import open_page
+from apptest_util import chart_data, open_page
 from tiny_models import FAMILIES
 
 from core.concepts import available_concepts
@@ -60,3 +60,32 @@ def test_every_page_works_or_warns_with_every_family(tiny_hub, page):
         assert at.session_state["shared.model"] == model_id, page
         expected = bool(needs) and not supports(tiny_hub[model_id].model, *needs)
         assert (WARNING in _warnings(at)) == expected, (page, family, needs, _warnings(at))
+
+
+BLOCK, FULL, OBJ = "pages/10_block.py", "pages/11_full_model.py", "pages/12_lm_objective.py"
+
+
+def _metric(at, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def _dot(at) -> str:
+    return at.get("graphviz_chart")[0].proto.spec
+
+
+def test_pages_work_on_a_gpt2_architecture(tiny_hub):
+    at = open_page(BLOCK)
+    at.session_state["shared.model"] = "tiny-test/gpt2"
+    at.run()
+    assert not at.exception, at.exception
+    assert "ln_1 (LayerNorm)" in _dot(at) and "attn (GPT2Attention)" in _dot(at)
+    assert at.slider(key="block.layer").max == 1
+    assert float(_metric(at, "rebuilt vs model")) < 1e-4
+    at.switch_page(FULL).run()
+    assert not at.exception, at.exception
+    assert sorted(chart_data(at, "guess")["layer"].unique()) == [0, 1, 2]
+    sizes = chart_data(at, "billions")
+    assert len(sizes[sizes["loaded"]]) == 1
+    at.switch_page(OBJ).run()
+    assert not at.exception, at.exception
+    assert chart_data(at, "bits")["bits"].iloc[1:].notna().all()

@@ -17,7 +17,7 @@ def test_hub_path_loads_a_local_gpt2_and_everything_runs_on_it(tiny_gpt2_dir, mo
     assert lm.config.model_type == "gpt2" and not lm.model.training
     trace = run_trace(lm, "Hello there, general Kenobi")
     assert trace.attentions.shape == (2, 4, trace.length, trace.length)
-    assert trace.hidden_states.shape == (3, trace.length, 32)
+    assert trace.normed.shape == (3, trace.length, 32)
     rows = trace.attentions.astype(np.float32).sum(-1)
     np.testing.assert_allclose(rows, 1.0, atol=1e-2)
     steps = generate_text(

@@ -26,10 +26,10 @@ BAD_INPUTS = [
 @lru_cache(maxsize=1)
 def _run() -> tuple[tuple[dp.Doc, ...], dp.PipelineResult, list[set[str]], np.ndarray]:
     docs = dp.sample_corpus()
-    t = dp.Thresholds()
+    t = dp.PIPELINE.step("near dedup")
     sets = [dp.shingles(d.text, t.shingle) for d in docs]
     sig = dp.minhash_signatures(sets, t.num_perm)
-    return docs, dp.run_pipeline(docs, t, sig), sets, sig
+    return docs, dp.run_pipeline(docs, dp.PIPELINE, sig), sets, sig
 
 
 def test_sample_is_deterministic_and_copies_follow_their_original():
@@ -67,7 +67,7 @@ def test_minhash_equals_datasketch_bit_for_bit():
 
 def test_minhash_estimates_track_exact_jaccard():
     docs, _, sets, sig = _run()
-    check = dp.minhash_check(docs, dp.Thresholds().shingle, sig)
+    check = dp.minhash_check(docs, dp.NearDedup().shingle, sig)
     assert check.mean_abs_error < 0.05
     assert np.corrcoef(check.true, check.estimated)[0, 1] > 0.95
     near = np.array(check.pair) == "near-duplicate pair"
@@ -105,7 +105,9 @@ def test_stages_are_ordered_and_reasons_match_thresholds():
     sizes = [len(k) for k in result.kept]
     assert sizes == sorted(sizes, reverse=True) and sizes[0] == len(docs)
     assert len(result.dropped) == sizes[0] - sizes[-1]
-    strict = dp.run_pipeline(docs, dp.Thresholds(min_words=40), _run()[3])
+    strict = dp.run_pipeline(
+        docs, dp.PIPELINE.with_steps(dp.QualityFilter(min_words=40)), _run()[3]
+    )
     assert len(strict.kept[2]) < len(result.kept[2])
 
 
@@ -121,7 +123,7 @@ def test_pii_masking_removes_every_injected_address_and_number():
 
 def test_language_heuristic():
     foreign = [d for d in dp.sample_corpus() if d.kind == "foreign"]
-    assert all(dp.language_reason(d.text, dp.Thresholds()) for d in foreign)
+    assert all(dp.LanguageFilter().reason(d.text) for d in foreign)
     assert dp.language_of("The list is sorted in place and the method returns None.")[0] == "en"
     assert dp.language_of("Die Liste wird sortiert und die Methode gibt nichts zurück.")[0] == "de"
     assert dp.language_of("列表是用方括号写成的可变元素序列。")[0] == "cjk"
@@ -269,8 +271,8 @@ def test_text_without_a_stop_word_shows_no_english_and_fails_the_language_filter
     and passed)."""
     lang, share = dp.language_of(text)
     assert (lang, share) == ("unknown", 0.0)
-    assert dp.language_reason(text, dp.Thresholds()) is not None
-    assert dp.language_reason(text, dp.Thresholds(min_english=0.0)) is None  # filter off
+    assert dp.LanguageFilter().reason(text) is not None
+    assert dp.LanguageFilter(min_english=0.0).reason(text) is None  # filter off
 
 
 def test_caption_and_lsh_sentence_are_computed_from_the_run():
@@ -289,7 +291,7 @@ def test_caption_and_lsh_sentence_are_computed_from_the_run():
     text = lost_text(docs, result)
     assert f"{code_all} code listings or grammar rules ({code_all - code_dups} by rules" in text
     assert f", {code_dups} as near or exact duplicates" in text
-    t = dp.Thresholds()
+    t = dp.NearDedup()
     rows = t.num_perm // t.bands
     sentence = collision_text(t.bands, rows, t.jaccard)
     for s in (0.5, 0.8, 0.9):

@@ -39,7 +39,7 @@ def test_parametric_fit_matches_approach_3_table():
 
 
 def test_rounded_exponents_miss_the_table():
-    """The issue's warning: the printed, rounded exponents give sizes far too small."""
+    """Hoffmann et al.'s printed, rounded exponents give sizes far too small."""
     worst = max(_rel(sc.CHINCHILLA_ROUNDED.optimal(c)[0], n) for n, c, _ in sc.TABLE_A3_APPROACH_3)
     assert worst > 0.2
     assert all(sc.CHINCHILLA_ROUNDED.optimal(c)[0] < n for n, c, _ in sc.TABLE_A3_APPROACH_3)

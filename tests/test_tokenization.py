@@ -1,9 +1,10 @@
-"""Tokenizers against references: other implementations of OpenAI's encodings (the app uses
-tiktoken), the GGUF's own tokenizer, known ids."""
+"""Page 06 (Tokenization): tokenizers against references (other implementations of OpenAI's
+encodings, the app using tiktoken; the GGUF's own tokenizer; known ids), and the page."""
 
 from __future__ import annotations
 
 import pytest
+from apptest_util import open_page
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference_tokenizers import reference_encoding
@@ -267,3 +268,102 @@ def test_converted_cache_alone_lacks_the_digit_rule_and_restore_fixes_it(lm):
     assert before != _reference_ids(bare, text)  # " ¼" merged the space with the numeral
     assert restore_digit_split(bare) and not restore_digit_split(bare)  # once, then a no-op
     assert bare(text, add_special_tokens=False)["input_ids"] == _reference_ids(bare, text)
+
+
+@pytest.fixture(scope="module")
+def tok_page():
+    return open_page("pages/06_tokenization.py")
+
+
+def _metric(at, label: str) -> str:
+    return next(m.value for m in at.metric if m.label.startswith(label))
+
+
+BAD_INPUTS = [
+    "   \n\t ",
+    "x" * 20_000,
+    "I love 🍕 👩🏽‍💻",
+    "我喜欢机器学习。",
+    "مرحبا بالعالم",
+    "zero\u200bwidth\u200d",
+    "<script>alert('x')</script><b>bold</b>",
+    "$x^2$ and $$\\frac{a}{b}$$ **not bold** # heading",
+]
+
+
+def test_tokenization_field_and_counts_match_references(tok_page):
+    at = tok_page
+    field = at.text_area(key="tokenization.text")
+    assert "text" in field.label.lower()
+    field.set_value("hello world, tokenizers!").run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert len(table) == 5
+    for name in ("gpt2", "cl100k_base", "o200k_base"):
+        expected = tokenize(openai_tokenizer(name), "hello world, tokenizers!").count
+        assert int(table.loc[table.tokenizer == name, "tokens"].iloc[0]) == expected
+    html = " ".join(h.proto.body for h in at.get("html"))
+    for i in tokenize(openai_tokenizer("o200k_base"), "hello world, tokenizers!").pieces:
+        assert f">{i.id}<" in html  # every token's id is on the page
+
+
+def test_emoji_shows_byte_fallback_pieces(tok_page):
+    at = tok_page
+    at.text_area(key="tokenization.text").set_value("🍕🍕").run()
+    table = at.dataframe[0].value
+    partial = table["pieces that are part of a character"]
+    assert int(partial.iloc[0]) >= 2  # SmolLM2 splits the emoji into byte pieces
+
+
+def test_more_merges_fewer_tokens(tok_page):
+    at = tok_page
+    at.text_area(key="tokenization.text").set_value("The children read books by the river.").run()
+    at.slider(key="tokenization.vocab_size").set_value(260).run()
+    few = int(_metric(at, "Your text in tokens").replace(",", ""))
+    at.slider(key="tokenization.vocab_size").set_value(700).run()
+    many = int(_metric(at, "Your text in tokens").replace(",", ""))
+    assert many < few
+    merges = at.dataframe[1].value
+    assert len(merges) > 100 and list(merges["rank"][:3]) == [1, 2, 3]
+
+
+@pytest.mark.parametrize("text", BAD_INPUTS)
+def test_tokenization_survives_bad_input(tok_page, text):
+    at = tok_page
+    at.text_area(key="tokenization.text").set_value(text).run()
+    assert not at.exception
+    html = " ".join(h.proto.body for h in at.get("html"))
+    assert "<script>" not in html and "<b>bold" not in html
+
+
+def test_empty_text_gives_a_message(tok_page):
+    at = tok_page
+    at.text_area(key="tokenization.text").set_value("").run()
+    assert not at.exception
+    assert any("Type some text" in i.value for i in at.info)
+
+
+def test_typed_control_tokens_are_text_in_counts_and_injection_in_the_chat(tok_page, lm):
+    at = tok_page
+    at.selectbox(key="tokenization.example").set_value(
+        "Typed control tokens (prompt injection)"
+    ).run()
+    assert not at.exception
+    text = at.text_area(key="tokenization.text").value
+    assert "<|endoftext|>" in text and "<|im_start|>" in text
+    table = at.dataframe[0].value
+    for name in ("gpt2", "cl100k_base", "o200k_base"):  # (tiktoken agrees: test_tokenization)
+        ordinary = tokenize(openai_tokenizer(name), text)
+        assert int(table.loc[table.tokenizer == name, "tokens"].iloc[0]) == ordinary.count
+    assert 50256 not in [p.id for p in tokenize(openai_tokenizer("gpt2"), text).pieces]
+    assert any("encode_ordinary" in w.value for w in at.warning)
+    specials = next(d.value for d in at.dataframe if "control ids produced" in d.value.columns)
+    assert (
+        "50256 <|endoftext|>" in specials.set_index("tokenizer").loc["gpt2", "control ids produced"]
+    )
+    start = lm.tokenizer.convert_tokens_to_ids("<|im_start|>")
+    assert any(w.value.startswith("Prompt injection") for w in at.warning)
+    chat_html = " ".join(h.proto.body for h in at.get("html"))
+    assert "control token typed in a message (injected)" in chat_html
+    assert f">{start}<" in chat_html
+    assert not any("never produce" in m.value for m in at.markdown)

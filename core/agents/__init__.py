@@ -27,6 +27,7 @@ from core import rag
 from core.agents.calculator import calculate
 from core.runtime.generation import DecodingSettings, Step, generate_stream
 from core.runtime.models import LoadedModel
+from core.shared import chat
 from core.shared.corpus import DATA
 
 TOOLS = ("calculator", "search", "date", "final_answer")
@@ -192,10 +193,6 @@ class GrammarMask:
         self.seconds += time.perf_counter() - start
         return torch.from_numpy(allowed)
 
-    @property
-    def accepting(self) -> bool:
-        return self.matcher.is_accepting() or self.matcher.is_stopped()
-
 
 # --- the loop --------------------------------------------------------------------------------
 
@@ -233,15 +230,6 @@ def agent_messages(question: str) -> list[dict[str, str]]:
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}]
 
 
-def chat_ids(lm: LoadedModel, messages: list[dict[str, str]], prefill: str = "") -> list[int]:
-    messages = [
-        {**m, "content": rag.neutralise_special_tokens(m["content"], lm.tokenizer)}
-        for m in messages
-    ]
-    text = lm.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return list(lm.tokenizer(text + prefill, add_special_tokens=False)["input_ids"])
-
-
 def _decode(lm: LoadedModel, steps: Sequence[Step]) -> str:
     special = set(getattr(lm.tokenizer, "all_special_ids", []) or [])
     return lm.tokenizer.decode([s.token_id for s in steps if s.token_id not in special])
@@ -251,11 +239,11 @@ def generate_action(
     lm: LoadedModel, messages: list[dict[str, str]], constrained: bool, settings: DecodingSettings
 ) -> tuple[str, dict | None, str, tuple[Step, ...], float]:
     """One action: (text, valid action or None, status, token steps, seconds in the mask)."""
-    ids = chat_ids(lm, messages)
+    ids = chat.prompt_ids(lm.tokenizer, messages)
     mask = GrammarMask(lm, len(ids)) if constrained else None
     steps = tuple(generate_stream(lm, ids, settings, mask=mask))
     text = _decode(lm, steps).strip()
-    eos_hit = bool(steps) and steps[-1].token_id in set(_eos(lm))
+    eos_hit = bool(steps) and steps[-1].token_id in set(chat.eos_ids(lm))
     action, problem = parse_action(text)
     if action is not None:
         status = "valid"
@@ -266,17 +254,11 @@ def generate_action(
     return text, action, status, steps, mask.seconds if mask else 0.0
 
 
-def _eos(lm: LoadedModel) -> list[int]:
-    eos = lm.model.generation_config.eos_token_id
-    eos = lm.tokenizer.eos_token_id if eos is None else eos
-    return [] if eos is None else ([eos] if isinstance(eos, int) else list(eos))
-
-
 def final_answer(lm: LoadedModel, messages: list[dict[str, str]]) -> str:
     """A free-text answer with 'The answer is' prefilled, greedy, after the observations."""
     msgs = messages + [{"role": "user", "content": "Now give your final answer in one sentence."}]
     prefill = "The answer is"
-    ids = chat_ids(lm, msgs, prefill)
+    ids = chat.prompt_ids(lm.tokenizer, msgs, prefill)
     steps = list(
         generate_stream(lm, ids, DecodingSettings(temperature=0.0, max_new_tokens=ANSWER_TOKENS))
     )

@@ -1,4 +1,12 @@
-"""One forward pass over a prompt, kept as plain arrays that most pages reuse."""
+"""One forward pass over a prompt, kept as plain arrays that most pages reuse.
+
+Two names for the stack of hidden states, because their last row differs:
+- `normed` (here, `Trace.normed`): transformers' `hidden_states`, embeddings then each block's
+  output, the LAST row taken after the final norm (what the output layer reads);
+- `residual` (`core.full_model.ResidualStream.residual`): the same rows, the LAST one the last
+  block's raw output, before the final norm (what the logit lens normalises itself).
+Every row but the last is the same in both.
+"""
 
 from __future__ import annotations
 
@@ -43,15 +51,16 @@ class Trace:
     """Everything one forward pass tells about a prompt that a page draws. Arrays are read-only,
     each in the smallest dtype that draws the same picture; only the last position keeps a
     full-vocabulary row (sampling filters need all of it), the others keep their top TOP_K.
-    A 256-token SmolLM2 trace is about 53 MB: 35 MB of attention, 18 MB of hidden states
-    (kept in float32: page 08 recomputes a head from them and shows the difference); without
-    attention maps, which only the attention pages ask for, about 19 MB."""
+    Measured on SmolLM2 at 256 tokens: 18.5 MB without attention maps (18.3 MB of hidden
+    states, kept in float32 because page 08 recomputes a head from them and shows the
+    difference), 54 MB with them (+35 MB). Only pages 08 and 09 ask for attention maps, at 64
+    tokens: about 7 MB."""
 
     ids: np.ndarray  # (T,)
     tokens: tuple[str, ...]  # each token decoded on its own
     attentions: np.ndarray  # (layers, heads, T, T) float16; empty unless asked for
-    hidden_states: np.ndarray  # (layers+1, T, d) float32: embeddings, then each block's output
-    # (the last one after the final norm, as transformers returns it)
+    normed: np.ndarray  # (layers+1, T, d) float32: embeddings, then each block's output, the
+    # last row after the final norm (transformers' hidden_states; see the module docstring)
     last_logits: np.ndarray  # (vocab,) float32: the next-token logits after the prompt
     token_logprobs: np.ndarray  # (T,) log p(token t | tokens < t); nan at t=0
     top_ids: np.ndarray  # (T, TOP_K) int32: the model's top guesses for the token after t
@@ -84,7 +93,7 @@ def run_trace(
     positions at a time (`position_scores`), so the (T, vocab) logits and their log-softmax,
     50 MB each at 256 tokens, never exist; the attentions are kept in float16 as each layer
     produces them (`HalfAttention`). Measured at 256 tokens: the pass peaks at about +110 MB
-    with attention maps, +60 MB without, against +330 MB before."""
+    with attention maps, +60 MB without (float32 attentions and full logits: about +330 MB)."""
     pt = prompt_tokens(lm.tokenizer, text, cap)
     input_ids = torch.tensor([pt.ids])
     half = HalfAttention(attention_modules(lm.model) if attentions else ())
@@ -105,7 +114,7 @@ def run_trace(
         ids=_readonly(np.asarray(pt.ids, dtype=np.int64)),
         tokens=token_strings(lm.tokenizer, pt.ids),
         attentions=_readonly(attn.numpy()),  # (L, H, T, T)
-        hidden_states=_readonly(hidden.numpy()),
+        normed=_readonly(hidden.numpy()),
         last_logits=_readonly(last.numpy()),
         token_logprobs=_readonly(token_lp.numpy()),
         top_ids=_readonly(top_ids.to(torch.int32).numpy()),

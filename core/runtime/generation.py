@@ -6,6 +6,8 @@ learner's decode step is one row of a batched forward pass (`core.runtime.engine
 
 from __future__ import annotations
 
+import math
+import numbers
 import queue
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -15,6 +17,7 @@ import torch
 
 from core.runtime.engine import engine_enabled, engine_for
 from core.runtime.models import LoadedModel, heavy_work, last_only
+from core.shared.chat import eos_ids
 
 GENERATION_CAP = 256  # new tokens, whatever a page asks for
 
@@ -29,6 +32,39 @@ class DecodingSettings:
     max_new_tokens: int = 32
     seed: int = 0
     stop_at_eos: bool = True
+
+    def __post_init__(self) -> None:
+        """Reject impossible settings at once, with the rule broken (as transformers' logits
+        processors do in their constructors), instead of failing mid-generation."""
+        for name in ("temperature", "top_p", "min_p", "repetition_penalty"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError(f"{name} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"{name} must be finite, got {value!r}")
+        for name in ("top_k", "max_new_tokens", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"{name} must be an integer, got {value!r}")
+        if not isinstance(self.stop_at_eos, bool):
+            raise TypeError(f"stop_at_eos must be True or False, got {self.stop_at_eos!r}")
+        checks = (
+            (
+                self.temperature >= 0,
+                f"temperature must be >= 0 (0 is greedy), got {self.temperature}",
+            ),
+            (self.top_k >= 0, f"top_k must be >= 0 (0 is off), got {self.top_k}"),
+            (0 <= self.top_p <= 1, f"top_p must be in [0, 1] (1 is off), got {self.top_p}"),
+            (0 <= self.min_p <= 1, f"min_p must be in [0, 1] (0 is off), got {self.min_p}"),
+            (
+                self.repetition_penalty > 0,
+                f"repetition_penalty must be > 0 (1 is off), got {self.repetition_penalty}",
+            ),
+            (self.max_new_tokens >= 1, f"max_new_tokens must be >= 1, got {self.max_new_tokens}"),
+        )
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
 
     @property
     def greedy(self) -> bool:
@@ -288,15 +324,6 @@ def _generate_batched(
             yield item
     finally:
         seq.close()  # a learner who stops or leaves gives the batch its row back at once
-
-
-def eos_ids(lm: LoadedModel) -> list[int]:
-    eos = lm.model.generation_config.eos_token_id
-    if eos is None:
-        eos = lm.tokenizer.eos_token_id
-    if eos is None:
-        return []
-    return [eos] if isinstance(eos, int) else list(eos)
 
 
 def generate_text(lm: LoadedModel, input_ids: Sequence[int], s: DecodingSettings) -> list[Step]:

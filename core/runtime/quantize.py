@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from core.runtime.models import LoadedModel
+from core.shared.published import count_parameters
 
 SUFFIX = " · int8"
 
@@ -86,7 +87,7 @@ def linear_share(model: nn.Module) -> float:
     """Share of the parameters in `nn.Linear` layers of their own: GPT-2's blocks use Conv1D,
     and an output head tied to the embedding is counted as the embedding."""
     embedded = {m.weight.data_ptr() for m in model.modules() if isinstance(m, nn.Embedding)}
-    total = sum(p.numel() for p in model.parameters()) or 1
+    total = count_parameters(model) or 1
     linear = sum(
         m.weight.numel()
         for m in model.modules()

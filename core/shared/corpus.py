@@ -23,6 +23,7 @@ def pydoc_topics() -> dict[str, str]:
 
 
 def corpus_source() -> str:
+    """Where the snapshot comes from and its licence, for a caption."""
     meta = json.loads(PYDOC_FILE.read_text(encoding="utf-8"))
     return f"{meta['source']}; {meta['licence']}"
 

@@ -1,4 +1,6 @@
-"""Published model configurations and the parameter count computed from a configuration."""
+"""Published model configurations and the two parameter counts: `parameter_count`, the formula
+from a configuration (no weights needed), and `count_parameters`, the count of a built module's
+own tensors. Every page and lesson uses these two."""
 
 from __future__ import annotations
 
@@ -189,6 +191,11 @@ def parameter_count(shape: Geometry) -> ParameterCount:
     return ParameterCount(
         embeddings, per_layer, layers, final, head, embeddings + layers + final + head
     )
+
+
+def count_parameters(module: Any, trainable: bool = False) -> int:
+    """The numbers a built module holds (a tied matrix once); only trainable ones if asked."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable)
 
 
 def config_dict(hf_config: Any) -> dict[str, Any]:

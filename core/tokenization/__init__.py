@@ -18,6 +18,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from core.shared.chat import has_template, render
+
 OPENAI_ENCODINGS: tuple[str, ...] = ("gpt2", "cl100k_base", "o200k_base")
 
 
@@ -289,8 +291,11 @@ def _segments(
 ) -> list[tuple[str, bool]] | None:
     """The rendered conversation cut into (text, typed by a user) pieces; None if the
     template changes message text (trims it, say), so contents cannot be located."""
-    marked = tokenizer.apply_chat_template(
-        [{**m, "content": _MARK.format(i)} for i, m in enumerate(messages)], tokenize=False
+    marked = render(
+        tokenizer,
+        [{**m, "content": _MARK.format(i)} for i, m in enumerate(messages)],
+        False,
+        neutralise=False,
     )
     segments, start = [], 0
     for i, m in enumerate(messages):
@@ -310,9 +315,9 @@ def chat_template_tokens(tokenizer: Any, messages: list[dict[str, str]]) -> Chat
     tokens anywhere in it, so `<|im_start|>` typed in a message becomes the real control token:
     prompt injection. `forged` marks those; `safe_pieces` encodes message text as ordinary.
     """
-    if not getattr(tokenizer, "chat_template", None):
+    if not has_template(tokenizer):
         return None
-    rendered = tokenizer.apply_chat_template(messages, tokenize=False)
+    rendered = render(tokenizer, messages, False, neutralise=False)  # raw, to show the injection
     enc = tokenizer(rendered, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
     ids, offsets = enc["input_ids"], enc["offset_mapping"]
     special_ids = set(tokenizer.all_special_ids) | {

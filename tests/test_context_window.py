@@ -1,91 +1,36 @@
-"""core.inference_loop against references: model.generate, the cache tensors the model returns,
-the attention weights it builds, transformers' own tokenizer truncation, brute force."""
+"""Page 20 (The Context Window): forward-pass memory against its formulas, truncation
+against the tokenizer's own, the needle-in-a-haystack probe, and the page through AppTest."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from apptest_util import all_chart_data, chart_data, open_page
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
 from core import context_window
 from core import inference_loop as inf
-from core.inspect.anatomy import geometry
-from core.runtime.generation import DecodingSettings, generate_stream
 
-PROMPT = "The capital of France is"
+P20 = "pages/20_context_window.py"
 
 
-def _greedy(lm, ids, n, use_cache):
-    s = DecodingSettings(temperature=0.0, max_new_tokens=n, stop_at_eos=False)
-    return [st.token_id for st in generate_stream(lm, ids, s, use_cache=use_cache)]
+def _metric(at, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
 
 
-@pytest.mark.parametrize("which", ["smollm2", "tiny_gpt2"])
-def test_greedy_tokens_same_with_cache_without_cache_and_generate(request, which):
-    """The one door's greedy loop, with and without its KV cache, against model.generate."""
-    lm = request.getfixturevalue("lm" if which == "smollm2" else "tiny_gpt2")
-    ids = lm.tokenizer(PROMPT, add_special_tokens=False)["input_ids"]
-    n = 12
-    cached, uncached = _greedy(lm, ids, n, True), _greedy(lm, ids, n, False)
-    with torch.inference_mode():
-        ref = lm.model.generate(
-            torch.tensor([ids]),
-            max_new_tokens=n,
-            min_new_tokens=n,
-            do_sample=False,
-            pad_token_id=lm.tokenizer.eos_token_id,
-        )
-    assert cached == uncached == ref[0, len(ids) :].tolist()
+@pytest.fixture(scope="module")
+def page20():
+    at = open_page(P20)
+    assert not at.exception, at.exception
+    return at
 
 
-def test_time_per_token_marks_prefill_and_counts_positions(lm):
-    ids = lm.tokenizer(PROMPT, add_special_tokens=False)["input_ids"]
-    timings = inf.time_per_token(lm, ids, 4, use_cache=True)
-    assert [t.position for t in timings] == list(range(len(ids), len(ids) + 4))
-    assert [t.prefill for t in timings] == [True, False, False, False]
-    assert all(t.ms > 0 for t in timings)
-
-
-def test_kv_formula_equals_the_cache_the_embedded_model_returns(lm):
-    ids = lm.tokenizer(PROMPT, add_special_tokens=False)["input_ids"]
-    with torch.inference_mode():
-        out = lm.model(torch.tensor([ids]), use_cache=True)
-    geo = geometry(lm.config)
-    assert geo.n_kv_heads == lm.config.num_key_value_heads < geo.n_heads  # GQA read, not assumed
-    assert inf.cache_tensor_bytes(out.cache) == inf.kv_cache_bytes(lm.config, len(ids), 4)
-
-
-def _meta_cache_bytes(config, tokens: int, dtype: torch.dtype) -> int:
-    """Build the architecture on the meta device (no memory) and run it: the returned cache
-    tensors have real shapes and dtypes but no storage."""
-    from transformers import AutoModelForCausalLM
-
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
-    with torch.no_grad():
-        out = model(torch.zeros(1, tokens, dtype=torch.long, device="meta"), use_cache=True)
-    return inf.cache_tensor_bytes(out.cache)
-
-
-@pytest.mark.parametrize("model", inf.published_models(), ids=lambda m: m.name)
-def test_kv_formula_equals_cache_tensors_of_published_configs(model):
-    for dtype, width in ((torch.float32, 4), (torch.bfloat16, 2)):
-        assert _meta_cache_bytes(model.config, 7, dtype) == inf.kv_cache_bytes(
-            model.config, 7, width
-        )
-
-
-def test_published_geometries_read_both_naming_schemes():
-    by_name = {m.name: geometry(m.config) for m in inf.published_models()}
-    gpt2 = by_name["GPT-2 small (124M)"]
-    assert (gpt2.n_layers, gpt2.n_kv_heads, gpt2.head_dim, gpt2.context) == (12, 12, 64, 1024)
-    # Llama-2-7B in fp16 at its 4096-token context: the often-quoted 2 GiB per sequence
-    llama2 = next(m for m in inf.published_models() if m.name == "Llama-2-7B")
-    assert inf.kv_cache_bytes(llama2.config, 4096, 2) == 2 * 1024**3
-    assert by_name["Llama-3-8B"].cache_bytes_per_token(2) * 4 == by_name[
-        "Llama-2-7B"
-    ].cache_bytes_per_token(2)
+def _start(at, prefix: str) -> None:
+    start = [b for b in at.button if b.label.startswith(prefix)]
+    assert start, [b.label for b in at.button]
+    start[0].click().run()
+    assert not at.exception, at.exception
 
 
 @pytest.mark.parametrize("tokens", [1, 9, 40])
@@ -196,3 +141,75 @@ def test_needle_probe_yields_progress_for_every_trial(lm):
 
 def test_filler_ids_exact_length(lm):
     assert len(context_window.filler_ids(lm.tokenizer, 333)) == 333
+
+
+def test_budget_and_strategy_decide_what_the_model_sees(page20, lm):
+    at = page20
+    at.slider(key="context_window.budget").set_value(5).run()
+    assert _metric(at, "Tokens kept / dropped").startswith("5 / ")
+    seen = {}
+    for strategy in ("left", "right", "middle"):
+        at.radio(key="context_window.strategy").set_value(strategy).run()
+        assert not at.exception, at.exception
+        seen[strategy] = at.text[0].value
+    ids = lm.tokenizer(at.session_state["shared.prompt"], add_special_tokens=False)["input_ids"]
+    assert seen["right"] == lm.tokenizer.decode(ids[:5])
+    assert seen["left"] == lm.tokenizer.decode(ids[-5:])
+    assert seen["middle"] == lm.tokenizer.decode(ids[:3] + ids[-2:])
+
+
+def test_forward_sweep_waits_for_its_button(page20):
+    at = page20
+    assert not all_chart_data(at, "how")  # no forward pass on first render
+    at.select_slider(key="context_window.longest").set_value(128).run()
+    _start(at, "Measure forward passes up to 128 tokens")
+    assert set(chart_data(at, "how")["tokens"]) == {32, 64, 128}
+
+
+def test_forward_memory_chart_measured_equals_formula(page20):
+    caption = " ".join(c.value for c in page20.caption)
+    assert "Every measurement equals its formula." in caption
+    mem = chart_data(page20, "how")
+    measured = mem[mem["how"] == "measured"].reset_index(drop=True)
+    formula = mem[mem["how"] == "formula"].reset_index(drop=True)
+    assert (measured["MB"] == formula["MB"]).all()
+    scores = measured[measured["part"].str.startswith("attention")]
+    ratio = scores["MB"].iloc[-1] / scores["MB"].iloc[0]
+    t = mem["tokens"].unique()
+    assert ratio == pytest.approx((t.max() / t.min()) ** 2)  # the n² part
+
+
+def test_kv_chart_follows_the_configs_and_the_dtype(page20):
+    at = page20
+
+    def kv_frame():
+        return chart_data(at, "GB")
+
+    bf16 = kv_frame()
+    llama2 = next(m for m in inf.published_models() if m.name == "Llama-2-7B")
+    row = bf16[(bf16["model"] == "Llama-2-7B") & (bf16["tokens"] == 4096)]
+    assert row["GB"].iloc[0] == inf.kv_cache_bytes(llama2.config, 4096, 2) / 1e9
+    assert bf16[bf16["model"] == "GPT-2 small (124M)"]["tokens"].max() == 1024
+    at.radio(key="context_window.dtype").set_value("float32").run()
+    fp32 = kv_frame()
+    assert (fp32["GB"].to_numpy() == 2 * bf16["GB"].to_numpy()).all()
+
+
+def test_needle_probe_runs_as_a_job_and_charts_each_trial(page20):
+    at = page20
+    at.multiselect(key="context_window.needle_lengths").set_value([128]).run()
+    at.multiselect(key="context_window.needle_depths").set_value([0.0, 1.0]).run()
+    start = [b for b in at.button if b.label.startswith("Run 2 trials")]
+    assert start and "(about " in start[0].label  # an estimate from the measured passes
+    start[0].click().run()
+    assert not at.exception, at.exception
+    cells = chart_data(at, "recall")
+    assert sorted(cells["d"].tolist()) == [0.0, 1.0]
+    # one grid: the live chart of the run that just ended, not a second copy under it
+    assert len(all_chart_data(at, "recall")) == 1
+    found = int(cells["recall"].sum())
+    assert _metric(at, "Recall") == f"{found / 2:.0%}"
+    at.run()  # the next rerun (or learner) reads the stored result instead of a start button
+    assert any("shared by everyone" in c.value for c in at.caption)
+    assert len(all_chart_data(at, "recall")) == 1
+    assert not [b for b in at.button if b.label.startswith("Run 2 trials")]

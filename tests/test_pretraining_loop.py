@@ -9,6 +9,7 @@ import torch
 
 from core import pretraining_loop as pt
 from core.layers import toy_threads
+from core.shared.published import count_parameters
 
 SMALL_TEXT_CHARS = 40_000
 
@@ -111,13 +112,13 @@ def test_data_parallel_average_equals_full_batch_gradient(chars, workers):
 
 def test_parameter_count_on_meta_equals_the_built_model(chars):
     cfg = pt.GPTConfig(chars.vocab_size, context=16, n_layer=2, n_head=2, d_model=32)
-    assert pt.config_parameter_count(cfg) == pt.parameter_count(pt.TinyGPT(cfg))
+    assert pt.config_parameter_count(cfg) == count_parameters(pt.TinyGPT(cfg))
 
 
 def test_adamw_fp32_is_sixteen_bytes_per_parameter(chars):
     model = pt.make_model(chars, pt.TrainConfig(d_model=32, n_head=2, context=16))
     measured = pt.adamw_state_bytes(model)
-    n = pt.parameter_count(model)
+    n = count_parameters(model)
     assert measured == {"weights": 4 * n, "grads": 4 * n, "optimizer": 8 * n}
     plan = pt.memory_plan(pt.ParallelPlan(n, 2, 32, precision="fp32"))
     assert plan.total == sum(measured.values()) == 16 * n

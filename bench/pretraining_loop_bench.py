@@ -33,6 +33,7 @@ def rows(steps: int = 30) -> list[Row]:
 
     from core import pretraining_loop as pt
     from core.runtime.models import load_embedded
+    from core.shared.published import count_parameters
 
     corpus = pt.bpe_corpus(load_embedded().tokenizer)
     cfg = pt.TrainConfig()
@@ -47,7 +48,7 @@ def rows(steps: int = 30) -> list[Row]:
     finally:
         torch.set_num_threads(saved)
     (first1, one), (_, two) = result[1], result[2]
-    n = pt.parameter_count(pt.make_model(corpus, cfg))
+    n = count_parameters(pt.make_model(corpus, cfg))
     return [
         Row(
             f"Pre-training loop (page 14): default step ({n:,} params, {tokens} tokens), 1 thread",
