@@ -67,9 +67,7 @@ def _hub(model_id: str) -> core_models.LoadedModel:
 
 def load_model(model_id: str) -> core_models.LoadedModel:
     """The shared, read-only model for an id; raises ModelUnavailable for ids that cannot load."""
-    if model_id == core_models.EMBEDDED_ID:
-        if core_models.gguf_path() is None:
-            return _hub(model_id)
+    if model_id == core_models.EMBEDDED_ID and core_models.gguf_path() is not None:
         return _embedded_with_status()
     failed = _FAILED.get(model_id)
     if failed and time.monotonic() - failed[0] < RETRY_AFTER_S:
@@ -86,14 +84,31 @@ def current_model_id() -> str:
 
 
 def get_lm() -> core_models.LoadedModel:
-    """The model picked in the sidebar, falling back to the embedded one if it cannot load."""
+    """The model picked in the sidebar, falling back to the default one if it cannot load.
+
+    When not even the default loads (no embedded package and no hub: Streamlit Cloud during
+    a hub outage), the page says so in one sentence and stops there."""
+    lm = get_lm_or_none()
+    if lm is None:
+        st.stop()
+    return lm
+
+
+def get_lm_or_none() -> core_models.LoadedModel | None:
+    """As `get_lm`, but None (after the one sentence) when no model can be loaded, for pages
+    whose model is optional."""
     model_id = current_model_id()
+    if model_id != core_models.EMBEDDED_ID:
+        try:
+            return load_model(model_id)
+        except core_models.ModelUnavailable as exc:
+            st.session_state[MODEL_KEY] = core_models.EMBEDDED_ID
+            st.session_state["shared.model_error"] = str(exc)
     try:
-        return load_model(model_id)
-    except core_models.ModelUnavailable as exc:
-        st.session_state[MODEL_KEY] = core_models.EMBEDDED_ID
-        st.session_state["shared.model_error"] = str(exc)
         return load_model(core_models.EMBEDDED_ID)
+    except core_models.ModelUnavailable as exc:
+        st.warning(str(exc), icon="⚠️")  # our own sentence, no typed text in it
+        return None
 
 
 def get_prompt() -> str:
