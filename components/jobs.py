@@ -21,11 +21,14 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import streamlit as st
+
+from core.runtime.budget import OverBudget, budget
 
 T = TypeVar("T")
 Report = Callable[..., None]  # report(fraction: float, text: str = "", partial: Any = None)
@@ -144,8 +147,14 @@ def run_job(
     caps: str = "",
     on_partial: Callable[[Any], None] | None = None,
     rerun_label: str | None = "Run again",
+    memory: Callable[[], tuple[str, int]] | None = None,
 ) -> T | None:
     """A start button for `work(report)`, its progress and Stop, and the shared result.
+
+    `memory()` gives (what, bytes) for a job that holds much memory beyond the shared model
+    (page 16's fine-tune copy): the bytes are reserved under the server's budget for the run
+    (`core.runtime.budget`); when they do not fit, the job waits up to `MEMORY_WAIT_S` for
+    other jobs to end, then says why it cannot run instead of starting.
 
     `key` must contain every setting the result depends on (page, job name, model id, sliders).
     Returns the finished value (from this run or any earlier one in the process), or None when
@@ -194,7 +203,17 @@ def run_job(
     try:
         progress = _Progress(state_key, estimate_s, on_partial)
         t0 = time.monotonic()
-        value = work(progress)
+        try:
+            with _reserved(memory):
+                value = work(progress)
+        except OverBudget as exc:
+            progress.bar.empty()
+            stop_slot.empty()
+            st.warning(
+                f"{exc} Nothing was started: try again when other learners' runs have finished.",
+                icon="⚠️",
+            )
+            return None
         finished = Finished(value, time.monotonic() - t0, time.time())
         store.put(key, finished)
         progress.bar.progress(1.0, text=f"Done in {_duration(finished.seconds)}.")
@@ -203,6 +222,36 @@ def run_job(
         return value
     finally:
         lock.release()
+
+
+MEMORY_WAIT_S = 60.0
+
+
+@contextmanager
+def _reserved(memory: Callable[[], tuple[str, int]] | None) -> Iterator[None]:
+    """Hold the job's memory under the budget; raises OverBudget when it cannot fit."""
+    if memory is None:
+        yield
+        return
+    from components.models import make_room
+    from core.runtime.models import ModelUnavailable
+
+    what, need = memory()
+    b = budget()
+    if not b.check(need).fits:
+        try:
+            make_room(need, what)  # unload models nobody uses
+        except ModelUnavailable:
+            pass  # other learners' runs may still end: wait for them below
+    if b.check(need).fits:
+        ticket = b.acquire(what, need)
+    else:
+        with st.spinner(f"Waiting up to {MEMORY_WAIT_S:.0f} s for memory ({what.lower()})…"):
+            ticket = b.acquire(what, need, wait_s=MEMORY_WAIT_S)
+    try:
+        yield
+    finally:
+        b.release(ticket)
 
 
 def _wait_for_other_run(store: JobStore, key: Hashable, lock: threading.Lock) -> Any:

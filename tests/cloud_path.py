@@ -88,10 +88,99 @@ def converted_model_folder() -> Path:
     return folder
 
 
+STANDIN_ID = "HuggingFaceTB/SmolLM2-360M-Instruct"
+
+
+def make_standin(folder: Path, tokenizer_folder: Path, name: str = "SmolLM2 360M") -> Path:
+    """A stand-in for a hub model we cannot download here: the published config of `name`
+    (core.shared.published) with random bfloat16 weights (normal, std 0.02; norms at 1), saved
+    as the hub stores SmolLM2 (bfloat16 safetensors, tied head), with the tokenizer files of
+    the converted 135M (the SmolLM2 family shares one tokenizer). Same size and shapes as the
+    real model, so memory is measured truly; its text is nonsense."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    sys.path.insert(0, str(ROOT))
+    from core.shared.published import PUBLISHED_CONFIGS
+
+    spec = next(c for c in PUBLISHED_CONFIGS if c["name"] == name)
+    fields = {k: v for k, v in spec.items() if k not in ("name", "source", "model_type")}
+    config = AutoConfig.for_model(spec["model_type"], **fields, rope_theta=100000.0)
+    config.torch_dtype = "bfloat16"
+    with torch.device("meta"):
+        shapes = {
+            k: v.shape for k, v in AutoModelForCausalLM.from_config(config).state_dict().items()
+        }
+    gen = torch.Generator().manual_seed(0)
+    state = {}
+    for key, shape in shapes.items():
+        if key == "lm_head.weight":
+            continue  # tied to the embeddings
+        if key.endswith("norm.weight"):
+            state[key] = torch.ones(shape, dtype=torch.bfloat16)
+        else:
+            state[key] = (torch.randn(shape, generator=gen) * 0.02).to(torch.bfloat16)
+    folder.mkdir(parents=True, exist_ok=True)
+    config.save_pretrained(folder)
+    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    for f in tokenizer_folder.iterdir():
+        if f.name.startswith(("tokenizer", "special_tokens", "chat_template")):
+            (folder / f.name).symlink_to(f.resolve())
+    return folder
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024 / 1e6
+    return float("nan")
+
+
+class PeakSampler:
+    """The highest unreclaimable memory (RssAnon + RssShmem, what the budget counts) of this
+    process, sampled every 20 ms in a daemon thread. VmHWM also counts file pages (mapped
+    checkpoints, code), which the kernel reclaims before it kills anything."""
+
+    def __init__(self, every_s: float = 0.02) -> None:
+        import threading
+
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(every_s,), daemon=True)
+        self._thread.start()
+
+    def _run(self, every_s: float) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, anon_mb())
+            self._stop.wait(every_s)
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return max(self.peak, anon_mb())
+
+
+def anon_mb() -> float:
+    total = 0
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(("RssAnon:", "RssShmem:")):
+            total += int(line.split()[1]) * 1024
+    return total / 1e6
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024 / 1e6
+    return float("nan")
+
+
 # --- inside the prepared environment ---------------------------------------------------------
 
 
-def run_pages(pages: tuple[str, ...], timeout: float = 240) -> dict:
+def run_pages(pages: tuple[str, ...], timeout: float = 240, then_model: str = "") -> dict:
     """Open app.py then each page with AppTest; returns what a test checks (JSON-friendly)."""
     from streamlit.testing.v1 import AppTest
 
@@ -102,6 +191,7 @@ def run_pages(pages: tuple[str, ...], timeout: float = 240) -> dict:
     except ImportError:
         hidden = True
     out: dict = {"package_hidden": hidden, "pages": {}}
+    sampler = PeakSampler()
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=timeout)
     t0 = time.perf_counter()
     at.run()
@@ -118,7 +208,23 @@ def run_pages(pages: tuple[str, ...], timeout: float = 240) -> dict:
             "seconds": round(time.perf_counter() - t, 2),
         }
     out["seconds"] = round(time.perf_counter() - t0, 2)
+    out["rss_mb_before_switch"] = round(rss_mb())
     from core.runtime import models
+
+    if then_model:  # pick another model in the sidebar, on the last page
+        at.selectbox(key="sidebar.model").set_value(then_model).run()
+        from components.models import _RESIDENT
+
+        out["switch"] = {
+            "exception": [e.message for e in at.exception],
+            "warnings": [w.value for w in at.warning],
+            "model": at.session_state["shared.model"],
+            "resident": sorted(_RESIDENT.keys()),
+            "rss_mb": round(rss_mb()),
+            "anon_mb": round(anon_mb()),
+        }
+    out["peak_rss_mb"] = round(peak_rss_mb())
+    out["peak_anon_mb"] = round(sampler.stop())
 
     out["gguf_path"] = None if models.gguf_path() is None else str(models.gguf_path())
     try:
@@ -130,11 +236,21 @@ def run_pages(pages: tuple[str, ...], timeout: float = 240) -> dict:
     return out
 
 
-def run_in_env(python: str, tmp: Path, hub_cache: Path, pages: tuple[str, ...]) -> dict:
+def run_in_env(
+    python: str,
+    tmp: Path,
+    hub_cache: Path,
+    pages: tuple[str, ...],
+    then_model: str = "",
+    memory_mb: int | None = None,
+) -> dict:
     """Run `run_pages` with `python` in the Cloud environment; the child's JSON result."""
+    env = cloud_env(tmp, hub_cache)
+    if memory_mb is not None:
+        env["LLM_EXPLORER_MEMORY_MB"] = str(memory_mb)
     proc = subprocess.run(
-        [python, str(Path(__file__)), "--run-pages", ",".join(pages)],
-        env=cloud_env(tmp, hub_cache),
+        [python, str(Path(__file__)), "--run-pages", ",".join(pages), "--then-model", then_model],
+        env=env,
         cwd=tmp,
         capture_output=True,
         text=True,
@@ -208,11 +324,12 @@ def main() -> int:
     parser.add_argument("--run-pages", help="comma-separated page numbers (inside the env)")
     parser.add_argument("--fresh-venv", action="store_true", help="make cloud-check")
     parser.add_argument("--pages", default=",".join(PAGES))
+    parser.add_argument("--then-model", default="", help="then pick this model (inside)")
     args = parser.parse_args()
     if args.run_pages:
         sys.path.insert(0, str(ROOT))
         os.chdir(ROOT)
-        result = run_pages(tuple(args.run_pages.split(",")))
+        result = run_pages(tuple(args.run_pages.split(",")), then_model=args.then_model)
         print("CLOUD_RESULT " + json.dumps(result))
         return 0
     if args.fresh_venv:

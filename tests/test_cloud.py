@@ -63,3 +63,43 @@ def test_no_package_and_no_hub_gives_one_sentence_and_model_free_pages_work(tmp_
     for number in ("04", "24"):  # no model needed (15 runs on, with the sentence)
         assert not any("SmolLM2" in w for w in result["pages"][number]["warnings"]), number
     assert result["source"].startswith("unavailable")
+
+
+@pytest.fixture(scope="module")
+def standin_360m(model_folder, tmp_path_factory):
+    """SmolLM2-360M-Instruct's shapes with random bfloat16 weights (724 MB), built in a
+    subprocess so this process does not grow: see cloud_path.make_standin."""
+    import subprocess
+
+    folder = tmp_path_factory.mktemp("standin") / "smollm2-360m"
+    code = (
+        "import sys; sys.path.insert(0, 'tests'); from pathlib import Path; "
+        "from cloud_path import make_standin; "
+        f"make_standin(Path({str(folder)!r}), Path({str(model_folder)!r}))"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code], check=True, cwd=models.__file__.rsplit("/core/", 1)[0]
+    )
+    return folder
+
+
+def test_picking_360m_unloads_the_135m_no_session_uses_and_stays_under_the_budget(
+    tmp_path, model_folder, standin_360m
+):
+    from cloud_path import STANDIN_ID
+
+    hub = tmp_path / "hub"
+    make_hub_cache(hub, model_folder)
+    make_hub_cache(hub, standin_360m, STANDIN_ID)
+    budget_mb = 2500
+    result = run_in_env(
+        sys.executable, tmp_path, hub, ("19",), then_model=STANDIN_ID, memory_mb=budget_mb
+    )
+    assert not problems(result), problems(result)
+    switch = result["switch"]
+    assert not switch["exception"], switch["exception"]
+    assert switch["model"] == STANDIN_ID, switch
+    assert switch["resident"] == [STANDIN_ID]  # the 135M was freed, not only forgotten
+    # the budget counts what the kernel cannot reclaim (anonymous pages); file pages of the
+    # mapped checkpoint and the code come on top of it in VmHWM, and are dropped under pressure
+    assert result["peak_anon_mb"] < budget_mb, result

@@ -35,9 +35,8 @@ def _damaged_index(kind: str) -> bytes:
     if kind == "empty":  # a 0-byte file: EOFError in np.load
         return b""
     if kind == "header+garbage":  # tokenize.TokenError in np.load's header parser
-        return (
-            b"\x93NUMPY\x01\x00v\x00{'descr': '<f4', 'fortran_order': Fa\x00\xff(((" + b"\x00" * 64
-        )
+        header = b"{'descr': '<f4', 'fortran_order': False, 'shape': (3, \"\"\"abc       \n"
+        return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + b"garbage" * 5
     if kind == "zip":  # BadZipFile: np.load takes it for an .npz
         return b"PK\x03\x04" + b"\x00" * 100
     if kind == "npz":  # a valid archive, not an array

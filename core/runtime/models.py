@@ -359,7 +359,18 @@ def freeze_after_import(module: str) -> None:
         freeze_long_lived()
 
 
+def own_memory(model: Any) -> None:
+    """Give every weight its own anonymous memory instead of pages of the memory-mapped
+    checkpoint. Mapped weights count as file pages, which the memory budget cannot tell from
+    reclaimable page cache, and a mapping outlived its model here (a model unloaded to make
+    room for a bigger one left its 538 MB mapped); copied, they are freed with the model."""
+    with torch.no_grad():
+        for t in [*model.parameters(), *model.buffers()]:  # tied weights appear once
+            t.data = t.data.clone()
+
+
 def _finish(model: Any, tokenizer: Any) -> tuple[Any, Any]:
+    own_memory(model)
     model.eval()
     model.requires_grad_(False)
     if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
@@ -651,3 +662,68 @@ def load_encoder() -> LoadedEncoder:
     model.requires_grad_(False)
     freeze_long_lived()
     return LoadedEncoder(model, tokenizer, "embedded" if path != ENCODER_HUB_ID else "hub")
+
+
+LOAD_OVERHEAD = 1.1  # a loaded model holds a little more than its weights (tokenizer, buffers)
+LOAD_EXTRA_BYTES = 64_000_000
+
+
+def _weight_files(model_id: str) -> list[Path]:
+    """A model's safetensors files on this machine (converted cache, local folder or the hub's
+    download cache), without any network access; [] when none is there."""
+    if model_id == EMBEDDED_ID and gguf_path() is not None:
+        folder = converted_dir()
+        return [folder / WEIGHTS] if (folder / WEIGHTS).is_file() else []
+    if Path(model_id).is_dir():
+        return sorted(Path(model_id).glob("*.safetensors"))
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        single = try_to_load_from_cache(model_id, "model.safetensors")
+        if isinstance(single, str):
+            return [Path(single)]
+        index = try_to_load_from_cache(model_id, "model.safetensors.index.json")
+        if isinstance(index, str):
+            shards = sorted(set(json.loads(Path(index).read_text())["weight_map"].values()))
+            found = [try_to_load_from_cache(model_id, s) for s in shards]
+            return [Path(f) for f in found if isinstance(f, str)]
+    except (OSError, ValueError, KeyError, TypeError, ImportError):
+        pass
+    return []
+
+
+def estimated_load_bytes(model_id: str) -> int | None:
+    """Memory a model takes once loaded in float32 (from its checkpoint's headers), or None
+    when its files are not on this machine yet (a first download: the size is unknown)."""
+    from core.runtime.budget import float32_bytes_of_safetensors
+
+    files = _weight_files(model_id)
+    weights = float32_bytes_of_safetensors(files) if files else None
+    if model_id == EMBEDDED_ID and weights is None and gguf_path() is not None:
+        weights = 538_000_000  # before the first conversion: the converted file's size
+    if weights is None:
+        return None
+    return int(weights * LOAD_OVERHEAD) + LOAD_EXTRA_BYTES
+
+
+def hollow(model: Any) -> None:
+    """Free a model's weights in place, for a model being unloaded because no session uses it.
+
+    Dropping the cache entries is not enough: the globals of a session's last script run (a
+    page's `lm`) and frozen reference cycles keep the object alive after every cache forgot
+    it. Emptying its tensors frees their memory whoever still holds the object; nothing may
+    run it afterwards (a session that picks it again loads a fresh copy)."""
+    with torch.no_grad():
+        for t in [*model.parameters(), *model.buffers()]:
+            t.data = torch.empty(0, dtype=t.dtype)
+
+
+def release_unreferenced() -> None:
+    """After dropping a model: collect it (frozen objects in reference cycles included) and
+    hand the freed pages back to the system."""
+    from core.runtime.memory import trim
+
+    gc.unfreeze()
+    gc.collect()
+    freeze_long_lived()
+    trim()
