@@ -105,9 +105,7 @@ def run_budget(budget_mb: int, tmp: Path, hub: Path) -> dict:
     env = cloud_env(tmp / f"b{budget_mb}", hub)
     env["LLM_EXPLORER_MEMORY_MB"] = str(budget_mb)
     code = (
-        _CHILD.replace("ROOT + ", repr(str(ROOT)) + " + ")
-        .replace("JOB_TIMEOUT_S", str(JOB_TIMEOUT_S))
-        .replace("SESSIONS", str(SESSIONS))
+        f"ROOT = {str(ROOT)!r}\nJOB_TIMEOUT_S = {JOB_TIMEOUT_S}\nSESSIONS = {SESSIONS}\n" + _CHILD
     )
     (tmp / f"b{budget_mb}").mkdir(parents=True, exist_ok=True)
     return run_child(["-c", code], "RESULT ", f"cloud bench at {budget_mb} MB", env=env)

@@ -28,4 +28,4 @@ def embedded_source_label() -> str:
     """Where the default model comes from, as the sidebar's picker says it."""
     if embedded_package_dir() is not None:
         return "embedded, offline"
-    return "Hugging Face hub"
+    return "hub"
