@@ -41,7 +41,28 @@ def _label(model_id: str) -> str:
     return f"{model_id} (hub)"
 
 
+MOVED_NOTICE = (
+    "This page moved to another server: the one that held your session stopped (a restart, "
+    "or one of several servers taken out). Your controls kept their values, but what it had "
+    "computed for you (generated text, a trained model, a job in progress) and a hub model you "
+    "picked are gone: press the page's button again."
+)
+
+
+def _browser_sent_widgets() -> bool:
+    """Whether this run came with widget values from the browser. In a session's first run that
+    means the browser was already showing the page, served by a process that is gone."""
+    try:  # Streamlit's own session state; if its internals change, no notice rather than an error
+        from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+
+        return len(get_script_run_ctx().session_state._state._new_widget_state) > 0
+    except Exception:
+        return False
+
+
 def _init_state() -> None:
+    if PROMPT_KEY not in st.session_state and _browser_sent_widgets():
+        st.info(MOVED_NOTICE, icon=":material/sync_problem:")  # above the title, once
     st.session_state.setdefault(MODEL_KEY, model_ids.EMBEDDED_ID)
     if PROMPT_KEY not in st.session_state:  # a new session: a shared link may carry the prompt
         linked = st.query_params.get("prompt", "")
@@ -184,12 +205,10 @@ def page_number(filename: str) -> int:
     return int(found.group(1))
 
 
-def page_frame(number: int | None = None) -> Concept:
-    """Call first on every concept page: sets up the page and returns its concept. The number
-    comes from the calling page's file name (pages/NN_slug.py) unless given."""
-    if number is None:
-        number = page_number(sys._getframe(1).f_code.co_filename)
-    c = concept(number)
+def page_frame() -> Concept:
+    """Call first on every concept page: sets up the page and returns its concept, found from
+    the calling page's file name (pages/NN_slug.py)."""
+    c = concept(page_number(sys._getframe(1).f_code.co_filename))
     st.set_page_config(page_title=f"{c.title} · LLM Explorer", page_icon="🧭", layout="wide")
     sidebar()
     st.title(f"{c.number:02d} · {c.title}")

@@ -1,3 +1,5 @@
+"""15 Compute & Scale: scaling laws, training time, cost and memory, and a mini scaling law trained here."""
+
 from __future__ import annotations
 
 import streamlit as st
@@ -11,7 +13,7 @@ from components.models import get_lm_or_none
 from core import scaling as sc
 from core.runtime.model_ids import EMBEDDED_ID
 
-page_frame(15)
+page_frame()
 st.markdown(
     "Training compute is about **C = 6ND** FLOPs: N parameters, D tokens, 2 FLOPs per "
     "parameter per token forward and 4 backward. For a fixed budget C you can train a big "
