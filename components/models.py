@@ -78,7 +78,7 @@ def load_model(model_id: str) -> core_models.LoadedModel:
         return _load_uncounted(model_id)  # a cache hit
     with _LOAD_LOCK:  # one first load at a time, so two budget checks cannot both pass
         if model_id not in _RESIDENT:
-            need = core_models.estimated_load_bytes(model_id)
+            need = core_models.load_bytes_needed(model_id)
             if need is not None:
                 make_room(need, f"Loading {model_id.split('/')[-1]}", keep=model_id)
         lm = _load_uncounted(model_id)

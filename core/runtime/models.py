@@ -697,7 +697,7 @@ def _weight_files(model_id: str) -> list[Path]:
     return []
 
 
-def estimated_load_bytes(model_id: str) -> int | None:
+def load_bytes_needed(model_id: str) -> int | None:
     """Memory a model takes once loaded in float32 (from its checkpoint's headers), or None
     when its files are not on this machine yet (a first download: the size is unknown)."""
     from core.runtime.budget import float32_bytes_of_safetensors
