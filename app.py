@@ -6,15 +6,22 @@ import streamlit as st
 
 from components.frame import safe_page_link, sidebar
 from core.concepts import CONCEPTS, available_concepts, by_section
+from core.runtime.model_ids import embedded_package_dir
 
 st.set_page_config(page_title="LLM Explorer", page_icon="🧭", layout="wide")
 sidebar()
 
 st.title("LLM Explorer")
+WHERE = (
+    "runs right here on your machine, no internet needed"
+    if embedded_package_dir() is not None
+    else "runs on this server, which fetches it once from the Hugging Face hub (a few "
+    "hundred MB, the first time a page needs it: about half a minute)"
+)
 st.markdown(
     "How large language models are built, trained and deployed, one concept at a time. "
     "Every page pairs a short explanation with live controls on a real model: "
-    "**SmolLM2-135M-Instruct** runs right here on your machine, no internet needed, "
+    f"**SmolLM2-135M-Instruct** {WHERE}, "
     "and pages that train something train it in front of you."
 )
 ready = available_concepts()

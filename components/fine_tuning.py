@@ -11,6 +11,7 @@ from components.jobs import after_stop, finished_result, run_job, shared_step
 from components.models import load_model
 from components.tokens import token_strip
 from core import fine_tuning as ft
+from core.runtime.budget import fine_tune_bytes
 
 # Idle-machine seconds per training step of the default batch (4 short chats, ~58 tokens
 # each): 2.4 CPU-s measured on one core; the job store corrects it from the runs it sees.
@@ -127,6 +128,10 @@ def fine_tune_job(model_id: str, s: ft.LoraSettings) -> ft.FineTuneResult | None
         work,
         start_label="Fine-tune a copy with LoRA",
         estimate_s=fine_tune_estimate_s(s.steps),
+        memory=lambda: (
+            "Fine-tuning a copy of the model",
+            fine_tune_bytes(load_model(model_id).model),
+        ),
         caps=f"Caps: at most {ft.MAX_STEPS} steps and rank {ft.MAX_RANK}; batches of {s.batch} "
         f"chats; one fine-tune at a time in this app; answers are {ft.ANSWER_TOKENS} greedy "
         "tokens. The copy is freed afterwards: only the adapter weights are kept.",

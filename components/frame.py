@@ -21,7 +21,6 @@ keep_memory_low()  # once per server process: two malloc arenas, freed pages tri
 PROMPT_MAX_CHARS = 20_000
 URL_PROMPT_MAX_CHARS = 1_000  # longer prompts stay out of the link (browsers cap URL length)
 OTHER = "Another hub model…"
-EMBEDDED_LABEL = "SmolLM2-135M-Instruct (embedded, offline)"
 
 
 _MD_PUNCTUATION = re.compile("([" + re.escape(string.punctuation) + "])")
@@ -35,7 +34,11 @@ def plain_markdown(text: str) -> str:
 
 
 def _label(model_id: str) -> str:
-    return EMBEDDED_LABEL if model_id == model_ids.EMBEDDED_ID else f"{model_id} (hub)"
+    """The picker's label: where each model comes from (the package shipped with the app, or
+    the Hugging Face hub, as on Streamlit Cloud)."""
+    if model_id == model_ids.EMBEDDED_ID:
+        return f"SmolLM2-135M-Instruct ({model_ids.embedded_source_label()})"
+    return f"{model_id} (hub)"
 
 
 MOVED_NOTICE = (

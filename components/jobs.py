@@ -44,7 +44,8 @@ import statistics
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -54,6 +55,7 @@ from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlExcepti
 from streamlit.runtime.scriptrunner_utils.script_run_context import in_cached_function
 
 from components.memo import ByteBudget, KeyedLocks
+from core.runtime.budget import OverBudget, budget
 from core.runtime.models import HEAVY_WORK
 
 T = TypeVar("T")
@@ -362,8 +364,14 @@ def run_job(
     caps: str = "",
     on_partial: Callable[[Any], None] | None = None,
     rerun_label: str | None = "Run again",
+    memory: Callable[[], tuple[str, int]] | None = None,
 ) -> T | None:
     """A start button for `work(report)`, its progress and Stop, and the shared result.
+
+    `memory()` gives (what, bytes) for a job that holds much memory beyond the shared model
+    (page 16's fine-tune copy): the bytes are reserved under the server's budget for the run
+    (`core.runtime.budget`); when they do not fit, the job waits up to `MEMORY_WAIT_S` for
+    other jobs to end, then says why it cannot run instead of starting.
 
     `key` must contain every setting the result depends on (page, job name, model id, sliders).
     Returns the finished value (from this run or any earlier one in the process), or None when
@@ -418,7 +426,16 @@ def run_job(
         progress = _Progress(key, state_key, expected, on_partial)
         t0 = time.monotonic()
         try:
-            value = work(progress)
+            with _reserved(memory):
+                value = work(progress)
+        except OverBudget as exc:
+            progress.bar.empty()
+            stop_slot.empty()
+            st.warning(
+                f"{exc} Nothing was started: try again when other learners' runs have finished.",
+                icon="⚠️",
+            )
+            return None
         except ScriptControlException:  # a Stop (page or header) or a click during the run
             progress.stopped(stop_slot)
             raise
@@ -429,6 +446,36 @@ def run_job(
         stop_slot.empty()  # nothing left to stop
         st.session_state.pop(state_key, None)
         return value
+
+
+MEMORY_WAIT_S = 60.0
+
+
+@contextmanager
+def _reserved(memory: Callable[[], tuple[str, int]] | None) -> Iterator[None]:
+    """Hold the job's memory under the budget; raises OverBudget when it cannot fit."""
+    if memory is None:
+        yield
+        return
+    from components.models import make_room
+    from core.runtime.models import ModelUnavailable
+
+    what, need = memory()
+    b = budget()
+    if not b.check(need).fits:
+        try:
+            make_room(need, what)  # unload models nobody uses
+        except ModelUnavailable:
+            pass  # other learners' runs may still end: wait for them below
+    if b.check(need).fits:
+        ticket = b.acquire(what, need)
+    else:
+        with st.spinner(f"Waiting up to {MEMORY_WAIT_S:.0f} s for memory ({what.lower()})…"):
+            ticket = b.acquire(what, need, wait_s=MEMORY_WAIT_S)
+    try:
+        yield
+    finally:
+        b.release(ticket)
 
 
 def _wait_for_other_run(store: JobStore, key: Hashable) -> Any:

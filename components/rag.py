@@ -52,6 +52,7 @@ def index_job(size: int, overlap: int) -> np.ndarray | None:
     if emb is not None:
         return emb
     n = len(rag.corpus_chunks(size, overlap))
+    not_kept = rag.index_not_kept_reason(size, overlap)
 
     def work(report) -> np.ndarray:
         built = rag.build_index(get_encoder(), size, overlap, report)
@@ -59,15 +60,33 @@ def index_job(size: int, overlap: int) -> np.ndarray | None:
             _index_store()[(size, overlap)] = built
         return built
 
+    where = (
+        "and on disk for the next start"
+        if not_kept is None
+        else f"but not on disk: the app's cache folder cannot be written ({not_kept}), so "
+        "every restart of the server builds it again"
+    )
     return run_job(
         ("rag", "index", size, overlap),
         work,
         start_label=f"Embed the {n:,} chunks with MiniLM",
         estimate_s=rag.embed_estimate_s(n, size),
-        caps="Once per chunk setting: the index is kept in memory for every learner "
-        "and on disk for the next start. The estimate counts how busy the server is.",
+        caps=f"Once per chunk setting: the index is kept in memory for every learner {where}. "
+        "The estimate counts how busy the server is.",
         rerun_label=None,
     )
+
+
+def note_if_not_kept(size: int, overlap: int) -> None:
+    """One sentence under a ready index that could not be saved for the next start."""
+    if rag.index_file(size, overlap).is_file() or available_index(size, overlap) is None:
+        return
+    reason = rag.index_not_kept_reason(size, overlap)
+    if reason is not None:
+        st.caption(
+            "This index is kept in memory only: the app's cache folder cannot be written "
+            f"({reason}), so a restart of the server builds it again."
+        )
 
 
 # --- cached computations ---------------------------------------------------------------------

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -23,7 +25,13 @@ import scipy.sparse as sp
 import torch
 
 from core.runtime.generation import GREEDY, DecodingSettings, generate_stream
-from core.runtime.models import LoadedEncoder, LoadedModel, cache_root, heavy_work
+from core.runtime.models import (
+    LoadedEncoder,
+    LoadedModel,
+    cache_root,
+    heavy_work,
+    writable_reason,
+)
 from core.shared.chat import prompt_ids as chat_prompt_ids
 from core.shared.corpus import DATA, pydoc_topics
 
@@ -103,31 +111,59 @@ def index_file(size: int, overlap: int) -> Path:
 
 
 def load_index(size: int, overlap: int) -> np.ndarray | None:
-    """The saved embeddings for this chunking, or None when missing or not the right shape."""
+    """The saved embeddings for this chunking, or None when missing or unreadable.
+
+    Anything that is not a finite float array of the right shape is "not built": a 0-byte
+    file (EOFError), an .npy header followed by garbage (tokenize.TokenError, SyntaxError), a
+    ZIP or pickle (BadZipFile, UnpicklingError), a truncated write. The page then offers to
+    build it again instead of failing at every start."""
     path = index_file(size, overlap)
     try:
-        emb = np.load(path)
-    except (OSError, ValueError):
+        with open(path, "rb") as f:
+            emb = np.load(f, allow_pickle=False)
+            if not isinstance(emb, np.ndarray):  # an .npz archive, not one array
+                return None
+    except Exception:  # noqa: BLE001 (whatever the bytes are, they are not an index)
         return None
-    if emb.shape[0] != len(corpus_chunks(size, overlap)) or not np.isfinite(emb).all():
+    n = len(corpus_chunks(size, overlap))
+    if emb.ndim != 2 or emb.shape[0] != n or emb.dtype.kind != "f" or not np.isfinite(emb).all():
         return None
     return emb
+
+
+def index_not_kept_reason(size: int, overlap: int) -> str | None:
+    """None when a built index can be saved for the next start; otherwise why not."""
+    return writable_reason(index_file(size, overlap).parent)
 
 
 def build_index(
     enc: LoadedEncoder, size: int, overlap: int, report: Report | None = None
 ) -> np.ndarray:
-    """Embed every chunk (about 35-45 s on two cores) and save it, written aside then renamed."""
+    """Embed every chunk (about 35-45 s on two cores) and save it, written aside then renamed,
+    so a process killed mid-write leaves only a .tmp file (removed by the next save)."""
     emb = embed_texts(enc, [c.text for c in corpus_chunks(size, overlap)], report)
-    path = index_file(size, overlap)
+    save_index(emb, index_file(size, overlap))
+    return emb
+
+
+def save_index(emb: np.ndarray, path: Path) -> bool:
+    """Write `emb` to `path` atomically; False when the folder cannot be written (the index
+    then serves this process from memory only)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, emb)
-        tmp.replace(path)
+        for stale in path.parent.glob(f".{path.stem}-*.tmp"):
+            stale.unlink(missing_ok=True)  # left by a process killed while writing
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.save(f, emb)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
     except OSError:
-        pass  # a read-only home: the index still serves this process from memory
-    return emb
+        return False
+    return True
 
 
 def dense_scores(emb: np.ndarray, query_vec: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ from components import scaling as cs
 from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.jobs import run_job
-from components.preamble import model_page
+from components.models import get_lm_or_none
 from core import scaling as sc
 from core.runtime.model_ids import EMBEDDED_ID
 from core.shared.published import count_parameters
@@ -39,8 +39,8 @@ with st.expander("Go deeper: the closed form, and why unrounded exponents matter
         "percent smaller than the paper's own Table A3."
     )
 
-lm, _ = model_page(prompt=False)
-smol = count_parameters(lm.model) if lm.model_id == EMBEDDED_ID else None
+lm = get_lm_or_none()  # only for SmolLM2's own size: the page works without a model
+smol = count_parameters(lm.model) if lm and lm.model_id == EMBEDDED_ID else None
 known = sc.known_models(smol)  # SmolLM2's size counted on the loaded model itself
 left, right = st.columns([2, 3], gap="large")
 with left:

@@ -81,6 +81,7 @@ index_slot.metric(
     "ready" if emb is not None else "not built",
     help="MiniLM embeddings of every chunk, 384 numbers each",
 )
+view.note_if_not_kept(size, overlap)
 r = view.cached_retrieval(size, overlap, question, emb is not None)
 best = list(r.orders)[-1]  # hybrid when the index exists, else BM25
 st.subheader("Which chunks each method retrieves")

