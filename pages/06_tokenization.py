@@ -8,6 +8,7 @@ import streamlit as st
 from components.charts import draw_chart
 from components.frame import follow_shared_prompt, page_frame, show_code
 from components.models import get_prompt
+from components.questions import check_yourself
 from components.tokenization import (
     cached_bpe,
     chat_tokens,
@@ -221,3 +222,5 @@ show_code(
     bpe.train_bpe,
     bpe.encode,
 )
+
+check_yourself()

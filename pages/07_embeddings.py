@@ -8,6 +8,7 @@ from components import embeddings as ce
 from components.charts import bar_chart, draw_chart
 from components.frame import page_frame, plain_markdown, show_code
 from components.preamble import model_page
+from components.questions import check_yourself
 from core.embeddings import (
     DEFAULT_GROUPS,
     MAX_GROUPS,
@@ -241,3 +242,5 @@ st.caption(
     "position embedding). The last state has the model's final norm applied."
 )
 show_code(nearest_neighbours, analogy_vector, pca_2d, tsne_2d, sentence_embeddings, word_in_context)
+
+check_yourself()

@@ -8,6 +8,7 @@ from components.charts import draw_chart
 from components.frame import follow_shared_prompt, page_frame, show_code
 from components.models import get_trace
 from components.preamble import model_page, note_truncation, prompt_or_default
+from components.questions import check_yourself
 from components.tokens import code_span, percent, token_strip
 from core.inspect.trace import TRACE_TOKEN_CAP
 from core.lm_objective import GAME_TEXTS, alternatives, new_game, play, surprisal
@@ -149,3 +150,5 @@ def game() -> None:
 
 game()
 show_code(surprisal, alternatives, play)
+
+check_yourself()

@@ -7,6 +7,7 @@ from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.jobs import run_job
 from components.models import get_lm
+from components.questions import check_yourself
 from core import pretraining_data as dp
 
 page_frame(13)
@@ -179,3 +180,5 @@ with own_tab:
     pdv.own_text_section(t)
 
 show_code(dp.run_pipeline, dp.quality_reason, dp.minhash_signatures, dp.lsh_candidates)
+
+check_yourself()

@@ -6,6 +6,7 @@ from components import fine_tuning as view
 from components.frame import page_frame, show_code
 from components.models import current_model_id, get_lm
 from components.preamble import require_anatomy
+from components.questions import check_yourself
 from core import fine_tuning as ft
 
 page_frame(16)
@@ -160,3 +161,5 @@ if result is not None:
     )
 
 show_code(ft.masked_chat, ft.masked_lm_loss, ft.lora_parameter_formula, ft.lora_copy, ft._train)
+
+check_yourself()

@@ -8,6 +8,7 @@ from components import rlhf as view
 from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.models import current_model_id, get_lm
+from components.questions import check_yourself
 from core import fine_tuning as ft
 from core import rlhf
 
@@ -157,3 +158,5 @@ st.caption(
 )
 
 show_code(rlhf.bradley_terry_loss, rlhf.train_reward_model, rlhf.kl_penalised, rlhf.dpo_losses)
+
+check_yourself()

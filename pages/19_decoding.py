@@ -16,6 +16,7 @@ from components.decoding import (
 from components.frame import page_frame, show_code
 from components.models import current_model_id, get_lm, get_prompt, get_trace
 from components.preamble import note_truncation
+from components.questions import check_yourself
 from core.decoding import next_token_view
 from core.runtime import generation
 from core.runtime.generation import DecodingSettings
@@ -242,3 +243,5 @@ else:
     )
 
 show_code(generation.filter_logits, generation.apply_top_p, generation.generate_stream)
+
+check_yourself()

@@ -6,6 +6,7 @@ from components import rag as view
 from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.models import current_model_id, get_lm
+from components.questions import check_yourself
 from core import rag
 
 page_frame(21)
@@ -165,3 +166,5 @@ show_code(
     rag.rrf_scores,
     rag.recall_at_k,
 )
+
+check_yourself()

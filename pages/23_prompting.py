@@ -16,6 +16,7 @@ from components.prompting import (
     strip_frame,
     summary_frame,
 )
+from components.questions import check_yourself
 from core import prompting as P
 
 page_frame(23)
@@ -111,3 +112,5 @@ def scores() -> None:
 
 scores()
 show_code(P.read_labels, P.measure_condition, P.auc)
+
+check_yourself()

@@ -13,6 +13,7 @@ from components.limits import (
     years_section,
 )
 from components.models import current_model_id, get_lm
+from components.questions import check_yourself
 from core import limits as L
 
 page_frame(25)
@@ -53,3 +54,5 @@ for tab, section in zip(tabs, sections):
         section(model_id)
 
 show_code(L.greedy_answer, L.parse_count, L.digit_accuracy, L.declines, L.continuation_logprobs)
+
+check_yourself()
