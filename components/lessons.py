@@ -162,7 +162,11 @@ def _upload() -> None:
 def builder(c: Concept | None) -> None:
     """The sidebar's "Lesson" expander: shipped lessons, and a lesson built from this app."""
     with st.expander("Lesson", icon=":material/school:"):
-        lessons = shipped_lessons()
+        try:
+            lessons = shipped_lessons()
+        except LessonError as exc:  # a damaged file in data/lessons/
+            st.warning(escape_markdown(str(exc)))
+            lessons = {}
         name = st.selectbox(
             "Shipped lessons",
             list(lessons),

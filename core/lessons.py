@@ -7,7 +7,7 @@ link raises LessonError with a message a teacher can act on, and nothing changes
      "steps": [{"page": "tokenization", "say": "Text becomes numbers first.",
                 "settings": {"tokenization.vocab_size": "300"}}, ...]}
 
-A setting is a page control's key (namespaced by the page: `decoding.temperature`) and its
+A setting is "prompt" (the shared prompt) or a page control's key (namespaced by the page: `decoding.temperature`) and its
 value as the page's address carries it (a string, or a list of strings for a multi-choice).
 """
 
@@ -30,6 +30,7 @@ MAX_SETTINGS = 40  # per step
 MAX_VALUE = 500  # characters of one setting's value
 MAX_FILE_BYTES = 50_000
 MAX_LINK_CHARS = 1_800  # the encoded lesson in a link (whole address stays near 2,000)
+SHARED_PROMPT = "prompt"  # a step may also set the shared prompt every model page starts from
 NAME = re.compile(r"^[a-z0-9_]{1,40}$")
 
 # a few pages namespace their keys by a shorter word than their slug
@@ -103,7 +104,7 @@ def _settings(raw: object, page: str, where: str) -> dict[str, str | list[str]]:
     prefix = f"{key_prefix(page)}."
     out: dict[str, str | list[str]] = {}
     for key, value in raw.items():
-        if not key.startswith(prefix):
+        if key != SHARED_PROMPT and not key.startswith(prefix):
             raise LessonError(f"{where}: '{key[:60]}' is not a control of page '{page}'.")
         values = value if isinstance(value, list) else [value]
         for v in values:
