@@ -149,13 +149,18 @@ def page_link(slug: str, extra: dict[str, str] | None = None) -> str:
     return f"/{slug}" + (f"?{query}" if query else "")
 
 
-def link_params(slug: str) -> dict[str, str]:
+def link_params(slug: str) -> dict[str, str | list[str]]:
     """The link's parameters that belong to this page's controls."""
     prefix = f"{key_prefix(slug)}."
-    return {k: st.query_params.get(k, "") for k in st.query_params if k.startswith(prefix)}
+    out: dict[str, str | list[str]] = {}
+    for k in st.query_params:
+        if k.startswith(prefix):
+            values = st.query_params.get_all(k)
+            out[k] = values[0] if len(values) == 1 else values
+    return out
 
 
-def unused_link_values(slug: str, given: dict[str, str]) -> list[str]:
+def unused_link_values(slug: str, given: dict[str, str | list[str]]) -> list[str]:
     """The link's values for this page that it could not restore: a key naming no control of
     the page, or a value the control refused (out of its range, not one of its options)."""
     bound = _bound_widgets(f"{key_prefix(slug)}.")
@@ -165,7 +170,7 @@ def unused_link_values(slug: str, given: dict[str, str]) -> list[str]:
         if key not in bound:
             unused.append(f"{key} (no such control here)")
         elif now.get(key) is None or _as_list(now[key]) != _as_list(raw):
-            unused.append(f"{key}={raw[:40]}")
+            unused.append(f"{key}={','.join(_as_list(raw))[:40]}")
     return unused
 
 

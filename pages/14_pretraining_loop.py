@@ -4,7 +4,7 @@ import math
 
 import streamlit as st
 
-from components import pretraining as cp
+from components import pretraining_loop as cp
 from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.jobs import run_job

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from components import pretraining as cp
+from components import pretraining_loop as cp
 from components import scaling as cs
 from components.charts import draw_chart
 from components.frame import page_frame, show_code
