@@ -217,6 +217,7 @@ def page_frame(number: int | None = None) -> Concept:
         layout="wide",
         initial_sidebar_state=presenter.sidebar_state(),
     )
+    st.session_state["frame.run"] = st.session_state.get("frame.run", 0) + 1
     sidebar(c)
     presenter.apply()
     lessons.banner(c)

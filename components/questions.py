@@ -187,18 +187,31 @@ def _tokenization() -> list[Question]:
         return []
     results = tokenize_all(text)
     counts = {r.name: r.count for r in results}
-    fewest = min(counts.values())
-    winners = [n for n, c in counts.items() if c == fewest]
-    if len(winners) != 1:
-        return []
-    return [
+    why = "Counts: " + ", ".join(f"{n} {c}" for n, c in counts.items()) + "."
+    first = results[0]
+    out = [
         Question(
-            "Which tokenizer cuts your text into the fewest tokens?",
-            tuple(sorted(counts)),
-            winners[0],
-            "Counts: " + ", ".join(f"{n} {c}" for n, c in counts.items()) + ".",
+            f"How many tokens does {first.name} cut your text into?",
+            _pick(
+                f"{first.count}",
+                [f"{first.count * 2}", f"{max(first.count // 2, 1)}", f"{len(text)}"],
+            ),
+            f"{first.count}",
+            why,
         )
     ]
+    fewest = min(counts.values())
+    winners = [n for n, c in counts.items() if c == fewest]
+    if len(winners) == 1:
+        out.append(
+            Question(
+                "Which tokenizer cuts your text into the fewest tokens?",
+                tuple(sorted(counts)),
+                winners[0],
+                why,
+            )
+        )
+    return out
 
 
 @builder("embeddings")
@@ -398,7 +411,7 @@ def _fine_tuning() -> list[Question]:
 def _rlhf() -> list[Question]:
     from core import rlhf
 
-    n = int(_state("rlhf.n"))
+    n = int(st.session_state.get("rlhf.n", 4))  # asked before the slider exists, too
     right = f"{rlhf.best_of_n_kl_bound(n):.3f}"
     others = [f"{rlhf.best_of_n_kl_bound(m):.3f}" for m in (n + 1, n * 2, max(n - 1, 2), 16)]
     return [
@@ -637,6 +650,10 @@ def check_yourself(slug: str | None = None) -> None:
     """Call last on every concept page: its questions, then the notes about its link."""
     if slug is None:
         slug = frame.page_slug(sys._getframe(1).f_code.co_filename)
+    run = st.session_state.get("frame.run")
+    if st.session_state.get("quiz.drawn") == run:
+        return  # a page that stops early asked already, before its st.stop()
+    st.session_state["quiz.drawn"] = run
     build = BUILDERS.get(slug)
     if build is not None:
         try:

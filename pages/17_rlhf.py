@@ -56,6 +56,7 @@ if features is None:
         "The reward head reads the LM's last hidden state at each answer's end-of-turn "
         "token. Press the button to read every answer once; the head then trains instantly."
     )
+    check_yourself()  # the questions before the page waits for its job
     st.stop()
 model = view.cached_reward_model(model_id, flipped)
 m1, m2, m3 = st.columns(3)

@@ -82,6 +82,7 @@ results = run_job(
     "pass per review (the shared prefix is computed once), plus the thinking tokens.",
 )
 if results is None:
+    check_yourself()  # the questions before the page waits for its job
     st.stop()
 
 
