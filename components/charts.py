@@ -205,11 +205,16 @@ def draw_chart(chart: alt.TopLevelMixin, width: str = "stretch", where=None, **k
     what its axes and legends need. `width="content"` keeps the spec's own size (only for charts
     known to be narrow). Other keyword arguments (key, on_select) go to st.altair_chart, whose
     result is returned. Every chart of the app goes through here (a test checks)."""
+    from components import export
+
     target = where if where is not None else st
     if width == "content":
-        chart = chart.properties(autosize=alt.AutoSizeParams(type="pad"))
-        return target.altair_chart(readable(chart), width="content", **kwargs)
-    return target.altair_chart(fitted(chart), width=width, height="content", **kwargs)
+        chart = readable(chart.properties(autosize=alt.AutoSizeParams(type="pad")))
+        export.remember(chart)
+        return target.altair_chart(chart, width="content", **kwargs)
+    chart = fitted(chart)
+    export.remember(chart)
+    return target.altair_chart(chart, width=width, height="content", **kwargs)
 
 
 def draw_panels(

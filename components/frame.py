@@ -11,7 +11,7 @@ from pathlib import Path
 import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 
-from components import lessons, presenter, url_state  # url_state binds settings to the URL
+from components import export, lessons, presenter, url_state  # url_state binds settings to the URL
 from components.state import DEFAULT_PROMPT, MODEL_KEY, PROMPT_KEY
 from core.concepts import Concept, available_concepts, by_section, concept
 from core.runtime import model_ids
@@ -224,6 +224,7 @@ def page_frame(number: int | None = None) -> Concept:
     st.title(f"{c.number:02d} · {c.title}")
     st.caption(c.summary)
     url_state.begin(c.slug)
+    export.begin()
     return c
 
 

@@ -42,8 +42,15 @@ def _read_link() -> None:
         index = int(st.query_params.get("step", "1")) - 1
     except ValueError:
         index = 0
+    index = min(max(index, 0), len(lesson.steps) - 1)
     st.session_state[ACTIVE] = {"lesson": lesson, "source": source}
-    st.session_state[STEP] = min(max(index, 0), len(lesson.steps) - 1)
+    st.session_state[STEP] = index
+    opened = (tuple(source.items()), index)
+    if st.session_state.get("lesson.opened") != opened:  # a link just opened: its prompt too
+        st.session_state["lesson.opened"] = opened
+        prompt = lesson.steps[index].settings.get("prompt")
+        if isinstance(prompt, str):
+            st.session_state[PROMPT_KEY] = prompt
 
 
 def step_params(step: Step, source: dict[str, str], index: int) -> dict[str, str | list[str]]:
@@ -59,6 +66,7 @@ def go_to(lesson: Lesson, source: dict[str, str], index: int) -> None:
     (controls the step does not name go back to their defaults)."""
     step = lesson.steps[index]
     st.session_state[STEP] = index
+    st.session_state["lesson.opened"] = (tuple(source.items()), index)
     prefix = f"{key_prefix(step.page)}."
     for key in [k for k in st.session_state if isinstance(k, str) and k.startswith(prefix)]:
         del st.session_state[key]  # the step's own settings come from its address
@@ -181,7 +189,7 @@ def builder(c: Concept | None) -> None:
         if c is not None:
             say = st.text_input("Your words for this step", key="lesson.say", max_chars=300)
             if st.button("Add this view as a step", key="lesson.add"):
-                settings = url_state.current_settings(c.slug)
+                settings = url_state.view_settings(c.slug)
                 draft.append(Step(page=c.slug, say=say.strip(), settings=settings))
         _draft_steps(draft)
         if draft:

@@ -10,7 +10,7 @@ PRESENT_KEY = "shared.present"  # non-widget key: survives page switches
 NORMAL_TEXT_PX, PRESENTER_TEXT_PX = 12, 15  # the smallest chart text in each view
 PRESENTER_CSS = """
 <style>
-html { font-size: 20px; }
+html { font-size: 18px; }
 .stMainBlockContainer, .block-container { padding-top: 1.2rem; padding-bottom: 1rem;
   max-width: 100%; }
 h1 { font-size: 2.2rem !important; padding-top: 0 !important; }

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from components import frame
+from components import export, frame
 from components.state import PROMPT_KEY
 from components.tokens import escape_markdown
+from core.lessons import SLUGS
 
 
 @dataclass(frozen=True)
@@ -646,6 +647,10 @@ def _ask(slug: str, i: int, q: Question) -> None:
         st.error(f"Not quite: the answer is {escape_markdown(q.answer)}. {escape_markdown(q.why)}")
 
 
+def concept_by_slug(slug: str):
+    return SLUGS[slug]
+
+
 def check_yourself(slug: str | None = None) -> None:
     """Call last on every concept page: its questions, then the notes about its link."""
     if slug is None:
@@ -655,6 +660,7 @@ def check_yourself(slug: str | None = None) -> None:
         return  # a page that stops early asked already, before its st.stop()
     st.session_state["quiz.drawn"] = run
     build = BUILDERS.get(slug)
+    questions: list[Question] = []
     if build is not None:
         try:
             questions = build()
@@ -668,4 +674,6 @@ def check_yourself(slug: str | None = None) -> None:
                 )
                 for i, q in enumerate(questions):
                     _ask(slug, i, q)
+    c = concept_by_slug(slug)
+    export.export_panel(slug, f"{c.number:02d} · {c.title}", c.summary, questions)
     frame.page_end()

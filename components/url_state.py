@@ -61,19 +61,17 @@ PREFIXES = tuple(f"{key_prefix(c.slug)}." for c in CONCEPTS)
 
 
 def is_setting(key: object) -> bool:
-    """A widget key the URL keeps: namespaced by a concept, not an action or hidden state."""
-    return (
-        isinstance(key, str)
-        and key.startswith(PREFIXES)
-        and not key.startswith(NOT_SETTINGS)
-        and not key.endswith((".start", ".stop", ".again"))  # a job's buttons
-    )
+    """A widget key the URL keeps: namespaced by a concept, not a hidden state. (Buttons are
+    never bound: only value widgets are.)"""
+    return isinstance(key, str) and key.startswith(PREFIXES) and not key.startswith(NOT_SETTINGS)
 
 
 def _bind_settings(method):
     @functools.wraps(method)
     def bound(self, *args, **kwargs):
         key = kwargs.get("key")
+        if is_setting(key):
+            st.session_state.setdefault("url.drawn", set()).add(key)
         if kwargs.get("bind") is None and is_setting(key):
             value = st.session_state.get(key)
             if isinstance(value, str) and len(value) > VALUE_MAX_CHARS:
@@ -120,8 +118,9 @@ def current_settings(slug: str) -> dict[str, str | list[str]]:
     """The page's controls that differ from their defaults, in the link's own form (what
     Streamlit writes into the address bar for a bound widget)."""
     out: dict[str, str | list[str]] = {}
+    drawn = st.session_state.get("url.drawn", set())  # hidden controls (another tab's) stay out
     for key, meta in sorted(_bound_widgets(f"{key_prefix(slug)}.").items()):
-        if key not in st.session_state:
+        if key not in st.session_state or key not in drawn:
             continue
         try:
             now = meta.serializer(st.session_state[key])
@@ -134,6 +133,19 @@ def current_settings(slug: str) -> dict[str, str | list[str]]:
     return out
 
 
+def view_settings(slug: str) -> dict[str, str | list[str]]:
+    """What a link to this view carries: the shared prompt when it is not the default (many
+    controls depend on it: a slider over its tokens) and the page's own settings."""
+    from components.state import DEFAULT_PROMPT, PROMPT_KEY
+
+    prompt = st.session_state.get(PROMPT_KEY, DEFAULT_PROMPT)
+    out: dict[str, str | list[str]] = {}
+    if prompt != DEFAULT_PROMPT and len(prompt) <= VALUE_MAX_CHARS * 2:
+        out["prompt"] = prompt
+    out.update(current_settings(slug))
+    return out
+
+
 def query_string(params: dict[str, str | list[str]]) -> str:
     return urlencode(params, doseq=True)
 
@@ -142,7 +154,7 @@ def page_link(slug: str, extra: dict[str, str] | None = None) -> str:
     """A link to this page with its current settings (and the shared prompt and model),
     capped at URL_MAX_CHARS: the longest values leave it first."""
     params: dict[str, str | list[str]] = dict(extra or {})
-    params.update(current_settings(slug))
+    params.update(view_settings(slug))
     while len(query_string(params)) > URL_MAX_CHARS and params:
         del params[max(params, key=lambda k: len(query_string({k: params[k]})))]
     query = query_string(params)
@@ -206,6 +218,7 @@ def begin(slug: str) -> None:
     """At the top of a page: remember the link's values when the page is entered, so the end
     of the page can say which of them it could not restore."""
     st.session_state["url.too_long"] = set()
+    st.session_state["url.drawn"] = set()  # the settings widgets this run draws
     if st.session_state.get("url.page") != slug:
         st.session_state["url.page"] = slug
         given = link_params(slug)
