@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components.charts import HEAT, THINNED_AXIS, matrix_frame
+from components.charts import HEAT, THINNED_AXIS, draw_chart, matrix_frame, thinned_note
 from components.memo import byte_cached
 from components.models import get_encoder, get_trace, load_model
 from components.tokens import token_labels
@@ -165,3 +165,27 @@ def cached_head_steps(model_id: str, text: str, layer: int, head: int) -> HeadSt
 @st.cache_resource(max_entries=16, show_spinner="Running MiniLM over the prompt…")
 def cached_encoder_attention(text: str) -> core_attention.EncoderAttention:
     return core_attention.encoder_attention(get_encoder(), text)
+
+
+@st.fragment
+def encoder_section(text: str) -> None:
+    """MiniLM's attention on the same text: any layer and head, reading both ways."""
+    enc = cached_encoder_attention(text)
+    n_layers, n_heads = enc.attentions.shape[:2]
+    e1, e2 = st.columns(2)
+    enc_layer = e1.selectbox("MiniLM layer", list(range(n_layers)), key="attention.enc_layer")
+    enc_head = e2.selectbox("MiniLM head", list(range(n_heads)), key="attention.enc_head")
+    weights = enc.attentions[enc_layer, enc_head]
+    draw_chart(
+        attention_click_chart(
+            attention_frame(weights, enc.tokens),
+            token_labels(enc.tokens),
+            f"MiniLM encoder, layer {enc_layer}, head {enc_head}",
+        ),
+    )
+    st.caption(
+        f"MiniLM has its own WordPiece tokens, with [CLS] and [SEP] (capped at "
+        f"{ATTENTION_CAP} too). Cells above the diagonal are filled: it reads both ways, "
+        "which suits understanding a text but not writing one token after another. "
+        + thinned_note(len(enc.tokens))
+    )

@@ -10,12 +10,13 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from components.charts import fitting_columns
+from components.charts import draw_chart, fitting_columns
 from components.jobs import finished_result, load_factor, run_job
 from components.models import load_model
 from components.tokens import visible
 from core import context_window
 from core import inference_loop as inf
+from core.inspect.anatomy import geometry
 
 # --- cached measurements ----------------------------------------------------------------------
 
@@ -263,3 +264,155 @@ def needle_chart(trials: Sequence[context_window.NeedleTrial]) -> alt.LayerChart
     )
     # a fixed row height: rows never shrink below one line of text, however many lengths
     return (cells + labels).properties(height=alt.Step(NEEDLE_ROW_PX))
+
+
+@st.fragment
+def cost_section(lm, geo, context: int, width: int) -> None:
+    """Forward time and memory against length: the measured sweep behind a button."""
+    model_id = lm.model_id
+    st.subheader("Forward time and memory against length, measured")
+    f1, f2 = st.columns([3, 1])
+    longest = f1.select_slider(
+        "Longest sequence",
+        [n for n in (128, 256, 512, 1024, 2048) if n <= context],
+        value=min(512, context),
+        key="context_window.longest",
+        help=f"One forward pass at 32, 64, … tokens of filler, up to this (cap {inf.FORWARD_CAP}).",
+    )
+    df = forward_costs_job(model_id, longest)
+    if df is None:
+        f2.caption("Measured on request: one pass per length.")
+        return
+    a, b = st.columns(2)
+    draw_chart(forward_time_chart(df), where=a)
+    draw_chart(memory_chart(df), where=b)
+    match = bool(
+        (df.scores_bytes == df.scores_formula).all() and (df.kv_bytes == df.kv_formula).all()
+    )
+    st.caption(
+        "Left: wall time of one forward pass; on a CPU at these lengths the weights dominate, so "
+        "time grows nearly linearly and the n² term only starts to show at the long end. Right: "
+        "the bytes of the tensors the model actually built (points), measured from the attention "
+        "weights of each layer and from the cache it returned, against heads × T² × "
+        f"{width} B and {geo.cache_bytes_per_token(width):,} B × T (lines). "
+        + (
+            "Every measurement equals its formula."
+            if match
+            else "Some measurements differ from the formula (see the table)."
+        )
+    )
+    with st.expander("The measurements"):
+        st.dataframe(df, hide_index=True, width="stretch")
+
+
+@st.fragment
+def kv_sizes_section(lm) -> None:
+    """KV-cache bytes against length for published models and the selected one."""
+    model_id = lm.model_id
+    st.subheader("KV-cache memory against length, for several model sizes")
+    dtype = st.radio(
+        "Numbers stored as",
+        list(inf.DTYPE_BYTES),
+        index=1,
+        horizontal=True,
+        key="context_window.dtype",
+        bind="query-params",
+    )
+    models = list(inf.published_models())
+    if not any(m.name.split(" ")[0] in model_id for m in models):
+        models.append(inf.PublishedModel(f"{model_id} (selected)", "its loaded config", lm.config))
+    draw_chart(kv_models_chart(inf.kv_memory_curve(models, inf.DTYPE_BYTES[dtype])))
+    table = pd.DataFrame(
+        [
+            {
+                "model": m.name,
+                "layers": (g := geometry(m.config)).n_layers,
+                "query heads": g.n_heads,
+                "KV heads": g.n_kv_heads,
+                "head size": g.head_dim,
+                "bytes per token": g.cache_bytes_per_token(inf.DTYPE_BYTES[dtype]),
+                "context": g.context,
+                "GB at full context": inf.kv_cache_bytes(
+                    m.config, g.context, inf.DTYPE_BYTES[dtype]
+                )
+                / 1e9,
+                "hyper-parameters from": m.source,
+            }
+            for m in models
+        ]
+    )
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        column_config={"GB at full context": st.column_config.NumberColumn(format="%.3f")},
+    )
+    st.caption(
+        "Each curve stops at that model's own context length. Grouped-query attention "
+        "(fewer KV heads than query heads, as in Llama-3 and SmolLM2) shrinks the cache: "
+        "Llama-3-8B keeps a quarter of Llama-2-7B's bytes per token."
+    )
+
+
+def needle_section(lm, context: int) -> None:
+    """The needle-in-a-haystack grid, run as a job; the recall and the chart of its trials."""
+    model_id = lm.model_id
+    # Not an st.fragment: a click inside a fragment never interrupts a running script, so the
+    # job's Stop would only take effect after every trial had run.
+    st.subheader("Needle in a haystack, measured on this model")
+    st.markdown(
+        "A sentence *“The secret number is …”* with a random 5-digit number is hidden at some "
+        "depth of a filler text of a given length; the model is asked for the number (greedy, "
+        f"{inf.NEEDLE_NEW_TOKENS} new tokens). A cell is green when the first number it writes is "
+        "the secret."
+    )
+    n1, n2 = st.columns(2)
+    options = [n for n in (128, 256, 512, 1024, 2048) if n <= context - 96]
+    lengths = n1.multiselect(
+        "Haystack lengths (tokens)",
+        options,
+        default=options[:2],
+        key="context_window.needle_lengths",
+    )
+    depths = n2.multiselect(
+        "Needle depths",
+        [0.0, 0.25, 0.5, 0.75, 1.0],
+        default=[0.0, 0.5, 1.0],
+        format_func=lambda d: f"{d:.0%}",
+        key="context_window.needle_depths",
+    )
+    grid = context_window.needle_grid(lengths, depths, context)
+    if not grid:
+        st.info("Pick at least one length and one depth.")
+        return
+    longest = st.session_state.get("context_window.longest", min(512, context))
+    costs = cached_forward_costs(
+        model_id, longest, st.session_state.get("context_window.run_id", 0)
+    )
+    estimate = context_window.needle_estimate_s(
+        grid, [context_window.ForwardCost(**r) for r in costs.to_dict("records")]
+    )
+    trials = run_job(
+        (
+            "context_window.needle",
+            model_id,
+            tuple(sorted(set(lengths))),
+            tuple(sorted(set(depths))),
+        ),
+        lambda report: context_window.needle_trials(lm, lengths, depths, len(grid), report),
+        start_label=f"Run {len(grid)} trials",
+        estimate_s=estimate,
+        caps=f"At most {inf.NEEDLE_TRIALS_CAP} trials and {inf.NEEDLE_LENGTH_CAP} tokens per "
+        "haystack; the estimate comes from the forward passes measured above.",
+        on_partial=lambda done: draw_chart(needle_chart(done)),
+    )
+    if trials:
+        found = sum(t.found for t in trials)
+        st.metric("Recall", f"{found / len(trials):.0%}", help=f"{found} of {len(trials)} trials")
+        draw_chart(needle_chart(trials))
+        st.caption(NEEDLE_NOTE)
+    else:
+        st.caption(
+            "Press the button: the model answers each trial live, and Stop ends the run "
+            "within the trial it is on."
+        )

@@ -8,9 +8,10 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from components.charts import draw_chart
 from components.models import load_model
 from components.tokens import visible
-from core.decoding import BeamResult, NextTokenView, beam_search
+from core.decoding import BeamResult, NextTokenView, beam_search, next_token_view
 from core.runtime.generation import DecodingSettings, generate_text
 
 # The sliders' starting values: each of the five strategies is a different sampler here (with
@@ -200,3 +201,131 @@ def best_path_flags(result: BeamResult) -> list[bool]:
                 chosen = {id(n) for n in path}
                 return [id(n) in chosen for n in result.tree]
     return [False] * len(result.tree)
+
+
+D = PAGE_DEFAULTS
+TOP_SHOWN = 25  # tokens drawn in the chart; the metrics cover the whole vocabulary
+
+
+def current_settings(new_tokens: int = D.max_new_tokens, seed: int = 0) -> DecodingSettings:
+    ss = st.session_state
+    return DecodingSettings(
+        temperature=ss.get("decoding.temperature", D.temperature),
+        top_k=ss.get("decoding.top_k", D.top_k),
+        top_p=ss.get("decoding.top_p", D.top_p),
+        min_p=ss.get("decoding.min_p", D.min_p),
+        repetition_penalty=ss.get("decoding.repetition", D.repetition_penalty),
+        max_new_tokens=new_tokens,
+        seed=seed,
+    )
+
+
+@st.fragment
+def distribution_section(lm, trace, context_ids: tuple[int, ...]) -> None:
+    """The five filter sliders, the metrics and the next-token chart (reruns alone)."""
+    c1, c2, c3, c4, c5 = st.columns(5)
+    c1.slider(
+        "Temperature",
+        0.0,
+        2.0,
+        D.temperature,
+        0.05,
+        key="decoding.temperature",
+        bind="query-params",
+        help="0 means greedy: only the top token survives.",
+    )
+    c2.slider(
+        "Top-k",
+        0,
+        200,
+        D.top_k,
+        1,
+        key="decoding.top_k",
+        bind="query-params",
+        help="0 switches top-k off.",
+    )
+    c3.slider(
+        "Top-p",
+        0.01,
+        1.0,
+        D.top_p,
+        0.01,
+        key="decoding.top_p",
+        bind="query-params",
+        help="1.0 switches top-p off.",
+    )
+    c4.slider(
+        "Min-p",
+        0.0,
+        0.5,
+        D.min_p,
+        0.01,
+        key="decoding.min_p",
+        bind="query-params",
+        help="0 switches min-p off.",
+    )
+    c5.slider(
+        "Repetition penalty",
+        1.0,
+        2.0,
+        D.repetition_penalty,
+        0.05,
+        key="decoding.repetition",
+        bind="query-params",
+        help="Makes every token already in the text (the prompt and each token generated "
+        "so far) less likely: its logit is divided by the penalty if positive, "
+        "multiplied by it if negative. 1.0 switches it off.",
+    )
+    s = current_settings()
+    view = next_token_view(trace.last_logits, s, context_ids, top=TOP_SHOWN)
+    labels = [lm.tokenizer.decode([i], clean_up_tokenization_spaces=False) for i in view.ids]
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric(
+        "Tokens that can be drawn",
+        f"{view.survivors:,}",
+        help=f"of {trace.last_logits.shape[0]:,} in the vocabulary: the tokens whose "
+        "probability after the filters is above zero in float32, the precision the "
+        "sampler draws in. At a low temperature most probabilities underflow to "
+        "exactly 0, so those tokens can never be drawn although no filter removed "
+        "them.",
+    )
+    m2.metric("Entropy before", f"{fixed(view.entropy_before)} bits")
+    m3.metric(
+        "Entropy after",
+        f"{fixed(view.entropy_after)} bits",
+        delta=fixed(view.entropy_after - view.entropy_before, signed=True),
+        delta_color="off",
+    )
+    m4.metric("Top token's probability", f"{max(view.filtered):.1%}")
+    draw_chart(distribution_chart(view, labels))
+    st.caption(
+        f"The {TOP_SHOWN} most likely next tokens before filtering. Faded bars were removed; the "
+        "blue bars are what sampling actually draws from, renormalised."
+    )
+
+
+def results_section(lm, rows: list[dict], result: BeamResult) -> None:
+    """Each strategy's text, their table, the beam search tree and its ranked sequences."""
+    for row in rows:
+        st.markdown(f"**{row['strategy']}** · {row['tokens']} tokens")
+        st.text(row["output"] or "(stopped at once: the first token chosen was end-of-text)")
+    st.dataframe(pd.DataFrame(rows).drop(columns="output"), hide_index=True, width="stretch")
+    st.markdown(
+        "**The beam search tree.** Each column is one generated token; each row a beam "
+        "kept at that step, joined to the beam it extended. The winning path is pink."
+    )
+    draw_chart(beam_tree_chart(result, lm.tokenizer))
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "rank": range(1, len(result.sequences) + 1),
+                "sequence": [
+                    lm.tokenizer.decode(list(s), clean_up_tokenization_spaces=False)
+                    for s in result.sequences
+                ],
+                "length-normalised log p": [round(x, 3) for x in result.scores],
+            }
+        ),
+        hide_index=True,
+        width="stretch",
+    )

@@ -8,10 +8,22 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components.charts import ink_encoding, ink_for, matrix_frame, place_labels
+from components.charts import draw_chart, ink_encoding, ink_for, matrix_frame, place_labels
+from components.frame import plain_markdown
 from components.models import get_encoder, load_model
 from components.tokens import visible
 from core import embeddings as core_emb
+from core.embeddings import (
+    DEFAULT_GROUPS,
+    MAX_GROUPS,
+    MAX_SENTENCES,
+    MAX_WORD_CHARS,
+    MAX_WORDS_PER_GROUP,
+    agreement_by_layer,
+    cosine_matrix,
+    pca_2d,
+    text_lines,
+)
 
 
 @st.cache_resource(max_entries=2, show_spinner=False)
@@ -210,3 +222,172 @@ def word_in_context_chart(df: pd.DataFrame, layer: int) -> alt.LayerChart:
         alt.Chart(pd.DataFrame({"layer": [layer]})).mark_rule(color="#e6550d").encode(x="layer:O")
     )
     return (line + rule).properties(height=220)
+
+
+def contextual_section(lm) -> None:
+    """One word in several sentences: its static rows against its contextual vectors, by layer."""
+    w1, w2 = st.columns([1, 3])
+    w1.text_input("Word", "bank", key="embeddings.ctx_word", max_chars=MAX_WORD_CHARS)
+    ctx_word = clean_word("embeddings.ctx_word", "bank")
+    ctx_default = (
+        "We sat on the river bank and fished.\nShe deposited cash at the bank.\n"
+        "The bank raised its interest rates.\nGrass grew along the muddy bank."
+    )
+    ctx_raw = w2.text_area(
+        "Sentences containing it", ctx_default, key="embeddings.ctx_sentences", height=110
+    )
+    ctx_sentences = text_lines(ctx_raw)
+    wic = cached_word_in_context(lm.model_id, ctx_word, ctx_sentences)
+    if wic.missing:
+        st.warning(
+            f"{len(wic.missing)} sentence(s) do not contain '{plain_markdown(ctx_word)}' as a whole word and "
+            "are left out."
+        )
+    if len(wic.sentences) < 2:
+        st.info(
+            f"Need at least two sentences containing '{plain_markdown(ctx_word)}'; showing the bank example."
+        )
+        ctx_word, ctx_sentences = "bank", tuple(ctx_default.splitlines())
+        wic = cached_word_in_context(lm.model_id, ctx_word, ctx_sentences)
+    n_states = wic.contextual.shape[1]
+    layer = st.slider(
+        "Layer for the contextual vectors",
+        0,
+        n_states - 1,
+        min(6, n_states - 1),
+        key="embeddings.layer",
+    )
+    ctx_labels = [f"{i + 1}. {s[:28]}" for i, s in enumerate(wic.sentences)]
+    k1, k2 = st.columns(2)
+    with k1:
+        draw_chart(
+            cosine_matrix_chart(
+                cosine_matrix(wic.static), ctx_labels, "static: the embedding-table rows"
+            ),
+        )
+    with k2:
+        draw_chart(
+            cosine_matrix_chart(
+                cosine_matrix(wic.contextual[:, layer]),
+                ctx_labels,
+                f"contextual: hidden state {layer}",
+            ),
+        )
+    curve = pd.DataFrame(
+        {"layer": range(n_states), "mean cosine": agreement_by_layer(wic.contextual)}
+    )
+    draw_chart(word_in_context_chart(curve, layer), width="stretch")
+    st.caption(
+        "Layer 0 is the input to the first block (for GPT-2 it already includes the "
+        "position embedding). The last state has the model's final norm applied."
+    )
+
+
+def sentence_section() -> None:
+    """MiniLM sentence embeddings: their cosine matrix and a PCA map."""
+    default_sentences = (
+        "The cat sat on the mat.\nA kitten was resting on the rug.\n"
+        "Stock prices fell sharply today.\nThe market dropped this morning.\n"
+        "I love pizza."
+    )
+    raw = st.text_area(
+        f"Sentences, one per line (at most {MAX_SENTENCES})",
+        default_sentences,
+        key="embeddings.sentences",
+        height=130,
+    )
+    sentences = text_lines(raw)
+    if len(sentences) < 2:
+        st.info("Give at least two sentences; showing the examples.")
+        sentences = tuple(default_sentences.splitlines())
+    vecs = cached_sentence_embeddings(sentences)
+    labels = [f"{i + 1}. {s[:28]}" for i, s in enumerate(sentences)]
+    s1, s2 = st.columns([3, 2])
+    with s1:
+        draw_chart(cosine_matrix_chart(cosine_matrix(vecs), labels, "cosine similarity"))
+    xy = pca_2d(vecs).xy
+    with s2:
+        sentence_points, n_hidden = labelled_points(
+            pd.DataFrame(
+                {
+                    "x": xy[:, 0],
+                    "y": xy[:, 1],
+                    "word": [str(i + 1) for i in range(len(sentences))],
+                    "group": labels,
+                    "tokens": [len(s.split()) for s in sentences],
+                }
+            )
+        )
+        draw_chart(
+            embedding_map_chart(sentence_points, "map (PCA)", legend_columns=1),
+        )
+        if n_hidden:
+            st.caption(
+                f"{n_hidden} of {len(sentences)} numbers hidden where they would overlap; "
+                "hover the points."
+            )
+
+
+def word_groups_section(lm, table) -> None:
+    """Word groups typed by the learner, mapped by PCA and t-SNE, with the neighbours each keeps."""
+    groups_text = st.text_area(
+        f"Groups, one per line as 'name: word, word, …' (at most {MAX_GROUPS} groups of "
+        f"{MAX_WORDS_PER_GROUP} words)",
+        DEFAULT_GROUPS,
+        key="embeddings.groups",
+        height=130,
+    )
+    points = cached_word_points(lm.model_id, groups_text)
+    if len(points) < 3:
+        st.warning(
+            "Give at least three words (e.g. 'animals: cat, dog, cow'); showing the defaults."
+        )
+        groups_text = DEFAULT_GROUPS
+        points = cached_word_points(lm.model_id, groups_text)
+    kept = points.attrs["kept"]
+    left, right = st.columns(2)
+    with left:
+        ev = points.attrs.get("explained", (0.0, 0.0))
+        shown, hidden = labelled_points(points)
+        draw_chart(
+            embedding_map_chart(
+                shown,
+                [
+                    f"PCA: {ev[0]:.0%} + {ev[1]:.0%} of the variance",
+                    f"{kept['pca']:.0%} of neighbours kept",
+                ],
+            )
+        )
+    with right:
+        tsne_shown, tsne_hidden = labelled_points(
+            points.assign(x=points["tsne_x"], y=points["tsne_y"])
+        )
+        draw_chart(
+            embedding_map_chart(tsne_shown, ["t-SNE", f"{kept['tsne']:.0%} of neighbours kept"])
+        )
+        hidden = max(hidden, tsne_hidden)
+    better = {1: "more", 0: "as many", -1: "fewer"}[int(np.sign(kept["tsne"] - kept["pca"]))]
+    st.caption(
+        f"PCA keeps the two directions along which the vectors vary most; t-SNE (perplexity "
+        f"{kept['perplexity']:.0f}, cosine distances, no random start) moves the points until "
+        f"each one's nearest words stay near it. Of each word's {kept['k']} nearest words in the "
+        f"full {table.shape[1]} dimensions, the PCA map keeps {kept['pca']:.0%} among its "
+        f"{kept['k']} nearest on the map and the t-SNE map {kept['tsne']:.0%}: t-SNE keeps "
+        f"{better} of the neighbourhoods. Distances between the clusters of a t-SNE map mean "
+        "little."
+    )
+    if hidden:
+        st.caption(
+            f"Words are printed only where they overlap no other word: up to {hidden} of "
+            f"{len(points)} are hidden on a map (hover a point for its word, the colour "
+            "gives its group)."
+        )
+
+
+def clean_word(key: str, default: str) -> str:
+    """The word typed under `key`, cut to its cap, or `default` with a note when empty."""
+    word = st.session_state.get(key, "").strip()[:MAX_WORD_CHARS]
+    if not word:
+        st.info(f"Empty word: using '{default}'.")
+        return default
+    return word

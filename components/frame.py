@@ -205,12 +205,10 @@ def page_slug(filename: str) -> str:
     return concept(page_number(filename)).slug
 
 
-def page_frame(number: int | None = None) -> Concept:
-    """Call first on every concept page: sets up the page and returns its concept. The number
-    comes from the calling page's file name (pages/NN_slug.py) unless given."""
-    if number is None:
-        number = page_number(sys._getframe(1).f_code.co_filename)
-    c = concept(number)
+def page_frame() -> Concept:
+    """Call first on every concept page: sets up the page and returns its concept, found from
+    the calling page's file name (pages/NN_slug.py)."""
+    c = concept(page_number(sys._getframe(1).f_code.co_filename))
     st.set_page_config(
         page_title=f"{c.title} · LLM Explorer",
         page_icon="🧭",

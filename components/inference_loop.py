@@ -13,12 +13,19 @@ import streamlit as st
 from components.charts import draw_chart
 from components.jobs import load_factor, run_job
 from components.models import load_int8, load_model
-from components.tokens import visible
+from components.tokens import token_strip, visible
 from core import inference_loop as inf
-from core.runtime.generation import DecodingSettings, Step, generate_stream
+from core.inspect.anatomy import geometry
+from core.inspect.trace import token_strings
+from core.runtime.generation import GENERATION_CAP, DecodingSettings, Step, generate_stream
 from core.runtime.quantize import int8_available
 
-IDS, STEPS, STREAM, FOR = "inference.ids", "inference.steps", "inference.stream", "inference.for"
+IDS, STEPS, STREAM, FOR = (
+    "inference_loop.ids",
+    "inference_loop.steps",
+    "inference_loop.stream",
+    "inference_loop.for",
+)
 
 
 def reset_steps(key: tuple, prompt_ids: Sequence[int], force: bool = False) -> None:
@@ -259,7 +266,9 @@ def fast_mode_section(lm, prompt_ids: tuple[int, ...], fast_ok: bool) -> None:
 
 @st.fragment
 def _fast_mode_measure(lm, prompt_ids: tuple[int, ...]) -> None:
-    n = st.slider("Tokens to compare", 8, inf.TIMING_CAP // 2, 24, 8, key="inference.int8_tokens")
+    n = st.slider(
+        "Tokens to compare", 8, inf.TIMING_CAP // 2, 24, 8, key="inference_loop.int8_tokens"
+    )
     c = int8_job(lm.model_id, prompt_ids, n)
     if c is None:
         return
@@ -288,3 +297,81 @@ def _fast_mode_measure(lm, prompt_ids: tuple[int, ...]) -> None:
         "(in a batch, one learner's text would change another's): with a whole class "
         "generating at once, the batched float32 engine can serve you faster."
     )
+
+
+@st.fragment
+def timing_section(model_id: str, prompt_ids: tuple[int, ...]) -> None:
+    """Milliseconds per token with and without the cache, measured behind a button."""
+    n = st.slider(
+        "Tokens to time",
+        8,
+        inf.TIMING_CAP // 2,
+        16,
+        8,
+        key="inference_loop.timing_tokens",
+        help=f"Greedy, with and without the cache; capped at {inf.TIMING_CAP // 2}.",
+    )
+    c = token_timings_job(model_id, prompt_ids, n)
+    if c is None:
+        st.caption(
+            "Each run generates the same greedy tokens twice: once reading only the new "
+            "token per step (with the cache), once re-reading the whole sequence."
+        )
+        return
+    k1, k2, k3 = st.columns(3)
+    k1.metric("With the cache", f"{c.cached_ms:.0f} ms/token")
+    k2.metric("Without the cache", f"{c.uncached_ms:.0f} ms/token")
+    k3.metric("Speed-up", f"{c.speedup:.2f}×")
+    draw_chart(ms_per_token_chart(token_timings_frame(c)))
+    st.caption(
+        "Decode steps only (the prefill is the same for both). Without the cache every step "
+        "re-reads the whole sequence, so its cost climbs with the position; with it, each step "
+        "reads one token. Both runs chose "
+        + ("the same tokens." if c.same_tokens else "different tokens (numerical noise).")
+        + f" Measured live on this machine, shared with other users; generation is capped at "
+        f"{GENERATION_CAP} tokens everywhere."
+    )
+
+
+def steps_section(lm, steps: list, n_prompt: int, width: int, fast: bool) -> None:
+    """The steps taken so far: timings, KV cache, the new tokens by probability, the table."""
+    geo = geometry(lm.config)
+    if steps:
+        df = steps_frame(steps, lm.config, width)
+        prefill = steps[0]
+        decode = df[df["phase"] == "decode"]
+        m1, m2, m3, m4 = st.columns(4)
+        m1.metric(
+            "Prefill",
+            f"{prefill.seconds * 1000:.0f} ms",
+            help=f"Read all {n_prompt} prompt tokens in one pass.",
+        )
+        m2.metric(
+            "Decode, mean per token",
+            f"{decode['ms'].mean():.0f} ms" if len(decode) else "–",
+            help="With int8 weights (fast mode)" if fast else "With float32 weights",
+        )
+        m3.metric("Last token's probability", f"{steps[-1].prob:.1%}")
+        m4.metric(
+            "KV cache now",
+            f"{df['KV cache bytes'].iloc[-1]:,} B",
+            help=f"{df['tokens in cache'].iloc[-1]} tokens × "
+            f"{geo.cache_bytes_per_token(width):,} B per token",
+        )
+        ids = st.session_state[IDS]
+        token_strip(
+            list(token_strings(lm.tokenizer, ids[n_prompt:])),
+            values=[min(1.0, s.prob) for s in steps],
+            titles=[f"p = {s.prob:.3f}" for s in steps],
+        )
+        st.caption("New tokens, coloured by the probability the model gave them (hover for it).")
+        draw_chart(kv_growth_chart(df))
+        st.dataframe(
+            df,
+            hide_index=True,
+            width="stretch",
+            column_config={
+                "probability": st.column_config.NumberColumn(format="%.3f"),
+                "ms": st.column_config.NumberColumn(format="%.1f"),
+            },
+        )

@@ -9,10 +9,11 @@ import pandas as pd
 import streamlit as st
 
 from components.charts import BLUE, GREY, ORANGE, ink_encoding, ink_for
-from components.models import load_model
-from components.tokens import short, visible
+from components.models import get_trace, load_model
+from components.tokens import code_span, percent, short, token_strip, visible
 from core import lm_objective as obj
 from core.inspect.trace import Trace, token_strings
+from core.lm_objective import GAME_TEXTS, new_game, play
 
 SURPRISAL_PARAM = "picked"
 
@@ -149,3 +150,64 @@ def trace_top_tokens(model_id: str, trace: Trace, position: int) -> tuple[str, .
 @st.cache_data(max_entries=64)
 def cached_decode_ids(model_id: str, ids: tuple[int, ...]) -> tuple[str, ...]:
     return token_strings(load_model(model_id).tokenizer, ids)
+
+
+GAME_KEY = "lm_objective.game"
+labels = ["A story", "Capitals", "A recipe", "Python code", "The text above"]
+
+
+@st.fragment
+def game_section(lm, text: str) -> None:
+    """The guessing game: the learner and the model guess each next token of a text."""
+    choice = st.selectbox("Text to play on", labels, key="lm_objective.game_text")
+    game_text = text if choice == labels[-1] else GAME_TEXTS[labels.index(choice)]
+    g_trace = get_trace(game_text)
+    if g_trace.length < 2:
+        st.info("This text is a single token: pick another one.")
+        return
+    restart = st.button("Start again", key="lm_objective.restart")
+    saved = st.session_state.get(GAME_KEY)
+    if restart or saved is None or saved[0] != (lm.model_id, game_text):
+        saved = ((lm.model_id, game_text), new_game(g_trace))
+    key, state = saved
+    with st.form("lm_objective.form", clear_on_submit=True, border=False):
+        guess = st.text_input(
+            "Your guess for the next token",
+            key="lm_objective.guess",
+            max_chars=100,
+            placeholder="a word or word piece",
+            help="Spaces and case are ignored; submit it empty if you think "
+            "a space or line break comes next.",
+        )
+        submitted = st.form_submit_button(
+            "Guess", key="lm_objective.submit", disabled=state.position >= g_trace.length
+        )
+    if submitted and state.position < g_trace.length:
+        top1 = cached_decode_ids(lm.model_id, (int(g_trace.top_ids[state.position - 1, 0]),))[0]
+        state = play(state, g_trace, guess, top1)
+    st.session_state[GAME_KEY] = (key, state)
+    n = len(state.rounds)
+    s1, s2, s3 = st.columns(3)
+    s1.metric("you", f"{state.player_score} / {n}")
+    s2.metric("the model", f"{state.model_score} / {n}")
+    s3.metric("tokens left", f"{g_trace.length - state.position}")
+    st.markdown("**The text so far** (you guess what comes after the last token):")
+    token_strip(g_trace.tokens[: state.position])
+    if state.rounds:
+        r = state.rounds[-1]
+        you = (
+            "you were **right**"
+            if r.player_right
+            else (f"you typed {code_span(r.guess)}, **wrong**")
+        )
+        model = "**right**" if r.model_right else "**wrong**"
+        st.markdown(
+            f"The text went on with {code_span(r.actual)}: {you}. The model's guess was "
+            f"{code_span(r.model_guess)}, {model}; it gave the real token "
+            f"p = {percent(r.model_prob_of_actual)}."
+        )
+    if state.position >= g_trace.length:
+        st.success(
+            f"End of the text: you {state.player_score}, the model {state.model_score} "
+            f"out of {n}. Press 'Start again' or pick another text."
+        )

@@ -8,11 +8,13 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components.charts import HEAT, ORANGE, fitting_columns
+from components.charts import HEAT, ORANGE, draw_chart, draw_panels, fitting_columns
 from components.models import get_trace, load_model
+from components.tokens import visible
 from core import attention as core_attention
-from core.attention import ATTENTION_CAP, HeadProfile
+from core.attention import ATTENTION_CAP, HEAD_LABEL_THRESHOLD, INDUCTION_HALF, HeadProfile
 from core.inspect import interventions
+from core.inspect.anatomy import supports
 
 
 def small_multiples_frame(layer_attn: np.ndarray, head_titles: list[str]) -> pd.DataFrame:
@@ -158,3 +160,78 @@ def cached_ablation(
     model = load_model(model_id).model
     ablated = interventions.last_logits(model, trace.ids.tolist(), {layer: heads})
     return interventions.next_token_change(trace.last_logits, ablated)
+
+
+@st.fragment
+def heads_section(lm, g, trace, profile, text: str) -> None:
+    """Every head of a layer drawn on the prompt, the measured roles, and switching heads off."""
+    layer = st.slider("Layer", 0, g.n_layers - 1, key="multi_head.layer", bind="query-params")
+    draw_panels(
+        small_multiples_frame(trace.attentions[layer], head_titles(profile, layer, g.n_heads)),
+        "head",
+        head_small_chart,
+        columns=min(5, g.n_heads),
+    )
+    st.caption("Each map: query (rows, down) x key (columns), colour 0 to 1 as on page 08.")
+    c1, c2 = st.columns([2, 3])
+    with c1:
+        st.markdown(
+            "**Every head of every layer, by measured role** (the box marks this layer; "
+            "paler = weaker)"
+        )
+        draw_chart(head_map_chart(profile_frame(profile), layer))
+    with c2:
+        order = ", then ".join(HeadProfile.PRIORITY)
+        st.markdown(
+            f"How the roles are measured: on {profile.seeds} random sequences of "
+            f"{INDUCTION_HALF} tokens, each repeated once (one batch, the same texts for every "
+            "role, not your prompt), a head's mean attention from each token (position 2 "
+            "onward) to the previous token, to the first token and to itself; its induction "
+            "score is the attention each token of the second copy pays to the token that "
+            "followed its first copy. Scores are averaged over the sequences; the table also "
+            "shows the lowest and highest sequence's induction score. The label is the first "
+            f"of {order} whose score is at least {HEAD_LABEL_THRESHOLD:.0%}, else 'mixed'."
+        )
+        table = profile_frame(profile).query("layer == @layer").set_index("head")
+        st.dataframe(table.drop(columns=["layer", "strength"]).round(3), width="stretch")
+
+    st.subheader("Switch heads off")
+    if not supports(lm.model, "heads"):
+        st.warning(
+            f"{lm.model_id}: switching heads off needs a Llama-style (o_proj) or "
+            "GPT-2-style (c_proj) attention module."
+        )
+        return
+    off = st.multiselect(
+        f"Heads of layer {layer} to switch off",
+        list(range(g.n_heads)),
+        key="multi_head.off",
+        max_selections=g.n_heads,
+    )
+    if not off:
+        st.info(
+            "Pick one or more heads above: their output is replaced by zeros before the "
+            "output projection, for this one forward pass only."
+        )
+        return
+    change = cached_ablation(lm.model_id, text, layer, tuple(sorted(off)))
+    tokens = [visible(lm.tokenizer.decode([i])) for i in change.token_ids]
+    df = pd.DataFrame(
+        {
+            "token": tokens * 2,
+            "probability": np.concatenate([change.base, change.ablated]),
+            "heads": ["all heads on"] * len(tokens) + [f"heads {off} off"] * len(tokens),
+        }
+    )
+    m1, m2 = st.columns(2)
+    m1.metric(
+        "KL(before ‖ after)",
+        f"{change.kl_bits:.4f} bits",
+        help="How far the whole next-token distribution moved.",
+    )
+    m2.metric("top next token", "changed" if change.top_changed else "unchanged")
+    draw_chart(next_token_change_chart(df))
+    st.caption(
+        "The shared model is untouched: the switch-off is a hook that exists only during "
+        "this page's forward pass and only in this session's thread."
+    )

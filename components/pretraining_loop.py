@@ -358,3 +358,59 @@ def data_parallel_demo(kind: str) -> None:
 
 def n_params_text(check: pt.DataParallelCheck) -> str:
     return f"{check.n_values:,}"
+
+
+def settings_panel() -> tuple[str, int, int, int, float, float, int]:
+    """The run's settings (vocabulary, steps, batch, context, clip, peak learning rate, warmup)
+    beside the learning-rate schedule they give; returned in that order."""
+    q = "query-params"  # main controls go into the URL: a shareable link
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        c1, c2 = st.columns(2)
+        kind = c1.radio(
+            "Vocabulary",
+            list(TOKENIZATIONS),
+            format_func=TOKENIZATIONS.get,
+            key="pretraining_loop.kind",
+        )
+        steps = c2.slider(
+            "Steps",
+            20,
+            pt.STEP_CAP,
+            200,
+            10,
+            key="pretraining_loop.steps",
+            bind=q,
+            help=f"Capped at {pt.STEP_CAP} steps.",
+        )
+        c1, c2, c3 = st.columns(3)
+        batch = c1.select_slider(
+            "Batch size", [4, 8, 16, 32, 64], 16, key="pretraining_loop.batch", bind=q
+        )
+        context = c2.select_slider(
+            "Context length", [16, 32, 64, 128], 64, key="pretraining_loop.context", bind=q
+        )
+        clip = c3.select_slider(
+            "Clip gradient norm at",
+            [0.0, 0.25, 0.5, 1.0, 2.0, 5.0],
+            1.0,
+            format_func=lambda v: "off" if v == 0 else f"{v:g}",
+            key="pretraining_loop.clip",
+        )
+        c1, c2 = st.columns(2)
+        lr = c1.select_slider(
+            "Peak learning rate",
+            [3e-4, 1e-3, 3e-3, 1e-2, 3e-2],
+            3e-3,
+            format_func=lambda v: f"{v:g}",
+            key="pretraining_loop.lr",
+        )
+        warmup = c2.slider("Warmup steps", 0, 100, 20, 5, key="pretraining_loop.warmup", bind=q)
+    warmup = min(warmup, steps)
+    with right:
+        draw_chart(schedule_chart(schedule_frame(lr, warmup, steps, 0.1)))
+        st.caption(
+            f"lr(t) = {lr:g} · t / {warmup} during warmup, then {lr:g} · (0.1 + 0.9 · "
+            "½(1 + cos π·progress))."
+        )
+    return kind, steps, batch, context, clip, lr, warmup

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components.charts import DARK_INK, LIGHT_INK, ink_for
+from components.charts import DARK_INK, LIGHT_INK, draw_chart, ink_for
 from components.jobs import run_job
 from components.models import get_encoder, load_model
 from core import rag
@@ -255,4 +255,58 @@ def answers_job(
         "one generation "
         "door.",
         rerun_label=None,
+    )
+
+
+def recall_section(model_id: str, size: int, overlap: int, has_index: bool) -> None:
+    """Recall@k of every method on the labelled questions: chart, table, what counts."""
+    result = cached_recall(model_id, size, overlap, has_index)
+    rdf = recall_frame(result)
+    draw_chart(recall_chart(rdf))
+    st.dataframe(
+        rdf.pivot_table(
+            index=["k", "context tokens"], columns="method", values="recall@k"
+        ).style.format("{:.0%}"),
+        width="stretch",
+    )
+    st.caption(
+        "A question counts as retrieved at k when any of its gold chunks (those overlapping a "
+        "phrase written for it that occurs verbatim in the documents) is in the top k. "
+        "Context tokens: the SmolLM2 tokens of the top-k chunks, mean over the questions."
+        + ("" if has_index else " Dense and hybrid appear once the index is built.")
+    )
+
+
+def answers_section(out, qs, question: str, k: int) -> None:
+    """The answers without and with retrieval, and whether each contains the gold answer."""
+    plain, grounded = out
+    a1, a2 = st.columns(2)
+    a1.markdown("**Without retrieval**")
+    a1.text(plain.text or "(empty answer)")
+    a2.markdown(f"**With the top {k} chunks**")
+    a2.text(grounded.text or "(empty answer)")
+    gold = next((q for q in qs if q.question == question), None)
+    if gold is not None:
+        st.caption(
+            f"Does the answer contain “{gold.answer}”? Without: "
+            f"{'yes' if rag.contains_answer(plain.text, gold.answer) else 'no'}; with: "
+            f"{'yes' if rag.contains_answer(grounded.text, gold.answer) else 'no'}."
+        )
+
+
+def retrieval_section(r, chunks, k: int) -> None:
+    """Which chunks each method puts in its top k: the rank chart and the score table."""
+    df = retrieval_frame(r, chunks, k)
+    g1, g2 = st.columns([3, 2])
+    draw_chart(rank_chart(df), where=g1)
+    g1.caption(
+        f"Every chunk that any method puts in its top {k}; the number is its rank among all "
+        f"{len(chunks):,} chunks for that method (faded: outside that method's top {k})."
+    )
+    g2.dataframe(
+        df.pivot_table(index="chunk", columns="method", values="score").round(4), width="stretch"
+    )
+    g2.caption(
+        "Scores. Dense: cosine similarity. BM25: sum over the question's words of idf × "
+        "saturated term frequency. Hybrid: reciprocal rank fusion (Go deeper, above)."
     )

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from components.charts import draw_chart
 from components.jobs import finished_result, run_job
 from components.models import load_model
 from core import rlhf
@@ -340,3 +341,48 @@ def dpo_chart(df: pd.DataFrame, now: float) -> alt.Chart:
     )
     rule = alt.Chart(pd.DataFrame({"x": [now]})).mark_rule(color="#e8590c").encode(x="x:Q")
     return (line + ln2 + rule).properties(height=240)
+
+
+def best_of_n_section(drawn, model, n: int) -> None:
+    """The n answers ranked by the reward head, and the KL-penalised reweighting of them."""
+    samples, feats = drawn
+    rewards = model.score(feats.features)
+    best = int(rewards.argmax())
+    for i, (s, r) in enumerate(sorted(zip(samples, rewards), key=lambda x: -x[1])):
+        st.text(f"{'best ' if i == 0 else '     '}{r:+6.2f}  {s or '(empty answer)'}")
+    st.caption(f"Seed {best} won. The rewards use the head trained above (your labels included).")
+    beta = st.select_slider(
+        "KL penalty beta", [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0], 1.0, key="rlhf.beta"
+    )
+    point = rlhf.kl_penalised(rewards, beta)
+    draw_chart(drift_chart(drift_frame(rewards), point))
+    st.caption(
+        f"The best policy for reward - {beta} x KL reweights these {n} answers by "
+        f"exp(r / beta): expected reward {point.expected_reward:+.2f} at a drift of "
+        f"{point.kl:.3f} nats (at most log {n} = {math.log(n):.3f})."
+    )
+
+
+def learned_section(features, model, data, flipped: tuple[int, ...]) -> None:
+    """What the reward model learned: reward against length, and the filler test."""
+    answers = answers_frame(features, model, data, flipped)
+    corr = rlhf.correlation(answers["tokens"], answers["reward"])
+    filler = filler_frame(features, model, data)
+    one, most = (filler_effect(filler, k) for k in (1, rlhf.FILLER_REPEATS[-1]))
+    st.markdown(
+        f"**What did it learn?** Correlation of reward with answer length: **{corr:+.2f}**. "
+        f"Appending one sentence of meaningless filler to a held-out answer changes its reward by "
+        f"**{one[0]:+.2f}** on average (raised for {one[1]} of {one[2]}); "
+        f"{rlhf.FILLER_REPEATS[-1]} sentences by **{most[0]:+.2f}** (raised for {most[1]} of "
+        f"{most[2]}). "
+        + (
+            "Any rise is reward hacking: the answer got no better."
+            if max(one[1], most[1])
+            else "This reward model was not fooled by it."
+        )
+    )
+    c1, c2 = st.columns(2)
+    draw_chart(length_chart(answers), where=c1)
+    draw_chart(filler_chart(filler), where=c2)
+    with st.expander("The filler sentence"):
+        st.text(data.filler.strip())

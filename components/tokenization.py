@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import altair as alt
 import pandas as pd
 import streamlit as st
 
 from components.models import get_lm
+from components.tokens import token_strip
 from core.runtime.models import encoder_path
 from core.tokenization import (
     OPENAI_ENCODINGS,
@@ -19,6 +22,8 @@ from core.tokenization import (
     tokenize,
     typed_special_tokens,
 )
+
+SHOW_CAP = 400  # chips drawn per tokenizer; counts always cover the whole text
 
 
 @st.cache_resource(show_spinner=False)
@@ -142,3 +147,136 @@ def merges_frame(model: bpe.BPE) -> pd.DataFrame:
             "pair count": [m.count for m in model.merges],
         }
     )
+
+
+def chat_template_section(text: str) -> None:
+    """The chat template around the typed text: its tokens, injected control tokens, and the
+    same messages encoded safely."""
+    system = st.text_input(
+        "System message", "You are a helpful assistant.", key="tokenization.system", max_chars=2000
+    )
+    user = text[:2000] or " "
+    reply = st.text_input(
+        "Assistant reply", "Sure, here it is.", key="tokenization.reply", max_chars=2000
+    )
+    messages = tuple(
+        (r, c) for r, c in (("system", system), ("user", user), ("assistant", reply)) if c
+    )
+    chat = chat_tokens(messages)
+    if chat is None:
+        st.info("The selected model has no chat template (it is a plain language model).")
+    else:
+        st.caption(
+            f"{len(chat.pieces)} tokens, {sum(chat.special)} of them special; the user "
+            "message is the text above (first 2,000 characters)."
+        )
+        if chat.injected:
+            st.warning(
+                f"Prompt injection: {chat.injected} control token(s) (blue) were typed "
+                "inside a message, and the model reads them as real turn markers."
+            )
+        token_strip(
+            [p.text for p in chat.pieces],
+            ids=[p.id for p in chat.pieces],
+            values=[-0.8 if f else 0.8 if s else 0.0 for s, f in zip(chat.special, chat.forged)],
+            titles=[
+                "control token typed in a message (injected)"
+                if f
+                else "control token of the template"
+                if s
+                else "text"
+                for s, f in zip(chat.special, chat.forged)
+            ],
+        )
+        st.text(chat.rendered[:4000])
+        st.markdown(
+            f"**Encoded safely** (message text as ordinary text): "
+            f"{len(chat.safe_pieces)} tokens, {sum(chat.safe_special)} of them special."
+        )
+        token_strip(
+            [p.text for p in chat.safe_pieces],
+            ids=[p.id for p in chat.safe_pieces],
+            values=[0.8 if s else 0.0 for s in chat.safe_special],
+        )
+
+
+def bpe_section(text: str) -> None:
+    """BPE trained on a chosen corpus: the vocabulary slider, the typed text in its tokens, the
+    merges learned."""
+    corpus_choice = st.radio(
+        "Training corpus",
+        ["English story (shipped)", "Python code (this app's BPE trainer)", "My own text"],
+        horizontal=True,
+        key="tokenization.corpus",
+    )
+    if corpus_choice.startswith("English"):
+        corpus = (Path(__file__).parent.parent / "data" / "bpe_corpus.txt").read_text()
+    elif corpus_choice.startswith("Python"):
+        corpus = Path(bpe.__file__).read_text()
+    else:
+        corpus = st.text_area(
+            "Corpus to train on",
+            key="tokenization.own_corpus",
+            height=120,
+            max_chars=bpe.MAX_CORPUS_CHARS,
+            placeholder="Paste a few paragraphs of any language…",
+        )
+    if not corpus.strip():
+        st.info("Paste some text to train on.")
+    else:
+        vocab = st.slider(
+            "Vocabulary size",
+            bpe.BASE_VOCAB + 1,
+            bpe.BASE_VOCAB + 500,
+            bpe.BASE_VOCAB + 100,
+            key="tokenization.vocab_size",
+            help="256 byte tokens plus one new token per merge (500 merges at most).",
+        )
+        model = cached_bpe(corpus, vocab - bpe.BASE_VOCAB)
+        if model.vocab_size < vocab:
+            st.caption(f"Stopped after {len(model.merges)} merges: no pair occurs twice any more.")
+        ids = bpe.encode(model, text[:5000])
+        vocab_map = model.vocab()
+        c1, c2, c3 = st.columns(3)
+        c1.metric("Vocabulary", f"{model.vocab_size:,}")
+        c2.metric("Your text in tokens", f"{len(ids):,}", help="First 5,000 characters.")
+        c3.metric("Bytes per token", f"{len(text[:5000].encode()) / max(1, len(ids)):.2f}")
+        token_strip(
+            [vocab_map[i].decode("utf-8", errors="replace") for i in ids[:SHOW_CAP]],
+            ids=ids[:SHOW_CAP],
+        )
+        st.dataframe(merges_frame(model), hide_index=True, height=300, width="stretch")
+
+
+def tokenizers_section(results, text: str) -> None:
+    """The summary table of every tokenizer, then each one's tokens as chips."""
+    summary = pd.DataFrame(
+        {
+            "tokenizer": [r.name for r in results],
+            "tokens": [r.count for r in results],
+            "chars / token": [round(len(text) / r.count, 2) if r.count else None for r in results],
+            "vocabulary size": [r.vocab_size for r in results],
+            "pieces that are part of a character": [
+                sum(p.partial for p in r.pieces) for r in results
+            ],
+            "decode(encode(text)) == text": ["yes" if r.round_trip else "no" for r in results],
+        }
+    )
+    st.dataframe(summary, hide_index=True, width="stretch")
+
+    for r in results:
+        st.markdown(f"**{r.name}**: {r.count:,} tokens")
+        shown = r.pieces[:SHOW_CAP]
+        token_strip(
+            [p.text for p in shown],
+            ids=[p.id for p in shown],
+            titles=[f"id {p.id}" + (" (part of a character)" if p.partial else "") for p in shown],
+        )
+        if r.count > SHOW_CAP:
+            st.caption(f"Showing the first {SHOW_CAP} of {r.count:,} tokens.")
+        if not r.round_trip:
+            st.caption(
+                "Decoding these ids does not give back the original text: this tokenizer "
+                "lower-cases, strips accents or maps unknown characters to [UNK]. Decoded:"
+            )
+            st.text(r.decoded[:2000])

@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components.charts import graph_colours, graph_defaults
+from components.charts import draw_chart, graph_colours, graph_defaults
 from core import layers as pgc
+from core import training as optim
 from core.training import loss_surface, optimizer_path
 
 
@@ -138,3 +139,64 @@ def cached_optimizer_path(optimizer: str, lr: float, batch_size: int, steps: int
 
     with pgc.toy_threads():
         return optimizer_path(optimizer, lr, batch_size, steps)
+
+
+def surface_section(paths: dict, steps: int) -> None:
+    """Play / Step / Show all, and the optimisers' paths on the loss surface with their loss
+    curves, animated in a fragment."""
+    st.session_state.setdefault("training.shown", steps)
+    st.session_state.setdefault("training.animating", False)
+
+    def _toggle() -> None:
+        st.session_state["training.animating"] = not st.session_state["training.animating"]
+        if st.session_state["training.animating"]:
+            st.session_state["training.shown"] = 0
+
+    b1, b2, b3, _ = st.columns([1, 1, 1, 4])
+    animating = st.session_state["training.animating"]
+    b1.button(
+        "Pause" if animating else "Play",
+        on_click=_toggle,
+        icon=":material/pause:" if animating else ":material/play_arrow:",
+        key="training.play",
+        type="primary",
+    )
+    if b2.button("Step", key="training.step"):
+        st.session_state["training.animating"] = False
+        st.session_state["training.shown"] = min(st.session_state["training.shown"] + 1, steps)
+    if b3.button("Show all", key="training.all"):
+        st.session_state["training.animating"] = False
+        st.session_state["training.shown"] = steps
+
+    @st.fragment(run_every=0.25 if st.session_state["training.animating"] else None)
+    def surface() -> None:
+        if st.session_state["training.animating"]:
+            st.session_state["training.shown"] = min(st.session_state["training.shown"] + 2, steps)
+            if st.session_state["training.shown"] >= steps:
+                st.session_state["training.animating"] = False
+                st.rerun()
+        shown = min(st.session_state["training.shown"], steps)
+        ws, bs, loss = cached_loss_surface()
+        left, right = st.columns([4, 3])
+        draw_chart(
+            surface_chart(
+                ws,
+                bs,
+                loss,
+                {k: p.points[: shown + 1] for k, p in paths.items()},
+                (optim.TRUE_W, optim.TRUE_B),
+            ),
+            key="training.surface",
+            where=left,
+        )
+        draw_chart(
+            path_loss_chart({k: p.losses[: shown + 1] for k, p in paths.items()}),
+            key="training.curves",
+            where=right,
+        )
+        st.caption(
+            f"Step {shown} of {steps} (at most {optim.STEP_CAP}); the diamond marks the "
+            "parameters that generated the data."
+        )
+
+    surface()

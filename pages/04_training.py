@@ -3,16 +3,14 @@
 import pandas as pd
 import streamlit as st
 
-from components.charts import draw_chart, graph_colours
+from components.charts import graph_colours
 from components.frame import page_frame, show_code
 from components.playground import playground
 from components.questions import check_yourself
 from components.training import (
-    cached_loss_surface,
     cached_optimizer_path,
     expression_dot,
-    path_loss_chart,
-    surface_chart,
+    surface_section,
 )
 from core import layers as pgc
 from core import training as optim
@@ -90,66 +88,7 @@ lr = o2.select_slider(
 batch = o3.slider("Batch size", 1, optim.N_POINTS, optim.N_POINTS, key="training.batch", bind=q)
 steps = o4.slider("Steps", 10, optim.STEP_CAP, 100, 10, key="training.steps", bind=q)
 paths = {name: cached_optimizer_path(name, lr, batch, steps) for name in chosen}
-st.session_state.setdefault("training.shown", steps)
-st.session_state.setdefault("training.animating", False)
-
-
-def _toggle() -> None:
-    st.session_state["training.animating"] = not st.session_state["training.animating"]
-    if st.session_state["training.animating"]:
-        st.session_state["training.shown"] = 0
-
-
-b1, b2, b3, _ = st.columns([1, 1, 1, 4])
-animating = st.session_state["training.animating"]
-b1.button(
-    "Pause" if animating else "Play",
-    on_click=_toggle,
-    icon=":material/pause:" if animating else ":material/play_arrow:",
-    key="training.play",
-    type="primary",
-)
-if b2.button("Step", key="training.step"):
-    st.session_state["training.animating"] = False
-    st.session_state["training.shown"] = min(st.session_state["training.shown"] + 1, steps)
-if b3.button("Show all", key="training.all"):
-    st.session_state["training.animating"] = False
-    st.session_state["training.shown"] = steps
-
-
-@st.fragment(run_every=0.25 if st.session_state["training.animating"] else None)
-def surface() -> None:
-    if st.session_state["training.animating"]:
-        st.session_state["training.shown"] = min(st.session_state["training.shown"] + 2, steps)
-        if st.session_state["training.shown"] >= steps:
-            st.session_state["training.animating"] = False
-            st.rerun()
-    shown = min(st.session_state["training.shown"], steps)
-    ws, bs, loss = cached_loss_surface()
-    left, right = st.columns([4, 3])
-    draw_chart(
-        surface_chart(
-            ws,
-            bs,
-            loss,
-            {k: p.points[: shown + 1] for k, p in paths.items()},
-            (optim.TRUE_W, optim.TRUE_B),
-        ),
-        key="training.surface",
-        where=left,
-    )
-    draw_chart(
-        path_loss_chart({k: p.losses[: shown + 1] for k, p in paths.items()}),
-        key="training.curves",
-        where=right,
-    )
-    st.caption(
-        f"Step {shown} of {steps} (at most {optim.STEP_CAP}); the diamond marks the "
-        "parameters that generated the data."
-    )
-
-
-surface()
+surface_section(paths, steps)
 for name, p in paths.items():
     if p.diverged:
         st.warning(

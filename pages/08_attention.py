@@ -1,3 +1,5 @@
+"""08 The Attention Mechanism: one head's weights on the prompt, and the same head recomputed step by step."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -106,34 +108,11 @@ def causal_view() -> None:
     )
 
 
-@st.fragment
-def encoder_view() -> None:
-    enc = ca.cached_encoder_attention(text)
-    n_layers, n_heads = enc.attentions.shape[:2]
-    e1, e2 = st.columns(2)
-    enc_layer = e1.selectbox("MiniLM layer", list(range(n_layers)), key="attention.enc_layer")
-    enc_head = e2.selectbox("MiniLM head", list(range(n_heads)), key="attention.enc_head")
-    weights = enc.attentions[enc_layer, enc_head]
-    draw_chart(
-        ca.attention_click_chart(
-            ca.attention_frame(weights, enc.tokens),
-            token_labels(enc.tokens),
-            f"MiniLM encoder, layer {enc_layer}, head {enc_head}",
-        ),
-    )
-    st.caption(
-        f"MiniLM has its own WordPiece tokens, with [CLS] and [SEP] (capped at "
-        f"{ATTENTION_CAP} too). Cells above the diagonal are filled: it reads both ways, "
-        "which suits understanding a text but not writing one token after another. "
-        + thinned_note(len(enc.tokens))
-    )
-
-
 left, right = st.columns([3, 2], gap="large")
 with left:
     causal_view()
 with right:
-    encoder_view()
+    ca.encoder_section(text)
 with st.expander("How attention is computed"):
     st.markdown(EXPLAINED)
 show_code(recompute_head, encoder_attention)

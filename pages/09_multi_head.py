@@ -1,25 +1,22 @@
+"""09 Multi-Head Attention: every head of a layer side by side, heads switched off, grouped-query attention."""
+
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
 import streamlit as st
 
 from components import multi_head as mh
 from components.attention import attention_trace
-from components.charts import draw_chart, draw_panels
+from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.preamble import model_page, note_truncation
 from components.questions import check_yourself
-from components.tokens import visible
 from core.attention import (
     ATTENTION_CAP,
-    HEAD_LABEL_THRESHOLD,
-    INDUCTION_HALF,
     HeadProfile,
     head_roles,
     pattern_scores,
 )
-from core.inspect.anatomy import geometry, supports
+from core.inspect.anatomy import geometry
 from core.inspect.interventions import heads_switched_off, next_token_change
 
 page_frame()
@@ -54,83 +51,7 @@ if "multi_head.off" in st.session_state:  # drop heads a smaller model does not 
     ]
 
 
-@st.fragment
-def heads_view() -> None:
-    layer = st.slider("Layer", 0, g.n_layers - 1, key="multi_head.layer", bind="query-params")
-    draw_panels(
-        mh.small_multiples_frame(
-            trace.attentions[layer], mh.head_titles(profile, layer, g.n_heads)
-        ),
-        "head",
-        mh.head_small_chart,
-        columns=min(5, g.n_heads),
-    )
-    st.caption("Each map: query (rows, down) x key (columns), colour 0 to 1 as on page 08.")
-    c1, c2 = st.columns([2, 3])
-    with c1:
-        st.markdown(
-            "**Every head of every layer, by measured role** (the box marks this layer; "
-            "paler = weaker)"
-        )
-        draw_chart(mh.head_map_chart(mh.profile_frame(profile), layer))
-    with c2:
-        order = ", then ".join(HeadProfile.PRIORITY)
-        st.markdown(
-            f"How the roles are measured: on {profile.seeds} random sequences of "
-            f"{INDUCTION_HALF} tokens, each repeated once (one batch, the same texts for every "
-            "role, not your prompt), a head's mean attention from each token (position 2 "
-            "onward) to the previous token, to the first token and to itself; its induction "
-            "score is the attention each token of the second copy pays to the token that "
-            "followed its first copy. Scores are averaged over the sequences; the table also "
-            "shows the lowest and highest sequence's induction score. The label is the first "
-            f"of {order} whose score is at least {HEAD_LABEL_THRESHOLD:.0%}, else 'mixed'."
-        )
-        table = mh.profile_frame(profile).query("layer == @layer").set_index("head")
-        st.dataframe(table.drop(columns=["layer", "strength"]).round(3), width="stretch")
-
-    st.subheader("Switch heads off")
-    if not supports(lm.model, "heads"):
-        st.warning(
-            f"{lm.model_id}: switching heads off needs a Llama-style (o_proj) or "
-            "GPT-2-style (c_proj) attention module."
-        )
-        return
-    off = st.multiselect(
-        f"Heads of layer {layer} to switch off",
-        list(range(g.n_heads)),
-        key="multi_head.off",
-        max_selections=g.n_heads,
-    )
-    if not off:
-        st.info(
-            "Pick one or more heads above: their output is replaced by zeros before the "
-            "output projection, for this one forward pass only."
-        )
-        return
-    change = mh.cached_ablation(lm.model_id, text, layer, tuple(sorted(off)))
-    tokens = [visible(lm.tokenizer.decode([i])) for i in change.token_ids]
-    df = pd.DataFrame(
-        {
-            "token": tokens * 2,
-            "probability": np.concatenate([change.base, change.ablated]),
-            "heads": ["all heads on"] * len(tokens) + [f"heads {off} off"] * len(tokens),
-        }
-    )
-    m1, m2 = st.columns(2)
-    m1.metric(
-        "KL(before ‖ after)",
-        f"{change.kl_bits:.4f} bits",
-        help="How far the whole next-token distribution moved.",
-    )
-    m2.metric("top next token", "changed" if change.top_changed else "unchanged")
-    draw_chart(mh.next_token_change_chart(df))
-    st.caption(
-        "The shared model is untouched: the switch-off is a hook that exists only during "
-        "this page's forward pass and only in this session's thread."
-    )
-
-
-heads_view()
+mh.heads_section(lm, g, trace, profile, text)
 
 st.subheader("Grouped-query attention, read from the config")
 if g.n_kv_heads < g.n_heads:

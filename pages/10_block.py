@@ -1,3 +1,5 @@
+"""10 The Transformer Block: one block's attention, MLP, residuals and norms measured on the prompt."""
+
 from __future__ import annotations
 
 import streamlit as st

@@ -1,3 +1,5 @@
+"""11 Stacking Layers (The Full Model): the residual stream through every block, and model sizes from configs."""
+
 from __future__ import annotations
 
 import streamlit as st

@@ -1,3 +1,5 @@
+"""12 The Language Modeling Objective: next-token probabilities and the loss on each token, then your own guess."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,7 +13,7 @@ from components.preamble import model_page, note_truncation, prompt_or_default
 from components.questions import check_yourself
 from components.tokens import code_span, percent, token_strip
 from core.inspect.trace import TRACE_TOKEN_CAP
-from core.lm_objective import GAME_TEXTS, alternatives, new_game, play, surprisal
+from core.lm_objective import alternatives, play, surprisal
 
 page_frame()
 st.markdown(
@@ -88,67 +90,7 @@ def scores() -> None:
 scores()
 
 st.subheader("Your turn: guess the next token")
-GAME_KEY = "lm_objective.game"
-labels = ["A story", "Capitals", "A recipe", "Python code", "The text above"]
-
-
-@st.fragment
-def game() -> None:
-    choice = st.selectbox("Text to play on", labels, key="lm_objective.game_text")
-    game_text = text if choice == labels[-1] else GAME_TEXTS[labels.index(choice)]
-    g_trace = get_trace(game_text)
-    if g_trace.length < 2:
-        st.info("This text is a single token: pick another one.")
-        return
-    restart = st.button("Start again", key="lm_objective.restart")
-    saved = st.session_state.get(GAME_KEY)
-    if restart or saved is None or saved[0] != (lm.model_id, game_text):
-        saved = ((lm.model_id, game_text), new_game(g_trace))
-    key, state = saved
-    with st.form("lm_objective.form", clear_on_submit=True, border=False):
-        guess = st.text_input(
-            "Your guess for the next token",
-            key="lm_objective.guess",
-            max_chars=100,
-            placeholder="a word or word piece",
-            help="Spaces and case are ignored; submit it empty if you think "
-            "a space or line break comes next.",
-        )
-        submitted = st.form_submit_button(
-            "Guess", key="lm_objective.submit", disabled=state.position >= g_trace.length
-        )
-    if submitted and state.position < g_trace.length:
-        top1 = lo.cached_decode_ids(lm.model_id, (int(g_trace.top_ids[state.position - 1, 0]),))[0]
-        state = play(state, g_trace, guess, top1)
-    st.session_state[GAME_KEY] = (key, state)
-    n = len(state.rounds)
-    s1, s2, s3 = st.columns(3)
-    s1.metric("you", f"{state.player_score} / {n}")
-    s2.metric("the model", f"{state.model_score} / {n}")
-    s3.metric("tokens left", f"{g_trace.length - state.position}")
-    st.markdown("**The text so far** (you guess what comes after the last token):")
-    token_strip(g_trace.tokens[: state.position])
-    if state.rounds:
-        r = state.rounds[-1]
-        you = (
-            "you were **right**"
-            if r.player_right
-            else (f"you typed {code_span(r.guess)}, **wrong**")
-        )
-        model = "**right**" if r.model_right else "**wrong**"
-        st.markdown(
-            f"The text went on with {code_span(r.actual)}: {you}. The model's guess was "
-            f"{code_span(r.model_guess)}, {model}; it gave the real token "
-            f"p = {percent(r.model_prob_of_actual)}."
-        )
-    if state.position >= g_trace.length:
-        st.success(
-            f"End of the text: you {state.player_score}, the model {state.model_score} "
-            f"out of {n}. Press 'Start again' or pick another text."
-        )
-
-
-game()
+lo.game_section(lm, text)
 show_code(surprisal, alternatives, play)
 
 check_yourself()

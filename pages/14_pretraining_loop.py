@@ -1,3 +1,5 @@
+"""14 The Pre-training Loop: a small LM trained live (batches, loss, update), and parallel training's costs."""
+
 from __future__ import annotations
 
 import math
@@ -11,8 +13,7 @@ from components.jobs import run_job
 from components.questions import check_yourself
 from core import pretraining_loop as pt
 
-page_frame(14)
-q = "query-params"  # main controls go into the URL: a shareable link
+page_frame()
 st.markdown(
     "Pre-training is one loop: cut random windows of text into a **batch**, run the model "
     "forward to predict every next token, measure the **loss** (mean surprisal in nats), "
@@ -29,56 +30,7 @@ with st.expander("Go deeper: why the first loss is ln(vocabulary)"):
         "means a broken initialisation; a loss below it means the model learned something."
     )
 
-left, right = st.columns([3, 2], gap="large")
-with left:
-    c1, c2 = st.columns(2)
-    kind = c1.radio(
-        "Vocabulary",
-        list(cp.TOKENIZATIONS),
-        format_func=cp.TOKENIZATIONS.get,
-        key="pretraining_loop.kind",
-    )
-    steps = c2.slider(
-        "Steps",
-        20,
-        pt.STEP_CAP,
-        200,
-        10,
-        key="pretraining_loop.steps",
-        bind=q,
-        help=f"Capped at {pt.STEP_CAP} steps.",
-    )
-    c1, c2, c3 = st.columns(3)
-    batch = c1.select_slider(
-        "Batch size", [4, 8, 16, 32, 64], 16, key="pretraining_loop.batch", bind=q
-    )
-    context = c2.select_slider(
-        "Context length", [16, 32, 64, 128], 64, key="pretraining_loop.context", bind=q
-    )
-    clip = c3.select_slider(
-        "Clip gradient norm at",
-        [0.0, 0.25, 0.5, 1.0, 2.0, 5.0],
-        1.0,
-        format_func=lambda v: "off" if v == 0 else f"{v:g}",
-        key="pretraining_loop.clip",
-    )
-    c1, c2 = st.columns(2)
-    lr = c1.select_slider(
-        "Peak learning rate",
-        [3e-4, 1e-3, 3e-3, 1e-2, 3e-2],
-        3e-3,
-        format_func=lambda v: f"{v:g}",
-        key="pretraining_loop.lr",
-    )
-    warmup = c2.slider("Warmup steps", 0, 100, 20, 5, key="pretraining_loop.warmup", bind=q)
-warmup = min(warmup, steps)
-with right:
-    draw_chart(cp.schedule_chart(cp.schedule_frame(lr, warmup, steps, 0.1)))
-    st.caption(
-        f"lr(t) = {lr:g} · t / {warmup} during warmup, then {lr:g} · (0.1 + 0.9 · "
-        "½(1 + cos π·progress))."
-    )
-
+kind, steps, batch, context, clip, lr, warmup = cp.settings_panel()
 corpus = cp.corpus_for(kind)
 cfg = pt.TrainConfig(
     batch_size=batch,

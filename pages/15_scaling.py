@@ -1,3 +1,5 @@
+"""15 Compute & Scale: scaling laws, training time, cost and memory, and a mini scaling law trained here."""
+
 from __future__ import annotations
 
 import streamlit as st
@@ -7,12 +9,12 @@ from components import scaling as cs
 from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.jobs import run_job
-from components.models import get_lm
+from components.preamble import model_page
 from components.questions import check_yourself
 from core import scaling as sc
 from core.runtime.model_ids import EMBEDDED_ID
 
-page_frame(15)
+page_frame()
 st.markdown(
     "Training compute is about **C = 6ND** FLOPs: N parameters, D tokens, 2 FLOPs per "
     "parameter per token forward and 4 backward. For a fixed budget C you can train a big "
@@ -34,7 +36,7 @@ with st.expander("Go deeper: the closed form, and why unrounded exponents matter
         "against the paper's tables."
     )
 
-lm = get_lm()
+lm, _ = model_page(prompt=False)
 smol = sum(p.numel() for p in lm.model.parameters()) if lm.model_id == EMBEDDED_ID else None
 known = sc.known_models(smol)  # SmolLM2's size counted on the loaded model itself
 left, right = st.columns([2, 3], gap="large")

@@ -1,16 +1,18 @@
+"""16 Fine-tuning & Instruction Tuning: the chat template and loss mask, and LoRA trained on a few examples."""
+
 from __future__ import annotations
 
 import streamlit as st
 
 from components import fine_tuning as view
 from components.frame import page_frame, show_code
-from components.models import current_model_id, get_lm
-from components.preamble import require_anatomy
+from components.models import current_model_id
+from components.preamble import model_page, require_anatomy
 from components.questions import check_yourself
 from core import fine_tuning as ft
 
-page_frame(16)
-lm = get_lm()
+page_frame()
+lm, _ = model_page(prompt=False)
 model_id = current_model_id()
 data = view.cached_data()
 template, own_template = ft.template_of(lm.tokenizer)
@@ -119,46 +121,7 @@ st.dataframe(view.lora_frame(modules, targets, rank, layers), hide_index=True, w
 
 result = view.fine_tune_job(model_id, ft.LoraSettings(rank=rank, targets=targets, steps=steps))
 if result is not None:
-    k1, k2, k3, k4 = st.columns(4)
-    k1.metric(
-        "Loss",
-        f"{result.losses[-1]:.2f}",
-        f"{result.losses[-1] - result.losses[0]:+.2f}",
-        delta_color="inverse",
-    )
-    k2.metric(
-        "Trainable (counted by peft)",
-        f"{result.trainable:,}",
-        help="Equals r(d_in + d_out) summed over the adapted matrices.",
-    )
-    k3.metric(
-        "Adapter kept",
-        f"{result.adapter_bytes / 1e6:.1f} MB",
-        help=f"The copy it trained was {result.copy_bytes / 1e6:,.0f} MB, freed afterwards.",
-    )
-    k4.metric(
-        "Memory used while training",
-        f"{result.peak_rss_rise / 1e9:.2f} GB" if result.peak_rss_rise else "n/a",
-        help="Rise of this process's resident memory at its peak during the run.",
-    )
-    pick = st.selectbox(
-        "Held-out prompt",
-        range(len(result.answers)),
-        key="fine_tuning.held",
-        format_func=lambda i: result.answers[i].prompt,
-    )
-    a1, a2 = st.columns(2)
-    a1.markdown("**Before** (the shared model)")
-    a1.text(result.answers[pick].before or "(ended at once)")
-    a2.markdown("**After** (the LoRA copy)")
-    a2.text(result.answers[pick].after or "(ended at once)")
-    before = ft.marker_share([a.before for a in result.answers], data.marker)
-    after = ft.marker_share([a.after for a in result.answers], data.marker)
-    st.caption(
-        f"Held-out answers using '{data.marker}': {before:.0%} before, {after:.0%} after. "
-        f"Shared model's weights unchanged afterwards: "
-        f"{'yes' if result.shared_unchanged else 'NO'} (hash of sampled tensors)."
-    )
+    view.lora_result_section(result, data)
 
 show_code(ft.masked_chat, ft.masked_lm_loss, ft.lora_parameter_formula, ft.lora_copy, ft._train)
 

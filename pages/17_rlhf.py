@@ -1,3 +1,5 @@
+"""17 RLHF: preference pairs, a Bradley-Terry reward model, best-of-n with its KL, and DPO."""
+
 from __future__ import annotations
 
 import math
@@ -7,13 +9,14 @@ import streamlit as st
 from components import rlhf as view
 from components.charts import draw_chart
 from components.frame import page_frame, show_code
-from components.models import current_model_id, get_lm
+from components.models import current_model_id
+from components.preamble import model_page
 from components.questions import check_yourself
 from core import fine_tuning as ft
 from core import rlhf
 
-page_frame(17)
-lm = get_lm()
+page_frame()
+lm, _ = model_page(prompt=False)
 model_id = current_model_id()
 data = view.cached_pairs()
 
@@ -71,27 +74,7 @@ m2.metric("Training pairs ranked right", f"{model.train_accuracy:.0%}")
 m3.metric("Held-out pairs ranked right", f"{model.held_out_accuracy[-1]:.0%}")
 draw_chart(view.training_chart(model))
 
-answers = view.answers_frame(features, model, data, flipped)
-corr = rlhf.correlation(answers["tokens"], answers["reward"])
-filler = view.filler_frame(features, model, data)
-one, most = (view.filler_effect(filler, k) for k in (1, rlhf.FILLER_REPEATS[-1]))
-st.markdown(
-    f"**What did it learn?** Correlation of reward with answer length: **{corr:+.2f}**. "
-    f"Appending one sentence of meaningless filler to a held-out answer changes its reward by "
-    f"**{one[0]:+.2f}** on average (raised for {one[1]} of {one[2]}); "
-    f"{rlhf.FILLER_REPEATS[-1]} sentences by **{most[0]:+.2f}** (raised for {most[1]} of "
-    f"{most[2]}). "
-    + (
-        "Any rise is reward hacking: the answer got no better."
-        if max(one[1], most[1])
-        else "This reward model was not fooled by it."
-    )
-)
-c1, c2 = st.columns(2)
-draw_chart(view.length_chart(answers), where=c1)
-draw_chart(view.filler_chart(filler), where=c2)
-with st.expander("The filler sentence"):
-    st.text(data.filler.strip())
+view.learned_section(features, model, data, flipped)
 
 mine = st.text_area(
     f"Score your own answer to the first held-out prompt: '{data.pairs[data.n_train].prompt}'",
@@ -117,22 +100,7 @@ st.caption(
 )
 drawn = view.samples_job(model_id, prompt, n, seed=0)
 if drawn is not None:
-    samples, feats = drawn
-    rewards = model.score(feats.features)
-    best = int(rewards.argmax())
-    for i, (s, r) in enumerate(sorted(zip(samples, rewards), key=lambda x: -x[1])):
-        st.text(f"{'best ' if i == 0 else '     '}{r:+6.2f}  {s or '(empty answer)'}")
-    st.caption(f"Seed {best} won. The rewards use the head trained above (your labels included).")
-    beta = st.select_slider(
-        "KL penalty beta", [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0], 1.0, key="rlhf.beta"
-    )
-    point = rlhf.kl_penalised(rewards, beta)
-    draw_chart(view.drift_chart(view.drift_frame(rewards), point))
-    st.caption(
-        f"The best policy for reward - {beta} x KL reweights these {n} answers by "
-        f"exp(r / beta): expected reward {point.expected_reward:+.2f} at a drift of "
-        f"{point.kl:.3f} nats (at most log {n} = {math.log(n):.3f})."
-    )
+    view.best_of_n_section(drawn, model, n)
 
 st.subheader("4 · DPO on the same pairs")
 dpo_beta = st.slider("DPO beta", 0.05, 1.0, 0.1, 0.05, key="rlhf.dpo_beta")

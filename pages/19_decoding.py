@@ -1,25 +1,23 @@
+"""19 Decoding Strategies: the next-token distribution under temperature, top-k, top-p, min-p, and strategies side by side."""
+
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
-from components.charts import draw_chart
 from components.decoding import (
     PAGE_DEFAULTS,
-    beam_tree_chart,
     cached_beam,
     cached_strategy,
-    distribution_chart,
-    fixed,
+    current_settings,
+    distribution_section,
+    results_section,
     strategies,
 )
 from components.frame import page_frame, show_code
-from components.models import current_model_id, get_lm, get_prompt, get_trace
-from components.preamble import note_truncation
+from components.models import current_model_id, get_prompt, get_trace
+from components.preamble import model_page, note_truncation
 from components.questions import check_yourself
-from core.decoding import next_token_view
 from core.runtime import generation
-from core.runtime.generation import DecodingSettings
 
 page_frame()
 
@@ -35,8 +33,7 @@ st.markdown(
 )
 st.latex(r"p_i = \frac{e^{z_i / T}}{\sum_j e^{z_j / T}}")
 
-TOP_SHOWN = 25  # tokens drawn in the chart; the metrics cover the whole vocabulary
-lm = get_lm()
+lm, _ = model_page(prompt=False)  # this page says itself what an empty prompt means
 model_id = current_model_id()
 prompt = get_prompt()
 if not prompt.strip():
@@ -60,107 +57,8 @@ context_ids = tuple(int(i) for i in trace.ids)
 with st.expander(f"The model sees {trace.length} tokens", expanded=False):
     st.text(lm.tokenizer.decode(list(context_ids), clean_up_tokenization_spaces=False)[-3000:])
 
-
 D = PAGE_DEFAULTS
-
-
-def current_settings(new_tokens: int = D.max_new_tokens, seed: int = 0) -> DecodingSettings:
-    ss = st.session_state
-    return DecodingSettings(
-        temperature=ss.get("decoding.temperature", D.temperature),
-        top_k=ss.get("decoding.top_k", D.top_k),
-        top_p=ss.get("decoding.top_p", D.top_p),
-        min_p=ss.get("decoding.min_p", D.min_p),
-        repetition_penalty=ss.get("decoding.repetition", D.repetition_penalty),
-        max_new_tokens=new_tokens,
-        seed=seed,
-    )
-
-
-@st.fragment
-def distribution() -> None:
-    c1, c2, c3, c4, c5 = st.columns(5)
-    c1.slider(
-        "Temperature",
-        0.0,
-        2.0,
-        D.temperature,
-        0.05,
-        key="decoding.temperature",
-        bind="query-params",
-        help="0 means greedy: only the top token survives.",
-    )
-    c2.slider(
-        "Top-k",
-        0,
-        200,
-        D.top_k,
-        1,
-        key="decoding.top_k",
-        bind="query-params",
-        help="0 switches top-k off.",
-    )
-    c3.slider(
-        "Top-p",
-        0.01,
-        1.0,
-        D.top_p,
-        0.01,
-        key="decoding.top_p",
-        bind="query-params",
-        help="1.0 switches top-p off.",
-    )
-    c4.slider(
-        "Min-p",
-        0.0,
-        0.5,
-        D.min_p,
-        0.01,
-        key="decoding.min_p",
-        bind="query-params",
-        help="0 switches min-p off.",
-    )
-    c5.slider(
-        "Repetition penalty",
-        1.0,
-        2.0,
-        D.repetition_penalty,
-        0.05,
-        key="decoding.repetition",
-        bind="query-params",
-        help="Makes every token already in the text (the prompt and each token generated "
-        "so far) less likely: its logit is divided by the penalty if positive, "
-        "multiplied by it if negative. 1.0 switches it off.",
-    )
-    s = current_settings()
-    view = next_token_view(trace.last_logits, s, context_ids, top=TOP_SHOWN)
-    labels = [lm.tokenizer.decode([i], clean_up_tokenization_spaces=False) for i in view.ids]
-    m1, m2, m3, m4 = st.columns(4)
-    m1.metric(
-        "Tokens that can be drawn",
-        f"{view.survivors:,}",
-        help=f"of {trace.last_logits.shape[0]:,} in the vocabulary: the tokens whose "
-        "probability after the filters is above zero in float32, the precision the "
-        "sampler draws in. At a low temperature most probabilities underflow to "
-        "exactly 0, so those tokens can never be drawn although no filter removed "
-        "them.",
-    )
-    m2.metric("Entropy before", f"{fixed(view.entropy_before)} bits")
-    m3.metric(
-        "Entropy after",
-        f"{fixed(view.entropy_after)} bits",
-        delta=fixed(view.entropy_after - view.entropy_before, signed=True),
-        delta_color="off",
-    )
-    m4.metric("Top token's probability", f"{max(view.filtered):.1%}")
-    draw_chart(distribution_chart(view, labels))
-    st.caption(
-        f"The {TOP_SHOWN} most likely next tokens before filtering. Faded bars were removed; the "
-        "blue bars are what sampling actually draws from, renormalised."
-    )
-
-
-distribution()
+distribution_section(lm, trace, context_ids)
 
 st.subheader("Strategies side by side")
 st.markdown(
@@ -212,30 +110,7 @@ if st.button("Generate side by side", type="primary", key="decoding.generate"):
     st.session_state["decoding.results"] = (rows, result)
 
 if "decoding.results" in st.session_state:
-    rows, result = st.session_state["decoding.results"]
-    for row in rows:
-        st.markdown(f"**{row['strategy']}** · {row['tokens']} tokens")
-        st.text(row["output"] or "(stopped at once: the first token chosen was end-of-text)")
-    st.dataframe(pd.DataFrame(rows).drop(columns="output"), hide_index=True, width="stretch")
-    st.markdown(
-        "**The beam search tree.** Each column is one generated token; each row a beam "
-        "kept at that step, joined to the beam it extended. The winning path is pink."
-    )
-    draw_chart(beam_tree_chart(result, lm.tokenizer))
-    st.dataframe(
-        pd.DataFrame(
-            {
-                "rank": range(1, len(result.sequences) + 1),
-                "sequence": [
-                    lm.tokenizer.decode(list(s), clean_up_tokenization_spaces=False)
-                    for s in result.sequences
-                ],
-                "length-normalised log p": [round(x, 3) for x in result.scores],
-            }
-        ),
-        hide_index=True,
-        width="stretch",
-    )
+    results_section(lm, *st.session_state["decoding.results"])
 else:
     st.caption(
         f"Press the button to run all {n_runs}: the {n_runs - 1} sampling strategies, "

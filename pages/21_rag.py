@@ -1,15 +1,17 @@
+"""21 RAG: chunks retrieved by several methods, the assembled prompt, answers with and without it, recall@k."""
+
 from __future__ import annotations
 
 import streamlit as st
 
 from components import rag as view
-from components.charts import draw_chart
 from components.frame import page_frame, show_code
-from components.models import current_model_id, get_lm
+from components.models import current_model_id
+from components.preamble import model_page
 from components.questions import check_yourself
 from core import rag
 
-page_frame(21)
+page_frame()
 
 st.markdown(
     "A small model does not know most facts, and a big one cannot know your documents. "
@@ -81,20 +83,7 @@ index_slot.metric(
 r = view.cached_retrieval(size, overlap, question, emb is not None)
 best = list(r.orders)[-1]  # hybrid when the index exists, else BM25
 st.subheader("Which chunks each method retrieves")
-df = view.retrieval_frame(r, chunks, k)
-g1, g2 = st.columns([3, 2])
-draw_chart(view.rank_chart(df), where=g1)
-g1.caption(
-    f"Every chunk that any method puts in its top {k}; the number is its rank among all "
-    f"{len(chunks):,} chunks for that method (faded: outside that method's top {k})."
-)
-g2.dataframe(
-    df.pivot_table(index="chunk", columns="method", values="score").round(4), width="stretch"
-)
-g2.caption(
-    "Scores. Dense: cosine similarity. BM25: sum over the question's words of idf × "
-    "saturated term frequency. Hybrid: reciprocal rank fusion (Go deeper, above)."
-)
+view.retrieval_section(r, chunks, k)
 
 top = [int(i) for i in r.orders[best][:k]]
 st.subheader(f"The top {k} chunks by {view.METHOD_LABELS[best]}, overlap highlighted")
@@ -112,7 +101,7 @@ st.caption(
 
 context = tuple(chunks[i].text for i in top)
 model_id = current_model_id()
-lm = get_lm()
+lm, _ = model_page(prompt=False)
 ids_with = rag.prompt_ids(lm, rag.rag_messages(question, context))
 ids_without = rag.prompt_ids(lm, rag.rag_messages(question, ()))
 st.subheader("The assembled prompt and the answers")
@@ -128,36 +117,10 @@ with st.expander("The prompt the model reads"):
     st.code(lm.tokenizer.decode(ids_with), language=None, wrap_lines=True)
 out = view.answers_job(model_id, question, context, (size, overlap, k, best), len(ids_with))
 if out is not None:
-    plain, grounded = out
-    a1, a2 = st.columns(2)
-    a1.markdown("**Without retrieval**")
-    a1.text(plain.text or "(empty answer)")
-    a2.markdown(f"**With the top {k} chunks**")
-    a2.text(grounded.text or "(empty answer)")
-    gold = next((q for q in qs if q.question == question), None)
-    if gold is not None:
-        st.caption(
-            f"Does the answer contain “{gold.answer}”? Without: "
-            f"{'yes' if rag.contains_answer(plain.text, gold.answer) else 'no'}; with: "
-            f"{'yes' if rag.contains_answer(grounded.text, gold.answer) else 'no'}."
-        )
+    view.answers_section(out, qs, question, k)
 
 st.subheader(f"Recall@k on {len(qs)} labelled questions")
-result = view.cached_recall(model_id, size, overlap, emb is not None)
-rdf = view.recall_frame(result)
-draw_chart(view.recall_chart(rdf))
-st.dataframe(
-    rdf.pivot_table(
-        index=["k", "context tokens"], columns="method", values="recall@k"
-    ).style.format("{:.0%}"),
-    width="stretch",
-)
-st.caption(
-    "A question counts as retrieved at k when any of its gold chunks (those overlapping a "
-    "phrase written for it that occurs verbatim in the documents) is in the top k. "
-    "Context tokens: the SmolLM2 tokens of the top-k chunks, mean over the questions."
-    + ("" if emb is not None else " Dense and hybrid appear once the index is built.")
-)
+view.recall_section(model_id, size, overlap, emb is not None)
 show_code(
     rag.chunk_text,
     rag.embed_texts,

@@ -1,3 +1,5 @@
+"""22 AI Agents & Tool Use: the model calling a calculator in a loop, constrained against free decoding."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -8,13 +10,14 @@ import streamlit as st
 from components import agents as view
 from components.charts import draw_chart
 from components.frame import page_frame, show_code
-from components.models import current_model_id, get_lm
+from components.models import current_model_id
+from components.preamble import model_page
 from components.questions import check_yourself
 from core import agents
 from core.agents import calculator
 from core.runtime import generation
 
-page_frame(22)
+page_frame()
 
 st.markdown(
     "An **agent** is a model in a loop: it writes an *action* (a thought, a tool name and the "
@@ -27,7 +30,7 @@ st.markdown(
     "only ever reads the call as data; no text from you or the model is run as code."
 )
 
-lm = get_lm()
+lm, _ = model_page(prompt=False)
 model_id = current_model_id()
 qs = agents.agent_questions()
 OWN = "Write your own question…"

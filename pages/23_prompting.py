@@ -1,3 +1,5 @@
+"""23 Prompt Engineering: the same task under several prompt styles, compared on the model's answers."""
+
 from __future__ import annotations
 
 import streamlit as st
@@ -5,7 +7,8 @@ import streamlit as st
 from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.jobs import run_job
-from components.models import current_model_id, get_lm
+from components.models import current_model_id
+from components.preamble import model_page
 from components.prompting import (
     cached_reviews,
     condition_for,
@@ -19,7 +22,7 @@ from components.prompting import (
 from components.questions import check_yourself
 from core import prompting as P
 
-page_frame(23)
+page_frame()
 st.markdown(
     "The same model answers the same task better or worse depending only on **how it is asked**. "
     "Here SmolLM2 labels 30 one-line reviews as positive or negative, asked four ways: "
@@ -31,7 +34,8 @@ st.markdown(
     "**Label mass** is how much of the whole next-token distribution falls on those tokens: "
     "low mass means the model was about to say something else entirely."
 )
-lm, model_id = get_lm(), current_model_id()
+lm, _ = model_page(prompt=False)
+model_id = current_model_id()
 reviews, pool = cached_reviews()
 
 c1, c2, c3, c4 = st.columns([3, 1, 1, 1])

@@ -11,7 +11,7 @@ from components.tokens import token_strip
 from core import multimodal as mm
 from core.layers import toy_threads
 
-page_frame(24)
+page_frame()
 st.markdown(
     "A vision-language model turns an image into tokens too: it cuts the picture into "
     "patches, projects each patch to a vector and adds its position, exactly as text tokens "

@@ -1,3 +1,5 @@
+"""25 What LLMs Can't Do (Yet): probes of reasoning, grounding and reliability run on the model."""
+
 from __future__ import annotations
 
 import streamlit as st
@@ -12,11 +14,12 @@ from components.limits import (
     rephrasing_section,
     years_section,
 )
-from components.models import current_model_id, get_lm
+from components.models import current_model_id
+from components.preamble import model_page
 from components.questions import check_yourself
 from core import limits as L
 
-page_frame(25)
+page_frame()
 st.markdown(
     "A language model predicts the next token. Everything it seems to *do* (count, add, know "
     "facts, admit ignorance) is a side effect of that, and the side effects fail in ways you can "
@@ -26,7 +29,7 @@ st.markdown(
     "the measured failures, not examples picked to look bad. Each probe links to the page that "
     "explains its cause."
 )
-get_lm()  # load (or fall back to) the selected model before any probe runs
+model_page(prompt=False)  # load (or fall back to) the selected model before any probe runs
 model_id = current_model_id()
 
 tabs = st.tabs(

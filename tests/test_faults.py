@@ -208,7 +208,7 @@ def test_two_sessions_asking_the_same_value_compute_it_once():
 def test_a_killed_conversion_is_cleaned_on_the_next_start_and_a_live_one_is_not(cache_copy):
     root, calls = cache_copy
     code = (
-        "import sys, time; from pathlib import Path; from core import models; "
+        "import sys, time; from pathlib import Path; from core.runtime import models; "
         "tmp = models.start_conversion_folder(Path(sys.argv[1])); "
         "(tmp / 'model.safetensors').write_bytes(bytes(1 << 20)); "
         "print(tmp, flush=True); time.sleep(60)"

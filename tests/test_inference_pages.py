@@ -21,17 +21,17 @@ def _metric(at, label: str) -> str:
 def page18():
     at = open_page(P18)
     assert not at.exception, at.exception
-    at.slider(key="inference.max_tokens").set_value(5).run()
+    at.slider(key="inference_loop.max_tokens").set_value(5).run()
     return at
 
 
 def test_step_shows_prefill_then_decode_and_the_cache_growing(page18, lm):
     at = page18
-    at.button(key="inference.step").click().run()
-    at.button(key="inference.step").click().run()
+    at.button(key="inference_loop.step").click().run()
+    at.button(key="inference_loop.step").click().run()
     assert not at.exception, at.exception
-    steps = at.session_state["inference.steps"]
-    ids = at.session_state["inference.ids"]
+    steps = at.session_state["inference_loop.steps"]
+    ids = at.session_state["inference_loop.ids"]
     assert [s.prefill for s in steps] == [True, False]
     prompt_len = len(ids) - 2
     assert [s.cached_tokens for s in steps] == [prompt_len, prompt_len + 1]
@@ -43,10 +43,10 @@ def test_step_shows_prefill_then_decode_and_the_cache_growing(page18, lm):
 
 def test_run_streams_the_greedy_continuation_to_the_cap(page18, lm):
     at = page18
-    at.button(key="inference.run").click().run()
+    at.button(key="inference_loop.run").click().run()
     assert not at.exception, at.exception
-    ids = at.session_state["inference.ids"]
-    steps = at.session_state["inference.steps"]
+    ids = at.session_state["inference_loop.ids"]
+    steps = at.session_state["inference_loop.steps"]
     assert len(steps) == 5
     prompt = ids[: len(ids) - 5]
     ref = [
@@ -54,9 +54,9 @@ def test_run_streams_the_greedy_continuation_to_the_cap(page18, lm):
         for s in generate_stream(lm, prompt, DecodingSettings(temperature=0.0, max_new_tokens=5))
     ]
     assert ids[len(prompt) :] == ref  # step-by-step + run = one uninterrupted greedy pass
-    assert at.button(key="inference.step").disabled  # the cap is reached
-    at.button(key="inference.reset").click().run()
-    assert at.session_state["inference.steps"] == []
+    assert at.button(key="inference_loop.step").disabled  # the cap is reached
+    at.button(key="inference_loop.reset").click().run()
+    assert at.session_state["inference_loop.steps"] == []
 
 
 def _start(at, prefix: str) -> None:
@@ -69,7 +69,7 @@ def _start(at, prefix: str) -> None:
 def test_timing_waits_for_its_button_and_positions_are_whole_numbers(page18):
     at = page18
     assert not all_chart_data(at, "mode")  # first render measures nothing
-    at.slider(key="inference.timing_tokens").set_value(8).run()
+    at.slider(key="inference_loop.timing_tokens").set_value(8).run()
     _start(at, "Time 8 tokens with and without the cache")
     spec = next(s for s in chart_specs(at) if "mode" in str(s))
     assert spec["encoding"]["x"]["axis"]["format"] == "d"  # "17", never "17.0"
@@ -95,8 +95,8 @@ def test_hostile_prompt_is_shown_as_text():
     at.session_state["shared.prompt"] = "<script>alert(1)</script> costs $x$ 🙂 مرحبا 中文\u200b"
     at.run()
     at.switch_page(P18).run()
-    at.slider(key="inference.max_tokens").set_value(2).run()
-    at.button(key="inference.step").click().run()
+    at.slider(key="inference_loop.max_tokens").set_value(2).run()
+    at.button(key="inference_loop.step").click().run()
     assert not at.exception, at.exception
     shown = " ".join(m.value for m in at.caption)
     assert r"\<script\>" in shown and r"\$x\$" in shown
@@ -111,11 +111,11 @@ def page20():
 
 def test_budget_and_strategy_decide_what_the_model_sees(page20, lm):
     at = page20
-    at.slider(key="context.budget").set_value(5).run()
+    at.slider(key="context_window.budget").set_value(5).run()
     assert _metric(at, "Tokens kept / dropped").startswith("5 / ")
     seen = {}
     for strategy in ("left", "right", "middle"):
-        at.radio(key="context.strategy").set_value(strategy).run()
+        at.radio(key="context_window.strategy").set_value(strategy).run()
         assert not at.exception, at.exception
         seen[strategy] = at.text[0].value
     ids = lm.tokenizer(at.session_state["shared.prompt"], add_special_tokens=False)["input_ids"]
@@ -127,7 +127,7 @@ def test_budget_and_strategy_decide_what_the_model_sees(page20, lm):
 def test_forward_sweep_waits_for_its_button(page20):
     at = page20
     assert not all_chart_data(at, "how")  # no forward pass on first render
-    at.select_slider(key="context.longest").set_value(128).run()
+    at.select_slider(key="context_window.longest").set_value(128).run()
     _start(at, "Measure forward passes up to 128 tokens")
     assert set(chart_data(at, "how")["tokens"]) == {32, 64, 128}
 
@@ -156,15 +156,15 @@ def test_kv_chart_follows_the_configs_and_the_dtype(page20):
     row = bf16[(bf16["model"] == "Llama-2-7B") & (bf16["tokens"] == 4096)]
     assert row["GB"].iloc[0] == inf.kv_cache_bytes(llama2.config, 4096, 2) / 1e9
     assert bf16[bf16["model"] == "GPT-2 small (124M)"]["tokens"].max() == 1024
-    at.radio(key="context.dtype").set_value("float32").run()
+    at.radio(key="context_window.dtype").set_value("float32").run()
     fp32 = kv_frame()
     assert (fp32["GB"].to_numpy() == 2 * bf16["GB"].to_numpy()).all()
 
 
 def test_needle_probe_runs_as_a_job_and_charts_each_trial(page20):
     at = page20
-    at.multiselect(key="context.needle_lengths").set_value([128]).run()
-    at.multiselect(key="context.needle_depths").set_value([0.0, 1.0]).run()
+    at.multiselect(key="context_window.needle_lengths").set_value([128]).run()
+    at.multiselect(key="context_window.needle_depths").set_value([0.0, 1.0]).run()
     start = [b for b in at.button if b.label.startswith("Run 2 trials")]
     assert start and "(about " in start[0].label  # an estimate from the measured passes
     start[0].click().run()

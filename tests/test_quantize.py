@@ -80,16 +80,16 @@ def test_agreeing_prefix():
 def test_page18_fast_mode_generates_and_measures(lm, lm8):
     at = open_page("pages/18_inference_loop.py")
     assert not at.exception, at.exception
-    at.slider(key="inference.max_tokens").set_value(4).run()
-    at.toggle(key="inference.int8").set_value(True).run()
-    at.button(key="inference.run").click().run()
+    at.slider(key="inference_loop.max_tokens").set_value(4).run()
+    at.toggle(key="inference_loop.int8").set_value(True).run()
+    at.button(key="inference_loop.run").click().run()
     assert not at.exception, at.exception
-    ids = at.session_state["inference.ids"]
+    ids = at.session_state["inference_loop.ids"]
     prompt = ids[: len(ids) - 4]
     s = DecodingSettings(temperature=0.0, max_new_tokens=4)
     assert ids[len(prompt) :] == [x.token_id for x in generate_stream(lm8, prompt, s)]
     assert not all_chart_data(at, "mode") or "int8 weights" not in str(all_chart_data(at, "mode"))
-    at.slider(key="inference.int8_tokens").set_value(8).run()
+    at.slider(key="inference_loop.int8_tokens").set_value(8).run()
     start = [b for b in at.button if b.label.startswith("Generate 8 tokens with float32")]
     assert start, [b.label for b in at.button]
     start[0].click().run()

@@ -10,7 +10,7 @@ from apptest_util import APP, open_page
 from streamlit.testing.v1 import AppTest
 
 from components.frame import page_number
-from core.concepts import CONCEPTS, SECTIONS, available_concepts
+from core.concepts import CONCEPTS, SECTIONS, available_concepts, concept
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,6 +55,49 @@ def test_core_never_imports_streamlit_or_components():
 def test_components_never_import_pages():
     for f in (ROOT / "components").rglob("*.py"):
         assert "pages" not in _imports(f), f
+
+
+PAGE_LINES_MAX = 150
+
+
+def _page_keys(tree: ast.Module) -> list[str]:
+    """Every `key=` given as a plain string or f-string in a page (an f-string by its text)."""
+    keys = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            for kw in node.keywords:
+                if kw.arg != "key":
+                    continue
+                if isinstance(kw.value, ast.Constant) and isinstance(kw.value.value, str):
+                    keys.append(kw.value.value)
+                elif isinstance(kw.value, ast.JoinedStr):
+                    keys.append(ast.unparse(kw.value))
+    return keys
+
+
+@pytest.mark.parametrize("page", [c.page_file for c in CONCEPTS], ids=lambda p: Path(p).stem)
+def test_a_page_is_a_short_flat_script_with_a_docstring_and_its_own_keys(page):
+    """The page rule: at most 150 lines (longer sections live in components/<slug>.py), a module
+    docstring "NN Title: ...", `page_frame()` without a number (it reads the file name), and
+    every widget key literal namespaced by the page's slug ("<slug>.<name>")."""
+    path = ROOT / page
+    source = path.read_text()
+    tree = ast.parse(source)
+    c = concept(page_number(page))
+    lines = len(source.splitlines())
+    assert lines <= PAGE_LINES_MAX, f"{page} has {lines} lines: move a section into components"
+    doc = ast.get_docstring(tree)
+    assert doc and doc.startswith(f"{c.number:02d} {c.title}:"), f"{page}: docstring {doc!r}"
+    frames = [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "page_frame"
+    ]
+    assert len(frames) == 1 and not frames[0].args and not frames[0].keywords, page
+    for key in _page_keys(tree):
+        assert key.startswith((f"{c.slug}.", f"f'{c.slug}.", f'f"{c.slug}.')), (
+            f"{page}: widget key {key!r} does not start with '{c.slug}.'"
+        )
 
 
 def test_home_page_lists_exactly_the_pages_that_exist():
