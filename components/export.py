@@ -94,7 +94,9 @@ def _slug_name(text: str) -> str:
     return "-".join(filter(None, keep.split("-")))[:40] or "chart"
 
 
-def handout(title: str, summary: str, link: str, settings: dict, questions: list) -> str:
+def handout(
+    title: str, summary: str, link: str, settings: dict, questions: list, drawn: list
+) -> str:
     """The page as a small Markdown handout. Settings and questions are computed values and
     option labels; the page's own text never goes in unescaped."""
     from components.tokens import escape_markdown
@@ -108,7 +110,6 @@ def handout(title: str, summary: str, link: str, settings: dict, questions: list
             lines.append(f"| `{key}` | {escape_markdown(str(shown))} |")
     else:
         lines.append("Every control at its default.")
-    drawn = st.session_state.get(DRAWN) or []
     if drawn:
         lines += ["", "## Figures", ""]
         for name, chart in drawn:
@@ -132,17 +133,17 @@ def export_panel(slug: str, title: str, summary: str, questions: list) -> None:
     from components import url_state
 
     with st.expander("Export: handout and figures", icon=":material/download:"):
-        settings = url_state.current_settings(slug)
+        settings = url_state.view_settings(slug)
+        drawn = st.session_state.get(DRAWN) or []
         link = url_state.base_url().rstrip("/") + url_state.page_link(slug)
         st.download_button(
             "Download handout (.md)",
-            data=lambda: handout(title, summary, link, settings, questions),
+            data=lambda: handout(title, summary, link, settings, questions, list(drawn)),
             file_name=f"{slug}-handout.md",
             mime="text/markdown",
             key="export.handout",
             icon=":material/description:",
         )
-        drawn = st.session_state.get(DRAWN) or []
         if not drawn:
             st.caption("This view draws no chart.")
         for i, (name, chart) in enumerate(drawn):

@@ -39,24 +39,28 @@ def test_every_chart_exports_png_svg_and_csv(page):
 
 def test_the_playground_on_page_02_exports_its_picture():
     at = open_page("pages/02_layers.py")
-    names = [name for name, _ in drawn(at)]
-    boundary = [c for name, c in drawn(at) if "layers.pg" in str(c.to_dict().get("$schema", ""))]
-    assert names
-    svg = export.to_svg(drawn(at)[0][1])
-    assert b"<svg" in svg[:200] and boundary == []
+    boundary = [c for _, c in drawn(at) if {"x", "y", "p"} <= set(export.chart_frame(c).columns)]
+    assert boundary, "the playground's decision boundary was not remembered"
+    assert export.to_png(boundary[0])[:8] == b"\x89PNG\r\n\x1a\n"
+    root = ET.fromstring(export.to_svg(boundary[0]))
+    assert len(list(root.iter())) > 100  # the boundary's cells and the points are drawn
 
 
 def test_the_handout_carries_the_settings_and_the_link():
     at = open_page("pages/19_decoding.py")
     at.slider(key="decoding.temperature").set_value(1.5).run()
-    questions = []
+    at.button(key="lesson.add").click().run()  # the app's own capture of this view
+    settings = at.session_state["lesson.draft"][-1].settings
+    assert settings == {"decoding.temperature": "1.5"}
     text = export.handout(
         "19 · Decoding",
         "Greedy, beam.",
         "http://x/decoding?decoding.temperature=1.5",
-        {"decoding.temperature": "1.5"},
-        questions,
+        settings,
+        [],
+        drawn(at),
     )
     assert "| `decoding.temperature` | 1\\.5 |" in text
     assert "<http://x/decoding?decoding.temperature=1.5>" in text
+    assert "## Figures" in text
     assert any(b.label == "Download handout (.md)" for b in at.get("download_button"))
