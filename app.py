@@ -5,9 +5,14 @@ from __future__ import annotations
 import streamlit as st
 
 from components.frame import safe_page_link, sidebar
+from components.presenter import apply as presenter_css
+from components.presenter import sidebar_state
 from core.concepts import CONCEPTS, available_concepts, by_section
 
-st.set_page_config(page_title="LLM Explorer", page_icon="🧭", layout="wide")
+st.set_page_config(
+    page_title="LLM Explorer", page_icon="🧭", layout="wide", initial_sidebar_state=sidebar_state()
+)
+presenter_css()
 sidebar()
 
 st.title("LLM Explorer")

@@ -215,9 +215,9 @@ def page_frame() -> Concept:
         layout="wide",
         initial_sidebar_state=presenter.sidebar_state(),
     )
+    presenter.apply()  # first: the presenter's CSS is in place before anything is drawn
     st.session_state["frame.run"] = st.session_state.get("frame.run", 0) + 1
     sidebar(c)
-    presenter.apply()
     lessons.banner(c)
     st.title(f"{c.number:02d} · {c.title}")
     st.caption(c.summary)

@@ -11,10 +11,9 @@ NORMAL_TEXT_PX, PRESENTER_TEXT_PX = 12, 15  # the smallest chart text in each vi
 PRESENTER_CSS = """
 <style>
 html { font-size: 18px; }
-.stMainBlockContainer, .block-container { padding-top: 1.2rem; padding-bottom: 1rem;
+[data-testid="stMainBlockContainer"] { padding-top: 3.6rem; padding-bottom: 1rem;
   max-width: 100%; }
-h1 { font-size: 2.2rem !important; padding-top: 0 !important; }
-header[data-testid="stHeader"] { height: 2rem; }
+h1 { font-size: 2.1rem !important; padding-top: 0 !important; }
 </style>
 """
 

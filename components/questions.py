@@ -432,7 +432,7 @@ def _inference_loop() -> list[Question]:
     from core import inference_loop as inf
 
     lm = get_lm()
-    new = int(_state("inference.max_tokens"))
+    new = int(_state("inference_loop.max_tokens"))
     tokens = len(lm.tokenizer(_prompt())["input_ids"][:256]) + new
     width = inf.model_dtype_bytes(lm.model)
     got = inf.kv_cache_bytes(lm.config, tokens, width)
@@ -506,7 +506,7 @@ def _context_window() -> list[Question]:
     ids = cached_token_count(current_model_id(), st.session_state.get(PROMPT_KEY, ""))
     if not ids:
         ids = tuple(context_window.filler_ids(get_lm().tokenizer, 24))
-    budget, strategy = int(_state("context.budget")), _state("context.strategy")
+    budget, strategy = int(_state("context_window.budget")), _state("context_window.strategy")
     cut = context_window.truncate(ids, budget, strategy)
     right = f"{cut.dropped}"
     return [

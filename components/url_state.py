@@ -37,8 +37,8 @@ from components.tokens import escape_markdown
 from core.concepts import CONCEPTS
 from core.lessons import key_prefix
 
-# keys that are not settings: a running animation, a game's hidden answer
-NOT_SETTINGS = ("layers.play", "lm_objective.guess", "training.animating")
+# keys that are not settings: the guessing game's typed guess
+NOT_SETTINGS = ("lm_objective.guess",)
 URL_MAX_CHARS = 2_000  # the whole query string; browsers and proxies cap far above this
 VALUE_MAX_CHARS = 500  # one value (a typed text) longer than this stays out of the link
 

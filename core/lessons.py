@@ -33,8 +33,7 @@ MAX_LINK_CHARS = 1_800  # the encoded lesson in a link (whole address stays near
 SHARED_PROMPT = "prompt"  # a step may also set the shared prompt every model page starts from
 NAME = re.compile(r"^[a-z0-9_]{1,40}$")
 
-# a few pages namespace their keys by a shorter word than their slug
-KEY_ALIASES = {"inference_loop": "inference", "context_window": "context"}
+KEY_ALIASES: dict[str, str] = {}  # a page whose keys were namespaced by another word than its slug
 SLUGS = {c.slug: c for c in CONCEPTS}
 
 
@@ -43,8 +42,7 @@ class LessonError(ValueError):
 
 
 def key_prefix(slug: str) -> str:
-    """The namespace of a page's control keys: 'decoding' for decoding, 'context' for
-    context_window."""
+    """The namespace of a page's control keys: its slug ('decoding.temperature')."""
     return KEY_ALIASES.get(slug, slug)
 
 

@@ -198,7 +198,7 @@ def expect_rlhf(at, lm):
 
 def expect_inference_loop(at, lm):
     c = lm.config
-    tokens = len(lm.tokenizer(PROMPT)["input_ids"]) + int(s(at, "inference.max_tokens"))
+    tokens = len(lm.tokenizer(PROMPT)["input_ids"]) + int(s(at, "inference_loop.max_tokens"))
     head = c.hidden_size // c.num_attention_heads
     width = next(lm.model.parameters()).element_size()
     return f"{2 * c.num_hidden_layers * c.num_key_value_heads * head * tokens * width / 1e6:.2f} MB"
@@ -228,7 +228,7 @@ def expect_decoding(at, lm):
 
 def expect_context_window(at, lm):
     ids = lm.tokenizer(PROMPT, add_special_tokens=False)["input_ids"]
-    budget, strategy = int(s(at, "context.budget")), s(at, "context.strategy")
+    budget, strategy = int(s(at, "context_window.budget")), s(at, "context_window.strategy")
     cut = context_window.truncate(ids, budget, strategy)
     assert len(cut.kept) == min(budget, len(ids))
     return f"{len(ids) - min(budget, len(ids))}"

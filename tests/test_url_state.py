@@ -160,7 +160,6 @@ def test_every_control_round_trips_through_the_link(c):
 
     fresh = open_link(c.page_file, link)
     after = {k: w.value for k, w in settings_widgets(fresh).items()}
-    print("link", link)
     for key in set(link) - {"prompt"}:
         assert after.get(key) == before[key], (key, after.get(key), before[key])
     assert not [i.value for i in fresh.info if "could not be used" in i.value]
