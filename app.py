@@ -35,5 +35,5 @@ for section, concepts in by_section(ready).items():
                 st.markdown(f"**{c.number:02d}**  \n#### {c.title}")
                 st.write(c.summary)
                 safe_page_link(
-                    c.page_file, label=f"Open {c.title}", icon=":material/arrow_forward:"
+                    c.page_file, label=f"Open page {c.number:02d}", icon=":material/arrow_forward:"
                 )

@@ -123,10 +123,10 @@ def graph_defaults(c: dict[str, str]) -> str:
     """DOT lines every diagram starts with: transparent background, themed text and edges."""
     return (
         f'bgcolor="transparent"; fontcolor="{c["text"]}";\n'
-        f'node [fontname="Helvetica", fontsize=14, color="{c["edge"]}", '
+        f'node [fontname="Helvetica", fontsize=10, color="{c["edge"]}", '
         f'fontcolor="{c["text"]}"];\n'
         f'edge [color="{c["edge"]}", fontcolor="{c["text"]}", fontname="Helvetica", '
-        "fontsize=13];"
+        "fontsize=9.5];"
     )
 
 

@@ -217,6 +217,7 @@ def page_frame() -> Concept:
     )
     presenter.apply()  # first: the presenter's CSS is in place before anything is drawn
     st.session_state["frame.run"] = st.session_state.get("frame.run", 0) + 1
+    lessons.read_link()  # before the sidebar: a lesson's step may set the shared prompt
     sidebar(c)
     lessons.banner(c)
     st.title(f"{c.number:02d} · {c.title}")

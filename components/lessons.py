@@ -27,7 +27,7 @@ STEP = "lesson.step"  # 0-based index of the step being shown
 DRAFT = "lesson.draft"  # the steps a teacher is building: list[Step]
 
 
-def _read_link() -> None:
+def read_link() -> None:
     """A link that carries a lesson (?lesson=name or ?custom=code, with &step=N) starts it."""
     name, code = st.query_params.get("lesson"), st.query_params.get("custom")
     if not name and not code:
@@ -76,8 +76,8 @@ def go_to(lesson: Lesson, source: dict[str, str], index: int) -> None:
 
 
 def banner(c: Concept | None) -> None:
-    """Above the page: the lesson's title, 'step 3 of 8', the teacher's line, previous/next."""
-    _read_link()
+    """Above the page: the lesson's title, 'step 3 of 8', the teacher's line, previous/next.
+    (page_frame calls read_link before the sidebar, so a step's prompt is in its box.)"""
     active = st.session_state.get(ACTIVE)
     if not active:
         return

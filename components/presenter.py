@@ -8,6 +8,15 @@ import streamlit as st
 
 PRESENT_KEY = "shared.present"  # non-widget key: survives page switches
 NORMAL_TEXT_PX, PRESENTER_TEXT_PX = 12, 15  # the smallest chart text in each view
+# Graphviz diagrams at their own size (text at 10 pt = 13 px), scrolling sideways in a narrow
+# column, instead of shrunk to the column's width (a tall block diagram's text fell to 7 px).
+BASE_CSS = """
+<style>
+[data-testid="stGraphVizChart"] { overflow-x: auto; }
+[data-testid="stGraphVizChart"] > svg { width: auto !important; height: auto !important;
+  max-width: none !important; }
+</style>
+"""
 PRESENTER_CSS = """
 <style>
 html { font-size: 18px; }
@@ -54,7 +63,8 @@ def toggle() -> None:
 
 
 def apply() -> None:
-    """Inject the presenter CSS and keep the flag in the link."""
+    """Inject the page's CSS (the presenter's when on) and keep the flag in the link."""
+    st.html(BASE_CSS)
     if is_on():
         st.html(PRESENTER_CSS)
         if st.query_params.get("present") != "1":
