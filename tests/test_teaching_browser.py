@@ -114,7 +114,7 @@ def test_no_chart_text_under_12_px(server, browser, concept):  # noqa: F811
     assert not small, small[:8]
 
 
-@pytest.mark.parametrize("slug", ["decoding", "rlhf", "neuron"])
+@pytest.mark.parametrize("slug", ["decoding", "scaling", "neuron"])
 def test_presenter_view_has_larger_chart_text_and_a_folded_sidebar(server, browser, slug):  # noqa: F811
     texts = _fonts(browser, f"{server}/{slug}?present=1")
     assert texts and min(px for _, px in texts) >= 14.95
