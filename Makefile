@@ -5,7 +5,12 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PORT   ?= 8501
 
-.PHONY: run test bench screens lint clean
+.PHONY: run test bench screens lint clean cluster cluster-stop cluster-drain cluster-ready \
+	cluster-status bench-cluster haproxy
+N            ?= 3
+R            ?=
+CLUSTER_PORT ?= 8700
+export CLUSTER_PORT
 
 $(STAMP): requirements.txt requirements-dev.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +38,34 @@ bench: $(STAMP)
 
 screens: $(STAMP)
 	$(PY) -m bench.screens
+
+# A lecture hall on this machine: N replicas behind HAProxy (deploy/cluster.sh; README:
+# "Serving a lecture hall"). Open http://localhost:$(CLUSTER_PORT).
+cluster: $(STAMP) haproxy
+	deploy/cluster.sh start $(N)
+
+cluster-stop:
+	deploy/cluster.sh stop
+
+cluster-drain:
+	deploy/cluster.sh drain $(R)
+
+cluster-ready:
+	deploy/cluster.sh ready $(R)
+
+cluster-status:
+	deploy/cluster.sh status
+
+# 60 real Streamlit sessions through a 3-replica cluster, and a replica killed mid-lesson.
+bench-cluster: $(STAMP) haproxy
+	$(PY) -m bench.cluster_bench
+
+haproxy:
+	@if command -v haproxy >/dev/null 2>&1 || test -x /usr/sbin/haproxy; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy; \
+	else echo "HAProxy is needed: sudo apt-get install haproxy (Debian/Ubuntu)," \
+		"or brew install haproxy (macOS)"; exit 1; fi
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

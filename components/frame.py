@@ -39,7 +39,28 @@ def _label(model_id: str) -> str:
     return EMBEDDED_LABEL if model_id == model_ids.EMBEDDED_ID else f"{model_id} (hub)"
 
 
+MOVED_NOTICE = (
+    "This page moved to another server: the one that held your session stopped (a restart, "
+    "or one of several servers taken out). Your controls kept their values, but what it had "
+    "computed for you (generated text, a trained model, a job in progress) and a hub model you "
+    "picked are gone: press the page's button again."
+)
+
+
+def _browser_sent_widgets() -> bool:
+    """Whether this run came with widget values from the browser. In a session's first run that
+    means the browser was already showing the page, served by a process that is gone."""
+    try:  # Streamlit's own session state; if its internals change, no notice rather than an error
+        from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+
+        return len(get_script_run_ctx().session_state._state._new_widget_state) > 0
+    except Exception:
+        return False
+
+
 def _init_state() -> None:
+    if PROMPT_KEY not in st.session_state and _browser_sent_widgets():
+        st.info(MOVED_NOTICE, icon=":material/sync_problem:")  # above the title, once
     st.session_state.setdefault(MODEL_KEY, model_ids.EMBEDDED_ID)
     if PROMPT_KEY not in st.session_state:  # a new session: a shared link may carry the prompt
         linked = st.query_params.get("prompt", "")

@@ -1,5 +1,10 @@
-"""Embeddings: the LM's input vectors for words, their neighbours, analogies, projections to 2-D,
-MiniLM sentence vectors, and one word's vector in different contexts, layer by layer."""
+"""Embeddings: the LM's input vectors for words, their neighbours, analogies, projections to 2-D
+(PCA, t-SNE, UMAP), MiniLM sentence vectors, and one word's vector in different contexts,
+layer by layer.
+
+torch and the model layer are imported inside the functions that run a model: the UMAP helper
+process (`core.runtime.worker`) imports this module to run `umap_layout`, and must not pay for
+torch."""
 
 from __future__ import annotations
 
@@ -8,9 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
-
-from core.runtime.models import heavy_work
 
 MAX_GROUPS = 8
 MAX_WORDS_PER_GROUP = 16
@@ -93,6 +95,26 @@ def nearest_neighbours(
     top = np.argpartition(-cos, min(k, len(cos) - 1))[:k]
     top = top[np.argsort(-cos[top])]
     return [Neighbour(int(i), float(cos[i])) for i in top]
+
+
+def find_tokens(token_texts: list[str], query: str, limit: int = 30) -> list[int]:
+    """Ids of the vocabulary tokens whose text contains `query` (case-insensitive; the text of
+    a token is what it decodes to, leading space included): a token equal to the query (with
+    or without its leading space) first, then tokens starting with it, then the rest; shorter
+    tokens before longer ones within each kind."""
+    q = query.strip().lower()
+    if not q:
+        return []
+    found = []
+    for i, text in enumerate(token_texts):
+        t = text.lower()
+        pos = t.find(q)
+        if pos < 0:
+            continue
+        bare = t.strip()
+        kind = 0 if bare == q else 1 if bare.startswith(q) else 2
+        found.append((kind, len(t), i))
+    return [i for _, _, i in sorted(found)[:limit]]
 
 
 def analogy_vector(
@@ -185,20 +207,22 @@ def tsne_gradient(p: np.ndarray, y: np.ndarray) -> np.ndarray:
     return 4.0 * (m.sum(1)[:, None] * y - m @ y)
 
 
-def tsne_2d(x: np.ndarray, iterations: int = 1000) -> Projection:
+def tsne_2d(x: np.ndarray, iterations: int = 1000, perplexity: float | None = None) -> Projection:
     """Exact t-SNE with cosine distances, as scikit-learn's `TSNE(method="exact")` runs it: PCA
     start scaled to 1e-4, 250 steps of early exaggeration (P x 12, momentum 0.5), then momentum
     0.8, adaptive gains, learning rate max(n / 48, 50). Deterministic: no random start.
+    `perplexity` (default `tsne_perplexity(n)`) is cut to n - 1, as t-SNE requires.
 
-    In numpy, so the page needs no extra library: UMAP (umap-learn) kept about 300 MB of numba
-    and pynndescent code in the server after its first use, and took 10 s to start."""
+    In numpy, in the server: 0.1 s for the page's 128 words at most, and the code the page
+    shows is the code that ran."""
     x = np.asarray(x, dtype=np.float64)
     n = x.shape[0]
     if n < 3:
         return Projection(pca_2d(x).xy, (float("nan"), float("nan")))
     u = unit_rows(x)
     d = np.clip(1.0 - u @ u.T, 0.0, 2.0)
-    p = joint_probabilities(d, tsne_perplexity(n))
+    perp = tsne_perplexity(n) if perplexity is None else min(float(perplexity), n - 1.0)
+    p = joint_probabilities(d, max(perp, 1.0 + 1e-6))
     y = pca_2d(x).xy
     y = y / max(float(np.std(y[:, 0])), EPS) * 1e-4
     update, gains = np.zeros_like(y), np.ones_like(y)
@@ -213,6 +237,92 @@ def tsne_2d(x: np.ndarray, iterations: int = 1000) -> Projection:
         update = (0.5 if exaggerated else 0.8) * update - rate * gains * grad
         y = y + update
     return Projection(y, (float("nan"), float("nan")))
+
+
+UMAP_MIN_POINTS = 5  # below this umap-learn's spectral start fails (and a map says little)
+UMAP_SEED = 42
+
+
+def umap_neighbours(n: int, n_neighbors: int) -> int:
+    """UMAP's neighbourhood size for n points: at most n - 1, at least 2."""
+    return int(min(max(2, n_neighbors), n - 1))
+
+
+def import_umap() -> Any:
+    """umap-learn, with numba told to keep on disk (`NUMBA_CACHE_DIR`) every function it
+    compiles. umap-learn marks only some of its functions `cache=True`; the others (the
+    neighbour graph, the layout's optimiser) were compiled again in every new process: 10 s of
+    CPU per fresh helper on this machine, 0.07 s once cached this way. Only the numba
+    decorators' default changes, never the code they compile."""
+    import functools
+    import sys
+
+    if "umap" not in sys.modules:
+        import numba
+
+        def caching(decorator: Any) -> Any:
+            if getattr(decorator, "_llm_explorer_caching", False):
+                return decorator
+
+            def attempt(make: Any) -> Any:
+                try:
+                    return make({"cache": True})
+                except RuntimeError:  # numba cannot cache this one (no source file): compile
+                    return make({})
+
+            @functools.wraps(decorator)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                if "cache" in kwargs:
+                    return decorator(*args, **kwargs)
+                if args and callable(args[0]) and not isinstance(args[0], str):  # bare @njit
+                    return attempt(lambda c: decorator(*args, **kwargs, **c))
+                return lambda fn: attempt(lambda c: decorator(*args, **kwargs, **c)(fn))
+
+            wrapper._llm_explorer_caching = True  # type: ignore[attr-defined]
+            return wrapper
+
+        numba.njit, numba.jit = caching(numba.njit), caching(numba.jit)
+    import umap
+
+    return umap
+
+
+def umap_layout(
+    x: np.ndarray,
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    dims: tuple[int, ...] = (2, 3),
+    seed: int = UMAP_SEED,
+) -> dict[str, np.ndarray]:
+    """umap-learn's UMAP of the rows of x (cosine distances), once per number of dimensions:
+    {"d2": (n, 2), "d3": (n, 3)}. With a fixed `random_state` umap-learn runs single-threaded
+    and gives the same map every time.
+
+    Runs in the helper process (`core.runtime.worker`), never in the server: importing umap
+    brings numba and pynndescent (about 350 MB that a process keeps)."""
+    umap = import_umap()
+
+    x = np.asarray(x, dtype=np.float32)
+    if len(x) < UMAP_MIN_POINTS:
+        raise ValueError(f"UMAP needs at least {UMAP_MIN_POINTS} points, got {len(x)}")
+    out = {}
+    for dim in dims:
+        reducer = umap.UMAP(
+            n_neighbors=umap_neighbours(len(x), n_neighbors),
+            min_dist=float(min_dist),
+            n_components=int(dim),
+            metric="cosine",
+            random_state=seed,
+            n_jobs=1,
+        )
+        out[f"d{dim}"] = reducer.fit_transform(x).astype(np.float64)
+    return out
+
+
+def kept_k(n: int, k: int = 5) -> int:
+    """How many nearest neighbours `neighbours_kept` checks for n points: k, but at most half
+    of the others (with 6 points, 5 neighbours are all the others: every map keeps 100 %)."""
+    return max(1, min(k, (n - 1) // 2))
 
 
 def neighbours_kept(x: np.ndarray, xy: np.ndarray, k: int = 5) -> float:
@@ -230,6 +340,50 @@ def neighbours_kept(x: np.ndarray, xy: np.ndarray, k: int = 5) -> float:
     high = np.argsort(far, axis=1, kind="stable")[:, :k]
     low = np.argsort(d2, axis=1, kind="stable")[:, :k]
     return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(high, low, strict=True)]))
+
+
+@dataclass(frozen=True)
+class Maps:
+    """t-SNE and UMAP maps of the same points, with the settings actually used (cut to n - 1)
+    and each map's share of kept neighbours (`neighbours_kept`), PCA's included."""
+
+    tsne: np.ndarray  # (n, 2)
+    umap: np.ndarray | None  # (n, 2); None below UMAP_MIN_POINTS
+    perplexity: float
+    n_neighbors: int
+    min_dist: float
+    k: int
+    kept: dict[str, float]
+
+
+def projection_maps(
+    x: np.ndarray,
+    umap_call: Any,
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    perplexity: float = 10.0,
+    k: int = 5,
+    report: Any = None,
+) -> Maps:
+    """t-SNE here (numpy, `tsne_2d`) and UMAP through `umap_call(x, n_neighbors, min_dist)`,
+    which returns `umap_layout`'s dict (the page passes the helper process; a test passes
+    `umap_layout` itself). `report(fraction, text)` follows the progress."""
+    report = report or (lambda *a, **kw: None)
+    n = len(x)
+    perp = min(float(perplexity), n - 1.0)
+    report(0.02, "t-SNE (numpy, in the server)")
+    tsne = tsne_2d(x, perplexity=perp).xy
+    umap2 = None
+    nn = umap_neighbours(n, n_neighbors)
+    if n >= UMAP_MIN_POINTS:
+        report(0.1, "UMAP (umap-learn, in its helper process)")
+        got = umap_call(x, nn, float(min_dist))
+        umap2 = got["d2"]
+    k = kept_k(n, k)
+    kept = {"pca": neighbours_kept(x, pca_2d(x).xy, k), "tsne": neighbours_kept(x, tsne, k)}
+    if umap2 is not None:
+        kept["umap"] = neighbours_kept(x, umap2, k)
+    return Maps(tsne, umap2, perp, nn, float(min_dist), k, kept)
 
 
 def cosine_matrix(x: np.ndarray) -> np.ndarray:
@@ -256,6 +410,10 @@ def text_lines(text: str, max_lines: int = MAX_SENTENCES, max_chars: int = 300) 
 
 def sentence_embeddings(encoder: Any, sentences: list[str]) -> np.ndarray:
     """MiniLM sentence vectors: mean of token vectors over the mask, L2-normalised: (n, 384)."""
+    import torch
+
+    from core.runtime.models import heavy_work
+
     tok = encoder.tokenizer(
         sentences,
         padding=True,
@@ -293,6 +451,10 @@ def _word_span(tokenizer: Any, sentence: str, word: str) -> list[int] | None:
 
 def word_in_context(lm: Any, word: str, sentences: list[str]) -> WordInContext:
     """The word's vector in each sentence: static (input table) and after every block."""
+    import torch
+
+    from core.runtime.models import heavy_work
+
     table = lm.model.get_input_embeddings().weight
     found, missing, static, contextual = [], [], [], []
     for sentence in sentences[:MAX_SENTENCES]:

@@ -1,22 +1,22 @@
-"""07 Embeddings: the LM's token vectors in two dimensions, neighbours, analogies, sentence and contextual embeddings."""
+"""07 Embeddings: the LM's token vectors on maps (PCA, t-SNE, UMAP), a vocabulary search with
+nearest neighbours, analogies, sentence and contextual embeddings."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from components import embeddings as ce
-from components.charts import bar_chart, draw_chart
 from components.frame import page_frame, plain_markdown, show_code
 from components.preamble import model_page
 from components.questions import check_yourself
 from core.embeddings import (
-    MAX_WORD_CHARS,
     analogy_vector,
+    find_tokens,
     nearest_neighbours,
     pca_2d,
     sentence_embeddings,
     tsne_2d,
-    word_ids,
+    umap_layout,
     word_in_context,
 )
 
@@ -28,7 +28,10 @@ st.markdown(
     "stands for similarity of meaning or use, and directions can carry relations "
     "(king − man + woman ≈ queen, sometimes). These rows are *static*: 'bank' gets the same "
     "vector in every sentence; the layers above turn it into a *contextual* vector. A separate "
-    "sentence encoder (MiniLM) turns whole sentences into one vector each."
+    "sentence encoder (MiniLM) turns whole sentences into one vector each. To look at hundreds "
+    "of dimensions, a map squeezes them into two: PCA keeps the directions of most variance, "
+    "t-SNE and UMAP (the map of the Embedding Projector and most papers) keep each point's "
+    "nearest neighbours near it."
 )
 
 lm, _ = model_page(prompt=False)
@@ -40,53 +43,21 @@ st.caption(
 )
 
 
-st.subheader("Word groups in two dimensions")
-ce.word_groups_section(lm, table)
-
-st.subheader("Nearest neighbours and analogies")
-c1, c2 = st.columns(2)
-with c1:
-    st.text_input(
-        "Word", "king", key="embeddings.word", bind="query-params", max_chars=MAX_WORD_CHARS
-    )
-    k = st.slider("How many neighbours", 3, 30, 10, key="embeddings.k", bind="query-params")
-    word = ce.clean_word("embeddings.word", "king")
-    n_tok = len(word_ids(lm.tokenizer, word))
-    nb = ce.cached_neighbours(lm.model_id, word, k)
-    draw_chart(
-        bar_chart(
-            nb,
-            "token",
-            "cosine",
-            f"Closest of all {table.shape[0]:,} "
-            f"tokens to '{word}' ({n_tok} token{'s' * (n_tok > 1)})",
-        ),
-        width="stretch",
-    )
-with c2:
-    a1, a2, a3 = st.columns(3)
-    a1.text_input("A", "man", key="embeddings.a", max_chars=MAX_WORD_CHARS)
-    a2.text_input("is to B", "king", key="embeddings.b", max_chars=MAX_WORD_CHARS)
-    a3.text_input("as C is to ?", "woman", key="embeddings.c", max_chars=MAX_WORD_CHARS)
-    a, b, c = (
-        ce.clean_word(f"embeddings.{x}", d)
-        for x, d in zip("abc", ("man", "king", "woman"), strict=True)
-    )
-    ranked = ce.cached_analogy(lm.model_id, a, b, c, 10)
-    draw_chart(
-        bar_chart(ranked, "token", "cosine", "B − A + C, closest tokens (inputs left out)"),
-        width="stretch",
-    )
-    st.caption(
-        "In a small model's input table, analogies often land on a near-synonym of B; "
-        "the ranking shows how close the intended answer came."
-    )
-
-st.subheader("Sentence embeddings (MiniLM)")
+ce.word_map_section(lm.model_id, table.shape[1])
+ce.neighbours_section(lm.model_id, table.shape[0])
 ce.sentence_section()
 
 st.subheader("One word, several sentences: static vs contextual")
 ce.contextual_section(lm)
-show_code(nearest_neighbours, analogy_vector, pca_2d, tsne_2d, sentence_embeddings, word_in_context)
+show_code(
+    nearest_neighbours,
+    find_tokens,
+    analogy_vector,
+    pca_2d,
+    tsne_2d,
+    umap_layout,
+    sentence_embeddings,
+    word_in_context,
+)
 
 check_yourself()

@@ -103,8 +103,18 @@ def test_embeddings_neighbours_sentences_and_bad_words(lm):
 
     at = open_page("pages/07_embeddings.py")
     assert not at.exception, at.exception
-    # PCA and t-SNE at once; the figures in the titles and the caption are the computed ones
-    from core.embeddings import neighbours_kept, parse_groups, pca_2d, tsne_2d, word_vector
+    # PCA at once; t-SNE (numpy) and UMAP (umap-learn, in the helper process) from one button;
+    # the figures in the titles and the caption are the computed ones
+    from core.embeddings import (
+        import_umap,
+        neighbours_kept,
+        parse_groups,
+        pca_2d,
+        tsne_2d,
+        umap_neighbours,
+        word_vector,
+    )
+    from core.runtime.worker import numba_cache_dir
 
     vecs = np.stack(
         [
@@ -113,14 +123,35 @@ def test_embeddings_neighbours_sentences_and_bad_words(lm):
             for w in ws
         ]
     )
+    titles = " ".join(str(spec) for spec in chart_specs(at))
+    assert f"'{neighbours_kept(vecs, pca_2d(vecs).xy, 5):.0%} of neighbours kept']" in titles
+    assert "t-SNE" not in titles  # nothing long runs before the button
+    draw = next(b for b in at.button if str(b.label).startswith("Draw t-SNE and UMAP"))
+    draw.click().run(timeout=600)
+    assert not at.exception, at.exception
+    import os
+
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(numba_cache_dir()))
+    perplexity = at.slider(key="embeddings.map.perplexity").value
+    nn = umap_neighbours(len(vecs), at.slider(key="embeddings.map.n_neighbors").value)
+    umap_xy = (
+        import_umap()
+        .UMAP(n_neighbors=nn, min_dist=0.1, metric="cosine", random_state=42)
+        .fit_transform(vecs.astype(np.float32))
+    )
     kept = {
-        m: neighbours_kept(vecs, f(vecs).xy, 5) for m, f in (("pca", pca_2d), ("tsne", tsne_2d))
+        "pca": neighbours_kept(vecs, pca_2d(vecs).xy, 5),
+        "tsne": neighbours_kept(vecs, tsne_2d(vecs, perplexity=perplexity).xy, 5),
+        "umap": neighbours_kept(vecs, umap_xy, 5),
     }
     titles = " ".join(str(spec) for spec in chart_specs(at))
     assert f"['t-SNE', '{kept['tsne']:.0%} of neighbours kept']" in titles
-    assert f"'{kept['pca']:.0%} of neighbours kept']" in titles
-    assert kept["tsne"] > kept["pca"]
-    assert any("t-SNE keeps more of the neighbourhoods" in c.value for c in at.caption)
+    assert f"['UMAP (umap-learn)', '{kept['umap']:.0%} of neighbours kept']" in titles
+    assert kept["tsne"] > kept["pca"] and kept["umap"] > kept["pca"]
+    assert any(
+        f"PCA {kept['pca']:.0%}, t-SNE {kept['tsne']:.0%}, UMAP {kept['umap']:.0%}" in c.value
+        for c in at.caption
+    )
     pca = all_chart_data(at, "x", "y", "word", "label_side")[0]
     hidden = int((pca["label_side"] == 0).sum())
     if hidden:
@@ -153,3 +184,28 @@ def test_embeddings_neighbours_sentences_and_bad_words(lm):
     assert not at.exception, at.exception
     assert any("Empty word" in m.value for m in at.info)
     assert any("Need at least two sentences" in m.value for m in at.info)
+
+
+def test_embeddings_vocabulary_search_finds_tokens_and_takes_bad_input(lm):
+    from core.embeddings import embedding_matrix, unit_rows
+
+    at = open_page("pages/07_embeddings.py")
+    table = unit_rows(embedding_matrix(lm.model).astype(np.float64))
+    at.text_input(key="embeddings.word").set_value("king").run()
+    options = at.selectbox(key="embeddings.token").options
+    assert len(options) > 3 and "'·king', token" in options[0]
+    # a token found by the search (not the word as typed): its neighbours by brute force
+    at.selectbox(key="embeddings.token").set_value(options[2]).run()
+    token_id = int(options[2].rsplit("token ", 1)[1])
+    assert "king" in lm.tokenizer.decode([token_id]).lower()
+    nb = all_chart_data(at, "token", "id", "cosine")[0]
+    cos = table @ table[token_id]
+    cos[token_id] = -np.inf
+    assert nb["id"].tolist() == np.argsort(-cos)[:10].tolist()
+    for typed in ("", "🙂🙂", "x" * 20_000, "<script>alert(1)</script>", "$x$", "<|im_start|>",
+                  "東京", "unbelievably"):  # fmt: skip
+        at.text_input(key="embeddings.word").set_value(typed).run()
+        assert not at.exception, (typed[:20], at.exception)
+        first = at.selectbox(key="embeddings.token").options[0]
+        if typed and len(lm.tokenizer(" " + typed[:40])["input_ids"]) > 1:
+            assert first.startswith("as typed: mean of")

@@ -60,6 +60,11 @@ class LoadedModel:
 
 
 def _threads() -> int:
+    """The cores this process may use; LLM_EXPLORER_THREADS overrides it for a replica that
+    shares a machine with others, or a container whose CPU limit the affinity mask ignores."""
+    wanted = os.environ.get("LLM_EXPLORER_THREADS", "").strip()
+    if wanted.isdigit() and int(wanted) > 0:
+        return int(wanted)
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # macOS
