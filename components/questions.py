@@ -223,7 +223,9 @@ def _embeddings() -> list[Question]:
     word = _state("embeddings.word").strip()[:40]
     if not word:
         return []
-    nb = ce.cached_neighbours(current_model_id(), word, 12)
+    choices = ce.token_choices(current_model_id(), word)  # the page's token for the word
+    ids = choices.get(st.session_state.get("embeddings.token"), next(iter(choices.values())))
+    nb = ce.cached_neighbours(current_model_id(), ids, 12)
     tokens = list(nb["token"])
     return [
         Question(
