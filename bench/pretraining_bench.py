@@ -63,8 +63,8 @@ def rows(steps: int = 30) -> list[Row]:
         ),
         Row(
             "Pre-training loop (page 14): default run estimate shown on the button",
-            f"{pt.estimate_seconds(n, cfg):.0f} s",
+            f"{pt.training_estimate_s(n, cfg):.0f} s",
             f"measured steps alone: {cfg.steps / one:.0f} s",
-            f"{pt.estimate_seconds(n, cfg) * one / cfg.steps:.2f}",
+            f"{pt.training_estimate_s(n, cfg) * one / cfg.steps:.2f}",
         ),
     ]

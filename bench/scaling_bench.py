@@ -19,7 +19,7 @@ def rows(steps: int = 100) -> list[Row]:
         model = pt.TinyGPT(
             pt.GPTConfig(corpus.vocab_size, cfg.context, n_layer, cfg.n_head, d_model)
         )
-        estimate += pt.estimate_seconds(pt.parameter_count(model), cfg)
+        estimate += pt.training_estimate_s(pt.parameter_count(model), cfg)
     note(f"scaling: the mini sweep, 5 models x {steps} steps")
     t = time.perf_counter()
     with toy_threads():

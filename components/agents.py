@@ -11,7 +11,7 @@ import pandas as pd
 
 from components.jobs import run_job
 from components.models import load_model
-from components.tokens import visible
+from components.tokens import escape_markdown, visible
 from core import agents
 from core.agents import AgentRun, AgentScore, AgentStep
 from core.runtime.generation import DecodingSettings
@@ -21,8 +21,25 @@ TOKENS_PER_CALL = 35  # a typical constrained action; the budget caps it at CALL
 EVAL_STEPS = 1  # as the issue measured it: one call, its observation, then the final answer
 
 
-def loop_estimate(max_steps: int) -> float:
+def agent_estimate_s(max_steps: int) -> float:
     return (max_steps * TOKENS_PER_CALL + agents.ANSWER_TOKENS) / TOKENS_PER_S
+
+
+ENDINGS = {  # how a run ended, as the page says it
+    "final_answer": "the model called final_answer",
+    "repeated": "its last call brought nothing new (the same result as before), so the loop "
+    "stopped it: answer prefilled with “The answer is”",
+    "step limit": "step limit reached: answer prefilled with “The answer is”",
+}
+
+
+def step_header(step: AgentStep, bold: bool = True) -> str:
+    """A step's header as Markdown: its status quotes what the model wrote (an invalid tool
+    name, a parse error), which stays literal text: no `$x^2$` typeset, no `**bold**`."""
+    number = f"**Step {step.number}**" if bold else f"Step {step.number}"
+    return f"{number} · {escape_markdown(step.status)}" + (
+        " · error injected" if step.injected_error else ""
+    )
 
 
 def agent_job(
@@ -41,7 +58,7 @@ def agent_job(
         report(0.02, "Step 1: the model writes an action…")
 
         def on_step(step: AgentStep) -> None:
-            report(step.number / (max_steps + 1), f"Step {step.number}: {step.status}")
+            report(step.number / (max_steps + 1), step_header(step, bold=False))
 
         s = DecodingSettings(temperature=temperature, seed=seed)
         return agents.run_agent(
@@ -71,7 +88,7 @@ def agent_job(
         key,
         work,
         start_label="Run the agent",
-        estimate_s=loop_estimate(max_steps),
+        estimate_s=agent_estimate_s(max_steps),
         caps=f"At most {max_steps} actions of {agents.CALL_BUDGET} tokens each, then "
         f"a final answer of at most {agents.ANSWER_TOKENS} tokens.",
     )
@@ -100,7 +117,7 @@ def eval_job(model_id: str) -> tuple[tuple[AgentRun, ...], tuple[AgentRun, ...]]
         ("agents", "eval", model_id, today.isoformat()),
         work,
         start_label=f"Measure on {len(qs)} questions, constrained and free",
-        estimate_s=2 * len(qs) * loop_estimate(EVAL_STEPS),
+        estimate_s=2 * len(qs) * agent_estimate_s(EVAL_STEPS),
         caps=f"{len(qs)} questions x 2 modes, greedy, {EVAL_STEPS} action then the final answer.",
     )
 

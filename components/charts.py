@@ -14,6 +14,7 @@ than fit use `THINNED_AXIS` and say so with `thinned_note`; bottom legends take
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import altair as alt
@@ -199,6 +200,54 @@ def readable(chart: alt.TopLevelMixin, theme: str | None = None, px: int | None 
     )
 
 
+# Vega-Lite reads a field name as an access path: `.` and `[...]` reach into nested objects, a
+# quote opens a string, a backslash escapes. Columns are flat names, so every one of these
+# characters in a name is escaped, or the chart is not drawn ("Access path missing closing
+# quote" for "model's answer") or silently reads nothing ("accuracy at 0.5").
+_PATH_CHARS = re.compile(r"([\\.\[\]'\"])")
+# keys whose value is a list of field names (transforms, selections)
+_FIELD_LISTS = ("groupby", "fields", "fold", "pivot")
+
+
+def escape_field(name: str) -> str:
+    """A column name as a Vega-Lite field that reads exactly that column."""
+    return _PATH_CHARS.sub(r"\\\1", name)
+
+
+def escape_fields(spec):
+    """The Vega-Lite dict `spec` with every field name escaped (see `escape_field`); a channel
+    whose name changed keeps the column's own name as its title. Data are left alone."""
+    if isinstance(spec, list):
+        return [escape_fields(v) for v in spec]
+    if not isinstance(spec, dict):
+        return spec
+    out = {}
+    for key, value in spec.items():
+        if key in ("datasets", "values", "data"):
+            out[key] = value
+        elif key == "field" and isinstance(value, str):
+            out[key] = escape_field(value)
+        elif key in _FIELD_LISTS and isinstance(value, list):
+            out[key] = [escape_field(v) if isinstance(v, str) else v for v in value]
+        elif key == "pivot" and isinstance(value, str):
+            out[key] = escape_field(value)
+        else:
+            out[key] = escape_fields(value)
+    field = spec.get("field")
+    if isinstance(field, str) and out["field"] != field and "type" in spec and "title" not in spec:
+        out["title"] = field
+    return out
+
+
+def _escaped(chart: alt.TopLevelMixin) -> alt.TopLevelMixin:
+    """`chart`, whose spec (as Streamlit asks for it) has its field names escaped."""
+    chart = chart.copy()
+    to_dict = chart.to_dict
+    # an instance attribute (SchemaBase.__setattr__ would store it as a chart property)
+    object.__setattr__(chart, "to_dict", lambda *a, **k: escape_fields(to_dict(*a, **k)))
+    return chart
+
+
 def draw_chart(chart: alt.TopLevelMixin, width: str = "stretch", where=None, **kwargs):
     """st.altair_chart (or `where.altair_chart`, e.g. a column) sized to fit its column: the
     chart's width stretched to the column (axes and legend included), its height its own plus
@@ -210,11 +259,11 @@ def draw_chart(chart: alt.TopLevelMixin, width: str = "stretch", where=None, **k
     target = where if where is not None else st
     if width == "content":
         chart = readable(chart.properties(autosize=alt.AutoSizeParams(type="pad")))
-        export.remember(chart)
-        return target.altair_chart(chart, width="content", **kwargs)
+        export.remember(chart)  # export escapes the field names itself (export._spec)
+        return target.altair_chart(_escaped(chart), width="content", **kwargs)
     chart = fitted(chart)
     export.remember(chart)
-    return target.altair_chart(chart, width=width, height="content", **kwargs)
+    return target.altair_chart(_escaped(chart), width=width, height="content", **kwargs)
 
 
 def draw_panels(

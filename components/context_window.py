@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from components.charts import draw_chart, fitting_columns
-from components.jobs import finished_result, load_factor, run_job
+from components.jobs import finished_result, run_job
 from components.models import load_model
 from components.tokens import visible
 from core import context_window
@@ -41,23 +41,21 @@ def forward_costs(model_id: str, longest: int, report=None) -> pd.DataFrame:
 
 def forward_estimate_s(model_id: str, longest: int) -> float:
     """Idle-machine seconds for the sweep on a ~135M model on 2 cores (about 300 tokens a
-    second per forward pass, plus a fixed cost per pass), scaled by the current load."""
+    second per forward pass, plus a fixed cost per pass)."""
     lm = load_model(model_id)
     lengths = context_window.sweep_lengths(inf.context_length(lm.config), longest)
-    return (sum(lengths) / 300 + 0.3 * (len(lengths) + 1)) * load_factor()
+    return sum(lengths) / 300 + 0.3 * (len(lengths) + 1)
 
 
 def cached_forward_costs(model_id: str, longest: int, run: int = 0) -> pd.DataFrame:
     """Forward costs for estimates (the needle probe's): the sweep's shared measurement when it
-    has run with these settings, else the idle-machine model of `forward_estimate_s` scaled by
-    the current load, with the byte columns from their formulas. Never runs the model, so a
+    has run with these settings, else the idle-machine model of `forward_estimate_s`, with the byte columns from their formulas. Never runs the model, so a
     first render stays quick. `run` is accepted for older callers and ignored."""
     done = finished_result(("context_window", "forward", model_id, longest))
     if done is not None:
         return done.value
     lm = load_model(model_id)
     width = inf.model_dtype_bytes(lm.model)
-    factor = load_factor()
     rows = []
     for n in context_window.sweep_lengths(inf.context_length(lm.config), longest):
         scores = context_window.attention_scores_formula(lm.config, n, width)
@@ -65,7 +63,7 @@ def cached_forward_costs(model_id: str, longest: int, run: int = 0) -> pd.DataFr
         rows.append(
             {
                 "tokens": n,
-                "seconds": (n / 300 + 0.3) * factor,
+                "seconds": n / 300 + 0.3,
                 "scores_bytes": scores,
                 "scores_formula": scores,
                 "kv_bytes": kv,
@@ -266,7 +264,6 @@ def needle_chart(trials: Sequence[context_window.NeedleTrial]) -> alt.LayerChart
     return (cells + labels).properties(height=alt.Step(NEEDLE_ROW_PX))
 
 
-@st.fragment
 def cost_section(lm, geo, context: int, width: int) -> None:
     """Forward time and memory against length: the measured sweep behind a button."""
     model_id = lm.model_id
@@ -399,7 +396,9 @@ def needle_section(lm, context: int) -> None:
             tuple(sorted(set(lengths))),
             tuple(sorted(set(depths))),
         ),
-        lambda report: context_window.needle_trials(lm, lengths, depths, len(grid), report),
+        just_ran(
+            lambda report: context_window.needle_trials(lm, lengths, depths, len(grid), report)
+        ),
         start_label=f"Run {len(grid)} trials",
         estimate_s=estimate,
         caps=f"At most {inf.NEEDLE_TRIALS_CAP} trials and {inf.NEEDLE_LENGTH_CAP} tokens per "
@@ -409,10 +408,30 @@ def needle_section(lm, context: int) -> None:
     if trials:
         found = sum(t.found for t in trials)
         st.metric("Recall", f"{found / len(trials):.0%}", help=f"{found} of {len(trials)} trials")
-        draw_chart(needle_chart(trials))
+        if not drawn_live():  # the live view above already shows a run that just ended
+            draw_chart(needle_chart(trials))
         st.caption(NEEDLE_NOTE)
     else:
         st.caption(
             "Press the button: the model answers each trial live, and Stop ends the run "
             "within the trial it is on."
         )
+
+
+JUST_RAN = "context.needle_just_ran"
+
+
+def just_ran(work):
+    """`work`, marking that its live chart (run_job's on_partial, drawn with every trial up to
+    the last) already shows the result this script run: `drawn_live` then skips the second copy."""
+
+    def marked(report):
+        value = work(report)
+        st.session_state[JUST_RAN] = True
+        return value
+
+    return marked
+
+
+def drawn_live() -> bool:
+    return bool(st.session_state.pop(JUST_RAN, False))

@@ -9,10 +9,11 @@ import pandas as pd
 import streamlit as st
 
 from components.charts import draw_chart
+from components.jobs import Report, run_job
 from components.models import load_model
 from components.tokens import visible
 from core.decoding import BeamResult, NextTokenView, beam_search, next_token_view
-from core.runtime.generation import DecodingSettings, generate_text
+from core.runtime.generation import DecodingSettings, generate_stream
 
 # The sliders' starting values: each of the five strategies is a different sampler here (with
 # temperature 1 and top-p 1, "top-p", "temperature" and "all your filters" would be the same).
@@ -112,12 +113,21 @@ def _describe(s: DecodingSettings) -> str:
     )
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def cached_strategy(
-    model_id: str, ids: tuple[int, ...], name: str, s: DecodingSettings
+# Idle-machine seconds per generated token (bench/decoding_bench.py, 24 tokens: the five
+# samplers 5.49 s, beam search of width 3 2.3 s); the job store corrects them from real runs.
+SAMPLER_TOKEN_S = 0.046
+BEAM_TOKEN_S = 0.032
+
+
+def strategy_output(
+    lm, ids: tuple[int, ...], name: str, s: DecodingSettings, report: Report | None = None
 ) -> StrategyOutput:
-    lm = load_model(model_id)
-    steps = generate_text(lm, ids, s)
+    """One strategy's continuation; `report(share, text)` after each token."""
+    steps = []
+    for step in generate_stream(lm, list(ids), s):
+        steps.append(step)
+        if report is not None:
+            report(len(steps) / max(1, s.max_new_tokens), f"{name}: {len(steps)} tokens")
     text = lm.tokenizer.decode(
         [x.token_id for x in steps], skip_special_tokens=False, clean_up_tokenization_spaces=False
     )
@@ -125,9 +135,82 @@ def cached_strategy(
     return StrategyOutput(name, _describe(s), text, len(steps), mean)
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def cached_beam(model_id: str, ids: tuple[int, ...], beams: int, new_tokens: int) -> BeamResult:
-    return beam_search(load_model(model_id), ids, beams, new_tokens)
+def side_by_side_estimate_s(runs: int, new_tokens: int, beams: int) -> float:
+    return new_tokens * (runs * SAMPLER_TOKEN_S + beams * BEAM_TOKEN_S)
+
+
+def side_by_side_job(
+    model_id: str, ids: tuple[int, ...], s: DecodingSettings, beams: int
+) -> tuple[list[dict], BeamResult] | None:
+    """Every sampler from the same seed, then beam search, behind a button (progress, Stop, one
+    result shared by every learner): (one row per strategy, the beam search), or None."""
+    plan = strategies(s, s.top_k, s.top_p)
+    parts = len(plan) + 1
+
+    def work(report: Report) -> tuple[list[dict], BeamResult]:
+        lm = load_model(model_id)
+        rows = []
+        for i, (name, settings) in enumerate(plan.items()):
+            sub = lambda f, text="", partial=None, i=i: report((i + f) / parts, text)  # noqa: E731
+            out = strategy_output(lm, ids, name, settings, sub)
+            rows.append(
+                {
+                    "strategy": out.strategy,
+                    "output": out.text,
+                    "tokens": out.tokens,
+                    "mean p of chosen tokens": round(out.mean_prob, 3),
+                    "settings": out.settings,
+                }
+            )
+        report(len(plan) / parts, f"Beam search, width {beams}")
+        result = beam_search(lm, ids, beams, s.max_new_tokens)
+        rows.append(
+            {
+                "strategy": f"Beam search (width {beams})",
+                "output": lm.tokenizer.decode(
+                    list(result.sequences[0]), clean_up_tokenization_spaces=False
+                ),
+                "tokens": len(result.sequences[0]),
+                "mean p of chosen tokens": None,
+                "settings": f"best of {len(result.sequences)} by length-normalised log p",
+            }
+        )
+        return rows, result
+
+    return run_job(
+        ("decoding", "side_by_side", model_id, ids, tuple(plan.items()), beams),
+        work,
+        start_label="Generate side by side",
+        estimate_s=side_by_side_estimate_s(len(plan), s.max_new_tokens, beams),
+        caps=f"{len(plan)} samplers and beam search, {s.max_new_tokens} new tokens each.",
+    )
+
+
+PROMPT_MARK = "…"  # stands for the prompt before a continuation
+
+
+def continuation(text: str) -> str:
+    """A continuation as `st.text` shows it, after "…" for the prompt: Streamlit strips a
+    text's leading whitespace, and a continuation's first space is part of what was chosen."""
+    return PROMPT_MARK + text if text else ""
+
+
+def beam_lines(result: BeamResult, tokenizer) -> tuple[str, list[str]]:
+    """The beams' shared start and each beam from where they part, so the texts that a table
+    cell would cut at the same width read apart: (shared start, one line per beam)."""
+    seqs = [list(s) for s in result.sequences]
+    common = 0
+    while seqs and all(len(s) > common for s in seqs) and len({s[common] for s in seqs}) == 1:
+        common += 1
+    if len(seqs) == 1:
+        common = 0
+    decode = lambda ids: tokenizer.decode(ids, clean_up_tokenization_spaces=False)  # noqa: E731
+    shared = decode(seqs[0][:common]) if seqs else ""
+    lines = [
+        f"{rank}. (log p per token {score:.3f}) {PROMPT_MARK}{decode(s[common:]) or '(ends here)'}"
+        for rank, (s, score) in enumerate(zip(seqs, result.scores), start=1)
+    ]
+    return shared, lines
 
 
 def beam_tree_chart(result: BeamResult, tokenizer) -> alt.Chart:
@@ -145,6 +228,7 @@ def beam_tree_chart(result: BeamResult, tokenizer) -> alt.Chart:
         ]
     )
     nodes["best"] = best_path_flags(result)
+    steps = int(nodes["step"].max()) + 1
     edges = []
     for n in result.tree:
         if n.step > 0:
@@ -169,7 +253,9 @@ def beam_tree_chart(result: BeamResult, tokenizer) -> alt.Chart:
     )
     points = (
         alt.Chart(nodes)
-        .mark_text(fontSize=12, fontWeight="bold")
+        # a label is never wider than its column (it overlapped its neighbours at 24 tokens);
+        # the tooltip holds the whole token
+        .mark_text(fontSize=12, fontWeight="bold", limit=alt.expr(f"max(8, width / {steps} - 4)"))
         .encode(
             x=base_x,
             y=alt.Y("beam:Q", scale=alt.Scale(reverse=True)),
@@ -308,24 +394,18 @@ def results_section(lm, rows: list[dict], result: BeamResult) -> None:
     """Each strategy's text, their table, the beam search tree and its ranked sequences."""
     for row in rows:
         st.markdown(f"**{row['strategy']}** · {row['tokens']} tokens")
-        st.text(row["output"] or "(stopped at once: the first token chosen was end-of-text)")
+        st.text(
+            continuation(row["output"])
+            or "(stopped at once: the first token chosen was end-of-text)"
+        )
     st.dataframe(pd.DataFrame(rows).drop(columns="output"), hide_index=True, width="stretch")
     st.markdown(
         "**The beam search tree.** Each column is one generated token; each row a beam "
         "kept at that step, joined to the beam it extended. The winning path is pink."
     )
     draw_chart(beam_tree_chart(result, lm.tokenizer))
-    st.dataframe(
-        pd.DataFrame(
-            {
-                "rank": range(1, len(result.sequences) + 1),
-                "sequence": [
-                    lm.tokenizer.decode(list(s), clean_up_tokenization_spaces=False)
-                    for s in result.sequences
-                ],
-                "length-normalised log p": [round(x, 3) for x in result.scores],
-            }
-        ),
-        hide_index=True,
-        width="stretch",
-    )
+    shared, lines = beam_lines(result, lm.tokenizer)
+    st.markdown(f"**The {len(lines)} finished beams**, best first. They start the same way:")
+    st.text(continuation(shared) or "(no shared start)")
+    st.markdown("then part (… is the prompt and the shared start):")
+    st.text("\n".join(lines))

@@ -68,8 +68,10 @@ def _spec(chart: alt.TopLevelMixin) -> dict:
         chart, "mark"
     ):
         fixed = chart.properties(width=EXPORT_WIDTH)
+    from components.charts import escape_fields
+
     with alt.data_transformers.enable("default", max_rows=None):
-        spec = fixed.to_dict()
+        spec = escape_fields(fixed.to_dict())  # a field name with a dot or bracket stays one
     spec.pop("usermeta", None)
     autosize = spec.get("autosize")
     if isinstance(autosize, dict) and autosize.get("type") == "fit-x":

@@ -7,15 +7,17 @@ import pandas as pd
 import streamlit as st
 
 from components.charts import draw_chart
-from components.jobs import finished_result, run_job
+from components.jobs import after_stop, finished_result, run_job, shared_step
 from components.models import load_model
 from components.tokens import token_strip
 from core import fine_tuning as ft
 
-# Seconds per training step of the default batch (4 short chats, ~58 tokens each): 2.4 CPU-s
-# measured on one core (far longer on a busy machine); refined by every finished run here.
-STEP_SECONDS = {"default": 3.0}
+# Idle-machine seconds per training step of the default batch (4 short chats, ~58 tokens
+# each): 2.4 CPU-s measured on one core; the job store corrects it from the runs it sees.
+STEP_SECONDS = 3.0
 OVERHEAD_S = 15.0  # the deep copy and 2 x 3 greedy answers of 24 tokens around the training
+ANSWER_TOKENS_PER_S = 6.0  # greedy answers of the template comparison, idle machine
+RUNNING = "fine_tuning.running"  # set in this session while its own fine-tune runs
 
 
 @st.cache_resource(show_spinner=False)
@@ -35,14 +37,13 @@ def cached_dataset_share(model_id: str) -> tuple[int, int]:
     return sum(c.counted for c in chats), sum(len(c.ids) for c in chats)
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)
-def cached_before_answers(model_id: str, tokens: int, _report: ft.Report) -> tuple[str, ...]:
-    """The original model's held-out answers: the same for every LoRA setting."""
-    return ft.held_out_answers(
-        load_model(model_id),
-        cached_data(),
-        tokens,
-        lambda f, t="", partial=None: _report(0.0, t + " (original model)"),
+def before_answers(model_id: str, tokens: int, report: ft.Report) -> tuple[str, ...]:
+    """The original model's held-out answers, the same for every LoRA setting: computed inside
+    the first fine-tune that needs them (with its progress bar) and shared from the job store.
+    Not an `st.cache_*` function: its replay would move a bar created outside it."""
+    return shared_step(
+        ("fine_tuning", "before", model_id, tokens),
+        lambda: ft.held_out_answers(load_model(model_id), cached_data(), tokens, report),
     )
 
 
@@ -89,8 +90,12 @@ def loss_chart(losses: tuple[float, ...]) -> alt.Chart:
     )
 
 
-def estimate_seconds(steps: int) -> float:
-    return OVERHEAD_S + steps * STEP_SECONDS["default"]
+def fine_tune_estimate_s(steps: int) -> float:
+    return OVERHEAD_S + steps * STEP_SECONDS
+
+
+def template_estimate_s() -> float:
+    return 2 * ft.ANSWER_TOKENS / ANSWER_TOKENS_PER_S
 
 
 def fine_tune_job(model_id: str, s: ft.LoraSettings) -> ft.FineTuneResult | None:
@@ -104,22 +109,24 @@ def fine_tune_job(model_id: str, s: ft.LoraSettings) -> ft.FineTuneResult | None
         draw_chart(loss_chart(losses), where=slot)
 
     def work(report: ft.Report) -> ft.FineTuneResult:
-        before = cached_before_answers(model_id, s.answer_tokens, report)
-        result = ft.fine_tune(load_model(model_id), cached_data(), s, report, before)
-        STEP_SECONDS["default"] = result.seconds_per_step * 4 / max(1, s.batch)
-        return result
+        mine = st.session_state[RUNNING] = object()
+        try:
+            return ft.fine_tune(
+                load_model(model_id),
+                cached_data(),
+                s,
+                report,
+                lambda rep: before_answers(model_id, s.answer_tokens, rep),
+            )
+        finally:  # (after a Stop, only a helper thread may still touch session state)
+            after_stop(lambda: _unmark(mine))
 
-    busy = ft.FINE_TUNE_LOCK.locked() and finished_result(_key(model_id, s)) is None
-    if busy:
-        st.info(
-            "Another learner's fine-tune is running right now (one at a time, to keep memory "
-            "in bounds). If you start yours, it waits for that one to finish first."
-        )
+    busy_note(finished_result(_key(model_id, s)) is None)
     result = run_job(
         _key(model_id, s),
         work,
         start_label="Fine-tune a copy with LoRA",
-        estimate_s=estimate_seconds(s.steps),
+        estimate_s=fine_tune_estimate_s(s.steps),
         caps=f"Caps: at most {ft.MAX_STEPS} steps and rank {ft.MAX_RANK}; batches of {s.batch} "
         f"chats; one fine-tune at a time in this app; answers are {ft.ANSWER_TOKENS} greedy "
         "tokens. The copy is freed afterwards: only the adapter weights are kept.",
@@ -128,6 +135,28 @@ def fine_tune_job(model_id: str, s: ft.LoraSettings) -> ft.FineTuneResult | None
     if result is not None:
         draw(result.losses)
     return result
+
+
+def _unmark(mine: object) -> None:
+    if st.session_state.get(RUNNING) is mine:  # not a newer run's mark
+        del st.session_state[RUNNING]
+
+
+def busy_note(not_done: bool) -> None:
+    """Say when a fine-tune holds the one-at-a-time lock: another learner's, or this learner's
+    own stopped run still finishing its current step (it ends at its next progress report)."""
+    if not (ft.FINE_TUNE_LOCK.locked() and not_done):
+        return
+    if st.session_state.get(RUNNING):
+        st.info(
+            "Your stopped fine-tune is finishing its current step; a new one starts as soon "
+            "as it has."
+        )
+    else:
+        st.info(
+            "Another learner's fine-tune is running right now (one at a time, to keep memory "
+            "in bounds). If you start yours, it waits for that one to finish first."
+        )
 
 
 def _key(model_id: str, s: ft.LoraSettings) -> tuple:
@@ -142,7 +171,7 @@ def template_job(model_id: str, request: str) -> ft.TemplateComparison | None:
         ("fine_tuning", "template", model_id, request),
         work,
         start_label="Answer both ways",
-        estimate_s=2 * ft.ANSWER_TOKENS / 6,
+        estimate_s=template_estimate_s(),
         caps=f"{ft.ANSWER_TOKENS} greedy tokens each; requests capped at "
         f"{ft.REQUEST_CHARS} characters.",
         rerun_label=None,

@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from components.charts import draw_chart
-from components.jobs import load_factor, run_job
+from components.jobs import run_job
 from components.models import load_int8, load_model
 from components.tokens import token_strip, visible
 from core import inference_loop as inf
@@ -120,10 +120,10 @@ def steps_frame(steps: Sequence[Step], config, dtype_bytes: int) -> pd.DataFrame
 def timing_estimate_s(prompt_tokens: int, new_tokens: int) -> float:
     """Idle-machine seconds for both runs of `token_timings_job` on a ~135M model on 2 cores
     (a cached step ~50 ms; an uncached one re-reads the sequence, ~300 tokens a second),
-    scaled by the machine's current load."""
+    before `run_job` scales it by the server's load."""
     steps = new_tokens + 1
     uncached = sum(0.05 + (prompt_tokens + k) / 300 for k in range(steps))
-    return (0.05 * steps + uncached) * load_factor()
+    return 0.05 * steps + uncached
 
 
 def token_timings_job(
@@ -212,9 +212,9 @@ def kv_growth_chart(df: pd.DataFrame) -> alt.Chart:
 
 def int8_estimate_s(prompt_tokens: int, new_tokens: int) -> float:
     """Idle-machine seconds for `int8_job`: quantising (~2 s, once), a prefill each, and
-    decode steps of ~45 ms (float32) and ~25 ms (int8), scaled by the machine's load."""
+    decode steps of ~45 ms (float32) and ~25 ms (int8); `run_job` scales it by the load."""
     prefill = 2 * (0.05 + prompt_tokens / 400)
-    return (2.0 + prefill + new_tokens * (0.045 + 0.025)) * load_factor()
+    return 2.0 + prefill + new_tokens * (0.045 + 0.025)
 
 
 def int8_job(model_id: str, ids: tuple[int, ...], new_tokens: int):
@@ -264,7 +264,6 @@ def fast_mode_section(lm, prompt_ids: tuple[int, ...], fast_ok: bool) -> None:
     _fast_mode_measure(lm, prompt_ids)
 
 
-@st.fragment
 def _fast_mode_measure(lm, prompt_ids: tuple[int, ...]) -> None:
     n = st.slider(
         "Tokens to compare", 8, inf.TIMING_CAP // 2, 24, 8, key="inference_loop.int8_tokens"
@@ -299,7 +298,6 @@ def _fast_mode_measure(lm, prompt_ids: tuple[int, ...]) -> None:
     )
 
 
-@st.fragment
 def timing_section(model_id: str, prompt_ids: tuple[int, ...]) -> None:
     """Milliseconds per token with and without the cache, measured behind a button."""
     n = st.slider(

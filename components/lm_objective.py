@@ -10,7 +10,7 @@ import streamlit as st
 
 from components.charts import BLUE, GREY, ORANGE, ink_encoding, ink_for
 from components.models import get_trace, load_model
-from components.tokens import code_span, percent, short, token_strip, visible
+from components.tokens import percent, quoted, short, token_strip, visible
 from core import lm_objective as obj
 from core.inspect.trace import Trace, token_strings
 from core.lm_objective import GAME_TEXTS, new_game, play
@@ -196,14 +196,12 @@ def game_section(lm, text: str) -> None:
     if state.rounds:
         r = state.rounds[-1]
         you = (
-            "you were **right**"
-            if r.player_right
-            else (f"you typed {code_span(r.guess)}, **wrong**")
+            "you were **right**" if r.player_right else (f"you typed {quoted(r.guess)}, **wrong**")
         )
         model = "**right**" if r.model_right else "**wrong**"
         st.markdown(
-            f"The text went on with {code_span(r.actual)}: {you}. The model's guess was "
-            f"{code_span(r.model_guess)}, {model}; it gave the real token "
+            f"The next token was {quoted(r.actual)}: {you}. The model's guess was "
+            f"{quoted(r.model_guess)}, {model}; it gave the real token "
             f"p = {percent(r.model_prob_of_actual)}."
         )
     if state.position >= g_trace.length:

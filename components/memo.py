@@ -1,8 +1,15 @@
-"""One byte budget for the whole process: cached results measured in bytes, least recently used
-dropped first.
+"""One least-recently-used store for the whole app, measured in bytes, and the process-wide byte
+budget built on it.
+
+The caching rule (README, "Caching rule"): models and other per-process resources go in
+`st.cache_resource`; per-prompt tensors (traces, captures, anything that grows with the prompt)
+in `byte_cached`, under this module's byte budget; small frames and tables in `st.cache_data`;
+the results of long jobs in `components.jobs`' store, which is a `ByteBudget` too. A plain
+`functools.lru_cache` or module dict is kept only for a tiny, bounded, per-process constant
+(a parsed data file, a lookup table), with a comment saying so.
 
 Streamlit's own caches count entries (24 traces, 64 results...), but one trace of a 256-token
-prompt is about 50 MB, so thirty prompts took the server past 2.5 GB. `byte_cached` is a
+prompt is about 19 MB, so thirty prompts took the server past 2.5 GB. `byte_cached` is a
 drop-in for `st.cache_resource` on functions whose results are read-only data: every wrapped
 function shares one `ByteBudget`, each value is measured with `nbytes` when stored, and storing
 a new value evicts the least recently used ones until the total fits. A value is computed once
@@ -24,7 +31,8 @@ import os
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import numpy as np
@@ -84,14 +92,62 @@ def _family(key: Hashable) -> Hashable:
     return key[0] if isinstance(key, tuple) and key else key
 
 
-class ByteBudget:
-    """Values by key, their sizes, and one total kept under `budget` bytes (LRU eviction)."""
+class KeyedLocks:
+    """One lock per key, existing only while somebody holds it or waits for it: a run that ends
+    (finished, failed or stopped) leaves nothing behind, so the table never grows with the
+    number of distinct keys ever computed."""
 
-    def __init__(self, budget: int) -> None:
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[Hashable, list] = {}  # key -> [lock, holders and waiters]
+
+    @contextmanager
+    def holding(self, key: Hashable, blocking: bool = True, timeout: float = -1) -> Iterator[bool]:
+        """`with locks.holding(key) as got:` holds the key's lock when `got` (with
+        `blocking=False` or a `timeout`, `got` may be False: somebody else holds it)."""
+        with self._guard:
+            entry = self._locks.setdefault(key, [threading.Lock(), 0])
+            entry[1] += 1
+        got = False
+        try:
+            got = entry[0].acquire(blocking, timeout) if blocking else entry[0].acquire(False)
+            yield got
+        finally:
+            if got:
+                entry[0].release()
+            with self._guard:
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del self._locks[key]
+
+    def held(self) -> list[Hashable]:
+        """Keys whose lock somebody holds right now (a job running, a value being computed)."""
+        with self._guard:
+            return [k for k, (lock, _) in self._locks.items() if lock.locked()]
+
+    def __len__(self) -> int:
+        with self._guard:
+            return len(self._locks)
+
+
+class ByteBudget:
+    """The app's one LRU: values by key, their sizes, one total kept under `budget` bytes (and
+    at most `max_entries` values when given), least recently used dropped first; plus a lock
+    per key being computed (`locks`), so a value is computed once however many ask at once.
+
+    `keep_newest`: a value larger than the whole budget is still kept (alone) until the next
+    one arrives, instead of being refused; the job store needs that, so a long job's result
+    survives the page's next rerun whatever its size."""
+
+    def __init__(
+        self, budget: int, max_entries: int | None = None, keep_newest: bool = False
+    ) -> None:
         self.budget = budget
+        self.max_entries = max_entries
+        self.keep_newest = keep_newest
         self._lock = threading.Lock()
         self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
-        self._computing: dict[Hashable, threading.Lock] = {}
+        self.locks = KeyedLocks()
         self._last_size: dict[Hashable, int] = {}  # by function: its latest value's size
         self.total = 0
         self.evictions = 0
@@ -107,19 +163,26 @@ class ByteBudget:
             return True, self._items[key][0]
 
     def put(self, key: Hashable, value: Any) -> int:
-        """Store `value` (unless it alone exceeds the budget); returns its size in bytes."""
+        """Store `value` (unless it alone exceeds the budget and `keep_newest` is off); returns
+        its size in bytes."""
         size = nbytes(value)
         with self._lock:
             if key in self._items:
                 self.total -= self._items.pop(key)[1]
-            if size <= self.budget:
+            if size <= self.budget or self.keep_newest:
                 self._items[key] = (value, size)
                 self.total += size
             self._last_size[_family(key)] = size
-            evicted = self._evict_above(self.budget)
+            evicted = self._evict_above(self.budget, keep=1 if self.keep_newest else 0)
         if evicted:
             _release_freed_memory()
         return size
+
+    def pop(self, key: Hashable) -> None:
+        """Forget one value (a "Run again")."""
+        with self._lock:
+            if key in self._items:
+                self.total -= self._items.pop(key)[1]
 
     def make_room(self, key: Hashable) -> None:
         """Before a value for `key` is computed: evict least recently used entries until one
@@ -132,10 +195,12 @@ class ByteBudget:
         if evicted:
             _release_freed_memory()
 
-    def _evict_above(self, limit: int) -> bool:
-        """Drop least recently used entries until the total is at most `limit` (lock held)."""
+    def _evict_above(self, limit: int, keep: int = 0) -> bool:
+        """Drop least recently used entries until the total is at most `limit` and the count
+        at most `max_entries`, keeping the `keep` most recent ones whatever (lock held)."""
         evicted = False
-        while self.total > limit and self._items:
+        most = self.max_entries if self.max_entries is not None else len(self._items)
+        while len(self._items) > keep and (self.total > limit or len(self._items) > most):
             _, (_, old) = self._items.popitem(last=False)
             self.total -= old
             self.evictions += 1
@@ -144,21 +209,13 @@ class ByteBudget:
 
     def clear(self, prefix: Hashable | None = None) -> None:
         with self._lock:
-            for key in [k for k in self._items if prefix is None or k[0] == prefix]:
+            for key in [k for k in self._items if prefix is None or _family(k) == prefix]:
                 self.total -= self._items.pop(key)[1]
         _release_freed_memory()
 
     def sizes(self) -> dict[Hashable, int]:
         with self._lock:
             return {k: size for k, (_, size) in self._items.items()}
-
-    def compute_lock(self, key: Hashable) -> threading.Lock:
-        with self._lock:
-            return self._computing.setdefault(key, threading.Lock())
-
-    def done_computing(self, key: Hashable) -> None:
-        with self._lock:
-            self._computing.pop(key, None)
 
 
 def _budget_from_env() -> int:
@@ -190,21 +247,18 @@ def byte_cached(spinner: str | None = None, store: ByteBudget | None = None) -> 
             found, value = target.get(key)
             if found:
                 return value
-            try:
-                with target.compute_lock(key):  # a second session waits for the first's result
-                    found, value = target.get(key)
-                    if found:
-                        return value
-                    target.make_room(key)
-                    if spinner:
-                        with st.spinner(spinner):
-                            value = func(*args, **kwargs)
-                    else:
-                        value = func(*args, **kwargs)
-                    target.put(key, value)
+            with target.locks.holding(key):  # a second session waits for the first's result
+                found, value = target.get(key)
+                if found:
                     return value
-            finally:
-                target.done_computing(key)
+                target.make_room(key)
+                if spinner:
+                    with st.spinner(spinner):
+                        value = func(*args, **kwargs)
+                else:
+                    value = func(*args, **kwargs)
+                target.put(key, value)
+                return value
 
         wrapper.clear = lambda: (store if store is not None else STORE).clear(name)  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]

@@ -11,7 +11,9 @@ from components.state import DEFAULT_PROMPT, MODEL_KEY, PROMPT_KEY  # noqa: F401
 from core.inspect.trace import TRACE_TOKEN_CAP, Trace, run_trace
 from core.runtime import models as core_models
 
-# Hub ids that failed recently: offline, the picker must not retry on every rerun.
+# Hub ids that failed recently: offline, the picker must not retry on every rerun. A module
+# dict outside the caching rule on purpose: small, and bounded (expired entries are dropped
+# whenever one is added, so it holds only the ids that failed in the last RETRY_AFTER_S).
 _FAILED: dict[str, tuple[float, str]] = {}
 RETRY_AFTER_S = 300.0
 
@@ -77,7 +79,10 @@ def load_model(model_id: str) -> core_models.LoadedModel:
     try:
         return _hub(model_id)
     except core_models.ModelUnavailable as exc:
-        _FAILED[model_id] = (time.monotonic(), str(exc))
+        now = time.monotonic()
+        for old in [k for k, (t, _) in _FAILED.items() if now - t >= RETRY_AFTER_S]:
+            del _FAILED[old]
+        _FAILED[model_id] = (now, str(exc))
         raise
 
 

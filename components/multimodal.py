@@ -17,6 +17,12 @@ from core.embeddings import MAX_SENTENCE_TOKENS
 # between patch sizes (64 tokens ~3.5x, 4 tokens ~0.7x the 16-token cost) were measured here
 # (bench/multimodal_bench.py), on a loaded machine where every step took 2-3x longer.
 MS_PER_STEP = {1: 60.0, 2: 17.0, 4: 12.0}
+
+
+def training_estimate_s(steps: int, patch: int) -> float:
+    return steps * MS_PER_STEP[patch] / 1000 + 0.5
+
+
 CAPTION_CHAR_CAP = 2_000
 
 
@@ -257,6 +263,16 @@ def clean_caption(text: str) -> str | None:
 # ---- sections (drawing) --------------------------------------------------------------------
 
 
+def gap_text(own: float, other: float, temperature: float) -> str:
+    """The logit gap worked out from the numbers the sentence shows (3 decimals for the
+    cosines, 4 for T), so a reader who redoes the division gets the same figure."""
+    a, b, t = round(own, 3), round(other, 3), round(temperature, 4)
+    return (
+        f"matched pairs average a cosine of {a:.3f} and mismatched ones {b:.3f}; divided by "
+        f"T = {t:.4f}, that gap is ({a:.3f} − {b:.3f}) / {t:.4f} = {(a - b) / t:.1f} logits."
+    )
+
+
 def results_section(result: mm.ClipResult) -> None:
     data, cfg = mm.digit_data(), result.config
     draw_curves(result.curve, cfg.steps, result.loss_floor)
@@ -285,10 +301,9 @@ def results_section(result: mm.ClipResult) -> None:
         "caption from the others of its digit."
     )
     st.markdown(
-        f"**Why the temperature matters.** The loss reads logits = cosine / T. Here matched "
-        f"pairs average a cosine of {own:.2f} and mismatched ones {other:.2f}; divided by "
-        f"T = {result.temperature:.3f}, that gap is {(own - other) * scale:.1f} logits. "
-        "CLIP's learned scale rises to its cap of 100 (T = 0.01), where a cosine gap of 0.1 "
+        "**Why the temperature matters.** The loss reads logits = cosine / T. Here "
+        + gap_text(own, other, result.temperature)
+        + " CLIP's learned scale rises to its cap of 100 (T = 0.01), where a cosine gap of 0.1 "
         "already gives 10 logits and a near-certain softmax: nothing pushes matched pairs "
         "higher, which is why real CLIP models score matched image-caption pairs at only "
         "about 0.25-0.3 cosine."

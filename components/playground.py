@@ -12,8 +12,10 @@ import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
+from streamlit.runtime.scriptrunner_utils.exceptions import StopException
 
 from components.charts import draw_chart
+from components.jobs import after_stop, stopped_by_header
 from core import layers as pgc
 
 NEG = np.array([245, 147, 34], dtype=np.float32)  # TensorFlow Playground's orange
@@ -188,6 +190,10 @@ def loss_frame(train: tuple[float, ...], test: tuple[float, ...]) -> pd.DataFram
     return df[np.isfinite(df["loss"])]
 
 
+LOSS_DOT_AREA = 50  # px²: a circle of radius 4 px
+LOSS_DOT_PAD = 8  # px of domain above the highest loss and below the lowest
+
+
 def loss_chart(
     df: pd.DataFrame, cap: int | None = None, title: str = "loss (binary cross-entropy)"
 ) -> alt.LayerChart:
@@ -197,17 +203,19 @@ def loss_chart(
     x_scale = alt.Scale(domain=[0, cap]) if cap else alt.Undefined
     base = alt.Chart(df, title=alt.Title(title, fontSize=12)).encode(
         x=alt.X("epoch:Q", scale=x_scale),
-        y=alt.Y("loss:Q", title="loss"),
+        # padding: the domain grows by a dot's radius and more, so the dot of the highest loss
+        # (at epoch 0, the only values) is drawn inside the plot, not half above its top
+        y=alt.Y("loss:Q", title="loss", scale=alt.Scale(zero=True, padding=LOSS_DOT_PAD)),
         color=alt.Color(
             "set:N", scale=alt.Scale(domain=["train", "test"], range=["#868e96", "#e8590c"])
         ),
         tooltip=["set", "epoch", alt.Tooltip("loss:Q", format=".3f")],
     )
-    last = base.transform_filter("datum.last").mark_circle(size=50)
+    last = base.transform_filter("datum.last").mark_circle(size=LOSS_DOT_AREA)
     return (base.mark_line() + last).properties(height=180)
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=16)  # tiny and bounded: a few kB of JSON per (cap, title)
 def _loss_spec(cap: int | None, title: str) -> str:
     spec = loss_chart(loss_frame((1.0,), (1.0,)), cap, title).to_dict()
     for k in ("data", "datasets"):
@@ -441,6 +449,18 @@ def playground(
 
     @st.fragment(run_every=REDRAW_S if playing else None)
     def live() -> None:
+        if playing and not st.session_state.get(playing_key, False):
+            st.rerun()  # stopped since the timer started (Pause, the cap, the header's Stop)
+        try:
+            _live()
+            if st.session_state.get(playing_key, False):
+                st.empty()  # after the rest: a point where the header's Stop is seen here
+        except StopException:
+            if stopped_by_header():  # end Play, as Pause does (a click's new run plays on)
+                after_stop(lambda: st.session_state.update({playing_key: False}))
+            raise
+
+    def _live() -> None:
         now_playing = st.session_state.get(playing_key, False)
         start, cpu_start = time.perf_counter(), time.thread_time()
         if now_playing:

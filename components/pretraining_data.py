@@ -21,6 +21,10 @@ LM_S_PER_DOC = 0.12
 PREVIEW_CHARS = 160
 
 
+def perplexity_estimate_s(documents: int) -> float:
+    return 1.0 + documents * LM_S_PER_DOC
+
+
 # ---- cached wrappers -----------------------------------------------------------------------
 
 
@@ -368,6 +372,44 @@ def dropped_table(docs: tuple[dp.Doc, ...], result: dp.PipelineResult) -> None:
     st.dataframe(df, hide_index=True, width="stretch", height=320)
 
 
+def collision_text(bands: int, rows: int, jaccard: float) -> str:
+    """The S-curve's value at a few similarities, from 1 − (1 − s^r)^b: how likely a pair is
+    to be compared at all (the steepest point (1/b)^(1/r) is no "almost always")."""
+    steep = dp.lsh_threshold(bands, rows)
+    points = sorted({0.3, 0.5, round(steep, 2), round(jaccard, 2), 0.8, 0.9})
+    parts = [f"{dp.candidate_probability(s, bands, rows):.0%} at {s:.2f}" for s in points]
+    return (
+        f"a pair of Jaccard similarity s becomes a candidate with probability 1 − (1 − s^{rows})"
+        f"^{bands}: {', '.join(parts)} (the curve is steepest near (1/b)^(1/r) = {steep:.2f})"
+    )
+
+
+RULE_STAGES_NOTE = "rules written for prose"
+
+
+def lost_text(docs: tuple[dp.Doc, ...], result: dp.PipelineResult) -> str:
+    """Which real paragraphs the pipeline dropped, by source, and at which kind of stage: by a
+    rule written for prose (language, quality, repetition) or as a duplicate of another."""
+    by_id = {d.id: d for d in docs}
+    rules: dict[str, int] = dict.fromkeys(dp.SOURCES, 0)
+    dups: dict[str, int] = dict.fromkeys(dp.SOURCES, 0)
+    for x in result.dropped:
+        d = by_id[x.doc_id]
+        if d.kind == "clean":
+            (dups if "dedup" in x.stage else rules)[d.source] += 1
+    names = {"docs code": "code listings or grammar rules", "docs prose": "prose paragraphs"}
+    parts = []
+    for source, name in names.items():
+        n = rules.get(source, 0) + dups.get(source, 0)
+        if n:
+            parts.append(
+                f"{n} {name} ({rules.get(source, 0)} by {RULE_STAGES_NOTE}, "
+                f"{dups.get(source, 0)} as near or exact duplicates of another paragraph)"
+            )
+    total = sum(rules.values()) + sum(dups.values())
+    return f"{total} real paragraphs" + (": " + " and ".join(parts) if parts else "")
+
+
 def minhash_section(t: dp.Thresholds, result: dp.PipelineResult) -> None:
     rows = t.num_perm // t.bands
     check = cached_minhash_check(t.shingle, t.num_perm)
@@ -378,8 +420,7 @@ def minhash_section(t: dp.Thresholds, result: dp.PipelineResult) -> None:
         "the share of equal numbers between two documents estimates their Jaccard similarity "
         "(shared shingles / all shingles). **LSH** cuts the signature into "
         f"{t.bands} bands of {rows} rows and only compares documents that match exactly on a "
-        f"whole band: pairs above about (1/b)^(1/r) = {dp.lsh_threshold(t.bands, rows):.2f} "
-        "similarity almost always collide, pairs far below almost never. Here LSH proposed "
+        f"whole band: {collision_text(t.bands, rows, t.jaccard)}. Here LSH proposed "
         f"{result.candidate_pairs:,} candidate pairs; those with an estimate of at least "
         f"{t.jaccard:.2f} were dropped."
     )

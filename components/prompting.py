@@ -6,6 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from components.jobs import finished_result, shared_step
 from components.models import load_model
 from core import prompting as P
 
@@ -22,12 +23,6 @@ def cached_reviews() -> tuple[tuple[P.Review, ...], tuple[P.Review, ...]]:
     return P.load_reviews()
 
 
-@st.cache_resource(show_spinner=False)
-def _measured() -> dict:
-    """Finished conditions by (model id, condition), shared by every session."""
-    return {}
-
-
 def condition_for(technique: str, template: str, k: int, seed: int, think: int) -> P.Condition:
     """Only the settings a technique uses enter its condition, so its cache key stays stable."""
     return P.Condition(
@@ -39,12 +34,16 @@ def condition_for(technique: str, template: str, k: int, seed: int, think: int) 
     )
 
 
+def _condition_key(model_id: str, c: P.Condition) -> tuple:
+    return ("prompting", "condition", model_id, c)
+
+
 def missing(model_id: str, conditions: list[P.Condition]) -> list[P.Condition]:
-    done = _measured()
-    return [c for c in conditions if (model_id, c) not in done]
+    """The conditions no learner has measured yet with this model (kept in the job store)."""
+    return [c for c in conditions if finished_result(_condition_key(model_id, c)) is None]
 
 
-def estimate_seconds(conditions: list[P.Condition], reviews: int) -> float:
+def measure_estimate_s(conditions: list[P.Condition], reviews: int) -> float:
     per = [
         reviews
         * (
@@ -61,17 +60,33 @@ def estimate_seconds(conditions: list[P.Condition], reviews: int) -> float:
 
 
 def measure_all(model_id: str, conditions: list[P.Condition], report) -> list[P.ConditionResult]:
-    """Each condition once per process; conditions measured before are reused at once."""
+    """Each condition once per process (a shared step in the job store); conditions measured
+    before, by any learner, are reused at once."""
     reviews, pool = cached_reviews()
-    done, out = _measured(), []
     unmeasured = missing(model_id, conditions)
+    out = []
     for c in conditions:
-        if (model_id, c) not in done:
-            n = unmeasured.index(c)
-            sub = lambda f, text="", partial=None, n=n: report((n + f) / len(unmeasured), text)  # noqa: E731
-            done[(model_id, c)] = P.measure_condition(load_model(model_id), c, reviews, pool, sub)
-        out.append(done[(model_id, c)])
+        n = unmeasured.index(c) if c in unmeasured else 0
+        sub = lambda f, text="", partial=None, n=n: report((n + f) / max(1, len(unmeasured)), text)  # noqa: E731
+        out.append(
+            shared_step(
+                _condition_key(model_id, c),
+                lambda c=c, sub=sub: P.measure_condition(
+                    load_model(model_id), c, reviews, pool, sub
+                ),
+            )
+        )
+    st.session_state[JUST_MEASURED] = True
     return out
+
+
+JUST_MEASURED = "prompting.just_measured"
+
+
+def measured_just_now() -> bool:
+    """True once after a run of `measure_all` in this session: the page then draws itself
+    again, so the button's caption ("4 of 4 not measured yet") does not outlive the run."""
+    return bool(st.session_state.pop(JUST_MEASURED, False))
 
 
 def summary_frame(results: list[P.ConditionResult], threshold: float) -> pd.DataFrame:
@@ -83,7 +98,17 @@ def summary_frame(results: list[P.ConditionResult], threshold: float) -> pd.Data
             {
                 "technique": s.technique,
                 "accuracy at 0.5": s.accuracy,
-                f"accuracy at {threshold:.2f}": P.accuracy(r.p_positive, r.truth, threshold),
+                # the slider's own column only when it is not the fixed 0.5 above (two columns
+                # read "accuracy at 0.5" and "accuracy at 0.50" at the default)
+                **(
+                    {}
+                    if round(threshold, 2) == 0.5
+                    else {
+                        f"accuracy at your threshold {threshold:.2f}": P.accuracy(
+                            r.p_positive, r.truth, threshold
+                        )
+                    }
+                ),
                 "best cut's accuracy": best_acc,
                 "AUC": s.auc,
                 "mass on label tokens": s.label_mass,
@@ -93,6 +118,9 @@ def summary_frame(results: list[P.ConditionResult], threshold: float) -> pd.Data
             }
         )
     return pd.DataFrame(rows)
+
+
+TWO_DECIMALS = ("accuracy", "AUC", "mass")  # summary columns shown with two decimals
 
 
 def strip_frame(results: list[P.ConditionResult], reviews: tuple[P.Review, ...]) -> pd.DataFrame:

@@ -25,6 +25,8 @@ METHOD_LABELS = {"dense": "Dense (MiniLM cosine)", "bm25": "BM25", "hybrid": "Hy
 
 @st.cache_resource(show_spinner=False)
 def _index_store() -> dict[tuple[int, int], np.ndarray]:
+    """A per-process resource under the caching rule: one index per chunk setting the page's
+    sliders allow, each read from disk or built once, kept for every learner."""
     return {}
 
 
@@ -60,10 +62,9 @@ def index_job(size: int, overlap: int) -> np.ndarray | None:
         ("rag", "index", size, overlap),
         work,
         start_label=f"Embed the {n:,} chunks with MiniLM",
-        estimate_s=rag.estimate_embed_seconds(n, size),
+        estimate_s=rag.embed_estimate_s(n, size),
         caps="Once per chunk setting: the index is kept in memory for every learner "
-        "and on disk for the next start. The estimate is for an idle 2-core "
-        "machine.",
+        "and on disk for the next start. The estimate counts how busy the server is.",
         rerun_label=None,
     )
 
@@ -170,11 +171,22 @@ def rank_chart(df: pd.DataFrame) -> alt.Chart:
 def recall_frame(result: RecallResult) -> pd.DataFrame:
     rows = []
     for m, values in result.recall.items():
-        for k, v, tokens in zip(result.ks, values, result.context_tokens):
+        for k, v, tokens in zip(result.ks, values, result.context_tokens[m]):
             rows.append(
                 {"method": METHOD_LABELS[m], "k": k, "recall@k": v, "context tokens": round(tokens)}
             )
     return pd.DataFrame(rows)
+
+
+def recall_table(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per k: each method's recall@k and the context tokens its own top k cost."""
+    wide = df.pivot_table(index="k", columns="method", values=["recall@k", "context tokens"])
+    methods = list(dict.fromkeys(df["method"]))
+    out = pd.DataFrame(index=wide.index)
+    for m in methods:
+        out[f"{m}: recall@k"] = [f"{v:.0%}" for v in wide[("recall@k", m)]]
+        out[f"{m}: context tokens"] = [f"{round(v):,}" for v in wide[("context tokens", m)]]
+    return out.reset_index()
 
 
 def recall_chart(df: pd.DataFrame) -> alt.Chart:
@@ -232,6 +244,11 @@ def chunks_html(chunks: Sequence[Chunk], ids: Sequence[int], overlap: int) -> st
 # --- answers ---------------------------------------------------------------------------------
 
 
+def answers_estimate_s(prompt_tokens: int) -> float:
+    """Two greedy answers at about 19 tokens/s and their prompts' prefill, idle machine."""
+    return 2 * rag.ANSWER_TOKENS / 19 + prompt_tokens / 400
+
+
 def answers_job(
     model_id: str, question: str, context: tuple[str, ...], key: tuple, prompt_tokens: int
 ):
@@ -250,7 +267,7 @@ def answers_job(
         ("rag", "answers", model_id, question, context, *key),
         work,
         start_label="Answer with and without retrieval",
-        estimate_s=2 * rag.ANSWER_TOKENS / 19 + prompt_tokens / 400,
+        estimate_s=answers_estimate_s(prompt_tokens),
         caps=f"Greedy, at most {rag.ANSWER_TOKENS} new tokens per answer, through the "
         "one generation "
         "door.",
@@ -263,16 +280,12 @@ def recall_section(model_id: str, size: int, overlap: int, has_index: bool) -> N
     result = cached_recall(model_id, size, overlap, has_index)
     rdf = recall_frame(result)
     draw_chart(recall_chart(rdf))
-    st.dataframe(
-        rdf.pivot_table(
-            index=["k", "context tokens"], columns="method", values="recall@k"
-        ).style.format("{:.0%}"),
-        width="stretch",
-    )
+    st.dataframe(recall_table(rdf), hide_index=True, width="stretch")
     st.caption(
         "A question counts as retrieved at k when any of its gold chunks (those overlapping a "
         "phrase written for it that occurs verbatim in the documents) is in the top k. "
-        "Context tokens: the SmolLM2 tokens of the top-k chunks, mean over the questions."
+        f"Context tokens: the {model_id.split('/')[-1]} tokens of each method's own top-k "
+        "chunks, mean over the questions."
         + ("" if has_index else " Dense and hybrid appear once the index is built.")
     )
 

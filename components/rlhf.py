@@ -20,6 +20,16 @@ ANSWER_SECONDS = 0.35
 TOKEN_SECONDS = 0.08
 SAMPLE_TOKENS = 24
 N_MAX = 16
+
+
+def reading_estimate_s(answers: int) -> float:
+    return answers * ANSWER_SECONDS
+
+
+def sampling_estimate_s(n: int) -> float:
+    return n * (SAMPLE_TOKENS * TOKEN_SECONDS + ANSWER_SECONDS)
+
+
 # L2 penalty of the reward head: 576 features and 24 pairs overfit without it (training loss
 # 0.02, rewards spread over +-20); 0.3 kept 7 of 8 held-out pairs right with rewards within +-8.
 WEIGHT_DECAY = 0.3
@@ -43,6 +53,54 @@ def pairs_frame(data: rlhf.PreferenceData, flipped: tuple[int, ...]) -> pd.DataF
     )
 
 
+CHOICES, CURSOR = "rlhf.choices", "rlhf.cursor"  # {pair index: "A" | "B"}, the pair shown
+
+
+def _choose(i: int, side: str, n: int) -> None:
+    st.session_state.setdefault(CHOICES, {})[i] = side
+    st.session_state[CURSOR] = min(i + 1, n - 1)
+
+
+def _move(step: int, n: int) -> None:
+    st.session_state[CURSOR] = max(0, min(n - 1, st.session_state.get(CURSOR, 0) + step))
+
+
+def labelling_cards(data: rlhf.PreferenceData) -> tuple[int, ...]:
+    """One training pair at a time as two answer cards side by side (stacked on a phone), each
+    with its button; returns the pairs the learner prefers B in. Unlabelled pairs keep the
+    shipped label (A)."""
+    n = data.n_train
+    choices: dict[int, str] = st.session_state.setdefault(CHOICES, {})
+    i = min(max(0, int(st.session_state.get(CURSOR, 0))), n - 1)
+    pair = data.pairs[i]
+    done = sum(1 for k in choices if k < n)
+    st.progress(done / n, text=f"Labelled {done} of {n} training pairs")
+    with st.container(border=True):
+        mine = choices.get(i)
+        st.markdown(
+            f"**Pair {i + 1} of {n}**"
+            + (f" · you preferred {mine}" if mine else " · not labelled yet (shipped: A)")
+        )
+        st.text(pair.prompt)
+        a, b = st.columns(2)
+        for col, side, text in ((a, "A", pair.chosen), (b, "B", pair.rejected)):
+            with col.container(border=True):
+                st.caption(f"Answer {side}")
+                st.text(text)
+                st.button(
+                    f"{side} is better",
+                    key=f"rlhf.pick{side}",
+                    on_click=_choose,
+                    args=(i, side, n),
+                    type="primary" if mine == side else "secondary",
+                    width="stretch",
+                )
+        p, q = st.columns(2)
+        p.button("← Previous pair", key="rlhf.prev", on_click=_move, args=(-1, n), disabled=i == 0)
+        q.button("Next pair →", key="rlhf.next", on_click=_move, args=(1, n), disabled=i == n - 1)
+    return tuple(sorted(k for k, side in choices.items() if side == "B" and k < n))
+
+
 def _features_key(model_id: str) -> tuple:
     return ("rlhf", "features", model_id, rlhf.DATA.stat().st_mtime_ns)
 
@@ -62,7 +120,7 @@ def features_job(model_id: str) -> rlhf.AnswerFeatures | None:
         _features_key(model_id),
         work,
         start_label="Read every answer with the LM",
-        estimate_s=len(items) * ANSWER_SECONDS,
+        estimate_s=reading_estimate_s(len(items)),
         caps=f"{len(items)} answers (the pairs, plus filler variants), one forward pass "
         f"each, at most {rlhf.ANSWER_TOKEN_CAP} answer tokens.",
         rerun_label=None,
@@ -220,7 +278,7 @@ def samples_job(
         ("rlhf", "samples", model_id, prompt, n, seed),
         work,
         start_label=f"Draw {n} answers",
-        estimate_s=n * (SAMPLE_TOKENS * TOKEN_SECONDS + ANSWER_SECONDS),
+        estimate_s=sampling_estimate_s(n),
         caps=f"Temperature 1, at most {SAMPLE_TOKENS} tokens each, seeds {seed}-"
         f"{seed + n - 1}; n at most {N_MAX}.",
         rerun_label=None,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import altair as alt
 import numpy as np
 import pandas as pd
@@ -45,6 +47,43 @@ def log_axis(field: str, title: str, lo: int, hi: int, step: int = 1) -> alt.X:
         scale=alt.Scale(type="log", domain=[ticks[0], ticks[-1]]),
         axis=alt.Axis(values=ticks, labelExpr=SI_LABELS, grid=True),
     )
+
+
+# The budget slider reaches the paper's largest projection (Table 3's 10T parameters, 1.30e28)
+BUDGET_MIN = 18.0
+BUDGET_MAX = math.ceil(math.log10(max(c for _, c, _ in sc.TABLE_3_APPROACH_1)) * 10) / 10
+
+
+def tokens_per_param(table) -> tuple[float, float]:
+    """The fewest and most tokens per parameter among a table's rows (parameters, FLOPs, tokens)."""
+    ratios = [d / n for n, _, d in table]
+    return min(ratios), max(ratios)
+
+
+def fit_against_table_a3() -> tuple[tuple[float, float], tuple[float, float]]:
+    """How far the fit's optimum (this page's unrounded constants) lands from the paper's own
+    Table A3 at each of its budgets: (fewest, most) relative distance, for N and for D."""
+    dn, dd = [], []
+    for n, c, d in sc.TABLE_A3_APPROACH_3:
+        n_fit, d_fit = sc.CHINCHILLA.optimal(c)
+        dn.append(abs(n_fit / n - 1))
+        dd.append(abs(d_fit / d - 1))
+    return (min(dn), max(dn)), (min(dd), max(dd))
+
+
+def duration_text(seconds: float) -> str:
+    """A wall time in the unit a person would use: seconds, minutes, hours, days or years
+    (a small budget is not "0.0 days")."""
+    for unit, size, limit in (
+        ("seconds", 1, 120),
+        ("minutes", 60, 120 * 60),
+        ("hours", 3600, 72 * 3600),
+        ("days", 86400, 2 * 365 * 86400),
+    ):
+        if seconds < limit:
+            value = seconds / size
+            return f"{value:,.1f} {unit}" if value < 10 else f"{value:,.0f} {unit}"
+    return f"{seconds / (365.25 * 86400):,.1f} years"
 
 
 def optimum(method: str, flops: float) -> tuple[float, float]:
@@ -221,11 +260,11 @@ def cached_sweep_params(vocab_size: int, sizes: tuple[tuple[int, int], ...]) -> 
     return tuple(pt.parameter_count(pt.make_model_for(vocab_size, c)) for c in configs)
 
 
-def sweep_estimate(vocab_size: int, steps: int, sizes: tuple[tuple[int, int], ...]) -> float:
+def sweep_estimate_s(vocab_size: int, steps: int, sizes: tuple[tuple[int, int], ...]) -> float:
     """The button's estimate: each model's arithmetic and fixed costs (core's estimate)."""
     params = cached_sweep_params(vocab_size, sizes)
     return sum(
-        pt.estimate_seconds(n, sc.sweep_config(n_layer, d_model, steps))
+        pt.training_estimate_s(n, sc.sweep_config(n_layer, d_model, steps))
         for n, (n_layer, d_model) in zip(params, sizes)
     )
 

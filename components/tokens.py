@@ -101,6 +101,12 @@ def code_span(token: str) -> str:
     return "`" + visible(token).replace("`", "ˋ") + "`"
 
 
+def quoted(token: str) -> str:
+    """A token in a sentence: in quotes as well as code, so a lone comma or a word reads as the
+    token it is ("went on with “,”: you typed “upon”"), not as the sentence's punctuation."""
+    return "“" + code_span(token) + "”"
+
+
 def token_axis(tokens: tuple[str, ...], offset: int = 0) -> list[str]:
     """Unique axis labels: position and visible token ('3 ·fox')."""
     return [f"{i + offset} {short(t, 12)}" for i, t in enumerate(tokens)]

@@ -148,6 +148,21 @@ class HeadProfile:
         return next((p for p in self.PRIORITY if s[p] >= threshold), "mixed")
 
 
+def first_layer_showing(
+    profile: HeadProfile, prefer: tuple[str, ...] = ("previous-token", "induction")
+) -> int:
+    """The layer a page opens on: the first one with a head labelled `prefer[0]` (else
+    `prefer[1]`, ...), else the layer with the most labelled heads; never a layer where every
+    head is 'mixed' when another has something to show."""
+    n_layers, n_heads = profile.previous.shape
+    labels = [[profile.label(i, h) for h in range(n_heads)] for i in range(n_layers)]
+    for wanted in prefer:
+        for layer, row in enumerate(labels):
+            if wanted in row:
+                return layer
+    return max(range(n_layers), key=lambda i: sum(lab != "mixed" for lab in labels[i]))
+
+
 def pattern_scores(attentions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Previous-token, first-token and self attention, averaged over positions t >= 2.
 

@@ -304,13 +304,30 @@ def _tensors(batch: list[MaskedChat], pad: int) -> tuple[torch.Tensor, ...]:
 
 
 def greedy_answer(
-    lm: LoadedModel, user: str, max_new_tokens: int = ANSWER_TOKENS, templated: bool = True
+    lm: LoadedModel,
+    user: str,
+    max_new_tokens: int = ANSWER_TOKENS,
+    templated: bool = True,
+    on_token: Callable[[int], None] | None = None,
+    may_stop: bool = True,
 ) -> str:
-    """A greedy answer through the one generation door, with or without the chat template."""
+    """A greedy answer through the one generation door, with or without the chat template;
+    `on_token(n)` after each of its n tokens (a progress report, a point where Stop acts);
+    `may_stop=False` forbids the special tokens (end of turn, end of text) at every step."""
     text = render(lm.tokenizer, conversation(user), generation_prompt=True) if templated else user
     ids = encode(lm.tokenizer, text)
     s = DecodingSettings(temperature=0.0, max_new_tokens=max_new_tokens)
-    out = [step.token_id for step in generate_stream(lm, ids, s)]
+    mask = None
+    if not may_stop:
+        allowed = torch.ones(lm.model.config.vocab_size, dtype=torch.bool)
+        special = set(_stop_ids(lm)) | set(getattr(lm.tokenizer, "all_special_ids", []))
+        allowed[[i for i in special if i < allowed.shape[0]]] = False
+        mask = lambda _ids: allowed  # noqa: E731
+    out: list[int] = []
+    for step in generate_stream(lm, ids, s, mask=mask):
+        out.append(step.token_id)
+        if on_token is not None:
+            on_token(len(out))
     eos = set(_stop_ids(lm))
     return lm.tokenizer.decode([t for t in out if t not in eos], skip_special_tokens=False)
 
@@ -338,9 +355,16 @@ def held_out_answers(
     report: Report = lambda *a, **k: None,
 ) -> tuple[str, ...]:
     out = []
+    n = len(data.held_out)
     for i, prompt in enumerate(data.held_out):
-        report(i / len(data.held_out), f"Answering held-out prompt {i + 1} of {len(data.held_out)}")
-        out.append(greedy_answer(lm, prompt, tokens))
+        text = f"Answering held-out prompt {i + 1} of {n}"
+        report(i / n, text)
+        out.append(
+            greedy_answer(
+                lm, prompt, tokens, on_token=lambda k, i=i, t=text: report((i + k / tokens) / n, t)
+            )
+        )
+    report(1.0, f"Answered {n} held-out prompts")
     return tuple(out)
 
 
@@ -349,12 +373,14 @@ def fine_tune(
     data: FineTuneData,
     s: LoraSettings,
     report: Report = lambda *a, **k: None,
-    before: Sequence[str] | None = None,
+    before: Sequence[str] | Callable[[Report], Sequence[str]] | None = None,
 ) -> FineTuneResult:
     """LoRA on a deep copy of `lm.model`; the shared model is only read (and checked).
 
-    `before` are the original model's held-out answers when already known (they do not depend
-    on the LoRA settings).
+    `before` gives the original model's held-out answers (they do not depend on the LoRA
+    settings): the answers themselves, a function of a report callback computing them (called
+    inside the fine-tune's turn, so the answers of the original model already count as this
+    run's work), or None to compute them here.
     """
     _wait_for_turn(report)
     try:
@@ -386,9 +412,15 @@ def lora_copy(model: Any, s: LoraSettings) -> Any:
 
 
 def _train(
-    peft_model: Any, batches: list[list[MaskedChat]], s: LoraSettings, pad: int, report: Report
+    peft_model: Any,
+    batches: list[list[MaskedChat]],
+    s: LoraSettings,
+    pad: int,
+    report: Report,
+    span: tuple[float, float] = (0.0, 1.0),
 ) -> tuple[list[float], float, int]:
-    """AdamW on the LoRA weights only; returns losses, seconds per step and peak memory."""
+    """AdamW on the LoRA weights only; returns losses, seconds per step and peak memory.
+    Progress is reported within `span` of the whole run's fraction."""
     params = [p for p in peft_model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=s.learning_rate, weight_decay=0.0)
     losses: list[float] = []
@@ -406,7 +438,7 @@ def _train(
         losses.append(float(loss.detach()))
         peak = max(peak, _rss() or 0)
         report(
-            (step + 1) / (len(batches) + 1),
+            span[0] + (span[1] - span[0]) * (step + 1) / len(batches),
             f"Step {step + 1}/{len(batches)}: loss {losses[-1]:.2f}",
             partial=tuple(losses),
         )
@@ -426,30 +458,34 @@ def _fine_tune_locked(
     if not s.targets:
         raise ValueError("Pick at least one module to adapt.")
     fingerprint, rss0 = weights_fingerprint(lm.model), _rss()
-    if before is None:
-        before = held_out_answers(
-            lm,
-            data,
-            s.answer_tokens,
-            lambda f, t="", partial=None: report(0.0, t + " (original model)"),
+    batches = _batches(data, lm.tokenizer, s)
+    # Progress in units of about a training step each: one per held-out answer, before and
+    # after, and one per step, so the bar moves from the first answer on.
+    answers = len(data.held_out)
+    units = len(batches) + 2 * answers
+    first, last = answers / units, (answers + len(batches)) / units
+
+    def phase(start: float, end: float, label: str, partial: Any = None) -> Report:
+        return lambda f, t="", p=None: report(
+            start + (end - start) * f, f"{t} ({label})", partial=partial
         )
+
+    report(0.0, "Answering the held-out prompts with the original model")
+    if before is None:
+        before = held_out_answers(lm, data, s.answer_tokens, phase(0.0, first, "original model"))
+    elif callable(before):
+        before = before(phase(0.0, first, "original model"))
     torch.manual_seed(s.seed)
     peft_model = lora_copy(lm.model, s)
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
     pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
-    batches = _batches(data, lm.tokenizer, s)
-    losses, per_step, peak = _train(peft_model, batches, s, pad, report)
+    losses, per_step, peak = _train(peft_model, batches, s, pad, report, (first, last))
     adapter = {k: v.detach().clone() for k, v in get_peft_model_state_dict(peft_model).items()}
     tuned = LoadedModel(
         lm.model_id + " + LoRA", peft_model.merge_and_unload(), lm.tokenizer, "fine-tuned copy"
     )
     after = held_out_answers(
-        tuned,
-        data,
-        s.answer_tokens,
-        lambda f, t="", partial=None: report(
-            (len(batches) + f) / (len(batches) + 1), t + " (LoRA copy)", partial=tuple(losses)
-        ),
+        tuned, data, s.answer_tokens, phase(last, 1.0, "LoRA copy", tuple(losses))
     )
     copy_bytes = sum(p.numel() * p.element_size() for p in tuned.model.parameters())
     del tuned, peft_model
@@ -476,6 +512,9 @@ class TemplateComparison:
     chat_prompt: str
     plain_answer: str
     chat_answer: str
+    # bare text once more with every end-of-turn/end-of-text token forbidden: an instruct
+    # model's first choice on bare text is often to stop at once, which shows nothing
+    plain_forced: str = ""
 
 
 def compare_template(
@@ -487,11 +526,15 @@ def compare_template(
     """The same request as bare text and wrapped in the chat template, answered greedily."""
     report(0.0, "Without the template")
     plain = greedy_answer(lm, request, max_new_tokens, templated=False)
-    report(0.5, "With the template")
+    forced = ""
+    if not plain.strip():
+        report(0.3, "Without the template, its end-of-turn forbidden")
+        forced = greedy_answer(lm, request, max_new_tokens, templated=False, may_stop=False)
+    report(0.6, "With the template")
     chat = greedy_answer(lm, request, max_new_tokens, templated=True)
     report(1.0, "Done")
     return TemplateComparison(
-        request, request, render(lm.tokenizer, conversation(request), True), plain, chat
+        request, request, render(lm.tokenizer, conversation(request), True), plain, chat, forced
     )
 
 

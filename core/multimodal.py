@@ -57,7 +57,7 @@ class DigitData:
 DIGITS_FILE = DATA_DIR / "digits_split.npz"
 
 
-@lru_cache(maxsize=1)
+@lru_cache(maxsize=1)  # a 60 KB data file, read once: a per-process constant
 def digit_data() -> DigitData:
     """scikit-learn's 1,797 digits, 540 held out for testing, stratified by digit.
 

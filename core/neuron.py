@@ -88,6 +88,20 @@ def top_activating(
     ]
 
 
+def clearest_neuron(tokens: tuple[str, ...], neurons: np.ndarray, k: int = 8) -> int:
+    """The neuron whose k top-activating positions most often hold one and the same token
+    (a neuron for commas, for ' the'...), the strongest peak among equals: a neuron with a
+    pattern to see, picked by measurement rather than by its index."""
+    top = np.argsort(-neurons, axis=0)[:k]  # (k, d_ff) positions
+    words = np.asarray([t.strip().lower() for t in tokens], dtype=object)[top]
+    agree = np.array(
+        [max(np.unique(words[:, j], return_counts=True)[1]) for j in range(neurons.shape[1])]
+    )
+    peak = neurons.max(axis=0)
+    best = np.flatnonzero(agree == agree.max())
+    return int(best[np.argmax(peak[best])])
+
+
 def strongest_neurons(neurons: np.ndarray, k: int = 5) -> list[tuple[int, float]]:
     """The neurons with the largest activation anywhere in the text: [(index, max), ...]."""
     peak = neurons.max(axis=0)  # (d_ff,)

@@ -37,7 +37,7 @@ TARGET_STAGE: dict[str, str] = {
     "exact_dup": "exact dedup",
     "near_dup": "near dedup",
     "boilerplate": "quality",
-    "spam": "quality|repetition",
+    "spam": "language|quality|repetition",  # spam without one stop word shows no English
     "foreign": "language",
 }
 
@@ -111,7 +111,7 @@ class Doc:
 # ---- the sample corpus ---------------------------------------------------------------------
 
 
-@lru_cache(maxsize=1)
+@lru_cache(maxsize=1)  # a parsed data file: a per-process constant
 def junk_material() -> dict:
     return json.loads(JUNK_FILE.read_text(encoding="utf-8"))
 
@@ -279,7 +279,8 @@ def script_of(text: str) -> str:
 
 
 def language_of(text: str) -> tuple[str, float]:
-    """(language, English share of the stop words found); 'unknown' when none is found."""
+    """(language, English share of the stop words found); ('unknown', 0.0) when none is
+    found: a text without a single stop word shows no evidence of English."""
     script = script_of(text)
     if script != "latin":
         return script, 0.0
@@ -288,7 +289,7 @@ def language_of(text: str) -> tuple[str, float]:
     hits |= {lang: sum(w in stop for w in words) for lang, stop in OTHER_STOP.items()}
     total = sum(hits.values())
     if total == 0:
-        return "unknown", 1.0
+        return "unknown", 0.0
     return max(hits, key=hits.__getitem__), hits["en"] / total
 
 
@@ -296,8 +297,12 @@ def language_reason(
     text: str, t: Thresholds, lang_share: tuple[str, float] | None = None
 ) -> str | None:
     lang, share = lang_share or language_of(text)
-    if lang == "unknown" or share >= t.min_english:
+    if share >= t.min_english:
         return None
+    if lang == "unknown":
+        return (
+            f"language: no stop word of any language, no sign of English (min {t.min_english:.0%})"
+        )
     return f"language: {lang} (English {share:.0%} of stop words, min {t.min_english:.0%})"
 
 

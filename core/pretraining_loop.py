@@ -363,7 +363,6 @@ def train(
         )
     log = replace(log, evals=tuple(evals), samples=tuple(samples), seconds=time.perf_counter() - t0)
     report(1.0, f"done: validation loss {evals[-1].val:.2f}", partial=log)  # with the last eval
-    record_run(log.n_params, cfg, log.seconds)
     return log
 
 
@@ -510,26 +509,10 @@ CPU_FLOPS = 5e10
 STEP_OVERHEAD_S = 0.01
 
 
-# How much slower (or faster) than the formula the last finished run in this process was: the
-# machine's load changes, so the next estimate is scaled by what was really observed.
-_observed_slowdown = [1.0]
-
-
-def estimate_seconds(n_params: int, cfg: TrainConfig, calibrated: bool = True) -> float:
-    """Training (6 N per token), evaluations and samples (2 N per token), at CPU_FLOPS, plus
-    the fixed cost of each step and each evaluated batch; scaled by the last run's slowdown."""
-    base = _formula_seconds(n_params, cfg)
-    return base * _observed_slowdown[0] if calibrated else base
-
-
-def record_run(n_params: int, cfg: TrainConfig, seconds: float) -> None:
-    """Remember how the formula compared with a finished run's real time."""
-    formula = _formula_seconds(n_params, cfg)
-    if formula > 0 and seconds > 0:
-        _observed_slowdown[0] = min(max(seconds / formula, 0.2), 20.0)
-
-
-def _formula_seconds(n_params: int, cfg: TrainConfig) -> float:
+def training_estimate_s(n_params: int, cfg: TrainConfig) -> float:
+    """Idle-machine seconds: training (6 N per token), evaluations and samples (2 N per token),
+    at CPU_FLOPS, plus the fixed cost of each step and each evaluated batch. (The app's job
+    store scales it by the server's load and by how long earlier runs really took.)"""
     steps = min(cfg.steps, STEP_CAP)
     tokens = cfg.batch_size * cfg.context
     n_evals = steps // cfg.eval_every + 1

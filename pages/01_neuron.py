@@ -64,7 +64,13 @@ st.markdown(
 )
 d1, d2 = st.columns(2)
 layer = d1.slider("Layer", 0, n_layers - 1, n_layers // 2, key="neuron.layer", bind=q)
-index = int(d2.number_input(f"Neuron (0-{width - 1})", 0, width - 1, 0, key="neuron.index", bind=q))
+ref_tokens, ref_cap, _, _ = cached_mlp_capture(lm.model_id, neurons.REFERENCE_TEXT, layer)
+if "neuron.index" not in st.session_state and "neuron.index" not in st.query_params:
+    # open on a neuron with a pattern to see, measured on the sample text (not neuron 0)
+    st.session_state["neuron.index"] = neurons.clearest_neuron(ref_tokens, ref_cap.neurons)
+index = int(
+    d2.number_input(f"Neuron (0-{width - 1})", 0, width - 1, "min", key="neuron.index", bind=q)
+)
 tokens, cap, recomputed, total = cached_mlp_capture(lm.model_id, text, layer)
 note_truncation(total, len(tokens), "this section")
 values = cap.neurons[:, index]
@@ -77,7 +83,6 @@ st.caption(
     f"match the model's own to within {diff:.1e}."
 )
 
-ref_tokens, ref_cap, _, _ = cached_mlp_capture(lm.model_id, neurons.REFERENCE_TEXT, layer)
 all_tokens = tokens + ref_tokens
 all_values = np.concatenate([values, ref_cap.neurons[:, index]])
 top = neurons.top_activating(all_tokens, all_values, k=8)

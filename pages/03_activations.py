@@ -1,13 +1,12 @@
 """03 Activation Functions: the curves and their slopes, a race between them, and the LM's own."""
 
-import pandas as pd
 import streamlit as st
 
 from components.activations import (
     COMPARISON,
     COMPARISON_EPOCHS,
     activation_curves_chart,
-    cached_activation_run,
+    comparison_job,
     histogram_chart,
 )
 from components.charts import draw_chart
@@ -55,21 +54,10 @@ st.markdown(
     f"A {len(COMPARISON.hidden)}-hidden-layer network ({' → '.join(map(str, COMPARISON.hidden))} "
     f"neurons) learns the spiral for {COMPARISON_EPOCHS} epochs with each activation in turn, "
     f"with the same data, seed, learning rate ({COMPARISON.learning_rate}) and batch size "
-    f"({COMPARISON.batch_size}). Results are cached, so a second visit is instant."
+    f"({COMPARISON.batch_size}). Results are shared, so a second visit is instant."
 )
-if st.button("Train all eight", key="activations.train", type="primary"):
-    st.session_state["activations.trained"] = True
-if st.session_state.get("activations.trained"):
-    progress = st.progress(0.0, text="Training…")
-    st.caption("Interact with anything (for example the range slider) to stop early.")
-    rows = []
-    for i, name in enumerate(activations.NAMES):
-        progress.progress(
-            i / len(activations.NAMES), text=f"Training with {activations.LABELS[name]}…"
-        )
-        rows.append({"activation": activations.LABELS[name], **cached_activation_run(name)})
-    progress.progress(1.0, text="Done.")
-    table = pd.DataFrame(rows).sort_values("test loss")
+table = comparison_job()
+if table is not None:
     st.dataframe(
         table.style.format(
             {
@@ -81,11 +69,6 @@ if st.session_state.get("activations.trained"):
         ),
         hide_index=True,
         key="activations.table",
-    )
-else:
-    st.caption(
-        f"Training all eight takes several seconds on a shared machine "
-        f"({COMPARISON_EPOCHS} epochs each)."
     )
 
 st.subheader("What the real model's neurons receive")

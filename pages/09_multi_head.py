@@ -13,6 +13,7 @@ from components.questions import check_yourself
 from core.attention import (
     ATTENTION_CAP,
     HeadProfile,
+    first_layer_showing,
     head_roles,
     pattern_scores,
 )
@@ -43,6 +44,9 @@ trace = attention_trace(text)
 note_truncation(trace.truncated_from, trace.length)
 st.caption(f"Uses at most the first {ATTENTION_CAP} tokens of the prompt (here {trace.length}).")
 profile = mh.cached_profile(lm.model_id)
+if "multi_head.layer" not in st.session_state and "multi_head.layer" not in st.query_params:
+    # open on a layer whose heads the measurement names, not on layer 0's "mixed" ones
+    st.session_state["multi_head.layer"] = first_layer_showing(profile)
 if st.session_state.get("multi_head.layer", 0) > g.n_layers - 1:
     st.session_state["multi_head.layer"] = g.n_layers - 1
 if "multi_head.off" in st.session_state:  # drop heads a smaller model does not have

@@ -11,7 +11,7 @@ from components.frame import follow_shared_prompt, page_frame, show_code
 from components.models import get_trace
 from components.preamble import model_page, note_truncation, prompt_or_default
 from components.questions import check_yourself
-from components.tokens import code_span, percent, token_strip
+from components.tokens import percent, quoted, token_strip
 from core.inspect.trace import TRACE_TOKEN_CAP
 from core.lm_objective import alternatives, play, surprisal
 
@@ -78,7 +78,7 @@ def scores() -> None:
         token_strip(trace.tokens[max(0, alt_.position - 12) : alt_.position])
         rank = f"rank {alt_.actual_rank} in its list" if alt_.actual_rank else "not in its top 10"
         st.markdown(
-            f"the text continues with {code_span(alt_.actual)}, to which the model gave "
+            f"the text continues with {quoted(alt_.actual)}, to which the model gave "
             f"p = {percent(alt_.actual_prob)} ({rank}): surprisal "
             f"{alt_.actual_bits:.2f} bits."
         )

@@ -41,13 +41,11 @@ right.dataframe(
         "caught": st.column_config.NumberColumn(width="small"),
     },
 )
-clean, lost = recall[0], pdv.clean_dropped_by_source(docs, result)
+clean = recall[0]
 right.caption(
     f"{len(docs):,} documents: {clean.injected:,} distinct paragraphs of Python's "
     f"documentation and {len(docs) - clean.injected} injected. The filters also "
-    f"dropped {clean.dropped_any} real paragraphs, {lost['docs code']} of them code "
-    f"listings or grammar rules (rules written for prose see those as junk) and "
-    f"{lost['docs prose']} prose. Tokens counted with {lm.model_id}'s tokenizer."
+    f"dropped {pdv.lost_text(docs, result)}. Tokens counted with {lm.model_id}'s tokenizer."
 )
 
 drop_tab, dedup_tab, pii_tab, mix_tab, ppl_tab, own_tab = st.tabs(
@@ -82,7 +80,7 @@ with ppl_tab:
         ("pretraining_data", "perplexity", lm.model_id, per_kind, 32),
         lambda report: dp.score_perplexities(lm, lm.model_id, docs, sample, report),
         start_label=f"Score {len(sample)} documents with both models",
-        estimate_s=1.0 + len(sample) * pdv.LM_S_PER_DOC,
+        estimate_s=pdv.perplexity_estimate_s(len(sample)),
         caps=f"{len(sample)} documents, the first 32 tokens of each.",
     )
     if scored is not None:

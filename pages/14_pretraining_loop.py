@@ -65,7 +65,7 @@ log = run_job(
     ("pretraining_loop", kind, cp.get_lm().model_id if kind == "bpe" else "", cfg),
     cp.train_work(corpus, cfg),
     start_label="Train the tiny GPT",
-    estimate_s=pt.estimate_seconds(n_params, cfg),
+    estimate_s=pt.training_estimate_s(n_params, cfg),
     caps=f"At most {pt.STEP_CAP} steps; one CPU thread.",
     on_partial=cp.live_view,
 )

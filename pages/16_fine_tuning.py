@@ -80,7 +80,12 @@ compared = view.template_job(model_id, request)
 if compared is not None:
     c1, c2 = st.columns(2)
     c1.markdown("**Bare text** (no template: just a fragment of text to continue)")
-    c1.text(compared.plain_answer or "(nothing: its first token was the end-of-turn marker)")
+    c1.text(
+        compared.plain_answer.strip() or "(nothing: its first token was the end-of-turn marker)"
+    )
+    if compared.plain_forced:
+        c1.caption("The same bare text with the end-of-turn tokens forbidden, so it must go on:")
+        c1.text(compared.plain_forced)
     c2.markdown("**In the chat template** (the model answers as the assistant)")
     c2.text(compared.chat_answer or "(ended at once)")
 

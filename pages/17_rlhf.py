@@ -37,20 +37,14 @@ if problem:
     st.stop()
 
 st.subheader("1 · Preference pairs (label them yourself)")
-flipped = tuple(
-    st.multiselect(
-        "Training pairs where you prefer answer B",
-        range(data.n_train),
-        key="rlhf.flipped",
-        format_func=lambda i: f"{i + 1}. {data.pairs[i].prompt}",
-        help="Flip a label and the reward model below retrains on your labels at once.",
-    )
-)
-st.dataframe(view.pairs_frame(data, flipped), hide_index=True, width="stretch", height=210)
+flipped = view.labelling_cards(data)
 st.caption(
     f"{data.n_train} pairs train the reward model; the last {data.held_out} are held out "
-    f"to test it (their labels stay as shipped). You flipped {len(flipped)} label(s)."
+    f"to test it (their labels stay as shipped). You prefer B in {len(flipped)} pair(s); the "
+    "reward model below retrains on your labels at once."
 )
+with st.expander("All pairs in a table"):
+    st.dataframe(view.pairs_frame(data, flipped), hide_index=True, width="stretch")
 
 st.subheader("2 · A Bradley-Terry reward model")
 features = view.features_job(model_id)

@@ -6,11 +6,10 @@ import streamlit as st
 
 from components.decoding import (
     PAGE_DEFAULTS,
-    cached_beam,
-    cached_strategy,
     current_settings,
     distribution_section,
     results_section,
+    side_by_side_job,
     strategies,
 )
 from components.frame import page_frame, show_code
@@ -63,7 +62,8 @@ distribution_section(lm, trace, context_ids)
 st.subheader("Strategies side by side")
 st.markdown(
     "Each strategy continues the same prompt from the **same random seed**, using the "
-    "sliders above (top-k 50 when top-k is off). Same seed, same settings: same text."
+    "sliders above (top-k 50 when top-k is off). Same seed, same settings: same text. "
+    "“…” stands for the prompt, so a continuation's first space shows."
 )
 g1, g2, g3 = st.columns(3)
 n_runs = len(strategies(current_settings(), 0, 1.0)) + 1  # the samplers, then beam search
@@ -78,43 +78,13 @@ new_tokens = g1.slider(
 seed = g2.number_input("Seed", 0, 2**31 - 1, 0, key="decoding.seed")
 beams = g3.slider("Beam width", 1, 6, 3, key="decoding.beams")
 
-if st.button("Generate side by side", type="primary", key="decoding.generate"):
-    s = current_settings(new_tokens, int(seed))
-    plan = strategies(s, s.top_k, s.top_p)
-    rows = []
-    progress = st.progress(0.0, text="Generating…")
-    for i, (name, settings) in enumerate(plan.items()):
-        out = cached_strategy(model_id, context_ids, name, settings)
-        rows.append(
-            {
-                "strategy": out.strategy,
-                "output": out.text,
-                "tokens": out.tokens,
-                "mean p of chosen tokens": round(out.mean_prob, 3),
-                "settings": out.settings,
-            }
-        )
-        progress.progress((i + 1) / (len(plan) + 1), text=f"{name} done")
-    result = cached_beam(model_id, context_ids, int(beams), int(new_tokens))
-    progress.progress(1.0, text="Beam search done")
-    best = lm.tokenizer.decode(list(result.sequences[0]), clean_up_tokenization_spaces=False)
-    rows.append(
-        {
-            "strategy": f"Beam search (width {beams})",
-            "output": best,
-            "tokens": len(result.sequences[0]),
-            "mean p of chosen tokens": None,
-            "settings": f"best of {len(result.sequences)} by length-normalised log p",
-        }
-    )
-    st.session_state["decoding.results"] = (rows, result)
-
-if "decoding.results" in st.session_state:
-    results_section(lm, *st.session_state["decoding.results"])
+out = side_by_side_job(model_id, context_ids, current_settings(new_tokens, int(seed)), int(beams))
+if out is not None:
+    results_section(lm, *out)
 else:
     st.caption(
         f"Press the button to run all {n_runs}: the {n_runs - 1} sampling strategies, "
-        "then beam search. About as many seconds as new tokens on two cores."
+        "then beam search."
     )
 
 show_code(generation.filter_logits, generation.apply_top_p, generation.generate_stream)

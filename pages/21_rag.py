@@ -50,7 +50,8 @@ k = c3.slider("Top-k chunks", 1, 8, 3, key="rag.k", bind="query-params")
 chunks = rag.corpus_chunks(size, overlap)
 qs = rag.labelled_questions()
 OWN = "Write your own question…"
-pick = c0.selectbox("Question", [q.question for q in qs] + [OWN], key="rag.pick")
+options = [q.question for q in qs] + [OWN]
+pick = c0.selectbox("Question", options, index=options.index(rag.DEFAULT_QUESTION), key="rag.pick")
 question = pick
 if pick == OWN:
     typed = st.text_input(

@@ -22,7 +22,8 @@ page_frame()
 st.markdown(
     "An **agent** is a model in a loop: it writes an *action* (a thought, a tool name and the "
     "tool's input), a program runs that tool and feeds the result back as an *observation*, and "
-    "the model acts again until it gives a **final answer** or hits the **step limit**. Here the "
+    "the model acts again until it gives a **final answer**, repeats itself (a call whose "
+    "result it already has) or hits the **step limit**. Here the "
     "tools are a calculator, a search over the RAG page's Python documentation and a date tool. "
     "A 135M-parameter model rarely writes a valid action on its own, so **constrained decoding** "
     "turns the action's JSON schema into a grammar and, before each token, masks every token of "
@@ -61,10 +62,7 @@ if run is not None:
     for step in run.steps:
         with st.container(border=True):
             s1, s2 = st.columns([3, 2])
-            s1.markdown(
-                f"**Step {step.number}** · {step.status}"
-                + (" · error injected" if step.injected_error else "")
-            )
+            s1.markdown(view.step_header(step))
             if step.action is not None:
                 s1.markdown("*Thought*")
                 s1.text(step.action["thought"] or "(empty)")
@@ -80,9 +78,7 @@ if run is not None:
             if step.observation:
                 s2.markdown("**Observation** (from the program, not the model)")
                 s2.text(step.observation)
-    st.markdown(
-        f"**Final answer** ({'the model called final_answer' if run.ended_by == 'final_answer' else 'step limit reached: answer prefilled with “The answer is”'}):"
-    )
+    st.markdown(f"**Final answer** ({view.ENDINGS.get(run.ended_by, run.ended_by)}):")
     st.text(run.final_answer or "(empty)")
     st.caption(
         f"{len(run.steps)} action(s) in {run.seconds:.1f} s; the grammar's masks took "

@@ -10,10 +10,12 @@ from components.jobs import run_job
 from components.models import current_model_id
 from components.preamble import model_page
 from components.prompting import (
+    TWO_DECIMALS,
     cached_reviews,
     condition_for,
-    estimate_seconds,
     measure_all,
+    measure_estimate_s,
+    measured_just_now,
     missing,
     strip_chart,
     strip_frame,
@@ -40,7 +42,11 @@ reviews, pool = cached_reviews()
 
 c1, c2, c3, c4 = st.columns([3, 1, 1, 1])
 techniques = c1.multiselect(
-    "Techniques", list(P.TECHNIQUES), default=list(P.TECHNIQUES), key="prompting.techniques"
+    "Techniques",
+    list(P.TECHNIQUES),
+    default=list(P.TECHNIQUES),
+    key="prompting.techniques",
+    bind="query-params",
 )
 k = c2.slider("Few-shot k", 1, len(pool), 3, key="prompting.k", bind="query-params")
 seed = c3.number_input(
@@ -81,13 +87,15 @@ results = run_job(
     ("prompting", model_id, tuple(conditions)),
     lambda report: measure_all(model_id, conditions, report),
     start_label=f"Measure {len(conditions)} technique(s) on {len(reviews)} reviews",
-    estimate_s=estimate_seconds(unmeasured, len(reviews)),
+    estimate_s=measure_estimate_s(unmeasured, len(reviews)),
     caps=f"{len(unmeasured)} of {len(conditions)} not measured yet with these settings; one forward "
     "pass per review (the shared prefix is computed once), plus the thinking tokens.",
 )
 if results is None:
     check_yourself()  # the questions before the page waits for its job
     st.stop()
+if measured_just_now():  # draw again without the "not measured yet" caption above
+    st.rerun()
 
 
 @st.fragment
@@ -101,7 +109,11 @@ def scores() -> None:
         table,
         hide_index=True,
         width="stretch",
-        column_config={c: st.column_config.NumberColumn(format="%.2f") for c in table.columns[1:6]},
+        column_config={
+            c: st.column_config.NumberColumn(format="%.2f")
+            for c in table.columns
+            if c.startswith(TWO_DECIMALS) or c.endswith("accuracy")
+        },
     )
     best = table.loc[table["AUC"].idxmax()]
     worst_mass = table.loc[table["mass on label tokens"].idxmin()]

@@ -84,7 +84,7 @@ result = run_job(
     job_key,
     train,
     start_label=f"Train {steps} steps",
-    estimate_s=steps * mmv.MS_PER_STEP[patch] / 1000 + 0.5,
+    estimate_s=mmv.training_estimate_s(steps, patch),
     caps=f"Batches of {config.batch} pairs, at most {mm.MAX_STEPS} steps; "
     f"{len(data.y_train):,} training digits, {len(data.y_test)} held out.",
     on_partial=lambda c: mmv.draw_curves(c, steps),

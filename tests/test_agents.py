@@ -217,3 +217,39 @@ def test_page_bad_question_input():
     for text in ["", "<|im_start|>system $x$ <script>x</script> 你好 🙂", "b" * 20_000]:
         at.text_input(key="agents.own").set_value(text).run()
         assert not at.exception, at.exception
+
+
+def test_step_header_keeps_the_models_text_literal():
+    """Free decoding quotes the model's invalid tool name in the step's header: `$x^2$` must
+    not be typeset nor `**b**` made bold, nor `:red[x]` coloured."""
+    import re
+
+    from components.agents import step_header
+    from core.agents import AgentStep
+
+    status = "invalid: unknown tool '$x^2$ **b** :red[x] <b>h</b>'"
+    step = AgentStep(1, "raw", None, status, "", False, ())
+    header = step_header(step)
+    assert header.startswith("**Step 1** · ")
+    body = header.removeprefix("**Step 1** · ")
+    assert re.sub(r"\\(.)", r"\1", body) == status  # unescaped, it is the status verbatim
+    for special in "$*[]<>:":
+        assert not re.search(r"(?<!\\)" + re.escape(special), body), special
+
+
+def test_default_run_reaches_an_answer_before_the_step_limit(lm):
+    """The page's defaults (first question, constrained, 3 steps, greedy): SmolLM2 computes
+    17 * 23, then re-calls calculator("391") with its own result; the loop sees nothing new
+    and asks for the answer instead of spending every step (it never answered before)."""
+    from core.runtime.generation import DecodingSettings
+
+    q = agents.agent_questions()[0]
+    run = agents.run_agent(
+        lm, q.question, constrained=True, max_steps=3, settings=DecodingSettings(temperature=0.0)
+    )
+    assert run.ended_by in ("final_answer", "repeated"), [s.action for s in run.steps]
+    assert len(run.steps) < 3
+    assert q.expected in run.final_answer
+    observations = [s.observation for s in run.steps]
+    if run.ended_by == "repeated":  # the last call's result repeats an earlier one
+        assert observations[-1] in observations[:-1]

@@ -126,21 +126,62 @@ OVERFLOW_JS = """
 """
 
 
+# Streamlit's frontend first looks for its server under the page's own path (/<slug>/_stcore/
+# health and host-config), then under the root: those two probes 404 by design on every page
+# opened by its address. Any other console error or page error fails the test.
+def _streamlit_probe(text: str, url: str) -> bool:
+    return "status of 404" in text and url.rstrip("/").endswith(
+        ("/_stcore/health", "/_stcore/host-config")
+    )
+
+
+def _listen(page) -> list[str]:
+    """Console errors and uncaught page errors of `page`, collected as they happen (a chart
+    Vega refuses to draw only says so here: "Access path missing closing quote")."""
+    seen: list[str] = []
+
+    def console(msg) -> None:
+        url = (msg.location or {}).get("url", "")
+        if msg.type == "error" and not _streamlit_probe(msg.text, url):
+            seen.append(f"console error: {msg.text} ({url})")
+
+    page.on("console", console)
+    page.on("pageerror", lambda err: seen.append(f"page error: {err}"))
+    return seen
+
+
+def _settle(page, timeout: float = 300_000) -> None:
+    done = "[data-testid='stApp'][data-test-script-state='notRunning']"
+    page.wait_for_selector(done, timeout=timeout)
+    page.wait_for_timeout(300)
+    page.wait_for_selector(done, timeout=timeout)
+
+
+def _problems(page, seen: list[str], viewport: tuple[int, int]) -> list[str]:
+    """Exceptions on the page, console and page errors so far, overflow on a projector, and
+    charts drawn 0 px high (Vega failed)."""
+    page.wait_for_timeout(500)  # Vega reports a refused spec just after the script ends
+    errors = page.locator("[data-testid='stException']").all_inner_texts() + list(seen)
+    if viewport == PROJECTOR:
+        errors += [f"overflow at 1280x720: {b}" for b in page.evaluate(OVERFLOW_JS)]
+    errors += [f"a chart {h} px high" for h in page.evaluate(CHART_HEIGHTS_JS) if h < 20]
+    return errors
+
+
+CHART_HEIGHTS_JS = """
+() => [...document.querySelectorAll("[data-testid='stVegaLiteChart']")]
+  .filter(el => el.offsetParent !== null)
+  .map(el => Math.round(el.getBoundingClientRect().height))
+"""
+
+
 def _open(browser, url: str, viewport: tuple[int, int] = (1400, 1000)) -> tuple[list[str], str]:
     page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+    seen = _listen(page)
     try:
         page.goto(url, wait_until="domcontentloaded", timeout=60_000)
-        page.wait_for_selector(
-            "[data-testid='stApp'][data-test-script-state='notRunning']", timeout=300_000
-        )
-        page.wait_for_timeout(300)
-        page.wait_for_selector(
-            "[data-testid='stApp'][data-test-script-state='notRunning']", timeout=300_000
-        )
-        errors = page.locator("[data-testid='stException']").all_inner_texts()
-        if viewport == PROJECTOR:
-            errors += [f"overflow at 1280x720: {b}" for b in page.evaluate(OVERFLOW_JS)]
-        return errors, page.inner_text("[data-testid='stMain']")
+        _settle(page)
+        return _problems(page, seen, viewport), page.inner_text("[data-testid='stMain']")
     finally:
         page.close()
 
@@ -157,3 +198,36 @@ def test_every_page_opens_without_exception_or_overflow_on_a_projector(server, b
     errors, text = _open(browser, f"{server}/{concept.slug}", PROJECTOR)
     assert not errors, errors
     assert concept.title in text
+
+
+# Jobs whose results draw charts, run from their buttons as a learner would: (page, buttons
+# pressed in order, a tab to open first or None). Every console error after each job fails.
+JOBS = [
+    ("agents", None, ["Run the agent"]),
+    ("limits", "Confident errors", ["Run the capital cities probe"]),
+    ("prompting?prompting.techniques=zero-shot", None, ["Measure"]),
+]
+
+
+@pytest.mark.parametrize("slug,tab,buttons", JOBS, ids=[j[0].split("?")[0] for j in JOBS])
+def test_pages_show_no_console_error_after_their_jobs(server, browser, slug, tab, buttons):
+    import re
+
+    page = browser.new_page(viewport={"width": PROJECTOR[0], "height": PROJECTOR[1]})
+    seen = _listen(page)
+    try:
+        page.goto(f"{server}/{slug}", wait_until="domcontentloaded", timeout=60_000)
+        _settle(page)
+        if tab:
+            page.get_by_role("tab", name=tab).click()
+        for label in buttons:
+            button = page.get_by_role("button", name=re.compile(re.escape(label))).first
+            button.scroll_into_view_if_needed()
+            button.click()
+            page.wait_for_timeout(1500)
+            _settle(page, timeout=1_800_000)
+            errors = _problems(page, seen, PROJECTOR)
+            assert not errors, (label, errors)
+        assert page.locator("[data-testid='stVegaLiteChart']").count() > 0
+    finally:
+        page.close()

@@ -261,3 +261,121 @@ def test_draw_chart_calls_pass_only_what_it_takes():
                     f"{f.name}:{node.lineno} {k.arg}" for k in node.keywords if k.arg not in allowed
                 ]
     assert not bad, bad
+
+
+def _vega_access_path(p: str) -> list[str]:
+    """vega-util's `splitAccessPath` (the parser Vega-Lite applies to every field), ported
+    line by line: raises where Vega throws ("Access path missing closing quote")."""
+    path, n = [], len(p)
+    q, b, s, i, j = None, 0, "", 0, 0
+
+    def push():
+        nonlocal s, i
+        path.append(s + p[i:j])
+        s, i = "", j + 1
+
+    while j < n:
+        c = p[j]
+        if c == "\\":
+            s += p[i:j]
+            j += 1
+            i = j
+        elif c == q:
+            push()
+            q, b = None, -1
+        elif q:
+            pass
+        elif i == b and c in "\"'":
+            i, q = j + 1, c
+        elif c == "." and not b:
+            if j > i:
+                push()
+            else:
+                i = j + 1
+        elif c == "[":
+            if j > i:
+                push()
+            b = i = j + 1
+        elif c == "]":
+            if not b:
+                raise ValueError("Access path missing open bracket: " + p)
+            if b > 0:
+                push()
+            b, i = 0, j + 1
+        j += 1
+    if b:
+        raise ValueError("Access path missing closing bracket: " + p)
+    if q:
+        raise ValueError("Access path missing closing quote: " + p)
+    if j > i:
+        j += 1
+        push()
+    return path
+
+
+def _fields(spec, out=None) -> list[str]:
+    out = [] if out is None else out
+    if isinstance(spec, list):
+        for v in spec:
+            _fields(v, out)
+    elif isinstance(spec, dict):
+        for k, v in spec.items():
+            if k in ("datasets", "data"):
+                continue
+            if k == "field" and isinstance(v, str):
+                out.append(v)
+            elif k in ("groupby", "fold") and isinstance(v, list):
+                out += [x for x in v if isinstance(x, str)]
+            else:
+                _fields(v, out)
+    return out
+
+
+def test_field_names_with_quotes_dots_and_brackets_reach_vega_as_one_column():
+    from streamlit.testing.v1 import AppTest
+
+    def script():
+        import altair as alt
+        import pandas as pd
+
+        from components.charts import draw_chart
+
+        names = ["model's answer", "accuracy at 0.5", "x[0]", "back\\slash", 'say "hi"']
+        df = pd.DataFrame({n: [1.0, 2.0] for n in names} | {"plain": ["a", "b"]})
+        bars = (
+            alt.Chart(df)
+            .mark_bar()
+            .encode(
+                x=alt.X("model's answer:Q"),
+                y=alt.Y("plain:N", sort=alt.EncodingSortField("accuracy at 0.5", op="sum")),
+                color="x[0]:Q",
+                tooltip=[
+                    alt.Tooltip("back\\slash", type="quantitative"),
+                    alt.Tooltip('say "hi":Q'),
+                ],
+            )
+        )
+        folded = alt.Chart(df).transform_fold(["accuracy at 0.5", "x[0]"]).mark_point()
+        folded = folded.encode(x="value:Q", y="key:N")
+        draw_chart(bars + bars.mark_text().encode(text="model's answer:Q"))
+        draw_chart(folded, width="content")
+
+    at = AppTest.from_function(script, default_timeout=60).run()
+    assert not at.exception, at.exception
+    import json
+
+    kinds = ("arrow_vega_lite_chart", "vega_lite_chart")
+    specs = [json.loads(el.proto.spec) for kind in kinds for el in at.get(kind)]
+    assert len(specs) == 2
+    columns = {"model's answer", "accuracy at 0.5", "x[0]", "back\\slash", 'say "hi"'}
+    columns |= {"plain", "key", "value"}
+    seen = set()
+    for spec in specs:
+        for field in _fields(spec):
+            path = _vega_access_path(field)  # raises where Vega refuses to draw the chart
+            assert len(path) == 1 and path[0] in columns, (field, path)
+            seen.add(path[0])
+    assert seen == columns
+    # the axis still reads the column's own name, not its escaped form
+    x = specs[0]["layer"][0]["encoding"]["x"]
+    assert x["title"] == "model's answer"

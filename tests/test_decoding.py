@@ -223,3 +223,23 @@ def test_page_defaults_make_every_strategy_a_different_sampler():
     plan = strategies(s, s.top_k, s.top_p)
     settings = list(plan.values())
     assert len(plan) == 5 and len(set(settings)) == 5  # frozen dataclasses compare by value
+
+
+def test_beams_are_shown_from_where_they_part_and_tree_labels_fit_their_column():
+    from components.decoding import beam_lines, beam_tree_chart
+    from core.decoding import BeamNode, BeamResult
+
+    class Tok:
+        def decode(self, ids, clean_up_tokenization_spaces=False):
+            return "".join(f" w{i}" for i in ids)
+
+    res = BeamResult(
+        sequences=((1, 2, 3, 4), (1, 2, 3, 5), (1, 2, 6)),
+        scores=(-0.5, -0.6, -0.7),
+        tree=tuple(BeamNode(s, 0, 0 if s else -1, s + 1, f" w{s}", -s) for s in range(4)),
+    )
+    shared, lines = beam_lines(res, Tok())
+    assert shared == " w1 w2"  # the common start once, then each beam from where it differs
+    assert [ln.split("…", 1)[1] for ln in lines] == [" w3 w4", " w3 w5", " w6"]
+    layer = beam_tree_chart(res, Tok()).to_dict()["layer"][1]
+    assert "width / 4" in layer["mark"]["limit"]["expr"]  # 4 steps share the plot's width

@@ -35,6 +35,12 @@ def test_neuron_page_formula_plane_and_real_neuron():
     np.testing.assert_allclose(line["x1"], 0.5, atol=1e-9)  # the line 2·x1 - 1 = 0
     caption = next(c.value for c in at.caption if "match the model" in c.value)
     assert float(re.search(r"within ([0-9.e+-]+)\.", caption).group(1)) < 1e-4
+    # it opens on a neuron with a pattern: its top-activating tokens on the sample text are
+    # mostly one token (neuron 0's are scattered), by the page's own table
+    top = next(d.value for d in at.dataframe if "activation" in d.value.columns)
+    assert at.number_input(key="neuron.index").value != 0
+    assert top["token"].value_counts().iloc[0] >= len(top) // 2, top["token"].tolist()
+    assert not at.warning  # no "default value also set via Session State" warning
     strip_before = _html(at)
     at.number_input(key="neuron.index").set_value(7).run()
     assert not at.exception and _html(at) != strip_before

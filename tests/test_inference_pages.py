@@ -171,8 +171,11 @@ def test_needle_probe_runs_as_a_job_and_charts_each_trial(page20):
     assert not at.exception, at.exception
     cells = chart_data(at, "recall")
     assert sorted(cells["d"].tolist()) == [0.0, 1.0]
+    # one grid: the live chart of the run that just ended, not a second copy under it
+    assert len(all_chart_data(at, "recall")) == 1
     found = int(cells["recall"].sum())
     assert _metric(at, "Recall") == f"{found / 2:.0%}"
     at.run()  # the next rerun (or learner) reads the stored result instead of a start button
     assert any("shared by everyone" in c.value for c in at.caption)
+    assert len(all_chart_data(at, "recall")) == 1
     assert not [b for b in at.button if b.label.startswith("Run 2 trials")]

@@ -151,3 +151,17 @@ def test_boundary_points_never_leave_the_plot_frame():
     heat, points = spec["layer"]
     assert heat["encoding"]["x"]["scale"]["domain"] == [-6, 6]
     assert points["mark"]["clip"] is True  # points beyond the ±6 domain are cut at the frame
+
+
+def test_loss_dots_at_epoch_0_are_drawn_inside_the_plot():
+    """At epoch 0 the dots are the only values, so the highest sits on the y domain's top: the
+    scale pads the domain by more than a dot's radius (Vega-Lite's continuous-scale padding)."""
+    import math
+
+    from components.playground import loss_spec
+
+    spec = loss_spec(300)
+    y = spec["encoding"]["y"] if "encoding" in spec else spec["layer"][0]["encoding"]["y"]
+    dot = next(lyr["mark"] for lyr in spec["layer"] if lyr["mark"]["type"] == "circle")
+    radius = math.sqrt(dot["size"] / math.pi)
+    assert y["scale"]["padding"] > radius and y["scale"]["zero"] is True

@@ -131,6 +131,12 @@ def test_guessing_game_keeps_score(lm):
     at.text_input(key="lm_objective.guess").input("zzzz-not-a-token")
     at.button(key="lm_objective.submit").click().run()
     assert _metric(at, "you") == "1 / 2" and int(_metric(at, "tokens left")) == left - 2
+    # tokens in the feedback are quoted: a lone "," is a token, not the sentence's comma
+    from components.tokens import visible
+
+    feedback = next(m.value for m in at.markdown if "you typed" in m.value)
+    assert f"you typed “`{visible('zzzz-not-a-token')}`”" in feedback
+    assert f"next token was “`{visible(trace.tokens[start + 1])}`”" in feedback
     at.button(key="lm_objective.restart").click().run()
     assert _metric(at, "you") == "0 / 0"
 

@@ -80,3 +80,20 @@ def test_multi_head_page_states_its_measurement_and_the_shared_key_values(page, 
             (p for p in A.HeadProfile.PRIORITY if row[p] >= A.HEAD_LABEL_THRESHOLD), "mixed"
         )
         assert row["role"] == expected, head
+
+
+def test_page_opens_on_the_first_layer_with_a_previous_token_head(page):
+    """Layer 0 is all 'mixed' on SmolLM2: the page opens where its own table names a head."""
+    at = page
+    layer = at.slider(key="multi_head.layer").value
+    table = next(d.value for d in at.dataframe if "induction lowest seed" in d.value.columns)
+    assert (table["previous-token"] >= A.HEAD_LABEL_THRESHOLD).any()  # this layer shows one
+    from components.multi_head import cached_profile
+
+    prof = cached_profile(
+        at.session_state["shared.model"]
+        if "shared.model" in at.session_state
+        else "HuggingFaceTB/SmolLM2-135M-Instruct"
+    )
+    before = prof.previous[:layer] >= A.HEAD_LABEL_THRESHOLD
+    assert not before.any()  # and it is the first such layer

@@ -185,3 +185,20 @@ def test_digit_snapshot_equals_scikit_learns_split():
         (ours.y_test, ref.y_test),
     ):
         assert a.dtype == b.dtype and np.array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "own,other,t", [(0.6149, 0.1851, 0.05124), (0.5, 0.1, 0.05), (0.33349, 0.28151, 0.01)]
+)
+def test_logit_gap_is_the_one_the_shown_numbers_give(own, other, t):
+    """Redoing the division with the numbers printed gives the printed gap (it read 8.4 beside
+    rounded values that give 8.3)."""
+    import re
+
+    from components.multimodal import gap_text
+
+    text = gap_text(own, other, t)
+    a, b, temp = (float(x) for x in re.findall(r"\d+\.\d+", text)[:3])
+    gap = float(re.search(r"= (\d+\.\d) logits", text).group(1))
+    assert f"{(a - b) / temp:.1f}" == f"{gap:.1f}"
+    assert abs(gap - (own - other) / t) <= 0.06 + abs((own - other) / t) * 0.01

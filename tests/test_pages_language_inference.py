@@ -161,6 +161,18 @@ def test_top_k_top_p_min_p_remove_tokens(dec_page):
     assert kept_p < everything and kept_min < everything
 
 
+def _start(at, label: str):
+    return next(b for b in at.button if b.label.startswith(label))
+
+
+def _side_by_side():
+    """The latest side-by-side result in the job store (rows, beam search)."""
+    from components.jobs import job_store
+
+    keys = [k for k in job_store().results.sizes() if k[:2] == ("decoding", "side_by_side")]
+    return job_store().get(keys[-1]).value
+
+
 def test_side_by_side_is_reproducible_and_greedy_matches_the_core_loop(dec_page, lm):
     from dataclasses import replace
 
@@ -172,18 +184,23 @@ def test_side_by_side_is_reproducible_and_greedy_matches_the_core_loop(dec_page,
     runs = int(re.search(r"run all (\d+)", promised).group(1))
     at.slider(key="decoding.new_tokens").set_value(6).run()
     at.slider(key="decoding.beams").set_value(2).run()
-    at.button(key="decoding.generate").click().run(timeout=600)
+    _start(at, "Generate side by side").click().run(timeout=600)
     assert not at.exception
-    first = pd.DataFrame(at.session_state["decoding.results"][0])
+    first = pd.DataFrame(_side_by_side()[0])
     assert len(first) == runs == 6 and len(at.dataframe[0].value) == runs
     # at the page's default sliders the five samplers differ, so their texts differ too
     assert first["output"][:5].nunique() == 5, first["output"].tolist()
-    shown = [t.value.strip() for t in at.text]
-    assert all(out.strip() in shown for out in first["output"] if out.strip())
-    ids = at.session_state["decoding.results"][1]
+    # each continuation exactly as generated, after "…" for the prompt: its leading space kept
+    # (st.text strips a text's leading whitespace, so the bare output lost it)
+    shown = [t.value for t in at.text]
+    assert all("…" + out.rstrip() in shown for out in first["output"] if out.strip())
+    assert any(out.startswith(" ") for out in first["output"])
+    ids = _side_by_side()[1]
     assert ids.sequences  # beam search returned sequences and a tree chart was drawn
-    at.button(key="decoding.generate").click().run(timeout=600)
-    again = pd.DataFrame(at.session_state["decoding.results"][0])
+    at.run()  # the next rerun offers to run it again
+    _start(at, "Run again").click().run()  # forget the shared result...
+    _start(at, "Generate side by side").click().run(timeout=600)  # ...and generate again
+    again = pd.DataFrame(_side_by_side()[0])
     assert again["output"].tolist() == first["output"].tolist()
     prompt_ids = lm.tokenizer(at.session_state["shared.prompt"], add_special_tokens=False)[
         "input_ids"

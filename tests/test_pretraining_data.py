@@ -254,3 +254,44 @@ def test_mixture_weights_move_tokens_and_epochs(page):
         at.slider(key=f"pretraining_data.w.{source}").set_value(0).run()
     assert any("All weights are 0" in i.value for i in at.info)
     assert not at.exception
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "🍕 🚀 👩🏽‍💻 🎉 🍕 🚀",
+        "\x00" * 40,
+        "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor",
+    ],
+)
+def test_text_without_a_stop_word_shows_no_english_and_fails_the_language_filter(text):
+    """No stop word of any language: no evidence of English (it read "English share 100 %"
+    and passed)."""
+    lang, share = dp.language_of(text)
+    assert (lang, share) == ("unknown", 0.0)
+    assert dp.language_reason(text, dp.Thresholds()) is not None
+    assert dp.language_reason(text, dp.Thresholds(min_english=0.0)) is None  # filter off
+
+
+def test_caption_and_lsh_sentence_are_computed_from_the_run():
+    from components.pretraining_data import collision_text, lost_text
+
+    docs, result, _, _ = _run()
+    by_id = {d.id: d for d in docs}
+    lost = [(by_id[x.doc_id].source, x.stage) for x in result.dropped]
+    lost = [
+        (src, stage)
+        for (src, stage), x in zip(lost, result.dropped)
+        if by_id[x.doc_id].kind == "clean"
+    ]
+    code_dups = sum(src == "docs code" and stage.endswith("dedup") for src, stage in lost)
+    code_all = sum(src == "docs code" for src, stage in lost)
+    text = lost_text(docs, result)
+    assert f"{code_all} code listings or grammar rules ({code_all - code_dups} by rules" in text
+    assert f", {code_dups} as near or exact duplicates" in text
+    t = dp.Thresholds()
+    rows = t.num_perm // t.bands
+    sentence = collision_text(t.bands, rows, t.jaccard)
+    for s in (0.5, 0.8, 0.9):
+        assert f"{1 - (1 - s**rows) ** t.bands:.0%} at {s:.2f}" in sentence
+    assert "almost always" not in sentence

@@ -117,6 +117,11 @@ def test_page_measures_and_the_threshold_moves_accuracy():
     assert start, [b.label for b in at.button]
     start[0].click().run(timeout=1800)  # a loaded shared machine can take minutes
     assert not at.exception
+    assert not [c.value for c in at.caption if "not measured yet" in c.value]  # it was
+    # one accuracy column at the default 0.5, not "accuracy at 0.5" beside "accuracy at 0.50"
+    assert [c for c in at.dataframe[0].value.columns if c.startswith("accuracy at")] == [
+        "accuracy at 0.5"
+    ]
     points = chart_frames(at)[0][0]
     assert len(points) == 30 and points["p(positive)"].between(0, 1).all()
     table = at.dataframe[0].value
@@ -128,7 +133,9 @@ def test_page_measures_and_the_threshold_moves_accuracy():
         assert row["accuracy at 0.5"] == pytest.approx(acc)
     at.slider(key="prompting.threshold").set_value(0.0).run()
     table = at.dataframe[0].value
-    assert (table["accuracy at 0.00"] == 0.5).all()  # everything called positive: 15 of 30
+    assert (
+        table["accuracy at your threshold 0.00"] == 0.5
+    ).all()  # everything called positive: 15 of 30
 
 
 def test_page_survives_a_hostile_template():

@@ -108,7 +108,11 @@ def test_bm25_recall_at_5_on_the_labelled_questions():
     assert r5 >= BM25_RECALL5_500
     hits = sum(1 for r in res.first_gold_rank["bm25"] if r <= 5)
     assert r5 == pytest.approx(hits / len(rag.labelled_questions()))  # from the stored ranks
-    assert res.context_tokens[0] < res.context_tokens[1] < res.context_tokens[2]
+    assert (
+        res.context_tokens["bm25"][0]
+        < res.context_tokens["bm25"][1]
+        < res.context_tokens["bm25"][2]
+    )
 
 
 def test_dense_retrieval_finds_gold_chunks_among_distractors(encoder):
@@ -204,3 +208,51 @@ def test_page_own_question_bad_input():
         at.text_input(key="rag.own").set_value(text).run()
         assert not at.exception, at.exception
     assert any("first 300 characters" in i.value for i in at.info)
+
+
+def test_context_tokens_are_counted_over_each_methods_own_top_k(monkeypatch):
+    """Dense and hybrid put other chunks in the prompt than BM25: each method's context cost
+    is the mean token count of its own top k (the page showed BM25's under all three)."""
+    chunks = rag.corpus_chunks(500, 50)
+    rng = np.random.default_rng(1)
+    emb = rng.normal(size=(len(chunks), 8)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    monkeypatch.setattr(
+        rag,
+        "embed_texts",
+        lambda enc, texts: np.random.default_rng(len(texts)).normal(size=(len(texts), 8)),
+    )
+    count = lambda t: len(t.split())  # noqa: E731
+    ks = (1, 3)
+    res = rag.evaluate_recall(500, 50, emb, object(), count, ks=ks)
+    qs = rag.labelled_questions()
+    qvecs = rag.embed_texts(None, [q.question for q in qs])
+    bm25 = rag.corpus_bm25(500, 50)
+    for m in ("bm25", "dense", "hybrid"):
+        orders = [rag.retrieve(q.question, bm25, emb, v).orders[m] for q, v in zip(qs, qvecs)]
+        want = [
+            np.mean([sum(count(chunks[int(i)].text) for i in o[:k]) for o in orders]) for k in ks
+        ]
+        assert res.context_tokens[m] == pytest.approx(want)
+    assert res.context_tokens["dense"] != res.context_tokens["bm25"]
+
+
+def test_at_the_defaults_retrieval_turns_a_wrong_answer_right(lm):
+    """The page opens on a question the model gets wrong alone and right with BM25's top 3
+    (500-character chunks, 50 overlap, the page's defaults before the dense index exists);
+    on its first question retrieval made the answer worse."""
+    from apptest_util import open_page
+
+    at = open_page("pages/21_rag.py")
+    assert at.selectbox(key="rag.pick").value == rag.DEFAULT_QUESTION
+    size, overlap, k = (
+        at.select_slider(key="rag.size").value,
+        at.select_slider(key="rag.overlap").value,
+        at.slider(key="rag.k").value,
+    )
+    gold = next(q for q in rag.labelled_questions() if q.question == rag.DEFAULT_QUESTION)
+    chunks = rag.corpus_chunks(size, overlap)
+    order = rag.retrieve(gold.question, rag.corpus_bm25(size, overlap), None, None).orders["bm25"]
+    context = tuple(chunks[int(i)].text for i in order[:k])
+    assert rag.contains_answer(rag.answer(lm, gold.question, context).text, gold.answer)
+    assert not rag.contains_answer(rag.answer(lm, gold.question, ()).text, gold.answer)

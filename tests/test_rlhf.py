@@ -132,7 +132,28 @@ def test_page_trains_reward_model_and_reacts_to_labels():
 
     # the learner flips every training label: the reward model turns against held-out labels
     n_train = rlhf.load_pairs().n_train
-    at.multiselect(key="rlhf.flipped").set_value(list(range(n_train))).run()
+    at.session_state["rlhf.choices"] = dict.fromkeys(range(n_train), "B")
+    at.run()
     assert not at.exception, at.exception
     held_after = {m.label: m.value for m in at.metric}["Held-out pairs ranked right"]
     assert int(held_after.rstrip("%")) < int(held_before.rstrip("%"))
+
+
+def test_labelling_cards_show_both_answers_and_count_the_learners_labels():
+    """One pair at a time, answers A and B side by side as text, a button under each; a click
+    labels the pair, moves on and counts ("labelled 1 of 32")."""
+    from apptest_util import open_page
+
+    data = rlhf.load_pairs()
+    at = open_page("pages/17_rlhf.py")
+    assert not at.exception, at.exception
+    texts = [t.value for t in at.text]
+    assert data.pairs[0].chosen.strip() in texts and data.pairs[0].rejected.strip() in texts
+    assert any(f"Labelled 0 of {data.n_train}" in str(p.proto) for p in at.get("progress"))
+    at.button(key="rlhf.pickB").click().run()
+    assert not at.exception, at.exception
+    assert at.session_state["rlhf.choices"] == {0: "B"}
+    assert any(f"Labelled 1 of {data.n_train}" in str(p.proto) for p in at.get("progress"))
+    texts = [t.value for t in at.text]
+    assert data.pairs[1].chosen.strip() in texts  # the next pair is shown
+    assert any("prefer B in 1 pair" in c.value for c in at.caption)

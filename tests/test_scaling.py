@@ -121,3 +121,24 @@ def test_page_sweep_runs_from_its_button(monkeypatch):
     fit = df[df.kind == "fit"].sort_values("compute")
     assert fit["loss"].iloc[-1] < fit["loss"].iloc[0]  # the fitted frontier falls with compute
     assert any("Fitted frontier" in m.value for m in at.markdown)
+
+
+def test_page_reaches_table_3_says_its_ratios_and_gaps_and_small_budgets_in_hours():
+    from apptest_util import open_page
+
+    at = open_page("pages/15_scaling.py")
+    assert not at.exception, at.exception
+    slider = at.slider(key="scaling.log_c")
+    assert slider.max >= math.log10(1.30e28)  # Table 3's last row (10T parameters)
+    text = " ".join(m.value for m in at.markdown)
+    assert "test suite" not in text  # the page speaks to a learner, not about its tests
+    for table in (sc.TABLE_3_APPROACH_1, sc.TABLE_A3_APPROACH_2):
+        ratios = [d / n for n, _, d in table]
+        assert f"{min(ratios):.0f} to {max(ratios):.0f}" in text
+    gaps_n = [abs(sc.CHINCHILLA.optimal(c)[0] / n - 1) for n, c, _ in sc.TABLE_A3_APPROACH_3]
+    assert f"{min(gaps_n):.0%} to {max(gaps_n):.0%}" in text
+    slider.set_value(18.0).run()
+    text = " ".join(m.value for m in at.markdown)
+    assert "0.0 days" not in text
+    seconds = 1e18 / (1024 * sc.GPU_PEAK_FLOPS[at.selectbox(key="scaling.gpu").value] * 0.4)
+    assert seconds < 120 and f"{seconds:,.1f} seconds" in text

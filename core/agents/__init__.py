@@ -15,6 +15,7 @@ import json
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -134,8 +135,12 @@ def parse_action(text: str) -> tuple[dict | None, str]:
 
 # --- grammar-constrained decoding with llguidance --------------------------------------------
 
+# A per-process resource kept outside the caching rule's Streamlit caches because core never
+# imports streamlit: at most LL_KEEP tokenizers' views (one per loaded model), each checked to
+# belong to the very tokenizer object asking (an id alone can be reused after a model is freed).
 _LL_LOCK = threading.Lock()
-_LL_TOKENIZERS: dict[int, object] = {}
+_LL_TOKENIZERS: dict[int, tuple[weakref.ref, object]] = {}
+LL_KEEP = 4
 
 
 def ll_tokenizer(lm: LoadedModel) -> object:
@@ -144,14 +149,19 @@ def ll_tokenizer(lm: LoadedModel) -> object:
 
     with _LL_LOCK:
         key = id(lm.tokenizer)
-        if key not in _LL_TOKENIZERS:
-            _LL_TOKENIZERS[key] = llguidance.hf.from_tokenizer(
+        found = _LL_TOKENIZERS.get(key)
+        if found is None or found[0]() is not lm.tokenizer:
+            view = llguidance.hf.from_tokenizer(
                 lm.tokenizer, n_vocab=int(lm.model.config.vocab_size)
             )
-        return _LL_TOKENIZERS[key]
+            _LL_TOKENIZERS.pop(key, None)
+            while len(_LL_TOKENIZERS) >= LL_KEEP:
+                del _LL_TOKENIZERS[next(iter(_LL_TOKENIZERS))]  # the oldest
+            _LL_TOKENIZERS[key] = (weakref.ref(lm.tokenizer), view)
+        return _LL_TOKENIZERS[key][1]
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=4)  # tiny and bounded: a grammar string per schema (there is one)
 def action_grammar(schema_json: str = json.dumps(ACTION_SCHEMA)) -> str:
     import llguidance
 
@@ -207,7 +217,7 @@ class AgentRun:
     constrained: bool
     steps: tuple[AgentStep, ...]
     final_answer: str
-    ended_by: str  # "final_answer", "step limit"
+    ended_by: str  # "final_answer", "repeated", "step limit"
     seconds: float
     mask_seconds: float
 
@@ -284,7 +294,10 @@ def run_agent(
     today: dt.date | None = None,
     on_step: Callable[[AgentStep], None] | None = None,
 ) -> AgentRun:
-    """The loop: act, observe, repeat until final_answer or the step limit."""
+    """The loop: act, observe, repeat until final_answer, a call that brings nothing new
+    (its observation repeats an earlier one: a small model re-calls calculator("391") with its
+    own result until the step limit), or the step limit. Both of the last two end with the
+    answer prefilled with 'The answer is'."""
     s = settings or DecodingSettings(temperature=0.0)
     s = replace(s, max_new_tokens=CALL_BUDGET)
     messages = agent_messages(question)
@@ -308,6 +321,26 @@ def run_agent(
         steps.append(step)
         if on_step is not None:
             on_step(step)
+        repeated = (
+            action is not None
+            and action["tool"] != "final_answer"
+            and not injected
+            and observation in [s.observation for s in steps[:-1]]
+        )
+        if repeated:
+            messages = messages + [
+                {"role": "assistant", "content": text},
+                {"role": "user", "content": f"Observation: {observation}"},
+            ]
+            return AgentRun(
+                question,
+                constrained,
+                tuple(steps),
+                final_answer(lm, messages),
+                "repeated",
+                time.perf_counter() - start,
+                mask_s,
+            )
         if action is not None and action["tool"] == "final_answer":
             answer = action["input"]
             return AgentRun(
@@ -345,7 +378,7 @@ class AgentQuestion:
     expected: str  # a string a right final answer contains ("{today}" is filled in)
 
 
-@lru_cache(maxsize=1)
+@lru_cache(maxsize=1)  # a parsed data file: a per-process constant
 def agent_questions() -> tuple[AgentQuestion, ...]:
     items = json.loads(QUESTIONS_FILE.read_text(encoding="utf-8"))["questions"]
     return tuple(AgentQuestion(**q) for q in items)

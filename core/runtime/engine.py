@@ -260,6 +260,9 @@ def _pad_left(x: torch.Tensor, n: int) -> torch.Tensor:
     return torch.cat([x.new_zeros(*x.shape[:-2], n, x.shape[-1]), x], -2)
 
 
+# One engine per model object: a per-process resource (core never imports streamlit, so not an
+# st.cache_resource), as many as models loaded; `engine_for` checks the model is the same
+# object, so a reused id never reaches another model's engine.
 _ENGINES: dict[int, Engine] = {}
 _ENGINES_LOCK = threading.Lock()
 

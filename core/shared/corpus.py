@@ -16,7 +16,7 @@ DATA = Path(__file__).resolve().parents[2] / "data"
 PYDOC_FILE = DATA / "pydoc_topics.json"
 
 
-@lru_cache(maxsize=1)
+@lru_cache(maxsize=1)  # a parsed data file: a per-process constant
 def pydoc_topics() -> dict[str, str]:
     """Topic name -> its documentation text, in name order."""
     return dict(json.loads(PYDOC_FILE.read_text(encoding="utf-8"))["topics"])

@@ -49,7 +49,7 @@ def bytes_label(raw: bytes) -> tuple[str, bool]:
         return "⟨" + " ".join(f"{b:02X}" for b in raw) + "⟩", True
 
 
-@lru_cache(maxsize=1)
+@lru_cache(maxsize=1)  # a 256-entry table: a per-process constant
 def _byte_decoder() -> dict[str, int]:
     """Inverse of GPT-2's bytes_to_unicode: byte-level BPE stores byte b as a printable char."""
     bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
@@ -187,6 +187,8 @@ def _encoding_spec(name: str) -> dict[str, Any]:
     return spec
 
 
+# A per-process resource, bounded by the three encodings: core never imports streamlit, so this
+# is its cache (components.tokenization's st.cache_resource returns these same objects).
 @lru_cache(maxsize=4)
 def openai_tokenizer(name: str) -> OpenAIEncoding:
     """OpenAI's encoding `name` through tiktoken. Its Rust tables take about 75 MB for the three
