@@ -5,10 +5,15 @@ from __future__ import annotations
 import streamlit as st
 
 from components.frame import safe_page_link, sidebar
+from components.presenter import apply as presenter_css
+from components.presenter import sidebar_state
 from core.concepts import CONCEPTS, available_concepts, by_section
 from core.runtime.model_ids import embedded_package_dir
 
-st.set_page_config(page_title="LLM Explorer", page_icon="🧭", layout="wide")
+st.set_page_config(
+    page_title="LLM Explorer", page_icon="🧭", layout="wide", initial_sidebar_state=sidebar_state()
+)
+presenter_css()
 sidebar()
 
 st.title("LLM Explorer")
@@ -37,5 +42,5 @@ for section, concepts in by_section(ready).items():
                 st.markdown(f"**{c.number:02d}**  \n#### {c.title}")
                 st.write(c.summary)
                 safe_page_link(
-                    c.page_file, label=f"Open {c.title}", icon=":material/arrow_forward:"
+                    c.page_file, label=f"Open page {c.number:02d}", icon=":material/arrow_forward:"
                 )

@@ -124,10 +124,10 @@ def graph_defaults(c: dict[str, str]) -> str:
     """DOT lines every diagram starts with: transparent background, themed text and edges."""
     return (
         f'bgcolor="transparent"; fontcolor="{c["text"]}";\n'
-        f'node [fontname="Helvetica", fontsize=11, color="{c["edge"]}", '
+        f'node [fontname="Helvetica", fontsize=10, color="{c["edge"]}", '
         f'fontcolor="{c["text"]}"];\n'
         f'edge [color="{c["edge"]}", fontcolor="{c["text"]}", fontname="Helvetica", '
-        "fontsize=10];"
+        "fontsize=9.5];"
     )
 
 
@@ -141,9 +141,63 @@ def fitted(chart: alt.TopLevelMixin, theme: str | None = None) -> alt.TopLevelMi
     the plot keeps its own height and axes, titles and legends are added around it (Streamlit's
     default "fit" squeezes them into the declared height: a short chart with a legend collapsed
     to a few pixels); unstyled text in the reader's theme (default: as the browser reports it)."""
-    return chart.properties(
-        autosize=alt.AutoSizeParams(type="fit-x", contains="padding")
-    ).configure_text(color=TEXT_INK[theme or theme_type()])
+    return readable(
+        chart.properties(autosize=alt.AutoSizeParams(type="fit-x", contains="padding")), theme
+    )
+
+
+SVG_MAX_ROWS = 2_000  # larger charts stay on canvas (Streamlit's own choice): SVG would crawl
+
+
+def _parts(chart) -> list:
+    """The chart and every sub-chart of a layer, concat, facet or repeat."""
+    out = [chart]
+    for attr in ("layer", "hconcat", "vconcat", "concat"):
+        sub = getattr(chart, attr, alt.Undefined)
+        if isinstance(sub, list):
+            for part in sub:
+                out += _parts(part)
+    spec = getattr(chart, "spec", alt.Undefined)
+    if spec is not alt.Undefined and not isinstance(spec, dict):
+        out += _parts(spec)
+    return out
+
+
+def _rows(parts: list) -> int:
+    return sum(len(p.data) for p in parts if isinstance(getattr(p, "data", None), pd.DataFrame))
+
+
+def _at_least(obj, attr: str, px: int) -> None:
+    value = getattr(obj, attr, alt.Undefined)
+    if isinstance(value, int | float) and not isinstance(value, bool) and value < px:
+        setattr(obj, attr, px)
+
+
+def readable(chart: alt.TopLevelMixin, theme: str | None = None, px: int | None = None):
+    """No chart text under `px` (12 px; larger in the presenter view): axis, legend, header and
+    title text by the chart's config, text marks and titles that set a smaller size of their own
+    raised to it. Unstyled text in the theme's colour. Small charts render as SVG, so their
+    text can be measured and exported as it reads."""
+    from components import presenter
+
+    px = px or presenter.chart_text_px()
+    parts = _parts(chart)
+    for part in parts:
+        mark = getattr(part, "mark", alt.Undefined)
+        if isinstance(mark, alt.MarkDef):
+            _at_least(mark, "fontSize", px)
+        title = getattr(part, "title", alt.Undefined)
+        if isinstance(title, alt.TitleParams):
+            _at_least(title, "fontSize", px)
+    if _rows(parts) <= SVG_MAX_ROWS:
+        chart = chart.properties(usermeta={"embedOptions": {"renderer": "svg"}})
+    return (
+        chart.configure_text(color=TEXT_INK[theme or theme_type()], fontSize=px)
+        .configure_axis(labelFontSize=px, titleFontSize=px + 1)
+        .configure_legend(labelFontSize=px, titleFontSize=px)
+        .configure_header(labelFontSize=px, titleFontSize=px + 1)
+        .configure_title(fontSize=px + 2)
+    )
 
 
 # Vega-Lite reads a field name as an access path: `.` and `[...]` reach into nested objects, a
@@ -200,12 +254,16 @@ def draw_chart(chart: alt.TopLevelMixin, width: str = "stretch", where=None, **k
     what its axes and legends need. `width="content"` keeps the spec's own size (only for charts
     known to be narrow). Other keyword arguments (key, on_select) go to st.altair_chart, whose
     result is returned. Every chart of the app goes through here (a test checks)."""
+    from components import export
+
     target = where if where is not None else st
     if width == "content":
-        chart = chart.properties(autosize=alt.AutoSizeParams(type="pad"))
-        chart = chart.configure_text(color=TEXT_INK[theme_type()])
+        chart = readable(chart.properties(autosize=alt.AutoSizeParams(type="pad")))
+        export.remember(chart)  # export escapes the field names itself (export._spec)
         return target.altair_chart(_escaped(chart), width="content", **kwargs)
-    return target.altair_chart(_escaped(fitted(chart)), width=width, height="content", **kwargs)
+    chart = fitted(chart)
+    export.remember(chart)
+    return target.altair_chart(_escaped(chart), width=width, height="content", **kwargs)
 
 
 def draw_panels(

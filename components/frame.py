@@ -11,6 +11,7 @@ from pathlib import Path
 import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 
+from components import export, lessons, presenter, url_state  # url_state binds settings to the URL
 from components.state import DEFAULT_PROMPT, MODEL_KEY, PROMPT_KEY
 from core.concepts import Concept, available_concepts, by_section, concept
 from core.runtime import model_ids
@@ -92,6 +93,9 @@ def follow_shared_prompt(key: str) -> None:
     """
     shared = st.session_state.get(PROMPT_KEY, DEFAULT_PROMPT)
     seen = f"{key}.shared_seen"
+    if key not in st.session_state and key in st.query_params:
+        st.session_state[seen] = shared  # a shared link fills the box itself
+        return
     if key not in st.session_state or st.session_state.get(seen) != shared:
         st.session_state[key] = shared
         st.session_state[seen] = shared
@@ -181,10 +185,25 @@ def safe_page_link(page: str, **kwargs) -> None:
         pass
 
 
-def sidebar() -> None:
+def _teacher_tools(c: Concept | None) -> None:
+    """Presenter view, "Reset this page" and the lesson builder."""
+    presenter.toggle()
+    if c is not None and st.button(
+        "Reset this page",
+        icon=":material/restart_alt:",
+        key="sidebar.reset",
+        help="Every control of this page back to its default (the link too).",
+    ):
+        url_state.reset_page(c.slug)
+        st.rerun()
+    lessons.builder(c)
+
+
+def sidebar(c: Concept | None = None) -> None:
     _init_state()
     with st.sidebar:
         st.page_link("app.py", label="LLM Explorer: home", icon=":material/home:")
+        _teacher_tools(c)
         # the model and the shared prompt first: below 25 links they were off a projector's
         # first screen (1280x720)
         _model_picker()
@@ -205,15 +224,36 @@ def page_number(filename: str) -> int:
     return int(found.group(1))
 
 
+def page_slug(filename: str) -> str:
+    """The slug a page file carries in its name: 'pages/08_attention.py' -> 'attention'."""
+    return concept(page_number(filename)).slug
+
+
 def page_frame() -> Concept:
     """Call first on every concept page: sets up the page and returns its concept, found from
     the calling page's file name (pages/NN_slug.py)."""
     c = concept(page_number(sys._getframe(1).f_code.co_filename))
-    st.set_page_config(page_title=f"{c.title} · LLM Explorer", page_icon="🧭", layout="wide")
-    sidebar()
+    st.set_page_config(
+        page_title=f"{c.title} · LLM Explorer",
+        page_icon="🧭",
+        layout="wide",
+        initial_sidebar_state=presenter.sidebar_state(),
+    )
+    presenter.apply()  # first: the presenter's CSS is in place before anything is drawn
+    st.session_state["frame.run"] = st.session_state.get("frame.run", 0) + 1
+    lessons.read_link()  # before the sidebar: a lesson's step may set the shared prompt
+    sidebar(c)
+    lessons.banner(c)
     st.title(f"{c.number:02d} · {c.title}")
     st.caption(c.summary)
+    url_state.begin(c.slug)
+    export.begin()
     return c
+
+
+def page_end() -> None:
+    """Call last on every concept page (check_yourself does): notes about the page's link."""
+    url_state.end(st.session_state.get("url.page", ""))
 
 
 def show_code(*objects: object) -> None:

@@ -645,11 +645,13 @@ def settings_panel() -> dp.Pipeline:
             "MinHash permutations", (16, 32, 64, 128, 256), dedup.num_perm, key=f"{k}.perm", bind=q
         )
         band_options = [b for b in (1, 2, 4, 8, 16, 32, 64, 128, 256) if b <= num_perm]
-        if st.session_state.setdefault(f"{k}.bands", dedup.bands) not in band_options:
+        if st.session_state.get(f"{k}.bands", dedup.bands) not in band_options:  # not setdefault:
+            # a value set before the widget would outrank the one a shared link carries
             st.session_state[f"{k}.bands"] = min(dedup.bands, num_perm)  # fewer bands than rows
         bands = r2.select_slider(
             "LSH bands",
             band_options,
+            min(dedup.bands, num_perm),
             key=f"{k}.bands",
             help="The signature is cut into this "
             "many bands; two documents become a candidate pair when any band "

@@ -8,6 +8,7 @@ from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.neuron import cached_mlp_capture, neuron_plane_chart
 from components.preamble import model_page, note_truncation, require_anatomy
+from components.questions import check_yourself
 from components.tokens import token_strip, visible
 from core import activations
 from core import neuron as neurons
@@ -105,3 +106,5 @@ e2.caption("Type one of these indices above to see what it responds to.")
 show_code(
     activations.neuron, activations.neuron_plane, neurons.capture_mlp, neurons.recompute_neurons
 )
+
+check_yourself()

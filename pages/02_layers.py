@@ -10,6 +10,7 @@ from components.layers import cached_layer_similarity, layer_similarity_chart
 from components.models import get_trace
 from components.playground import playground
 from components.preamble import model_page, note_truncation
+from components.questions import check_yourself
 from core import layers as pgc
 from core import neuron as neurons
 
@@ -82,3 +83,5 @@ st.caption(
 )
 
 show_code(pgc.Playground.train_epochs, pgc.Playground.step, pgc.build_mlp, neurons.layer_similarity)
+
+check_yourself()

@@ -13,6 +13,7 @@ from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.neuron import cached_mlp_capture
 from components.preamble import model_page, require_anatomy
+from components.questions import check_yourself
 from core import activations
 from core import neuron as neurons
 
@@ -98,3 +99,5 @@ st.caption(
 )
 
 show_code(activations.curves, activations.ActivationModule, neurons.capture_mlp, neurons.histogram)
+
+check_yourself()

@@ -6,6 +6,7 @@ import streamlit as st
 from components.charts import graph_colours
 from components.frame import page_frame, show_code
 from components.playground import playground
+from components.questions import check_yourself
 from components.training import (
     cached_optimizer_path,
     expression_dot,
@@ -116,3 +117,5 @@ st.markdown(
 playground("training.pg", show=frozenset({"training"}))
 
 show_code(optim.expression_graph, optim.hand_gradients, optim.optimizer_path, pgc.Playground.step)
+
+check_yourself()

@@ -6,6 +6,7 @@ from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.overfitting import cached_fit, fit_chart, gap_chart
 from components.playground import playground
+from components.questions import check_yourself
 from core import layers as pgc
 from core import overfitting as overfit
 
@@ -109,3 +110,5 @@ playground(
 )
 
 show_code(overfit.fit, overfit.FitConfig)
+
+check_yourself()

@@ -8,6 +8,7 @@ from components import tokenization as tk
 from components.charts import draw_chart
 from components.frame import follow_shared_prompt, page_frame, show_code
 from components.models import get_prompt
+from components.questions import check_yourself
 from components.tokenization import (
     special_tokens_frame,
     token_count_chart,
@@ -102,3 +103,5 @@ show_code(
     bpe.train_bpe,
     bpe.encode,
 )
+
+check_yourself()

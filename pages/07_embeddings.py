@@ -8,6 +8,7 @@ import streamlit as st
 from components import embeddings as ce
 from components.frame import page_frame, plain_markdown, show_code
 from components.preamble import model_page
+from components.questions import check_yourself
 from core.embeddings import (
     analogy_vector,
     find_tokens,
@@ -58,3 +59,5 @@ show_code(
     sentence_embeddings,
     word_in_context,
 )
+
+check_yourself()

@@ -9,6 +9,7 @@ from components import attention as ca
 from components.charts import draw_chart, draw_panels, thinned_note
 from components.frame import page_frame, show_code
 from components.preamble import model_page, note_truncation
+from components.questions import check_yourself
 from components.tokens import token_labels
 from core.attention import ATTENTION_CAP, encoder_attention, recompute_head
 from core.inspect.anatomy import geometry, supports
@@ -115,3 +116,5 @@ with right:
 with st.expander("How attention is computed"):
     st.markdown(EXPLAINED)
 show_code(recompute_head, encoder_attention)
+
+check_yourself()

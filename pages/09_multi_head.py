@@ -9,6 +9,7 @@ from components.attention import attention_trace
 from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.preamble import model_page, note_truncation
+from components.questions import check_yourself
 from core.attention import ATTENTION_CAP
 from core.inspect.anatomy import geometry
 from core.inspect.interventions import heads_switched_off, next_token_change
@@ -71,3 +72,5 @@ st.caption(
     f"(d_model {g.d_model}); {g.n_layers} layers."
 )
 show_code(pattern_scores, head_roles, HeadProfile.label, heads_switched_off, next_token_change)
+
+check_yourself()

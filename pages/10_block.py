@@ -8,6 +8,7 @@ from components import block as cb
 from components.charts import draw_chart, graph_colours
 from components.frame import page_frame, show_code
 from components.preamble import model_page, note_truncation
+from components.questions import check_yourself
 from core.block import block_anatomy, model_parameters, rebuild_block
 from core.inspect.hooks import capture_outputs
 from core.inspect.trace import TRACE_TOKEN_CAP
@@ -102,3 +103,5 @@ with c2:
         f"Total **{totals.total:,}**, counted on the loaded model."
     )
 show_code(block_anatomy, rebuild_block, capture_outputs, model_parameters)
+
+check_yourself()

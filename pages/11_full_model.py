@@ -8,6 +8,7 @@ from components import full_model as fm
 from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.preamble import model_page, note_truncation
+from components.questions import check_yourself
 from core.full_model import LENS_WINDOW, logit_lens
 from core.inspect.anatomy import geometry
 from core.inspect.trace import TRACE_TOKEN_CAP, prompt_tokens
@@ -109,3 +110,5 @@ st.dataframe(
     },
 )
 show_code(logit_lens, geometry, parameter_count)
+
+check_yourself()

@@ -10,6 +10,7 @@ from components.charts import draw_chart
 from components.frame import follow_shared_prompt, page_frame, show_code
 from components.models import get_trace
 from components.preamble import model_page, note_truncation, prompt_or_default
+from components.questions import check_yourself
 from components.tokens import percent, quoted, token_strip
 from core.inspect.trace import TRACE_TOKEN_CAP
 from core.lm_objective import alternatives, play, surprisal
@@ -91,3 +92,5 @@ scores()
 st.subheader("Your turn: guess the next token")
 lo.game_section(lm, text)
 show_code(surprisal, alternatives, play)
+
+check_yourself()

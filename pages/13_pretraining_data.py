@@ -7,6 +7,7 @@ from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.jobs import run_job
 from components.preamble import model_page
+from components.questions import check_yourself
 from core import pretraining_data as dp
 
 page_frame()
@@ -88,3 +89,5 @@ with own_tab:
     pdv.own_text_section(t)
 
 show_code(dp.run_pipeline, dp.QualityFilter, dp.minhash_signatures, dp.lsh_candidates)
+
+check_yourself()

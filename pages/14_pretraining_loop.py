@@ -10,6 +10,7 @@ from components import pretraining_loop as cp
 from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.jobs import run_job
+from components.questions import check_yourself
 from core import pretraining_loop as pt
 
 page_frame()
@@ -91,3 +92,5 @@ cp.data_parallel_demo(kind)
 st.subheader("Memory and communication of parallel training")
 cp.memory_calculator("pretraining_loop", n_params)
 show_code(pt.train, pt.lr_factor, pt.data_parallel_check, pt.memory_plan)
+
+check_yourself()

@@ -10,6 +10,7 @@ from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.jobs import run_job
 from components.models import get_lm_or_none
+from components.questions import check_yourself
 from core import scaling as sc
 from core.runtime.model_ids import EMBEDDED_ID
 from core.shared.published import count_parameters
@@ -143,3 +144,5 @@ if result is not None:
         f" over {len(result.frontier)} frontier points."
     )
 show_code(sc.CHINCHILLA.optimal, sc.twenty_tokens_rule, sc.scaling_sweep)
+
+check_yourself()

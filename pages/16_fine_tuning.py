@@ -8,6 +8,7 @@ from components import fine_tuning as view
 from components.frame import page_frame, show_code
 from components.models import current_model_id
 from components.preamble import model_page, require_anatomy
+from components.questions import check_yourself
 from core import fine_tuning as ft
 from core.shared.chat import special_tokens_in
 from core.shared.published import count_parameters
@@ -131,3 +132,5 @@ if result is not None:
     view.lora_result_section(result, data)
 
 show_code(ft.masked_chat, ft.masked_lm_loss, ft.lora_parameter_formula, ft.lora_copy, ft._train)
+
+check_yourself()

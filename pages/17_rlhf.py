@@ -11,6 +11,7 @@ from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.models import current_model_id
 from components.preamble import model_page
+from components.questions import check_yourself
 from core import fine_tuning as ft
 from core import rlhf
 
@@ -52,6 +53,7 @@ if features is None:
         "The reward head reads the LM's last hidden state at each answer's end-of-turn "
         "token. Press the button to read every answer once; the head then trains instantly."
     )
+    check_yourself()  # the questions before the page waits for its job
     st.stop()
 model = view.cached_reward_model(model_id, flipped)
 m1, m2, m3 = st.columns(3)
@@ -119,3 +121,5 @@ st.caption(
 )
 
 show_code(rlhf.bradley_terry_loss, rlhf.train_reward_model, rlhf.kl_penalised, rlhf.dpo_losses)
+
+check_yourself()

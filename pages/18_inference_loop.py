@@ -9,6 +9,7 @@ import streamlit as st
 from components import inference_loop as il
 from components.frame import page_frame, show_code
 from components.preamble import model_page, note_truncation
+from components.questions import check_yourself
 from components.tokens import escape_markdown
 from core import inference_loop as inf
 from core.inspect.anatomy import geometry
@@ -121,3 +122,5 @@ il.timing_section(model_id, pt.ids)
 
 il.fast_mode_section(lm, pt.ids, fast_ok)
 show_code(generate_stream, inf.kv_cache_bytes, geometry, inf.compare_cache, int8_model)
+
+check_yourself()

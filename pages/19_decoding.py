@@ -15,6 +15,7 @@ from components.decoding import (
 from components.frame import page_frame, show_code
 from components.models import current_model_id, get_prompt, get_trace
 from components.preamble import model_page, note_truncation
+from components.questions import check_yourself
 from core.runtime import generation
 from core.shared.chat import has_template, render
 
@@ -86,3 +87,5 @@ else:
     )
 
 show_code(generation.filter_logits, generation.apply_top_p, generation.generate_stream)
+
+check_yourself()

@@ -9,6 +9,7 @@ from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.models import get_prompt
 from components.preamble import model_page
+from components.questions import check_yourself
 from components.tokens import token_strip
 from core import context_window
 from core import inference_loop as inf
@@ -101,3 +102,5 @@ show_code(
     context_window.forward_cost,
     context_window.needle_probe,
 )
+
+check_yourself()

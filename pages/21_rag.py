@@ -8,6 +8,7 @@ from components import rag as view
 from components.frame import page_frame, show_code
 from components.models import current_model_id
 from components.preamble import model_page
+from components.questions import check_yourself
 from core import rag
 
 page_frame()
@@ -131,3 +132,5 @@ show_code(
     rag.rrf_scores,
     rag.recall_at_k,
 )
+
+check_yourself()

@@ -12,6 +12,7 @@ from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.models import current_model_id
 from components.preamble import model_page
+from components.questions import check_yourself
 from core import agents
 from core.agents import calculator
 from core.runtime import generation
@@ -129,3 +130,5 @@ st.caption(
     f"at most {calculator.MAX_CHARS} characters. Try `__import__('os')` or `9**9**9`."
 )
 show_code(agents.GrammarMask, generation.apply_mask, agents.run_agent, calculator.calculate)
+
+check_yourself()

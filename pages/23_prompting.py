@@ -21,6 +21,7 @@ from components.prompting import (
     strip_frame,
     summary_frame,
 )
+from components.questions import check_yourself
 from core import prompting as P
 from core.shared.chat import special_tokens
 
@@ -92,6 +93,7 @@ results = run_job(
     "pass per review (the shared prefix is computed once), plus the thinking tokens.",
 )
 if results is None:
+    check_yourself()  # the questions before the page waits for its job
     st.stop()
 if measured_just_now():  # draw again without the "not measured yet" caption above
     st.rerun()
@@ -128,3 +130,5 @@ def scores() -> None:
 
 scores()
 show_code(P.read_labels, P.measure_condition, P.auc)
+
+check_yourself()

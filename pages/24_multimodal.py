@@ -6,6 +6,7 @@ from components import multimodal as mmv
 from components.charts import draw_chart
 from components.frame import page_frame, show_code
 from components.jobs import finished_result, run_job
+from components.questions import check_yourself
 from components.tokens import token_strip
 from core import multimodal as mm
 from core.layers import toy_threads
@@ -115,3 +116,5 @@ with st.expander("Go deeper: real vision-language models"):
     )
 
 show_code(mm.patchify, mm.clip_loss, mm.train_mini_clip)
+
+check_yourself()

@@ -16,6 +16,7 @@ from components.limits import (
 )
 from components.models import current_model_id
 from components.preamble import model_page
+from components.questions import check_yourself
 from core import limits as L
 
 page_frame()
@@ -56,3 +57,5 @@ for tab, section in zip(tabs, sections):
         section(model_id)
 
 show_code(L.greedy_answer, L.parse_count, L.digit_accuracy, L.declines, L.continuation_logprobs)
+
+check_yourself()
