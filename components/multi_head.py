@@ -166,7 +166,12 @@ def cached_ablation(
 @st.fragment
 def heads_section(lm, g, trace, profile, text: str) -> None:
     """Every head of a layer drawn on the prompt, the measured roles, and switching heads off."""
-    layer = st.slider("Layer", 0, g.n_layers - 1, key="multi_head.layer", bind="query-params")
+    # opens on a layer whose heads the measurement names, not on layer 0's "mixed" ones: the
+    # widget's own default, so a link leaves it out and "Reset this page" comes back to it
+    opening = min(core_multi_head.first_layer_showing(profile), g.n_layers - 1)
+    layer = st.slider(
+        "Layer", 0, g.n_layers - 1, opening, key="multi_head.layer", bind="query-params"
+    )
     draw_panels(
         small_multiples_frame(trace.attentions[layer], head_titles(profile, layer, g.n_heads)),
         "head",

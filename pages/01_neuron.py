@@ -64,13 +64,15 @@ st.markdown(
 )
 d1, d2 = st.columns(2)
 layer = d1.slider("Layer", 0, n_layers - 1, n_layers // 2, key="neuron.layer", bind=q)
-ref_tokens, ref_cap, _, _ = cached_mlp_capture(lm.model_id, neurons.REFERENCE_TEXT, layer)
-if "neuron.index" not in st.session_state and "neuron.index" not in st.query_params:
-    # open on a neuron with a pattern to see, measured on the sample text (not neuron 0)
-    st.session_state["neuron.index"] = neurons.clearest_neuron(ref_tokens, ref_cap.neurons)
+# opens on a neuron with a pattern to see at the opening layer, measured on the sample text
+# (not neuron 0); as the widget's own default, so a link leaves it out and "Reset this page"
+# comes back to it whatever layer was picked since
+open_tokens, open_cap, _, _ = cached_mlp_capture(lm.model_id, neurons.REFERENCE_TEXT, n_layers // 2)
+clearest = neurons.clearest_neuron(open_tokens, open_cap.neurons)
 index = int(
-    d2.number_input(f"Neuron (0-{width - 1})", 0, width - 1, "min", key="neuron.index", bind=q)
+    d2.number_input(f"Neuron (0-{width - 1})", 0, width - 1, clearest, key="neuron.index", bind=q)
 )
+ref_tokens, ref_cap, _, _ = cached_mlp_capture(lm.model_id, neurons.REFERENCE_TEXT, layer)
 tokens, cap, recomputed, total = cached_mlp_capture(lm.model_id, text, layer)
 note_truncation(total, len(tokens), "this section")
 values = cap.neurons[:, index]

@@ -13,7 +13,7 @@ from components.questions import check_yourself
 from core.attention import ATTENTION_CAP
 from core.inspect.anatomy import geometry
 from core.inspect.interventions import heads_switched_off, next_token_change
-from core.multi_head import HeadProfile, first_layer_showing, head_roles, pattern_scores
+from core.multi_head import HeadProfile, head_roles, pattern_scores
 
 page_frame()
 lm, text = model_page()
@@ -39,9 +39,6 @@ trace = attention_trace(text)
 note_truncation(trace.truncated_from, trace.length)
 st.caption(f"Uses at most the first {ATTENTION_CAP} tokens of the prompt (here {trace.length}).")
 profile = mh.cached_profile(lm.model_id)
-if "multi_head.layer" not in st.session_state and "multi_head.layer" not in st.query_params:
-    # open on a layer whose heads the measurement names, not on layer 0's "mixed" ones
-    st.session_state["multi_head.layer"] = first_layer_showing(profile)
 if st.session_state.get("multi_head.layer", 0) > g.n_layers - 1:
     st.session_state["multi_head.layer"] = g.n_layers - 1
 if "multi_head.off" in st.session_state:  # drop heads a smaller model does not have

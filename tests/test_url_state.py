@@ -139,6 +139,9 @@ def test_every_control_round_trips_through_the_link(c):
     assert not at.exception, at.exception
     if not settings_widgets(at):  # page 11's window slider needs a prompt longer than it
         at.text_area(key="sidebar.prompt").input(LONG_PROMPT).run()
+    reading = [b for b in at.button if b.label.startswith("Read every answer with the LM")]
+    if not settings_widgets(at) and reading:  # page 17's controls follow its reading job
+        reading[0].click().run(timeout=900)
     defaults = {k: w.value for k, w in settings_widgets(at).items()}
     assert defaults, f"{c.slug}: no settings widget found"
     changed = []
