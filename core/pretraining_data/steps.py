@@ -9,6 +9,7 @@ for the whole corpus and handed over in `Measured`, so moving a slider only re-c
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
@@ -52,15 +53,16 @@ class Measured:
     signatures: Mapping[int, np.ndarray] | None = None
 
 
-class Step:
+class Step(ABC):
     """One pipeline step; subclasses are frozen dataclasses whose fields are its thresholds."""
 
     name: ClassVar[str]
     catches: ClassVar[tuple[str, ...]]  # the injected kinds this step is meant for
     drops: ClassVar[bool] = True  # False for a step that rewrites documents instead
 
+    @abstractmethod
     def run(self, docs: Sequence[Doc], seen: Measured | None = None) -> StepOutput:
-        raise NotImplementedError
+        """The documents it keeps (rewritten, for a masking step) and those it drops, why."""
 
 
 class RuleFilter(Step):

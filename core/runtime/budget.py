@@ -120,14 +120,14 @@ def _children(pid: int | str) -> list[str]:
 
 def used_bytes(pid: int | None = None) -> int:
     """Resident memory of this process and every process it started (workers)."""
-    todo, total, seen = [str(pid or os.getpid())], 0, set()
-    while todo:
-        p = todo.pop()
+    pending, total, seen = [str(pid or os.getpid())], 0, set()
+    while pending:
+        p = pending.pop()
         if p in seen:
             continue
         seen.add(p)
         total += _rss_of(p)
-        todo += _children(p)
+        pending += _children(p)
     return total
 
 
