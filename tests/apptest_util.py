@@ -63,3 +63,17 @@ def chart_data(at: AppTest, *columns: str, exact: bool = False):
 def all_chart_data(at: AppTest, *columns: str) -> list:
     """Every chart dataset that has all these columns, in page order."""
     return [df for dfs in chart_frames(at) for df in dfs if set(columns) <= set(df.columns)]
+
+
+# What a learner may type into any text field: blank, very long, emoji, CJK, right-to-left,
+# zero-width characters, HTML and Markdown/LaTeX specials.
+BAD_INPUTS = [
+    "   \n\t ",
+    "x" * 20_000,
+    "I love 🍕 👩🏽‍💻",
+    "我喜欢机器学习。",
+    "مرحبا بالعالم",
+    "zero\u200bwidth\u200d",
+    "<script>alert('x')</script><b>bold</b>",
+    "$x^2$ and $$\\frac{a}{b}$$ **not bold** # heading",
+]

@@ -8,7 +8,7 @@ import re
 import pandas as pd
 import pytest
 import torch
-from apptest_util import chart_data, open_page
+from apptest_util import BAD_INPUTS, chart_data, open_page
 from transformers.generation.logits_process import (
     MinPLogitsWarper,
     RepetitionPenaltyLogitsProcessor,
@@ -277,18 +277,6 @@ def _reset_to_defaults(at) -> None:
     at.slider(key="decoding.top_p").set_value(D.top_p).run()
     at.slider(key="decoding.min_p").set_value(D.min_p).run()
     at.slider(key="decoding.repetition").set_value(D.repetition_penalty).run()
-
-
-BAD_INPUTS = [
-    "   \n\t ",
-    "x" * 20_000,
-    "I love 🍕 👩🏽‍💻",
-    "我喜欢机器学习。",
-    "مرحبا بالعالم",
-    "zero\u200bwidth\u200d",
-    "<script>alert('x')</script><b>bold</b>",
-    "$x^2$ and $$\\frac{a}{b}$$ **not bold** # heading",
-]
 
 
 def test_decoding_slider_labels(dec_page):

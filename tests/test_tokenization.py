@@ -4,7 +4,7 @@ encodings, the app using tiktoken; the GGUF's own tokenizer; known ids), and the
 from __future__ import annotations
 
 import pytest
-from apptest_util import open_page
+from apptest_util import BAD_INPUTS, open_page
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference_tokenizers import reference_encoding
@@ -277,18 +277,6 @@ def tok_page():
 
 def _metric(at, label: str) -> str:
     return next(m.value for m in at.metric if m.label.startswith(label))
-
-
-BAD_INPUTS = [
-    "   \n\t ",
-    "x" * 20_000,
-    "I love 🍕 👩🏽‍💻",
-    "我喜欢机器学习。",
-    "مرحبا بالعالم",
-    "zero\u200bwidth\u200d",
-    "<script>alert('x')</script><b>bold</b>",
-    "$x^2$ and $$\\frac{a}{b}$$ **not bold** # heading",
-]
 
 
 def test_tokenization_field_and_counts_match_references(tok_page):
