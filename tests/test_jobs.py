@@ -123,6 +123,7 @@ def test_estimate_counts_the_load_and_the_jobs_running(monkeypatch):
 
     store = jobs.JobStore(budget=10_000)
     monkeypatch.setattr(jobs, "job_store", lambda: store)
+    monkeypatch.setattr(jobs, "load_factor", lambda cap=8.0: 1.0)  # an idle machine
     assert jobs.scaled_estimate_s(("a", "b"), 10.0) == pytest.approx(10.0)
     monkeypatch.setattr(jobs, "load_factor", lambda cap=8.0: 2.5)
     assert jobs.scaled_estimate_s(("a", "b"), 10.0) == pytest.approx(25.0)
@@ -139,6 +140,7 @@ def test_estimate_follows_how_long_this_kind_of_job_really_took(monkeypatch):
 
     store = jobs.JobStore(budget=10_000)
     monkeypatch.setattr(jobs, "job_store", lambda: store)
+    monkeypatch.setattr(jobs, "load_factor", lambda cap=8.0: 1.0)  # an idle machine
     store.record_pace(("page", "job", 1), seconds=30.0, expected_s=10.0)
     assert jobs.scaled_estimate_s(("page", "job", 2), 10.0) == pytest.approx(30.0)
     assert jobs.scaled_estimate_s(("page", "other"), 10.0) == pytest.approx(10.0)
