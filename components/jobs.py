@@ -56,7 +56,7 @@ from streamlit.runtime.scriptrunner_utils.script_run_context import in_cached_fu
 
 from components.memo import ByteBudget, KeyedLocks
 from core.runtime.budget import OverBudget, budget
-from core.runtime.models import HEAVY_WORK
+from core.runtime.models import HEAVY_WORK, ModelUnavailable
 
 T = TypeVar("T")
 Report = Callable[..., None]  # report(fraction: float, text: str = "", partial: Any = None)
@@ -428,12 +428,12 @@ def run_job(
         try:
             with _reserved(memory):
                 value = work(progress)
-        except OverBudget as exc:
+        except (OverBudget, ModelUnavailable) as exc:  # no room, or no model to run it on
             progress.bar.empty()
             stop_slot.empty()
+            done = "Nothing was started" if isinstance(exc, OverBudget) else "Nothing was kept"
             st.warning(
-                f"{exc} Nothing was started: try again when other learners' runs have finished.",
-                icon="⚠️",
+                f"{exc} {done}: try again when other learners' runs have finished.", icon="⚠️"
             )
             return None
         except ScriptControlException:  # a Stop (page or header) or a click during the run
@@ -458,7 +458,6 @@ def _reserved(memory: Callable[[], tuple[str, int]] | None) -> Iterator[None]:
         yield
         return
     from components.models import make_room
-    from core.runtime.models import ModelUnavailable
 
     what, need = memory()
     b = budget()

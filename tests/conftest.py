@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -8,6 +9,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+# The test process is not a server: it holds every test's models and fixtures at once (well
+# past a 2.7 GB server's), so the memory budget would refuse the pages it opens. The budget's
+# own tests and the Cloud-path tests give their limits explicitly.
+os.environ.setdefault("LLM_EXPLORER_MEMORY_MB", "16000")
 
 
 @pytest.fixture(scope="session")

@@ -270,8 +270,18 @@ def test_pages_run_no_progress_loop_of_their_own():
     for mod in graph.modules.values():
         if mod.name == "components.jobs":
             continue
-        calls = [ast.unparse(c.func) for c in ast.walk(mod.tree) if isinstance(c, ast.Call)]
-        assert "st.progress" not in calls, mod.name
+        loops = [n for n in ast.walk(mod.tree) if isinstance(n, (ast.For, ast.While))]
+        moved = [
+            ast.unparse(c)
+            for loop in loops
+            for c in ast.walk(loop)
+            if isinstance(c, ast.Call)
+            and isinstance(c.func, ast.Attribute)
+            and c.func.attr == "progress"
+        ]
+        # a bar moved in a loop is a job of its own (page 03's and 19's were); a static bar,
+        # e.g. page 17's "labelled 3 of 24", is not
+        assert not moved, (mod.name, moved)
 
 
 def test_callgraph_follows_calls_into_components():
