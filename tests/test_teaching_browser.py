@@ -127,6 +127,11 @@ def test_presenter_view_has_larger_chart_text_and_a_folded_sidebar(server, brows
             ".getBoundingClientRect().right"
         )
         assert right <= 1, f"the sidebar is open ({right} px)"
+        # the presenter's style arrives with the page's elements: wait for it (at most 15 s)
+        # rather than read the body between a rerun's removal and re-insertion of the style
+        page.wait_for_function(
+            "() => parseFloat(getComputedStyle(document.body).fontSize) >= 18", timeout=15_000
+        )
         size = page.evaluate("() => parseFloat(getComputedStyle(document.body).fontSize)")
         assert size >= 18
         assert "present=1" in page.url
