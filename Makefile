@@ -5,16 +5,12 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PORT   ?= 8501
 
-<<<<<<< HEAD
-.PHONY: run test bench screens lint clean cloud-check
-=======
 .PHONY: run test bench screens lint clean cluster cluster-stop cluster-drain cluster-ready \
-	cluster-status bench-cluster haproxy
+	cluster-status bench-cluster haproxy cloud-check
 N            ?= 3
 R            ?=
 CLUSTER_PORT ?= 8700
 export CLUSTER_PORT
->>>>>>> main
 
 $(STAMP): requirements.txt requirements-dev.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -135,3 +135,23 @@ def test_sidebar_shows_the_model_and_shared_prompt_before_the_page_list():
     assert kinds.index("text_area") < kinds.index("caption")  # before the first section
     assert kinds.index("selectbox") < kinds.index("caption")
     assert kinds.count("page_link") >= 2
+
+
+def test_no_merge_conflict_markers_are_left_in_the_tree():
+    """A merge once left `<<<<<<<` in the Makefile: `make test` then stopped at its line 8."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    files = subprocess.run(
+        ["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout.split()
+    left = []
+    for name in files:
+        path = root / name
+        if not path.is_file() or path.stat().st_size > 2_000_000:
+            continue
+        text = path.read_text(encoding="utf-8", errors="ignore")
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.startswith(("<<<<<<< ", ">>>>>>> ")):
+                left.append(f"{name}:{n}")
+    assert not left, left
