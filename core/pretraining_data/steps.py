@@ -70,11 +70,13 @@ class RuleFilter(Step):
 
     stat: ClassVar[str]  # its field of DocStats
 
+    @abstractmethod
     def measure(self, text: str) -> Any:
-        raise NotImplementedError
+        """The numbers this filter judges, measured on one text (threshold-free)."""
 
+    @abstractmethod
     def verdict(self, measured: Any) -> str | None:
-        raise NotImplementedError
+        """Why the measured numbers fail this filter's thresholds, or None when they pass."""
 
     def reason(self, text: str) -> str | None:
         """Why this step drops `text`, or None when it passes."""
