@@ -185,7 +185,10 @@ def readable(chart: alt.TopLevelMixin, theme: str | None = None, px: int | None 
     for part in parts:
         mark = getattr(part, "mark", alt.Undefined)
         if isinstance(mark, alt.MarkDef):
+            size, line = mark.fontSize, mark.lineHeight
             _at_least(mark, "fontSize", px)
+            if isinstance(size, int | float) and isinstance(line, int | float) and size < px:
+                mark.lineHeight = line * px / size  # lines of raised text must not overlap
         title = getattr(part, "title", alt.Undefined)
         if isinstance(title, alt.TitleParams):
             _at_least(title, "fontSize", px)
@@ -441,4 +444,19 @@ def bar_chart(df: pd.DataFrame, label: str, value: str, title: str) -> alt.Chart
             tooltip=[label, alt.Tooltip(f"{value}:Q", format=".3f")],
         )
         .properties(height=22 * len(df))
+    )
+
+
+def sources_line(names, sources) -> str:
+    """Where each row of a table comes from, as one caption under it (a table's own source
+    column pushed its other columns off a projector's width). Escaped: a hub id is typed by
+    the learner. Rows with the same source are grouped."""
+    from components.tokens import escape_markdown
+
+    grouped: dict[str, list[str]] = {}
+    for name, source in zip(names, sources, strict=True):
+        grouped.setdefault(str(source), []).append(str(name))
+    return "Sources: " + "; ".join(
+        f"{', '.join(escape_markdown(n) for n in rows)}: {escape_markdown(src)}"
+        for src, rows in grouped.items()
     )

@@ -10,7 +10,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from components.charts import draw_chart, fitting_columns
+from components.charts import draw_chart, fitting_columns, sources_line
 from components.jobs import finished_result, run_job
 from components.models import load_model
 from components.tokens import visible
@@ -339,11 +339,15 @@ def kv_sizes_section(lm) -> None:
         ]
     )
     st.dataframe(
-        table,
+        table.drop(columns=["hyper-parameters from"]),
         hide_index=True,
         width="stretch",
-        column_config={"GB at full context": st.column_config.NumberColumn(format="%.3f")},
+        column_config={
+            "GB at full context": st.column_config.NumberColumn("GB, full context", format="%.3f"),
+            "bytes per token": st.column_config.NumberColumn("bytes / token"),
+        },
     )
+    st.caption(sources_line(table["model"], table["hyper-parameters from"]))
     st.caption(
         "Each curve stops at that model's own context length. Grouped-query attention "
         "(fewer KV heads than query heads, as in Llama-3 and SmolLM2) shrinks the cache: "

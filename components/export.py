@@ -20,6 +20,9 @@ MAX_CHARTS = 24  # per page and run (a fragment that redraws keeps adding until 
 EXPORT_WIDTH = 640  # px of the plot in exported pictures
 
 
+EXPORT_LABEL = "Export: handout and figures"  # the last element of every page
+
+
 def begin() -> None:
     """At the top of a page run: forget the previous run's charts."""
     st.session_state[DRAWN] = []
@@ -134,7 +137,7 @@ def export_panel(slug: str, title: str, summary: str, questions: list) -> None:
     """The page's "Export" expander: the handout, and each chart as PNG, SVG and CSV."""
     from components import url_state
 
-    with st.expander("Export: handout and figures", icon=":material/download:"):
+    with st.expander(EXPORT_LABEL, icon=":material/download:"):
         settings = url_state.view_settings(slug)
         drawn = st.session_state.get(DRAWN) or []
         link = url_state.base_url().rstrip("/") + url_state.page_link(slug)

@@ -6,6 +6,8 @@ import inspect
 import re
 import string
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import streamlit as st
@@ -35,11 +37,12 @@ def plain_markdown(text: str) -> str:
 
 
 def _label(model_id: str) -> str:
-    """The picker's label: where each model comes from (the package shipped with the app, or
-    the Hugging Face hub, as on Streamlit Cloud)."""
+    """The picker's label: a short name and where the model comes from (the package shipped
+    with the app, or the Hugging Face hub, as on Streamlit Cloud). Short, so that it fits the
+    sidebar's picker uncut; the whole id is in the picker's help."""
     if model_id == model_ids.EMBEDDED_ID:
-        return f"SmolLM2-135M-Instruct ({model_ids.embedded_source_label()})"
-    return f"{model_id} (hub)"
+        return f"SmolLM2-135M ({model_ids.embedded_source_label()})"
+    return f"{model_id.rsplit('/', 1)[-1]} (hub)"
 
 
 MOVED_NOTICE = (
@@ -48,6 +51,12 @@ MOVED_NOTICE = (
     "computed for you (generated text, a trained model, a job in progress) and a hub model you "
     "picked are gone: press the page's button again."
 )
+
+
+def _full_name(model_id: str) -> str:
+    if model_id == model_ids.EMBEDDED_ID:
+        return f"SmolLM2-135M-Instruct, {model_ids.embedded_source_label()}"
+    return f"{model_id} from the Hugging Face hub"
 
 
 def _browser_sent_widgets() -> bool:
@@ -81,8 +90,8 @@ def _prompt_in_url() -> None:
             st.query_params["prompt"] = wanted
 
 
-def _on_prompt_change() -> None:
-    st.session_state[PROMPT_KEY] = st.session_state["sidebar.prompt"]
+def _on_prompt_change(key: str = "sidebar.prompt") -> None:
+    st.session_state[PROMPT_KEY] = st.session_state[key]
 
 
 def follow_shared_prompt(key: str) -> None:
@@ -146,7 +155,8 @@ def _model_picker() -> None:
         key="sidebar.model",
         on_change=_on_model_change,
         format_func=lambda m: m if m == OTHER else _label(m),
-        help="Every page reads layer and head counts from the chosen model's config.",
+        help=f"Now: {plain_markdown(_full_name(current))}. Every page reads layer and head counts from the "
+        "chosen model's config.",
     )
     if st.session_state.get("sidebar.model") == OTHER:
         st.text_input(
@@ -164,17 +174,25 @@ def _model_picker() -> None:
         st.warning(plain_markdown(error), icon="⚠️")  # it quotes the typed id
 
 
-def _prompt_box() -> None:
-    st.session_state["sidebar.prompt"] = st.session_state[PROMPT_KEY]
+def _prompt_box(key: str = "sidebar.prompt", height: int = 110) -> None:
+    st.session_state[key] = st.session_state[PROMPT_KEY]
     st.text_area(
         "Shared prompt",
-        key="sidebar.prompt",
+        key=key,
         on_change=_on_prompt_change,
-        height=110,
+        args=(key,),
+        height=height,
         max_chars=PROMPT_MAX_CHARS,
         help="Pages that run the model on text start from this prompt; it follows you "
         "from page to page.",
     )
+
+
+def presenter_prompt() -> None:
+    """In the presenter view the sidebar is folded: a page run on the shared prompt shows the
+    prompt box in the page itself, where the class sees it change."""
+    if presenter.is_on():
+        _prompt_box("presenter.prompt", height=68)
 
 
 def safe_page_link(page: str, **kwargs) -> None:
@@ -249,6 +267,25 @@ def page_frame() -> Concept:
     url_state.begin(c.slug)
     export.begin()
     return c
+
+
+INTRO_LABEL = "The idea in words"
+
+
+@contextmanager
+def intro() -> Iterator[None]:
+    """The page's opening explanation. In the presenter view it folds into an expander (in
+    large print when opened), so the page's main chart and controls reach a projector's first
+    screen; in the normal view it is drawn as it stands.
+
+        with intro():
+            st.markdown("...")
+    """
+    if presenter.is_on():
+        with st.expander(INTRO_LABEL, icon=":material/record_voice_over:"):
+            yield
+    else:
+        yield
 
 
 def page_end() -> None:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from components import presenter
 from components.charts import BLUE, GREY, ORANGE, ink_encoding, ink_for
 from components.memo import byte_cached
 from components.models import load_model
@@ -75,7 +76,7 @@ def lens_frame(lens: core_lens.LogitLens) -> pd.DataFrame:
                 "order": pos,
                 "guess": short(row_tokens[j][0], 8),
                 "p": float(row_probs[j][0]),
-                "cell": f"{short(row_tokens[j][0], 8)}\n{row_probs[j][0]:.0%}",
+                "cell": f"{short(row_tokens[j][0], LENS_CELL_CHARS)}\n{row_probs[j][0]:.0%}",
                 "next in text": visible(lens.actual_next[j])
                 if lens.actual_next[j] is not None
                 else "(end of prompt)",
@@ -88,7 +89,15 @@ def lens_frame(lens: core_lens.LogitLens) -> pd.DataFrame:
     return df
 
 
-LENS_CELL_MIN_PX = 40  # narrower cells drop their words (8 monospace characters at 9 px)
+LENS_CELL_CHARS = 6  # a cell's token, cut to this many characters
+
+
+def lens_cell_min_px(px: int) -> int:
+    """Narrower cells drop their words: LENS_CELL_CHARS monospace characters (0.6 em each) at
+    `px`, and a little air."""
+    return round(LENS_CELL_CHARS * 0.6 * px + 4)
+
+
 LENS_NARROW_NOTE = (
     "On a narrow screen the cells are too small for their words: they keep only their shade, "
     "and the token axis shows every other label (or fewer); hover a cell for its guesses."
@@ -103,7 +112,10 @@ def lens_chart(df: pd.DataFrame) -> alt.Chart:
         sort=alt.SortField("order"),
         title="reading position (its token)",
         # a phone cannot print 16 slanted tokens: every other one (or fewer), said in the caption
-        axis=alt.Axis(labelAngle=-40, orient="top", labelLimit=120, labelOverlap="parity"),
+        # slanted up-left from each column, so the last label stays inside the chart
+        axis=alt.Axis(
+            labelAngle=40, labelAlign="right", orient="top", labelLimit=120, labelOverlap="parity"
+        ),
     )
     y = alt.Y("layer:O", sort="descending", title="layer (0 = embeddings)")
     rect = (
@@ -121,15 +133,16 @@ def lens_chart(df: pd.DataFrame) -> alt.Chart:
             tooltip=tips,
         )
     )
+    px = presenter.chart_text_px()  # two lines (token, probability) at the smallest size
     text = (
         alt.Chart(df)
         .mark_text(
-            fontSize=9,
+            fontSize=px,
             font="monospace",
             lineBreak="\n",
-            lineHeight=10,
+            lineHeight=px + 1,
             # words only in cells wide enough to print them (not on a phone): never a smear
-            opacity=alt.expr(f"bandwidth('x') >= {LENS_CELL_MIN_PX} ? 1 : 0"),
+            opacity=alt.expr(f"bandwidth('x') >= {lens_cell_min_px(px)} ? 1 : 0"),
         )
         .encode(
             x=x,
@@ -139,7 +152,7 @@ def lens_chart(df: pd.DataFrame) -> alt.Chart:
             tooltip=tips,
         )
     )
-    return (rect + text).properties(height=alt.Step(26))
+    return (rect + text).properties(height=alt.Step(2 * (px + 1) + 6))
 
 
 def residual_norm_frame(lens: core_lens.LogitLens) -> pd.DataFrame:

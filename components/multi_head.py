@@ -198,8 +198,12 @@ def heads_section(lm, g, trace, profile, text: str) -> None:
             "shows the lowest and highest sequence's induction score. The label is the first "
             f"of {order} whose score is at least {HEAD_LABEL_THRESHOLD:.0%}, else 'mixed'."
         )
-        table = profile_frame(profile).query("layer == @layer").set_index("head")
-        st.dataframe(table.drop(columns=["layer", "strength"]).round(3), width="stretch")
+    table = profile_frame(profile).query("layer == @layer").set_index("head")
+    st.dataframe(  # full width, below the map and the method: its 8 columns fit uncut
+        table.drop(columns=["layer", "strength"]).round(3),
+        width="stretch",
+        column_config={"head": st.column_config.NumberColumn(f"layer {layer}, head")},
+    )
 
     st.subheader("Switch heads off")
     if not supports(lm.model, "heads"):

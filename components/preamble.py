@@ -5,7 +5,7 @@
     note_truncation(trace.truncated_from, trace.length)
 
 `model_page(*needs)` returns the picked model and the shared prompt (or the default sentence,
-with a note, when the prompt is blank). With `needs` it first asks `core.inspect.anatomy` whether the
+with a note, when the prompt is blank); in the presenter view it also shows the prompt box. With `needs` it first asks `core.inspect.anatomy` whether the
 model has what the page takes apart ("decoder": blocks, final norm and head; "heads":
 recomputable attention heads; "block": a sequential pre-norm block; "mlp": a known MLP
 layout); a model without them gets one warning and the page stops there, never a traceback.
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from components.frame import presenter_prompt
 from components.models import get_lm, get_prompt
 from components.state import DEFAULT_PROMPT
 from core.inspect.anatomy import Anatomy, UnsupportedArchitecture, require
@@ -61,7 +62,10 @@ def model_page(*needs: str, prompt: bool = True) -> tuple[LoadedModel, str]:
     lm = get_lm()
     if needs:
         require_anatomy(lm, *needs)
-    return lm, prompt_or_default() if prompt else ""
+    if not prompt:
+        return lm, ""
+    presenter_prompt()
+    return lm, prompt_or_default()
 
 
 __all__ = [

@@ -15,6 +15,9 @@ BASE_CSS = """
 [data-testid="stGraphVizChart"] { overflow-x: auto; }
 [data-testid="stGraphVizChart"] > svg { width: auto !important; height: auto !important;
   max-width: none !important; }
+/* a page link too long for the sidebar (the current one is bold) wraps instead of being cut */
+[data-testid="stPageLink-NavLink"] > span, [data-testid="stPageLink-NavLink"] > span * {
+  white-space: normal !important; overflow: visible !important; }
 </style>
 """
 PRESENTER_CSS = """

@@ -370,7 +370,19 @@ def dropped_table(docs: tuple[dp.Doc, ...], result: dp.PipelineResult) -> None:
         f"the first rule it failed (texts cut at {PREVIEW_CHARS} characters). "
         "'kind' is what was injected; 'clean' means a real documentation paragraph."
     )
-    st.dataframe(df, hide_index=True, width="stretch", height=320)
+    st.dataframe(  # widths that fit a projector: the preview is cut, hover a cell for it all
+        df,
+        hide_index=True,
+        width="stretch",
+        height=320,
+        column_config={
+            "id": st.column_config.NumberColumn(width="small"),
+            "kind": st.column_config.TextColumn(width="small"),
+            "reason": st.column_config.TextColumn(width="medium"),
+            "stage": st.column_config.TextColumn(width="small"),
+            "text": st.column_config.TextColumn("text (preview)", width="medium"),
+        },
+    )
 
 
 def collision_text(bands: int, rows: int, jaccard: float) -> str:

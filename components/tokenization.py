@@ -262,7 +262,20 @@ def tokenizers_section(results, text: str) -> None:
             "decode(encode(text)) == text": ["yes" if r.round_trip else "no" for r in results],
         }
     )
-    st.dataframe(summary, hide_index=True, width="stretch")
+    st.dataframe(
+        summary,
+        hide_index=True,
+        width="stretch",
+        column_config={  # short headers, so every column fits a projector's width uncut
+            "vocabulary size": st.column_config.NumberColumn("vocabulary"),
+            "pieces that are part of a character": st.column_config.NumberColumn(
+                "partial pieces", help="Pieces that are only part of a character (bytes)."
+            ),
+            "decode(encode(text)) == text": st.column_config.TextColumn(
+                "round trip", help="decode(encode(text)) == text"
+            ),
+        },
+    )
 
     for r in results:
         st.markdown(f"**{r.name}**: {r.count:,} tokens")

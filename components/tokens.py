@@ -78,7 +78,11 @@ def token_strip_html(
             f"white-space:pre;text-align:center;line-height:1.25'>"
             f"{html.escape(visible(tok))}{sub}</span>"
         )
-    return "<div style='line-height:2.2;direction:ltr'>" + "".join(chips) + "</div>"
+    return (
+        "<div class='token-strip' style='line-height:2.2;direction:ltr'>"
+        + "".join(chips)
+        + "</div>"
+    )
 
 
 def token_strip(tokens: Sequence[str], **kwargs) -> None:

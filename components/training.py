@@ -26,7 +26,9 @@ def expression_dot(nodes, colours: dict[str, str] | None = None) -> str:
     for n in nodes:
         ident = f"n{abs(hash(n.name)) % 10**8}"
         fill = c["yellow"] if n.op == "input" else c["blue"]
-        label = f"{n.name} | value {n.value:.4f} | grad {n.grad:.4f}"
+        label = (
+            f"{n.name} | {{value {n.value:.4f} | grad {n.grad:.4f}}}"  # value over grad: narrower
+        )
         lines.append(f'{ident} [label="{label}", fillcolor="{fill}"];')
         if n.op != "input":
             op_id = f"{ident}op"

@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from components.charts import draw_chart
-from components.frame import page_frame, show_code
+from components.frame import intro, page_frame, show_code
 from components.neuron import cached_mlp_capture, neuron_plane_chart
 from components.preamble import model_page, note_truncation, require_anatomy
 from components.questions import check_yourself
@@ -14,13 +14,14 @@ from core import activations
 from core import neuron as neurons
 
 page_frame()
-st.markdown(
-    "A neuron multiplies each input by a weight, adds them up with a bias, and passes the sum "
-    "through a non-linear *activation*: $a = f(w_1x_1 + w_2x_2 + b)$. The weights set the "
-    "direction it is sensitive to, the bias shifts where it switches on. Where the weighted "
-    "sum is zero lies a straight line: a single neuron can only split the plane in two. "
-    "Move the sliders and watch the line turn and slide, and the output change."
-)
+with intro():
+    st.markdown(
+        "A neuron multiplies each input by a weight, adds them up with a bias, and passes the sum "
+        "through a non-linear *activation*: $a = f(w_1x_1 + w_2x_2 + b)$. The weights set the "
+        "direction it is sensitive to, the bias shifts where it switches on. Where the weighted "
+        "sum is zero lies a straight line: a single neuron can only split the plane in two. "
+        "Move the sliders and watch the line turn and slide, and the output change."
+    )
 
 q = "query-params"
 c1, c2 = st.columns([1, 2])

@@ -5,7 +5,7 @@ import math
 import streamlit as st
 
 from components.charts import draw_chart
-from components.frame import page_frame, show_code
+from components.frame import intro, page_frame, show_code
 from components.layers import cached_layer_similarity, layer_similarity_chart
 from components.models import get_trace
 from components.playground import playground
@@ -15,11 +15,12 @@ from core import layers as pgc
 from core import neuron as neurons
 
 page_frame()
-st.markdown(
-    "A small network learns to separate the blue points from the orange ones: each small "
-    "square is one hidden neuron over the plane, the big square the network's answer. Try XOR "
-    "with no hidden layer, then with one layer of four tanh neurons."
-)
+with intro():
+    st.markdown(
+        "A small network learns to separate the blue points from the orange ones: each small "
+        "square is one hidden neuron over the plane, the big square the network's answer. Try XOR "
+        "with no hidden layer, then with one layer of four tanh neurons."
+    )
 
 pg = playground("layers")
 with st.expander("What the layers do, and what to try"):

@@ -10,7 +10,7 @@ from components.activations import (
     histogram_chart,
 )
 from components.charts import draw_chart
-from components.frame import page_frame, show_code
+from components.frame import intro, page_frame, show_code
 from components.neuron import cached_mlp_capture
 from components.preamble import model_page, require_anatomy
 from components.questions import check_yourself
@@ -18,15 +18,16 @@ from core import activations
 from core import neuron as neurons
 
 page_frame()
-st.markdown(
-    "Without an activation function, a stack of layers collapses into a single linear map: "
-    "lines on lines are still a line. The activation bends each neuron's output, and that is "
-    "what lets a network draw curves. Training needs its *slope* too: backpropagation "
-    "multiplies the derivatives of every layer, so where a sigmoid or tanh flattens out "
-    "(slope near 0) the gradient vanishes, while ReLU passes a slope of exactly 1 for every "
-    "positive input. Modern LLMs use smooth cousins of ReLU: GELU (GPT-2) and SiLU "
-    "(Llama, SmolLM2)."
-)
+with intro():
+    st.markdown(
+        "Without an activation function, a stack of layers collapses into a single linear map: "
+        "lines on lines are still a line. The activation bends each neuron's output, and that is "
+        "what lets a network draw curves. Training needs its *slope* too: backpropagation "
+        "multiplies the derivatives of every layer, so where a sigmoid or tanh flattens out "
+        "(slope near 0) the gradient vanishes, while ReLU passes a slope of exactly 1 for every "
+        "positive input. Modern LLMs use smooth cousins of ReLU: GELU (GPT-2) and SiLU "
+        "(Llama, SmolLM2)."
+    )
 
 q = "query-params"
 chosen = st.multiselect(

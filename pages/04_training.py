@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from components.charts import graph_colours
-from components.frame import page_frame, show_code
+from components.frame import intro, page_frame, show_code
 from components.playground import playground
 from components.questions import check_yourself
 from components.training import (
@@ -16,14 +16,15 @@ from core import layers as pgc
 from core import training as optim
 
 page_frame()
-st.markdown(
-    "Training means nudging every weight a little downhill on the loss. *Backpropagation* "
-    "finds the slope for every weight at once: it runs the computation forward, then applies "
-    "the chain rule backwards from the loss, each node multiplying the gradient it receives by "
-    "its own local derivative. The optimiser then takes a step: $w \\leftarrow w - \\eta\\, "
-    "\\partial L/\\partial w$, where the learning rate $\\eta$ sets the step size. Too small "
-    "and training crawls; too large and every step overshoots further until the loss explodes."
-)
+with intro():
+    st.markdown(
+        "Training means nudging every weight a little downhill on the loss. *Backpropagation* "
+        "finds the slope for every weight at once: it runs the computation forward, then applies "
+        "the chain rule backwards from the loss, each node multiplying the gradient it receives by "
+        "its own local derivative. The optimiser then takes a step: $w \\leftarrow w - \\eta\\, "
+        "\\partial L/\\partial w$, where the learning rate $\\eta$ sets the step size. Too small "
+        "and training crawls; too large and every step overshoots further until the loss explodes."
+    )
 
 st.subheader("Backpropagation through one neuron")
 q = "query-params"

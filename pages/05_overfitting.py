@@ -3,7 +3,7 @@
 import streamlit as st
 
 from components.charts import draw_chart
-from components.frame import page_frame, show_code
+from components.frame import intro, page_frame, show_code
 from components.overfitting import cached_fit, fit_chart, gap_chart
 from components.playground import playground
 from components.questions import check_yourself
@@ -11,15 +11,16 @@ from core import layers as pgc
 from core import overfitting as overfit
 
 page_frame()
-st.markdown(
-    "A network with enough capacity can pass exactly through every training point, noise "
-    "included. Its training loss then drops towards zero while its loss on new points from the "
-    "same source (the *validation* loss) stays high: it has memorised instead of learned. The "
-    "gap between the two curves is the measure of overfitting. More data, less capacity, "
-    "weight decay (a penalty on large weights), dropout (randomly silencing neurons while "
-    "training) and early stopping (keeping the model from the step with the best validation "
-    "loss) all narrow it. Below, the truth is a sine wave; the model sees only the blue points."
-)
+with intro():
+    st.markdown(
+        "A network with enough capacity can pass exactly through every training point, noise "
+        "included. Its training loss then drops towards zero while its loss on new points from the "
+        "same source (the *validation* loss) stays high: it has memorised instead of learned. The "
+        "gap between the two curves is the measure of overfitting. More data, less capacity, "
+        "weight decay (a penalty on large weights), dropout (randomly silencing neurons while "
+        "training) and early stopping (keeping the model from the step with the best validation "
+        "loss) all narrow it. Below, the truth is a sine wave; the model sees only the blue points."
+    )
 
 q = "query-params"
 d = overfit.FitConfig()

@@ -6,7 +6,7 @@ import streamlit as st
 
 from components import tokenization as tk
 from components.charts import draw_chart
-from components.frame import follow_shared_prompt, page_frame, show_code
+from components.frame import follow_shared_prompt, intro, page_frame, show_code
 from components.models import get_prompt
 from components.questions import check_yourself
 from components.tokenization import (
@@ -18,14 +18,15 @@ from core.tokenization import HFTokenizer, bpe, chat_template_tokens, tokenize
 
 page_frame()
 
-st.markdown(
-    "A language model never sees letters. A **tokenizer** cuts text into pieces from a fixed "
-    "vocabulary and hands the model their integer **ids**. Frequent words become one token; rare "
-    "words, names and numbers split into several. Byte-level tokenizers fall back to raw bytes, "
-    "so an emoji or a Chinese character may take two or three tokens that are each *part* of a "
-    "character (shown as ⟨F0 9F⟩). Different models use different vocabularies, so the same text "
-    "costs a different number of tokens, and that number is what context windows and prices count."
-)
+with intro():
+    st.markdown(
+        "A language model never sees letters. A **tokenizer** cuts text into pieces from a fixed "
+        "vocabulary and hands the model their integer **ids**. Frequent words become one token; rare "
+        "words, names and numbers split into several. Byte-level tokenizers fall back to raw bytes, "
+        "so an emoji or a Chinese character may take two or three tokens that are each *part* of a "
+        "character (shown as ⟨F0 9F⟩). Different models use different vocabularies, so the same text "
+        "costs a different number of tokens, and that number is what context windows and prices count."
+    )
 
 EXAMPLES = {
     "Your shared prompt": None,

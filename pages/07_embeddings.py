@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from components import embeddings as ce
-from components.frame import page_frame, plain_markdown, show_code
+from components.frame import intro, page_frame, plain_markdown, show_code
 from components.preamble import model_page
 from components.questions import check_yourself
 from core.embeddings import (
@@ -21,18 +21,19 @@ from core.embeddings import (
 )
 
 page_frame()
-st.markdown(
-    "The first thing a language model does with a token is look up a row in its **embedding "
-    "table**: a list of a few hundred numbers learned in training. Tokens used in similar ways "
-    "end up with similar vectors, so closeness (the cosine of the angle between two vectors) "
-    "stands for similarity of meaning or use, and directions can carry relations "
-    "(king − man + woman ≈ queen, sometimes). These rows are *static*: 'bank' gets the same "
-    "vector in every sentence; the layers above turn it into a *contextual* vector. A separate "
-    "sentence encoder (MiniLM) turns whole sentences into one vector each. To look at hundreds "
-    "of dimensions, a map squeezes them into two: PCA keeps the directions of most variance, "
-    "t-SNE and UMAP (the map of the Embedding Projector and most papers) keep each point's "
-    "nearest neighbours near it."
-)
+with intro():
+    st.markdown(
+        "The first thing a language model does with a token is look up a row in its **embedding "
+        "table**: a list of a few hundred numbers learned in training. Tokens used in similar ways "
+        "end up with similar vectors, so closeness (the cosine of the angle between two vectors) "
+        "stands for similarity of meaning or use, and directions can carry relations "
+        "(king − man + woman ≈ queen, sometimes). These rows are *static*: 'bank' gets the same "
+        "vector in every sentence; the layers above turn it into a *contextual* vector. A separate "
+        "sentence encoder (MiniLM) turns whole sentences into one vector each. To look at hundreds "
+        "of dimensions, a map squeezes them into two: PCA keeps the directions of most variance, "
+        "t-SNE and UMAP (the map of the Embedding Projector and most papers) keep each point's "
+        "nearest neighbours near it."
+    )
 
 lm, _ = model_page(prompt=False)
 table, _ = ce.cached_embedding_tables(lm.model_id)

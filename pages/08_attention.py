@@ -7,7 +7,7 @@ import streamlit as st
 
 from components import attention as ca
 from components.charts import draw_chart, draw_panels, thinned_note
-from components.frame import page_frame, show_code
+from components.frame import intro, page_frame, show_code
 from components.preamble import model_page, note_truncation
 from components.questions import check_yourself
 from components.tokens import token_labels
@@ -15,11 +15,12 @@ from core.attention import ATTENTION_CAP, encoder_attention, recompute_head
 from core.inspect.anatomy import geometry, supports
 
 page_frame()
-st.markdown(
-    "Each token asks a question (its **query**), every earlier token offers a **key**, and the "
-    "better they match, the more of that token's **value** flows in: softmax(QKᵀ/√d + mask). "
-    "Pick a layer and a head, and click a token to see where it looks."
-)
+with intro():
+    st.markdown(
+        "Each token asks a question (its **query**), every earlier token offers a **key**, and the "
+        "better they match, the more of that token's **value** flows in: softmax(QKᵀ/√d + mask). "
+        "Pick a layer and a head, and click a token to see where it looks."
+    )
 EXPLAINED = (
     "Inside every block, each token asks a question (its **query** Q), every earlier token "
     "offers a **key** K, and the better a key matches the query, the more of that token's "

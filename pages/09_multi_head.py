@@ -7,7 +7,7 @@ import streamlit as st
 from components import multi_head as mh
 from components.attention import attention_trace
 from components.charts import draw_chart
-from components.frame import page_frame, show_code
+from components.frame import intro, page_frame, show_code
 from components.preamble import model_page, note_truncation
 from components.questions import check_yourself
 from core.attention import ATTENTION_CAP
@@ -25,16 +25,17 @@ shared_kv = (
     if g.group_size > 1
     else f"In {lm.model_id} each head also has its own W_K and W_V (classic multi-head attention)."
 )
-st.markdown(
-    "A layer does not run one attention but several side by side: each **head** has its own "
-    "small W_Q, works in its own slice of the vector, and the heads' outputs are concatenated "
-    f"and mixed by one output matrix W_O. {shared_kv} Different heads learn different jobs: "
-    "looking at the previous token, parking attention on the first token (a 'sink'), looking "
-    "at itself, or copying what followed an earlier occurrence of the current token "
-    "(induction). Below, every head of a layer is drawn at once on your prompt, named after "
-    "the job it is measured doing. Switch heads off to see how much the next-token prediction "
-    "depends on them."
-)
+with intro():
+    st.markdown(
+        "A layer does not run one attention but several side by side: each **head** has its own "
+        "small W_Q, works in its own slice of the vector, and the heads' outputs are concatenated "
+        f"and mixed by one output matrix W_O. {shared_kv} Different heads learn different jobs: "
+        "looking at the previous token, parking attention on the first token (a 'sink'), looking "
+        "at itself, or copying what followed an earlier occurrence of the current token "
+        "(induction). Below, every head of a layer is drawn at once on your prompt, named after "
+        "the job it is measured doing. Switch heads off to see how much the next-token prediction "
+        "depends on them."
+    )
 trace = attention_trace(text)
 note_truncation(trace.truncated_from, trace.length)
 st.caption(f"Uses at most the first {ATTENTION_CAP} tokens of the prompt (here {trace.length}).")

@@ -6,7 +6,7 @@ import streamlit as st
 
 from components import block as cb
 from components.charts import draw_chart, graph_colours
-from components.frame import page_frame, show_code
+from components.frame import intro, page_frame, show_code
 from components.preamble import model_page, note_truncation
 from components.questions import check_yourself
 from core.block import block_anatomy, model_parameters, rebuild_block
@@ -14,16 +14,17 @@ from core.inspect.hooks import capture_outputs
 from core.inspect.trace import TRACE_TOKEN_CAP
 
 page_frame()
-st.markdown(
-    "A transformer is the same block repeated. Each block reads the **residual stream** x (one "
-    "vector per token), and adds two updates to it: first **attention** (tokens exchange "
-    "information), then the **MLP** (each token is processed on its own). Before each update "
-    "a **norm** rescales the vectors so the update sees inputs of a steady size; the stream "
-    "itself is never normalised, only added to: x → x + a → x + a + m. Below is the loaded "
-    "model's own block, its parts named as in its code, with your prompt's numbers at every "
-    "step, and a check that adding the parts back together gives exactly the next layer's "
-    "hidden state."
-)
+with intro():
+    st.markdown(
+        "A transformer is the same block repeated. Each block reads the **residual stream** x (one "
+        "vector per token), and adds two updates to it: first **attention** (tokens exchange "
+        "information), then the **MLP** (each token is processed on its own). Before each update "
+        "a **norm** rescales the vectors so the update sees inputs of a steady size; the stream "
+        "itself is never normalised, only added to: x → x + a → x + a + m. Below is the loaded "
+        "model's own block, its parts named as in its code, with your prompt's numbers at every "
+        "step, and a check that adding the parts back together gives exactly the next layer's "
+        "hidden state."
+    )
 
 lm, text = model_page("block")
 anatomy = cb.cached_block_anatomy(lm.model_id, text)
@@ -50,7 +51,7 @@ def one_block() -> None:
         bind="query-params",
         help=f"{lm.model_id} has {n_layers} blocks of this shape.",
     )
-    left, right = st.columns([2, 3], gap="large")
+    left, right = st.columns(2, gap="medium")  # the diagram needs ~380 px uncut
     with left:
         st.markdown(
             f"**{anatomy.block_class}** number {layer} of {n_layers}, "
@@ -76,7 +77,7 @@ def one_block() -> None:
             "from the captured parts, and the model's own next hidden state.",
         )
         draw_chart(cb.stage_chart(cb.stage_frame(anatomy, layer)))
-        st.dataframe(cb.stage_stats_frame(anatomy, layer), hide_index=True, width="stretch")
+    st.dataframe(cb.stage_stats_frame(anatomy, layer), hide_index=True, width="stretch")
     st.subheader("Update sizes through the whole stack")
     draw_chart(cb.update_chart(cb.update_frame(anatomy), layer))
     st.caption(
@@ -89,19 +90,16 @@ def one_block() -> None:
 one_block()
 
 st.subheader("Parameters per sub-module")
-c1, c2 = st.columns([2, 3], gap="large")
-with c1:
-    draw_chart(cb.params_chart(params_df))
-with c2:
-    st.dataframe(params_df, hide_index=True, width="stretch")
-    share = 100 * totals.per_block * totals.n_blocks / totals.total
-    head = "tied to the token embeddings (0 extra)" if totals.tied else f"{totals.lm_head:,}"
-    st.markdown(
-        f"One block: **{totals.per_block:,}** parameters; × {totals.n_blocks} blocks = "
-        f"{totals.per_block * totals.n_blocks:,} ({share:.0f} % of the model). Embeddings "
-        f"{totals.embeddings:,}, final norm {totals.final_norm:,}, lm_head {head}. "
-        f"Total **{totals.total:,}**, counted on the loaded model."
-    )
+draw_chart(cb.params_chart(params_df))
+st.dataframe(params_df, hide_index=True, width="stretch")
+share = 100 * totals.per_block * totals.n_blocks / totals.total
+head = "tied to the token embeddings (0 extra)" if totals.tied else f"{totals.lm_head:,}"
+st.markdown(
+    f"One block: **{totals.per_block:,}** parameters; × {totals.n_blocks} blocks = "
+    f"{totals.per_block * totals.n_blocks:,} ({share:.0f} % of the model). Embeddings "
+    f"{totals.embeddings:,}, final norm {totals.final_norm:,}, lm_head {head}. "
+    f"Total **{totals.total:,}**, counted on the loaded model."
+)
 show_code(block_anatomy, rebuild_block, capture_outputs, model_parameters)
 
 check_yourself()

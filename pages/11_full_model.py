@@ -5,8 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from components import full_model as fm
-from components.charts import draw_chart
-from components.frame import page_frame, show_code
+from components.charts import draw_chart, sources_line
+from components.frame import intro, page_frame, show_code
 from components.preamble import model_page, note_truncation
 from components.questions import check_yourself
 from core.full_model import LENS_WINDOW, logit_lens
@@ -15,15 +15,16 @@ from core.inspect.trace import TRACE_TOKEN_CAP, prompt_tokens
 from core.shared.published import count_parameters, parameter_count
 
 page_frame()
-st.markdown(
-    "An LLM is an embedding table, a stack of identical blocks, a final norm and an "
-    "**unembedding** (lm_head) that turns the last vector into a score for every token. "
-    "Every block adds to the same residual stream, so we can stop anywhere and ask: if the "
-    "model had to answer now, what would it say? That is the **logit lens**: the final norm "
-    "and lm_head applied to each layer's hidden state. Early layers mostly echo the current "
-    "token; the answer forms in the upper layers, and the last row is exactly the model's "
-    "own prediction. Bigger models are this same recipe with more and wider blocks."
-)
+with intro():
+    st.markdown(
+        "An LLM is an embedding table, a stack of identical blocks, a final norm and an "
+        "**unembedding** (lm_head) that turns the last vector into a score for every token. "
+        "Every block adds to the same residual stream, so we can stop anywhere and ask: if the "
+        "model had to answer now, what would it say? That is the **logit lens**: the final norm "
+        "and lm_head applied to each layer's hidden state. Early layers mostly echo the current "
+        "token; the answer forms in the upper layers, and the last row is exactly the model's "
+        "own prediction. Bigger models are this same recipe with more and wider blocks."
+    )
 
 lm, text = model_page("decoder")
 pt = prompt_tokens(lm.tokenizer, text, TRACE_TOKEN_CAP)
@@ -99,16 +100,16 @@ with c2:
         "or 3·d·d_ff (SwiGLU), plus norms; then vocabulary × d for the embeddings, once more "
         "if lm_head is not tied, and position rows for GPT-2. Hover a bar for its config."
     )
-st.dataframe(
-    sizes.drop(columns=["loaded"]),
+st.dataframe(  # the sources below it, so that every column fits a projector uncut
+    sizes.drop(columns=["loaded", "billions", "source"]),
     hide_index=True,
     width="stretch",
     column_config={
         "parameters": st.column_config.NumberColumn(format="localized"),
-        "billions": st.column_config.NumberColumn(format="%.3f"),
         "embeddings %": st.column_config.NumberColumn(format="%.1f"),
     },
 )
+st.caption(sources_line(sizes["model"], sizes["source"]))
 show_code(logit_lens, geometry, parameter_count)
 
 check_yourself()

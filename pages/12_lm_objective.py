@@ -7,7 +7,7 @@ import streamlit as st
 
 from components import lm_objective as lo
 from components.charts import draw_chart
-from components.frame import follow_shared_prompt, page_frame, show_code
+from components.frame import follow_shared_prompt, intro, page_frame, show_code
 from components.models import get_trace
 from components.preamble import model_page, note_truncation, prompt_or_default
 from components.questions import check_yourself
@@ -16,15 +16,16 @@ from core.inspect.trace import TRACE_TOKEN_CAP
 from core.lm_objective import alternatives, play, surprisal
 
 page_frame()
-st.markdown(
-    "A language model is trained on one task: given the tokens so far, put probability on the "
-    "token that really comes next. How badly it did at one token is its **surprisal**, "
-    "−log p(token | everything before): 0 when it was certain and right, large when the token "
-    "was a shock. The training loss is the mean surprisal over the text (in nats), and "
-    "**perplexity** = e^loss is the number of equally likely choices that would leave the "
-    "model as unsure as it is on average. Type any text to see where the model was surprised, "
-    "click a token to see what it expected instead, then play the same game yourself."
-)
+with intro():
+    st.markdown(
+        "A language model is trained on one task: given the tokens so far, put probability on the "
+        "token that really comes next. How badly it did at one token is its **surprisal**, "
+        "−log p(token | everything before): 0 when it was certain and right, large when the token "
+        "was a shock. The training loss is the mean surprisal over the text (in nats), and "
+        "**perplexity** = e^loss is the number of equally likely choices that would leave the "
+        "model as unsure as it is on average. Type any text to see where the model was surprised, "
+        "click a token to see what it expected instead, then play the same game yourself."
+    )
 
 lm, _ = model_page(prompt=False)
 follow_shared_prompt("lm_objective.text")

@@ -4,20 +4,21 @@ import streamlit as st
 
 from components import pretraining_data as pdv
 from components.charts import draw_chart
-from components.frame import page_frame, show_code
+from components.frame import intro, page_frame, show_code
 from components.jobs import run_job
 from components.preamble import model_page
 from components.questions import check_yourself
 from core import pretraining_data as dp
 
 page_frame()
-st.markdown(
-    "A model learns whatever its training text contains, so web-scale corpora pass a "
-    "**filtering pipeline** first: keep one language, drop what does not read like prose "
-    "(menus, cookie banners, spam), drop repeated text, remove exact and near duplicates, mask "
-    "personal data. Here it runs live on paragraphs of Python's documentation mixed with junk "
-    "of each kind injected on purpose, so every filter's catch can be counted."
-)
+with intro():
+    st.markdown(
+        "A model learns whatever its training text contains, so web-scale corpora pass a "
+        "**filtering pipeline** first: keep one language, drop what does not read like prose "
+        "(menus, cookie banners, spam), drop repeated text, remove exact and near duplicates, mask "
+        "personal data. Here it runs live on paragraphs of Python's documentation mixed with junk "
+        "of each kind injected on purpose, so every filter's catch can be counted."
+    )
 
 docs = pdv.cached_corpus()
 lm, _ = model_page(prompt=False)
@@ -26,9 +27,8 @@ t = pdv.settings_panel()
 result = pdv.cached_pipeline(t)
 recall = dp.recall_table(docs, result)
 
-left, right = st.columns([1, 1])
-draw_chart(pdv.funnel_chart(pdv.funnel_frame(result, tokens)), where=left)
-right.dataframe(
+draw_chart(pdv.funnel_chart(pdv.funnel_frame(result, tokens)))
+st.dataframe(  # full width: its six columns fit a projector uncut
     pdv.recall_frame(recall),
     hide_index=True,
     width="stretch",
@@ -39,10 +39,13 @@ right.dataframe(
         "injected kind": st.column_config.TextColumn("kind", width="small"),
         "documents": st.column_config.NumberColumn("docs", width="small"),
         "caught": st.column_config.NumberColumn(width="small"),
+        "dropped (any stage)": st.column_config.NumberColumn(
+            "dropped", help="Dropped at any stage of the pipeline."
+        ),
     },
 )
 clean = recall[0]
-right.caption(
+st.caption(
     f"{len(docs):,} documents: {clean.injected:,} distinct paragraphs of Python's "
     f"documentation and {len(docs) - clean.injected} injected. The filters also "
     f"dropped {pdv.lost_text(docs, result)}. Tokens counted with {lm.model_id}'s tokenizer."

@@ -8,20 +8,21 @@ import streamlit as st
 
 from components import pretraining_loop as cp
 from components.charts import draw_chart
-from components.frame import page_frame, show_code
+from components.frame import intro, page_frame, show_code
 from components.jobs import run_job
 from components.questions import check_yourself
 from core import pretraining_loop as pt
 
 page_frame()
-st.markdown(
-    "Pre-training is one loop: cut random windows of text into a **batch**, run the model "
-    "forward to predict every next token, measure the **loss** (mean surprisal in nats), "
-    "backpropagate, clip the gradient, and let AdamW **update** every weight. Here a tiny GPT "
-    "(minGPT's decoder) learns Python's documentation from scratch; 10 % of the text is held "
-    "out as **validation** data it never trains on. The learning rate warms up linearly, then "
-    "follows a cosine down to a tenth of its peak."
-)
+with intro():
+    st.markdown(
+        "Pre-training is one loop: cut random windows of text into a **batch**, run the model "
+        "forward to predict every next token, measure the **loss** (mean surprisal in nats), "
+        "backpropagate, clip the gradient, and let AdamW **update** every weight. Here a tiny GPT "
+        "(minGPT's decoder) learns Python's documentation from scratch; 10 % of the text is held "
+        "out as **validation** data it never trains on. The learning rate warms up linearly, then "
+        "follows a cosine down to a tenth of its peak."
+    )
 with st.expander("Go deeper: why the first loss is ln(vocabulary)"):
     st.markdown(
         "The output layer starts at zero, so every logit is 0 and softmax gives each of the V "

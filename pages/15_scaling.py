@@ -6,8 +6,8 @@ import streamlit as st
 
 from components import pretraining_loop as cp
 from components import scaling as cs
-from components.charts import draw_chart
-from components.frame import page_frame, show_code
+from components.charts import draw_chart, sources_line
+from components.frame import intro, page_frame, show_code
 from components.jobs import run_job
 from components.models import get_lm_or_none
 from components.questions import check_yourself
@@ -19,16 +19,17 @@ page_frame()
 (a1_lo, a1_hi), (a2_lo, a2_hi) = map(
     cs.tokens_per_param, (sc.TABLE_3_APPROACH_1, sc.TABLE_A3_APPROACH_2)
 )
-st.markdown(
-    "Training compute is about **C = 6ND** FLOPs: N parameters, D tokens, 2 FLOPs per "
-    "parameter per token forward and 4 backward. For a fixed budget C you can train a big "
-    "model on few tokens or a small one on many. Chinchilla (Hoffmann et al. 2022) trained "
-    "over 400 models and found that N and D should grow about equally: its first two methods "
-    f"give **{a1_lo:.0f} to {a1_hi:.0f}** (Approach 1) and **{a2_lo:.0f} to {a2_hi:.0f} tokens "
-    "per parameter** (Approach 2, more for bigger budgets), rounded to the rule of thumb of 20; "
-    "its fitted loss L(N, D) = E + A/N^α + B/D^β (Approach 3) leans further towards data. Move "
-    "the budget to see both recipes, the loss the fit predicts, and where famous models sit."
-)
+with intro():
+    st.markdown(
+        "Training compute is about **C = 6ND** FLOPs: N parameters, D tokens, 2 FLOPs per "
+        "parameter per token forward and 4 backward. For a fixed budget C you can train a big "
+        "model on few tokens or a small one on many. Chinchilla (Hoffmann et al. 2022) trained "
+        "over 400 models and found that N and D should grow about equally: its first two methods "
+        f"give **{a1_lo:.0f} to {a1_hi:.0f}** (Approach 1) and **{a2_lo:.0f} to {a2_hi:.0f} tokens "
+        "per parameter** (Approach 2, more for bigger budgets), rounded to the rule of thumb of 20; "
+        "its fitted loss L(N, D) = E + A/N^α + B/D^β (Approach 3) leans further towards data. Move "
+        "the budget to see both recipes, the loss the fit predicts, and where famous models sit."
+    )
 with st.expander("Go deeper: the closed form, and why unrounded exponents matter"):
     f = sc.CHINCHILLA
     st.markdown(
@@ -95,7 +96,23 @@ with c2:
         f"{gap_d[0]:.0%} to {gap_d[1]:.0%} (the paper computed its table with its own "
         "unrounded constants, which it does not print)."
     )
-st.dataframe(cs.known_models_frame(known), hide_index=True, width="stretch")
+known_df = cs.known_models_frame(known)
+st.dataframe(  # short headers, sources under it: every column fits a projector uncut
+    known_df.drop(columns=["source"]),
+    hide_index=True,
+    width="stretch",
+    column_config={
+        "tokens per parameter": st.column_config.NumberColumn("tokens / param"),
+        "C = 6ND (FLOPs)": st.column_config.TextColumn("C = 6ND", help="Training FLOPs."),
+        "predicted loss": st.column_config.NumberColumn(
+            "fit's loss", help="L(N, D) from the Chinchilla fit (Approach 3)."
+        ),
+        "fit's optimal N for this C": st.column_config.TextColumn(
+            "fit's best N", help="The fit's compute-optimal parameter count for this C."
+        ),
+    },
+)
+st.caption(sources_line(known_df["model"], known_df["source"]))
 
 st.subheader("How long, and what it costs")
 c1, c2, c3, c4 = st.columns(4)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from components import fine_tuning as view
-from components.frame import page_frame, show_code
+from components.frame import intro, page_frame, show_code
 from components.models import current_model_id
 from components.preamble import model_page, require_anatomy
 from components.questions import check_yourself
@@ -19,15 +19,16 @@ model_id = current_model_id()
 data = view.cached_data()
 template, own_template = ft.template_of(lm.tokenizer)
 
-st.markdown(
-    "A pretrained model continues text; an *assistant* is the same model fine-tuned on "
-    "conversations. Each conversation is written out with a **chat template**: special tokens "
-    "mark where a turn starts, who speaks and where it ends. Training uses the ordinary "
-    "next-token loss, but only the assistant's tokens (and its end-of-turn marker) are "
-    "**targets**: the system prompt, the user's words and the headers are context. **LoRA** "
-    "then makes fine-tuning cheap: every weight W stays frozen and each adapted matrix learns "
-    "a low-rank update BA, only r(d_in + d_out) numbers instead of d_in x d_out."
-)
+with intro():
+    st.markdown(
+        "A pretrained model continues text; an *assistant* is the same model fine-tuned on "
+        "conversations. Each conversation is written out with a **chat template**: special tokens "
+        "mark where a turn starts, who speaks and where it ends. Training uses the ordinary "
+        "next-token loss, but only the assistant's tokens (and its end-of-turn marker) are "
+        "**targets**: the system prompt, the user's words and the headers are context. **LoRA** "
+        "then makes fine-tuning cheap: every weight W stays frozen and each adapted matrix learns "
+        "a low-rank update BA, only r(d_in + d_out) numbers instead of d_in x d_out."
+    )
 if not own_template:
     st.info(
         f"{model_id} has no chat template of its own (a base model), so this page uses "

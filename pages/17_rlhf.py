@@ -8,7 +8,7 @@ import streamlit as st
 
 from components import rlhf as view
 from components.charts import draw_chart
-from components.frame import page_frame, show_code
+from components.frame import intro, page_frame, show_code
 from components.models import current_model_id
 from components.preamble import model_page
 from components.questions import check_yourself
@@ -20,16 +20,17 @@ lm, _ = model_page(prompt=False)
 model_id = current_model_id()
 data = view.cached_pairs()
 
-st.markdown(
-    "People find it easier to say which of two answers is better than to write the perfect "
-    "one. RLHF turns such **preferences** into a **reward model**: a head on the LM that gives "
-    "each answer a score r, trained so that the preferred answer scores higher (Bradley-Terry: "
-    "P(A preferred over B) = sigmoid(r_A - r_B)). The policy is then pushed towards high "
-    "reward, with a **KL penalty** that keeps it close to the original model, because a reward "
-    "model is only an imitation of the labellers and can be gamed. **Best-of-n** is the "
-    "simplest use of a reward model; **DPO** skips it and trains on the pairs directly."
-)
-st.latex(r"\mathcal{L}_{BT} = -\log \sigma\big(r(x, y_{chosen}) - r(x, y_{rejected})\big)")
+with intro():
+    st.markdown(
+        "People find it easier to say which of two answers is better than to write the perfect "
+        "one. RLHF turns such **preferences** into a **reward model**: a head on the LM that gives "
+        "each answer a score r, trained so that the preferred answer scores higher (Bradley-Terry: "
+        "P(A preferred over B) = sigmoid(r_A - r_B)). The policy is then pushed towards high "
+        "reward, with a **KL penalty** that keeps it close to the original model, because a reward "
+        "model is only an imitation of the labellers and can be gamed. **Best-of-n** is the "
+        "simplest use of a reward model; **DPO** skips it and trains on the pairs directly."
+    )
+    st.latex(r"\mathcal{L}_{BT} = -\log \sigma\big(r(x, y_{chosen}) - r(x, y_{rejected})\big)")
 
 problem = ft.template_problem(lm.tokenizer)
 if problem:

@@ -7,7 +7,7 @@ from itertools import chain
 import streamlit as st
 
 from components import inference_loop as il
-from components.frame import page_frame, show_code
+from components.frame import intro, page_frame, show_code
 from components.preamble import model_page, note_truncation
 from components.questions import check_yourself
 from components.tokens import escape_markdown
@@ -22,15 +22,16 @@ PROMPT_CAP = 256  # prompt tokens this page feeds the model
 STEP_CAP = 64  # new tokens per run, at most
 
 page_frame()
-st.markdown(
-    "A language model writes **one token at a time**: it reads the whole sequence, picks the "
-    "next token, appends it and goes round again. The first step, the **prefill**, reads every "
-    "prompt token at once. Each later **decode** step only needs the new token, because every "
-    "layer keeps the keys and values it already computed for earlier tokens: the **KV cache**. "
-    "It trades memory for time: it grows by the same number of bytes with every token, "
-    "2 × layers × key/value heads × head size × bytes per number. Step through it below, then "
-    "see what a token costs with and without the cache."
-)
+with intro():
+    st.markdown(
+        "A language model writes **one token at a time**: it reads the whole sequence, picks the "
+        "next token, appends it and goes round again. The first step, the **prefill**, reads every "
+        "prompt token at once. Each later **decode** step only needs the new token, because every "
+        "layer keeps the keys and values it already computed for earlier tokens: the **KV cache**. "
+        "It trades memory for time: it grows by the same number of bytes with every token, "
+        "2 × layers × key/value heads × head size × bytes per number. Step through it below, then "
+        "see what a token costs with and without the cache."
+    )
 
 lm, prompt = model_page()
 model_id = lm.model_id

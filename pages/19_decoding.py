@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from components import presenter
 from components.decoding import (
     PAGE_DEFAULTS,
     current_settings,
@@ -12,7 +13,7 @@ from components.decoding import (
     side_by_side_job,
     strategies,
 )
-from components.frame import page_frame, show_code
+from components.frame import intro, page_frame, presenter_prompt, show_code
 from components.models import current_model_id, get_prompt, get_trace
 from components.preamble import model_page, note_truncation
 from components.questions import check_yourself
@@ -21,17 +22,18 @@ from core.shared.chat import has_template, render
 
 page_frame()
 
-st.markdown(
-    "After reading the prompt the model outputs a score (logit) for **every** token in its "
-    "vocabulary; softmax turns them into probabilities. *Decoding* decides which token to take. "
-    "**Greedy** always takes the most likely one; **sampling** draws at random, after reshaping "
-    "the distribution: **temperature** divides the logits (low = sharper, high = flatter), "
-    "**top-k** keeps the k most likely tokens, **top-p** (nucleus) keeps the smallest set whose "
-    "probabilities add up to p, and **min-p** drops tokens less likely than min-p times the top "
-    "one. **Beam search** keeps several candidate continuations and picks the most probable "
-    "whole sequence. Move a slider and watch which tokens survive."
-)
-st.latex(r"p_i = \frac{e^{z_i / T}}{\sum_j e^{z_j / T}}")
+with intro():
+    st.markdown(
+        "After reading the prompt the model outputs a score (logit) for **every** token in its "
+        "vocabulary; softmax turns them into probabilities. *Decoding* decides which token to take. "
+        "**Greedy** always takes the most likely one; **sampling** draws at random, after reshaping "
+        "the distribution: **temperature** divides the logits (low = sharper, high = flatter), "
+        "**top-k** keeps the k most likely tokens, **top-p** (nucleus) keeps the smallest set whose "
+        "probabilities add up to p, and **min-p** drops tokens less likely than min-p times the top "
+        "one. **Beam search** keeps several candidate continuations and picks the most probable "
+        "whole sequence. Move a slider and watch which tokens survive."
+    )
+    st.latex(r"p_i = \frac{e^{z_i / T}}{\sum_j e^{z_j / T}}")
 
 lm, _ = model_page(prompt=False)  # this page says itself what an empty prompt means
 model_id = current_model_id()
@@ -41,19 +43,27 @@ if not prompt.strip():
         "The shared prompt in the sidebar is empty, so the model predicts the first token "
         "of a text from nothing but its start token."
     )
-use_chat = st.toggle(
-    "Wrap the prompt in the chat template (as a user message)",
+if presenter.is_on():  # the prompt box (the sidebar is folded) beside the template's switch
+    box, chat_col = st.columns([3, 2], vertical_alignment="center")
+    with box:
+        presenter_prompt()
+    seen_col = chat_col
+else:
+    chat_col, seen_col = st.columns(2, vertical_alignment="center")
+use_chat = chat_col.toggle(
+    "Wrap the prompt in the chat template",
     key="decoding.chat",
     disabled=not has_template(lm.tokenizer),
+    help="As a user message, the way a chat assistant reads it.",
 )
 text = prompt
 if use_chat:
     text = render(lm.tokenizer, [{"role": "user", "content": prompt}])
 trace = get_trace(text)
-note_truncation(trace.truncated_from, trace.length)
 context_ids = tuple(int(i) for i in trace.ids)
-with st.expander(f"The model sees {trace.length} tokens", expanded=False):
+with seen_col.expander(f"The model sees {trace.length} tokens", expanded=False):
     st.text(lm.tokenizer.decode(list(context_ids), clean_up_tokenization_spaces=False)[-3000:])
+note_truncation(trace.truncated_from, trace.length)
 
 D = PAGE_DEFAULTS
 distribution_section(lm, trace, context_ids)

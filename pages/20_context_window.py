@@ -6,7 +6,7 @@ import streamlit as st
 
 from components import context_window as cw
 from components.charts import draw_chart
-from components.frame import page_frame, show_code
+from components.frame import intro, page_frame, presenter_prompt, show_code
 from components.models import get_prompt
 from components.preamble import model_page
 from components.questions import check_yourself
@@ -18,21 +18,23 @@ from core.inspect.anatomy import geometry
 SHOWN_CAP = 400  # tokens drawn as chips
 
 page_frame()
-st.markdown(
-    "A model can only attend to a fixed number of tokens, its **context window**: positions "
-    "beyond what it was trained on are unknown to it. Longer inputs cost more: every token "
-    "attends to every earlier one, so each layer builds a T × T table of attention scores "
-    "(it grows as n²), and the KV cache grows by a fixed number of bytes per token. A prompt "
-    "that does not fit must be **truncated**, and what you cut decides what the model can "
-    "still see. Finally, fitting in the window is not the same as *using* it: the "
-    "needle-in-a-haystack probe tests whether the model finds one fact hidden in filler."
-)
+with intro():
+    st.markdown(
+        "A model can only attend to a fixed number of tokens, its **context window**: positions "
+        "beyond what it was trained on are unknown to it. Longer inputs cost more: every token "
+        "attends to every earlier one, so each layer builds a T × T table of attention scores "
+        "(it grows as n²), and the KV cache grows by a fixed number of bytes per token. A prompt "
+        "that does not fit must be **truncated**, and what you cut decides what the model can "
+        "still see. Finally, fitting in the window is not the same as *using* it: the "
+        "needle-in-a-haystack probe tests whether the model finds one fact hidden in filler."
+    )
 
 lm, _ = model_page(prompt=False)  # an empty prompt gets this page's own filler text below
 model_id = lm.model_id
 geo = geometry(lm.config)
 context = inf.context_length(lm.config)
 width = inf.model_dtype_bytes(lm.model)
+presenter_prompt()  # the sidebar's prompt box, in the page when the sidebar is folded
 prompt = get_prompt()
 ids = cw.cached_token_count(model_id, prompt)
 if not ids:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from components import rag as view
-from components.frame import page_frame, show_code
+from components.frame import intro, page_frame, show_code
 from components.models import current_model_id
 from components.preamble import model_page
 from components.questions import check_yourself
@@ -13,15 +13,16 @@ from core import rag
 
 page_frame()
 
-st.markdown(
-    "A small model does not know most facts, and a big one cannot know your documents. "
-    "**Retrieval-augmented generation** looks the facts up first: the documents (here, "
-    f"{len(rag.pydoc_topics())} topics of Python's own documentation) are cut into overlapping "
-    "**chunks**; a question is compared with every chunk, either by meaning (**dense**: MiniLM "
-    "embeddings, cosine similarity) or by shared rare words (**BM25**), or both (**hybrid**, by "
-    "reciprocal rank fusion); the top-k chunks are pasted into the prompt, and the model answers "
-    "from them. Each step can fail on its own: measure it below."
-)
+with intro():
+    st.markdown(
+        "A small model does not know most facts, and a big one cannot know your documents. "
+        "**Retrieval-augmented generation** looks the facts up first: the documents (here, "
+        f"{len(rag.pydoc_topics())} topics of Python's own documentation) are cut into overlapping "
+        "**chunks**; a question is compared with every chunk, either by meaning (**dense**: MiniLM "
+        "embeddings, cosine similarity) or by shared rare words (**BM25**), or both (**hybrid**, by "
+        "reciprocal rank fusion); the top-k chunks are pasted into the prompt, and the model answers "
+        "from them. Each step can fail on its own: measure it below."
+    )
 view.corpus_caption()
 with st.expander("Go deeper: how the hybrid fuses two rankings"):
     st.markdown(

@@ -9,7 +9,7 @@ import streamlit as st
 
 from components import agents as view
 from components.charts import draw_chart
-from components.frame import page_frame, show_code
+from components.frame import intro, page_frame, show_code
 from components.models import current_model_id
 from components.preamble import model_page
 from components.questions import check_yourself
@@ -19,17 +19,18 @@ from core.runtime import generation
 
 page_frame()
 
-st.markdown(
-    "An **agent** is a model in a loop: it writes an *action* (a thought, a tool name and the "
-    "tool's input), a program runs that tool and feeds the result back as an *observation*, and "
-    "the model acts again until it gives a **final answer**, repeats itself (a call whose "
-    "result it already has) or hits the **step limit**. Here the "
-    "tools are a calculator, a search over the RAG page's Python documentation and a date tool. "
-    "A 135M-parameter model rarely writes a valid action on its own, so **constrained decoding** "
-    "turns the action's JSON schema into a grammar and, before each token, masks every token of "
-    "the vocabulary that would break it: whatever the model prefers, the call parses. The program "
-    "only ever reads the call as data; no text from you or the model is run as code."
-)
+with intro():
+    st.markdown(
+        "An **agent** is a model in a loop: it writes an *action* (a thought, a tool name and the "
+        "tool's input), a program runs that tool and feeds the result back as an *observation*, and "
+        "the model acts again until it gives a **final answer**, repeats itself (a call whose "
+        "result it already has) or hits the **step limit**. Here the "
+        "tools are a calculator, a search over the RAG page's Python documentation and a date tool. "
+        "A 135M-parameter model rarely writes a valid action on its own, so **constrained decoding** "
+        "turns the action's JSON schema into a grammar and, before each token, masks every token of "
+        "the vocabulary that would break it: whatever the model prefers, the call parses. The program "
+        "only ever reads the call as data; no text from you or the model is run as code."
+    )
 
 lm, _ = model_page(prompt=False)
 model_id = current_model_id()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from components.charts import draw_chart
-from components.frame import page_frame, show_code
+from components.frame import intro, page_frame, show_code
 from components.jobs import run_job
 from components.models import current_model_id
 from components.preamble import model_page
@@ -26,17 +26,18 @@ from core import prompting as P
 from core.shared.chat import special_tokens
 
 page_frame()
-st.markdown(
-    "The same model answers the same task better or worse depending only on **how it is asked**. "
-    "Here SmolLM2 labels 30 one-line reviews as positive or negative, asked four ways: "
-    "**zero-shot** (just the question), a **system prompt** describing the job, **few-shot** "
-    "(k solved examples first, as earlier chat turns) and **step-by-step** (it writes a short "
-    "reasoning, then answers). The answer is not parsed from text: at the answer position we "
-    "read the model's probabilities of the label tokens (`positive`, ` positive`, `Positive`, … "
-    "and the same for negative) and renormalise them, so p(positive) + p(negative) = 1. "
-    "**Label mass** is how much of the whole next-token distribution falls on those tokens: "
-    "low mass means the model was about to say something else entirely."
-)
+with intro():
+    st.markdown(
+        "The same model answers the same task better or worse depending only on **how it is asked**. "
+        "Here SmolLM2 labels 30 one-line reviews as positive or negative, asked four ways: "
+        "**zero-shot** (just the question), a **system prompt** describing the job, **few-shot** "
+        "(k solved examples first, as earlier chat turns) and **step-by-step** (it writes a short "
+        "reasoning, then answers). The answer is not parsed from text: at the answer position we "
+        "read the model's probabilities of the label tokens (`positive`, ` positive`, `Positive`, … "
+        "and the same for negative) and renormalise them, so p(positive) + p(negative) = 1. "
+        "**Label mass** is how much of the whole next-token distribution falls on those tokens: "
+        "low mass means the model was about to say something else entirely."
+    )
 lm, _ = model_page(prompt=False)
 model_id = current_model_id()
 reviews, pool = cached_reviews()

@@ -4,7 +4,7 @@ import streamlit as st
 
 from components import multimodal as mmv
 from components.charts import draw_chart
-from components.frame import page_frame, show_code
+from components.frame import intro, page_frame, show_code
 from components.jobs import finished_result, run_job
 from components.questions import check_yourself
 from components.tokens import token_strip
@@ -12,15 +12,16 @@ from core import multimodal as mm
 from core.layers import toy_threads
 
 page_frame()
-st.markdown(
-    "A vision-language model turns an image into tokens too: it cuts the picture into "
-    "patches, projects each patch to a vector and adds its position, exactly as text tokens "
-    "get an embedding and a position. **CLIP** trains an image encoder and a text encoder "
-    "together so that a picture and its caption land close together: in a batch of N pairs, "
-    "each image must pick its own caption among the N, and each caption its image "
-    "(the symmetric contrastive loss). Below, a miniature CLIP learns from scikit-learn's "
-    "8×8 handwritten digits and captions such as “a handwritten digit seven”, read by MiniLM."
-)
+with intro():
+    st.markdown(
+        "A vision-language model turns an image into tokens too: it cuts the picture into "
+        "patches, projects each patch to a vector and adds its position, exactly as text tokens "
+        "get an embedding and a position. **CLIP** trains an image encoder and a text encoder "
+        "together so that a picture and its caption land close together: in a batch of N pairs, "
+        "each image must pick its own caption among the N, and each caption its image "
+        "(the symmetric contrastive loss). Below, a miniature CLIP learns from scikit-learn's "
+        "8×8 handwritten digits and captions such as “a handwritten digit seven”, read by MiniLM."
+    )
 
 data = mm.digit_data()
 c1, c2, c3 = st.columns([1, 1, 2])

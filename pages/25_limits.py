@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from components.frame import page_frame, show_code
+from components.frame import intro, page_frame, show_code
 from components.limits import (
     addition_section,
     capitals_section,
@@ -20,15 +20,16 @@ from components.questions import check_yourself
 from core import limits as L
 
 page_frame()
-st.markdown(
-    "A language model predicts the next token. Everything it seems to *do* (count, add, know "
-    "facts, admit ignorance) is a side effect of that, and the side effects fail in ways you can "
-    "measure. Each probe below runs the selected model on a fixed set of questions: answers are "
-    "generated greedily (always the most likely token) and scored by parsing the text the model "
-    "actually wrote; probabilities are read from its logits. Small models fail often; these are "
-    "the measured failures, not examples picked to look bad. Each probe links to the page that "
-    "explains its cause."
-)
+with intro():
+    st.markdown(
+        "A language model predicts the next token. Everything it seems to *do* (count, add, know "
+        "facts, admit ignorance) is a side effect of that, and the side effects fail in ways you can "
+        "measure. Each probe below runs the selected model on a fixed set of questions: answers are "
+        "generated greedily (always the most likely token) and scored by parsing the text the model "
+        "actually wrote; probabilities are read from its logits. Small models fail often; these are "
+        "the measured failures, not examples picked to look bad. Each probe links to the page that "
+        "explains its cause."
+    )
 model_page(prompt=False)  # load (or fall back to) the selected model before any probe runs
 model_id = current_model_id()
 

@@ -3,8 +3,10 @@ diagrams that follow the theme, bars that keep every label."""
 
 from __future__ import annotations
 
+import altair as alt
 import numpy as np
 import pandas as pd
+import pytest
 
 from components.charts import (
     DARK_INK,
@@ -159,7 +161,7 @@ def test_needle_rows_keep_a_readable_height_for_any_number_of_lengths():
 
 
 def test_logit_lens_cells_drop_words_when_too_narrow_and_thin_their_axis():
-    from components.full_model import LENS_CELL_MIN_PX, lens_chart
+    from components.full_model import LENS_CELL_CHARS, lens_cell_min_px, lens_chart
 
     df = pd.DataFrame(
         {
@@ -173,8 +175,18 @@ def test_logit_lens_cells_drop_words_when_too_narrow_and_thin_their_axis():
         }
     )
     df["ink"] = ink_for(df["p"].to_numpy(), "blues", (0.0, 1.0))
-    rect, text = lens_chart(df).to_dict()["layer"]
-    assert f"bandwidth('x') >= {LENS_CELL_MIN_PX}" in text["mark"]["opacity"]["expr"]
+    spec = lens_chart(df).to_dict()
+    rect, text = spec["layer"]
+    px = text["mark"]["fontSize"]
+    assert px >= 12
+    # a cell's words show only where LENS_CELL_CHARS monospace characters (0.6 em) fit
+    assert lens_cell_min_px(px) >= LENS_CELL_CHARS * 0.6 * px
+    assert f"bandwidth('x') >= {lens_cell_min_px(px)}" in text["mark"]["opacity"]["expr"]
+    # two lines (token, probability) fit a row without overlapping the next
+    assert (
+        text["mark"]["lineHeight"] >= px
+        and spec["height"]["step"] >= 2 * text["mark"]["lineHeight"]
+    )
     assert rect["encoding"]["x"]["axis"]["labelOverlap"] == "parity"
     assert "datum.ink" in text["encoding"]["color"]["condition"]["test"]  # ink follows the scale
 
@@ -379,3 +391,19 @@ def test_field_names_with_quotes_dots_and_brackets_reach_vega_as_one_column():
     # the axis still reads the column's own name, not its escaped form
     x = specs[0]["layer"][0]["encoding"]["x"]
     assert x["title"] == "model's answer"
+
+
+def test_raised_text_keeps_its_lines_apart():
+    """readable() raises a text mark's size to the smallest readable one; its line height
+    grows with it (9 px text on 10 px lines became 12 px text on 10 px lines: overlapped)."""
+    from components.charts import readable
+
+    df = pd.DataFrame({"x": [0], "t": ["a\nb"]})
+    chart = (
+        alt.Chart(df)
+        .mark_text(fontSize=9, lineHeight=10, lineBreak="\n")
+        .encode(x="x:Q", text="t:N")
+    )
+    mark = readable(chart, theme="light", px=12).to_dict()["mark"]
+    assert mark["fontSize"] == 12
+    assert mark["lineHeight"] == pytest.approx(10 * 12 / 9)

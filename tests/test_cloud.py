@@ -42,7 +42,7 @@ def test_the_cloud_path_loads_smollm2_from_the_hub_and_opens_model_pages(tmp_pat
     make_hub_cache(hub, model_folder)
     result = run_in_env(sys.executable, tmp_path, hub, ("06", "08", "12", "19"))
     assert not problems(result), problems(result)
-    assert result["model_label"] == "SmolLM2-135M-Instruct (hub)"
+    assert result["model_label"] == "SmolLM2-135M (hub)"
     assert "runs right here on your machine" not in result["home_text"]
     assert "Hugging Face hub" in result["home_text"]
     assert not list((tmp_path / "app-cache").glob("smollm2-*"))  # nothing converted
@@ -53,7 +53,7 @@ def test_no_package_and_no_hub_gives_one_sentence_and_model_free_pages_work(tmp_
     hub.mkdir()
     result = run_in_env(sys.executable, tmp_path, hub, ("04", "06", "08", "15", "19", "24"))
     assert result["package_hidden"] and not result["home_exception"]
-    assert result["model_label"] == "SmolLM2-135M-Instruct (hub)"
+    assert result["model_label"] == "SmolLM2-135M (hub)"
     for number, page in result["pages"].items():
         assert not page["exception"], (number, page["exception"])
     for number in ("06", "08", "19"):  # model pages: the one sentence, no traceback

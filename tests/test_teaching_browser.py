@@ -2,7 +2,10 @@
 - a shipped lesson's link walks 6 steps with Next, each page opening with its settings;
 - no chart or diagram text under 12 px on any page at 1280x720 (SVG text measured as drawn),
   in the normal and the presenter view;
-- the presenter view folds the sidebar and keeps its flag in the link.
+- the presenter view folds the sidebar and keeps its flag in the link;
+- nothing cut at 1280 px in the normal view (clipped text, a table wider than its box, chart
+  text outside its chart), and in the presenter view the explanation folded and the page's
+  first graphic or button on the first 1280x720 screen.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from components.export import EXPORT_LABEL
+from components.frame import INTRO_LABEL
 from core.concepts import available_concepts
 from core.lessons import shipped_lesson
 from tests.test_browser import PROJECTOR, browser, server  # noqa: F401  (fixtures)
@@ -36,11 +41,27 @@ FONT_JS = """
 """
 
 
+CHARTS_DRAWN_JS = """
+() => [...document.querySelectorAll("[data-testid='stVegaLiteChart']")]
+  .filter(el => el.offsetParent !== null)  // not in a closed expander or another tab
+  .every(el => el.querySelector('svg, canvas') && el.getBoundingClientRect().height > 20)
+"""
+
+
 def settle(page) -> None:
     page.wait_for_timeout(600)
     page.wait_for_selector(READY, timeout=300_000)
     page.wait_for_timeout(600)
     page.wait_for_selector(READY, timeout=300_000)
+
+
+def settle_whole(page) -> None:
+    """Until the page's script has run to its end (its last element, the export panel, is
+    drawn; a run between two reruns looks finished too) and its charts are drawn."""
+    settle(page)
+    page.get_by_text(EXPORT_LABEL).first.wait_for(timeout=300_000)
+    settle(page)
+    page.wait_for_function(CHARTS_DRAWN_JS, timeout=30_000)
 
 
 def widget_value(page, key: str) -> str | None:
@@ -137,3 +158,97 @@ def test_presenter_view_has_larger_chart_text_and_a_folded_sidebar(server, brows
         assert "present=1" in page.url
     finally:
         page.close()
+
+
+# Text cut at the projector's width, in the normal view (the sidebar open):
+# 1. HTML text clipped by its own box (ellipsis, hidden overflow), main page and sidebar;
+# 2. a data grid wider than its box (its last columns hidden behind a sideways scroll);
+# 3. visible chart or diagram text drawn outside its chart (Vega hides overlapping axis labels
+#    with opacity 0: those are left out). Diagrams in a box that scrolls sideways count too.
+CUT_JS = """
+() => {
+  const bad = [];
+  const scope = "[data-testid='stMain'] *, [data-testid='stSidebar'] *";
+  for (const el of document.querySelectorAll(scope)) {
+    if (el.closest("[data-testid='stCode'], pre, textarea, input, .katex-mathml")) continue;
+    const cs = getComputedStyle(el);
+    if (!['hidden', 'clip'].includes(cs.overflowX) && cs.textOverflow !== 'ellipsis') continue;
+    if (el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1 && el.textContent.trim())
+      bad.push('text cut: "' + el.textContent.trim().slice(0, 50) + '" (' + el.clientWidth +
+               ' of ' + el.scrollWidth + ' px)');
+  }
+  for (const s of document.querySelectorAll("[data-testid='stDataFrame'] .dvn-scroller")) {
+    if (s.clientWidth > 0 && s.scrollWidth > s.clientWidth + 2)
+      bad.push('a table ' + s.scrollWidth + ' px wide in a ' + s.clientWidth + ' px box');
+  }
+  const charts = "[data-testid='stVegaLiteChart'], [data-testid='stGraphVizChart']";
+  for (const host of document.querySelectorAll(charts)) {
+    const svg = host.querySelector('svg');
+    if (!svg) continue;
+    const a = svg.getBoundingClientRect(), b = host.getBoundingClientRect();
+    const left = Math.max(a.left, b.left), right = Math.min(a.right, b.right);
+    for (const t of svg.querySelectorAll('text')) {
+      const r = t.getBoundingClientRect();
+      if (!t.textContent.trim() || r.width === 0 || getComputedStyle(t).opacity === '0') continue;
+      if (r.left < left - 3 || r.right > right + 3)
+        bad.push('chart text "' + t.textContent.trim().slice(0, 30) + '" at ' +
+                 Math.round(r.left) + '-' + Math.round(r.right) + ' px, its chart ' +
+                 Math.round(left) + '-' + Math.round(right));
+    }
+  }
+  return [...new Set(bad)].slice(0, 10);
+}
+"""
+
+
+@pytest.mark.parametrize("concept", available_concepts(), ids=lambda c: c.slug)
+def test_nothing_cut_at_1280_px(server, browser, concept):  # noqa: F811
+    page = browser.new_page(viewport={"width": PROJECTOR[0], "height": PROJECTOR[1]})
+    try:
+        page.goto(f"{server}/{concept.slug}", timeout=60_000)
+        settle_whole(page)
+        page.mouse.wheel(0, 20_000)  # lazy content: scroll through once
+        page.wait_for_timeout(500)
+        cut = page.evaluate(CUT_JS)
+    finally:
+        page.close()
+    assert not cut, cut
+
+
+# Where the page starts working in the presenter view: its first graphic (chart, diagram,
+# table, image, token strip) or its first button, whichever comes first, and its first control.
+FIRST_SCREEN_JS = """
+() => {
+  const main = document.querySelector("[data-testid='stMain']");
+  const top = sel => {
+    const e = [...main.querySelectorAll(sel)].find(e => e.getBoundingClientRect().height > 0
+        && !e.closest("[data-testid='stExpanderDetails']"));
+    return e ? e.getBoundingClientRect().top + main.scrollTop : null;
+  };
+  const graphic = top("[data-testid='stVegaLiteChart'], [data-testid='stGraphVizChart'], " +
+      "[data-testid='stDataFrame'], [data-testid='stImage'], [data-testid='stDeckGlJsonChart'], " +
+      ".token-strip, [data-testid='stButton']");
+  const control = top("[data-testid='stSlider'], [data-testid='stSelectbox'], " +
+      "[data-testid='stTextInput'], [data-testid='stTextArea'], [data-testid='stNumberInput'], " +
+      "[data-testid='stRadio'], [data-testid='stButton'], [data-testid='stCheckbox'], " +
+      "[data-testid='stMultiSelect'], [data-testid='stSelectSlider'], [data-testid='stButtonGroup']");
+  return {graphic, control};
+}
+"""
+FIRST_SCREEN_ROOM = 100  # px of the first screen the page's start must leave below it
+
+
+@pytest.mark.parametrize("concept", available_concepts(), ids=lambda c: c.slug)
+def test_presenter_view_starts_the_page_on_the_first_screen(server, browser, concept):  # noqa: F811
+    page = browser.new_page(viewport={"width": PROJECTOR[0], "height": PROJECTOR[1]})
+    try:
+        page.goto(f"{server}/{concept.slug}?present=1", timeout=60_000)
+        settle_whole(page)
+        folded = page.locator("[data-testid='stExpander'] summary", has_text=INTRO_LABEL)
+        assert folded.count() == 1, "the explanation is not folded in the presenter view"
+        where = page.evaluate(FIRST_SCREEN_JS)
+    finally:
+        page.close()
+    limit = PROJECTOR[1] - FIRST_SCREEN_ROOM
+    assert where["control"] is not None and where["control"] < limit, where
+    assert where["graphic"] is not None and where["graphic"] < limit, where

@@ -27,5 +27,5 @@ def embedded_package_dir() -> Path | None:
 def embedded_source_label() -> str:
     """Where the default model comes from, as the sidebar's picker says it."""
     if embedded_package_dir() is not None:
-        return "embedded, offline"
+        return "embedded"
     return "hub"
