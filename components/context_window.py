@@ -422,13 +422,13 @@ def needle_summary(trials: Sequence[context_window.NeedleTrial]) -> str:
 def needle_misses_table(trials: Sequence[context_window.NeedleTrial]) -> pd.DataFrame:
     return pd.DataFrame(
         [
-            {
-                "length": t.length,
-                "depth": f"{t.depth:.0%}",
+            {  # the binding failure first: on a phone the later columns scroll
                 "asked for": t.key,
                 "its number": t.secret,
-                "answer": visible(t.answer),
                 "the fact whose number it gave": t.picked or "(none)",
+                "answer": visible(t.answer),
+                "length": t.length,
+                "depth": f"{t.depth:.0%}",
             }
             for t in trials
             if not t.found
@@ -460,10 +460,10 @@ def needle_section(lm, context: int) -> None:
         key="context_window.needle_lengths",
     )
     depths = n2.multiselect(
-        "Needle depths",
+        "Needle depths (% of the haystack)",
         [0.0, 0.25, 0.5, 0.75, 1.0],
         default=list(NEEDLE_DEFAULT_DEPTHS),
-        format_func=lambda d: f"{d:.0%}",
+        format_func=lambda d: f"{d * 100:.0f}",  # short chips: all five fit on a phone
         key="context_window.needle_depths",
     )
     distractors = st.radio(
@@ -486,9 +486,8 @@ def needle_section(lm, context: int) -> None:
         st.info("Pick at least one length and one depth.")
         return
     longest = st.session_state.get("context_window.longest", min(512, context))
-    costs = cached_forward_costs(
-        model_id, longest, st.session_state.get("context_window.run_id", 0)
-    )
+    costs = cached_forward_costs(model_id, longest)
+    measured = finished_result(("context_window", "forward", model_id, longest)) is not None
     key_lengths = tuple(sorted(set(lengths)))
     key_depths = tuple(sorted(set(depths)))
     estimate = context_window.needle_estimate_s(
@@ -505,8 +504,14 @@ def needle_section(lm, context: int) -> None:
         start_label=f"Run {len(grid)} trials",
         estimate_s=estimate,
         caps=f"At most {context_window.NEEDLE_TRIALS_CAP} trials and "
-        f"{context_window.NEEDLE_LENGTH_CAP} tokens per haystack; the estimate comes from the "
-        "forward passes measured above over each haystack's own length.",
+        f"{context_window.NEEDLE_LENGTH_CAP} tokens per haystack; the estimate prices each "
+        "haystack's own length, distractors included, "
+        + (
+            "with the forward passes measured above."
+            if measured
+            else "at about 300 tokens a second (measure the forward passes above to price "
+            "them on this machine)."
+        ),
         on_partial=lambda done: draw_chart(needle_chart(done)),
     )
     if trials:
