@@ -361,8 +361,9 @@ def kv_sizes_section(lm) -> None:
 
 
 NEEDLE_DISTRACTOR_OPTIONS = (0, 2, 5, 10)
-# The defaults: 15 trials, about 50 s on an idle 2-core machine. Measured with seed 0 they give
-# 11 of 15 recalled with 10 similar facts, every miss a distractor's number (15 of 15 with none).
+# The defaults: 15 trials, estimated 52 s idle (57 s measured on 2 shared cores). With seed 0
+# they give 11 of 15 recalled with 10 similar facts, every miss a distractor's number, and 15 of
+# 15 with none (tests/test_context_window.py checks the mix; the page computes its own text).
 NEEDLE_DEFAULT_LENGTHS = (256, 512, 1024)
 NEEDLE_DEFAULT_DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 NEEDLE_DEFAULT_DISTRACTORS = 10

@@ -142,7 +142,7 @@ def test_needle_probe_yields_progress_for_every_trial(lm):
             out = lm.model.generate(
                 torch.tensor([ids]),
                 do_sample=False,
-                max_new_tokens=inf.NEEDLE_NEW_TOKENS,
+                max_new_tokens=context_window.NEEDLE_NEW_TOKENS,
                 pad_token_id=lm.tokenizer.eos_token_id,
             )
         answer = lm.tokenizer.decode([t for t in out[0, len(ids) :].tolist() if t not in special])
