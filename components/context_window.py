@@ -47,10 +47,17 @@ def forward_estimate_s(model_id: str, longest: int) -> float:
     return sum(lengths) / 300 + 0.3 * (len(lengths) + 1)
 
 
+# Fixed cost of one pass of a ~135M model on 2 cores, measured on a busy machine: a 32-token
+# pass took 0.14 s and a cached decode step 0.07 s (the sweep's own 0.3 s also pays warm-up).
+# The needle estimate prices each new token at the shortest pass, so this sets its decode part.
+PASS_OVERHEAD_S = 0.05
+
+
 def cached_forward_costs(model_id: str, longest: int, run: int = 0) -> pd.DataFrame:
     """Forward costs for estimates (the needle probe's): the sweep's shared measurement when it
-    has run with these settings, else the idle-machine model of `forward_estimate_s`, with the byte columns from their formulas. Never runs the model, so a
-    first render stays quick. `run` is accepted for older callers and ignored."""
+    has run with these settings, else an idle-machine model: about 300 tokens a second plus
+    PASS_OVERHEAD_S per pass, with the byte columns from their formulas. Never runs the model,
+    so a first render stays quick. `run` is accepted for older callers and ignored."""
     done = finished_result(("context_window", "forward", model_id, longest))
     if done is not None:
         return done.value
@@ -63,7 +70,7 @@ def cached_forward_costs(model_id: str, longest: int, run: int = 0) -> pd.DataFr
         rows.append(
             {
                 "tokens": n,
-                "seconds": n / 300 + 0.3,
+                "seconds": n / 300 + PASS_OVERHEAD_S,
                 "scores_bytes": scores,
                 "scores_formula": scores,
                 "kv_bytes": kv,
@@ -234,6 +241,8 @@ def needle_chart(trials: Sequence[context_window.NeedleTrial]) -> alt.LayerChart
                 "recall": 1.0 if t.found else 0.0,
                 "answer": visible(t.answer)[:40],
                 "secret": t.secret,
+                "asked": t.key,
+                "gave": t.picked or "",
                 "seconds": round(t.seconds, 1),
             }
             for t in trials
@@ -252,7 +261,7 @@ def needle_chart(trials: Sequence[context_window.NeedleTrial]) -> alt.LayerChart
         color=alt.Color(
             "recall:Q", title="recall", scale=alt.Scale(domain=[0, 1], range=["#ffe3e3", "#2f9e44"])
         ),
-        tooltip=["length", "tokens", "depth", "secret", "answer", "seconds"],
+        tooltip=["length", "tokens", "depth", "asked", "secret", "answer", "gave", "seconds"],
     )
     # an answer longer than its cell is cut with an ellipsis (the tooltip has it whole)
     # the fill runs from pale red (0) to dark green (1) on a fixed domain: white text on green
@@ -355,6 +364,83 @@ def kv_sizes_section(lm) -> None:
     )
 
 
+NEEDLE_DISTRACTOR_OPTIONS = (0, 2, 5, 10)
+# The defaults: 15 trials, estimated 52 s idle (57 s measured on 2 shared cores). With seed 0
+# they give 11 of 15 recalled with 10 similar facts, every miss a distractor's number, and 15 of
+# 15 with none (tests/test_context_window.py checks the mix; the page computes its own text).
+NEEDLE_DEFAULT_LENGTHS = (256, 512, 1024)
+NEEDLE_DEFAULT_DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
+NEEDLE_DEFAULT_DISTRACTORS = 10
+
+
+@st.cache_data(max_entries=32, ttl=3600, show_spinner=False)
+def needle_haystack_tokens(
+    model_id: str, lengths: tuple[int, ...], depths: tuple[float, ...], distractors: int
+) -> list[tuple[int, float]]:
+    """(tokens, depth) of every haystack the probe will build, distractors included: what its
+    estimate is computed from (the tokenizer only, no model run)."""
+    lm = load_model(model_id)
+    hays = context_window.needle_haystacks(
+        lm.tokenizer,
+        lengths,
+        depths,
+        inf.context_length(lm.config),
+        context_window.NEEDLE_SEED,
+        distractors,
+    )
+    return [(h.tokens, h.depth) for h in hays]
+
+
+def needle_summary(trials: Sequence[context_window.NeedleTrial]) -> str:
+    """What the run shows, computed from its trials: recalls, what the misses answered, and
+    recall by depth and by length."""
+    found = sum(t.found for t in trials)
+    misses = [t for t in trials if not t.found]
+    picked = sum(t.picked is not None for t in misses)
+    text = f"{found} of {len(trials)} recalled. "
+    if not misses:
+        text += "No miss: every answer was the asked key's number. "
+    elif picked == len(misses):
+        text += (
+            f"Every miss ({len(misses)}) answered with a distractor's number: the model found a "
+            "fact of the right shape but bound the wrong key to it. "
+        )
+    else:
+        text += (
+            f"{picked} of the {len(misses)} misses answered with a distractor's number (the "
+            "wrong key bound); the others gave a number that is in no fact. "
+        )
+
+    def by(attr: str, fmt) -> str:
+        groups: dict = {}
+        for t in trials:
+            groups.setdefault(getattr(t, attr), []).append(t.found)
+        return ", ".join(f"{fmt(k)}: {sum(v)}/{len(v)}" for k, v in sorted(groups.items()))
+
+    return (
+        text
+        + f"Recalled by depth: {by('depth', lambda d: f'{d:.0%}')}. "
+        + f"By haystack length: {by('length', lambda n: f'{n:,}')}."
+    )
+
+
+def needle_misses_table(trials: Sequence[context_window.NeedleTrial]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {  # the binding failure first: on a phone the later columns scroll
+                "asked for": t.key,
+                "its number": t.secret,
+                "the fact whose number it gave": t.picked or "(none)",
+                "answer": visible(t.answer),
+                "length": t.length,
+                "depth": f"{t.depth:.0%}",
+            }
+            for t in trials
+            if not t.found
+        ]
+    )
+
+
 def needle_section(lm, context: int) -> None:
     """The needle-in-a-haystack grid, run as a job; the recall and the chart of its trials."""
     model_id = lm.model_id
@@ -362,51 +448,75 @@ def needle_section(lm, context: int) -> None:
     # job's Stop would only take effect after every trial had run.
     st.subheader("Needle in a haystack, measured on this model")
     st.markdown(
-        "A sentence *“The secret number is …”* with a random 5-digit number is hidden at some "
-        "depth of a filler text of a given length; the model is asked for the number (greedy, "
-        f"{inf.NEEDLE_NEW_TOKENS} new tokens). A cell is green when the first number it writes is "
-        "the secret."
+        "One fact, the needle, such as *“The locker number is 30519.”* (a random key and "
+        "5-digit number per trial), is hidden at some depth of a filler text of a given length. "
+        "The filler can also hold **similar facts** with other keys and numbers (*“The bus "
+        "number is 48213.”*), spread evenly. The model is asked for the needle's key (*“What is "
+        "the locker number in the text above?”*), greedily, its answer started with *“The "
+        f"locker number is”* and {context_window.NEEDLE_NEW_TOKENS} new tokens. A cell is green "
+        "when the first number it writes is the needle's."
     )
     n1, n2 = st.columns(2)
     options = [n for n in (128, 256, 512, 1024, 2048) if n <= context - 96]
     lengths = n1.multiselect(
         "Haystack lengths (tokens)",
         options,
-        default=options[:2],
+        default=[n for n in NEEDLE_DEFAULT_LENGTHS if n in options] or options[:1],
         key="context_window.needle_lengths",
     )
     depths = n2.multiselect(
-        "Needle depths",
+        "Needle depths (% of the haystack)",
         [0.0, 0.25, 0.5, 0.75, 1.0],
-        default=[0.0, 0.5, 1.0],
-        format_func=lambda d: f"{d:.0%}",
+        default=list(NEEDLE_DEFAULT_DEPTHS),
+        format_func=lambda d: f"{d * 100:.0f}",  # short chips: all five fit on a phone
         key="context_window.needle_depths",
+    )
+    distractors = st.radio(
+        "Similar facts in the haystack",
+        NEEDLE_DISTRACTOR_OPTIONS,
+        index=NEEDLE_DISTRACTOR_OPTIONS.index(NEEDLE_DEFAULT_DISTRACTORS),
+        horizontal=True,
+        key="context_window.distractors",
+        bind="query-params",
+        help="Facts shaped like the needle, with other keys and numbers (as in RULER's "
+        "multi-key needle tests).",
+    )
+    st.caption(
+        "With no similar fact the needle holds the only number in the text, and copying it is "
+        "easy; each similar fact makes the model tell which number belongs to the asked key. "
+        "They take the place of filler, so a haystack keeps its length and its cost."
     )
     grid = context_window.needle_grid(lengths, depths, context)
     if not grid:
         st.info("Pick at least one length and one depth.")
         return
     longest = st.session_state.get("context_window.longest", min(512, context))
-    costs = cached_forward_costs(
-        model_id, longest, st.session_state.get("context_window.run_id", 0)
-    )
+    costs = cached_forward_costs(model_id, longest)
+    measured = finished_result(("context_window", "forward", model_id, longest)) is not None
+    key_lengths = tuple(sorted(set(lengths)))
+    key_depths = tuple(sorted(set(depths)))
     estimate = context_window.needle_estimate_s(
-        grid, [context_window.ForwardCost(**r) for r in costs.to_dict("records")]
+        needle_haystack_tokens(model_id, key_lengths, key_depths, distractors),
+        [context_window.ForwardCost(**r) for r in costs.to_dict("records")],
     )
     trials = run_job(
-        (
-            "context_window.needle",
-            model_id,
-            tuple(sorted(set(lengths))),
-            tuple(sorted(set(depths))),
-        ),
+        ("context_window.needle", model_id, key_lengths, key_depths, distractors),
         just_ran(
-            lambda report: context_window.needle_trials(lm, lengths, depths, len(grid), report)
+            lambda report: context_window.needle_trials(
+                lm, lengths, depths, context_window.NEEDLE_SEED, report, distractors
+            )
         ),
         start_label=f"Run {len(grid)} trials",
         estimate_s=estimate,
-        caps=f"At most {inf.NEEDLE_TRIALS_CAP} trials and {inf.NEEDLE_LENGTH_CAP} tokens per "
-        "haystack; the estimate comes from the forward passes measured above.",
+        caps=f"At most {context_window.NEEDLE_TRIALS_CAP} trials and "
+        f"{context_window.NEEDLE_LENGTH_CAP} tokens per haystack; the estimate prices each "
+        "haystack's own length, distractors included, "
+        + (
+            "with the forward passes measured above."
+            if measured
+            else "at about 300 tokens a second (measure the forward passes above to price "
+            "them on this machine)."
+        ),
         on_partial=lambda done: draw_chart(needle_chart(done)),
     )
     if trials:
@@ -415,6 +525,10 @@ def needle_section(lm, context: int) -> None:
         if not drawn_live():  # the live view above already shows a run that just ended
             draw_chart(needle_chart(trials))
         st.caption(NEEDLE_NOTE)
+        st.markdown(needle_summary(trials))
+        misses = needle_misses_table(trials)
+        if len(misses):
+            st.dataframe(misses, hide_index=True, width="stretch")
     else:
         st.caption(
             "Press the button: the model answers each trial live, and Stop ends the run "

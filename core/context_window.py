@@ -29,6 +29,7 @@ FORWARD_CAP = 2048  # longest sequence the forward-cost sweep runs
 NEEDLE_LENGTH_CAP = 2048  # longest haystack in the needle probe
 NEEDLE_TRIALS_CAP = 24  # lengths x depths
 NEEDLE_NEW_TOKENS = 8  # enough for a 5-digit number and a full stop
+NEEDLE_SEED = 0  # the page's probe: every trial's key, secret and distractors come from it
 
 
 # --- forward cost against sequence length ----------------------------------------------------
@@ -148,47 +149,125 @@ FILLER: tuple[str, ...] = (
     "A fisherman mended his nets by the harbour.",
     "The garden was full of tulips in the spring.",
 )
-NEEDLE = "The secret number is {secret}."
-QUESTION = "What is the secret number in the text above?"
-ANSWER_PREFIX = "The secret number is"
+# Every fact, the needle and its distractors alike, has one shape: "The <key> is <number>." The
+# needle's key is asked for; distractors (RULER's multi-key needles) are the same shape with
+# other keys and numbers, so the model has to bind the asked key to its number instead of
+# copying the only number in sight.
+FACT = "The {key} is {number}."
+QUESTION = "What is the {key} in the text above?"
+ANSWER_PREFIX = "The {key} is"
+FACT_KEYS: tuple[str, ...] = (
+    "bus number",
+    "room number",
+    "locker number",
+    "ticket number",
+    "order number",
+    "seat number",
+    "gate number",
+    "house number",
+    "parcel number",
+    "account number",
+    "lucky number",
+    "table number",
+)
+DISTRACTORS_CAP = len(FACT_KEYS) - 1  # every fact needs a key of its own
+SECRET_KEY = "secret number"  # the needle's key when none is given
 
 
 @dataclass(frozen=True)
 class Haystack:
     text: str
-    tokens: int  # haystack length in tokens, needle included
+    tokens: int  # haystack length in tokens, needle and distractors included
     depth: float  # where the needle sits, 0 = start, 1 = end
     secret: str
+    distractors: tuple[str, ...] = ()  # the distractor sentences, in text order
+    key: str = SECRET_KEY  # what the question asks for
 
 
-def haystack(tokenizer: Any, tokens: int, depth: float, secret: str) -> Haystack:
-    """Filler sentences up to `tokens` tokens, the needle inserted at a sentence boundary."""
-    needle = NEEDLE.format(secret=secret)
-    budget = max(1, tokens - len(tokenizer(" " + needle, add_special_tokens=False)["input_ids"]))
+def draw_facts(rng: random.Random, count: int) -> tuple[str, str, tuple[str, ...]]:
+    """One trial's facts from `rng`: the asked key, its 5-digit number (the secret) and `count`
+    distractor sentences with distinct other keys and distinct numbers, none equal to it.
+    The draws do not depend on `count`: more distractors add facts to the same trial."""
+    count = max(0, min(int(count), DISTRACTORS_CAP))
+    keys = rng.sample(FACT_KEYS, len(FACT_KEYS))
+    secret = str(rng.randint(10000, 99999))
+    numbers: list[str] = []
+    while len(numbers) < DISTRACTORS_CAP:
+        n = str(rng.randint(10000, 99999))
+        if n != secret and n not in numbers:
+            numbers.append(n)
+    facts = (FACT.format(key=k, number=n) for k, n in zip(keys[1 : count + 1], numbers))
+    return keys[0], secret, tuple(facts)
+
+
+def haystack(
+    tokenizer: Any,
+    tokens: int,
+    depth: float,
+    secret: str,
+    distractors: Sequence[str] = (),
+    key: str = SECRET_KEY,
+) -> Haystack:
+    """Filler sentences up to `tokens` tokens in all, the distractor sentences spread evenly
+    through the filler and the needle inserted at `depth`, every one at a sentence boundary."""
+
+    def size(s: str) -> int:
+        return len(tokenizer(" " + s, add_special_tokens=False)["input_ids"])
+
+    needle = FACT.format(key=key, number=secret)
+    facts = list(distractors)
+    budget = max(1, tokens - size(needle) - sum(size(f) for f in facts))
     sentences: list[str] = []
     used = 0
     while used < budget:
         s = FILLER[len(sentences) % len(FILLER)]
-        used += len(tokenizer(" " + s, add_special_tokens=False)["input_ids"])
+        used += size(s)
         sentences.append(s)
-    k = round(min(1.0, max(0.0, depth)) * len(sentences))
-    text = " ".join(sentences[:k] + [needle] + sentences[k:])
+    # distractor j goes after filler sentence round((j + 0.5) / m * n): evenly spread
+    n, m = len(sentences), len(facts)
+    slots = [round((j + 0.5) / m * n) for j in range(m)]
+    body: list[str] = []
+    for i in range(n + 1):
+        body += [f for f, at in zip(facts, slots) if at == i]
+        if i < n:
+            body.append(sentences[i])
+    k = round(min(1.0, max(0.0, depth)) * len(body))
+    text = " ".join(body[:k] + [needle] + body[k:])
     return Haystack(
-        text, len(tokenizer(text, add_special_tokens=False)["input_ids"]), depth, secret
+        text,
+        len(tokenizer(text, add_special_tokens=False)["input_ids"]),
+        depth,
+        secret,
+        tuple(facts),
+        key,
     )
 
 
 def needle_prompt_ids(tokenizer: Any, hay: Haystack) -> list[int]:
     """The haystack and question as one chat turn (core.shared.chat). The answer is started for
     the model, so greedy decoding only has to supply the number."""
-    return user_prompt_ids(tokenizer, f"{hay.text}\n\n{QUESTION}", ANSWER_PREFIX)
+    return user_prompt_ids(
+        tokenizer,
+        f"{hay.text}\n\n{QUESTION.format(key=hay.key)}",
+        ANSWER_PREFIX.format(key=hay.key),
+    )
+
+
+def first_number(answer: str) -> str | None:
+    """The first number in an answer, digits joined across spaces and thousands commas
+    (SmolLM2 writes digits one token each)."""
+    found = re.search(r"\d+", re.sub(r"(?<=\d)[ ,](?=\d)", "", answer))
+    return found.group(0) if found else None
 
 
 def recalled(answer: str, secret: str) -> bool:
-    """The first number in the answer is the secret (SmolLM2 writes digits one token each)."""
-    digits = re.sub(r"(?<=\d)[ ,](?=\d)", "", answer)
-    found = re.search(r"\d+", digits)
-    return bool(found) and found.group(0) == secret
+    """The first number in the answer is the secret."""
+    return first_number(answer) == secret
+
+
+def fact_number(sentence: str) -> str:
+    """The number a needle or distractor sentence states."""
+    return first_number(sentence) or ""
 
 
 @dataclass(frozen=True)
@@ -200,6 +279,14 @@ class NeedleTrial:
     answer: str
     found: bool
     seconds: float
+    distractors: tuple[str, ...] = ()  # the distractor sentences in the haystack
+    key: str = SECRET_KEY  # what the question asked for
+
+    @property
+    def picked(self) -> str | None:
+        """The distractor sentence whose number the answer gave instead of the secret."""
+        said = first_number(self.answer)
+        return next((f for f in self.distractors if fact_number(f) == said), None)
 
 
 @dataclass(frozen=True)
@@ -223,23 +310,46 @@ def needle_grid(
     return grid[:NEEDLE_TRIALS_CAP]
 
 
+def needle_haystacks(
+    tokenizer: Any,
+    lengths: Sequence[int],
+    depths: Sequence[float],
+    context_length: int,
+    seed: int = 0,
+    distractors: int = 0,
+) -> list[Haystack]:
+    """Every trial's haystack, drawn from `seed` and the trial's length and depth: a 5-digit
+    secret under a key, and `distractors` similar facts with other keys and numbers. Cheap (the
+    tokenizer only), so a page can build them for its estimate and the probe builds the very
+    same ones."""
+    hays = []
+    for length, depth in needle_grid(lengths, depths, context_length):
+        # one generator per trial: a trial is the same whatever else the grid holds
+        rng = random.Random(f"{seed}/{length}/{depth}")
+        key, secret, facts = draw_facts(rng, distractors)
+        hays.append(haystack(tokenizer, length, depth, secret, facts, key))
+    return hays
+
+
 def needle_probe(
     lm: LoadedModel,
     lengths: Sequence[int],
     depths: Sequence[float],
     seed: int = 0,
     on_token: Callable[[int, int], None] | None = None,
+    distractors: int = 0,
 ) -> Iterator[NeedleProgress]:
     """One greedy answer per (length, depth), yielded as it finishes so a page can show
-    progress and stop early. Each trial hides a different random 5-digit number.
-    `on_token(trial_index, tokens_so_far)` runs before the trial and after each new token."""
+    progress and stop early. Each trial hides a different random 5-digit number among
+    `distractors` similar facts. `on_token(trial_index, tokens_so_far)` runs before the trial
+    and after each new token."""
     grid = needle_grid(lengths, depths, context_length(lm.config))
-    rng = random.Random(seed)
+    hays = needle_haystacks(
+        lm.tokenizer, lengths, depths, context_length(lm.config), seed, distractors
+    )
     settings = DecodingSettings(temperature=0.0, max_new_tokens=NEEDLE_NEW_TOKENS)
     special = set(lm.tokenizer.all_special_ids)
-    for i, (length, depth) in enumerate(grid):
-        secret = str(rng.randint(10000, 99999))
-        hay = haystack(lm.tokenizer, length, depth, secret)
+    for i, ((length, depth), hay) in enumerate(zip(grid, hays)):
         start = time.perf_counter()
         if on_token is not None:
             on_token(i, 0)
@@ -256,10 +366,12 @@ def needle_probe(
             length,
             hay.tokens,
             depth,
-            secret,
+            hay.secret,
             answer.strip(),
-            recalled(answer, secret),
+            recalled(answer, hay.secret),
             time.perf_counter() - start,
+            hay.distractors,
+            hay.key,
         )
         yield NeedleProgress(i + 1, len(grid), trial)
 
@@ -270,6 +382,7 @@ def needle_trials(
     depths: Sequence[float],
     seed: int,
     report: Callable[..., None],
+    distractors: int = 0,
 ) -> tuple[NeedleTrial, ...]:
     """The whole probe as one job: `report(fraction, text, partial=trials so far)` runs before
     each trial and after every generated token, so a Stop (which raises inside `report`) ends
@@ -284,7 +397,7 @@ def needle_trials(
             + ("reading the haystack" if n == 0 else f"answer token {n}"),
         )
 
-    for p in needle_probe(lm, lengths, depths, seed, on_token):
+    for p in needle_probe(lm, lengths, depths, seed, on_token, distractors):
         trials.append(p.trial)
         report(
             p.done / p.total,
@@ -298,7 +411,8 @@ NEEDLE_PROMPT_EXTRA = 48  # tokens of question and chat template around each hay
 
 
 def needle_estimate_s(grid: Sequence[tuple[int, float]], costs: Sequence[ForwardCost]) -> float:
-    """Seconds the probe should take, from measured forward passes: one prefill over each
+    """Seconds the probe should take for haystacks of (tokens, depth) (give their built lengths,
+    distractors included: `needle_haystacks`), from measured forward passes: one prefill over each
     haystack (interpolated by length, extrapolated linearly past the longest measured) and
     NEEDLE_NEW_TOKENS cached steps each costing about the shortest measured pass."""
     if not costs:

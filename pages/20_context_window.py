@@ -26,7 +26,8 @@ with intro():
         "(it grows as n²), and the KV cache grows by a fixed number of bytes per token. A prompt "
         "that does not fit must be **truncated**, and what you cut decides what the model can "
         "still see. Finally, fitting in the window is not the same as *using* it: the "
-        "needle-in-a-haystack probe tests whether the model finds one fact hidden in filler."
+        "needle-in-a-haystack probe tests whether the model finds one fact hidden in filler, "
+        "among similar facts that it must not confuse with it."
     )
 
 lm, _ = model_page(prompt=False)  # an empty prompt gets this page's own filler text below
@@ -102,6 +103,8 @@ show_code(
     context_window.truncate,
     inf.kv_cache_bytes,
     context_window.forward_cost,
+    context_window.draw_facts,
+    context_window.haystack,
     context_window.needle_probe,
 )
 

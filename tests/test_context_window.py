@@ -3,6 +3,9 @@ against the tokenizer's own, the needle-in-a-haystack probe, and the page throug
 
 from __future__ import annotations
 
+import random
+import re
+
 import pytest
 import torch
 from apptest_util import all_chart_data, chart_data, open_page
@@ -120,23 +123,106 @@ def test_recall_reads_the_first_number(answer, found):
 def test_needle_probe_yields_progress_for_every_trial(lm):
     grid = context_window.needle_grid([64, 10**6], [0.0, 1.0], lm.config.max_position_embeddings)
     assert grid == [(64, 0.0), (64, 1.0)]  # the over-long length is dropped, not run
-    progress = list(context_window.needle_probe(lm, [64], [0.0, 1.0]))
+    progress = list(context_window.needle_probe(lm, [64], [0.0, 1.0], distractors=2))
     assert [(p.done, p.total) for p in progress] == [(1, 2), (2, 2)]
     assert progress[0].trial.secret != progress[1].trial.secret  # a new number per trial
+    assert all(len(p.trial.distractors) == 2 for p in progress)
     special = set(lm.tokenizer.all_special_ids)
     for p in progress:  # reference: the same prompt answered by model.generate, greedily
-        hay = context_window.haystack(lm.tokenizer, p.trial.length, p.trial.depth, p.trial.secret)
+        hay = context_window.haystack(
+            lm.tokenizer,
+            p.trial.length,
+            p.trial.depth,
+            p.trial.secret,
+            p.trial.distractors,
+            p.trial.key,
+        )
         ids = context_window.needle_prompt_ids(lm.tokenizer, hay)
         with torch.inference_mode():
             out = lm.model.generate(
                 torch.tensor([ids]),
                 do_sample=False,
-                max_new_tokens=inf.NEEDLE_NEW_TOKENS,
+                max_new_tokens=context_window.NEEDLE_NEW_TOKENS,
                 pad_token_id=lm.tokenizer.eos_token_id,
             )
         answer = lm.tokenizer.decode([t for t in out[0, len(ids) :].tolist() if t not in special])
         assert p.trial.answer == answer.strip()
         assert p.trial.found == context_window.recalled(answer, p.trial.secret)
+
+
+def _sentences(text: str) -> list[str]:
+    return re.split(r"(?<=\.) ", text)
+
+
+@pytest.mark.parametrize("count", [0, 2, 5, 10, context_window.DISTRACTORS_CAP])
+@pytest.mark.parametrize("length,depth", [(256, 0.0), (256, 0.5), (1024, 0.25), (1024, 1.0)])
+def test_haystack_holds_the_asked_distractors_at_sentence_boundaries(lm, count, length, depth):
+    tok = lm.tokenizer
+    key, secret, facts = context_window.draw_facts(random.Random(f"{count}/{length}"), count)
+    hay = context_window.haystack(tok, length, depth, secret, facts, key)
+    needle = f"The {key} is {secret}."
+    sentences = _sentences(hay.text)
+    # every fact is one whole sentence, once; the text holds no other number
+    assert sentences.count(needle) == 1
+    assert len(facts) == count and all(sentences.count(f) == 1 for f in facts)
+    numbers = re.findall(r"\d+", hay.text)
+    assert sorted(numbers) == sorted([secret] + [context_window.fact_number(f) for f in facts])
+    assert len(set(numbers)) == count + 1  # distinct, none equal to the secret
+    keys = [f.split(" is ")[0] for f in facts]
+    assert len(set(keys)) == count and f"The {key}" not in keys
+    # reference: the tokenizer on the built text; the length counts needle and distractors
+    assert hay.tokens == len(tok(hay.text, add_special_tokens=False)["input_ids"])
+    assert length <= hay.tokens <= length + 16  # at most one filler sentence over
+    before = len(tok(hay.text[: hay.text.index(needle)], add_special_tokens=False)["input_ids"])
+    assert abs(before - depth * hay.tokens) <= 16  # the needle within a sentence of its depth
+
+
+def test_distractor_numbers_never_equal_the_secret():
+    for seed in range(300):
+        _, secret, facts = context_window.draw_facts(
+            random.Random(seed), context_window.DISTRACTORS_CAP
+        )
+        numbers = [context_window.fact_number(f) for f in facts]
+        assert secret not in numbers and len(set(numbers)) == len(numbers)
+        assert all(len(n) == 5 for n in [secret, *numbers])
+
+
+def test_more_distractors_add_facts_to_the_same_trial(lm):
+    few, many = (
+        context_window.needle_haystacks(lm.tokenizer, [256], [0.5], 8192, 0, n) for n in (2, 5)
+    )
+    assert (few[0].key, few[0].secret) == (many[0].key, many[0].secret)
+    assert few[0].distractors == many[0].distractors[:2]
+
+
+def test_a_miss_names_the_distractor_it_copied():
+    facts = ("The bus number is 48213.", "The seat number is 17722.")
+    trial = context_window.NeedleTrial(
+        256, 260, 0.5, "35394", "17 722.", False, 1.0, facts, "room number"
+    )
+    assert trial.picked == "The seat number is 17722."
+    other = context_window.NeedleTrial(256, 260, 0.5, "35394", "11111.", False, 1.0, facts)
+    assert other.picked is None
+
+
+def test_needle_estimate_counts_the_distractor_tokens(lm):
+    from components.context_window import needle_haystack_tokens
+
+    lengths, depths = (256, 1024), (0.0, 0.5)
+    costs = [context_window.ForwardCost(n, n / 1000, 0, 0, 0, 0) for n in (32, 64, 2048)]
+    hays = context_window.needle_haystacks(
+        lm.tokenizer, lengths, depths, 8192, context_window.NEEDLE_SEED, 10
+    )
+    # reference: the formula applied to the haystacks as built, distractor sentences included
+    lengths_built = [len(lm.tokenizer(h.text, add_special_tokens=False)["input_ids"]) for h in hays]
+    assert all(len(h.distractors) == 10 for h in hays)
+    expected = sum(
+        (n + context_window.NEEDLE_PROMPT_EXTRA) / 1000 + context_window.NEEDLE_NEW_TOKENS * 0.032
+        for n in lengths_built
+    )
+    shown = needle_haystack_tokens(lm.model_id, lengths, depths, 10)
+    assert [n for n, _ in shown] == lengths_built
+    assert context_window.needle_estimate_s(shown, costs) == pytest.approx(expected)
 
 
 def test_filler_ids_exact_length(lm):
@@ -213,3 +299,26 @@ def test_needle_probe_runs_as_a_job_and_charts_each_trial(page20):
     assert any("shared by everyone" in c.value for c in at.caption)
     assert len(all_chart_data(at, "recall")) == 1
     assert not [b for b in at.button if b.label.startswith("Run 2 trials")]
+
+
+def test_default_needle_run_shows_recalls_and_misses():
+    """The teaching claim, on the real embedded model at the page's defaults (15 trials): the
+    probe can fail, and the page's summary agrees with the grid it draws."""
+    from components import context_window as cw
+
+    at = open_page(P20)
+    assert at.multiselect(key="context_window.needle_lengths").value == list(
+        cw.NEEDLE_DEFAULT_LENGTHS
+    )
+    assert at.radio(key="context_window.distractors").value == cw.NEEDLE_DEFAULT_DISTRACTORS
+    n = len(cw.NEEDLE_DEFAULT_LENGTHS) * len(cw.NEEDLE_DEFAULT_DEPTHS)
+    _start(at, f"Run {n} trials")
+    cells = chart_data(at, "recall")
+    found = int(cells["recall"].sum())
+    assert len(cells) == n and 0 < found < n  # at least one recall and at least one miss
+    summary = " ".join(m.value for m in at.markdown)
+    assert f"{found} of {n} recalled." in summary
+    misses = at.dataframe[-1].value
+    assert len(misses) == n - found and set(misses["its number"]) == set(
+        cells[cells["recall"] == 0]["secret"]
+    )
