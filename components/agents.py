@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import altair as alt
 import pandas as pd
 
+from components.charts import fitting_columns
 from components.jobs import run_job
 from components.models import load_model
 from components.tokens import escape_markdown, visible
@@ -186,7 +187,11 @@ def mask_chart(df: pd.DataFrame, vocab: int) -> alt.VConcatChart:
             y=alt.Y(
                 "probability:Q", title="top token's probability", scale=alt.Scale(domain=[0, 1])
             ),
-            color=alt.Color("when:N", title=None, legend=alt.Legend(orient="bottom")),
+            color=alt.Color(
+                "when:N",
+                title=None,
+                legend=alt.Legend(orient="bottom", columns=fitting_columns(long["when"].unique())),
+            ),
             tooltip=["position", "token", "when", alt.Tooltip("probability:Q", format=".3f")],
         )
         .properties(height=150)

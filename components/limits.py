@@ -6,7 +6,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from components.charts import draw_chart
+from components.charts import draw_chart, fitting_columns
 from components.frame import safe_page_link
 from components.jobs import run_job
 from components.models import load_model
@@ -157,7 +157,11 @@ def years_chart(res: L.YearResult) -> alt.Chart:
                 title="year",
             ),
             y=alt.Y("probability:Q", title="p(year), renormalised over the candidate years"),
-            color=alt.Color("prompt:N", title=None, legend=alt.Legend(orient="bottom")),
+            color=alt.Color(
+                "prompt:N",
+                title=None,
+                legend=alt.Legend(orient="bottom", columns=fitting_columns(res.prompts)),
+            ),
             tooltip=["prompt", "year", alt.Tooltip("probability:Q", format=".3f")],
         )
         .properties(height=280)

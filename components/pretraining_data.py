@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components.charts import draw_chart, ink_on
+from components.charts import draw_chart, fitting_columns, ink_on
 from core import pretraining_data as dp
 
 STAGE_ORDER = list(dp.STAGES)
@@ -214,7 +214,9 @@ def jaccard_chart(df: pd.DataFrame) -> alt.Chart:
             color=alt.Color(
                 "pair:N",
                 scale=alt.Scale(range=["#f08c00", "#1c7ed6"]),
-                legend=alt.Legend(orient="bottom", title=None),
+                legend=alt.Legend(
+                    orient="bottom", title=None, columns=fitting_columns(df["pair"].unique())
+                ),
             ),
             tooltip=["pair", "true Jaccard", "MinHash estimate"],
         )

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from components.charts import draw_chart
+from components.charts import draw_chart, fitting_columns
 from components.models import get_lm
 from core import pretraining_loop as pt
 from core.inspect.anatomy import geometry
@@ -133,7 +133,10 @@ def loss_chart(df: pd.DataFrame, ln_vocab: float, steps: int) -> alt.Chart:
                 "loss:Q", title="cross-entropy loss (nats per token)", scale=alt.Scale(zero=False)
             ),
             color=alt.Color(
-                "curve:N", scale=LOSS_COLORS, title=None, legend=alt.Legend(orient="bottom")
+                "curve:N",
+                scale=LOSS_COLORS,
+                title=None,
+                legend=alt.Legend(orient="bottom", columns=fitting_columns(df["curve"].unique())),
             ),
             tooltip=["curve", "step", alt.Tooltip("loss:Q", format=".3f")],
         )
@@ -219,7 +222,11 @@ def dp_chart(df: pd.DataFrame) -> alt.Chart:
         .encode(
             y=alt.Y("gradient:N", sort=None, title=None),
             x=alt.X("norm:Q", title="gradient norm (all parameters)"),
-            color=alt.Color("kind:N", title=None, legend=alt.Legend(orient="bottom")),
+            color=alt.Color(
+                "kind:N",
+                title=None,
+                legend=alt.Legend(orient="bottom", columns=fitting_columns(df["kind"].unique())),
+            ),
             tooltip=["gradient", alt.Tooltip("norm:Q", format=".6f")],
         )
         .properties(height=alt.Step(22))
@@ -274,7 +281,12 @@ def memory_chart(df: pd.DataFrame, gpu_gb: float) -> alt.Chart:
         .encode(
             x=alt.X("GB:Q", stack="zero", title="GB per GPU (model states); red: GPU memory"),
             y=alt.Y("where:N", title=None),
-            color=alt.Color("part:N", title=None, sort=None, legend=alt.Legend(orient="bottom")),
+            color=alt.Color(
+                "part:N",
+                title=None,
+                sort=None,
+                legend=alt.Legend(orient="bottom", columns=fitting_columns(df["part"].unique())),
+            ),
             order=alt.Order("order:Q"),
             tooltip=["part", alt.Tooltip("GB:Q", format=",.3f")],
         )

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components.charts import DARK_INK, LIGHT_INK, draw_chart, ink_for
+from components.charts import DARK_INK, LIGHT_INK, draw_chart, fitting_columns, ink_for
 from components.jobs import run_job
 from components.models import get_encoder, load_model
 from core import rag
@@ -226,7 +226,11 @@ def recall_chart(df: pd.DataFrame) -> alt.Chart:
                 scale=alt.Scale(domain=[0, 1]),
                 axis=alt.Axis(format="%"),
             ),
-            color=alt.Color("method:N", title=None, legend=alt.Legend(orient="bottom")),
+            color=alt.Color(
+                "method:N",
+                title=None,
+                legend=alt.Legend(orient="bottom", columns=fitting_columns(df["method"].unique())),
+            ),
             tooltip=["method", "k", alt.Tooltip("recall@k:Q", format=".0%"), "context tokens"],
         )
         .properties(height=260)

@@ -407,3 +407,106 @@ def test_raised_text_keeps_its_lines_apart():
     mark = readable(chart, theme="light", px=12).to_dict()["mark"]
     assert mark["fontSize"] == 12
     assert mark["lineHeight"] == pytest.approx(10 * 12 / 9)
+
+
+def _legends(spec) -> list[dict]:
+    """Every legend block in a chart's spec, nested layers and concatenations included."""
+    if isinstance(spec, dict):
+        own = [spec["legend"]] if isinstance(spec.get("legend"), dict) else []
+        return own + [x for v in spec.values() for x in _legends(v)]
+    if isinstance(spec, list):
+        return [x for v in spec for x in _legends(v)]
+    return []
+
+
+def _charts_with_bottom_legends():
+    """Charts of pages 13-25 whose legend sits under the plot (built from small frames)."""
+    from components import agents, limits, pretraining_data, pretraining_loop, rag
+    from core.limits import YearResult
+
+    curves = ["train (each step)", "train (fixed batches)", "validation"]
+    yield (
+        "loss",
+        pretraining_loop.loss_chart(
+            pd.DataFrame({"step": [0, 0, 0], "loss": [4.6, 4.6, 4.6], "curve": curves}), 4.6, 10
+        ),
+    )
+    kinds = ["one worker's shard", "all-reduce average", "full batch"]
+    yield (
+        "data parallel",
+        pretraining_loop.dp_chart(
+            pd.DataFrame(
+                {"gradient": ["w1", "avg", "full"], "norm": [1.0, 1.0, 1.0], "kind": kinds}
+            )
+        ),
+    )
+    parts = ["weights", "gradients", "optimizer (Adam m, v)"]
+    yield (
+        "memory",
+        pretraining_loop.memory_chart(
+            pd.DataFrame({"where": ["one GPU"] * 3, "part": parts, "GB": [1.0, 1.0, 2.0]}), 80
+        ),
+    )
+    yield (
+        "agent mask",
+        agents.mask_chart(
+            pd.DataFrame(
+                {
+                    "position": [0],
+                    "token": ["{"],
+                    "allowed": [3],
+                    "forced": [False],
+                    "model's first choice": ["{"],
+                    "top p before mask": [0.5],
+                    "top p after mask": [0.9],
+                }
+            ),
+            49152,
+        ),
+    )
+    yield (
+        "years",
+        limits.years_chart(
+            YearResult(
+                ("The latest year I know is", "It is now the year"),
+                (2020, 2021),
+                ((0.5, 0.5), (0.4, 0.6)),
+                (1.0, 1.0),
+            )
+        ),
+    )
+    yield (
+        "jaccard",
+        pretraining_data.jaccard_chart(
+            pd.DataFrame(
+                {
+                    "true Jaccard": [0.5, 0.6],
+                    "MinHash estimate": [0.5, 0.6],
+                    "pair": ["near", "random"],
+                }
+            )
+        ),
+    )
+    yield (
+        "recall",
+        rag.recall_chart(
+            pd.DataFrame(
+                {
+                    "k": [1, 1],
+                    "recall@k": [0.5, 0.7],
+                    "method": ["BM25 (keywords)", "MiniLM embeddings"],
+                    "context tokens": [100, 100],
+                }
+            )
+        ),
+    )
+
+
+def test_bottom_legends_of_pages_13_to_25_wrap_to_the_plot_width():
+    # A bottom legend without `columns` lays its entries in one row: on a phone (390 px) the
+    # last entries ran past the chart's edge and were cut ("valid...", "one w...").
+    for name, chart in _charts_with_bottom_legends():
+        bottom = [g for g in _legends(chart.to_dict()) if g.get("orient") == "bottom"]
+        assert bottom, name
+        for legend in bottom:
+            assert "floor(width /" in legend.get("columns", {}).get("expr", ""), (name, legend)
