@@ -342,13 +342,30 @@ def memory_calculator(prefix: str, tiny_params: int | None = None) -> None:
         f"model states in all; on each of {plan.gpus} GPUs **{_size(mem.total)}**, which {fits} "
         f"in {gpu_gb} GB (red line) before activations, which grow with batch × context."
     )
-    st.caption(
+    st.caption(traffic_text(plan, mem))
+
+
+def traffic_text(plan: pt.ParallelPlan, mem: pt.MemoryPlan) -> str:
+    """What each GPU sends per step; a parallelism switched off (size 1) sends nothing and
+    says so instead of "0 B (tensor parallel, 4 all-reduces per layer)"."""
+    zero3 = ", ×1.5 for ZeRO-3" if plan.zero == 3 else ""
+    sent = [
+        f"gradients {_size(mem.dp_bytes)} (data parallel{zero3})"
+        if plan.dp > 1
+        else "no gradients (one data-parallel copy)",
+        f"activations {_size(mem.tp_bytes)} (tensor parallel, 4 all-reduces per layer)"
+        if plan.tp > 1
+        else "no activations between GPUs of a layer (no tensor parallel)",
+        f"{_size(mem.pp_bytes)} between pipeline stages, pipeline bubble {mem.bubble:.0%} of "
+        "each step idle"
+        if plan.pp > 1
+        else "nothing between pipeline stages (one stage, no bubble)",
+    ]
+    return (
         f"Sent per GPU per step (ring all-reduce, {plan.micro_batches} micro-batches of "
-        f"{plan.micro_batch} × {plan.seq_len} tokens, {precision} activations): gradients "
-        f"{_size(mem.dp_bytes)} (data parallel{', ×1.5 for ZeRO-3' if zero == 3 else ''}), "
-        f"activations {_size(mem.tp_bytes)} (tensor parallel, 4 all-reduces per layer), "
-        f"{_size(mem.pp_bytes)} between pipeline stages; pipeline bubble "
-        f"{mem.bubble:.0%} of each step idle."
+        f"{plan.micro_batch} × {plan.seq_len} tokens, {plan.precision} activations): "
+        + "; ".join(sent)
+        + "."
     )
 
 

@@ -212,3 +212,24 @@ def replace_steps(cfg):
     from dataclasses import replace
 
     return replace(cfg, eval_every=max(5, cfg.steps // 10), sample_every=max(10, cfg.steps // 5))
+
+
+def test_traffic_caption_names_no_zero_byte_transfers_for_parallelisms_switched_off():
+    # At the calculator's defaults (8 data-parallel GPUs, no tensor or pipeline parallelism)
+    # the caption read "activations 0 B (tensor parallel, 4 all-reduces per layer), 0 B
+    # between pipeline stages": all-reduces that do not happen.
+    from components.pretraining_loop import _size, traffic_text
+    from core import pretraining_loop as pt
+
+    plan = pt.ParallelPlan(134_515_008, 30, 576, dp=8)
+    mem = pt.memory_plan(plan)
+    assert mem.tp_bytes == 0 and mem.pp_bytes == 0 and mem.dp_bytes > 0
+    text = traffic_text(plan, mem)
+    assert " 0 B" not in text and "all-reduces per layer" not in text
+    assert f"gradients {_size(mem.dp_bytes)}" in text
+    split = pt.ParallelPlan(134_515_008, 30, 576, dp=2, tp=2, pp=2)
+    mem = pt.memory_plan(split)
+    text = traffic_text(split, mem)
+    assert f"activations {_size(mem.tp_bytes)} (tensor parallel" in text
+    assert f"{_size(mem.pp_bytes)} between pipeline stages" in text
+    assert f"bubble {mem.bubble:.0%}" in text
