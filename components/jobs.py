@@ -201,6 +201,15 @@ def duration_text(seconds: float) -> str:
     return f"{seconds:.1f} s" if seconds < 10 else age_text(seconds)
 
 
+def done_text(seconds: float, ago: float) -> str:
+    """The caption over a finished result: how long the run took and how long ago it ended,
+    kept apart ("Computed in 3 min, 5 s ago" read as one age)."""
+    return (
+        f"Computed in {duration_text(seconds)}, finished {age_text(ago)} ago; shared by "
+        "everyone using this app with the same settings."
+    )
+
+
 def estimate_text(estimate_s: float) -> str:
     """An estimate in words: "about a second", "about 12 s", "about 3 min"."""
     if estimate_s < 1.5:
@@ -386,10 +395,7 @@ def run_job(
     if done is not None:
         ago = time.time() - done.finished_at
         cols = st.columns([4, 1]) if rerun_label else [st.container()]
-        cols[0].caption(
-            f"Computed in {duration_text(done.seconds)}, {age_text(ago)} ago; shared by "
-            "everyone using this app with the same settings."
-        )
+        cols[0].caption(done_text(done.seconds, ago))
         if rerun_label and cols[1].button(rerun_label, key=f"{widget}.again"):
             store.forget(key)
             done = None

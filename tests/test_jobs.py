@@ -355,3 +355,13 @@ def test_a_shared_step_inside_a_job_is_not_counted_as_another_job(monkeypatch):
         )
     assert value == 7 and seen == [0]
     assert jobs.shared_step(("page", "step"), lambda: 8) == 7  # computed once, then shared
+
+
+def test_the_finished_caption_keeps_the_run_time_apart_from_its_age():
+    # "Computed in 3 min, 5 s ago" read as one age (3 min 5 s); the run took 3 min and
+    # ended 5 s ago.
+    from components.jobs import done_text
+
+    text = done_text(185.0, 5.0)
+    assert text.startswith("Computed in 3 min, finished 5 s ago;")
+    assert done_text(3.6, 7200.0).startswith("Computed in 3.6 s, finished 2.0 h ago;")
