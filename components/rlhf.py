@@ -309,7 +309,12 @@ def kl_frame(n_now: int) -> pd.DataFrame:
 
 def kl_chart(df: pd.DataFrame) -> alt.Chart:
     base = alt.Chart(df).encode(
-        x=alt.X("n:Q", title="n (answers drawn)"),
+        x=alt.X(
+            "n:Q",
+            title="n (answers drawn)",
+            scale=alt.Scale(domain=[int(df["n"].min()), int(df["n"].max())]),
+            axis=alt.Axis(format="d", tickMinStep=1),  # a count of answers: no 0.0, 1.0, ...
+        ),
         y=alt.Y("KL (nats):Q"),
         color=alt.Color("curve:N", title=None, legend=alt.Legend(orient="top", labelLimit=300)),
         tooltip=["curve", "n", alt.Tooltip("KL (nats):Q", format=".4f")],

@@ -157,3 +157,13 @@ def test_labelling_cards_show_both_answers_and_count_the_learners_labels():
     texts = [t.value for t in at.text]
     assert data.pairs[1].chosen.strip() in texts  # the next pair is shown
     assert any("prefer B in 1 pair" in c.value for c in at.caption)
+
+
+def test_best_of_n_chart_counts_answers_in_whole_numbers_from_one():
+    # The x axis of the best-of-n KL chart read 0.0, 1.0, ... 16.0 for a count of answers.
+    from components.rlhf import N_MAX, kl_chart, kl_frame
+
+    spec = kl_chart(kl_frame(4)).to_dict()
+    x = spec["layer"][0]["encoding"]["x"] if "layer" in spec else spec["encoding"]["x"]
+    assert x["axis"]["format"] == "d" and x["axis"]["tickMinStep"] == 1
+    assert x["scale"]["domain"] == [1, N_MAX]
