@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components.charts import draw_chart
+from components.charts import draw_chart, fitting_columns
 from components.jobs import finished_result, run_job
 from components.models import load_model
 from core import rlhf
@@ -312,11 +312,17 @@ def kl_chart(df: pd.DataFrame) -> alt.Chart:
         x=alt.X(
             "n:Q",
             title="n (answers drawn)",
-            scale=alt.Scale(domain=[int(df["n"].min()), int(df["n"].max())]),
+            scale=alt.Scale(domain=[int(df["n"].min()), int(df["n"].max())], nice=False),
             axis=alt.Axis(format="d", tickMinStep=1),  # a count of answers: no 0.0, 1.0, ...
         ),
         y=alt.Y("KL (nats):Q"),
-        color=alt.Color("curve:N", title=None, legend=alt.Legend(orient="top", labelLimit=300)),
+        color=alt.Color(
+            "curve:N",
+            title=None,
+            legend=alt.Legend(
+                orient="top", labelLimit=300, columns=fitting_columns(df["curve"].unique())
+            ),
+        ),
         tooltip=["curve", "n", alt.Tooltip("KL (nats):Q", format=".4f")],
     )
     return (

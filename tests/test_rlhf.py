@@ -166,4 +166,6 @@ def test_best_of_n_chart_counts_answers_in_whole_numbers_from_one():
     spec = kl_chart(kl_frame(4)).to_dict()
     x = spec["layer"][0]["encoding"]["x"] if "layer" in spec else spec["encoding"]["x"]
     assert x["axis"]["format"] == "d" and x["axis"]["tickMinStep"] == 1
-    assert x["scale"]["domain"] == [1, N_MAX]
+    assert x["scale"]["domain"] == [1, N_MAX] and x["scale"]["nice"] is False
+    legend = spec["layer"][0]["encoding"]["color"]["legend"]
+    assert "floor(width /" in legend["columns"]["expr"]  # the long label was cut on a phone
