@@ -314,14 +314,34 @@ def timing_section(model_id: str, prompt_ids: tuple[int, ...]) -> None:
     k2.metric("Without the cache", f"{c.uncached_ms:.0f} ms/token")
     k3.metric("Speed-up", f"{c.speedup:.2f}×")
     draw_chart(ms_per_token_chart(token_timings_frame(c)))
-    st.caption(
+    st.caption(timing_caption(c))
+
+
+def timing_caption(c: inf.CacheComparison) -> str:
+    """The sentence under the timing chart; when this measurement came out with the cache
+    slower (steps stalled by other work on shared cores) it says so rather than leave "0.41×"
+    next to a claim that the cache saves time."""
+    slower = (
+        f" This time the cached run was the slower one ({c.cached_ms:.0f} against "
+        f"{c.uncached_ms:.0f} ms per token, slowest step {slowest_ms(c.with_cache):.0f} ms): "
+        "timings on cores other learners share are noisy. Press Measure again."
+        if c.speedup < 1
+        else ""
+    )
+    return (
         "Decode steps only (the prefill is the same for both). Without the cache every step "
         "re-reads the whole sequence, so its cost climbs with the position; with it, each step "
-        "reads one token. Both runs chose "
+        "reads one token."
+        + slower
+        + " Both runs chose "
         + ("the same tokens." if c.same_tokens else "different tokens (numerical noise).")
         + f" Measured live on this machine, shared with other users; generation is capped at "
         f"{GENERATION_CAP} tokens everywhere."
     )
+
+
+def slowest_ms(timings) -> float:
+    return max((t.ms for t in timings if not t.prefill), default=float("nan"))
 
 
 def steps_section(lm, steps: list, n_prompt: int, width: int, fast: bool) -> None:

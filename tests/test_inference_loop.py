@@ -177,3 +177,25 @@ def test_hostile_prompt_is_shown_as_text():
     assert not at.exception, at.exception
     shown = " ".join(m.value for m in at.caption)
     assert r"\<script\>" in shown and r"\$x\$" in shown
+
+
+def _timings(cached: bool, ms: list[float]) -> tuple[inf.TokenTiming, ...]:
+    return tuple(inf.TokenTiming(16 + i, m, cached, i == 0, 100 + i) for i, m in enumerate(ms))
+
+
+def test_timing_caption_says_when_the_cached_run_measured_slower():
+    # Measured under load: with the cache 397 ms/token, without 161, "Speed-up 0.41×", under a
+    # caption saying only that the cache saves every step re-reading the sequence.
+    from components.inference_loop import timing_caption
+
+    slow = inf.CacheComparison(
+        _timings(True, [300, 80, 900, 700]), _timings(False, [300, 150, 160, 170])
+    )
+    assert slow.speedup < 1
+    text = timing_caption(slow)
+    assert "the cached run was the slower one (560 against 160 ms per token" in text
+    assert "slowest step 900 ms" in text and "Measure again" in text
+    fast = inf.CacheComparison(
+        _timings(True, [300, 50, 55, 60]), _timings(False, [300, 150, 160, 170])
+    )
+    assert "slower" not in timing_caption(fast)
