@@ -389,3 +389,35 @@ def test_decoding_survives_bad_prompts(dec_page):
     at.sidebar.text_area(key="sidebar.prompt").set_value("word " * 4000).run()
     assert not at.exception
     assert any("first 256" in i.value for i in at.info)  # the 20k prompt was cut, with a note
+
+
+def test_strategies_table_shows_three_decimals_and_no_none_for_beam_search():
+    # The side-by-side table read "0.42" under "0.414" and "None" for beam search.
+    from components.decoding import results_frame
+
+    rows = [
+        {
+            "strategy": "Greedy",
+            "output": "a",
+            "tokens": 24,
+            "mean p of chosen tokens": 0.414,
+            "settings": "argmax",
+        },
+        {
+            "strategy": "All your filters",
+            "output": "b",
+            "tokens": 24,
+            "mean p of chosen tokens": 0.42,
+            "settings": "T=1.30",
+        },
+        {
+            "strategy": "Beam search (width 3)",
+            "output": "c",
+            "tokens": 24,
+            "mean p of chosen tokens": None,
+            "settings": "best of 3",
+        },
+    ]
+    df = results_frame(rows)
+    assert list(df["mean p of chosen tokens"]) == ["0.414", "0.420", "–"]
+    assert "output" not in df.columns
