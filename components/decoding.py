@@ -28,6 +28,9 @@ def fixed(value: float, digits: int = 2, signed: bool = False) -> str:
     return f"{rounded:+.{digits}f}" if signed else f"{rounded:.{digits}f}"
 
 
+STAGES = ("before filters", "after filters")  # the legend read "1 before filters"
+
+
 def distribution_chart(view: NextTokenView, labels: list[str]) -> alt.Chart:
     """The top tokens' probabilities before and after the filters; removed tokens in grey."""
     rows = []
@@ -38,7 +41,7 @@ def distribution_chart(view: NextTokenView, labels: list[str]) -> alt.Chart:
             {
                 "token": token,
                 "rank": rank,
-                "stage": "1 before filters",
+                "stage": "before filters",
                 "probability": p0,
                 "status": "kept" if kept else "removed",
             }
@@ -47,7 +50,7 @@ def distribution_chart(view: NextTokenView, labels: list[str]) -> alt.Chart:
             {
                 "token": token,
                 "rank": rank,
-                "stage": "2 after filters",
+                "stage": "after filters",
                 "probability": p1,
                 "status": "kept" if kept else "removed",
             }
@@ -63,14 +66,12 @@ def distribution_chart(view: NextTokenView, labels: list[str]) -> alt.Chart:
                 title=None,
                 axis=alt.Axis(labelLimit=160, labelFont="monospace"),
             ),
-            yOffset=alt.YOffset("stage:N"),
+            yOffset=alt.YOffset("stage:N", sort=list(STAGES)),  # before above after
             x=alt.X("probability:Q", title="probability", axis=alt.Axis(format="%")),
             color=alt.Color(
                 "stage:N",
                 title=None,
-                scale=alt.Scale(
-                    domain=["1 before filters", "2 after filters"], range=["#adb5bd", "#4C6EF5"]
-                ),
+                scale=alt.Scale(domain=list(STAGES), range=["#adb5bd", "#4C6EF5"]),
                 legend=alt.Legend(orient="top"),
             ),
             opacity=alt.condition(alt.datum.status == "kept", alt.value(1.0), alt.value(0.35)),

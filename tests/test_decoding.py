@@ -421,3 +421,16 @@ def test_strategies_table_shows_three_decimals_and_no_none_for_beam_search():
     df = results_frame(rows)
     assert list(df["mean p of chosen tokens"]) == ["0.414", "0.420", "–"]
     assert "output" not in df.columns
+
+
+def test_distribution_legend_names_the_stages_without_sort_digits():
+    # The legend read "1 before filters", "2 after filters" (digits that only forced an order).
+    from components.decoding import distribution_chart
+
+    view = d.NextTokenView((1, 2), (0.6, 0.4), (1.0, 0.0), 1, 0.97, 0.0)
+    spec = distribution_chart(view, ["a", "b"]).to_dict()
+    enc = spec["encoding"]
+    assert enc["color"]["scale"]["domain"] == ["before filters", "after filters"]
+    assert enc["yOffset"]["sort"] == ["before filters", "after filters"]
+    stages = {r["stage"] for r in spec["datasets"][next(iter(spec["datasets"]))]}
+    assert stages == {"before filters", "after filters"}
