@@ -237,7 +237,7 @@ def beam_tree_chart(result: BeamResult, tokenizer) -> alt.Chart:
     base_x = alt.X("step:Q", title="generated token #", axis=alt.Axis(tickMinStep=1))
     lines = (
         alt.Chart(pd.DataFrame(edges))
-        .mark_rule(color="#ced4da")
+        .mark_rule(color="#868e96", opacity=0.5)  # grey that reads on both themes
         .encode(
             x=base_x,
             y=alt.Y(
@@ -252,7 +252,7 @@ def beam_tree_chart(result: BeamResult, tokenizer) -> alt.Chart:
         if edges
         else None
     )
-    points = (
+    labels = (
         alt.Chart(nodes)
         # a label is never wider than its column (it overlapped its neighbours at 24 tokens);
         # the tooltip holds the whole token
@@ -261,11 +261,19 @@ def beam_tree_chart(result: BeamResult, tokenizer) -> alt.Chart:
             x=base_x,
             y=alt.Y("beam:Q", scale=alt.Scale(reverse=True)),
             text="token:N",
-            color=alt.condition(alt.datum.best, alt.value("#d6336c"), alt.value("#495057")),
             tooltip=["step", "beam", "token", alt.Tooltip("log p:Q", format=".2f")],
         )
     )
-    chart = points if lines is None else lines + points
+    # the winning path in pink; the other beams' tokens unstyled, so `draw_chart` gives them the
+    # theme's ink (a fixed dark grey was unreadable on the dark theme)
+    best = labels.transform_filter(alt.datum.best).mark_text(
+        fontSize=12,
+        fontWeight="bold",
+        limit=alt.expr(f"max(8, width / {steps} - 4)"),
+        color="#d6336c",
+    )
+    layers = [lines] if lines is not None else []
+    chart = alt.layer(*layers, labels.transform_filter(~alt.datum.best), best)
     return chart.properties(height=60 + 45 * (int(nodes["beam"].max()) + 1))
 
 

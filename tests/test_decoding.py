@@ -434,3 +434,24 @@ def test_distribution_legend_names_the_stages_without_sort_digits():
     assert enc["yOffset"]["sort"] == ["before filters", "after filters"]
     stages = {r["stage"] for r in spec["datasets"][next(iter(spec["datasets"]))]}
     assert stages == {"before filters", "after filters"}
+
+
+def test_beam_tree_labels_take_the_theme_ink_off_the_winning_path():
+    # Tokens off the winning path were drawn in a fixed #495057: unreadable on the dark theme.
+    from components.charts import TEXT_INK, readable
+    from components.decoding import beam_tree_chart
+    from core.decoding import BeamNode, BeamResult
+
+    class Tok:
+        def decode(self, ids, clean_up_tokenization_spaces=False):
+            return "".join(f" w{i}" for i in ids)
+
+    tree = (BeamNode(0, 0, -1, 1, " w0", 0.0), BeamNode(0, 1, -1, 2, " x0", -1.0))
+    res = BeamResult(sequences=((1,), (2,)), scores=(-0.1, -1.0), tree=tree)
+    spec = readable(beam_tree_chart(res, Tok()), "dark").to_dict()
+    texts = [lay for lay in spec["layer"] if lay["mark"]["type"] == "text"]
+    assert len(texts) == 2
+    off_path = [t for t in texts if "color" not in t["mark"]]
+    assert len(off_path) == 1 and "color" not in off_path[0].get("encoding", {})
+    assert spec["config"]["text"]["color"] == TEXT_INK["dark"]  # what the unstyled labels take
+    assert "#495057" not in str(spec)
