@@ -273,6 +273,23 @@ def needle_chart(trials: Sequence[context_window.NeedleTrial]) -> alt.LayerChart
     return (cells + labels).properties(height=alt.Step(NEEDLE_ROW_PX))
 
 
+def noisy_times_note(df: pd.DataFrame) -> str:
+    """A sentence for a sweep whose times fall with length somewhere (measured under load, a
+    32-token pass took 4.5 s and a 128-token one 1.5 s, under a caption saying time grows with
+    length); empty when every longer pass took at least 0.8 times the shorter one's time."""
+    rows = list(df.sort_values("tokens").itertuples())
+    for i, short in enumerate(rows):
+        for long in rows[i + 1 :]:
+            if long.seconds < 0.8 * short.seconds:
+                return (
+                    f" This run's times do not grow with length: {long.tokens} tokens took "
+                    f"{long.seconds * 1000:,.0f} ms, less than {short.tokens} tokens "
+                    f"({short.seconds * 1000:,.0f} ms); timings on cores other learners share "
+                    "are noisy. Press Measure again."
+                )
+    return ""
+
+
 def cost_section(lm, geo, context: int, width: int) -> None:
     """Forward time and memory against length: the measured sweep behind a button."""
     model_id = lm.model_id
@@ -306,6 +323,7 @@ def cost_section(lm, geo, context: int, width: int) -> None:
             if match
             else "Some measurements differ from the formula (see the table)."
         )
+        + noisy_times_note(df)
     )
     with st.expander("The measurements"):
         st.dataframe(df, hide_index=True, width="stretch")
