@@ -171,7 +171,12 @@ def rank_chart(df: pd.DataFrame) -> alt.Chart:
     )
     cells = base.mark_rect(stroke="gray", strokeOpacity=0.3).encode(
         color=alt.Color(
-            "rank:Q", title="rank", scale=alt.Scale(scheme="viridis", reverse=True, type="log")
+            "rank:Q",
+            title="rank",
+            scale=alt.Scale(scheme="viridis", reverse=True, type="log"),
+            # every cell prints its rank; the gradient legend, taller than three rows of cells,
+            # was cut at its lowest label
+            legend=None,
         ),
         opacity=alt.condition(alt.datum["in top k"], alt.value(1.0), alt.value(0.25)),
     )

@@ -256,3 +256,27 @@ def test_at_the_defaults_retrieval_turns_a_wrong_answer_right(lm):
     context = tuple(chunks[int(i)].text for i in order[:k])
     assert rag.contains_answer(rag.answer(lm, gold.question, context).text, gold.answer)
     assert not rag.contains_answer(rag.answer(lm, gold.question, ()).text, gold.answer)
+
+
+def test_rank_chart_prints_ranks_without_a_gradient_legend_taller_than_its_rows():
+    # Three rows of 22 px held a gradient legend whose lowest label ("1") was cut off; every
+    # cell prints its rank, so the chart needs no legend.
+    import pandas as pd
+
+    from components.rag import METHOD_LABELS, rank_chart
+
+    rows = [
+        {
+            "chunk": f"#{i} t [0:5]",
+            "id": i,
+            "method": m,
+            "rank": r,
+            "score": 1.0,
+            "in top k": r <= 3,
+        }
+        for i, r in ((1, 1), (2, 2), (3, 3))
+        for m in METHOD_LABELS.values()
+    ]
+    cells, text = rank_chart(pd.DataFrame(rows)).to_dict()["layer"]
+    assert cells["encoding"]["color"]["legend"] is None
+    assert text["encoding"]["text"]["field"] == "rank"
