@@ -204,13 +204,16 @@ def recall_frame(result: RecallResult) -> pd.DataFrame:
 
 
 def recall_table(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per k: each method's recall@k and the context tokens its own top k cost."""
+    """One row per k, one column per method: its recall@k and the context tokens its own top k
+    cost, in one cell (two columns per method ran past a projector's width, the last hidden)."""
     wide = df.pivot_table(index="k", columns="method", values=["recall@k", "context tokens"])
     methods = list(dict.fromkeys(df["method"]))
     out = pd.DataFrame(index=wide.index)
     for m in methods:
-        out[f"{m}: recall@k"] = [f"{v:.0%}" for v in wide[("recall@k", m)]]
-        out[f"{m}: context tokens"] = [f"{round(v):,}" for v in wide[("context tokens", m)]]
+        out[m] = [
+            f"{r:.0%} · {round(t):,} tokens"
+            for r, t in zip(wide[("recall@k", m)], wide[("context tokens", m)], strict=True)
+        ]
     return out.reset_index()
 
 

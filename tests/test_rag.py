@@ -280,3 +280,25 @@ def test_rank_chart_prints_ranks_without_a_gradient_legend_taller_than_its_rows(
     cells, text = rank_chart(pd.DataFrame(rows)).to_dict()["layer"]
     assert cells["encoding"]["color"]["legend"] is None
     assert text["encoding"]["text"]["field"] == "rank"
+
+
+def test_recall_table_has_one_column_per_method():
+    # Two columns per method (recall@k, context tokens) made seven columns: at 1280 px the
+    # last one was hidden behind a sideways scroll.
+    import pandas as pd
+
+    from components.rag import recall_table
+
+    rows = [
+        {"method": m, "k": k, "recall@k": r, "context tokens": t}
+        for m, k, r, t in (
+            ("BM25", 1, 0.8636, 119.4),
+            ("BM25", 3, 0.9545, 355.0),
+            ("Hybrid (RRF)", 1, 0.8636, 1172.2),
+            ("Hybrid (RRF)", 3, 0.8636, 351.0),
+        )
+    ]
+    out = recall_table(pd.DataFrame(rows))
+    assert list(out.columns) == ["k", "BM25", "Hybrid (RRF)"]
+    assert list(out["BM25"]) == ["86% · 119 tokens", "95% · 355 tokens"]
+    assert out["Hybrid (RRF)"][0] == "86% · 1,172 tokens"
