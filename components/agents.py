@@ -145,6 +145,9 @@ def mask_frame(step: AgentStep, tokenizer) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+BAR_FLOOR = 0.5  # where the log-scale bars of allowed tokens start: one allowed token shows
+
+
 def mask_chart(df: pd.DataFrame, vocab: int) -> alt.VConcatChart:
     """Per generated position: tokens the grammar allows, and the top probability around it."""
     x = alt.X(
@@ -165,9 +168,14 @@ def mask_chart(df: pd.DataFrame, vocab: int) -> alt.VConcatChart:
         .mark_bar()
         .encode(
             x=x,
+            # bars start at 0.5, not 0: a log scale cannot hold the zero a bar starts from
+            # by default (Vega-Lite warned "Log scale domain includes zero" and drew nothing)
             y=alt.Y(
-                "allowed:Q", title=f"tokens allowed (of {vocab:,})", scale=alt.Scale(type="log")
+                "allowed:Q",
+                title=f"tokens allowed (of {vocab:,})",
+                scale=alt.Scale(type="log", domain=[BAR_FLOOR, vocab]),
             ),
+            y2=alt.Y2(datum=BAR_FLOOR),
             color=alt.condition(alt.datum.forced, alt.value("#e8590c"), alt.value("#4C6EF5")),
             tooltip=tip,
         )

@@ -253,3 +253,28 @@ def test_default_run_reaches_an_answer_before_the_step_limit(lm):
     observations = [s.observation for s in run.steps]
     if run.ended_by == "repeated":  # the last call's result repeats an earlier one
         assert observations[-1] in observations[:-1]
+
+
+def test_grammar_mask_bars_never_put_zero_on_their_log_scale():
+    # The bars of allowed tokens started at zero on a log scale: Vega-Lite warned "Log scale
+    # domain includes zero: [0,48775]" and the chart stayed empty.
+    import pandas as pd
+
+    from components.agents import mask_chart
+
+    df = pd.DataFrame(
+        {
+            "position": [1, 2],
+            "token": ['{"', "x"],
+            "allowed": [1, 48775],
+            "forced": [True, False],
+            "model's first choice": ["{", "x"],
+            "top p before mask": [0.4, 0.9],
+            "top p after mask": [1.0, 0.9],
+        }
+    )
+    bars = mask_chart(df, 49152).to_dict()["vconcat"][0]
+    enc = bars["encoding"]
+    lo, hi = enc["y"]["scale"]["domain"]
+    assert enc["y"]["scale"]["type"] == "log" and 0 < lo < 1 and hi == 49152
+    assert enc["y2"]["datum"] == lo  # every bar, one allowed token included, starts above 0
