@@ -204,8 +204,9 @@ def duration_text(seconds: float) -> str:
 def done_text(seconds: float, ago: float) -> str:
     """The caption over a finished result: how long the run took and how long ago it ended,
     kept apart ("Computed in 3 min, 5 s ago" read as one age)."""
+    when = "just now" if ago < 1 else f"{age_text(ago)} ago"  # not "finished 0 s ago"
     return (
-        f"Computed in {duration_text(seconds)}, finished {age_text(ago)} ago; shared by "
+        f"Computed in {duration_text(seconds)}, finished {when}; shared by "
         "everyone using this app with the same settings."
     )
 

@@ -365,3 +365,4 @@ def test_the_finished_caption_keeps_the_run_time_apart_from_its_age():
     text = done_text(185.0, 5.0)
     assert text.startswith("Computed in 3 min, finished 5 s ago;")
     assert done_text(3.6, 7200.0).startswith("Computed in 3.6 s, finished 2.0 h ago;")
+    assert done_text(104.2, 0.3).startswith("Computed in 2 min, finished just now;")
