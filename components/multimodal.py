@@ -205,11 +205,14 @@ def similarity_chart(df: pd.DataFrame) -> alt.Chart:
         color=alt.Color("cosine:Q", scale=alt.Scale(scheme="blueorange", domainMid=0)),
         tooltip=["image", "caption", "cosine"],
     )
-    text = base.mark_text(fontSize=10).encode(
+    # the numbers only where a column is wide enough to hold "−0.22" (a phone shows the colours)
+    text = base.mark_text(fontSize=10, opacity=alt.expr("bandwidth('x') >= 30 ? 1 : 0")).encode(
         text=alt.Text("cosine:Q", format=".2f"),
         color=alt.condition("abs(datum.cosine) > 0.45", alt.value("white"), alt.value("black")),
     )  # drawn on the cell, not the page background
-    return alt.layer(cells, text).properties(height=alt.Step(24), width=alt.Step(40))
+    # stretched to its column: a fixed 40 px a column ran past a phone's width (three captions
+    # and the legend cut off)
+    return alt.layer(cells, text).properties(height=alt.Step(24))
 
 
 def digit_strip(images: np.ndarray, scale: int = 6, gap: int = 2) -> np.ndarray:
@@ -314,7 +317,7 @@ def results_section(result: mm.ClipResult) -> None:
         caption="The matrix's rows: the first test image of each digit, 0 to 9. A good "
         "model has the largest cosine of every row on the diagonal.",
     )
-    draw_chart(similarity_chart(similarity_frame(matrix, data.y_test[rows])), width="content")
+    draw_chart(similarity_chart(similarity_frame(matrix, data.y_test[rows])))
 
 
 def caption_search(result: mm.ClipResult, text: str) -> None:

@@ -202,3 +202,19 @@ def test_logit_gap_is_the_one_the_shown_numbers_give(own, other, t):
     gap = float(re.search(r"= (\d+\.\d) logits", text).group(1))
     assert f"{(a - b) / temp:.1f}" == f"{gap:.1f}"
     assert abs(gap - (own - other) / t) <= 0.06 + abs((own - other) / t) * 0.01
+
+
+def test_similarity_matrix_fits_its_column_and_hides_numbers_in_narrow_cells():
+    # At 40 px a column the 10 x 10 matrix ran past a phone's width: captions seven to nine
+    # and the colour legend were cut off.
+    import numpy as np
+
+    from components.charts import fitted
+    from components.multimodal import similarity_chart, similarity_frame
+
+    spec = similarity_chart(similarity_frame(np.eye(10) * 0.8, np.arange(10))).to_dict()
+    assert "width" not in spec  # `draw_chart` stretches it to the column
+    text = [lay for lay in spec["layer"] if lay["mark"]["type"] == "text"][0]
+    assert "bandwidth('x') >= 30" in text["mark"]["opacity"]["expr"]
+    fit = fitted(similarity_chart(similarity_frame(np.eye(10), np.arange(10)))).to_dict()
+    assert fit["autosize"]["type"] == "fit-x"
