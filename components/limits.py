@@ -98,7 +98,8 @@ def confidence_chart(df: pd.DataFrame) -> alt.Chart:
                 scale=alt.Scale(domain=[0, 1]),
                 title="probability of the answer's first token",
             ),
-            y=alt.Y("question:N", sort="-x", title=None),
+            # every bar named: at 18 px a bar Vega dropped every other country as overlapping
+            y=alt.Y("question:N", sort="-x", title=None, axis=alt.Axis(labelOverlap=False)),
             color=alt.Color(
                 "outcome:N",
                 scale=alt.Scale(domain=["right", "wrong"], range=["#2ca02c", "#d62728"]),
@@ -111,8 +112,11 @@ def confidence_chart(df: pd.DataFrame) -> alt.Chart:
                 alt.Tooltip("p(its first token):Q", format=".2f"),
             ],
         )
-        .properties(height=18 * len(df) + 20)
+        .properties(height=alt.Step(BAR_STEP))
     )
+
+
+BAR_STEP = 22  # px per bar: room for a 12 px label (18 px hid every other one)
 
 
 def pronoun_chart(res: L.PronounResult) -> alt.Chart:
@@ -128,7 +132,7 @@ def pronoun_chart(res: L.PronounResult) -> alt.Chart:
                 scale=alt.Scale(domain=[0, 1]),
                 title="p(she) / (p(she) + p(he)) for the next token",
             ),
-            y=alt.Y("occupation:N", sort="-x", title=None),
+            y=alt.Y("occupation:N", sort="-x", title=None, axis=alt.Axis(labelOverlap=False)),
             tooltip=[
                 "occupation",
                 alt.Tooltip("p(she):Q", format=".2f"),
@@ -137,7 +141,7 @@ def pronoun_chart(res: L.PronounResult) -> alt.Chart:
         )
     )
     rule = alt.Chart(pd.DataFrame({"x": [0.5]})).mark_rule(strokeDash=[4, 3]).encode(x="x:Q")
-    return (bars + rule).properties(height=18 * len(df) + 20)
+    return (bars + rule).properties(height=BAR_STEP * len(df) + 20)
 
 
 def years_chart(res: L.YearResult) -> alt.Chart:

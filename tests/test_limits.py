@@ -134,3 +134,23 @@ def test_page_runs_a_probe_and_links_to_its_cause():
     labels = [el.proto.label for el in at.get("page_link")]
     assert "Why: the model reads tokens, not letters (06)" in labels  # counting -> tokenization
     assert "Associations live in the vectors (07)" in labels  # pronouns -> embeddings
+
+
+def test_confidence_bars_each_keep_their_country_label():
+    # 20 bars at 18 px: Vega's overlap removal named only every other country.
+    import pandas as pd
+
+    from components.limits import BAR_STEP, confidence_chart
+
+    df = pd.DataFrame(
+        {
+            "question": [f"country {i}" for i in range(20)],
+            "right answer": ["a"] * 20,
+            "model's answer": ["a"] * 20,
+            "right": [i % 4 != 0 for i in range(20)],
+            "p(its first token)": [i / 20 for i in range(20)],
+        }
+    )
+    spec = confidence_chart(df).to_dict()
+    assert spec["encoding"]["y"]["axis"]["labelOverlap"] is False
+    assert spec["height"] == {"step": BAR_STEP} and BAR_STEP >= 20
