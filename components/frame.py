@@ -14,7 +14,7 @@ import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 
 from components import export, lessons, presenter, url_state  # url_state binds settings to the URL
-from components.state import DEFAULT_PROMPT, MODEL_KEY, PROMPT_KEY
+from components.state import DEFAULT_PROMPT, LINKED_MODEL_KEY, MODEL_KEY, PROMPT_KEY
 from core.concepts import Concept, available_concepts, by_section, concept
 from core.runtime import model_ids
 from core.runtime.memory import keep_memory_low
@@ -24,6 +24,7 @@ keep_memory_low()  # once per server process: two malloc arenas, freed pages tri
 PROMPT_MAX_CHARS = 20_000
 URL_PROMPT_MAX_CHARS = 1_000  # longer prompts stay out of the link (browsers cap URL length)
 OTHER = "Another hub model…"
+MODEL_PARAM = "model"  # the link's parameter for a hub model (the embedded one is left out)
 
 
 _MD_PUNCTUATION = re.compile("([" + re.escape(string.punctuation) + "])")
@@ -73,7 +74,11 @@ def _browser_sent_widgets() -> bool:
 def _init_state() -> None:
     if PROMPT_KEY not in st.session_state and _browser_sent_widgets():
         st.info(MOVED_NOTICE, icon=":material/sync_problem:")  # above the title, once
-    st.session_state.setdefault(MODEL_KEY, model_ids.EMBEDDED_ID)
+    if MODEL_KEY not in st.session_state:  # a new session: a shared link may carry the model
+        linked = st.query_params.get(MODEL_PARAM, "")[:200]
+        st.session_state[MODEL_KEY] = linked or model_ids.EMBEDDED_ID
+        if linked and linked != model_ids.EMBEDDED_ID:
+            st.session_state[LINKED_MODEL_KEY] = linked  # said if it cannot load here
     if PROMPT_KEY not in st.session_state:  # a new session: a shared link may carry the prompt
         linked = st.query_params.get("prompt", "")
         st.session_state[PROMPT_KEY] = linked[:URL_PROMPT_MAX_CHARS] or DEFAULT_PROMPT
@@ -88,6 +93,18 @@ def _prompt_in_url() -> None:
             del st.query_params["prompt"]
         else:
             st.query_params["prompt"] = wanted
+
+
+def _model_in_url() -> None:
+    """Keep a picked hub model in the address bar (the embedded one is the default: left out),
+    so a reload or a shared link opens the same model."""
+    model_id = st.session_state[MODEL_KEY]
+    wanted = None if model_id == model_ids.EMBEDDED_ID else model_id
+    if st.query_params.get(MODEL_PARAM) != wanted:
+        if wanted is None:
+            del st.query_params[MODEL_PARAM]
+        else:
+            st.query_params[MODEL_PARAM] = wanted
 
 
 def _on_prompt_change(key: str = "sidebar.prompt") -> None:
@@ -138,6 +155,13 @@ def _check_selected_model() -> None:
     except ModelUnavailable as exc:
         st.session_state[MODEL_KEY] = model_ids.EMBEDDED_ID
         st.session_state["shared.model_error"] = str(exc)
+        if st.session_state.pop(LINKED_MODEL_KEY, None) == model_id:  # the page says it too
+            st.session_state["url.model_note"] = (
+                f"This link was made with the model {model_id}, which could not be loaded "
+                f"here, so the page shows SmolLM2-135M-Instruct instead. {exc}"
+            )
+        return
+    st.session_state.pop(LINKED_MODEL_KEY, None)
 
 
 def _model_picker() -> None:
@@ -232,6 +256,7 @@ def sidebar(c: Concept | None = None) -> None:
             for c in concepts:
                 safe_page_link(c.page_file, label=c.label)
     _prompt_in_url()
+    _model_in_url()
 
 
 def page_number(filename: str) -> int:

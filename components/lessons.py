@@ -7,10 +7,13 @@ from __future__ import annotations
 import streamlit as st
 
 from components import url_state
-from components.state import PROMPT_KEY
+from components.state import LINKED_MODEL_KEY, MODEL_KEY, PROMPT_KEY
 from components.tokens import escape_markdown
 from core.concepts import Concept
 from core.lessons import (
+    SHARED,
+    SHARED_MODEL,
+    SHARED_PROMPT,
     Lesson,
     LessonError,
     Step,
@@ -48,14 +51,24 @@ def read_link() -> None:
     opened = (tuple(source.items()), index)
     if st.session_state.get("lesson.opened") != opened:  # a link just opened: its prompt too
         st.session_state["lesson.opened"] = opened
-        prompt = lesson.steps[index].settings.get("prompt")
-        if isinstance(prompt, str):
-            st.session_state[PROMPT_KEY] = prompt
+        _shared_settings(lesson.steps[index])
+
+
+def _shared_settings(step: Step) -> None:
+    """A step's shared prompt and model, which live in the session, not in the page's link.
+    A model that cannot load here is said on the page (components.frame)."""
+    prompt = step.settings.get(SHARED_PROMPT)
+    if isinstance(prompt, str):
+        st.session_state[PROMPT_KEY] = prompt
+    model = step.settings.get(SHARED_MODEL)
+    if isinstance(model, str) and model != st.session_state.get(MODEL_KEY):
+        st.session_state[MODEL_KEY] = model
+        st.session_state[LINKED_MODEL_KEY] = model
 
 
 def step_params(step: Step, source: dict[str, str], index: int) -> dict[str, str | list[str]]:
     """The address of a step: its page's settings, the lesson and the step number."""
-    params: dict[str, str | list[str]] = {k: v for k, v in step.settings.items() if k != "prompt"}
+    params: dict[str, str | list[str]] = {k: v for k, v in step.settings.items() if k not in SHARED}
     params.update(source)
     params["step"] = str(index + 1)
     return params
@@ -70,8 +83,7 @@ def go_to(lesson: Lesson, source: dict[str, str], index: int) -> None:
     prefix = f"{key_prefix(step.page)}."
     for key in [k for k in st.session_state if isinstance(k, str) and k.startswith(prefix)]:
         del st.session_state[key]  # the step's own settings come from its address
-    if "prompt" in step.settings:
-        st.session_state[PROMPT_KEY] = str(step.settings["prompt"])
+    _shared_settings(step)
     st.switch_page(step.page_file, query_params=step_params(step, source, index))
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components.charts import fitting_columns
+from components.charts import fitting_columns, sources_line
 from components.pretraining_loop import cached_corpus, fmt_params
 from core import pretraining_loop as pt
 from core import scaling as sc
@@ -250,6 +250,28 @@ def known_models_frame(known: tuple[sc.KnownModel, ...]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def known_models_table(known: tuple[sc.KnownModel, ...]) -> None:
+    """The famous models' table, with short headers and its sources under it, so that every
+    column fits a projector uncut."""
+    known_df = known_models_frame(known)
+    st.dataframe(
+        known_df.drop(columns=["source"]),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "tokens per parameter": st.column_config.NumberColumn("tokens / param"),
+            "C = 6ND (FLOPs)": st.column_config.TextColumn("C = 6ND", help="Training FLOPs."),
+            "predicted loss": st.column_config.NumberColumn(
+                "fit's loss", help="L(N, D) from the Chinchilla fit (Approach 3)."
+            ),
+            "fit's optimal N for this C": st.column_config.TextColumn(
+                "fit's best N", help="The fit's compute-optimal parameter count for this C."
+            ),
+        },
+    )
+    st.caption(sources_line(known_df["model"], known_df["source"]))
 
 
 # ---- the mini scaling sweep --------------------------------------------------------------------

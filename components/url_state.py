@@ -135,13 +135,18 @@ def current_settings(slug: str) -> dict[str, str | list[str]]:
 
 def view_settings(slug: str) -> dict[str, str | list[str]]:
     """What a link to this view carries: the shared prompt when it is not the default (many
-    controls depend on it: a slider over its tokens) and the page's own settings."""
-    from components.state import DEFAULT_PROMPT, PROMPT_KEY
+    controls depend on it: a slider over its tokens), a hub model when one is picked, and the
+    page's own settings."""
+    from components.state import DEFAULT_PROMPT, MODEL_KEY, PROMPT_KEY
+    from core.runtime.model_ids import EMBEDDED_ID
 
     prompt = st.session_state.get(PROMPT_KEY, DEFAULT_PROMPT)
     out: dict[str, str | list[str]] = {}
     if prompt != DEFAULT_PROMPT and len(prompt) <= VALUE_MAX_CHARS * 2:
         out["prompt"] = prompt
+    model = st.session_state.get(MODEL_KEY, EMBEDDED_ID)
+    if model != EMBEDDED_ID:
+        out["model"] = model  # frame.MODEL_PARAM
     out.update(current_settings(slug))
     return out
 
@@ -238,6 +243,9 @@ def end(slug: str) -> None:
                 "This link's settings that could not be used here (unknown, out of range "
                 "or not an option; the page shows its default): " + ", ".join(unused)
             )
+    model_note = st.session_state.pop("url.model_note", None)  # the frame's, on a link's model
+    if model_note:
+        notes.append(model_note)
     long = sorted(st.session_state.get("url.too_long", ()))
     if long:
         notes.append(

@@ -31,6 +31,8 @@ MAX_VALUE = 500  # characters of one setting's value
 MAX_FILE_BYTES = 50_000
 MAX_LINK_CHARS = 1_800  # the encoded lesson in a link (whole address stays near 2,000)
 SHARED_PROMPT = "prompt"  # a step may also set the shared prompt every model page starts from
+SHARED_MODEL = "model"  # and the model (a hub id; the embedded model is the default)
+SHARED = (SHARED_PROMPT, SHARED_MODEL)
 NAME = re.compile(r"^[a-z0-9_]{1,40}$")
 
 KEY_ALIASES: dict[str, str] = {}  # a page whose keys were namespaced by another word than its slug
@@ -102,7 +104,7 @@ def _settings(raw: object, page: str, where: str) -> dict[str, str | list[str]]:
     prefix = f"{key_prefix(page)}."
     out: dict[str, str | list[str]] = {}
     for key, value in raw.items():
-        if key != SHARED_PROMPT and not key.startswith(prefix):
+        if key not in SHARED and not key.startswith(prefix):
             raise LessonError(f"{where}: '{key[:60]}' is not a control of page '{page}'.")
         values = value if isinstance(value, list) else [value]
         for v in values:

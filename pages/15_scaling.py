@@ -6,7 +6,7 @@ import streamlit as st
 
 from components import pretraining_loop as cp
 from components import scaling as cs
-from components.charts import draw_chart, sources_line
+from components.charts import draw_chart
 from components.frame import intro, page_frame, show_code
 from components.jobs import run_job
 from components.models import get_lm_or_none
@@ -96,23 +96,7 @@ with c2:
         f"{gap_d[0]:.0%} to {gap_d[1]:.0%} (the paper computed its table with its own "
         "unrounded constants, which it does not print)."
     )
-known_df = cs.known_models_frame(known)
-st.dataframe(  # short headers, sources under it: every column fits a projector uncut
-    known_df.drop(columns=["source"]),
-    hide_index=True,
-    width="stretch",
-    column_config={
-        "tokens per parameter": st.column_config.NumberColumn("tokens / param"),
-        "C = 6ND (FLOPs)": st.column_config.TextColumn("C = 6ND", help="Training FLOPs."),
-        "predicted loss": st.column_config.NumberColumn(
-            "fit's loss", help="L(N, D) from the Chinchilla fit (Approach 3)."
-        ),
-        "fit's optimal N for this C": st.column_config.TextColumn(
-            "fit's best N", help="The fit's compute-optimal parameter count for this C."
-        ),
-    },
-)
-st.caption(sources_line(known_df["model"], known_df["source"]))
+cs.known_models_table(known)
 
 st.subheader("How long, and what it costs")
 c1, c2, c3, c4 = st.columns(4)

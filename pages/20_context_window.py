@@ -65,12 +65,12 @@ strategy = c2.radio(
     bind="query-params",
 )
 cut = context_window.truncate(ids, budget, strategy)
+draw_chart(cw.budget_chart(len(ids), context, budget))
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Prompt tokens", f"{len(ids):,}")
 m2.metric("Context length", f"{context:,}", help="From the model's config.")
 m3.metric("Share of the window", f"{len(ids) / context:.2%}")
 m4.metric("Tokens kept / dropped", f"{len(cut.kept):,} / {cut.dropped:,}")
-draw_chart(cw.budget_chart(len(ids), context, budget))
 if len(ids) > context:
     st.warning(
         f"This prompt is longer than the model's {context:,}-token context: "

@@ -128,3 +128,17 @@ def test_a_bad_upload_changes_nothing():
     at.run()
     assert any("nothing changed" in e.value and "mars" in e.value for e in at.error)
     assert at.session_state["lesson.draft"] == before
+
+
+def test_a_step_may_set_the_shared_model_and_a_lesson_link_opens_it(tiny_hub):
+    settings = {"model": "tiny-test/gpt2", "decoding.temperature": "1.5"}
+    lesson = parse_lesson(
+        lesson_json(steps=[{"page": "decoding", "say": "A GPT-2.", "settings": settings}])
+    )
+    assert lesson.steps[0].settings == settings
+    at = open_page("pages/19_decoding.py")
+    at.query_params["custom"] = encode_lesson(lesson)
+    at.query_params["step"] = "1"
+    at.run()
+    assert not at.exception, at.exception
+    assert at.session_state["shared.model"] == "tiny-test/gpt2"

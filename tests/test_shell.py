@@ -78,8 +78,9 @@ def _page_keys(tree: ast.Module) -> list[str]:
 @pytest.mark.parametrize("page", [c.page_file for c in CONCEPTS], ids=lambda p: Path(p).stem)
 def test_a_page_is_a_short_flat_script_with_a_docstring_and_its_own_keys(page):
     """The page rule: at most 150 lines (longer sections live in components/<slug>.py), a module
-    docstring "NN Title: ...", `page_frame()` without a number (it reads the file name), and
-    every widget key literal namespaced by the page's slug ("<slug>.<name>")."""
+    docstring "NN Title: ...", `page_frame()` without a number (it reads the file name), its
+    explanation in one `with intro():`, and every widget key literal namespaced by the page's
+    slug ("<slug>.<name>")."""
     path = ROOT / page
     source = path.read_text()
     tree = ast.parse(source)
@@ -94,6 +95,14 @@ def test_a_page_is_a_short_flat_script_with_a_docstring_and_its_own_keys(page):
         if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "page_frame"
     ]
     assert len(frames) == 1 and not frames[0].args and not frames[0].keywords, page
+    # the opening explanation in one top-level `with intro():` (folded in the presenter view)
+    intros = [
+        n
+        for n in tree.body
+        if isinstance(n, ast.With)
+        and any(ast.unparse(item.context_expr) == "intro()" for item in n.items)
+    ]
+    assert len(intros) == 1, f"{page}: the explanation is not in one top-level `with intro():`"
     for key in _page_keys(tree):
         assert key.startswith((f"{c.slug}.", f"f'{c.slug}.", f'f"{c.slug}.')), (
             f"{page}: widget key {key!r} does not start with '{c.slug}.'"

@@ -192,3 +192,29 @@ def test_a_bad_link_value_gets_a_note_and_the_default():
     assert temperature.value == default
     notes = " ".join(i.value for i in at.info).replace("\\", "")
     assert "could not be used" in notes and "decoding.nonsense" in notes
+
+
+def test_a_picked_hub_model_goes_into_the_link_and_comes_back(tiny_hub):
+    at = open_page("pages/19_decoding.py")
+    at.session_state["shared.model"] = "tiny-test/gpt2"
+    at.run()
+    assert not at.exception, at.exception
+    assert at.query_params["model"] == "tiny-test/gpt2"  # the address bar
+    assert the_link(at, "decoding")["model"] == "tiny-test/gpt2"  # a lesson step, a handout
+    back = open_link("pages/19_decoding.py", {"model": "tiny-test/gpt2"})
+    assert back.session_state["shared.model"] == "tiny-test/gpt2"
+    notes = " ".join(i.value for i in back.info)
+    assert "could not be loaded" not in notes
+    # the embedded model is the default: it stays out of the link
+    at.session_state["shared.model"] = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    at.run()
+    assert "model" not in at.query_params
+
+
+def test_a_link_model_that_cannot_load_here_gets_a_note(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # as on a server without that model
+    at = open_link("pages/19_decoding.py", {"model": "nobody-here/no-such-model"})
+    assert at.session_state["shared.model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    notes = " ".join(i.value for i in at.info).replace("\\", "")
+    assert "This link was made with the model nobody-here/no-such-model" in notes
+    assert "could not be loaded here" in notes
