@@ -369,6 +369,13 @@ def traffic_text(plan: pt.ParallelPlan, mem: pt.MemoryPlan) -> str:
     )
 
 
+def gap_text(value: float, reference: float) -> str:
+    """How far `value` is from `reference`, in words: "0.3% apart", or "less than 0.01% apart"
+    where a percentage would print as "0.00%" (the first loss sits right on ln V)."""
+    gap = abs(value / reference - 1)
+    return "less than 0.01% apart" if gap < 5e-5 else f"{gap:.2%} apart"
+
+
 def fmt_params(n: float) -> str:
     for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
         if n >= scale:

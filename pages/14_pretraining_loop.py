@@ -75,7 +75,7 @@ if log is not None:
     first, last = log.evals[0], log.evals[-1]
     st.markdown(
         f"At step 0 the validation loss was **{first.val:.3f}** against ln V = "
-        f"{log.ln_vocab:.3f} ({abs(first.val / log.ln_vocab - 1):.2%} apart); after "
+        f"{log.ln_vocab:.3f} ({cp.gap_text(first.val, log.ln_vocab)}); after "
         f"{last.step} steps it is **{last.val:.3f}** (training batches {last.train:.3f}), a "
         f"perplexity of {math.exp(last.val):,.0f} instead of {corpus.vocab_size:,}. "
         f"{log.tokens:,} tokens in {log.seconds:.1f} s: {log.tokens_per_s:,.0f} tokens/s."

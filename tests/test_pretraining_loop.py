@@ -233,3 +233,13 @@ def test_traffic_caption_names_no_zero_byte_transfers_for_parallelisms_switched_
     assert f"activations {_size(mem.tp_bytes)} (tensor parallel" in text
     assert f"{_size(mem.pp_bytes)} between pipeline stages" in text
     assert f"bubble {mem.bubble:.0%}" in text
+
+
+def test_first_loss_gap_never_reads_zero_percent():
+    # "4.635 against ln V = 4.635 (0.0% apart)": a gap below the printed precision.
+    import math
+
+    from components.pretraining_loop import gap_text
+
+    assert gap_text(4.6348, math.log(103)) == "less than 0.01% apart"
+    assert gap_text(4.70, 4.635) == "1.40% apart"
