@@ -261,7 +261,7 @@ def _metric(at, label: str) -> str:
 
 def _distribution(at):
     df = chart_data(at, "stage", "rank")
-    return df[df["stage"] == "2 after filters"].sort_values("rank")
+    return df[df["stage"] == "after filters"].sort_values("rank")
 
 
 def _filters_off(at) -> None:
