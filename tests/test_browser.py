@@ -161,6 +161,12 @@ def _problems(page, seen: list[str], viewport: tuple[int, int]) -> list[str]:
     """Exceptions on the page, console and page errors so far, overflow on a projector, and
     charts drawn 0 px high (Vega failed)."""
     page.wait_for_timeout(500)  # Vega reports a refused spec just after the script ends
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:  # a busy machine draws slowly: give every chart 15 s before calling it 0 px high
+        page.wait_for_function(CHARTS_DRAWN_JS, timeout=15_000)
+    except PlaywrightTimeout:
+        pass  # measured below: a chart Vega refused stays 0 px high
     errors = page.locator("[data-testid='stException']").all_inner_texts() + list(seen)
     if viewport == PROJECTOR:
         errors += [f"overflow at 1280x720: {b}" for b in page.evaluate(OVERFLOW_JS)]
@@ -168,6 +174,11 @@ def _problems(page, seen: list[str], viewport: tuple[int, int]) -> list[str]:
     return errors
 
 
+CHARTS_DRAWN_JS = """
+() => [...document.querySelectorAll("[data-testid='stVegaLiteChart']")]
+  .filter(el => el.offsetParent !== null)
+  .every(el => el.getBoundingClientRect().height >= 20)
+"""
 CHART_HEIGHTS_JS = """
 () => [...document.querySelectorAll("[data-testid='stVegaLiteChart']")]
   .filter(el => el.offsetParent !== null)
