@@ -121,6 +121,34 @@ def summary_frame(results: list[P.ConditionResult], threshold: float) -> pd.Data
 
 
 TWO_DECIMALS = ("accuracy", "AUC", "mass")  # summary columns shown with two decimals
+# Short headers, the whole wording in each column's help: nine long headers hid the last two
+# columns at 1280 and 1440 px.
+SUMMARY_HEADERS = {
+    "accuracy at 0.5": ("acc. at 0.5", "Accuracy with the cut at p(positive) = 0.5."),
+    "best cut's accuracy": ("best-cut acc.", "Accuracy at this technique's own best cut."),
+    "AUC": ("AUC", "1.0 = every positive review scored above every negative one."),
+    "mass on label tokens": ("label mass", "Probability on the label tokens (format kept)."),
+    "prompt tokens (all reviews)": ("prompt tokens", "Prompt tokens over all reviews."),
+    "tokens computed (prefix cached)": (
+        "computed",
+        "Tokens the model actually computed: the shared prefix is computed once.",
+    ),
+    "tokens generated": ("generated", "Tokens generated (step-by-step thinks before it answers)."),
+}
+
+
+def summary_column_config(table: pd.DataFrame) -> dict:
+    """Short headers with their help, and two decimals for accuracies, AUC and mass."""
+    config = {}
+    for c in table.columns:
+        label, help_text = SUMMARY_HEADERS.get(c, (None, None))
+        if c.startswith("accuracy at your threshold"):
+            label, help_text = f"acc. at {c.rsplit(' ', 1)[-1]}", "Accuracy at your threshold."
+        if c.startswith(TWO_DECIMALS) or c.endswith("accuracy"):
+            config[c] = st.column_config.NumberColumn(label, help=help_text, format="%.2f")
+        elif label is not None:
+            config[c] = st.column_config.NumberColumn(label, help=help_text)
+    return config
 
 
 def strip_frame(results: list[P.ConditionResult], reviews: tuple[P.Review, ...]) -> pd.DataFrame:

@@ -342,16 +342,16 @@ def answers_section(out, qs, question: str, k: int) -> None:
 def retrieval_section(r, chunks, k: int) -> None:
     """Which chunks each method puts in its top k: the rank chart and the score table."""
     df = retrieval_frame(r, chunks, k)
-    g1, g2 = st.columns([3, 2])
-    draw_chart(rank_chart(df), where=g1)
-    g1.caption(
+    # the chart, then its scores under it: the score table in a side column hid its columns
+    draw_chart(rank_chart(df))
+    st.caption(
         f"Every chunk that any method puts in its top {k}; the number is its rank among all "
         f"{len(chunks):,} chunks for that method (faded: outside that method's top {k})."
     )
-    g2.dataframe(
+    st.dataframe(
         df.pivot_table(index="chunk", columns="method", values="score").round(4), width="stretch"
     )
-    g2.caption(
+    st.caption(
         "Scores. Dense: cosine similarity. BM25: sum over the question's words of idf × "
         "saturated term frequency. Hybrid: reciprocal rank fusion (Go deeper, above)."
     )

@@ -126,7 +126,13 @@ m3.metric("Frozen parameters", f"{all_params:,}")
 if not targets:
     st.warning("Pick at least one matrix to adapt; nothing would be trained.")
     st.stop()
-st.dataframe(view.lora_frame(modules, targets, rank, layers), hide_index=True, width="stretch")
+lora = view.lora_frame(modules, targets, rank, layers)
+st.dataframe(  # thousands separated: 2,654,208 frozen weights against 33,792 trained
+    lora,
+    hide_index=True,
+    width="stretch",
+    column_config={c: st.column_config.NumberColumn(format="localized") for c in lora.columns[1:]},
+)
 
 result = view.fine_tune_job(model_id, ft.LoraSettings(rank=rank, targets=targets, steps=steps))
 if result is not None:

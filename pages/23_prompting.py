@@ -10,7 +10,6 @@ from components.jobs import run_job
 from components.models import current_model_id
 from components.preamble import model_page
 from components.prompting import (
-    TWO_DECIMALS,
     cached_reviews,
     condition_for,
     measure_all,
@@ -19,6 +18,7 @@ from components.prompting import (
     missing,
     strip_chart,
     strip_frame,
+    summary_column_config,
     summary_frame,
 )
 from components.questions import check_yourself
@@ -108,14 +108,7 @@ def scores() -> None:
     draw_chart(strip_chart(strip_frame(results, reviews), threshold))
     table = summary_frame(results, threshold)
     st.dataframe(
-        table,
-        hide_index=True,
-        width="stretch",
-        column_config={
-            c: st.column_config.NumberColumn(format="%.2f")
-            for c in table.columns
-            if c.startswith(TWO_DECIMALS) or c.endswith("accuracy")
-        },
+        table, hide_index=True, width="stretch", column_config=summary_column_config(table)
     )
     best = table.loc[table["AUC"].idxmax()]
     worst_mass = table.loc[table["mass on label tokens"].idxmin()]

@@ -144,3 +144,19 @@ def test_page_survives_a_hostile_template():
     assert not at.exception
     assert any("special token" in w.value for w in at.warning)
     assert any("no {review}" in w.value for w in at.warning)
+
+
+def test_summary_headers_are_short_with_their_wording_in_the_help():
+    """Nine long headers hid the summary's last two columns at 1280 and 1440 px."""
+    import pandas as pd
+
+    from components.prompting import SUMMARY_HEADERS, summary_column_config
+
+    table = pd.DataFrame(columns=["technique", *SUMMARY_HEADERS, "accuracy at your threshold 0.70"])
+    config = summary_column_config(table)
+    assert set(config) == set(table.columns) - {"technique"}
+    for column, c in config.items():
+        assert c["label"] and len(c["label"]) <= 14, (column, c["label"])
+        assert c["help"], column
+    assert config["accuracy at your threshold 0.70"]["label"] == "acc. at 0.70"
+    assert config["AUC"]["type_config"]["format"] == "%.2f"
