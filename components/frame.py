@@ -179,8 +179,8 @@ def _model_picker() -> None:
         key="sidebar.model",
         on_change=_on_model_change,
         format_func=lambda m: m if m == OTHER else _label(m),
-        help=f"Now: {plain_markdown(_full_name(current))}. Every page reads layer and head counts from the "
-        "chosen model's config.",
+        help=f"Now: {plain_markdown(_full_name(current))}. Every page reads layer and head "
+        "counts from the chosen model's config.",
     )
     if st.session_state.get("sidebar.model") == OTHER:
         st.text_input(

@@ -5,10 +5,10 @@
     note_truncation(trace.truncated_from, trace.length)
 
 `model_page(*needs)` returns the picked model and the shared prompt (or the default sentence,
-with a note, when the prompt is blank); in the presenter view it also shows the prompt box. With `needs` it first asks `core.inspect.anatomy` whether the
-model has what the page takes apart ("decoder": blocks, final norm and head; "heads":
-recomputable attention heads; "block": a sequential pre-norm block; "mlp": a known MLP
-layout); a model without them gets one warning and the page stops there, never a traceback.
+with a note, when the prompt is blank); in the presenter view it also shows the prompt box.
+With `needs` it first asks `core.inspect.anatomy` whether the model has what the page takes
+apart ("decoder": blocks, final norm and head; "heads": recomputable attention heads; "block":
+a sequential pre-norm block; "mlp": a known MLP layout); a model without them gets one warning and the page stops there, never a traceback.
 """
 
 from __future__ import annotations
