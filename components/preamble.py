@@ -8,7 +8,8 @@
 with a note, when the prompt is blank); in the presenter view it also shows the prompt box.
 With `needs` it first asks `core.inspect.anatomy` whether the model has what the page takes
 apart ("decoder": blocks, final norm and head; "heads": recomputable attention heads; "block":
-a sequential pre-norm block; "mlp": a known MLP layout); a model without them gets one warning and the page stops there, never a traceback.
+a sequential pre-norm block; "mlp": a known MLP layout); a model without them gets one warning
+and the page stops there, never a traceback.
 """
 
 from __future__ import annotations
