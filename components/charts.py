@@ -28,9 +28,23 @@ HEAT = alt.Scale(scheme="oranges", domain=[0, 1])
 # than drawing them over each other; pair it with `thinned_note` so readers know.
 THINNED_AXIS = {"labelOverlap": "parity", "labelLimit": 90}
 
-# Sampled stops of Vega's sequential schemes, to pick text that stays readable on a cell whose
+# Sampled stops of Vega's schemes, to pick text that stays readable on a cell whose
 # fill follows the same scale (see `ink_for`).
 SCHEMES = {
+    # Vega's diverging blueOrange, as vega-scale defines it (11 stops)
+    "blueorange": [
+        "#134b85",
+        "#2f78b3",
+        "#5da2cb",
+        "#9dcae1",
+        "#d2e5ef",
+        "#f2f0eb",
+        "#fce0ba",
+        "#fbbf74",
+        "#e8932f",
+        "#c5690d",
+        "#994a07",
+    ],
     "oranges": [
         "#fff5eb",
         "#fee6ce",

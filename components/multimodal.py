@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from components.charts import draw_chart
+from components.charts import draw_chart, ink_encoding, ink_for
 from core import multimodal as mm
 from core.embeddings import MAX_SENTENCE_TOKENS
 
@@ -192,6 +192,9 @@ def similarity_frame(matrix: np.ndarray, digits: np.ndarray) -> pd.DataFrame:
 def similarity_chart(df: pd.DataFrame) -> alt.Chart:
     images = list(dict.fromkeys(df["image"]))
     captions = list(dict.fromkeys(df["caption"]))
+    # a domain symmetric about 0, so that the text's ink is picked from the cell's own fill
+    edge = float(np.abs(df["cosine"]).max()) or 1.0
+    df = df.assign(ink=ink_for(df["cosine"].to_numpy(), "blueorange", (-edge, edge)))
     base = alt.Chart(df).encode(
         x=alt.X(
             "caption:N",
@@ -202,14 +205,14 @@ def similarity_chart(df: pd.DataFrame) -> alt.Chart:
         y=alt.Y("image:N", sort=images, title=None),
     )
     cells = base.mark_rect().encode(
-        color=alt.Color("cosine:Q", scale=alt.Scale(scheme="blueorange", domainMid=0)),
+        color=alt.Color("cosine:Q", scale=alt.Scale(scheme="blueorange", domain=[-edge, edge])),
         tooltip=["image", "caption", "cosine"],
     )
     # the numbers only where a column is wide enough to hold "−0.22" (a phone shows the colours)
     text = base.mark_text(fontSize=10, opacity=alt.expr("bandwidth('x') >= 30 ? 1 : 0")).encode(
         text=alt.Text("cosine:Q", format=".2f"),
-        color=alt.condition("abs(datum.cosine) > 0.45", alt.value("white"), alt.value("black")),
-    )  # drawn on the cell, not the page background
+        color=ink_encoding(),  # white or dark, whichever reads on the cell's own colour
+    )
     # stretched to its column: a fixed 40 px a column ran past a phone's width (three captions
     # and the legend cut off)
     return alt.layer(cells, text).properties(height=alt.Step(24))

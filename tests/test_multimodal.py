@@ -218,3 +218,22 @@ def test_similarity_matrix_fits_its_column_and_hides_numbers_in_narrow_cells():
     assert "bandwidth('x') >= 30" in text["mark"]["opacity"]["expr"]
     fit = fitted(similarity_chart(similarity_frame(np.eye(10), np.arange(10)))).to_dict()
     assert fit["autosize"]["type"] == "fit-x"
+
+
+def test_similarity_numbers_take_the_ink_that_reads_on_their_own_cell():
+    # White text was chosen by |cosine| > 0.45 whatever the scale's range: on a matrix whose
+    # largest cosine is 0.9, a 0.5 cell is light orange and its white number unreadable.
+    import numpy as np
+
+    from components.charts import DARK_INK, LIGHT_INK, ink_on, scheme_colour
+    from components.multimodal import similarity_chart, similarity_frame
+
+    m = np.array([[0.9, 0.5], [-0.5, 0.0]])
+    spec = similarity_chart(similarity_frame(m, np.arange(2))).to_dict()
+    cells = [lay for lay in spec["layer"] if lay["mark"]["type"] == "rect"][0]
+    assert cells["encoding"]["color"]["scale"]["domain"] == [-0.9, 0.9]
+    rows = next(iter(spec["datasets"].values()))
+    ink = {r["cosine"]: r["ink"] for r in rows}
+    for value, want in ink.items():  # the fill at that value, by the scale's own stops
+        assert want == ink_on(scheme_colour("blueorange", (value + 0.9) / 1.8)), value
+    assert ink[0.5] == DARK_INK and ink[0.9] == LIGHT_INK
