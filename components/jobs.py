@@ -393,23 +393,29 @@ def run_job(
     widget = f"job.{abs(hash(key)) % 10**10}"
     state_key = f"{widget}.progress"
     done = store.get(key)
+    again = False
     if done is not None:
         ago = time.time() - done.finished_at
-        cols = st.columns([4, 1]) if rerun_label else [st.container()]
-        cols[0].caption(done_text(done.seconds, ago))
-        if rerun_label and cols[1].button(rerun_label, key=f"{widget}.again"):
-            store.forget(key)
-            done = None
-        else:
+        row = st.empty()  # emptied when "Run again" starts a new run: no stale "finished" line
+        with row.container():
+            cols = st.columns([4, 1]) if rerun_label else [st.container()]
+            cols[0].caption(done_text(done.seconds, ago))
+            again = bool(rerun_label) and cols[1].button(rerun_label, key=f"{widget}.again")
+        if not again:
             st.session_state.pop(state_key, None)
             return done.value
+        store.forget(key)
+        row.empty()
 
     stopped: RunRecord | None = st.session_state.pop(state_key, None)
     loaded = estimate_s * busy_factor(key)
     expected = loaded * store.pace(key)
     c1, c2 = st.columns([3, 1])
-    started = c1.button(
-        f"{start_label} ({estimate_text(expected)})", key=f"{widget}.start", type="primary"
+    started = (
+        c1.button(
+            f"{start_label} ({estimate_text(expected)})", key=f"{widget}.start", type="primary"
+        )
+        or again  # "Run again" runs at once, without a second press
     )
     busy = others_running(key)
     if caps or busy:

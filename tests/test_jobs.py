@@ -71,6 +71,24 @@ def test_job_runs_from_its_button_and_is_shared_with_the_next_session():
     assert "value=None" in [t.value for t in other.text]
 
 
+def test_run_again_runs_at_once_and_leaves_no_stale_finished_line():
+    """'Run again' used to forget the result and show the start button under the old
+    'Computed in …, finished … ago' line and the 'Run again' button: two buttons and a
+    caption about a result that was gone."""
+    at = AppTest.from_function(_script, default_timeout=30).run()
+    at.number_input(key="scale").set_value(7).run()
+    [b for b in at.button if b.label.startswith("Add up")][0].click().run()
+    assert "value=45" in [t.value for t in at.text]
+    at.run()  # the next run shows the shared result, its "finished" line and "Run again"
+    assert [c for c in at.caption if "finished" in c.value]
+    at.session_state["calls"] = []
+    at.button(key=[b.key for b in at.button if b.label == "Run again"][0]).click().run()
+    assert not at.exception
+    assert "value=45" in [t.value for t in at.text]
+    assert at.session_state["calls"] == [1]  # computed again, with one press
+    assert not [c for c in at.caption if "finished" in c.value and "ago" in c.value]
+
+
 # --- the store: one LRU, locks that do not pile up -------------------------------------------
 
 
