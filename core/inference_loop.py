@@ -18,9 +18,6 @@ from core.runtime.models import LoadedModel
 
 TIMING_CAP = 128  # new tokens per timing run
 FORWARD_CAP = 2048  # longest sequence the forward-cost sweep runs
-NEEDLE_LENGTH_CAP = 2048  # longest haystack in the needle probe
-NEEDLE_TRIALS_CAP = 24  # lengths x depths
-NEEDLE_NEW_TOKENS = 8  # enough for a 5-digit number and a full stop
 DTYPE_BYTES: dict[str, int] = {"float32": 4, "bfloat16": 2, "float16": 2, "int8": 1}
 
 

@@ -525,12 +525,11 @@ def test_needle_job_stops_within_a_trial_when_its_report_raises(lm, monkeypatch)
 
 
 def test_needle_estimate_grows_with_the_haystack():
-    from core import inference_loop as inf
 
     costs = [context_window.ForwardCost(n, n / 1000, 0, 0, 0, 0) for n in (32, 64, 128, 256)]
     short = context_window.needle_estimate_s([(128, 0.0)], costs)
     assert short == pytest.approx(
-        (128 + context_window.NEEDLE_PROMPT_EXTRA) / 1000 + inf.NEEDLE_NEW_TOKENS * 0.032
+        (128 + context_window.NEEDLE_PROMPT_EXTRA) / 1000 + context_window.NEEDLE_NEW_TOKENS * 0.032
     )
     assert context_window.needle_estimate_s([(1024, 0.0)], costs) > 2 * short
 
