@@ -77,3 +77,8 @@ BAD_INPUTS = [
     "<script>alert('x')</script><b>bold</b>",
     "$x^2$ and $$\\frac{a}{b}$$ **not bold** # heading",
 ]
+
+
+def metric(at: AppTest, label: str) -> str:
+    """The value an st.metric with this label shows."""
+    return next(m.value for m in at.metric if m.label == label)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from apptest_util import chart_data, open_page
+from apptest_util import metric as _metric
 
 from core import block as core_block
 from core.block import block_anatomy
@@ -21,10 +22,6 @@ def _ids(m: LoadedModel, text: str = TEXT) -> torch.Tensor:
 
 
 BLOCK, FULL, OBJ = "pages/10_block.py", "pages/11_full_model.py", "pages/12_lm_objective.py"
-
-
-def _metric(at, label: str) -> str:
-    return next(m.value for m in at.metric if m.label == label)
 
 
 def _dot(at) -> str:

@@ -9,6 +9,7 @@ import re
 import pytest
 import torch
 from apptest_util import all_chart_data, chart_data, open_page
+from apptest_util import metric as _metric
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
@@ -16,10 +17,6 @@ from core import context_window
 from core import inference_loop as inf
 
 P20 = "pages/20_context_window.py"
-
-
-def _metric(at, label: str) -> str:
-    return next(m.value for m in at.metric if m.label == label)
 
 
 @pytest.fixture(scope="module")

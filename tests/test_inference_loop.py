@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 from apptest_util import all_chart_data, chart_data, chart_specs, open_page
+from apptest_util import metric as _metric
 
 from core import inference_loop as inf
 from core.inspect.anatomy import geometry
@@ -33,10 +34,6 @@ def _meta_cache_bytes(config, tokens: int, dtype: torch.dtype) -> int:
 
 
 P18 = "pages/18_inference_loop.py"
-
-
-def _metric(at, label: str) -> str:
-    return next(m.value for m in at.metric if m.label == label)
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from apptest_util import chart_data, chart_specs, open_page
+from apptest_util import metric as _metric
 
 from core import lm_objective as obj
 from core.inspect.trace import run_trace
@@ -20,10 +21,6 @@ BLOCK, FULL, OBJ = "pages/10_block.py", "pages/11_full_model.py", "pages/12_lm_o
 
 
 LONG = " ".join(f"word{i} and then" for i in range(40))  # about 120+ tokens
-
-
-def _metric(at, label: str) -> str:
-    return next(m.value for m in at.metric if m.label == label)
 
 
 def test_mean_surprisal_equals_the_models_loss(any_lm):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from apptest_util import chart_data, open_page
+from apptest_util import metric as _metric
 from tiny_models import FAMILIES
 
 from core.concepts import available_concepts
@@ -63,10 +64,6 @@ def test_every_page_works_or_warns_with_every_family(tiny_hub, page):
 
 
 BLOCK, FULL, OBJ = "pages/10_block.py", "pages/11_full_model.py", "pages/12_lm_objective.py"
-
-
-def _metric(at, label: str) -> str:
-    return next(m.value for m in at.metric if m.label == label)
 
 
 def _dot(at) -> str:
